@@ -1,0 +1,244 @@
+//! The device protocol (v1): JSON text frames over a WebSocket at `/device/v1`, each with a
+//! `type`. Everything is keyed by ids, so every message may be repeated safely and both sides
+//! answer duplicates idempotently. `docs/device-protocol.md` is the prose version of this file.
+
+use crate::function::Function;
+use crate::ids::{DeviceId, TransactionId};
+use crate::outcome::{ResultCode, TerminalStatus, TransactionResult};
+use crate::pairing::PairingCode;
+use crate::register::{RegisterInfo, RegisterKey};
+use crate::request::TransactionRequest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The path of the device endpoint.
+pub const PATH: &str = "/device/v1";
+
+/// The protocol version spoken by this crate.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest text frame either side accepts; a larger one closes the connection.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// WebSocket close codes used by the cloud (4000-4999 is the application range).
+pub mod close {
+    /// Normal closure (the device asked to leave, or the cloud is shutting down: 1001).
+    pub const GOING_AWAY: u16 = 1001;
+    /// The first frame was not a valid `hello`, or it did not arrive in time.
+    pub const HELLO_REQUIRED: u16 = 4000;
+    /// Unknown device id or wrong secret.
+    pub const AUTH_FAILED: u16 = 4001;
+    /// A frame could not be parsed or broke the protocol.
+    pub const PROTOCOL_ERROR: u16 = 4002;
+    /// A newer connection for the same device id took over.
+    pub const REPLACED: u16 = 4003;
+    /// No frame from the device within the heartbeat deadline.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4004;
+    /// The device spoke a protocol version the cloud does not know.
+    pub const UNSUPPORTED_VERSION: u16 = 4005;
+    /// A frame was larger than `MAX_FRAME_BYTES`.
+    pub const FRAME_TOO_LARGE: u16 = 4009;
+}
+
+/// A prompt the device is showing (`progress.prompt`). Free text is in `progress.text`.
+pub mod prompt {
+    pub const PRESENT_CARD: &str = "present_card";
+    pub const SELECT_ACCOUNT: &str = "select_account";
+    pub const ENTER_PIN: &str = "enter_pin";
+    pub const PROCESSING: &str = "processing";
+    pub const SIGNATURE_REQUIRED: &str = "signature_required";
+    pub const SCAN_QR: &str = "scan_qr";
+    pub const SHOW_QR: &str = "show_qr";
+    pub const REMOVE_CARD: &str = "remove_card";
+}
+
+/// A frame sent by the device to the cloud.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceMessage {
+    /// First frame: authenticates, and hands over the results the cloud has not acknowledged.
+    Hello(Hello),
+    /// Asks for a new pairing code (the previous one stops working).
+    PairingCodeRequest,
+    /// Unpairs one register, or every register when `register` is absent.
+    Unpair {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        register: Option<RegisterKey>,
+    },
+    /// The device is ready to run the offered transaction; wait for `start` or `abort`.
+    Accept { transaction_id: TransactionId },
+    /// A prompt is on screen (present card, PIN, signature, ...).
+    Progress {
+        transaction_id: TransactionId,
+        prompt: String,
+        #[serde(default)]
+        text: String,
+    },
+    /// The outcome, journaled on the device before it is sent; repeated until `result_ack`.
+    Result(DeviceResult),
+    /// The device's own state, sent when it changes.
+    Status { status: TerminalStatus },
+    /// Answer to `ping`.
+    Pong { nonce: u64 },
+}
+
+/// The `hello` frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    pub device_id: DeviceId,
+    pub secret: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub agent_version: String,
+    /// Results journaled on the device that the cloud has not acknowledged yet.
+    #[serde(default)]
+    pub unacknowledged: Vec<DeviceResult>,
+    /// The transaction the device is running right now, if any (started, no result yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<TransactionId>,
+}
+
+/// A transaction's outcome as the device reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceResult {
+    pub transaction_id: TransactionId,
+    /// Absent for non-financial functions such as `Terminal.GetStatus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_result: Option<TransactionResult>,
+    pub result: ResultCode,
+    pub result_text: String,
+    /// Further `data` fields, PascalCase as in the POS API: `AuthId`, `AcquirerRef`,
+    /// `TerminalRef`, `CardPan`, `CardType`, `AccountType`, `AmountTotal`, `AmountSurcharge`,
+    /// `AmountTip`, `Timestamp`, `Receipt`, `Status`, `ReferenceId`, ... The cloud never lets
+    /// these override the fields it owns (register identity, ids, function).
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A frame sent by the cloud to the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CloudMessage {
+    /// Authentication succeeded.
+    Welcome {
+        device_id: DeviceId,
+        registers: Vec<RegisterInfo>,
+        /// The cloud pings this often; a device that hears nothing for three intervals
+        /// should reconnect.
+        heartbeat_ms: u64,
+    },
+    /// A new pairing code to show (previous codes no longer work).
+    PairingCode {
+        code: PairingCode,
+        /// Milliseconds until it expires; the device asks for a new one before then.
+        expires_in_ms: u64,
+    },
+    /// A register completed pairing with this device.
+    Paired { register: RegisterInfo },
+    /// Registers that are no longer paired with this device (after `unpair`, or because the
+    /// register paired with another device or an operator removed it).
+    Unpaired { registers: Vec<RegisterKey> },
+    /// A transaction to run. Answer `accept` to run it; nothing may touch a card before `start`.
+    Transaction(TransactionOffer),
+    /// Go ahead with an accepted transaction.
+    Start { transaction_id: TransactionId },
+    /// Do not run this transaction (it was not accepted in time, or was cancelled first).
+    Abort {
+        transaction_id: TransactionId,
+        reason: String,
+    },
+    /// The POS asked to cancel; stop if the card has not been charged yet.
+    Cancel { transaction_id: TransactionId },
+    /// The result is stored; the device may drop it from its journal's outbox.
+    ResultAck { transaction_id: TransactionId },
+    /// Heartbeat; answer `pong` with the same nonce.
+    Ping { nonce: u64 },
+    /// A frame was refused without closing the connection.
+    Error { message: String },
+}
+
+/// The `transaction` frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionOffer {
+    pub transaction_id: TransactionId,
+    pub register: RegisterInfo,
+    #[serde(flatten)]
+    pub request: TransactionRequest,
+    /// `RequestTimestamp`, UTC `yyyyMMddHHmmss`.
+    pub request_timestamp: String,
+}
+
+impl TransactionOffer {
+    /// The function to run.
+    pub fn function(&self) -> Function {
+        self.request.function
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amount::Cents;
+
+    #[test]
+    fn frames_are_tagged_snake_case() {
+        let id = TransactionId::new();
+        let m = DeviceMessage::Accept { transaction_id: id };
+        let s = serde_json::to_string(&m).unwrap_or_default();
+        assert_eq!(s, format!(r#"{{"type":"accept","transaction_id":"{id}"}}"#));
+        let back: DeviceMessage = serde_json::from_str(&s).unwrap_or(DeviceMessage::PairingCodeRequest);
+        assert_eq!(back, m);
+        let p: Result<DeviceMessage, _> = serde_json::from_str(r#"{"type":"pairing_code_request"}"#);
+        assert_eq!(p.ok(), Some(DeviceMessage::PairingCodeRequest));
+    }
+
+    #[test]
+    fn offer_flattens_request() {
+        let offer = CloudMessage::Transaction(TransactionOffer {
+            transaction_id: TransactionId::new(),
+            register: RegisterInfo {
+                key: RegisterKey {
+                    register_id: "r".into(),
+                    business_name: "b".into(),
+                    vendor_name: "v".into(),
+                },
+                register_name: "Main".into(),
+            },
+            request: TransactionRequest {
+                function: Function::CardPurchase,
+                amount_total: Cents::new(500).ok(),
+                amount_cash: None,
+                amount_auth: None,
+                amount_final: None,
+                transaction_reference: None,
+                date: None,
+            },
+            request_timestamp: "20240101000000".into(),
+        });
+        let v: serde_json::Value = serde_json::to_value(&offer).unwrap_or_default();
+        assert_eq!(v["type"], "transaction");
+        assert_eq!(v["function"], "Card.Purchase");
+        assert_eq!(v["amount_total"], 500);
+        assert_eq!(v["register"]["register_id"], "r");
+        let back: Result<CloudMessage, _> = serde_json::from_value(v);
+        assert_eq!(back.ok(), Some(offer));
+    }
+
+    #[test]
+    fn bad_frames_are_errors_not_panics() {
+        for s in [
+            "",
+            "{}",
+            r#"{"type":"accept"}"#,
+            r#"{"type":"accept","transaction_id":"nope"}"#,
+            r#"{"type":"launch_missiles"}"#,
+            r#"{"type":"result","transaction_id":"00000000-0000-0000-0000-000000000000","result":"MAYBE","result_text":""}"#,
+        ] {
+            assert!(serde_json::from_str::<DeviceMessage>(s).is_err(), "{s}");
+        }
+    }
+}

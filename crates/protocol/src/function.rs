@@ -1,0 +1,143 @@
+//! The functions a POS can ask a device to run (`TransactionType`).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// One function of the POS API's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Function {
+    CardPurchase,
+    CardRefund,
+    CardPurchasePlusCash,
+    CardCashAdvance,
+    CardAuthorise,
+    CardFinalise,
+    QrMerchantPurchase,
+    QrConsumerPurchase,
+    QrRefund,
+    AcquirerLogon,
+    AcquirerSettlementInquiry,
+    AcquirerSettlementCutover,
+    JournalReprintReceipt,
+    JournalGetTransResult,
+    TerminalGetStatus,
+    TerminalReadCard,
+}
+
+/// A `TransactionType` that is not in the table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Unknown TransactionType '{0}'")]
+pub struct UnknownFunction(pub String);
+
+impl Function {
+    /// Every function, in the order of the spec's table.
+    pub const ALL: [Function; 16] = [
+        Function::CardPurchase,
+        Function::CardRefund,
+        Function::CardPurchasePlusCash,
+        Function::CardCashAdvance,
+        Function::CardAuthorise,
+        Function::CardFinalise,
+        Function::QrMerchantPurchase,
+        Function::QrConsumerPurchase,
+        Function::QrRefund,
+        Function::AcquirerLogon,
+        Function::AcquirerSettlementInquiry,
+        Function::AcquirerSettlementCutover,
+        Function::JournalReprintReceipt,
+        Function::JournalGetTransResult,
+        Function::TerminalGetStatus,
+        Function::TerminalReadCard,
+    ];
+
+    /// The wire name, e.g. `Card.Purchase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Function::CardPurchase => "Card.Purchase",
+            Function::CardRefund => "Card.Refund",
+            Function::CardPurchasePlusCash => "Card.PurchasePlusCash",
+            Function::CardCashAdvance => "Card.CashAdvance",
+            Function::CardAuthorise => "Card.Authorise",
+            Function::CardFinalise => "Card.Finalise",
+            Function::QrMerchantPurchase => "QR.Merchant.Purchase",
+            Function::QrConsumerPurchase => "QR.Consumer.Purchase",
+            Function::QrRefund => "QR.Refund",
+            Function::AcquirerLogon => "Acquirer.Logon",
+            Function::AcquirerSettlementInquiry => "Acquirer.Settlement.Inquiry",
+            Function::AcquirerSettlementCutover => "Acquirer.Settlement.Cutover",
+            Function::JournalReprintReceipt => "Journal.ReprintReceipt",
+            Function::JournalGetTransResult => "Journal.GetTransResult",
+            Function::TerminalGetStatus => "Terminal.GetStatus",
+            Function::TerminalReadCard => "Terminal.ReadCard",
+        }
+    }
+
+    /// Whether the function moves money, and so completes with a `TransactionResult`.
+    pub fn is_financial(self) -> bool {
+        matches!(
+            self,
+            Function::CardPurchase
+                | Function::CardRefund
+                | Function::CardPurchasePlusCash
+                | Function::CardCashAdvance
+                | Function::CardAuthorise
+                | Function::CardFinalise
+                | Function::QrMerchantPurchase
+                | Function::QrConsumerPurchase
+                | Function::QrRefund
+        )
+    }
+}
+
+impl FromStr for Function {
+    type Err = UnknownFunction;
+    /// Matches the wire name exactly as the table spells it, ignoring ASCII case and spaces
+    /// around it (clients are lenient about case elsewhere, so the server is here too).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        Function::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| UnknownFunction(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for Function {
+    type Error = UnknownFunction;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Function> for String {
+    fn from(f: Function) -> String {
+        f.as_str().to_string()
+    }
+}
+
+impl fmt::Display for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_round_trips() {
+        for f in Function::ALL {
+            assert_eq!(f.as_str().parse::<Function>(), Ok(f));
+            assert_eq!(f.as_str().to_lowercase().parse::<Function>(), Ok(f));
+        }
+    }
+
+    #[test]
+    fn unknown_is_an_error() {
+        assert!("Card.Steal".parse::<Function>().is_err());
+        assert!("".parse::<Function>().is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! The shared vocabulary of eftcloud, with no I/O.
+//!
+//! The cloud, the terminal agent, the POS client and the benchmarks all speak through these
+//! types: domain values are parsed here once, at the edge, and never handled raw afterwards.
+
+pub mod amount;
+pub mod device;
+pub mod function;
+pub mod ids;
+pub mod outcome;
+pub mod pairing;
+pub mod pos_api;
+pub mod register;
+pub mod request;
+pub mod timestamp;
+
+pub use amount::Cents;
+pub use function::Function;
+pub use ids::{DeviceId, TransactionId};
+pub use outcome::{ResultCode, TerminalStatus, TransactionResult};
+pub use pairing::PairingCode;
+pub use register::{RegisterInfo, RegisterKey};
+pub use request::TransactionRequest;

@@ -1,0 +1,245 @@
+//! A transaction request as the device receives it: a function and its validated fields.
+
+use crate::amount::{AmountError, Cents};
+use crate::function::{Function, UnknownFunction};
+use serde::{Deserialize, Serialize};
+
+/// What the POS asked for, checked against the function's needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionRequest {
+    pub function: Function,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_total: Option<Cents>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cash: Option<Cents>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_auth: Option<Cents>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_final: Option<Cents>,
+    /// Links a `Card.Finalise` to its `Card.Authorise`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_reference: Option<String>,
+    /// Settlement date (`yyyyMMdd`) for `Acquirer.Settlement.Inquiry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// Why a request's fields were refused; each message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("Missing required field: TransactionType")]
+    MissingFunction,
+    #[error(transparent)]
+    UnknownFunction(#[from] UnknownFunction),
+    #[error("Missing required field: {0}")]
+    Missing(&'static str),
+    #[error("Invalid {0}: {1}")]
+    BadAmount(&'static str, AmountError),
+    #[error("Invalid AmountCash: must not exceed AmountTotal")]
+    CashExceedsTotal,
+    #[error("Invalid TransactionReference: at most 64 characters")]
+    ReferenceTooLong,
+    #[error("Invalid Date: expected yyyyMMdd")]
+    BadDate,
+}
+
+const MAX_REFERENCE_LEN: usize = 64;
+
+impl TransactionRequest {
+    /// Parses the request from a field lookup (form body, then query string), taking only the
+    /// fields the function uses; unknown or unused fields are ignored as the API requires.
+    pub fn parse<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Result<Self, RequestError> {
+        let function: Function = field("TransactionType")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(RequestError::MissingFunction)?
+            .parse()?;
+        let amount = |name: &'static str| -> Result<Cents, RequestError> {
+            let raw = field(name)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or(RequestError::Missing(name))?;
+            Cents::parse(raw).map_err(|e| RequestError::BadAmount(name, e))
+        };
+        let reference = || -> Result<String, RequestError> {
+            let r = field("TransactionReference")
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .ok_or(RequestError::Missing("TransactionReference"))?;
+            if r.chars().count() > MAX_REFERENCE_LEN {
+                return Err(RequestError::ReferenceTooLong);
+            }
+            Ok(r.to_string())
+        };
+        let mut req = TransactionRequest {
+            function,
+            amount_total: None,
+            amount_cash: None,
+            amount_auth: None,
+            amount_final: None,
+            transaction_reference: None,
+            date: None,
+        };
+        match function {
+            Function::CardPurchase
+            | Function::CardRefund
+            | Function::CardCashAdvance
+            | Function::QrMerchantPurchase
+            | Function::QrConsumerPurchase
+            | Function::QrRefund => req.amount_total = Some(amount("AmountTotal")?),
+            Function::CardPurchasePlusCash => {
+                let total = amount("AmountTotal")?;
+                let cash = amount("AmountCash")?;
+                if cash > total {
+                    return Err(RequestError::CashExceedsTotal);
+                }
+                req.amount_total = Some(total);
+                req.amount_cash = Some(cash);
+            }
+            Function::CardAuthorise => {
+                req.amount_auth = Some(amount("AmountAuth")?);
+                req.transaction_reference = Some(reference()?);
+            }
+            Function::CardFinalise => {
+                req.amount_final = Some(amount("AmountFinal")?);
+                req.transaction_reference = Some(reference()?);
+            }
+            Function::AcquirerSettlementInquiry => {
+                if let Some(d) = field("Date").map(str::trim).filter(|s| !s.is_empty()) {
+                    let ok = d.len() == 8
+                        && chrono::NaiveDate::parse_from_str(d, "%Y%m%d").is_ok();
+                    if !ok {
+                        return Err(RequestError::BadDate);
+                    }
+                    req.date = Some(d.to_string());
+                }
+            }
+            Function::AcquirerLogon
+            | Function::AcquirerSettlementCutover
+            | Function::JournalReprintReceipt
+            | Function::JournalGetTransResult
+            | Function::TerminalGetStatus
+            | Function::TerminalReadCard => {}
+        }
+        Ok(req)
+    }
+
+    /// The amount the customer sees first: total, pre-authorised or final amount.
+    pub fn headline_amount(&self) -> Option<Cents> {
+        self.amount_total.or(self.amount_auth).or(self.amount_final)
+    }
+
+    /// The request's fields as the POS API's `data` spells them, for echoing back.
+    pub fn pos_fields(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let amounts = [
+            ("AmountTotal", self.amount_total),
+            ("AmountCash", self.amount_cash),
+            ("AmountAuth", self.amount_auth),
+            ("AmountFinal", self.amount_final),
+        ];
+        for (k, v) in amounts {
+            if let Some(v) = v {
+                out.push((k, v.to_string()));
+            }
+        }
+        if let Some(r) = &self.transaction_reference {
+            out.push(("TransactionReference", r.clone()));
+        }
+        if let Some(d) = &self.date {
+            out.push(("Date", d.clone()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<TransactionRequest, RequestError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TransactionRequest::parse(|k| m.get(k).map(String::as_str))
+    }
+
+    #[test]
+    fn purchase_needs_amount_total() {
+        let r = parse(&[("TransactionType", "Card.Purchase"), ("AmountTotal", "500")]);
+        assert_eq!(r.map(|r| r.amount_total.map(Cents::get)), Ok(Some(500)));
+        assert_eq!(
+            parse(&[("TransactionType", "Card.Purchase")]),
+            Err(RequestError::Missing("AmountTotal"))
+        );
+        assert_eq!(
+            parse(&[("TransactionType", "Card.Purchase"), ("AmountTotal", "0")]),
+            Err(RequestError::BadAmount("AmountTotal", AmountError::Zero))
+        );
+    }
+
+    #[test]
+    fn cash_out_checks_cash_part() {
+        assert!(parse(&[
+            ("TransactionType", "Card.PurchasePlusCash"),
+            ("AmountTotal", "5000"),
+            ("AmountCash", "2000")
+        ])
+        .is_ok());
+        assert_eq!(
+            parse(&[
+                ("TransactionType", "Card.PurchasePlusCash"),
+                ("AmountTotal", "1000"),
+                ("AmountCash", "2000")
+            ]),
+            Err(RequestError::CashExceedsTotal)
+        );
+    }
+
+    #[test]
+    fn preauth_needs_reference() {
+        assert_eq!(
+            parse(&[("TransactionType", "Card.Authorise"), ("AmountAuth", "100")]),
+            Err(RequestError::Missing("TransactionReference"))
+        );
+        let r = parse(&[
+            ("TransactionType", "Card.Finalise"),
+            ("AmountFinal", "90"),
+            ("TransactionReference", "A1"),
+        ]);
+        assert_eq!(
+            r.map(|r| r.pos_fields()),
+            Ok(vec![
+                ("AmountFinal", "90".to_string()),
+                ("TransactionReference", "A1".to_string())
+            ])
+        );
+    }
+
+    #[test]
+    fn settlement_date_is_optional_but_checked() {
+        assert!(parse(&[("TransactionType", "Acquirer.Settlement.Inquiry")]).is_ok());
+        assert!(parse(&[
+            ("TransactionType", "Acquirer.Settlement.Inquiry"),
+            ("Date", "20240131")
+        ])
+        .is_ok());
+        assert_eq!(
+            parse(&[
+                ("TransactionType", "Acquirer.Settlement.Inquiry"),
+                ("Date", "20241331")
+            ]),
+            Err(RequestError::BadDate)
+        );
+    }
+
+    #[test]
+    fn unknown_or_missing_function() {
+        assert_eq!(parse(&[]), Err(RequestError::MissingFunction));
+        assert!(matches!(
+            parse(&[("TransactionType", "Card.Nope")]),
+            Err(RequestError::UnknownFunction(_))
+        ));
+    }
+}
