@@ -1,1 +1,15 @@
-//! placeholder
+//! The eftcloud service: the POS API, the device gateway, the engine, the store and the bus.
+//!
+//! [`app::Application::build`] assembles them from a [`config::Config`]; the `eftcloud serve`
+//! command and the tests both start the cloud through it.
+
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod device_gateway;
+pub mod engine;
+pub mod pos_api;
+pub mod store;
+
+pub use app::Application;
+pub use config::Config;

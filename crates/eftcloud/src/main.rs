@@ -1,1 +1,66 @@
-fn main() {}
+//! `eftcloud`: the cloud (`serve`), device administration (`device`), the device-side client
+//! (`terminal`) and a POS client (`pos`), in one binary.
+
+mod database;
+mod device_admin;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// eftcloud links point-of-sale registers to payment terminals.
+#[derive(Parser)]
+#[command(name = "eftcloud", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing's env-filter syntax, e.g. `info`, `eftcloud_cloud=debug`).
+    #[arg(long, env = "EFTCLOUD_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cloud: POS API, device gateway.
+    Serve(serve::ServeArgs),
+    /// Enroll and list devices.
+    #[command(subcommand)]
+    Device(device_admin::DeviceCommand),
+    /// Run the device-side client (a terminal with a card simulator).
+    Terminal(terminal::cli::TerminalArgs),
+    /// A POS client: pair a register, run transactions.
+    Pos(pos::cli::PosArgs),
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries the commands' own output (secrets, pairing codes).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Device(cmd) => device_admin::run(cmd).await,
+        Command::Terminal(args) => terminal::cli::run(args)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
+        // The POS CLI prints its own errors and picks its exit codes (1 declined, 2 errors).
+        Command::Pos(args) => Ok(pos::cli::run_to_exit_code(args).await),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

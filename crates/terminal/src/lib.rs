@@ -1,1 +1,24 @@
-//! placeholder
+//! The device-side client of eftcloud (the "terminal agent").
+//!
+//! A payment terminal runs [`agent::run`]: it connects out to the cloud's `/device/v1`
+//! WebSocket, authenticates with `hello`, shows pairing codes, runs each transaction through a
+//! pluggable [`CardBackend`] (the [`Simulator`] ships with it), and keeps a durable
+//! [`Journal`] so that a power cut never loses or repeats a payment. [`cli`] wraps it all as
+//! the `eftcloud terminal` command.
+
+pub mod agent;
+pub mod backend;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod journal;
+pub mod simulator;
+
+pub use agent::{run, Exit, TerminalCommand, TerminalEvent};
+pub use backend::{BackendOutcome, BackendTransaction, CardBackend, Progress, ProgressSink};
+pub use cli::TerminalArgs;
+pub use config::TerminalConfig;
+pub use error::TerminalError;
+pub use journal::{Journal, JournalHistory};
+pub use simulator::{Simulator, SimulatorConfig};

@@ -1,0 +1,208 @@
+//! Builds the whole cloud from a [`Config`] and runs it until shutdown.
+
+use crate::bus::LocalBus;
+use crate::config::Config;
+use crate::device_gateway::connections::Connections;
+use crate::device_gateway::{self, Gateway};
+use crate::engine::Engine;
+use crate::pos_api::{self, error::not_found, ApiSettings, ApiState};
+use crate::store::{self, StoreError};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Uri;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Layer;
+use tower_http::cors::CorsLayer;
+use url::Url;
+
+/// Largest POS request body (a big `SaleData` basket fits with room to spare).
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long shutdown waits for connection tasks to finish closing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the cloud could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A built cloud, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    public_url: Url,
+    engine: Engine,
+    connections: Arc<Connections>,
+    router: Router,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Application {
+    /// Opens the store, binds the port (0 picks one) and wires the parts together.
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        let store = store::open(&config.database_url).await?;
+        // Connections recorded by a previous run of this node died with it.
+        store.clear_connections(&config.gateway.node).await?;
+        let connections = Arc::new(Connections::default());
+        let bus = Arc::new(LocalBus::new(connections.clone()));
+        let engine = Engine::new(store, bus, config.engine.clone());
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BuildError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| BuildError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr));
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let api = ApiState::new(
+            engine.clone(),
+            ApiSettings {
+                public_url: public_url.clone(),
+                poll_interval_min: config.poll_interval_min,
+                sync_timeout: config.sync_timeout,
+            },
+            shutdown.clone(),
+        );
+        let gateway = Gateway {
+            engine: engine.clone(),
+            connections: connections.clone(),
+            settings: config.gateway.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        };
+        let router = routes(api, gateway);
+        Ok(Self {
+            listener,
+            local_addr,
+            public_url,
+            engine,
+            connections,
+            router,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base written into polling URLs.
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
+    }
+
+    /// The engine (for admin commands and tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `stop` is cancelled, then closes device connections ("going away"),
+    /// releases held requests and waits for every task to end.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let Self {
+            listener,
+            engine,
+            router,
+            shutdown,
+            tasks,
+            connections,
+            ..
+        } = self;
+        tasks.spawn(engine.run_deadlines(shutdown.clone()));
+        // Paths are matched case-insensitively (`/POS/Transaction` and `/pos/transaction`), so
+        // the path is folded before routing: this layer wraps the router, not its routes.
+        let app = axum::middleware::map_request(fold_path).layer(router);
+        let serve_shutdown = {
+            let shutdown = shutdown.clone();
+            async move {
+                stop.cancelled().await;
+                shutdown.cancel();
+            }
+        };
+        let result = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
+            .with_graceful_shutdown(serve_shutdown)
+            .await;
+        shutdown.cancel();
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+            tracing::warn!(remaining = connections.count(), "shutdown grace period over with tasks still running");
+        }
+        result
+    }
+}
+
+fn default_public_url(addr: SocketAddr) -> Url {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    // A socket address always forms a valid http URL.
+    Url::parse(&format!("http://{host}")).unwrap_or_else(|_| {
+        #[allow(clippy::expect_used)]
+        Url::parse("http://127.0.0.1").expect("literal URL is valid")
+    })
+}
+
+fn routes(api: ApiState, gateway: Gateway) -> Router {
+    let pos = Router::new()
+        .route("/pos/pairing/{code}", put(pos_api::pairing::pair).fallback(not_found))
+        .route("/pos/transaction", post(pos_api::transaction::create).fallback(not_found))
+        .route("/pos/transaction/{id}", get(pos_api::polling::poll).fallback(not_found))
+        .with_state(api);
+    let devices = Router::new()
+        .route(protocol::device::PATH, get(device_gateway::upgrade))
+        .with_state(gateway);
+    Router::new()
+        .merge(pos)
+        .merge(devices)
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Browser-based POS software calls the API cross-origin; preflights are answered here.
+        .layer(CorsLayer::permissive())
+}
+
+/// Lower-cases the path (not the query: the token is case-sensitive) and drops a trailing slash.
+async fn fold_path(mut req: Request) -> Request {
+    let uri = req.uri();
+    let path = uri.path();
+    let folded = path.to_ascii_lowercase();
+    let folded = match folded.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => folded,
+    };
+    if folded != path {
+        let pq = match uri.query() {
+            Some(q) => format!("{folded}?{q}"),
+            None => folded,
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(new) = Uri::from_parts(parts) {
+                *req.uri_mut() = new;
+            }
+        }
+    }
+    req
+}

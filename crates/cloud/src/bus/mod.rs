@@ -1,0 +1,28 @@
+//! How a message for a device reaches the node that holds the device's connection.
+//!
+//! On one node that is a lookup in this process's connection table ([`LocalBus`]); across
+//! nodes a NATS implementation of the same trait publishes to the device's subject. The bus
+//! only carries messages: the store stays the source of truth, so a lost message is repaired
+//! from it (offers are re-sent when a device reconnects, deadlines are rows).
+
+mod local;
+
+pub use local::LocalBus;
+
+use async_trait::async_trait;
+use protocol::device::CloudMessage;
+use protocol::DeviceId;
+
+/// The device is not connected anywhere, or its connection cannot take more frames.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("device {0} is not reachable")]
+pub struct Undeliverable(pub DeviceId);
+
+/// Routes frames to devices.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Hands a frame to the device's connection, wherever it is held.
+    async fn deliver(&self, device: &DeviceId, msg: CloudMessage) -> Result<(), Undeliverable>;
+    /// Whether some node holds a connection for the device.
+    async fn is_online(&self, device: &DeviceId) -> bool;
+}

@@ -1,0 +1,70 @@
+//! The cloud's configuration, and the checks that turn operator input into it.
+
+use crate::device_gateway::GatewaySettings;
+use crate::engine::EngineSettings;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use url::Url;
+
+/// Everything `Application::build` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `sqlite://path`.
+    pub database_url: String,
+    /// Base of polling URLs; default `http://<listen address>`.
+    pub public_url: Option<Url>,
+    pub engine: EngineSettings,
+    pub gateway: GatewaySettings,
+    pub poll_interval_min: Duration,
+    pub sync_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://eftcloud-data/eftcloud.db".into(),
+            public_url: None,
+            engine: EngineSettings::default(),
+            gateway: GatewaySettings::default(),
+            poll_interval_min: Duration::from_secs(2),
+            sync_timeout: Duration::from_secs(110),
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("data directory {path} is not usable: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("invalid public URL '{0}': expected an absolute http(s) URL such as https://pay.example.com")]
+    PublicUrl(String),
+}
+
+/// Creates the data directory if needed, checks that it is writable, and returns the URL of the
+/// SQLite file inside it.
+pub fn database_url_for_data_dir(dir: &Path) -> Result<String, ConfigError> {
+    let err = |source| ConfigError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    // Creating a file is the only reliable test of writability (permissions, read-only mounts).
+    let probe = dir.join(".eftcloud-write-test");
+    std::fs::write(&probe, b"ok").map_err(err)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(format!("sqlite://{}", dir.join("eftcloud.db").display()))
+}
+
+/// Parses a public URL given by the operator.
+pub fn parse_public_url(s: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(s).map_err(|_| ConfigError::PublicUrl(s.into()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::PublicUrl(s.into()));
+    }
+    Ok(url)
+}

@@ -1,0 +1,49 @@
+//! The deadline loop: ends offers that were not accepted in time.
+//!
+//! Deadlines are columns in the store, not timers, so a restart loses none: the first pass after
+//! start-up ends every offer whose deadline passed while the node was down. Between passes the
+//! loop sleeps until the earliest stored deadline, or until a new offer is written.
+
+use super::lifecycle::Event;
+use super::Engine;
+use chrono::Utc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Longest sleep between passes, as a safety net should a wake-up ever be missed.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Pause after a store error before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run_deadlines(self, shutdown: CancellationToken) {
+        loop {
+            let sleep = match self.expire_due_offers().await {
+                Ok(sleep) => sleep,
+                Err(e) => {
+                    tracing::error!(error = %e, "deadline pass failed");
+                    ERROR_BACKOFF
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.inner.deadline_changed.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// Ends every offer whose deadline passed; returns how long to sleep until the next one.
+    async fn expire_due_offers(&self) -> Result<Duration, super::EngineError> {
+        let now = Utc::now();
+        for id in self.store().expired_offers(now).await? {
+            self.apply(&id, Event::AcceptDeadlineCheck, None).await?;
+        }
+        let next = self.store().next_offer_deadline().await?;
+        Ok(match next {
+            Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! Device enrollment and authentication. Secrets are 256 random bits shown once; only their
+//! SHA-256 is stored (a slow password hash adds nothing for a secret with that much entropy).
+
+use super::Engine;
+use crate::store::{DeviceRecord, InsertError, StoreError};
+use chrono::Utc;
+use protocol::DeviceId;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// Why enrollment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("device '{0}' is already enrolled")]
+    AlreadyEnrolled(DeviceId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a `hello` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown id or wrong secret: deliberately one answer, so ids cannot be probed.
+    #[error("authentication failed: unknown device or wrong secret")]
+    BadCredentials,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an operator gives to enroll a device.
+#[derive(Debug, Clone, Default)]
+pub struct NewDevice {
+    pub vendor: String,
+    pub model: String,
+    pub merchant: String,
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two equal-length strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Engine {
+    /// Enrolls a device and returns its secret, which is not stored and cannot be shown again.
+    pub async fn enroll_device(&self, id: &DeviceId, d: &NewDevice) -> Result<String, EnrollError> {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        let record = DeviceRecord {
+            id: id.clone(),
+            secret_hash: hash_secret(&secret),
+            vendor: d.vendor.clone(),
+            model: d.model.clone(),
+            merchant: d.merchant.clone(),
+            merchant_id: uuid::Uuid::new_v4().to_string(),
+            created_at: Utc::now(),
+            connected_at: None,
+            last_seen_at: None,
+        };
+        match self.store().insert_device(&record).await {
+            Ok(()) => Ok(secret),
+            Err(InsertError::AlreadyExists) => Err(EnrollError::AlreadyEnrolled(id.clone())),
+            Err(InsertError::DeviceBusy) => Err(EnrollError::AlreadyEnrolled(id.clone())),
+            Err(InsertError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Checks a device's credentials.
+    pub async fn authenticate(&self, id: &DeviceId, secret: &str) -> Result<DeviceRecord, AuthError> {
+        let device = self.store().device(id).await?;
+        let presented = hash_secret(secret);
+        match device {
+            Some(d) if constant_time_eq(d.secret_hash.as_bytes(), presented.as_bytes()) => Ok(d),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn hash_is_hex_sha256() {
+        assert_eq!(hash_secret("").len(), 64);
+        assert_ne!(hash_secret("a"), hash_secret("b"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Pairing and the transaction lifecycle: the pure state machine ([`lifecycle`]) plus the code
+//! that drives it — store reads and compare-and-set writes, frames to devices through the bus,
+//! wake-ups for waiting POS requests, and the deadline loop.
+
+pub mod deadlines;
+pub mod devices;
+pub mod lifecycle;
+pub mod pairing;
+pub mod transactions;
+
+use crate::bus::Bus;
+use crate::store::{Store, StoreError};
+use protocol::TransactionId;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, Notify};
+
+/// Timing rules of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How long a pairing code stays valid.
+    pub pairing_code_ttl: Duration,
+    /// How long a device has to `accept` an offered transaction.
+    pub accept_timeout: Duration,
+    /// How long a polling token stays valid after the POST.
+    pub token_ttl: Duration,
+    /// After this long in `started`, polls show `OK-DELAYED`.
+    pub delayed_after: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            pairing_code_ttl: Duration::from_secs(120),
+            accept_timeout: Duration::from_secs(10),
+            token_ttl: Duration::from_secs(15 * 60),
+            delayed_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Completion notices kept for slow receivers; a receiver that lags re-reads the store.
+const COMPLETION_BUFFER: usize = 1024;
+
+/// The engine: cheap to clone, shared by the POS API, the device gateway and the deadline loop.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    settings: EngineSettings,
+    /// Ids of transactions that just completed, to wake long-polls and synchronous requests.
+    completions: broadcast::Sender<TransactionId>,
+    /// Pokes the deadline loop when a new, possibly earlier, deadline was written.
+    deadline_changed: Notify,
+}
+
+/// A failure inside the engine that is not the caller's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A compare-and-set kept losing to concurrent writers; should not happen in practice.
+    #[error("transaction {0} is changing too fast, try again")]
+    Contended(TransactionId),
+}
+
+impl Engine {
+    /// Builds the engine over a store and a bus.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, settings: EngineSettings) -> Self {
+        let (completions, _) = broadcast::channel(COMPLETION_BUFFER);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                settings,
+                completions,
+                deadline_changed: Notify::new(),
+            }),
+        }
+    }
+
+    /// The store, for read-only views (device list, polls).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.inner.bus
+    }
+
+    /// The timing rules.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.inner.settings
+    }
+
+    /// A receiver of completion notices (subscribe before reading the store to miss none).
+    pub fn subscribe_completions(&self) -> broadcast::Receiver<TransactionId> {
+        self.inner.completions.subscribe()
+    }
+}

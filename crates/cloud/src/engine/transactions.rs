@@ -1,0 +1,302 @@
+//! Starting transactions and moving them through their lifecycle.
+
+use super::lifecycle::{self, CloudReason, Completion, CompletedBy, Effect, Event, Phase};
+use super::{Engine, EngineError};
+use crate::store::{InsertError, TransactionRecord};
+use chrono::Utc;
+use protocol::device::{CloudMessage, TransactionOffer};
+use protocol::{DeviceId, Function, RegisterKey, ResultCode, TerminalStatus, TransactionId, TransactionRequest};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// A transaction as the POS API hands it to the engine: parsed and validated.
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    pub register: RegisterKey,
+    pub request: TransactionRequest,
+    pub sale_data: Option<String>,
+    pub callback_url: Option<String>,
+}
+
+/// Why a transaction could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}", protocol::pos_api::NOT_PAIRED)]
+    NotPaired,
+    #[error("{}", protocol::pos_api::DEVICE_BUSY)]
+    DeviceBusy,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<crate::store::StoreError> for StartError {
+    fn from(e: crate::store::StoreError) -> Self {
+        StartError::Engine(e.into())
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug)]
+pub enum Applied {
+    /// No such transaction (or not this device's).
+    Unknown,
+    /// The event was applied; the record is as it stands afterwards.
+    Done {
+        record: Box<TransactionRecord>,
+        effects: Vec<Effect>,
+    },
+}
+
+/// How many times a compare-and-set is retried when another writer moved the transaction first.
+const CAS_ATTEMPTS: usize = 5;
+
+impl Engine {
+    /// Stores a new transaction and offers it to the device. The record is durable before this
+    /// returns, so the POS's 200 never names a transaction a restart could lose.
+    pub async fn start_transaction(&self, new: NewTransaction) -> Result<TransactionRecord, StartError> {
+        let store = self.store();
+        let register = store.register(&new.register).await?.ok_or(StartError::NotPaired)?;
+        let device = store.device(&register.device_id).await?.ok_or(StartError::NotPaired)?;
+        let now = Utc::now();
+        let function = new.request.function;
+        let busy = store.active_transaction(&device.id).await?.is_some();
+        let phase = if busy {
+            // A status request is answered by the cloud instead of being refused: "busy" is
+            // exactly the status the POS wants to know.
+            if function != Function::TerminalGetStatus {
+                return Err(StartError::DeviceBusy);
+            }
+            Phase::Completed(status_answer(TerminalStatus::Busy, "Device is busy", now))
+        } else if !self.bus().is_online(&device.id).await {
+            Phase::Completed(Completion::by_cloud(function, CloudReason::DeviceOffline, now))
+        } else {
+            Phase::Offered {
+                accept_deadline: now + self.settings().accept_timeout,
+            }
+        };
+        let record = TransactionRecord {
+            id: TransactionId::new(),
+            device_id: device.id.clone(),
+            register: register.info,
+            merchant_id: device.merchant_id,
+            merchant: device.merchant,
+            request: new.request,
+            sale_data: new.sale_data,
+            callback_url: new.callback_url,
+            token: uuid::Uuid::new_v4().to_string(),
+            token_expires_at: now + self.settings().token_ttl,
+            created_at: now,
+            phase,
+            display_text: None,
+        };
+        match store.insert_transaction(&record).await {
+            Ok(()) => {}
+            Err(InsertError::DeviceBusy) => return Err(StartError::DeviceBusy),
+            Err(InsertError::AlreadyExists) => {
+                return Err(EngineError::Contended(record.id).into());
+            }
+            Err(InsertError::Store(e)) => return Err(e.into()),
+        }
+        match &record.phase {
+            Phase::Offered { .. } => {
+                self.inner.deadline_changed.notify_one();
+                if self
+                    .bus()
+                    .deliver(&record.device_id, offer_message(&record))
+                    .await
+                    .is_err()
+                {
+                    // The connection vanished between the check and the send.
+                    if let Applied::Done { record, .. } =
+                        self.apply(&record.id, Event::DeviceGone, None).await?
+                    {
+                        return Ok(*record);
+                    }
+                }
+            }
+            Phase::Completed(_) => {
+                let _ = self.inner.completions.send(record.id);
+            }
+            Phase::Started { .. } => {}
+        }
+        Ok(record)
+    }
+
+    /// Applies an event to a transaction: read, step the state machine, compare-and-set the
+    /// new phase, then carry out the effects. With `device`, the transaction must be that
+    /// device's (a device cannot touch another's transactions).
+    pub async fn apply(
+        &self,
+        id: &TransactionId,
+        event: Event,
+        device: Option<&DeviceId>,
+    ) -> Result<Applied, EngineError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(mut tx) = self.store().transaction(id).await? else {
+                return Ok(Applied::Unknown);
+            };
+            if device.is_some_and(|d| *d != tx.device_id) {
+                return Ok(Applied::Unknown);
+            }
+            let step = lifecycle::step(tx.request.function, &tx.phase, &event, Utc::now());
+            if let Some(next) = step.next {
+                if !self.store().transition(id, &tx.phase, &next).await? {
+                    continue;
+                }
+                tx.phase = next;
+            }
+            self.carry_out(&tx, &step.effects).await;
+            return Ok(Applied::Done {
+                record: Box::new(tx),
+                effects: step.effects,
+            });
+        }
+        Err(EngineError::Contended(*id))
+    }
+
+    async fn carry_out(&self, tx: &TransactionRecord, effects: &[Effect]) {
+        let id = tx.id;
+        for effect in effects {
+            let msg = match effect {
+                Effect::SendStart => CloudMessage::Start { transaction_id: id },
+                Effect::SendAbort(reason) => CloudMessage::Abort {
+                    transaction_id: id,
+                    reason: (*reason).to_string(),
+                },
+                Effect::SendCancel => CloudMessage::Cancel { transaction_id: id },
+                Effect::SendResultAck => CloudMessage::ResultAck { transaction_id: id },
+                Effect::Completed => {
+                    tracing::info!(transaction = %id, device = %tx.device_id, "transaction completed");
+                    let _ = self.inner.completions.send(id);
+                    continue;
+                }
+                Effect::Conflict => {
+                    tracing::error!(
+                        transaction = %id,
+                        device = %tx.device_id,
+                        "device reported a result for a transaction the cloud had already ended; \
+                         the stored outcome stands, reconcile with the device's journal"
+                    );
+                    continue;
+                }
+                Effect::AlreadyCompleted => continue,
+            };
+            // A device that is gone gets the frame again when needed: offers are re-sent on
+            // reconnect and results are re-sent by the device until acknowledged.
+            let _ = self.bus().deliver(&tx.device_id, msg).await;
+        }
+    }
+
+    /// A device sent `accept`.
+    pub async fn on_accept(&self, device: &DeviceId, id: &TransactionId) -> Result<Applied, EngineError> {
+        self.apply(id, Event::Accepted, Some(device)).await
+    }
+
+    /// A device reported a result.
+    pub async fn on_result(
+        &self,
+        device: &DeviceId,
+        result: protocol::device::DeviceResult,
+    ) -> Result<Applied, EngineError> {
+        let id = result.transaction_id;
+        self.apply(&id, Event::DeviceResult(result), Some(device)).await
+    }
+
+    /// A device shows a prompt.
+    pub async fn on_progress(&self, device: &DeviceId, id: &TransactionId, text: &str) -> Result<(), EngineError> {
+        Ok(self.store().set_display_text(id, device, text).await?)
+    }
+
+    /// The POS asked to cancel.
+    pub async fn cancel(&self, id: &TransactionId) -> Result<Applied, EngineError> {
+        self.apply(id, Event::CancelRequested, None).await
+    }
+
+    /// The device's connection on this node closed. If no other connection took over, an offer
+    /// it had not accepted ends now (definite `FAILED-INTERFACE`, no waiting for the deadline).
+    pub async fn on_device_gone(&self, device: &DeviceId) -> Result<(), EngineError> {
+        if self.bus().is_online(device).await {
+            return Ok(());
+        }
+        if let Some(tx) = self.store().active_transaction(device).await? {
+            self.apply(&tx.id, Event::DeviceGone, Some(device)).await?;
+        }
+        Ok(())
+    }
+
+    /// A device (re)connected: offer again what it has not accepted yet (the first offer may
+    /// have been lost with the old connection, or with a restart of this node).
+    pub async fn on_device_connected(&self, device: &DeviceId) -> Result<(), EngineError> {
+        if let Some(tx) = self.store().active_transaction(device).await? {
+            match tx.phase {
+                Phase::Offered { .. } => {
+                    let _ = self.bus().deliver(device, offer_message(&tx)).await;
+                }
+                Phase::Started { .. } | Phase::Completed(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One transaction.
+    pub async fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, EngineError> {
+        Ok(self.store().transaction(id).await?)
+    }
+
+    /// Waits until the transaction is completed or `timeout` passes, woken by the completion
+    /// itself rather than by polling the store. Returns the record as it stands then.
+    pub async fn wait_completed(
+        &self,
+        id: &TransactionId,
+        timeout: Duration,
+    ) -> Result<Option<TransactionRecord>, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribe before reading, so a completion between the read and the wait is not missed.
+        let mut completions = self.subscribe_completions();
+        loop {
+            let tx = self.store().transaction(id).await?;
+            match &tx {
+                None => return Ok(None),
+                Some(t) if matches!(t.phase, Phase::Completed(_)) => return Ok(tx),
+                Some(_) => {}
+            }
+            loop {
+                tokio::select! {
+                    r = completions.recv() => match r {
+                        Ok(done) if done == *id => break,
+                        Ok(_) => continue,
+                        // Missed some notices: re-read the store to be sure.
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return Ok(tx),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => return Ok(tx),
+                }
+            }
+        }
+    }
+}
+
+/// The `transaction` frame for a stored record.
+pub fn offer_message(tx: &TransactionRecord) -> CloudMessage {
+    CloudMessage::Transaction(TransactionOffer {
+        transaction_id: tx.id,
+        register: tx.register.clone(),
+        request: tx.request.clone(),
+        request_timestamp: protocol::timestamp::utc_compact(tx.created_at),
+    })
+}
+
+/// A `Terminal.GetStatus` answered by the cloud itself.
+fn status_answer(status: TerminalStatus, text: &str, now: chrono::DateTime<Utc>) -> Completion {
+    let mut fields = BTreeMap::new();
+    fields.insert(protocol::pos_api::keys::STATUS.to_string(), status.to_string());
+    Completion {
+        by: CompletedBy::Cloud,
+        transaction_result: None,
+        result: ResultCode::Ok,
+        result_text: text.to_string(),
+        fields,
+        completed_at: now,
+    }
+}

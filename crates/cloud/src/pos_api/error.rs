@@ -1,0 +1,90 @@
+//! Every POS API error is `{"error": "..."}` with the status clients expect.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::pos_api::ErrorBody;
+
+/// An error answer of the POS API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400: the request is wrong; the message says what to fix.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 401: the polling token is wrong or expired.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 404: unknown transaction, unknown path, or a known path with the wrong method (the
+    /// SmartConnect convention clients rely on).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 429, with `Retry-After` when the client should wait a known time.
+    pub fn too_many(message: impl Into<String>, retry_after_secs: Option<u64>) -> Self {
+        Self {
+            retry_after_secs,
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
+    }
+
+    /// 500: our fault. The detail goes to the log, not to the client.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "internal error answering a POS request");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error, please retry",
+        )
+    }
+
+    /// 503: shutting down or storage unavailable; clients keep polling through it.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Fallback for unknown paths and wrong methods.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("Not found")
+}

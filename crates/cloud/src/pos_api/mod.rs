@@ -1,0 +1,55 @@
+//! The POS API: SmartConnect's routes (pairing, transactions, polling) and eftcloud's additions.
+
+pub mod envelope;
+pub mod error;
+pub mod fields;
+pub mod pairing;
+pub mod polling;
+pub mod rate_limit;
+pub mod sale_data;
+pub mod transaction;
+
+use crate::engine::Engine;
+use rate_limit::PollLimiter;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+/// Settings of the POS API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The base written into `PollingUrl`.
+    pub public_url: Url,
+    /// Minimum time between two polls of one transaction (zero: no limit).
+    pub poll_interval_min: Duration,
+    /// How long a legacy synchronous request is held before the pending body is returned.
+    pub sync_timeout: Duration,
+}
+
+/// What every POS handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: Engine,
+    pub settings: Arc<ApiSettings>,
+    pub limiter: Arc<PollLimiter>,
+    /// Cancelled on shutdown, to release held requests (sync mode, long-poll) at once.
+    pub shutdown: CancellationToken,
+}
+
+impl ApiState {
+    /// Builds the state.
+    pub fn new(engine: Engine, settings: ApiSettings, shutdown: CancellationToken) -> Self {
+        let limiter = Arc::new(PollLimiter::new(settings.poll_interval_min));
+        Self {
+            engine,
+            settings: Arc::new(settings),
+            limiter,
+            shutdown,
+        }
+    }
+
+    fn limiter_interval_secs(&self) -> String {
+        format!("{:.1}", self.settings.poll_interval_min.as_secs_f64())
+    }
+}

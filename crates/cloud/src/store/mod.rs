@@ -1,0 +1,173 @@
+//! Durable state behind one trait of domain-level methods. The backend is chosen from the
+//! database URL at startup; the engine only ever sees `Arc<dyn Store>`.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::engine::lifecycle::Phase;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use protocol::{DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A failure of the store itself (not "not found", which is an `Option`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL '{0}': expected sqlite://<path>")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+}
+
+/// An insert refused because of what is already stored.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error("already exists")]
+    AlreadyExists,
+    /// The device already has a transaction in progress.
+    #[error("device is busy")]
+    DeviceBusy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A device as enrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub secret_hash: String,
+    pub vendor: String,
+    pub model: String,
+    pub merchant: String,
+    pub merchant_id: String,
+    pub created_at: DateTime<Utc>,
+    /// Set while a node holds the device's connection.
+    pub connected_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// A paired register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterRecord {
+    pub info: RegisterInfo,
+    pub device_id: DeviceId,
+    /// Contact metadata sent at pairing (`Contact Name`, `Address`, ...).
+    pub contact: BTreeMap<String, String>,
+    pub paired_at: DateTime<Utc>,
+}
+
+/// A transaction and everything needed to answer any poll about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRecord {
+    pub id: TransactionId,
+    pub device_id: DeviceId,
+    pub register: RegisterInfo,
+    pub merchant_id: String,
+    pub merchant: String,
+    pub request: TransactionRequest,
+    pub sale_data: Option<String>,
+    pub callback_url: Option<String>,
+    pub token: String,
+    pub token_expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub phase: Phase,
+    /// The prompt the device last showed, while it runs.
+    pub display_text: Option<String>,
+}
+
+/// The store. Every method is one atomic step; conditional writes say whether they applied.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Devices.
+    /// Enrolls a device.
+    async fn insert_device(&self, device: &DeviceRecord) -> Result<(), InsertError>;
+    /// One device.
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    /// Every device, by id.
+    async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Records that `node` now holds the device's connection (or, with `None`, that the
+    /// connection `node` held closed; a newer holder is left alone).
+    async fn set_device_connection(
+        &self,
+        id: &DeviceId,
+        node: &str,
+        connected: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Marks every device held by `node` as disconnected (at startup, after a crash).
+    async fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
+
+    // Pairing.
+    /// Makes `code` the device's only valid code. False if the code is taken by another device.
+    async fn replace_pairing_code(
+        &self,
+        device: &DeviceId,
+        code: &PairingCode,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Consumes a valid code (single use): the device it belonged to, if it was valid at `now`.
+    async fn take_pairing_code(
+        &self,
+        code: &PairingCode,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeviceId>, StoreError>;
+    /// Pairs (or re-pairs) a register; returns the device it was paired to before, if another.
+    async fn pair_register(&self, register: &RegisterRecord) -> Result<Option<DeviceId>, StoreError>;
+    /// The register with this identity, if paired.
+    async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError>;
+    /// The registers paired to a device.
+    async fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError>;
+    /// Unpairs one register of the device, or all of them; returns those removed.
+    async fn unpair(
+        &self,
+        device: &DeviceId,
+        register: Option<&RegisterKey>,
+    ) -> Result<Vec<RegisterKey>, StoreError>;
+
+    // Transactions.
+    /// Stores a new transaction; `DeviceBusy` if the device already has one in progress.
+    async fn insert_transaction(&self, tx: &TransactionRecord) -> Result<(), InsertError>;
+    /// One transaction.
+    async fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, StoreError>;
+    /// Moves a transaction from the phase `from` (compared by kind) to `to`. False if it was no
+    /// longer in phase `from`: someone else moved it first and the caller must re-read.
+    async fn transition(
+        &self,
+        id: &TransactionId,
+        from: &Phase,
+        to: &Phase,
+    ) -> Result<bool, StoreError>;
+    /// Records the prompt the device shows, while the transaction is not completed.
+    async fn set_display_text(
+        &self,
+        id: &TransactionId,
+        device: &DeviceId,
+        text: &str,
+    ) -> Result<(), StoreError>;
+    /// The device's transaction in progress (offered or started), if any.
+    async fn active_transaction(
+        &self,
+        device: &DeviceId,
+    ) -> Result<Option<TransactionRecord>, StoreError>;
+    /// Offers whose accept deadline is at or before `now`.
+    async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError>;
+    /// The earliest accept deadline of any offer, to know how long the deadline loop may sleep.
+    async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// Opens the store named by a URL (`sqlite://path`), creating and migrating it as needed.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}

@@ -1,0 +1,92 @@
+//! `eftcloud device add|list`: enrollment and the fleet at a glance.
+
+use crate::database::DatabaseArgs;
+use cloud::bus::LocalBus;
+use cloud::device_gateway::connections::Connections;
+use cloud::engine::devices::{EnrollError, NewDevice};
+use cloud::engine::{Engine, EngineSettings};
+use protocol::DeviceId;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Device administration.
+#[derive(clap::Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Enroll a device; prints its secret (shown once, only a hash is stored).
+    Add {
+        /// The device's id (letters, digits, '.', '_', '-'; e.g. its serial number).
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        vendor: String,
+        #[arg(long, default_value = "")]
+        model: String,
+        /// Merchant name, returned to the POS as `Merchant`.
+        #[arg(long, default_value = "")]
+        merchant: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List devices with their paired registers and online state.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Runs a device command.
+pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DeviceCommand::Add {
+            id,
+            vendor,
+            model,
+            merchant,
+            database,
+        } => {
+            let id = DeviceId::parse(&id).map_err(|e| anyhow::anyhow!("--id '{id}': {e}"))?;
+            let store = database.open().await?;
+            // Enrollment needs no connections: an engine over an empty local bus is enough.
+            let bus = Arc::new(LocalBus::new(Arc::new(Connections::default())));
+            let engine = Engine::new(store, bus, EngineSettings::default());
+            match engine
+                .enroll_device(&id, &NewDevice { vendor, model, merchant })
+                .await
+            {
+                Ok(secret) => {
+                    println!("{secret}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ EnrollError::AlreadyEnrolled(_)) => Err(anyhow::anyhow!("{e}")),
+                Err(e) => Err(e.into()),
+            }
+        }
+        DeviceCommand::List { database } => {
+            let store = database.open().await?;
+            let devices = store.devices().await?;
+            if devices.is_empty() {
+                println!("no devices enrolled (add one with `eftcloud device add --id <id>`)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<24} {:<8} {:<16} {:<16} {:<16} REGISTERS", "DEVICE", "STATE", "VENDOR", "MODEL", "MERCHANT");
+            for d in devices {
+                let registers = store.registers_of(&d.id).await?;
+                let names: Vec<String> = registers
+                    .iter()
+                    .map(|r| format!("{} ({})", r.info.register_name, r.info.key))
+                    .collect();
+                let state = if d.connected_at.is_some() { "online" } else { "offline" };
+                println!(
+                    "{:<24} {:<8} {:<16} {:<16} {:<16} {}",
+                    d.id,
+                    state,
+                    d.vendor,
+                    d.model,
+                    d.merchant,
+                    if names.is_empty() { "-".to_string() } else { names.join(", ") }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `eftcloud serve`.
+
+use crate::database::DatabaseArgs;
+use cloud::device_gateway::GatewaySettings;
+use cloud::engine::EngineSettings;
+use cloud::{Application, Config};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Parses a duration written like `500ms`, `2s`, `15m`, `0s`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration '{s}' ({e}); write e.g. 500ms, 2s, 15m"))
+}
+
+/// Flags of `eftcloud serve`; each is also read from `EFTCLOUD_<FLAG>`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (POS API and device gateway on one port).
+    #[arg(long, env = "EFTCLOUD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Base URL written into PollingUrl (default: http://<listen address>).
+    #[arg(long, env = "EFTCLOUD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// How long a pairing code shown on a device stays valid.
+    #[arg(long, env = "EFTCLOUD_PAIRING_CODE_TTL", default_value = "2m", value_parser = duration)]
+    pairing_code_ttl: Duration,
+    /// How long a device has to accept a transaction before the POS gets device-offline.
+    #[arg(long, env = "EFTCLOUD_ACCEPT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    accept_timeout: Duration,
+    /// Minimum time between two polls of one transaction (0s: no limit).
+    #[arg(long, env = "EFTCLOUD_POLL_INTERVAL_MIN", default_value = "2s", value_parser = duration)]
+    poll_interval_min: Duration,
+    /// Lifetime of a polling token, counted from the POST.
+    #[arg(long, env = "EFTCLOUD_TOKEN_TTL", default_value = "15m", value_parser = duration)]
+    token_ttl: Duration,
+    /// After this long without a result from a started transaction, polls show OK-DELAYED.
+    #[arg(long, env = "EFTCLOUD_DELAYED_AFTER", default_value = "60s", value_parser = duration)]
+    delayed_after: Duration,
+    /// How often the cloud pings devices; three silent intervals close the connection.
+    #[arg(long, env = "EFTCLOUD_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = duration)]
+    heartbeat_interval: Duration,
+    /// How long a legacy synchronous POST is held before the pending body is returned.
+    #[arg(long, env = "EFTCLOUD_SYNC_TIMEOUT", default_value = "110s", value_parser = duration)]
+    sync_timeout: Duration,
+}
+
+fn positive(name: &str, d: Duration) -> anyhow::Result<Duration> {
+    if d.is_zero() {
+        anyhow::bail!("--{name} must be greater than zero");
+    }
+    Ok(d)
+}
+
+impl ServeArgs {
+    /// The cloud configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let public_url = self
+            .public_url
+            .as_deref()
+            .map(cloud::config::parse_public_url)
+            .transpose()?;
+        Ok(Config {
+            listen: self.listen,
+            database_url: self.database.url()?,
+            public_url,
+            engine: EngineSettings {
+                pairing_code_ttl: positive("pairing-code-ttl", self.pairing_code_ttl)?,
+                accept_timeout: positive("accept-timeout", self.accept_timeout)?,
+                token_ttl: positive("token-ttl", self.token_ttl)?,
+                delayed_after: self.delayed_after,
+            },
+            gateway: GatewaySettings {
+                heartbeat_interval: positive("heartbeat-interval", self.heartbeat_interval)?,
+                ..GatewaySettings::default()
+            },
+            poll_interval_min: self.poll_interval_min,
+            sync_timeout: self.sync_timeout,
+        })
+    }
+}
+
+/// Runs the cloud until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let app = Application::build(config).await?;
+    println!(
+        "eftcloud listening on http://{} (POS API {}/POS, devices {}{})",
+        app.local_addr(),
+        app.public_url().as_str().trim_end_matches('/'),
+        app.public_url().as_str().trim_end_matches('/').replacen("http", "ws", 1),
+        protocol::device::PATH
+    );
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    app.run_until_stopped(stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,663 @@
+//! `eftcloud pos ...`: pair a register and run transactions from the command line, the way a
+//! POS would. The binary wires [`PosArgs`] in and calls [`run`] (or [`run_to_exit_code`]).
+//!
+//! Exit codes: 0 for an accepted financial function or a successful non-financial one, 1 for
+//! any other outcome (declined, cancelled, failed), 2 for usage and API errors.
+
+use crate::client::PosClient;
+use crate::error::PosError;
+use crate::outcome::outcome_is_success;
+use crate::polling::WaitOptions;
+use crate::register::PairingDetails;
+use crate::transaction::TransactionSpec;
+use clap::{Args, Subcommand};
+use protocol::pos_api::{keys, TransactionEnvelope, DELAYED_TEXT};
+use protocol::request::RequestError;
+use protocol::{Cents, Function, PairingCode, RegisterKey, TransactionRequest, TransactionResult};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Talk to the cloud as a POS register: pair, run transactions.
+#[derive(Debug, Args)]
+pub struct PosArgs {
+    /// The cloud's base URL: `http://host:port`, or a SmartConnect-style `https://host/POS`.
+    #[arg(
+        long,
+        env = "EFTCLOUD_CLOUD",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    cloud: String,
+    #[command(subcommand)]
+    command: PosCommand,
+}
+
+/// The `pos` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PosCommand {
+    /// Pair this register with the device showing the pairing code; prints `paired`.
+    Pair(PairArgs),
+    /// Run one transaction (e.g. `Card.Purchase --amount 500`) and print its outcome.
+    Transact(TransactArgs),
+}
+
+/// The register triple; the same values must be used at pairing and on every transaction.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// POSRegisterID: unique across all of the vendor's registers (a UUID is typical).
+    #[arg(long, env = "EFTCLOUD_POS_REGISTER_ID")]
+    register_id: String,
+    /// POSBusinessName.
+    #[arg(long, env = "EFTCLOUD_POS_BUSINESS")]
+    business: String,
+    /// POSVendorName.
+    #[arg(long, env = "EFTCLOUD_POS_VENDOR")]
+    vendor: String,
+}
+
+/// Arguments of `pos pair`.
+#[derive(Debug, Args)]
+pub struct PairArgs {
+    /// The pairing code shown on the device (8 digits; spaces and dashes are ignored).
+    code: String,
+    #[command(flatten)]
+    register: RegisterArgs,
+    /// POSRegisterName: the name the device shows for this register.
+    #[arg(long)]
+    register_name: String,
+    /// Store contact name.
+    #[arg(long)]
+    contact_name: Option<String>,
+    /// Store address.
+    #[arg(long)]
+    address: Option<String>,
+    /// Store city.
+    #[arg(long)]
+    city: Option<String>,
+    /// Store state.
+    #[arg(long)]
+    state: Option<String>,
+    /// Store zip code.
+    #[arg(long)]
+    zip_code: Option<String>,
+    /// Store email.
+    #[arg(long)]
+    email: Option<String>,
+    /// Store phone.
+    #[arg(long)]
+    phone: Option<String>,
+}
+
+/// Arguments of `pos transact`.
+#[derive(Debug, Args)]
+pub struct TransactArgs {
+    /// The TransactionType, e.g. Card.Purchase, Card.Refund, Terminal.GetStatus.
+    #[arg(value_name = "TRANSACTION_TYPE", value_parser = parse_function)]
+    function: Function,
+    /// Amount in cents (AmountAuth for Card.Authorise, AmountFinal for Card.Finalise,
+    /// AmountTotal otherwise).
+    #[arg(long, value_name = "CENTS", value_parser = parse_cents)]
+    amount: Option<Cents>,
+    /// Cash-out part of the total in cents (Card.PurchasePlusCash).
+    #[arg(long, value_name = "CENTS", value_parser = parse_cents)]
+    cash: Option<Cents>,
+    /// TransactionReference linking Card.Finalise to its Card.Authorise.
+    #[arg(long, value_name = "REF")]
+    reference: Option<String>,
+    /// Settlement date for Acquirer.Settlement.Inquiry.
+    #[arg(long, value_name = "yyyyMMdd")]
+    date: Option<String>,
+    /// SaleData JSON, inline or `@path/to/file.json`.
+    #[arg(long, value_name = "JSON|@FILE")]
+    sale_data: Option<String>,
+    /// PosNotificationCallbackUrl: notified when the transaction completes.
+    #[arg(long, value_name = "URL")]
+    callback_url: Option<String>,
+    /// PosReference: retrying with the same reference returns the original transaction.
+    #[arg(long, value_name = "REF")]
+    pos_reference: Option<String>,
+    #[command(flatten)]
+    register: RegisterArgs,
+    /// Use the legacy synchronous mode: one request held open until completion.
+    #[arg(long)]
+    sync: bool,
+    /// Pause between polls.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// Give up waiting after this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Print the completed envelope as JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Why the CLI stopped without an outcome; all of these exit with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Arguments that cannot make a valid request.
+    #[error("{0}")]
+    Usage(String),
+    /// The cloud refused the request, or could not be reached.
+    #[error(transparent)]
+    Pos(#[from] PosError),
+    /// The transaction did not complete in time; it may still complete on the device.
+    #[error(
+        "no outcome for transaction {transaction_id} after {}; it may still complete, poll {polling_url}",
+        humantime::format_duration(*waited)
+    )]
+    Timeout {
+        /// The transaction's id.
+        transaction_id: String,
+        /// Where its outcome can still be fetched.
+        polling_url: String,
+        /// How long the CLI waited.
+        waited: Duration,
+    },
+}
+
+impl CliError {
+    /// The process exit code for this error: 2, as for any usage or API error.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(2)
+    }
+}
+
+/// Runs a `pos` subcommand. `Ok` carries the exit code of a completed command (0 or 1); on
+/// `Err` the caller prints `error: {err}` to stderr and exits with [`CliError::exit_code`].
+pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
+    let client = PosClient::new(&args.cloud)?;
+    match args.command {
+        PosCommand::Pair(a) => pair(&client, a).await,
+        PosCommand::Transact(a) => transact(&client, a).await,
+    }
+}
+
+/// [`run`], with errors printed to stderr as `error: ...` and mapped to exit code 2.
+pub async fn run_to_exit_code(args: PosArgs) -> ExitCode {
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn pair(client: &PosClient, a: PairArgs) -> Result<ExitCode, CliError> {
+    let register = a.register.key()?;
+    let code = PairingCode::parse(&a.code)
+        .map_err(|e| CliError::Usage(format!("pairing code '{}': {e}", a.code)))?;
+    let details = PairingDetails {
+        register_name: a.register_name.trim().to_string(),
+        contact_name: a.contact_name,
+        address: a.address,
+        city: a.city,
+        state: a.state,
+        zip_code: a.zip_code,
+        email: a.email,
+        phone: a.phone,
+    };
+    if details.register_name.is_empty() {
+        return Err(CliError::Usage("--register-name must not be empty".into()));
+    }
+    client.pair(code.as_str(), &register, &details).await?;
+    print_stdout("paired\n");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn transact(client: &PosClient, a: TransactArgs) -> Result<ExitCode, CliError> {
+    let register = a.register.key()?;
+    let mut spec = build_spec(&a)?;
+    if let Some(raw) = &a.sale_data {
+        spec.sale_data = Some(load_sale_data(raw).await?);
+    }
+    let opts = WaitOptions {
+        interval: a.poll_interval,
+        timeout: a.timeout,
+    };
+    let mut progress = Progress::default();
+    let done = if a.sync {
+        eprintln!("running {} (synchronous mode)…", a.function);
+        let env = client.transact_sync(&register, &spec).await?;
+        // A cloud may end a held request early with a pending body; follow it up if it can be.
+        if env.is_completed() {
+            env
+        } else {
+            follow(client, &env, opts, &mut progress).await?
+        }
+    } else {
+        let started = client.start(&register, &spec).await?;
+        eprintln!("transaction {}", started.transaction_id);
+        follow(client, &started, opts, &mut progress).await?
+    };
+    if a.json {
+        let text = serde_json::to_string_pretty(&done)
+            .map_err(|e| PosError::BadResponse(e.to_string()))?;
+        print_stdout(&format!("{text}\n"));
+    } else {
+        print_stdout(&summary(&done));
+    }
+    Ok(if outcome_is_success(&done) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Waits for the outcome, showing each new prompt or status on stderr.
+async fn follow(
+    client: &PosClient,
+    started: &TransactionEnvelope,
+    opts: WaitOptions,
+    progress: &mut Progress,
+) -> Result<TransactionEnvelope, CliError> {
+    progress.show(started);
+    client
+        .wait_for_completion(started, opts, |env| progress.show(env))
+        .await
+        .map_err(|e| match e {
+            PosError::Timeout => CliError::Timeout {
+                transaction_id: started.transaction_id.clone(),
+                polling_url: started.field(keys::POLLING_URL).unwrap_or("").to_string(),
+                waited: opts.timeout,
+            },
+            e => CliError::Pos(e),
+        })
+}
+
+impl RegisterArgs {
+    fn key(&self) -> Result<RegisterKey, CliError> {
+        RegisterKey::parse(
+            Some(&self.register_id),
+            Some(&self.business),
+            Some(&self.vendor),
+        )
+        .map_err(|e| CliError::Usage(format!("{e} (--register-id, --business, --vendor)")))
+    }
+}
+
+/// Builds the spec from the flags and checks it as the cloud will, so that a missing amount or
+/// reference is reported with the flag to set instead of a round trip.
+fn build_spec(a: &TransactArgs) -> Result<TransactionSpec, CliError> {
+    let function = a.function;
+    let mut spec = TransactionSpec::new(function);
+    if let Some(amount) = a.amount {
+        spec = spec.with_amount(amount);
+    }
+    spec.request.amount_cash = a.cash;
+    spec.request.transaction_reference = a.reference.clone();
+    spec.request.date = a.date.clone();
+    let mut fields = spec.request.pos_fields();
+    fields.push(("TransactionType", function.as_str().to_string()));
+    let checked = TransactionRequest::parse(|k| {
+        fields
+            .iter()
+            .find(|(f, _)| *f == k)
+            .map(|(_, v)| v.as_str())
+    })
+    .map_err(|e| CliError::Usage(request_error(function, &e)))?;
+    for flag in ignored_flags(&spec.request, &checked) {
+        eprintln!("warning: {flag} is not used by {function}; not sent");
+    }
+    spec.request = checked;
+    spec.callback_url = a.callback_url.clone();
+    if let Some(url) = &spec.callback_url {
+        let ok = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            return Err(CliError::Usage(format!(
+                "--callback-url '{url}' is not an absolute http(s) URL"
+            )));
+        }
+    }
+    spec.pos_reference = a.pos_reference.clone();
+    Ok(spec)
+}
+
+/// Flags the user gave that the function does not take (the request parser drops them).
+fn ignored_flags(given: &TransactionRequest, kept: &TransactionRequest) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if given.headline_amount().is_some() && kept.headline_amount().is_none() {
+        out.push("--amount");
+    }
+    if given.amount_cash.is_some() && kept.amount_cash.is_none() {
+        out.push("--cash");
+    }
+    if given.transaction_reference.is_some() && kept.transaction_reference.is_none() {
+        out.push("--reference");
+    }
+    if given.date.is_some() && kept.date.is_none() {
+        out.push("--date");
+    }
+    out
+}
+
+/// The protocol's message, with the flag that fixes it.
+fn request_error(function: Function, e: &RequestError) -> String {
+    let hint = match e {
+        RequestError::Missing("AmountCash") | RequestError::BadAmount("AmountCash", _) => {
+            "set --cash <cents>"
+        }
+        RequestError::Missing("TransactionReference") | RequestError::ReferenceTooLong => {
+            "set --reference <ref>"
+        }
+        RequestError::Missing(_) | RequestError::BadAmount(..) => "set --amount <cents>",
+        RequestError::CashExceedsTotal => "--cash is part of --amount",
+        RequestError::BadDate => "set --date <yyyyMMdd>",
+        RequestError::MissingFunction | RequestError::UnknownFunction(_) => "see --help",
+    };
+    format!("{function}: {e} ({hint})")
+}
+
+fn parse_function(s: &str) -> Result<Function, String> {
+    s.parse().map_err(|_| {
+        let valid: Vec<&str> = Function::ALL.iter().map(|f| f.as_str()).collect();
+        format!(
+            "unknown TransactionType '{s}'; valid types: {}",
+            valid.join(", ")
+        )
+    })
+}
+
+fn parse_cents(s: &str) -> Result<Cents, String> {
+    Cents::parse(s).map_err(|e| e.to_string())
+}
+
+/// Reads `--sale-data` (inline JSON or `@file`) and checks that it is JSON, which the cloud
+/// requires; the text is sent as written.
+async fn load_sale_data(raw: &str) -> Result<String, CliError> {
+    let text = match raw.strip_prefix('@') {
+        Some(path) => tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| CliError::Usage(format!("--sale-data: cannot read '{path}': {e}")))?,
+        None => raw.to_string(),
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| CliError::Usage(format!("--sale-data is not valid JSON: {e}")))?;
+    Ok(text.trim().to_string())
+}
+
+/// What was last shown, so that each prompt and status appears once however often it is polled.
+#[derive(Debug, Default)]
+struct Progress {
+    display: Option<String>,
+    result: Option<String>,
+}
+
+impl Progress {
+    fn show(&mut self, env: &TransactionEnvelope) {
+        for line in self.update(env) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The lines that are new since the previous body.
+    fn update(&mut self, env: &TransactionEnvelope) -> Vec<String> {
+        let mut lines = Vec::new();
+        let display = env.field(keys::DISPLAY_TEXT).map(str::to_string);
+        if let Some(d) = display.as_deref().filter(|_| display != self.display) {
+            lines.push(format!("… {d}"));
+        }
+        self.display = display;
+        let result = env.field(keys::TRANSACTION_RESULT).map(str::to_string);
+        if result != self.result {
+            match result.as_deref() {
+                Some(r) => {
+                    let delayed = r == TransactionResult::Delayed.as_str();
+                    let text = env
+                        .field(keys::RESULT_TEXT)
+                        .or(delayed.then_some(DELAYED_TEXT));
+                    lines.push(match text {
+                        Some(t) => format!("… {r}: {t}"),
+                        None => format!("… {r}"),
+                    });
+                }
+                None => lines.push("… waiting for the device".to_string()),
+            }
+        }
+        self.result = result;
+        lines
+    }
+}
+
+/// The human summary of a completed transaction: outcome fields, then the receipt.
+fn summary(env: &TransactionEnvelope) -> String {
+    let mut out = format!("{:<18} {}\n", "Transaction:", env.transaction_id);
+    for key in [
+        keys::TRANSACTION_RESULT,
+        keys::RESULT,
+        keys::RESULT_TEXT,
+        keys::AMOUNT_TOTAL,
+        "AuthId",
+        "CardPan",
+        keys::STATUS,
+    ] {
+        if let Some(v) = env.field(key) {
+            out.push_str(&format!("{:<18} {v}\n", format!("{key}:")));
+        }
+    }
+    if let Some(receipt) = env.field(keys::RECEIPT) {
+        out.push('\n');
+        out.push_str(receipt);
+        if !receipt.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Writes to stdout without panicking when it is a closed pipe (`| head`).
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+    use protocol::pos_api::TransactionStatus;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        pos: PosArgs,
+    }
+
+    const REGISTER: [&str; 6] = [
+        "--register-id",
+        "r-1",
+        "--business",
+        "Shop",
+        "--vendor",
+        "V",
+    ];
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        let argv = ["eftcloud-pos"].iter().chain(args).chain(REGISTER.iter());
+        Cli::try_parse_from(argv).map_err(|e| e.to_string())
+    }
+
+    fn transact_args(args: &[&str]) -> Result<TransactArgs, String> {
+        let mut full = vec!["transact"];
+        full.extend_from_slice(args);
+        match parse(&full)?.pos.command {
+            PosCommand::Transact(t) => Ok(t),
+            PosCommand::Pair(_) => Err("parsed as pair".into()),
+        }
+    }
+
+    fn spec(args: &[&str]) -> Result<TransactionSpec, String> {
+        build_spec(&transact_args(args)?).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn amount_maps_to_the_functions_field() {
+        let s = spec(&["Card.Authorise", "--amount", "100", "--reference", "A1"]);
+        let r = s.map(|s| s.request);
+        assert_eq!(
+            r.as_ref().map(|r| r.amount_auth.map(Cents::get)),
+            Ok(Some(100))
+        );
+        assert_eq!(r.as_ref().map(|r| r.amount_total), Ok(None));
+        let s = spec(&["Card.Finalise", "--amount", "90", "--reference", "A1"]);
+        assert_eq!(
+            s.map(|s| s.request.amount_final.map(Cents::get)),
+            Ok(Some(90))
+        );
+        let s = spec(&["card.purchase", "--amount", "500", "--pos-reference", "p1"]);
+        assert_eq!(
+            s.as_ref().map(|s| s.request.amount_total.map(Cents::get)),
+            Ok(Some(500))
+        );
+        assert_eq!(s.map(|s| s.pos_reference), Ok(Some("p1".into())));
+    }
+
+    #[test]
+    fn unknown_type_lists_the_valid_ones() {
+        let e = transact_args(&["Card.Steal"]).map(|_| ());
+        let msg = e.err().unwrap_or_default();
+        assert!(
+            msg.contains("unknown TransactionType 'Card.Steal'"),
+            "{msg}"
+        );
+        assert!(msg.contains("Card.Purchase") && msg.contains("Terminal.GetStatus"));
+    }
+
+    #[test]
+    fn bad_amounts_are_refused_locally() {
+        for bad in ["0", "5.00", "-1", "abc"] {
+            let e = transact_args(&["Card.Purchase", "--amount", bad]).map(|_| ());
+            assert!(e.is_err(), "{bad}");
+        }
+        let e = spec(&["Card.Purchase"])
+            .map(|_| ())
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("AmountTotal") && e.contains("--amount"), "{e}");
+        let e = spec(&["Card.Authorise", "--amount", "5"]).map(|_| ());
+        assert!(e.err().unwrap_or_default().contains("--reference"));
+        let e = spec(&["Card.PurchasePlusCash", "--amount", "5", "--cash", "9"]).map(|_| ());
+        assert!(e.err().unwrap_or_default().contains("AmountCash"));
+        let e = spec(&["Acquirer.Settlement.Inquiry", "--date", "20241332"]).map(|_| ());
+        assert!(e.err().unwrap_or_default().contains("--date"));
+    }
+
+    #[test]
+    fn unused_flags_are_not_sent() {
+        let s = spec(&["Terminal.GetStatus", "--amount", "5"]);
+        assert_eq!(s.map(|s| s.request.amount_total), Ok(None));
+    }
+
+    #[test]
+    fn durations_and_cloud_flag() {
+        let cli = parse(&[
+            "--cloud",
+            "https://h/POS",
+            "transact",
+            "Terminal.GetStatus",
+            "--poll-interval",
+            "250ms",
+            "--timeout",
+            "1m",
+        ]);
+        let cli = cli.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.pos.cloud, "https://h/POS");
+        match cli.pos.command {
+            PosCommand::Transact(t) => {
+                assert_eq!(t.poll_interval, Duration::from_millis(250));
+                assert_eq!(t.timeout, Duration::from_secs(60));
+                assert!(!t.sync && !t.json);
+            }
+            PosCommand::Pair(_) => panic!("parsed as pair"),
+        }
+    }
+
+    #[tokio::test]
+    async fn sale_data_inline_or_from_a_file() {
+        let inline = load_sale_data(r#"{"version":"1.0.0"}"#).await;
+        assert_eq!(inline.ok(), Some(r#"{"version":"1.0.0"}"#.to_string()));
+        assert!(load_sale_data("{nope").await.is_err());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("sale.json");
+        std::fs::write(&path, "{\"saleData\":{}}\n").unwrap_or_else(|e| panic!("{e}"));
+        let from_file = load_sale_data(&format!("@{}", path.display())).await;
+        assert_eq!(from_file.ok(), Some("{\"saleData\":{}}".to_string()));
+        assert!(load_sale_data("@/no/such/file.json").await.is_err());
+    }
+
+    fn env(status: TransactionStatus, data: &[(&str, &str)]) -> TransactionEnvelope {
+        TransactionEnvelope {
+            transaction_id: "t-1".into(),
+            transaction_time_stamp: "20240101000000000".into(),
+            merchant_id: "m".into(),
+            device_id: "d".into(),
+            transaction_status: status,
+            data: data
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            merchant_access_token: "k".into(),
+        }
+    }
+
+    #[test]
+    fn progress_shows_each_change_once() {
+        let mut p = Progress::default();
+        let pending = |data: &[(&str, &str)]| env(TransactionStatus::Pending, data);
+        assert!(p.update(&pending(&[])).is_empty());
+        assert_eq!(
+            p.update(&pending(&[("DisplayText", "present card")])),
+            ["… present card"]
+        );
+        assert!(p
+            .update(&pending(&[("DisplayText", "present card")]))
+            .is_empty());
+        assert_eq!(
+            p.update(&pending(&[("DisplayText", "enter PIN")])),
+            ["… enter PIN"]
+        );
+        assert_eq!(
+            p.update(&pending(&[
+                ("DisplayText", "enter PIN"),
+                ("TransactionResult", "OK-DELAYED"),
+                ("Result", "DELAYED-TRANSACTION"),
+                ("ResultText", "Transaction takes longer than usual"),
+            ])),
+            ["… OK-DELAYED: Transaction takes longer than usual"]
+        );
+    }
+
+    #[test]
+    fn summary_lists_outcome_then_receipt() {
+        let s = summary(&env(
+            TransactionStatus::Completed,
+            &[
+                ("TransactionResult", "OK-ACCEPTED"),
+                ("Result", "OK"),
+                ("ResultText", "APPROVED"),
+                ("AmountTotal", "500"),
+                ("AuthId", "123456"),
+                ("CardPan", "....0138"),
+                ("Receipt", "  CUSTOMER COPY\nAPPROVED"),
+            ],
+        ));
+        assert_eq!(
+            s,
+            "Transaction:       t-1\n\
+             TransactionResult: OK-ACCEPTED\n\
+             Result:            OK\n\
+             ResultText:        APPROVED\n\
+             AmountTotal:       500\n\
+             AuthId:            123456\n\
+             CardPan:           ....0138\n\
+             \n  CUSTOMER COPY\nAPPROVED\n"
+        );
+    }
+}

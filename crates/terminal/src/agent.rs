@@ -1,0 +1,1389 @@
+//! The connection loop: connects out to the cloud, authenticates, pairs, and runs transactions
+//! through the card backend with the journal as the source of truth.
+//!
+//! One task owns the socket, the journal and the agent's state; the backend runs in a task of
+//! its own (owned by a `JoinSet`) so the socket keeps answering pings and `cancel` while a card
+//! is being processed. A running transaction outlives its connection: if the link drops, the
+//! backend finishes, the result is journaled, and it is handed over in the next `hello`.
+
+use crate::backend::{BackendOutcome, BackendTransaction, CardBackend, Progress, ProgressSink};
+use crate::backoff::Backoff;
+use crate::config::TerminalConfig;
+use crate::error::TerminalError;
+use crate::journal::Journal;
+use futures_util::{SinkExt, StreamExt};
+use protocol::device::{
+    close, CloudMessage, DeviceMessage, DeviceResult, Hello, TransactionOffer, MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+};
+use protocol::{
+    Cents, Function, PairingCode, RegisterInfo, RegisterKey, ResultCode, TransactionId,
+    TransactionResult,
+};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long to wait for the TCP + WebSocket handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for `welcome` after `hello`.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// A send that takes longer than this means the link is dead.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A `welcome` promises a ping every heartbeat; silence for this many intervals means the
+/// connection is dead even if TCP has not noticed.
+const HEARTBEAT_MISSES: u32 = 3;
+/// An accepted transaction the cloud neither started nor aborted within this time no longer
+/// blocks new offers (the cloud's accept deadline is far shorter).
+const ACCEPT_HOLD: Duration = Duration::from_secs(60);
+/// Commands typed while offline, sent after the next `welcome`.
+const MAX_QUEUED_COMMANDS: usize = 8;
+/// On a graceful shutdown, how long a running transaction gets to end after being cancelled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Longest heartbeat or code lifetime taken from the cloud (a day): keeps timers sane.
+const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+/// Text of the result journaled for a transaction cut short by a power failure.
+pub const REVERSED_TEXT: &str = "Transaction reversed after power failure";
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why the agent stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The shutdown token was cancelled.
+    Shutdown,
+    /// The (simulated) power failed: the agent dropped everything at once; the caller should
+    /// end the process without any further clean-up.
+    PowerFailure,
+}
+
+/// What the agent reports to its user interface.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TerminalEvent {
+    /// Authenticated with the cloud (`welcome`), with the registers paired so far.
+    Connected { registers: Vec<RegisterInfo> },
+    /// Not connected (any more); the agent retries by itself.
+    Disconnected { reason: String },
+    /// The cloud refused this device (unknown device, wrong secret, unsupported version):
+    /// nothing will work until the configuration is fixed; retried at the longest backoff.
+    Rejected { code: u16, reason: String },
+    /// A new pairing code to show.
+    PairingCode {
+        code: PairingCode,
+        expires_in: Duration,
+    },
+    /// A register completed pairing.
+    Paired { register_name: String },
+    /// Registers no longer paired with this device.
+    Unpaired { registers: Vec<RegisterKey> },
+    /// A transaction was offered (and accepted).
+    TransactionReceived {
+        transaction_id: TransactionId,
+        function: Function,
+        amount: Option<Cents>,
+        at: Instant,
+    },
+    /// A prompt is on screen.
+    Prompt {
+        transaction_id: TransactionId,
+        prompt: String,
+        text: String,
+    },
+    /// A result was journaled (and is being reported).
+    Completed { result: DeviceResult },
+    /// The cloud stored a result.
+    Acknowledged { transaction_id: TransactionId },
+}
+
+/// What the user interface can ask of the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalCommand {
+    /// Show a new pairing code.
+    RequestPairingCode,
+    /// Unpair one register, or all of them with `None`.
+    Unpair(Option<RegisterKey>),
+}
+
+/// Runs the terminal agent until `shutdown` is cancelled or the backend reports a power
+/// failure. Fails only if the journal cannot be read or written at startup, or the cloud URL
+/// is unusable: every network problem is retried.
+pub async fn run(
+    config: TerminalConfig,
+    backend: Arc<dyn CardBackend>,
+    events: mpsc::Sender<TerminalEvent>,
+    mut commands: mpsc::Receiver<TerminalCommand>,
+    shutdown: CancellationToken,
+) -> Result<Exit, TerminalError> {
+    let url = config.device_url()?;
+    let journal = Journal::open(&config.journal_path)?;
+    let (progress_tx, progress_rx) = mpsc::channel(32);
+    let mut agent = Agent {
+        config,
+        backend,
+        events,
+        journal,
+        registers: Vec::new(),
+        accepted: None,
+        running: None,
+        tasks: JoinSet::new(),
+        progress_tx,
+        progress_rx,
+        queued: Vec::new(),
+        commands_open: true,
+    };
+    agent.reverse_interrupted().await?;
+    let exit = agent.connect_loop(&url, &mut commands, &shutdown).await;
+    if exit == Exit::Shutdown {
+        agent.wind_down().await;
+    }
+    // Dropping the JoinSet aborts anything still running; after a power failure that is the
+    // point (the journal's `Started` entry makes the next start reverse it).
+    Ok(exit)
+}
+
+/// Stops the current activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Shutdown,
+    PowerFailure,
+}
+
+impl From<Stop> for Exit {
+    fn from(s: Stop) -> Exit {
+        match s {
+            Stop::Shutdown => Exit::Shutdown,
+            Stop::PowerFailure => Exit::PowerFailure,
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+enum SessionEnd {
+    Stop(Stop),
+    Lost {
+        reason: String,
+        welcomed: bool,
+        /// The cloud refused us; retrying quickly cannot help.
+        rejected: bool,
+    },
+}
+
+/// Per-connection state.
+#[derive(Debug, Default)]
+struct Session {
+    welcomed: bool,
+    heartbeat: Option<Duration>,
+    pairing_refresh_at: Option<tokio::time::Instant>,
+}
+
+/// The running transaction.
+#[derive(Debug)]
+struct Running {
+    id: TransactionId,
+    cancel: CancellationToken,
+}
+
+/// The agent's state, owned by its one task.
+struct Agent {
+    config: TerminalConfig,
+    backend: Arc<dyn CardBackend>,
+    events: mpsc::Sender<TerminalEvent>,
+    journal: Journal,
+    registers: Vec<RegisterInfo>,
+    /// Accepted but not started: nothing journaled yet, because nothing touched a card.
+    accepted: Option<(TransactionOffer, Instant)>,
+    running: Option<Running>,
+    tasks: JoinSet<(TransactionId, BackendOutcome)>,
+    progress_tx: mpsc::Sender<(TransactionId, Progress)>,
+    progress_rx: mpsc::Receiver<(TransactionId, Progress)>,
+    queued: Vec<DeviceMessage>,
+    commands_open: bool,
+}
+
+/// What woke the agent while offline.
+enum OfflineWake {
+    Progress((TransactionId, Progress)),
+    Done(Result<(TransactionId, BackendOutcome), JoinError>),
+    Command(Option<TerminalCommand>),
+}
+
+/// What woke the agent while connected.
+enum Wake {
+    Shutdown,
+    Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Progress((TransactionId, Progress)),
+    Done(Result<(TransactionId, BackendOutcome), JoinError>),
+    Command(Option<TerminalCommand>),
+    Watchdog,
+    RefreshPairing,
+}
+
+impl Agent {
+    /// Events go to a user interface, which must never hold up a payment: `try_send`, and a
+    /// full channel drops the event (with a log line) instead of blocking the agent.
+    fn emit(&self, event: TerminalEvent) {
+        if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(event) {
+            tracing::debug!(?ev, "event channel full; event dropped");
+        }
+    }
+
+    fn wants_pairing(&self) -> bool {
+        self.registers.is_empty() || self.config.keep_pairing
+    }
+
+    /// A `Started` entry without a result at startup means the power failed mid-transaction.
+    /// The card may or may not have been charged, so the payment is reversed and reported.
+    async fn reverse_interrupted(&mut self) -> Result<(), TerminalError> {
+        for offer in self.journal.interrupted() {
+            let transaction_id = offer.transaction_id;
+            tracing::warn!(%transaction_id, "reversing a transaction cut short by a power failure");
+            let result = reversal(&offer, REVERSED_TEXT);
+            self.journal.record_completed(result.clone()).await?;
+            self.emit(TerminalEvent::Completed { result });
+        }
+        Ok(())
+    }
+
+    /// Connects, runs a session, and reconnects with backoff, until stopped.
+    async fn connect_loop(
+        &mut self,
+        url: &url::Url,
+        commands: &mut mpsc::Receiver<TerminalCommand>,
+        shutdown: &CancellationToken,
+    ) -> Exit {
+        let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
+        loop {
+            let ws_config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_FRAME_BYTES))
+                .max_frame_size(Some(MAX_FRAME_BYTES));
+            let connect = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true),
+            );
+            let reason = match self.offline(connect, commands, shutdown).await {
+                Err(stop) => return stop.into(),
+                Ok(Ok(Ok((socket, _response)))) => {
+                    match self.session(socket, commands, shutdown).await {
+                        SessionEnd::Stop(stop) => return stop.into(),
+                        SessionEnd::Lost {
+                            reason,
+                            welcomed,
+                            rejected,
+                        } => {
+                            if welcomed {
+                                backoff.reset();
+                            }
+                            if rejected {
+                                backoff.to_max();
+                            }
+                            reason
+                        }
+                    }
+                }
+                Ok(Ok(Err(e))) => format!("cannot connect to {url}: {e}"),
+                Ok(Err(_)) => format!("cannot connect to {url}: timed out"),
+            };
+            tracing::info!(%reason, "disconnected");
+            self.emit(TerminalEvent::Disconnected { reason });
+            let delay = backoff.next_delay();
+            if let Err(stop) = self
+                .offline(tokio::time::sleep(delay), commands, shutdown)
+                .await
+            {
+                return stop.into();
+            }
+        }
+    }
+
+    /// Waits for `fut` while keeping the agent's duties that need no connection: journaling a
+    /// finishing transaction, showing its prompts, taking commands.
+    async fn offline<F: Future>(
+        &mut self,
+        fut: F,
+        commands: &mut mpsc::Receiver<TerminalCommand>,
+        shutdown: &CancellationToken,
+    ) -> Result<F::Output, Stop> {
+        tokio::pin!(fut);
+        loop {
+            let wake = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(Stop::Shutdown),
+                // Prompts before completion, so a result never overtakes its own prompts.
+                Some(p) = self.progress_rx.recv() => OfflineWake::Progress(p),
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    OfflineWake::Done(done)
+                }
+                cmd = commands.recv(), if self.commands_open => OfflineWake::Command(cmd),
+                out = &mut fut => return Ok(out),
+            };
+            match wake {
+                // Offline there is nobody to send to: results travel in the next `hello`,
+                // prompts are stale by then.
+                OfflineWake::Progress(p) => drop(self.on_progress(p)),
+                OfflineWake::Done(done) => drop(self.on_backend_done(done).await?),
+                OfflineWake::Command(cmd) => {
+                    let out = self.on_command(cmd);
+                    for m in out {
+                        if self.queued.len() >= MAX_QUEUED_COMMANDS {
+                            self.queued.remove(0);
+                        }
+                        self.queued.push(m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One connection: `hello`, then frames until it ends.
+    async fn session(
+        &mut self,
+        mut socket: Socket,
+        commands: &mut mpsc::Receiver<TerminalCommand>,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
+        let mut session = Session::default();
+        let lost = |reason: String, session: &Session| SessionEnd::Lost {
+            reason,
+            welcomed: session.welcomed,
+            rejected: false,
+        };
+        let hello = DeviceMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            device_id: self.config.device_id.clone(),
+            secret: self.config.secret.clone(),
+            vendor: self.config.vendor.clone(),
+            model: self.config.model.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            unacknowledged: self.journal.unacknowledged(),
+            in_progress: self.journal.in_progress(),
+        });
+        if let Err(e) = send_all(&mut socket, vec![hello]).await {
+            return lost(e, &session);
+        }
+        let mut deadline = tokio::time::Instant::now() + WELCOME_TIMEOUT;
+        loop {
+            let refresh_at = session.pairing_refresh_at;
+            let wake = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Wake::Shutdown,
+                Some(p) = self.progress_rx.recv() => Wake::Progress(p),
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => Wake::Done(done),
+                frame = socket.next() => Wake::Frame(frame),
+                cmd = commands.recv(), if self.commands_open => Wake::Command(cmd),
+                _ = tokio::time::sleep_until(deadline) => Wake::Watchdog,
+                _ = sleep_until_opt(refresh_at) => Wake::RefreshPairing,
+            };
+            let out = match wake {
+                Wake::Shutdown => {
+                    // Best effort: tell the cloud we are leaving on purpose.
+                    let frame = CloseFrame {
+                        code: CloseCode::from(close::GOING_AWAY),
+                        reason: "terminal shutting down".into(),
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(Some(frame)))
+                        .await;
+                    return SessionEnd::Stop(Stop::Shutdown);
+                }
+                Wake::Watchdog => {
+                    let reason = if session.welcomed {
+                        "no frame from the cloud within three heartbeats".to_string()
+                    } else {
+                        "no welcome from the cloud in time".to_string()
+                    };
+                    return lost(reason, &session);
+                }
+                Wake::RefreshPairing => {
+                    session.pairing_refresh_at = None;
+                    if self.wants_pairing() {
+                        vec![DeviceMessage::PairingCodeRequest]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Wake::Progress(p) => self.on_progress(p),
+                Wake::Done(done) => match self.on_backend_done(done).await {
+                    Ok(out) => out,
+                    // Power cut: drop the socket without a word, as unplugging would.
+                    Err(stop) => return SessionEnd::Stop(stop),
+                },
+                Wake::Command(cmd) => self.on_command(cmd),
+                Wake::Frame(None) => {
+                    return lost("the cloud closed the connection".into(), &session)
+                }
+                Wake::Frame(Some(Err(e))) => {
+                    return lost(format!("connection error: {e}"), &session)
+                }
+                Wake::Frame(Some(Ok(msg))) => {
+                    // Any frame at all proves the link is alive.
+                    if let Some(hb) = session.heartbeat {
+                        deadline = tokio::time::Instant::now() + hb * HEARTBEAT_MISSES;
+                    }
+                    match msg {
+                        Message::Text(text) => {
+                            if text.len() > MAX_FRAME_BYTES {
+                                return lost("frame over the size limit".into(), &session);
+                            }
+                            match serde_json::from_str::<CloudMessage>(text.as_str()) {
+                                Ok(CloudMessage::Welcome {
+                                    registers,
+                                    heartbeat_ms,
+                                    ..
+                                }) => {
+                                    // Bounded both ways: a garbled value must neither spin
+                                    // the watchdog nor overflow the clock.
+                                    let hb = Duration::from_millis(heartbeat_ms)
+                                        .clamp(Duration::from_millis(10), MAX_TIMER);
+                                    session.welcomed = true;
+                                    session.heartbeat = Some(hb);
+                                    deadline = tokio::time::Instant::now() + hb * HEARTBEAT_MISSES;
+                                    self.on_welcome(registers)
+                                }
+                                Ok(m) => self.on_message(m, &mut session).await,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "ignoring an unreadable frame");
+                                    Vec::new()
+                                }
+                            }
+                        }
+                        Message::Close(frame) => {
+                            let (code, reason) = frame
+                                .map(|f| (u16::from(f.code), f.reason.to_string()))
+                                .unwrap_or((1005, String::new()));
+                            return self.closed_by_cloud(code, reason, &session);
+                        }
+                        Message::Binary(_) => {
+                            tracing::warn!("ignoring a binary frame");
+                            Vec::new()
+                        }
+                        // Pings are answered by the WebSocket layer itself.
+                        _ => Vec::new(),
+                    }
+                }
+            };
+            if let Err(e) = send_all(&mut socket, out).await {
+                return lost(e, &session);
+            }
+        }
+    }
+
+    fn closed_by_cloud(&self, code: u16, reason: String, session: &Session) -> SessionEnd {
+        let meaning = match code {
+            close::AUTH_FAILED => "authentication failed: check the device id and secret",
+            close::HELLO_REQUIRED => "the cloud did not accept our hello",
+            close::UNSUPPORTED_VERSION => "the cloud does not speak this protocol version",
+            close::REPLACED => "another connection for this device id took over",
+            close::PROTOCOL_ERROR => "the cloud reported a protocol error",
+            close::HEARTBEAT_TIMEOUT => "the cloud heard nothing from us in time",
+            close::FRAME_TOO_LARGE => "the cloud refused a frame as too large",
+            close::GOING_AWAY => "the cloud is going away",
+            _ => "the cloud closed the connection",
+        };
+        let rejected = matches!(
+            code,
+            close::AUTH_FAILED
+                | close::HELLO_REQUIRED
+                | close::UNSUPPORTED_VERSION
+                | close::REPLACED
+        );
+        let reason = if reason.is_empty() {
+            format!("{meaning} (close code {code})")
+        } else {
+            format!("{meaning} (close code {code}: {reason})")
+        };
+        if rejected {
+            tracing::error!(code, %reason, "the cloud rejected this device");
+            self.emit(TerminalEvent::Rejected {
+                code,
+                reason: reason.clone(),
+            });
+        }
+        SessionEnd::Lost {
+            reason,
+            welcomed: session.welcomed,
+            rejected,
+        }
+    }
+
+    fn on_welcome(&mut self, registers: Vec<RegisterInfo>) -> Vec<DeviceMessage> {
+        tracing::info!(registers = registers.len(), "connected");
+        self.registers = registers;
+        self.emit(TerminalEvent::Connected {
+            registers: self.registers.clone(),
+        });
+        let mut out: Vec<DeviceMessage> = std::mem::take(&mut self.queued);
+        if self.wants_pairing() && !out.contains(&DeviceMessage::PairingCodeRequest) {
+            out.push(DeviceMessage::PairingCodeRequest);
+        }
+        out
+    }
+
+    /// Handles one frame from the cloud (other than `welcome`); returns the frames to send.
+    async fn on_message(&mut self, msg: CloudMessage, session: &mut Session) -> Vec<DeviceMessage> {
+        match msg {
+            CloudMessage::Welcome { registers, .. } => self.on_welcome(registers),
+            CloudMessage::PairingCode {
+                code,
+                expires_in_ms,
+            } => {
+                let expires_in = Duration::from_millis(expires_in_ms).min(MAX_TIMER);
+                self.emit(TerminalEvent::PairingCode { code, expires_in });
+                if self.wants_pairing() {
+                    // Ask again before it expires so the screen never shows a dead code.
+                    let refresh = (expires_in * 4 / 5).max(Duration::from_millis(50));
+                    session.pairing_refresh_at = Some(tokio::time::Instant::now() + refresh);
+                }
+                Vec::new()
+            }
+            CloudMessage::Paired { register } => {
+                let name = register.register_name.clone();
+                self.registers.retain(|r| r.key != register.key);
+                self.registers.push(register);
+                self.emit(TerminalEvent::Paired {
+                    register_name: name,
+                });
+                if !self.config.keep_pairing {
+                    session.pairing_refresh_at = None;
+                }
+                Vec::new()
+            }
+            CloudMessage::Unpaired { registers } => {
+                self.registers.retain(|r| !registers.contains(&r.key));
+                self.emit(TerminalEvent::Unpaired { registers });
+                if self.registers.is_empty() {
+                    vec![DeviceMessage::PairingCodeRequest]
+                } else {
+                    Vec::new()
+                }
+            }
+            CloudMessage::Transaction(offer) => self.on_offer(offer),
+            CloudMessage::Start { transaction_id } => self.on_start(transaction_id).await,
+            CloudMessage::Abort {
+                transaction_id,
+                reason,
+            } => {
+                if self.is_accepted(transaction_id) {
+                    tracing::info!(%transaction_id, %reason, "transaction aborted before start");
+                    self.accepted = None;
+                } else {
+                    tracing::debug!(%transaction_id, %reason, "abort of nothing waiting to start");
+                }
+                Vec::new()
+            }
+            CloudMessage::Cancel { transaction_id } => {
+                if let Some(r) = self.running.as_ref().filter(|r| r.id == transaction_id) {
+                    tracing::info!(%transaction_id, "the POS asked to cancel");
+                    r.cancel.cancel();
+                } else if self.is_accepted(transaction_id) {
+                    // Not started: forget it; a late `start` gets a definite CANCELLED.
+                    self.accepted = None;
+                }
+                Vec::new()
+            }
+            CloudMessage::ResultAck { transaction_id } => {
+                match self.journal.record_acknowledged(transaction_id).await {
+                    Ok(true) => self.emit(TerminalEvent::Acknowledged { transaction_id }),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "could not journal an acknowledgement"),
+                }
+                Vec::new()
+            }
+            CloudMessage::Ping { nonce } => vec![DeviceMessage::Pong { nonce }],
+            CloudMessage::Error { message } => {
+                tracing::warn!(%message, "the cloud refused a frame");
+                Vec::new()
+            }
+        }
+    }
+
+    fn is_accepted(&self, id: TransactionId) -> bool {
+        self.accepted
+            .as_ref()
+            .is_some_and(|(o, _)| o.transaction_id == id)
+    }
+
+    /// Every answer is idempotent: a repeated offer gets the same answer as the first.
+    fn on_offer(&mut self, offer: TransactionOffer) -> Vec<DeviceMessage> {
+        let id = offer.transaction_id;
+        if self.is_accepted(id) {
+            return vec![DeviceMessage::Accept { transaction_id: id }];
+        }
+        if let Some(entry) = self.journal.get(id) {
+            // Started: the result will follow. Completed: send it again.
+            return entry
+                .result()
+                .map(|r| DeviceMessage::Result(r.clone()))
+                .into_iter()
+                .collect();
+        }
+        if let Some(r) = &self.running {
+            tracing::info!(offered = %id, running = %r.id, "busy; not accepting");
+            return Vec::new();
+        }
+        if let Some((other, since)) = &self.accepted {
+            if since.elapsed() < ACCEPT_HOLD {
+                let accepted = other.transaction_id;
+                tracing::info!(offered = %id, %accepted, "busy; not accepting");
+                return Vec::new();
+            }
+            let stale = other.transaction_id;
+            tracing::warn!(%stale, "dropping an accepted transaction that never started");
+        }
+        self.emit(TerminalEvent::TransactionReceived {
+            transaction_id: id,
+            function: offer.function(),
+            amount: offer.request.headline_amount(),
+            at: Instant::now(),
+        });
+        self.accepted = Some((offer, Instant::now()));
+        vec![DeviceMessage::Accept { transaction_id: id }]
+    }
+
+    /// Journals `Started` before anything touches the card, then runs the backend. A repeated
+    /// `start` never runs the transaction twice.
+    async fn on_start(&mut self, id: TransactionId) -> Vec<DeviceMessage> {
+        if let Some(entry) = self.journal.get(id) {
+            return entry
+                .result()
+                .map(|r| DeviceMessage::Result(r.clone()))
+                .into_iter()
+                .collect();
+        }
+        let offer = match self.accepted.take() {
+            Some((offer, _)) if offer.transaction_id == id => offer,
+            other => {
+                self.accepted = other;
+                // Never accepted (or forgotten after abort/cancel): nothing touched a card,
+                // so CANCELLED is a definite, safe answer.
+                tracing::warn!(transaction_id = %id, "start for a transaction not accepted");
+                return vec![DeviceMessage::Result(DeviceResult {
+                    transaction_id: id,
+                    transaction_result: Some(TransactionResult::Cancelled),
+                    result: ResultCode::Cancelled,
+                    result_text: "Not accepted by the device; nothing was charged".into(),
+                    fields: Default::default(),
+                })];
+            }
+        };
+        if let Err(e) = self.journal.record_started(&offer).await {
+            // Without a journal entry the card must not be touched: fail it, nothing charged.
+            tracing::error!(error = %e, "cannot journal the start; failing the transaction");
+            let result = DeviceResult {
+                transaction_id: id,
+                transaction_result: offer
+                    .function()
+                    .is_financial()
+                    .then_some(TransactionResult::Failed),
+                result: ResultCode::Failed,
+                result_text: "Device journal unavailable; nothing was charged".into(),
+                fields: Default::default(),
+            };
+            self.emit(TerminalEvent::Completed {
+                result: result.clone(),
+            });
+            return vec![DeviceMessage::Result(result)];
+        }
+        let cancel = CancellationToken::new();
+        let run = self.backend.run(BackendTransaction {
+            progress: ProgressSink::new(id, self.progress_tx.clone()),
+            cancel: cancel.clone(),
+            history: self.journal.history(),
+            offer,
+        });
+        self.tasks.spawn(async move { (id, run.await) });
+        self.running = Some(Running { id, cancel });
+        Vec::new()
+    }
+
+    fn on_progress(&mut self, (id, p): (TransactionId, Progress)) -> Vec<DeviceMessage> {
+        self.emit(TerminalEvent::Prompt {
+            transaction_id: id,
+            prompt: p.prompt.clone(),
+            text: p.text.clone(),
+        });
+        vec![DeviceMessage::Progress {
+            transaction_id: id,
+            prompt: p.prompt,
+            text: p.text,
+        }]
+    }
+
+    /// Journals the backend's result before it is sent; a power failure stops everything.
+    async fn on_backend_done(
+        &mut self,
+        done: Result<(TransactionId, BackendOutcome), JoinError>,
+    ) -> Result<Vec<DeviceMessage>, Stop> {
+        let running = self.running.take();
+        let (id, mut result) = match done {
+            Ok((_, BackendOutcome::PowerFailure)) => return Err(Stop::PowerFailure),
+            Ok((id, BackendOutcome::Completed(result))) => (id, result),
+            Err(e) => {
+                // The backend crashed: whether the card was charged is unknown, so reverse.
+                let Some(running) = running else {
+                    return Ok(Vec::new());
+                };
+                tracing::error!(error = %e, "the card backend failed; reversing");
+                let Some(offer) = self.journal.get(running.id).map(|e| e.offer.clone()) else {
+                    return Ok(Vec::new());
+                };
+                let result = reversal(&offer, "Transaction reversed after a card reader failure");
+                (running.id, result)
+            }
+        };
+        // The agent, not the backend, owns ids.
+        result.transaction_id = id;
+        match self.journal.record_completed(result.clone()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Already completed: report what the journal holds, never a second outcome.
+                if let Some(r) = self.journal.get(id).and_then(|e| e.result()) {
+                    result = r.clone();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not journal a result; sending it anyway"),
+        }
+        self.emit(TerminalEvent::Completed {
+            result: result.clone(),
+        });
+        Ok(vec![DeviceMessage::Result(result)])
+    }
+
+    fn on_command(&mut self, cmd: Option<TerminalCommand>) -> Vec<DeviceMessage> {
+        match cmd {
+            None => {
+                // The UI went away; the agent carries on (a terminal has no keyboard anyway).
+                self.commands_open = false;
+                Vec::new()
+            }
+            Some(TerminalCommand::RequestPairingCode) => vec![DeviceMessage::PairingCodeRequest],
+            Some(TerminalCommand::Unpair(register)) => vec![DeviceMessage::Unpair { register }],
+        }
+    }
+
+    /// On a graceful shutdown, lets a running transaction end (cancelled) and journals it, so
+    /// the next start has a result to report rather than a reversal to make.
+    async fn wind_down(&mut self) {
+        let Some(running) = &self.running else {
+            return;
+        };
+        running.cancel.cancel();
+        if let Ok(Some(done)) = tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.join_next()).await {
+            let _ = self.on_backend_done(done).await;
+        }
+        self.tasks.shutdown().await;
+    }
+}
+
+/// The result journaled for a transaction whose outcome is unknown: reversed, nothing charged.
+fn reversal(offer: &TransactionOffer, text: &str) -> DeviceResult {
+    DeviceResult {
+        transaction_id: offer.transaction_id,
+        transaction_result: offer
+            .function()
+            .is_financial()
+            .then_some(TransactionResult::Cancelled),
+        result: ResultCode::Cancelled,
+        result_text: text.to_string(),
+        fields: [
+            ("Reversed".to_string(), "true".to_string()),
+            (
+                "Timestamp".to_string(),
+                protocol::timestamp::device_local_now(),
+            ),
+        ]
+        .into(),
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends frames in order; an error or a stalled send means the link is gone.
+async fn send_all(socket: &mut Socket, out: Vec<DeviceMessage>) -> Result<(), String> {
+    for m in out {
+        let text = serde_json::to_string(&m).map_err(|e| format!("cannot encode a frame: {e}"))?;
+        match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::text(text))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("send failed: {e}")),
+            Err(_) => return Err("send timed out".into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    //! Drives the agent against a tiny in-test cloud (`accept_async` on 127.0.0.1:0).
+
+    use super::*;
+    use crate::simulator::{Simulator, SimulatorConfig};
+    use protocol::{DeviceId, TransactionRequest};
+    use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
+
+    type ServerWs = WebSocketStream<TcpStream>;
+
+    struct Harness {
+        listener: TcpListener,
+        journal: std::path::PathBuf,
+        config: TerminalConfig,
+        events: mpsc::Receiver<TerminalEvent>,
+        commands: mpsc::Sender<TerminalCommand>,
+        shutdown: CancellationToken,
+        agent: JoinHandle<Result<Exit, TerminalError>>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start_agent(
+        config: TerminalConfig,
+        slow: Duration,
+    ) -> (
+        mpsc::Receiver<TerminalEvent>,
+        mpsc::Sender<TerminalCommand>,
+        CancellationToken,
+        JoinHandle<Result<Exit, TerminalError>>,
+    ) {
+        let backend = Arc::new(Simulator::new(SimulatorConfig {
+            step_delay: Duration::ZERO,
+            slow,
+        }));
+        let (ev_tx, ev_rx) = mpsc::channel(256);
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(run(config, backend, ev_tx, cmd_rx, shutdown.clone()));
+        (ev_rx, cmd_tx, shutdown, agent)
+    }
+
+    async fn harness(keep_pairing: bool) -> Harness {
+        harness_with(keep_pairing, Duration::from_millis(50)).await
+    }
+
+    /// An agent whose slow test amount (`..53`) takes `slow`.
+    async fn harness_with(keep_pairing: bool, slow: Duration) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("dev.journal");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = TerminalConfig::new(
+            url::Url::parse(&format!("http://{addr}")).expect("url"),
+            DeviceId::parse("dev-1").expect("id"),
+            "s3cret",
+            &journal,
+        );
+        config.keep_pairing = keep_pairing;
+        config.reconnect_min = Duration::from_millis(10);
+        config.reconnect_max = Duration::from_millis(100);
+        let (events, commands, shutdown, agent) = start_agent(config.clone(), slow).await;
+        Harness {
+            listener,
+            journal,
+            config,
+            events,
+            commands,
+            shutdown,
+            agent,
+            _dir: dir,
+        }
+    }
+
+    async fn accept(listener: &TcpListener) -> ServerWs {
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the agent connects")
+            .expect("accept");
+        tokio_tungstenite::accept_async(tcp)
+            .await
+            .expect("handshake")
+    }
+
+    /// The next frame from the device, or `None` if the connection ended.
+    async fn try_recv(ws: &mut ServerWs) -> Option<DeviceMessage> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("a frame in time");
+            match frame {
+                Some(Ok(Message::Text(t))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("a device frame"))
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    async fn recv(ws: &mut ServerWs) -> DeviceMessage {
+        try_recv(ws).await.expect("the connection is open")
+    }
+
+    /// Skips `progress` frames, returning them and the next other frame.
+    async fn recv_after_progress(ws: &mut ServerWs) -> (Vec<String>, DeviceMessage) {
+        let mut prompts = Vec::new();
+        loop {
+            match recv(ws).await {
+                DeviceMessage::Progress { prompt, .. } => prompts.push(prompt),
+                other => return (prompts, other),
+            }
+        }
+    }
+
+    async fn send(ws: &mut ServerWs, m: &CloudMessage) {
+        let text = serde_json::to_string(m).expect("encode");
+        ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Round-trips a ping: every frame sent before it has been handled.
+    async fn sync(ws: &mut ServerWs, nonce: u64) {
+        send(ws, &CloudMessage::Ping { nonce }).await;
+        assert_eq!(recv(ws).await, DeviceMessage::Pong { nonce });
+    }
+
+    fn register() -> RegisterInfo {
+        RegisterInfo {
+            key: RegisterKey {
+                register_id: "r1".into(),
+                business_name: "Shop".into(),
+                vendor_name: "V".into(),
+            },
+            register_name: "Front counter".into(),
+        }
+    }
+
+    fn welcome(registers: Vec<RegisterInfo>, heartbeat_ms: u64) -> CloudMessage {
+        CloudMessage::Welcome {
+            device_id: DeviceId::parse("dev-1").expect("id"),
+            registers,
+            heartbeat_ms,
+        }
+    }
+
+    fn offer(cents: u64) -> TransactionOffer {
+        TransactionOffer {
+            transaction_id: TransactionId::new(),
+            register: register(),
+            request: TransactionRequest {
+                function: Function::CardPurchase,
+                amount_total: Cents::new(cents).ok(),
+                amount_cash: None,
+                amount_auth: None,
+                amount_final: None,
+                transaction_reference: None,
+                date: None,
+            },
+            request_timestamp: "20240101000000".into(),
+        }
+    }
+
+    async fn hello(ws: &mut ServerWs) -> Hello {
+        match recv(ws).await {
+            DeviceMessage::Hello(h) => h,
+            other => panic!("expected hello, got {other:?}"),
+        }
+    }
+
+    fn drain(events: &mut mpsc::Receiver<TerminalEvent>) -> Vec<TerminalEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn accept_start_result_ack_and_duplicates() {
+        let mut h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        let hi = hello(&mut ws).await;
+        assert_eq!(hi.protocol_version, PROTOCOL_VERSION);
+        assert_eq!(hi.device_id.as_str(), "dev-1");
+        assert_eq!(hi.secret, "s3cret");
+        assert_eq!(hi.agent_version, env!("CARGO_PKG_VERSION"));
+        assert!(hi.unacknowledged.is_empty());
+        assert_eq!(hi.in_progress, None);
+
+        // Paired already: no pairing code requested.
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let o = offer(1000);
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o.clone())).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        // A repeated offer gets the same answer; another one is refused while busy.
+        send(&mut ws, &CloudMessage::Transaction(o.clone())).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &CloudMessage::Transaction(offer(2000))).await;
+        sync(&mut ws, 1).await;
+        assert!(
+            Journal::open(&h.journal)
+                .expect("journal")
+                .entries()
+                .is_empty(),
+            "nothing is journaled before start"
+        );
+
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        let (prompts, first) = recv_after_progress(&mut ws).await;
+        assert!(prompts.contains(&protocol::device::prompt::PRESENT_CARD.to_string()));
+        let DeviceMessage::Result(result) = first else {
+            panic!("expected a result, got {first:?}")
+        };
+        assert_eq!(result.transaction_id, id);
+        assert_eq!(result.transaction_result, Some(TransactionResult::Accepted));
+        // Journaled before it was sent.
+        assert_eq!(
+            Journal::open(&h.journal).expect("journal").unacknowledged(),
+            vec![result.clone()]
+        );
+
+        // Duplicate start and duplicate offer: the same result again, never a second run.
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::Result(result.clone()));
+        send(&mut ws, &CloudMessage::Transaction(o.clone())).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::Result(result.clone()));
+
+        // A start for something never accepted is a definite "nothing charged".
+        let stray = TransactionId::new();
+        send(
+            &mut ws,
+            &CloudMessage::Start {
+                transaction_id: stray,
+            },
+        )
+        .await;
+        match recv(&mut ws).await {
+            DeviceMessage::Result(r) => {
+                assert_eq!(r.transaction_id, stray);
+                assert_eq!(r.result, ResultCode::Cancelled);
+            }
+            other => panic!("expected a result, got {other:?}"),
+        }
+
+        send(&mut ws, &CloudMessage::ResultAck { transaction_id: id }).await;
+        sync(&mut ws, 2).await;
+        let j = Journal::open(&h.journal).expect("journal");
+        assert!(j.unacknowledged().is_empty());
+        assert_eq!(j.history().entries().len(), 1);
+
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        let events = drain(&mut h.events);
+        let received = events
+            .iter()
+            .filter(|e| matches!(e, TerminalEvent::TransactionReceived { .. }))
+            .count();
+        assert_eq!(received, 1);
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, TerminalEvent::Connected { .. })));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, TerminalEvent::Prompt { .. })));
+        assert!(events.contains(&TerminalEvent::Completed { result }));
+        assert!(events.contains(&TerminalEvent::Acknowledged { transaction_id: id }));
+    }
+
+    #[tokio::test]
+    async fn power_failure_mid_transaction_is_reversed_on_restart() {
+        let h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let o = offer(1054);
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o.clone())).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        assert_eq!(
+            h.agent.await.expect("join").expect("run"),
+            Exit::PowerFailure
+        );
+        // Not a word after the power cut, not even a close frame: the socket just goes away.
+        let after = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the socket ends");
+        assert!(!matches!(after, Some(Ok(_))), "{after:?}");
+        assert_eq!(
+            Journal::open(&h.journal).expect("journal").interrupted(),
+            vec![o]
+        );
+
+        // Power back: the agent reverses the payment and reports it in hello.
+        let (mut events, _commands, shutdown, agent) =
+            start_agent(h.config.clone(), Duration::from_millis(50)).await;
+        let mut ws = accept(&h.listener).await;
+        let hi = hello(&mut ws).await;
+        assert_eq!(hi.in_progress, None);
+        assert_eq!(hi.unacknowledged.len(), 1);
+        let reversed = &hi.unacknowledged[0];
+        assert_eq!(reversed.transaction_id, id);
+        assert_eq!(
+            reversed.transaction_result,
+            Some(TransactionResult::Cancelled)
+        );
+        assert_eq!(reversed.result, ResultCode::Cancelled);
+        assert_eq!(reversed.result_text, REVERSED_TEXT);
+        assert_eq!(
+            reversed.fields.get("Reversed").map(String::as_str),
+            Some("true")
+        );
+        assert!(drain(&mut events).contains(&TerminalEvent::Completed {
+            result: reversed.clone()
+        }));
+
+        // A late duplicate start gets the journaled answer, not a second run.
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::Result(reversed.clone()));
+        send(&mut ws, &CloudMessage::ResultAck { transaction_id: id }).await;
+        sync(&mut ws, 3).await;
+        assert!(Journal::open(&h.journal)
+            .expect("journal")
+            .unacknowledged()
+            .is_empty());
+        shutdown.cancel();
+        assert_eq!(agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn pairing_codes_commands_and_garbage() {
+        let mut h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(Vec::new(), 10_000)).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::PairingCodeRequest);
+
+        // Unreadable frames are ignored, not fatal.
+        ws.send(Message::text("not json")).await.expect("send");
+        ws.send(Message::text(r#"{"type":"launch_missiles"}"#))
+            .await
+            .expect("send");
+        ws.send(Message::binary(vec![1u8, 2, 3]))
+            .await
+            .expect("send");
+        sync(&mut ws, 1).await;
+
+        // A short-lived code is refreshed before it expires.
+        let code = PairingCode::parse("12345678").expect("code");
+        send(
+            &mut ws,
+            &CloudMessage::PairingCode {
+                code: code.clone(),
+                expires_in_ms: 100,
+            },
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::PairingCodeRequest);
+
+        // Once paired, no more refreshing.
+        send(
+            &mut ws,
+            &CloudMessage::PairingCode {
+                code: code.clone(),
+                expires_in_ms: 100,
+            },
+        )
+        .await;
+        send(
+            &mut ws,
+            &CloudMessage::Paired {
+                register: register(),
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sync(&mut ws, 2).await;
+
+        // Unpaired from everything: ask for a code again.
+        send(
+            &mut ws,
+            &CloudMessage::Unpaired {
+                registers: vec![register().key],
+            },
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::PairingCodeRequest);
+
+        h.commands
+            .send(TerminalCommand::RequestPairingCode)
+            .await
+            .expect("cmd");
+        assert_eq!(recv(&mut ws).await, DeviceMessage::PairingCodeRequest);
+        h.commands
+            .send(TerminalCommand::Unpair(None))
+            .await
+            .expect("cmd");
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Unpair { register: None }
+        );
+
+        h.shutdown.cancel();
+        // The agent says goodbye with a close frame.
+        assert_eq!(try_recv(&mut ws).await, None);
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        let events = drain(&mut h.events);
+        assert!(events.contains(&TerminalEvent::PairingCode {
+            code,
+            expires_in: Duration::from_millis(100)
+        }));
+        assert!(events.contains(&TerminalEvent::Paired {
+            register_name: "Front counter".into()
+        }));
+        assert!(events.contains(&TerminalEvent::Unpaired {
+            registers: vec![register().key]
+        }));
+    }
+
+    #[tokio::test]
+    async fn keep_pairing_keeps_refreshing_when_paired() {
+        let h = harness(true).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::PairingCodeRequest);
+        let code = PairingCode::parse("87654321").expect("code");
+        send(
+            &mut ws,
+            &CloudMessage::PairingCode {
+                code,
+                expires_in_ms: 100,
+            },
+        )
+        .await;
+        send(
+            &mut ws,
+            &CloudMessage::Paired {
+                register: register(),
+            },
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::PairingCodeRequest);
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn reconnects_after_silence_rejection_and_oversized_frames() {
+        let mut h = harness(false).await;
+        // Silence for three heartbeats: the agent gives up on the link and reconnects.
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 30)).await;
+        let mut ws2 = accept(&h.listener).await;
+        hello(&mut ws2).await;
+        drop(ws);
+
+        // Rejected: a clear event, and it keeps trying.
+        ws2.close(Some(CloseFrame {
+            code: CloseCode::from(close::AUTH_FAILED),
+            reason: "unknown device or wrong secret".into(),
+        }))
+        .await
+        .expect("close");
+        let mut ws3 = accept(&h.listener).await;
+        hello(&mut ws3).await;
+        let events = drain(&mut h.events);
+        assert!(
+            events.iter().any(
+                |e| matches!(e, TerminalEvent::Rejected { code, .. } if *code == close::AUTH_FAILED)
+            ),
+            "{events:?}"
+        );
+
+        // A frame over the limit ends the connection; the agent comes back.
+        send(&mut ws3, &welcome(vec![register()], 10_000)).await;
+        let huge = format!(
+            r#"{{"type":"error","message":"{}"}}"#,
+            "x".repeat(MAX_FRAME_BYTES + 1)
+        );
+        let _ = ws3.send(Message::text(huge)).await;
+        let mut ws4 = accept(&h.listener).await;
+        hello(&mut ws4).await;
+
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+    #[tokio::test]
+    async fn cancel_from_the_pos_stops_a_running_transaction() {
+        // Slower than the test could wait: only the cancel can end it in time.
+        let h = harness_with(false, Duration::from_secs(600)).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let o = offer(1053);
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o)).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        send(&mut ws, &CloudMessage::Cancel { transaction_id: id }).await;
+        let (_, last) = recv_after_progress(&mut ws).await;
+        let DeviceMessage::Result(r) = last else {
+            panic!("expected a result, got {last:?}")
+        };
+        assert_eq!(r.transaction_result, Some(TransactionResult::Cancelled));
+        assert_eq!(r.result, ResultCode::Cancelled);
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn a_result_finished_while_offline_is_delivered_after_reconnect() {
+        let h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let o = offer(1053); // slow: 50 ms in the harness
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o)).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        drop(ws); // the link drops mid-transaction
+
+        let mut ws = accept(&h.listener).await;
+        let hi = hello(&mut ws).await;
+        let result = match hi.unacknowledged.first() {
+            // Finished before the reconnect: handed over in hello.
+            Some(r) => r.clone(),
+            // Still running at hello time: it says so, and sends the result when done.
+            None => {
+                assert_eq!(hi.in_progress, Some(id));
+                send(&mut ws, &welcome(vec![register()], 10_000)).await;
+                match recv_after_progress(&mut ws).await {
+                    (_, DeviceMessage::Result(r)) => r,
+                    (_, other) => panic!("expected a result, got {other:?}"),
+                }
+            }
+        };
+        assert_eq!(result.transaction_id, id);
+        assert_eq!(result.transaction_result, Some(TransactionResult::Accepted));
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+}

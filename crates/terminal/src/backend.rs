@@ -1,0 +1,78 @@
+//! The card-acceptance backend: what actually runs a transaction once the cloud says `start`.
+//!
+//! The agent owns the connection and the journal; a backend only talks to the card reader (or
+//! pretends to, like the simulator). It is object-safe so the agent can hold an
+//! `Arc<dyn CardBackend>` chosen at startup.
+
+use crate::journal::JournalHistory;
+use protocol::device::{DeviceResult, TransactionOffer};
+use protocol::TransactionId;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The future a backend returns: owned (`'static`) so the agent can run it in its own task.
+pub type BackendFuture = Pin<Box<dyn Future<Output = BackendOutcome> + Send + 'static>>;
+
+/// Runs transactions on the card hardware (or a simulation of it).
+pub trait CardBackend: Send + Sync + 'static {
+    /// Runs one started transaction to its end. Called once per transaction id: the agent's
+    /// journal guarantees a transaction is never run twice.
+    fn run(&self, transaction: BackendTransaction) -> BackendFuture;
+}
+
+/// What a backend gets for one transaction.
+#[derive(Debug)]
+pub struct BackendTransaction {
+    /// The request as offered by the cloud.
+    pub offer: TransactionOffer,
+    /// Where to report prompts shown on screen.
+    pub progress: ProgressSink,
+    /// Cancelled when the POS asks to cancel: stop if the card has not been charged yet.
+    pub cancel: CancellationToken,
+    /// Finished transactions, oldest first (reprint, last result, settlement totals).
+    pub history: JournalHistory,
+}
+
+/// How a backend run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendOutcome {
+    /// The transaction ended (approved, declined, cancelled, failed): journal and report it.
+    Completed(DeviceResult),
+    /// The device lost power mid-transaction: the agent stops at once, as if unplugged.
+    PowerFailure,
+}
+
+/// A prompt shown on the device's screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// One of `protocol::device::prompt::*`.
+    pub prompt: String,
+    /// Free text shown with it.
+    pub text: String,
+}
+
+/// Sends a running transaction's prompts to the agent, which forwards them as `progress`.
+#[derive(Debug, Clone)]
+pub struct ProgressSink {
+    transaction_id: TransactionId,
+    tx: mpsc::Sender<(TransactionId, Progress)>,
+}
+
+impl ProgressSink {
+    /// A sink tagging every prompt with `transaction_id`.
+    pub fn new(transaction_id: TransactionId, tx: mpsc::Sender<(TransactionId, Progress)>) -> Self {
+        Self { transaction_id, tx }
+    }
+
+    /// Reports a prompt. Waits if the agent is momentarily behind (the channel is bounded);
+    /// a stopped agent is ignored, since the screen matters less than finishing the payment.
+    pub async fn show(&self, prompt: &str, text: impl Into<String>) {
+        let p = Progress {
+            prompt: prompt.to_string(),
+            text: text.into(),
+        };
+        let _ = self.tx.send((self.transaction_id, p)).await;
+    }
+}

@@ -1,0 +1,307 @@
+//! `eftcloud terminal`: the agent with the card simulator, driven from a console.
+//!
+//! Prints `pairing code: NNNNNNNN` whenever a code arrives and `paired: <register name>` when
+//! pairing completes (scripts and tests wait for these exact lines), plus short lines for
+//! transactions and the connection. Reads `pair`, `unpair` and `quit` from stdin; end of
+//! input does not stop the agent, so it runs unattended with no stdin at all.
+
+use crate::agent::{self, Exit, TerminalCommand, TerminalEvent};
+use crate::config::TerminalConfig;
+use crate::error::TerminalError;
+use crate::simulator::{Simulator, SimulatorConfig};
+use protocol::DeviceId;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+/// Exit status after a simulated power failure (EX_TEMPFAIL: run me again).
+pub const POWER_FAILURE_EXIT_CODE: i32 = 75;
+
+/// Flags of `eftcloud terminal`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TerminalArgs {
+    /// The cloud's base URL (http, https, ws or wss).
+    #[arg(
+        long = "cloud",
+        env = "EFTCLOUD_CLOUD",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub cloud: Url,
+    /// The device id as enrolled in the cloud.
+    #[arg(long, env = "EFTCLOUD_DEVICE_ID", value_parser = parse_device_id)]
+    pub device_id: DeviceId,
+    /// The device secret.
+    #[arg(long, env = "EFTCLOUD_DEVICE_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Journal file [default: ./eftcloud-terminal-<device-id>.journal].
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Maker name reported to the cloud.
+    #[arg(long, default_value = "eftcloud")]
+    pub vendor: String,
+    /// Model name reported to the cloud.
+    #[arg(long, default_value = "simulator")]
+    pub model: String,
+    /// Seconds a slow test amount (cents ending in 53) takes to approve.
+    #[arg(long, default_value_t = 30)]
+    pub slow_secs: u64,
+    /// Milliseconds the simulated customer pauses at each prompt.
+    #[arg(long, default_value_t = 300)]
+    pub step_delay: u64,
+    /// Keep offering pairing codes while paired (one device serving several registers).
+    #[arg(long)]
+    pub keep_pairing: bool,
+}
+
+fn parse_device_id(s: &str) -> Result<DeviceId, String> {
+    DeviceId::parse(s).map_err(|e| e.to_string())
+}
+
+impl TerminalArgs {
+    /// The agent's configuration from the flags.
+    pub fn config(&self) -> TerminalConfig {
+        let journal = self.journal.clone().unwrap_or_else(|| {
+            PathBuf::from(format!("./eftcloud-terminal-{}.journal", self.device_id))
+        });
+        let mut config = TerminalConfig::new(
+            self.cloud.clone(),
+            self.device_id.clone(),
+            self.secret.clone(),
+            journal,
+        );
+        config.vendor = self.vendor.clone();
+        config.model = self.model.clone();
+        config.keep_pairing = self.keep_pairing;
+        config
+    }
+
+    /// The simulator's timing from the flags.
+    pub fn simulator(&self) -> SimulatorConfig {
+        SimulatorConfig {
+            step_delay: Duration::from_millis(self.step_delay),
+            slow: Duration::from_secs(self.slow_secs),
+        }
+    }
+}
+
+/// Runs the terminal until Ctrl-C (or `quit`). On a simulated power failure the process exits
+/// at once with status 75, skipping every clean-up, as a real power cut would.
+pub async fn run(args: TerminalArgs) -> Result<(), TerminalError> {
+    if args.secret.is_empty() {
+        return Err(TerminalError::InvalidArgument(
+            "--secret (or EFTCLOUD_DEVICE_SECRET) must not be empty".into(),
+        ));
+    }
+    let config = args.config();
+    let url = config.device_url()?;
+    let backend =
+        Arc::new(Simulator::new(args.simulator()).with_terminal_id(config.device_id.to_string()));
+    let (events_tx, events_rx) = mpsc::channel(256);
+    let (commands_tx, commands_rx) = mpsc::channel(16);
+    let shutdown = CancellationToken::new();
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(print_events(events_rx, url.to_string()));
+    tasks.spawn(stop_on_signal(shutdown.clone()));
+    spawn_stdin_reader(commands_tx, shutdown.clone());
+
+    println!(
+        "terminal {} starting; journal {}",
+        config.device_id,
+        config.journal_path.display()
+    );
+    let exit = agent::run(config, backend, events_tx, commands_rx, shutdown.clone()).await;
+    match exit {
+        Ok(Exit::PowerFailure) => {
+            eprintln!("power failure (simulated): exiting abruptly");
+            std::process::exit(POWER_FAILURE_EXIT_CODE);
+        }
+        Ok(Exit::Shutdown) => {
+            // The agent dropped its event sender: the printer drains what is left and ends.
+            shutdown.cancel();
+            while tasks.join_next().await.is_some() {}
+            println!("terminal stopped");
+            Ok(())
+        }
+        Err(e) => {
+            tasks.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = shutdown.cancelled() => return,
+    }
+    println!("shutting down");
+    shutdown.cancel();
+}
+
+/// Reads commands from stdin on a plain thread: a blocking read cannot be cancelled, and on a
+/// runtime thread it would hold up the runtime's shutdown. The thread owns only a sender and
+/// the shutdown token, and ends with the process.
+fn spawn_stdin_reader(commands: mpsc::Sender<TerminalCommand>, shutdown: CancellationToken) {
+    let spawned = std::thread::Builder::new()
+        .name("terminal-stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(line) = line else { break };
+                let cmd = match line.trim() {
+                    "" => continue,
+                    "pair" => TerminalCommand::RequestPairingCode,
+                    "unpair" => TerminalCommand::Unpair(None),
+                    "quit" | "exit" => {
+                        shutdown.cancel();
+                        break;
+                    }
+                    other => {
+                        println!("unknown command '{other}' (try: pair, unpair, quit)");
+                        continue;
+                    }
+                };
+                if commands.blocking_send(cmd).is_err() {
+                    break;
+                }
+            }
+            // End of input: keep running; the commands sender simply goes away.
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot read commands from stdin");
+    }
+}
+
+async fn print_events(mut events: mpsc::Receiver<TerminalEvent>, url: String) {
+    while let Some(event) = events.recv().await {
+        match event {
+            TerminalEvent::Connected { registers } => {
+                let names: Vec<&str> = registers.iter().map(|r| r.register_name.as_str()).collect();
+                if names.is_empty() {
+                    println!("connected to {url} (not paired)");
+                } else {
+                    println!("connected to {url} (paired with: {})", names.join(", "));
+                }
+            }
+            TerminalEvent::Disconnected { reason } => println!("disconnected: {reason}"),
+            TerminalEvent::Rejected { code, reason } => {
+                eprintln!("error: the cloud rejected this device ({code}): {reason}")
+            }
+            TerminalEvent::PairingCode { code, .. } => println!("pairing code: {code}"),
+            TerminalEvent::Paired { register_name } => println!("paired: {register_name}"),
+            TerminalEvent::Unpaired { registers } => {
+                let ids: Vec<&str> = registers.iter().map(|r| r.register_id.as_str()).collect();
+                println!("unpaired: {}", ids.join(", "));
+            }
+            TerminalEvent::TransactionReceived {
+                transaction_id,
+                function,
+                amount,
+                ..
+            } => match amount {
+                Some(a) => println!(
+                    "transaction {transaction_id}: {function} {}",
+                    a.display_decimal()
+                ),
+                None => println!("transaction {transaction_id}: {function}"),
+            },
+            TerminalEvent::Prompt { prompt, text, .. } => {
+                println!("  [{prompt}] {}", text.replace('\n', " / "))
+            }
+            TerminalEvent::Completed { result } => {
+                let outcome = result
+                    .transaction_result
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| result.result.to_string());
+                println!(
+                    "result {}: {outcome} {}",
+                    result.transaction_id, result.result_text
+                );
+            }
+            TerminalEvent::Acknowledged { transaction_id } => {
+                println!("result {transaction_id}: stored by the cloud")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: TerminalArgs,
+    }
+
+    #[test]
+    fn parses_flags_with_defaults() {
+        let cmd = Cmd::try_parse_from(["t", "--device-id", "dev-1", "--secret", "s3cret"]);
+        let Ok(Cmd { args }) = cmd else {
+            panic!("{cmd:?}")
+        };
+        let config = args.config();
+        assert_eq!(
+            config.journal_path,
+            PathBuf::from("./eftcloud-terminal-dev-1.journal")
+        );
+        assert_eq!(
+            config.device_url().map(|u| u.to_string()).ok().as_deref(),
+            Some("ws://127.0.0.1:8080/device/v1")
+        );
+        assert_eq!(args.simulator().step_delay, Duration::from_millis(300));
+        assert_eq!(args.simulator().slow, Duration::from_secs(30));
+        assert!(!config.keep_pairing);
+    }
+
+    #[test]
+    fn refuses_bad_flags() {
+        assert!(Cmd::try_parse_from(["t", "--device-id", "bad id", "--secret", "s"]).is_err());
+        assert!(Cmd::try_parse_from([
+            "t",
+            "--device-id",
+            "d",
+            "--secret",
+            "s",
+            "--cloud",
+            "not a url"
+        ])
+        .is_err());
+        assert!(Cmd::try_parse_from([
+            "t",
+            "--device-id",
+            "d",
+            "--secret",
+            "s",
+            "--slow-secs",
+            "-1"
+        ])
+        .is_err());
+    }
+}

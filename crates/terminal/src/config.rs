@@ -1,0 +1,120 @@
+//! How a terminal agent is configured: where the cloud is, who the device is, where it journals.
+
+use crate::error::TerminalError;
+use protocol::DeviceId;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Everything the agent needs to connect and to keep its journal.
+#[derive(Debug, Clone)]
+pub struct TerminalConfig {
+    /// The cloud's base address, `http(s)://` or `ws(s)://` (e.g. `http://127.0.0.1:8080`);
+    /// the agent derives `ws(s)://host/device/v1` from it.
+    pub cloud_url: Url,
+    /// The device id as enrolled in the cloud.
+    pub device_id: DeviceId,
+    /// The device secret, sent in `hello`.
+    pub secret: String,
+    /// The journal file (created on first use).
+    pub journal_path: PathBuf,
+    /// Maker name reported in `hello`.
+    pub vendor: String,
+    /// Model name reported in `hello`.
+    pub model: String,
+    /// Keep offering pairing codes while paired (one device may serve several registers).
+    pub keep_pairing: bool,
+    /// First (and smallest) delay before reconnecting.
+    pub reconnect_min: Duration,
+    /// Largest delay before reconnecting; also used after the cloud rejects the device.
+    pub reconnect_max: Duration,
+}
+
+impl TerminalConfig {
+    /// A configuration with the default vendor, model and reconnect delays (200 ms to 10 s).
+    pub fn new(
+        cloud_url: Url,
+        device_id: DeviceId,
+        secret: impl Into<String>,
+        journal_path: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            cloud_url,
+            device_id,
+            secret: secret.into(),
+            journal_path: journal_path.into(),
+            vendor: "eftcloud".into(),
+            model: "simulator".into(),
+            keep_pairing: false,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+
+    /// The device endpoint: the base URL with a WebSocket scheme and `/device/v1` appended to
+    /// its path (so a cloud served under a prefix still works).
+    pub fn device_url(&self) -> Result<Url, TerminalError> {
+        device_url(&self.cloud_url)
+    }
+}
+
+/// Derives `ws(s)://host[/prefix]/device/v1` from an `http(s)://` or `ws(s)://` base URL.
+pub fn device_url(base: &Url) -> Result<Url, TerminalError> {
+    let bad = |reason: &str| TerminalError::BadCloudUrl {
+        url: base.to_string(),
+        reason: reason.to_string(),
+    };
+    let scheme = match base.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return Err(bad("the scheme must be http, https, ws or wss")),
+    };
+    if base.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    let mut url = base.clone();
+    url.set_scheme(scheme)
+        .map_err(|()| bad("cannot use a WebSocket scheme with this URL"))?;
+    let prefix = base.path().trim_end_matches('/');
+    let path = if prefix.ends_with(protocol::device::PATH) {
+        prefix.to_string()
+    } else {
+        format!("{prefix}{}", protocol::device::PATH)
+    };
+    url.set_path(&path);
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn derive(s: &str) -> Option<String> {
+        let base = Url::parse(s).ok()?;
+        device_url(&base).ok().map(|u| u.to_string())
+    }
+
+    #[test]
+    fn derives_the_device_endpoint() {
+        assert_eq!(
+            derive("http://127.0.0.1:8080").as_deref(),
+            Some("ws://127.0.0.1:8080/device/v1")
+        );
+        assert_eq!(
+            derive("https://eft.example.com/").as_deref(),
+            Some("wss://eft.example.com/device/v1")
+        );
+        assert_eq!(
+            derive("https://example.com/eft/?x=1").as_deref(),
+            Some("wss://example.com/eft/device/v1")
+        );
+        assert_eq!(
+            derive("ws://h:1/device/v1").as_deref(),
+            Some("ws://h:1/device/v1")
+        );
+        assert_eq!(derive("ftp://h/"), None);
+        assert_eq!(derive("mailto:a@b"), None);
+    }
+}

@@ -1,0 +1,1229 @@
+//! The card simulator: a [`CardBackend`] that plays a customer and an acquirer, for
+//! development, demos and tests.
+//!
+//! Test amounts, by the last two digits of the headline amount in cents
+//! (`AmountTotal`, else `AmountAuth`, else `AmountFinal`):
+//!
+//! | cents | outcome |
+//! |-------|---------|
+//! | `..51` | declined: `OK-DECLINED`, `Result` `OK`, `DECLINED 51 INSUFFICIENT FUNDS` |
+//! | `..52` | the customer cancels on the device: `CANCELLED` |
+//! | `..53` | slow: approves after `slow` (30 s by default); a `cancel` meanwhile cancels it |
+//! | `..54` | power failure right after start: the agent stops as if unplugged |
+//! | `..55` | approved with a 1.5 % surcharge (not on refunds) |
+//! | other | approved |
+//!
+//! Card details, auth ids and references are derived from the transaction id, so a
+//! transaction's result is the same however often it is looked at.
+
+use crate::backend::{BackendFuture, BackendOutcome, BackendTransaction, CardBackend};
+use crate::journal::{HistoryEntry, JournalHistory};
+use protocol::device::{prompt, DeviceResult};
+use protocol::timestamp::device_local_now;
+use protocol::{Cents, Function, ResultCode, TransactionId, TransactionResult};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Timing of the simulated customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatorConfig {
+    /// Pause after each prompt (time to "present the card", "enter the PIN"); 0 in tests.
+    pub step_delay: Duration,
+    /// How long a slow (`..53`) transaction takes to approve.
+    pub slow: Duration,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            step_delay: Duration::from_millis(300),
+            slow: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The simulated card reader and acquirer.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    config: SimulatorConfig,
+    terminal_id: String,
+    merchant_id: String,
+}
+
+impl Simulator {
+    /// A simulator printing terminal id `SIM00001` on its receipts.
+    pub fn new(config: SimulatorConfig) -> Self {
+        Self {
+            config,
+            terminal_id: "SIM00001".into(),
+            merchant_id: "MID000000001".into(),
+        }
+    }
+
+    /// Sets the terminal id printed on receipts (e.g. the device id).
+    pub fn with_terminal_id(mut self, terminal_id: impl Into<String>) -> Self {
+        self.terminal_id = terminal_id.into();
+        self
+    }
+}
+
+impl CardBackend for Simulator {
+    fn run(&self, transaction: BackendTransaction) -> BackendFuture {
+        let sim = self.clone();
+        Box::pin(async move { sim.execute(transaction).await })
+    }
+}
+
+/// What the test amount asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Approve,
+    Decline,
+    DeviceCancel,
+    Slow,
+    PowerFailure,
+    Surcharge,
+}
+
+impl Scenario {
+    fn of(amount: Option<Cents>) -> Self {
+        match amount.map(|a| a.get() % 100) {
+            Some(51) => Scenario::Decline,
+            Some(52) => Scenario::DeviceCancel,
+            Some(53) => Scenario::Slow,
+            Some(54) => Scenario::PowerFailure,
+            Some(55) => Scenario::Surcharge,
+            _ => Scenario::Approve,
+        }
+    }
+}
+
+/// Why an interaction stopped before the money moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// The POS sent `cancel`.
+    ByPos,
+    /// The customer pressed cancel on the device.
+    OnDevice,
+}
+
+/// The card the simulated customer presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Card {
+    card_type: String,
+    account: String,
+    pan: String,
+}
+
+impl Card {
+    /// A card chosen from the transaction id: the same id always "presents" the same card.
+    fn for_transaction(id: TransactionId) -> Self {
+        let b = id.0.as_bytes();
+        let (card_type, account) = match b[0] % 3 {
+            0 => ("VISA", "CREDIT"),
+            1 => ("MASTERCARD", "CREDIT"),
+            _ => ("EFTPOS", if b[1] & 1 == 0 { "CHEQUE" } else { "SAVINGS" }),
+        };
+        let last4 = u16::from_be_bytes([b[2], b[3]]) % 10_000;
+        Self {
+            card_type: card_type.into(),
+            account: account.into(),
+            pan: format!("....{last4:04}"),
+        }
+    }
+
+    /// The card of an earlier result (a completion uses the authorisation's card).
+    fn from_fields(fields: &BTreeMap<String, String>) -> Option<Self> {
+        Some(Self {
+            card_type: fields.get("CardType")?.clone(),
+            account: fields
+                .get("AccountType")
+                .cloned()
+                .unwrap_or_else(|| "CREDIT".into()),
+            pan: fields.get("CardPan")?.clone(),
+        })
+    }
+}
+
+fn auth_id(id: TransactionId) -> String {
+    let b = id.0.as_bytes();
+    format!(
+        "{:06}",
+        u32::from_be_bytes([b[4], b[5], b[6], b[7]]) % 1_000_000
+    )
+}
+
+fn acquirer_ref(id: TransactionId) -> String {
+    let b = id.0.as_bytes();
+    let n = u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]);
+    format!("{:012}", n % 1_000_000_000_000)
+}
+
+/// The next system trace number: one more than the last one journaled.
+fn terminal_ref(history: &JournalHistory) -> String {
+    let last = history
+        .entries()
+        .iter()
+        .rev()
+        .find_map(|e| e.result.fields.get("TerminalRef")?.parse::<u32>().ok())
+        .unwrap_or(0);
+    format!("{:06}", (last + 1) % 1_000_000)
+}
+
+fn label(f: Function) -> &'static str {
+    match f {
+        Function::CardPurchase => "PURCHASE",
+        Function::CardRefund => "REFUND",
+        Function::CardPurchasePlusCash => "PURCHASE + CASH",
+        Function::CardCashAdvance => "CASH ADVANCE",
+        Function::CardAuthorise => "PRE-AUTHORISATION",
+        Function::CardFinalise => "COMPLETION",
+        Function::QrMerchantPurchase | Function::QrConsumerPurchase => "QR PURCHASE",
+        Function::QrRefund => "QR REFUND",
+        Function::AcquirerLogon => "LOGON",
+        Function::AcquirerSettlementInquiry => "SETTLEMENT INQUIRY",
+        Function::AcquirerSettlementCutover => "SETTLEMENT CUTOVER",
+        Function::JournalReprintReceipt => "REPRINT",
+        Function::JournalGetTransResult => "LAST RESULT",
+        Function::TerminalGetStatus => "STATUS",
+        Function::TerminalReadCard => "READ CARD",
+    }
+}
+
+fn is_refund(f: Function) -> bool {
+    matches!(f, Function::CardRefund | Function::QrRefund)
+}
+
+fn is_qr(f: Function) -> bool {
+    matches!(
+        f,
+        Function::QrMerchantPurchase | Function::QrConsumerPurchase | Function::QrRefund
+    )
+}
+
+fn money(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn signed_money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{}", money(cents.unsigned_abs()))
+}
+
+/// Receipts are printed on ~30-column paper.
+const RECEIPT_WIDTH: usize = 30;
+
+/// A fixed-width receipt under construction.
+struct Receipt {
+    lines: Vec<String>,
+}
+
+impl Receipt {
+    /// Starts with the merchant and terminal header.
+    fn new(sim: &Simulator, function: Function, timestamp: &str) -> Self {
+        let mut r = Self { lines: Vec::new() };
+        r.center("EFTCLOUD SIMULATOR");
+        r.pair("MERCHANT ID", &sim.merchant_id);
+        r.pair("TERMINAL ID", &sim.terminal_id);
+        r.pair("DATE/TIME", &receipt_time(timestamp));
+        r.rule();
+        r.center(label(function));
+        r
+    }
+
+    fn center(&mut self, s: &str) {
+        let s: String = s.chars().take(RECEIPT_WIDTH).collect();
+        let pad = (RECEIPT_WIDTH - s.chars().count()) / 2;
+        self.lines.push(format!("{}{s}", " ".repeat(pad)));
+    }
+
+    fn pair(&mut self, left: &str, right: &str) {
+        let right: String = right.chars().take(RECEIPT_WIDTH).collect();
+        let room = RECEIPT_WIDTH.saturating_sub(right.chars().count() + 1);
+        let left: String = left.chars().take(room).collect();
+        let gap = RECEIPT_WIDTH - left.chars().count() - right.chars().count();
+        self.lines
+            .push(format!("{left}{}{right}", " ".repeat(gap.max(1))));
+    }
+
+    fn amount(&mut self, label: &str, cents: u64) {
+        self.pair(label, &format!("AUD {:>9}", money(cents)));
+    }
+
+    fn rule(&mut self) {
+        self.lines.push("-".repeat(RECEIPT_WIDTH));
+    }
+
+    fn card(&mut self, card: &Card) {
+        self.pair("CARD", &format!("{} {}", card.card_type, card.pan));
+        self.pair("ACCOUNT", &card.account);
+    }
+
+    fn finish(mut self, verdict: &str) -> String {
+        self.rule();
+        self.center(verdict);
+        self.lines.join("\n")
+    }
+}
+
+/// `yyyyMMddHHmmss` as `dd/MM/yyyy HH:mm`.
+fn receipt_time(ts: &str) -> String {
+    match (
+        ts.get(0..4),
+        ts.get(4..6),
+        ts.get(6..8),
+        ts.get(8..10),
+        ts.get(10..12),
+    ) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi)) => format!("{d}/{mo}/{y} {h}:{mi}"),
+        _ => ts.to_string(),
+    }
+}
+
+fn device_result(
+    id: TransactionId,
+    function: Function,
+    transaction_result: TransactionResult,
+    result: ResultCode,
+    text: &str,
+    fields: BTreeMap<String, String>,
+) -> DeviceResult {
+    DeviceResult {
+        transaction_id: id,
+        // Non-financial functions answer with Result and ResultText only.
+        transaction_result: function.is_financial().then_some(transaction_result),
+        result,
+        result_text: text.to_string(),
+        fields,
+    }
+}
+
+/// Settlement totals over a period of the journal.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Totals {
+    purchase_count: u64,
+    purchase_cents: u64,
+    refund_count: u64,
+    refund_cents: u64,
+}
+
+impl Totals {
+    /// Approved money movements since the last cutover, or on `date` (`yyyyMMdd`) if given.
+    fn of(history: &JournalHistory, date: Option<&str>) -> Self {
+        let entries = history.entries();
+        let period: Vec<&HistoryEntry> = match date {
+            Some(d) => entries
+                .iter()
+                .filter(|e| {
+                    e.result
+                        .fields
+                        .get("Timestamp")
+                        .is_some_and(|t| t.starts_with(d))
+                })
+                .collect(),
+            None => {
+                let start = entries
+                    .iter()
+                    .rposition(|e| {
+                        e.offer.function() == Function::AcquirerSettlementCutover
+                            && e.result.result == ResultCode::Ok
+                    })
+                    .map_or(0, |i| i + 1);
+                entries[start..].iter().collect()
+            }
+        };
+        let mut t = Totals::default();
+        for e in period {
+            let f = e.offer.function();
+            let approved = e.result.transaction_result == Some(TransactionResult::Accepted);
+            // A pre-authorisation only holds funds; its completion is what settles.
+            if !approved || !f.is_financial() || f == Function::CardAuthorise {
+                continue;
+            }
+            let cents = e
+                .result
+                .fields
+                .get("AmountTotal")
+                .and_then(|a| a.parse::<u64>().ok())
+                .unwrap_or(0);
+            if is_refund(f) {
+                t.refund_count += 1;
+                t.refund_cents += cents;
+            } else {
+                t.purchase_count += 1;
+                t.purchase_cents += cents;
+            }
+        }
+        t
+    }
+
+    fn net(&self) -> i64 {
+        let p = i64::try_from(self.purchase_cents).unwrap_or(i64::MAX);
+        let r = i64::try_from(self.refund_cents).unwrap_or(i64::MAX);
+        p.saturating_sub(r)
+    }
+}
+
+impl Simulator {
+    async fn execute(&self, tx: BackendTransaction) -> BackendOutcome {
+        let f = tx.offer.function();
+        if f.is_financial() {
+            return self.financial(&tx).await;
+        }
+        BackendOutcome::Completed(match f {
+            Function::AcquirerLogon => self.logon(&tx).await,
+            Function::AcquirerSettlementInquiry | Function::AcquirerSettlementCutover => {
+                self.settlement(&tx).await
+            }
+            Function::JournalReprintReceipt => self.reprint(&tx),
+            Function::JournalGetTransResult => self.last_result(&tx),
+            Function::TerminalGetStatus => self.status(&tx),
+            Function::TerminalReadCard => self.read_card(&tx).await,
+            // Financial functions returned above; answer sensibly rather than panic.
+            _ => self.status(&tx),
+        })
+    }
+
+    /// Shows a prompt, then waits `step_delay` unless the POS cancels.
+    async fn step(&self, tx: &BackendTransaction, p: &str, text: &str) -> Result<(), Stopped> {
+        tx.progress.show(p, text).await;
+        self.pause(tx, self.config.step_delay).await
+    }
+
+    async fn pause(&self, tx: &BackendTransaction, d: Duration) -> Result<(), Stopped> {
+        tokio::select! {
+            biased;
+            _ = tx.cancel.cancelled() => Err(Stopped::ByPos),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    fn base_fields(&self, tx: &BackendTransaction, timestamp: &str) -> BTreeMap<String, String> {
+        let mut fields = BTreeMap::new();
+        fields.insert("Timestamp".into(), timestamp.to_string());
+        fields.insert("TerminalRef".into(), terminal_ref(&tx.history));
+        fields
+    }
+
+    /// The customer's part: card or QR code, account, PIN, then the acquirer's processing.
+    async fn interact(
+        &self,
+        tx: &BackendTransaction,
+        amount: Cents,
+        card: &Card,
+        card_on_file: bool,
+        scenario: Scenario,
+    ) -> Result<(), Stopped> {
+        let f = tx.offer.function();
+        let headline = format!("{} ${}", label(f), amount.display_decimal());
+        match f {
+            Function::QrMerchantPurchase => {
+                self.step(tx, prompt::SHOW_QR, &format!("{headline}\nScan to pay"))
+                    .await?
+            }
+            Function::QrConsumerPurchase | Function::QrRefund => {
+                self.step(
+                    tx,
+                    prompt::SCAN_QR,
+                    &format!("{headline}\nShow your QR code"),
+                )
+                .await?
+            }
+            _ if card_on_file => {}
+            _ => {
+                self.step(
+                    tx,
+                    prompt::PRESENT_CARD,
+                    &format!("{headline}\nPresent card"),
+                )
+                .await?
+            }
+        }
+        if scenario == Scenario::DeviceCancel {
+            return Err(Stopped::OnDevice);
+        }
+        if !is_qr(f) && !card_on_file {
+            if card.account != "CREDIT" {
+                self.step(tx, prompt::SELECT_ACCOUNT, "CHQ / SAV / CR")
+                    .await?;
+            }
+            self.step(tx, prompt::ENTER_PIN, "Enter PIN").await?;
+        }
+        self.step(tx, prompt::PROCESSING, "Processing, please wait")
+            .await?;
+        if scenario == Scenario::Slow {
+            self.pause(tx, self.config.slow).await?;
+        }
+        Ok(())
+    }
+
+    async fn financial(&self, tx: &BackendTransaction) -> BackendOutcome {
+        let offer = &tx.offer;
+        let f = offer.function();
+        let id = offer.transaction_id;
+        let req = &offer.request;
+        let timestamp = device_local_now();
+        let mut fields = self.base_fields(tx, &timestamp);
+        let mut receipt = Receipt::new(self, f, &timestamp);
+        let Some(amount) = req.headline_amount() else {
+            // The cloud validates requests, so this is a protocol bug; fail without charging.
+            let receipt = receipt.finish("FAILED");
+            fields.insert("Receipt".into(), receipt);
+            return BackendOutcome::Completed(device_result(
+                id,
+                f,
+                TransactionResult::Failed,
+                ResultCode::Failed,
+                "NO AMOUNT IN REQUEST",
+                fields,
+            ));
+        };
+        let scenario = Scenario::of(Some(amount));
+        if scenario == Scenario::PowerFailure {
+            return BackendOutcome::PowerFailure;
+        }
+
+        // A completion charges the card of its authorisation, without the card present.
+        let authorisation = (f == Function::CardFinalise)
+            .then(|| {
+                tx.history.last_where(|e| {
+                    e.offer.function() == Function::CardAuthorise
+                        && e.result.transaction_result == Some(TransactionResult::Accepted)
+                        && e.offer.request.transaction_reference == req.transaction_reference
+                })
+            })
+            .flatten();
+        let on_file = authorisation.and_then(|a| Card::from_fields(&a.result.fields));
+        let card_on_file = on_file.is_some();
+        let card = on_file.unwrap_or_else(|| Card::for_transaction(id));
+
+        if let Err(stopped) = self
+            .interact(tx, amount, &card, card_on_file, scenario)
+            .await
+        {
+            let text = match stopped {
+                Stopped::ByPos => "CANCELLED BY POS",
+                Stopped::OnDevice => "CANCELLED ON DEVICE",
+            };
+            receipt.amount("AMOUNT", amount.get());
+            fields.insert("Receipt".into(), receipt.finish(text));
+            return BackendOutcome::Completed(device_result(
+                id,
+                f,
+                TransactionResult::Cancelled,
+                ResultCode::Cancelled,
+                text,
+                fields,
+            ));
+        }
+
+        if is_qr(f) {
+            let wallet = if id.0.as_bytes()[0] & 1 == 0 {
+                "ALIPAY"
+            } else {
+                "WECHAT PAY"
+            };
+            fields.insert("CardType".into(), wallet.into());
+            receipt.pair("WALLET", wallet);
+        } else {
+            fields.insert("CardPan".into(), card.pan.clone());
+            fields.insert("CardType".into(), card.card_type.clone());
+            fields.insert("AccountType".into(), card.account.clone());
+            receipt.card(&card);
+        }
+        if let Some(r) = &req.transaction_reference {
+            fields.insert("TransactionReference".into(), r.clone());
+            receipt.pair("REFERENCE", r);
+        }
+
+        if scenario == Scenario::Decline {
+            let text = "DECLINED 51 INSUFFICIENT FUNDS";
+            receipt.amount("AMOUNT", amount.get());
+            receipt.pair("RESPONSE", "51");
+            receipt.center("INSUFFICIENT FUNDS");
+            fields.insert("Receipt".into(), receipt.finish("DECLINED"));
+            return BackendOutcome::Completed(device_result(
+                id,
+                f,
+                TransactionResult::Declined,
+                ResultCode::Ok,
+                text,
+                fields,
+            ));
+        }
+
+        let base = amount.get();
+        let surcharge = if scenario == Scenario::Surcharge && !is_refund(f) {
+            // round(amount * 1.5 %), half up, in integer cents.
+            (base * 15 + 500) / 1000
+        } else {
+            0
+        };
+        let total = base + surcharge;
+        match f {
+            Function::CardPurchasePlusCash => {
+                let cash = req.amount_cash.map_or(0, Cents::get);
+                fields.insert("AmountCash".into(), cash.to_string());
+                receipt.amount("PURCHASE", base.saturating_sub(cash));
+                receipt.amount("CASH", cash);
+            }
+            Function::CardCashAdvance => {
+                fields.insert("AmountCash".into(), base.to_string());
+                receipt.amount("CASH", base);
+            }
+            Function::CardAuthorise => {
+                fields.insert("AmountAuth".into(), base.to_string());
+                receipt.amount("AUTHORISED", base);
+            }
+            Function::CardFinalise => {
+                fields.insert("AmountFinal".into(), base.to_string());
+                receipt.amount("FINAL", base);
+            }
+            _ => receipt.amount(label(f), base),
+        }
+        if surcharge > 0 {
+            receipt.amount("SURCHARGE", surcharge);
+        }
+        receipt.amount("TOTAL", total);
+        fields.insert("AmountTotal".into(), total.to_string());
+        fields.insert("AmountSurcharge".into(), surcharge.to_string());
+        fields.insert("AmountTip".into(), "0".into());
+        let auth = authorisation
+            .and_then(|a| a.result.fields.get("AuthId").cloned())
+            .unwrap_or_else(|| auth_id(id));
+        let acq = acquirer_ref(id);
+        receipt.pair("AUTH ID", &auth);
+        receipt.pair("ACQ REF", &acq);
+        fields.insert("AuthId".into(), auth);
+        fields.insert("AcquirerRef".into(), acq);
+        fields.insert("Receipt".into(), receipt.finish("APPROVED"));
+        BackendOutcome::Completed(device_result(
+            id,
+            f,
+            TransactionResult::Accepted,
+            ResultCode::Ok,
+            "APPROVED",
+            fields,
+        ))
+    }
+
+    async fn logon(&self, tx: &BackendTransaction) -> DeviceResult {
+        let f = tx.offer.function();
+        let id = tx.offer.transaction_id;
+        let timestamp = device_local_now();
+        let mut fields = self.base_fields(tx, &timestamp);
+        let receipt = Receipt::new(self, f, &timestamp);
+        if self
+            .step(tx, prompt::PROCESSING, "Logging on to acquirer")
+            .await
+            .is_err()
+        {
+            fields.insert("Receipt".into(), receipt.finish("CANCELLED"));
+            return cancelled(id, f, fields);
+        }
+        fields.insert("Receipt".into(), receipt.finish("LOGON SUCCESSFUL"));
+        ok(id, f, "LOGON SUCCESSFUL", fields)
+    }
+
+    async fn settlement(&self, tx: &BackendTransaction) -> DeviceResult {
+        let f = tx.offer.function();
+        let id = tx.offer.transaction_id;
+        let timestamp = device_local_now();
+        let mut fields = self.base_fields(tx, &timestamp);
+        let mut receipt = Receipt::new(self, f, &timestamp);
+        if self
+            .step(tx, prompt::PROCESSING, "Contacting acquirer")
+            .await
+            .is_err()
+        {
+            fields.insert("Receipt".into(), receipt.finish("CANCELLED"));
+            return cancelled(id, f, fields);
+        }
+        let date = tx.offer.request.date.as_deref();
+        let totals = Totals::of(&tx.history, date);
+        let settlement_date = date
+            .map(str::to_string)
+            .unwrap_or_else(|| timestamp.chars().take(8).collect());
+        receipt.pair("SETTLEMENT DATE", &settlement_date);
+        receipt.pair("PURCHASES", &totals.purchase_count.to_string());
+        receipt.amount("  TOTAL", totals.purchase_cents);
+        receipt.pair("REFUNDS", &totals.refund_count.to_string());
+        receipt.amount("  TOTAL", totals.refund_cents);
+        receipt.pair("NET", &format!("AUD {:>9}", signed_money(totals.net())));
+        fields.insert("SettlementDate".into(), settlement_date);
+        fields.insert("PurchaseCount".into(), totals.purchase_count.to_string());
+        fields.insert("PurchaseTotal".into(), totals.purchase_cents.to_string());
+        fields.insert("RefundCount".into(), totals.refund_count.to_string());
+        fields.insert("RefundTotal".into(), totals.refund_cents.to_string());
+        fields.insert("NetTotal".into(), totals.net().to_string());
+        let text = if f == Function::AcquirerSettlementCutover {
+            "CUTOVER COMPLETE"
+        } else {
+            "SETTLEMENT TOTALS"
+        };
+        fields.insert("Receipt".into(), receipt.finish(text));
+        ok(id, f, text, fields)
+    }
+
+    fn reprint(&self, tx: &BackendTransaction) -> DeviceResult {
+        let f = tx.offer.function();
+        let id = tx.offer.transaction_id;
+        let mut fields = self.base_fields(tx, &device_local_now());
+        // Journal and status queries print nothing of their own worth reprinting.
+        let last = tx.history.last_where(|e| {
+            !matches!(
+                e.offer.function(),
+                Function::JournalReprintReceipt
+                    | Function::JournalGetTransResult
+                    | Function::TerminalGetStatus
+                    | Function::TerminalReadCard
+            ) && e.result.fields.contains_key("Receipt")
+        });
+        let Some(last) = last else {
+            return device_result(
+                id,
+                f,
+                TransactionResult::Failed,
+                ResultCode::Failed,
+                "NO RECEIPT TO REPRINT",
+                fields,
+            );
+        };
+        let original = last
+            .result
+            .fields
+            .get("Receipt")
+            .cloned()
+            .unwrap_or_default();
+        let mut copy = Receipt { lines: Vec::new() };
+        copy.center("*** DUPLICATE ***");
+        fields.insert(
+            "Receipt".into(),
+            format!("{}\n{original}", copy.lines.join("\n")),
+        );
+        fields.insert("ReferenceId".into(), last.offer.transaction_id.to_string());
+        ok(id, f, "REPRINT OK", fields)
+    }
+
+    fn last_result(&self, tx: &BackendTransaction) -> DeviceResult {
+        let f = tx.offer.function();
+        let id = tx.offer.transaction_id;
+        let Some(last) = tx.history.last_where(|e| e.offer.function().is_financial()) else {
+            return device_result(
+                id,
+                f,
+                TransactionResult::Failed,
+                ResultCode::Failed,
+                "NO TRANSACTION IN JOURNAL",
+                self.base_fields(tx, &device_local_now()),
+            );
+        };
+        let mut fields = last.result.fields.clone();
+        fields.insert("ReferenceId".into(), last.offer.transaction_id.to_string());
+        fields.insert(
+            "LastTransactionType".into(),
+            last.offer.function().to_string(),
+        );
+        if let Some(tr) = last.result.transaction_result {
+            fields.insert("LastTransactionResult".into(), tr.to_string());
+        }
+        fields.insert("LastResult".into(), last.result.result.to_string());
+        ok(id, f, &last.result.result_text, fields)
+    }
+
+    fn status(&self, tx: &BackendTransaction) -> DeviceResult {
+        let mut fields = self.base_fields(tx, &device_local_now());
+        fields.insert(
+            "Status".into(),
+            protocol::TerminalStatus::Ready.as_str().into(),
+        );
+        ok(
+            tx.offer.transaction_id,
+            tx.offer.function(),
+            "READY",
+            fields,
+        )
+    }
+
+    async fn read_card(&self, tx: &BackendTransaction) -> DeviceResult {
+        let f = tx.offer.function();
+        let id = tx.offer.transaction_id;
+        let mut fields = self.base_fields(tx, &device_local_now());
+        if self
+            .step(tx, prompt::PRESENT_CARD, "Present card")
+            .await
+            .is_err()
+        {
+            return cancelled(id, f, fields);
+        }
+        let card = Card::for_transaction(id);
+        fields.insert("CardPan".into(), card.pan);
+        fields.insert("CardType".into(), card.card_type);
+        fields.insert("AccountType".into(), card.account);
+        ok(id, f, "CARD READ", fields)
+    }
+}
+
+fn ok(
+    id: TransactionId,
+    f: Function,
+    text: &str,
+    fields: BTreeMap<String, String>,
+) -> DeviceResult {
+    device_result(
+        id,
+        f,
+        TransactionResult::Accepted,
+        ResultCode::Ok,
+        text,
+        fields,
+    )
+}
+
+fn cancelled(id: TransactionId, f: Function, fields: BTreeMap<String, String>) -> DeviceResult {
+    device_result(
+        id,
+        f,
+        TransactionResult::Cancelled,
+        ResultCode::Cancelled,
+        "CANCELLED BY POS",
+        fields,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Progress, ProgressSink};
+    use protocol::device::TransactionOffer;
+    use protocol::{RegisterInfo, RegisterKey, TransactionRequest};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    fn sim() -> Simulator {
+        Simulator::new(SimulatorConfig {
+            step_delay: Duration::ZERO,
+            slow: Duration::from_millis(50),
+        })
+    }
+
+    fn request(function: Function) -> TransactionRequest {
+        TransactionRequest {
+            function,
+            amount_total: None,
+            amount_cash: None,
+            amount_auth: None,
+            amount_final: None,
+            transaction_reference: None,
+            date: None,
+        }
+    }
+
+    /// A valid request for `function` with `cents` as its headline amount.
+    fn request_for(function: Function, cents: u64) -> TransactionRequest {
+        let mut r = request(function);
+        let amount = Cents::new(cents).ok();
+        match function {
+            Function::CardPurchasePlusCash => {
+                r.amount_total = amount;
+                r.amount_cash = Cents::new(500.min(cents)).ok();
+            }
+            Function::CardAuthorise => {
+                r.amount_auth = amount;
+                r.transaction_reference = Some("AUTH-1".into());
+            }
+            Function::CardFinalise => {
+                r.amount_final = amount;
+                r.transaction_reference = Some("AUTH-1".into());
+            }
+            f if f.is_financial() => r.amount_total = amount,
+            _ => {}
+        }
+        r
+    }
+
+    fn offer(request: TransactionRequest) -> TransactionOffer {
+        TransactionOffer {
+            transaction_id: TransactionId::new(),
+            register: RegisterInfo {
+                key: RegisterKey {
+                    register_id: "r1".into(),
+                    business_name: "Shop".into(),
+                    vendor_name: "V".into(),
+                },
+                register_name: "Front".into(),
+            },
+            request,
+            request_timestamp: "20240101000000".into(),
+        }
+    }
+
+    /// Runs one offer to its end, returning the outcome and the prompts shown.
+    async fn run_with(
+        sim: &Simulator,
+        offer: TransactionOffer,
+        history: &JournalHistory,
+        cancel: CancellationToken,
+    ) -> (BackendOutcome, Vec<Progress>) {
+        let (tx, mut rx) = mpsc::channel(64);
+        let outcome = sim
+            .run(BackendTransaction {
+                progress: ProgressSink::new(offer.transaction_id, tx),
+                cancel,
+                history: history.clone(),
+                offer,
+            })
+            .await;
+        let mut prompts = Vec::new();
+        while let Ok((_, p)) = rx.try_recv() {
+            prompts.push(p);
+        }
+        (outcome, prompts)
+    }
+
+    async fn run(
+        offer: TransactionOffer,
+        history: &JournalHistory,
+    ) -> (DeviceResult, Vec<Progress>) {
+        let id = offer.transaction_id;
+        match run_with(&sim(), offer, history, CancellationToken::new()).await {
+            (BackendOutcome::Completed(r), p) => {
+                assert_eq!(r.transaction_id, id);
+                (r, p)
+            }
+            (other, _) => panic!("expected a result, got {other:?}"),
+        }
+    }
+
+    fn field<'a>(r: &'a DeviceResult, k: &str) -> &'a str {
+        r.fields.get(k).map(String::as_str).unwrap_or("")
+    }
+
+    fn prompts(p: &[Progress]) -> Vec<&str> {
+        p.iter().map(|p| p.prompt.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn plain_purchase_is_approved_with_realistic_fields() {
+        let (r, p) = run(
+            offer(request_for(Function::CardPurchase, 1234)),
+            &Default::default(),
+        )
+        .await;
+        assert_eq!(r.transaction_result, Some(TransactionResult::Accepted));
+        assert_eq!(r.result, ResultCode::Ok);
+        assert_eq!(field(&r, "AmountTotal"), "1234");
+        assert_eq!(field(&r, "AmountSurcharge"), "0");
+        assert_eq!(field(&r, "AmountTip"), "0");
+        assert_eq!(field(&r, "AuthId").len(), 6);
+        assert!(field(&r, "AuthId").bytes().all(|b| b.is_ascii_digit()));
+        assert!(field(&r, "CardPan").starts_with("...."));
+        assert_eq!(field(&r, "CardPan").len(), 8);
+        assert!(["VISA", "MASTERCARD", "EFTPOS"].contains(&field(&r, "CardType")));
+        assert!(["CREDIT", "CHEQUE", "SAVINGS"].contains(&field(&r, "AccountType")));
+        assert_eq!(field(&r, "TerminalRef"), "000001");
+        assert_eq!(field(&r, "Timestamp").len(), 14);
+        assert!(!field(&r, "AcquirerRef").is_empty());
+        let receipt = field(&r, "Receipt");
+        assert!(
+            receipt.contains("APPROVED") && receipt.contains("12.34"),
+            "{receipt}"
+        );
+        assert!(receipt.contains("SIM00001") && receipt.contains(field(&r, "AuthId")));
+        for line in receipt.lines() {
+            assert!(line.chars().count() <= RECEIPT_WIDTH, "{line:?}");
+        }
+        let shown = prompts(&p);
+        assert_eq!(shown.first(), Some(&prompt::PRESENT_CARD));
+        assert!(shown.contains(&prompt::ENTER_PIN));
+        assert_eq!(shown.last(), Some(&prompt::PROCESSING));
+    }
+
+    #[tokio::test]
+    async fn test_amount_51_declines() {
+        let (r, _) = run(
+            offer(request_for(Function::CardPurchase, 1051)),
+            &Default::default(),
+        )
+        .await;
+        assert_eq!(r.transaction_result, Some(TransactionResult::Declined));
+        assert_eq!(r.result, ResultCode::Ok);
+        assert_eq!(r.result_text, "DECLINED 51 INSUFFICIENT FUNDS");
+        assert!(field(&r, "Receipt").contains("DECLINED"));
+        assert!(field(&r, "Receipt").contains("INSUFFICIENT FUNDS"));
+        assert!(!r.fields.contains_key("AmountTotal"), "nothing was charged");
+    }
+
+    #[tokio::test]
+    async fn test_amount_52_cancels_on_the_device() {
+        let (r, p) = run(
+            offer(request_for(Function::CardPurchase, 1052)),
+            &Default::default(),
+        )
+        .await;
+        assert_eq!(r.transaction_result, Some(TransactionResult::Cancelled));
+        assert_eq!(r.result, ResultCode::Cancelled);
+        assert_eq!(prompts(&p), vec![prompt::PRESENT_CARD]);
+    }
+
+    #[tokio::test]
+    async fn test_amount_53_is_slow_then_approved() {
+        let started = std::time::Instant::now();
+        let (r, _) = run(
+            offer(request_for(Function::CardPurchase, 1053)),
+            &Default::default(),
+        )
+        .await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(r.transaction_result, Some(TransactionResult::Accepted));
+    }
+
+    #[tokio::test]
+    async fn test_amount_53_can_be_cancelled_by_the_pos() {
+        let sim = Simulator::new(SimulatorConfig {
+            step_delay: Duration::ZERO,
+            slow: Duration::from_secs(60),
+        });
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            trigger.cancel();
+        });
+        let o = offer(request_for(Function::CardPurchase, 1053));
+        let (outcome, p) = run_with(&sim, o, &Default::default(), cancel).await;
+        let _ = canceller.await;
+        let BackendOutcome::Completed(r) = outcome else {
+            panic!("expected a result")
+        };
+        assert_eq!(r.transaction_result, Some(TransactionResult::Cancelled));
+        assert_eq!(r.result, ResultCode::Cancelled);
+        assert_eq!(r.result_text, "CANCELLED BY POS");
+        assert_eq!(
+            p.last().map(|p| p.prompt.as_str()),
+            Some(prompt::PROCESSING)
+        );
+    }
+
+    #[tokio::test]
+    async fn test_amount_54_is_a_power_failure() {
+        for f in [Function::CardPurchase, Function::QrMerchantPurchase] {
+            let o = offer(request_for(f, 1054));
+            let (outcome, _) =
+                run_with(&sim(), o, &Default::default(), CancellationToken::new()).await;
+            assert_eq!(outcome, BackendOutcome::PowerFailure);
+        }
+    }
+
+    #[tokio::test]
+    async fn test_amount_55_adds_a_surcharge() {
+        let (r, _) = run(
+            offer(request_for(Function::CardPurchase, 10055)),
+            &Default::default(),
+        )
+        .await;
+        // round(100.55 * 1.5 %) = round(150.825 cents) = 151 cents.
+        assert_eq!(field(&r, "AmountSurcharge"), "151");
+        assert_eq!(field(&r, "AmountTotal"), "10206");
+        assert!(field(&r, "Receipt").contains("SURCHARGE"));
+        let (r, _) = run(
+            offer(request_for(Function::CardRefund, 10055)),
+            &Default::default(),
+        )
+        .await;
+        assert_eq!(field(&r, "AmountSurcharge"), "0", "no surcharge on refunds");
+        assert_eq!(field(&r, "AmountTotal"), "10055");
+    }
+
+    #[tokio::test]
+    async fn cancel_before_the_card_is_charged() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let o = offer(request_for(Function::CardPurchase, 1000));
+        let (outcome, _) = run_with(&sim(), o, &Default::default(), cancel).await;
+        let BackendOutcome::Completed(r) = outcome else {
+            panic!("expected a result")
+        };
+        assert_eq!(r.transaction_result, Some(TransactionResult::Cancelled));
+    }
+
+    #[tokio::test]
+    async fn every_financial_function_approves() {
+        for f in Function::ALL.into_iter().filter(|f| f.is_financial()) {
+            let (r, p) = run(offer(request_for(f, 2000)), &Default::default()).await;
+            assert_eq!(
+                r.transaction_result,
+                Some(TransactionResult::Accepted),
+                "{f}"
+            );
+            assert_eq!(r.result, ResultCode::Ok, "{f}");
+            assert_eq!(field(&r, "AmountTotal"), "2000", "{f}");
+            assert!(field(&r, "Receipt").contains("APPROVED"), "{f}");
+            assert!(!p.is_empty(), "{f} shows prompts");
+            match f {
+                Function::CardPurchasePlusCash => assert_eq!(field(&r, "AmountCash"), "500"),
+                Function::CardCashAdvance => assert_eq!(field(&r, "AmountCash"), "2000"),
+                Function::CardAuthorise | Function::CardFinalise => {
+                    assert_eq!(field(&r, "TransactionReference"), "AUTH-1");
+                    assert_eq!(field(&r, "AuthId").len(), 6);
+                }
+                Function::QrMerchantPurchase => {
+                    assert_eq!(prompts(&p).first(), Some(&prompt::SHOW_QR));
+                    assert!(!r.fields.contains_key("CardPan"));
+                }
+                Function::QrConsumerPurchase | Function::QrRefund => {
+                    assert_eq!(prompts(&p).first(), Some(&prompt::SCAN_QR));
+                }
+                _ => assert!(field(&r, "CardPan").starts_with("....")),
+            }
+        }
+    }
+
+    fn entry(o: TransactionOffer, r: DeviceResult) -> HistoryEntry {
+        HistoryEntry {
+            offer: o,
+            result: r,
+        }
+    }
+
+    #[tokio::test]
+    async fn finalise_completes_its_authorisation() {
+        let auth_offer = offer(request_for(Function::CardAuthorise, 5000));
+        let (auth, _) = run(auth_offer.clone(), &Default::default()).await;
+        let history = JournalHistory::from_entries(vec![entry(auth_offer, auth.clone())]);
+        let (fin, p) = run(offer(request_for(Function::CardFinalise, 4500)), &history).await;
+        assert_eq!(fin.transaction_result, Some(TransactionResult::Accepted));
+        assert_eq!(field(&fin, "AuthId"), field(&auth, "AuthId"));
+        assert_eq!(field(&fin, "CardPan"), field(&auth, "CardPan"));
+        assert_eq!(field(&fin, "AmountTotal"), "4500");
+        assert_eq!(field(&fin, "TerminalRef"), "000002");
+        assert!(
+            !prompts(&p).contains(&prompt::PRESENT_CARD),
+            "card not present"
+        );
+    }
+
+    #[tokio::test]
+    async fn non_financial_functions_answer_without_transaction_result() {
+        for f in Function::ALL.into_iter().filter(|f| !f.is_financial()) {
+            let (r, _) = run(offer(request(f)), &Default::default()).await;
+            assert_eq!(r.transaction_result, None, "{f}");
+            assert!(!r.result_text.is_empty(), "{f}");
+            assert!(!r.fields.contains_key("AmountTotal"), "{f}");
+            match f {
+                // With an empty journal there is nothing to reprint or look up.
+                Function::JournalReprintReceipt | Function::JournalGetTransResult => {
+                    assert_eq!(r.result, ResultCode::Failed, "{f}")
+                }
+                _ => assert_eq!(r.result, ResultCode::Ok, "{f}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn status_and_read_card() {
+        let (r, _) = run(
+            offer(request(Function::TerminalGetStatus)),
+            &Default::default(),
+        )
+        .await;
+        assert_eq!(field(&r, "Status"), "READY");
+        assert_eq!(r.result, ResultCode::Ok);
+        let (r, p) = run(
+            offer(request(Function::TerminalReadCard)),
+            &Default::default(),
+        )
+        .await;
+        assert!(field(&r, "CardPan").starts_with("...."));
+        assert!(!field(&r, "CardType").is_empty());
+        assert_eq!(prompts(&p), vec![prompt::PRESENT_CARD]);
+        let (r, _) = run(offer(request(Function::AcquirerLogon)), &Default::default()).await;
+        assert_eq!(r.result, ResultCode::Ok);
+        assert!(field(&r, "Receipt").contains("LOGON"));
+    }
+
+    #[tokio::test]
+    async fn journal_functions_use_the_history() {
+        let purchase = offer(request_for(Function::CardPurchase, 1500));
+        let (paid, _) = run(purchase.clone(), &Default::default()).await;
+        let status = offer(request(Function::TerminalGetStatus));
+        let (st, _) = run(status.clone(), &Default::default()).await;
+        let history = JournalHistory::from_entries(vec![
+            entry(purchase.clone(), paid.clone()),
+            entry(status, st),
+        ]);
+
+        let (reprint, _) = run(offer(request(Function::JournalReprintReceipt)), &history).await;
+        assert_eq!(reprint.result, ResultCode::Ok);
+        let copy = field(&reprint, "Receipt");
+        assert!(copy.contains("DUPLICATE"));
+        assert!(copy.ends_with(field(&paid, "Receipt")), "{copy}");
+
+        let (last, _) = run(offer(request(Function::JournalGetTransResult)), &history).await;
+        assert_eq!(last.result, ResultCode::Ok);
+        assert_eq!(
+            field(&last, "ReferenceId"),
+            purchase.transaction_id.to_string()
+        );
+        assert_eq!(field(&last, "AuthId"), field(&paid, "AuthId"));
+        assert_eq!(field(&last, "AmountTotal"), "1500");
+        assert_eq!(field(&last, "LastTransactionResult"), "OK-ACCEPTED");
+        assert_eq!(field(&last, "LastTransactionType"), "Card.Purchase");
+    }
+
+    #[tokio::test]
+    async fn settlement_totals_come_from_the_journal() {
+        let mut entries = Vec::new();
+        for (f, cents) in [
+            (Function::CardPurchase, 1000),
+            (Function::CardPurchase, 1051), // declined: not counted
+            (Function::QrMerchantPurchase, 2000),
+            (Function::CardRefund, 300),
+            (Function::CardAuthorise, 9000), // a hold, not a sale
+        ] {
+            let o = offer(request_for(f, cents));
+            let (r, _) = run(o.clone(), &Default::default()).await;
+            entries.push(entry(o, r));
+        }
+        let history = JournalHistory::from_entries(entries.clone());
+        let (inq, _) = run(
+            offer(request(Function::AcquirerSettlementInquiry)),
+            &history,
+        )
+        .await;
+        assert_eq!(inq.result, ResultCode::Ok);
+        assert_eq!(inq.transaction_result, None);
+        assert_eq!(field(&inq, "PurchaseCount"), "2");
+        assert_eq!(field(&inq, "PurchaseTotal"), "3000");
+        assert_eq!(field(&inq, "RefundCount"), "1");
+        assert_eq!(field(&inq, "RefundTotal"), "300");
+        assert_eq!(field(&inq, "NetTotal"), "2700");
+        assert!(field(&inq, "Receipt").contains("27.00"));
+
+        // A cutover closes the period: the next inquiry starts from zero.
+        let cut_offer = offer(request(Function::AcquirerSettlementCutover));
+        let (cut, _) = run(cut_offer.clone(), &history).await;
+        assert_eq!(field(&cut, "NetTotal"), "2700");
+        entries.push(entry(cut_offer, cut));
+        let history = JournalHistory::from_entries(entries);
+        let (inq, _) = run(
+            offer(request(Function::AcquirerSettlementInquiry)),
+            &history,
+        )
+        .await;
+        assert_eq!(field(&inq, "PurchaseCount"), "0");
+        assert_eq!(field(&inq, "NetTotal"), "0");
+
+        // With a date, totals are that day's, whatever the cutovers.
+        let today: String = device_local_now().chars().take(8).collect();
+        let mut by_date = request(Function::AcquirerSettlementInquiry);
+        by_date.date = Some(today.clone());
+        let (inq, _) = run(offer(by_date), &history).await;
+        assert_eq!(field(&inq, "SettlementDate"), today);
+        assert_eq!(field(&inq, "PurchaseTotal"), "3000");
+        let mut other_day = request(Function::AcquirerSettlementInquiry);
+        other_day.date = Some("19990101".into());
+        let (inq, _) = run(offer(other_day), &history).await;
+        assert_eq!(field(&inq, "PurchaseCount"), "0");
+    }
+}
