@@ -30,7 +30,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,17 +60,21 @@ impl Application {
         let bus = Arc::new(LocalBus::new(connections.clone()));
         let engine = Engine::new(store, bus, config.engine.clone());
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| BuildError::Bind {
             addr: config.listen,
             source,
         })?;
-        let public_url = config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr));
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| default_public_url(local_addr));
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -138,13 +145,22 @@ impl Application {
                 shutdown.cancel();
             }
         };
-        let result = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-            .with_graceful_shutdown(serve_shutdown)
-            .await;
+        let result = axum::serve(
+            listener,
+            axum::ServiceExt::<Request>::into_make_service(app),
+        )
+        .with_graceful_shutdown(serve_shutdown)
+        .await;
         shutdown.cancel();
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
-            tracing::warn!(remaining = connections.count(), "shutdown grace period over with tasks still running");
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = connections.count(),
+                "shutdown grace period over with tasks still running"
+            );
         }
         result
     }
@@ -165,9 +181,18 @@ fn default_public_url(addr: SocketAddr) -> Url {
 
 fn routes(api: ApiState, gateway: Gateway) -> Router {
     let pos = Router::new()
-        .route("/pos/pairing/{code}", put(pos_api::pairing::pair).fallback(not_found))
-        .route("/pos/transaction", post(pos_api::transaction::create).fallback(not_found))
-        .route("/pos/transaction/{id}", get(pos_api::polling::poll).fallback(not_found))
+        .route(
+            "/pos/pairing/{code}",
+            put(pos_api::pairing::pair).fallback(not_found),
+        )
+        .route(
+            "/pos/transaction",
+            post(pos_api::transaction::create).fallback(not_found),
+        )
+        .route(
+            "/pos/transaction/{id}",
+            get(pos_api::polling::poll).fallback(not_found),
+        )
         .with_state(api);
     let devices = Router::new()
         .route(protocol::device::PATH, get(device_gateway::upgrade))
@@ -175,7 +200,10 @@ fn routes(api: ApiState, gateway: Gateway) -> Router {
     Router::new()
         .merge(pos)
         .merge(devices)
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Browser-based POS software calls the API cross-origin; preflights are answered here.

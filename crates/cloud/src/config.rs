@@ -40,7 +40,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("data directory {path} is not usable: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid public URL '{0}': expected an absolute http(s) URL such as https://pay.example.com")]
     PublicUrl(String),
 }

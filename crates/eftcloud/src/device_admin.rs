@@ -50,7 +50,14 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             let bus = Arc::new(LocalBus::new(Arc::new(Connections::default())));
             let engine = Engine::new(store, bus, EngineSettings::default());
             match engine
-                .enroll_device(&id, &NewDevice { vendor, model, merchant })
+                .enroll_device(
+                    &id,
+                    &NewDevice {
+                        vendor,
+                        model,
+                        merchant,
+                    },
+                )
                 .await
             {
                 Ok(secret) => {
@@ -68,22 +75,33 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                 println!("no devices enrolled (add one with `eftcloud device add --id <id>`)");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<24} {:<8} {:<16} {:<16} {:<16} REGISTERS", "DEVICE", "STATE", "VENDOR", "MODEL", "MERCHANT");
+            println!(
+                "{:<24} {:<8} {:<16} {:<16} {:<16} REGISTERS",
+                "DEVICE", "STATE", "VENDOR", "MODEL", "MERCHANT"
+            );
             for d in devices {
                 let registers = store.registers_of(&d.id).await?;
                 let names: Vec<String> = registers
                     .iter()
                     .map(|r| format!("{} ({})", r.info.register_name, r.info.key))
                     .collect();
-                let state = if d.connected_at.is_some() { "online" } else { "offline" };
+                let state = if d.connected_at.is_some() {
+                    "online"
+                } else {
+                    "offline"
+                };
                 println!(
                     "{:<24} {:<8} {:<16} {:<16} {:<16} {}",
-                    d.id,
+                    d.id.as_str(),
                     state,
                     d.vendor,
                     d.model,
                     d.merchant,
-                    if names.is_empty() { "-".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "-".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Parses a duration written like `500ms`, `2s`, `15m`, `0s`.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration '{s}' ({e}); write e.g. 500ms, 2s, 15m"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration '{s}' ({e}); write e.g. 500ms, 2s, 15m"))
 }
 
 /// Flags of `eftcloud serve`; each is also read from `EFTCLOUD_<FLAG>`.
@@ -91,7 +92,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "eftcloud listening on http://{} (POS API {}/POS, devices {}{})",
         app.local_addr(),
         app.public_url().as_str().trim_end_matches('/'),
-        app.public_url().as_str().trim_end_matches('/').replacen("http", "ws", 1),
+        app.public_url()
+            .as_str()
+            .trim_end_matches('/')
+            .replacen("http", "ws", 1),
         protocol::device::PATH
     );
     let stop = CancellationToken::new();

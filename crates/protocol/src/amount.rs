@@ -101,7 +101,13 @@ mod tests {
 
     #[test]
     fn displays_decimal() {
-        assert_eq!(Cents::parse("1234").map(Cents::display_decimal), Ok("12.34".into()));
-        assert_eq!(Cents::parse("5").map(Cents::display_decimal), Ok("0.05".into()));
+        assert_eq!(
+            Cents::parse("1234").map(Cents::display_decimal),
+            Ok("12.34".into())
+        );
+        assert_eq!(
+            Cents::parse("5").map(Cents::display_decimal),
+            Ok("0.05".into())
+        );
     }
 }

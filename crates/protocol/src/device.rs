@@ -190,9 +190,11 @@ mod tests {
         let m = DeviceMessage::Accept { transaction_id: id };
         let s = serde_json::to_string(&m).unwrap_or_default();
         assert_eq!(s, format!(r#"{{"type":"accept","transaction_id":"{id}"}}"#));
-        let back: DeviceMessage = serde_json::from_str(&s).unwrap_or(DeviceMessage::PairingCodeRequest);
+        let back: DeviceMessage =
+            serde_json::from_str(&s).unwrap_or(DeviceMessage::PairingCodeRequest);
         assert_eq!(back, m);
-        let p: Result<DeviceMessage, _> = serde_json::from_str(r#"{"type":"pairing_code_request"}"#);
+        let p: Result<DeviceMessage, _> =
+            serde_json::from_str(r#"{"type":"pairing_code_request"}"#);
         assert_eq!(p.ok(), Some(DeviceMessage::PairingCodeRequest));
     }
 

@@ -51,8 +51,7 @@ impl DeviceId {
     pub fn parse(s: &str) -> Result<Self, BadDeviceId> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(Self(s.to_string()))

@@ -67,8 +67,14 @@ mod tests {
 
     #[test]
     fn codes() {
-        assert_eq!(PairingCode::parse("01234567").map(|c| c.0), Ok("01234567".into()));
-        assert_eq!(PairingCode::parse("0123 4567").map(|c| c.0), Ok("01234567".into()));
+        assert_eq!(
+            PairingCode::parse("01234567").map(|c| c.0),
+            Ok("01234567".into())
+        );
+        assert_eq!(
+            PairingCode::parse("0123 4567").map(|c| c.0),
+            Ok("01234567".into())
+        );
         assert!(PairingCode::parse("1234567").is_err());
         assert!(PairingCode::parse("123456789").is_err());
         assert!(PairingCode::parse("abcdefgh").is_err());

@@ -29,7 +29,10 @@ pub struct TransactionEnvelope {
 impl TransactionEnvelope {
     /// A `data` field, if present and not empty.
     pub fn field(&self, key: &str) -> Option<&str> {
-        self.data.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.data
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// Whether the transaction has completed.

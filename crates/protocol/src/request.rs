@@ -105,8 +105,7 @@ impl TransactionRequest {
             }
             Function::AcquirerSettlementInquiry => {
                 if let Some(d) = field("Date").map(str::trim).filter(|s| !s.is_empty()) {
-                    let ok = d.len() == 8
-                        && chrono::NaiveDate::parse_from_str(d, "%Y%m%d").is_ok();
+                    let ok = d.len() == 8 && chrono::NaiveDate::parse_from_str(d, "%Y%m%d").is_ok();
                     if !ok {
                         return Err(RequestError::BadDate);
                     }

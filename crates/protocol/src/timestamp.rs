@@ -30,9 +30,7 @@ mod tests {
             .with_ymd_and_hms(2018, 9, 18, 23, 53, 19)
             .single()
             .map(|t| t + chrono::Duration::microseconds(319_300));
-        let Some(t) = t else {
-            panic!("valid date")
-        };
+        let Some(t) = t else { panic!("valid date") };
         assert_eq!(transaction_timestamp(t), "201809182353193193");
         assert_eq!(utc_compact(t), "20180918235319");
     }

@@ -63,19 +63,42 @@ async fn read_hello(socket: &mut WebSocket, gw: &Gateway) -> Result<Hello, Closi
         .map_err(|_| Closing::new(close::HELLO_REQUIRED, "no hello received in time"))?;
     let text = match frame {
         Some(Ok(Message::Text(t))) => t,
-        Some(Ok(_)) => return Err(Closing::new(close::HELLO_REQUIRED, "first frame must be a JSON hello")),
-        Some(Err(e)) => return Err(Closing::new(close::PROTOCOL_ERROR, format!("receive error: {e}"))),
+        Some(Ok(_)) => {
+            return Err(Closing::new(
+                close::HELLO_REQUIRED,
+                "first frame must be a JSON hello",
+            ))
+        }
+        Some(Err(e)) => {
+            return Err(Closing::new(
+                close::PROTOCOL_ERROR,
+                format!("receive error: {e}"),
+            ))
+        }
         None => return Err(Closing::new(close::GOING_AWAY, "closed before hello")),
     };
     let hello = match serde_json::from_str::<DeviceMessage>(text.as_str()) {
         Ok(DeviceMessage::Hello(h)) => h,
-        Ok(_) => return Err(Closing::new(close::HELLO_REQUIRED, "first frame must be hello")),
-        Err(e) => return Err(Closing::new(close::HELLO_REQUIRED, format!("invalid hello: {e}"))),
+        Ok(_) => {
+            return Err(Closing::new(
+                close::HELLO_REQUIRED,
+                "first frame must be hello",
+            ))
+        }
+        Err(e) => {
+            return Err(Closing::new(
+                close::HELLO_REQUIRED,
+                format!("invalid hello: {e}"),
+            ))
+        }
     };
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err(Closing::new(
             close::UNSUPPORTED_VERSION,
-            format!("protocol version {} not supported (this cloud speaks {PROTOCOL_VERSION})", hello.protocol_version),
+            format!(
+                "protocol version {} not supported (this cloud speaks {PROTOCOL_VERSION})",
+                hello.protocol_version
+            ),
         ));
     }
     gw.engine
@@ -102,7 +125,9 @@ async fn serve(
     }
     let registers = match store.registers_of(&device).await {
         Ok(r) => r.into_iter().map(|r| r.info).collect(),
-        Err(e) => return Closing::new(close::GOING_AWAY, format!("cloud storage unavailable: {e}")),
+        Err(e) => {
+            return Closing::new(close::GOING_AWAY, format!("cloud storage unavailable: {e}"))
+        }
     };
     let heartbeat = gw.settings.heartbeat_interval;
     let welcome = CloudMessage::Welcome {
@@ -186,20 +211,24 @@ async fn handle(gw: &Gateway, device: &DeviceId, msg: DeviceMessage) -> Option<C
             })),
             Err(e) => Err(e.to_string()),
         },
-        DeviceMessage::Unpair { register } => match engine.unpair(device, register.as_ref()).await {
-            Ok(registers) => Ok(Some(CloudMessage::Unpaired { registers })),
-            Err(e) => Err(e.to_string()),
-        },
-        DeviceMessage::Accept { transaction_id } => match engine.on_accept(device, &transaction_id).await {
-            // The engine already sent start/abort through the bus.
-            Ok(Applied::Done { .. }) => Ok(None),
-            // Never let a device run something the cloud does not know.
-            Ok(Applied::Unknown) => Ok(Some(CloudMessage::Abort {
-                transaction_id,
-                reason: "unknown transaction".into(),
-            })),
-            Err(e) => Err(e.to_string()),
-        },
+        DeviceMessage::Unpair { register } => {
+            match engine.unpair(device, register.as_ref()).await {
+                Ok(registers) => Ok(Some(CloudMessage::Unpaired { registers })),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        DeviceMessage::Accept { transaction_id } => {
+            match engine.on_accept(device, &transaction_id).await {
+                // The engine already sent start/abort through the bus.
+                Ok(Applied::Done { .. }) => Ok(None),
+                // Never let a device run something the cloud does not know.
+                Ok(Applied::Unknown) => Ok(Some(CloudMessage::Abort {
+                    transaction_id,
+                    reason: "unknown transaction".into(),
+                })),
+                Err(e) => Err(e.to_string()),
+            }
+        }
         DeviceMessage::Progress {
             transaction_id,
             prompt,
@@ -240,10 +269,13 @@ async fn handle(gw: &Gateway, device: &DeviceId, msg: DeviceMessage) -> Option<C
 
 async fn send(socket: &mut WebSocket, msg: &CloudMessage) -> Result<(), ()> {
     let text = serde_json::to_string(msg).map_err(|_| ())?;
-    tokio::time::timeout(Duration::from_secs(10), socket.send(Message::Text(text.into())))
-        .await
-        .map_err(|_| ())?
-        .map_err(|_| ())
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        socket.send(Message::Text(text.into())),
+    )
+    .await
+    .map_err(|_| ())?
+    .map_err(|_| ())
 }
 
 async fn close_socket(socket: &mut WebSocket, c: Closing) {
@@ -256,5 +288,9 @@ async fn close_socket(socket: &mut WebSocket, c: Closing) {
         code: c.code,
         reason: reason.into(),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
 }

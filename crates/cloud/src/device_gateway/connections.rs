@@ -39,9 +39,7 @@ impl Connections {
     pub fn attach(&self, device: &DeviceId) -> (u64, mpsc::Receiver<Outbound>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-        let old = self
-            .lock()
-            .insert(device.clone(), Handle { id, tx });
+        let old = self.lock().insert(device.clone(), Handle { id, tx });
         if let Some(old) = old {
             // If the old task is stuck and its queue full, dropping its sender still ends it.
             let _ = old.tx.try_send(Outbound::Close {
@@ -66,7 +64,9 @@ impl Connections {
     /// Queues a frame for the device's connection.
     pub fn send(&self, device: &DeviceId, msg: CloudMessage) -> Result<(), Undeliverable> {
         let map = self.lock();
-        let handle = map.get(device).ok_or_else(|| Undeliverable(device.clone()))?;
+        let handle = map
+            .get(device)
+            .ok_or_else(|| Undeliverable(device.clone()))?;
         // try_send: a connection whose queue is full is not reading; waiting for it would let
         // one stuck device slow down everyone else's requests.
         handle

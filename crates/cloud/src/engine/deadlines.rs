@@ -42,7 +42,10 @@ impl Engine {
         }
         let next = self.store().next_offer_deadline().await?;
         Ok(match next {
-            Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+            Some(at) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_SLEEP),
             None => MAX_SLEEP,
         })
     }

@@ -70,7 +70,11 @@ impl Engine {
     }
 
     /// Checks a device's credentials.
-    pub async fn authenticate(&self, id: &DeviceId, secret: &str) -> Result<DeviceRecord, AuthError> {
+    pub async fn authenticate(
+        &self,
+        id: &DeviceId,
+        secret: &str,
+    ) -> Result<DeviceRecord, AuthError> {
         let device = self.store().device(id).await?;
         let presented = hash_secret(secret);
         match device {

@@ -243,9 +243,7 @@ pub fn step(function: Function, phase: &Phase, event: &Event, now: DateTime<Utc>
             CompletedBy::Device => Step::stay(vec![SendResultAck]),
             CompletedBy::Cloud => Step::stay(vec![SendResultAck, Conflict]),
         },
-        (Phase::Completed(_), Event::AcceptDeadlineCheck | Event::DeviceGone) => {
-            Step::stay(vec![])
-        }
+        (Phase::Completed(_), Event::AcceptDeadlineCheck | Event::DeviceGone) => Step::stay(vec![]),
         (Phase::Completed(_), Event::CancelRequested) => Step::stay(vec![AlreadyCompleted]),
     }
 }
@@ -278,7 +276,8 @@ mod tests {
             }),
             Just(Phase::Started { started_at: t0() }),
             prop_oneof![Just(CompletedBy::Device), Just(CompletedBy::Cloud)].prop_map(|by| {
-                let mut c = Completion::by_cloud(Function::CardPurchase, CloudReason::DeviceOffline, t0());
+                let mut c =
+                    Completion::by_cloud(Function::CardPurchase, CloudReason::DeviceOffline, t0());
                 c.by = by;
                 Phase::Completed(c)
             }),
@@ -415,7 +414,11 @@ mod tests {
 
     #[test]
     fn status_of_offline_device() {
-        let c = Completion::by_cloud(Function::TerminalGetStatus, CloudReason::DeviceOffline, t0());
+        let c = Completion::by_cloud(
+            Function::TerminalGetStatus,
+            CloudReason::DeviceOffline,
+            t0(),
+        );
         assert_eq!(c.transaction_result, None);
         assert_eq!(c.fields.get("Status").map(String::as_str), Some("OFFLINE"));
     }

@@ -1,11 +1,13 @@
 //! Starting transactions and moving them through their lifecycle.
 
-use super::lifecycle::{self, CloudReason, Completion, CompletedBy, Effect, Event, Phase};
+use super::lifecycle::{self, CloudReason, CompletedBy, Completion, Effect, Event, Phase};
 use super::{Engine, EngineError};
 use crate::store::{InsertError, TransactionRecord};
 use chrono::Utc;
 use protocol::device::{CloudMessage, TransactionOffer};
-use protocol::{DeviceId, Function, RegisterKey, ResultCode, TerminalStatus, TransactionId, TransactionRequest};
+use protocol::{
+    DeviceId, Function, RegisterKey, ResultCode, TerminalStatus, TransactionId, TransactionRequest,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -54,11 +56,23 @@ const CAS_ATTEMPTS: usize = 5;
 impl Engine {
     /// Stores a new transaction and offers it to the device. The record is durable before this
     /// returns, so the POS's 200 never names a transaction a restart could lose.
-    pub async fn start_transaction(&self, new: NewTransaction) -> Result<TransactionRecord, StartError> {
+    pub async fn start_transaction(
+        &self,
+        new: NewTransaction,
+    ) -> Result<TransactionRecord, StartError> {
         let store = self.store();
-        let register = store.register(&new.register).await?.ok_or(StartError::NotPaired)?;
-        let device = store.device(&register.device_id).await?.ok_or(StartError::NotPaired)?;
-        let now = Utc::now();
+        let register = store
+            .register(&new.register)
+            .await?
+            .ok_or(StartError::NotPaired)?;
+        let device = store
+            .device(&register.device_id)
+            .await?
+            .ok_or(StartError::NotPaired)?;
+        // Stored with millisecond precision; truncate now so the POST's body and every poll's
+        // body show the same `transactionTimeStamp`.
+        let now = chrono::DateTime::<Utc>::from_timestamp_millis(Utc::now().timestamp_millis())
+            .unwrap_or_default();
         let function = new.request.function;
         let busy = store.active_transaction(&device.id).await?.is_some();
         let phase = if busy {
@@ -69,7 +83,11 @@ impl Engine {
             }
             Phase::Completed(status_answer(TerminalStatus::Busy, "Device is busy", now))
         } else if !self.bus().is_online(&device.id).await {
-            Phase::Completed(Completion::by_cloud(function, CloudReason::DeviceOffline, now))
+            Phase::Completed(Completion::by_cloud(
+                function,
+                CloudReason::DeviceOffline,
+                now,
+            ))
         } else {
             Phase::Offered {
                 accept_deadline: now + self.settings().accept_timeout,
@@ -189,7 +207,11 @@ impl Engine {
     }
 
     /// A device sent `accept`.
-    pub async fn on_accept(&self, device: &DeviceId, id: &TransactionId) -> Result<Applied, EngineError> {
+    pub async fn on_accept(
+        &self,
+        device: &DeviceId,
+        id: &TransactionId,
+    ) -> Result<Applied, EngineError> {
         self.apply(id, Event::Accepted, Some(device)).await
     }
 
@@ -200,11 +222,17 @@ impl Engine {
         result: protocol::device::DeviceResult,
     ) -> Result<Applied, EngineError> {
         let id = result.transaction_id;
-        self.apply(&id, Event::DeviceResult(result), Some(device)).await
+        self.apply(&id, Event::DeviceResult(result), Some(device))
+            .await
     }
 
     /// A device shows a prompt.
-    pub async fn on_progress(&self, device: &DeviceId, id: &TransactionId, text: &str) -> Result<(), EngineError> {
+    pub async fn on_progress(
+        &self,
+        device: &DeviceId,
+        id: &TransactionId,
+        text: &str,
+    ) -> Result<(), EngineError> {
         Ok(self.store().set_display_text(id, device, text).await?)
     }
 
@@ -240,7 +268,10 @@ impl Engine {
     }
 
     /// One transaction.
-    pub async fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, EngineError> {
+    pub async fn transaction(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<TransactionRecord>, EngineError> {
         Ok(self.store().transaction(id).await?)
     }
 
@@ -290,7 +321,10 @@ pub fn offer_message(tx: &TransactionRecord) -> CloudMessage {
 /// A `Terminal.GetStatus` answered by the cloud itself.
 fn status_answer(status: TerminalStatus, text: &str, now: chrono::DateTime<Utc>) -> Completion {
     let mut fields = BTreeMap::new();
-    fields.insert(protocol::pos_api::keys::STATUS.to_string(), status.to_string());
+    fields.insert(
+        protocol::pos_api::keys::STATUS.to_string(),
+        status.to_string(),
+    );
     Completion {
         by: CompletedBy::Cloud,
         transaction_result: None,

@@ -32,7 +32,10 @@ const CLOUD_KEYS: &[&str] = &[
 
 /// A device field key worth passing on: a short PascalCase-ish identifier.
 fn acceptable_device_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_alphanumeric()) && !CLOUD_KEYS.contains(&k)
+    !k.is_empty()
+        && k.len() <= 64
+        && k.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !CLOUD_KEYS.contains(&k)
 }
 
 /// The polling URL of a transaction: `{public}/pos/transaction/{id}?merchantAccessToken={token}`.
@@ -46,7 +49,12 @@ pub fn polling_url(public_url: &Url, tx: &TransactionRecord) -> String {
 
 /// Builds the envelope at time `now`. `delayed_after` decides when a started transaction is
 /// reported as `OK-DELAYED`.
-pub fn build(tx: &TransactionRecord, public_url: &Url, now: DateTime<Utc>, delayed_after: Duration) -> TransactionEnvelope {
+pub fn build(
+    tx: &TransactionRecord,
+    public_url: &Url,
+    now: DateTime<Utc>,
+    delayed_after: Duration,
+) -> TransactionEnvelope {
     let mut data = BTreeMap::new();
     let mut put = |k: &str, v: String| {
         data.insert(k.to_string(), v);
@@ -81,7 +89,10 @@ pub fn build(tx: &TransactionRecord, public_url: &Url, now: DateTime<Utc>, delay
             TransactionStatus::Completed
         }
         Phase::Started { started_at } if late(*started_at, now, delayed_after) => {
-            put(keys::TRANSACTION_RESULT, TransactionResult::Delayed.to_string());
+            put(
+                keys::TRANSACTION_RESULT,
+                TransactionResult::Delayed.to_string(),
+            );
             put(keys::RESULT, ResultCode::DelayedTransaction.to_string());
             put(keys::RESULT_TEXT, DELAYED_TEXT.to_string());
             TransactionStatus::Pending
@@ -111,7 +122,9 @@ pub fn build(tx: &TransactionRecord, public_url: &Url, now: DateTime<Utc>, delay
 }
 
 fn late(started_at: DateTime<Utc>, now: DateTime<Utc>, delayed_after: Duration) -> bool {
-    (now - started_at).to_std().is_ok_and(|d| d >= delayed_after)
+    (now - started_at)
+        .to_std()
+        .is_ok_and(|d| d >= delayed_after)
 }
 
 #[cfg(test)]

@@ -28,7 +28,11 @@ impl Fields {
     }
 
     /// Builds fields from a query string and a body (tests and other callers).
-    pub fn from_parts(query: Option<&str>, content_type: &str, body: &[u8]) -> Result<Self, ApiError> {
+    pub fn from_parts(
+        query: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
         let mut f = Fields::default();
         if let Some(q) = query {
             f.insert_urlencoded(q.as_bytes());
@@ -99,14 +103,21 @@ mod tests {
         let Ok(f) = f else { panic!("parses") };
         assert_eq!(f.get("POSRegisterID"), Some("b"));
         assert_eq!(f.get("POSBusinessName"), Some("Toys Shop"));
-        assert_eq!(f.get_any(&["Contact Name", "ContactName"]), Some("Jo Bloggs"));
+        assert_eq!(
+            f.get_any(&["Contact Name", "ContactName"]),
+            Some("Jo Bloggs")
+        );
         assert_eq!(f.get("posregisterid"), Some("b"));
         assert_eq!(f.get("Missing"), None);
     }
 
     #[test]
     fn json_bodies_and_blank_values() {
-        let f = Fields::from_parts(None, "application/json", br#"{"AmountTotal": 500, "A": "", "S": {"x": 1}}"#);
+        let f = Fields::from_parts(
+            None,
+            "application/json",
+            br#"{"AmountTotal": 500, "A": "", "S": {"x": 1}}"#,
+        );
         let Ok(f) = f else { panic!("parses") };
         assert_eq!(f.get("AmountTotal"), Some("500"));
         assert_eq!(f.get("A"), None);

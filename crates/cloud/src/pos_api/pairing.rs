@@ -39,13 +39,17 @@ pub async fn pair(
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let register_name = required_field("POSRegisterName", fields.get("POSRegisterName"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let code = PairingCode::parse(&code).map_err(|_| ApiError::bad_request(INVALID_PAIRING_CODE))?;
+    let code =
+        PairingCode::parse(&code).map_err(|_| ApiError::bad_request(INVALID_PAIRING_CODE))?;
     let contact: BTreeMap<String, String> = CONTACT_FIELDS
         .iter()
         .filter_map(|(stored, spellings)| {
-            fields
-                .get_any(spellings)
-                .map(|v| (stored.to_string(), v.chars().take(MAX_CONTACT_LEN).collect()))
+            fields.get_any(spellings).map(|v| {
+                (
+                    stored.to_string(),
+                    v.chars().take(MAX_CONTACT_LEN).collect(),
+                )
+            })
         })
         .collect();
     let register = RegisterInfo { key, register_name };

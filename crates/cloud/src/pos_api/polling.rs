@@ -33,7 +33,9 @@ pub async fn poll(
                 .parse()
                 .ok()
                 .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                .ok_or_else(|| ApiError::bad_request("Invalid wait: expected a number of seconds"))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request("Invalid wait: expected a number of seconds")
+                })?;
             wait = Some(Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())));
         }
     }
@@ -58,7 +60,10 @@ pub async fn poll(
         state.limiter.check(id, Instant::now()).map_err(|retry| {
             let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
             ApiError::too_many(
-                format!("Polling too fast: poll this transaction at most every {} s", state.limiter_interval_secs()),
+                format!(
+                    "Polling too fast: poll this transaction at most every {} s",
+                    state.limiter_interval_secs()
+                ),
                 Some(secs),
             )
         })?;

@@ -6,7 +6,9 @@ pub const MAX_SALE_DATA_BYTES: usize = 256 * 1024;
 /// Checks that `raw` is `{"version": ..., "saleData": {"totalAmount": ..., "totalTax": ..., ...}}`.
 pub fn validate(raw: &str) -> Result<(), String> {
     if raw.len() > MAX_SALE_DATA_BYTES {
-        return Err(format!("Invalid SaleData: larger than {MAX_SALE_DATA_BYTES} bytes"));
+        return Err(format!(
+            "Invalid SaleData: larger than {MAX_SALE_DATA_BYTES} bytes"
+        ));
     }
     let v: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| format!("Invalid SaleData: not valid JSON ({e})"))?;
@@ -34,10 +36,15 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert!(validate(r#"{"version":"1.0.0","saleData":{"totalAmount":"500","totalTax":"45","lineItems":[]}}"#).is_ok());
+        assert!(validate(
+            r#"{"version":"1.0.0","saleData":{"totalAmount":"500","totalTax":"45","lineItems":[]}}"#
+        )
+        .is_ok());
         assert!(validate("{not json").is_err());
         assert!(validate(r#"{"version":"1.0.0"}"#).is_err());
         assert!(validate(r#"{"saleData":{"totalAmount":"500"}}"#).is_err());
-        assert!(validate(r#"{"saleData":{"totalAmount":"5","totalTax":"0","lineItems":{}}}"#).is_err());
+        assert!(
+            validate(r#"{"saleData":{"totalAmount":"5","totalTax":"0","lineItems":{}}}"#).is_err()
+        );
     }
 }

@@ -32,7 +32,11 @@ fn callback_url(fields: &Fields) -> Result<Option<String>, ApiError> {
     let Some(raw) = fields.get("PosNotificationCallbackUrl") else {
         return Ok(None);
     };
-    let bad = || ApiError::bad_request("Invalid PosNotificationCallbackUrl: expected an absolute http or https URL");
+    let bad = || {
+        ApiError::bad_request(
+            "Invalid PosNotificationCallbackUrl: expected an absolute http or https URL",
+        )
+    };
     let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || raw.len() > 2000 {
         return Err(bad());
@@ -49,7 +53,8 @@ fn parse(fields: &Fields) -> Result<(Mode, NewTransaction), ApiError> {
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mode = mode(fields)?;
-    let request = TransactionRequest::parse(|k| fields.get(k)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let request = TransactionRequest::parse(|k| fields.get(k))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let sale_data = match fields.get("SaleData") {
         Some(raw) => {
             sale_data::validate(raw).map_err(ApiError::bad_request)?;
@@ -70,13 +75,20 @@ fn parse(fields: &Fields) -> Result<(Mode, NewTransaction), ApiError> {
 }
 
 /// Starts a transaction on the register's device.
-pub async fn create(State(state): State<ApiState>, fields: Fields) -> Result<Json<TransactionEnvelope>, ApiError> {
+pub async fn create(
+    State(state): State<ApiState>,
+    fields: Fields,
+) -> Result<Json<TransactionEnvelope>, ApiError> {
     let (mode, new) = parse(&fields)?;
-    let record = state.engine.start_transaction(new).await.map_err(|e| match e {
-        StartError::NotPaired => ApiError::bad_request(e.to_string()),
-        StartError::DeviceBusy => ApiError::too_many(DEVICE_BUSY, None),
-        StartError::Engine(e) => ApiError::internal(e),
-    })?;
+    let record = state
+        .engine
+        .start_transaction(new)
+        .await
+        .map_err(|e| match e {
+            StartError::NotPaired => ApiError::bad_request(e.to_string()),
+            StartError::DeviceBusy => ApiError::too_many(DEVICE_BUSY, None),
+            StartError::Engine(e) => ApiError::internal(e),
+        })?;
     let record = match mode {
         Mode::Async => record,
         Mode::Sync => wait(&state, record).await?,

@@ -8,7 +8,9 @@ pub use sqlite::SqliteStore;
 use crate::engine::lifecycle::Phase;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use protocol::{DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest};
+use protocol::{
+    DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -120,7 +122,10 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<DeviceId>, StoreError>;
     /// Pairs (or re-pairs) a register; returns the device it was paired to before, if another.
-    async fn pair_register(&self, register: &RegisterRecord) -> Result<Option<DeviceId>, StoreError>;
+    async fn pair_register(
+        &self,
+        register: &RegisterRecord,
+    ) -> Result<Option<DeviceId>, StoreError>;
     /// The register with this identity, if paired.
     async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError>;
     /// The registers paired to a device.
@@ -136,7 +141,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new transaction; `DeviceBusy` if the device already has one in progress.
     async fn insert_transaction(&self, tx: &TransactionRecord) -> Result<(), InsertError>;
     /// One transaction.
-    async fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, StoreError>;
+    async fn transaction(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<TransactionRecord>, StoreError>;
     /// Moves a transaction from the phase `from` (compared by kind) to `to`. False if it was no
     /// longer in phase `from`: someone else moved it first and the caller must re-read.
     async fn transition(

@@ -1,13 +1,13 @@
 //! The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
 //! commit that returned survives a power cut of the server.
 
-use super::{
-    DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord,
-};
+use super::{DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord};
 use crate::engine::lifecycle::{Completion, Phase};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use protocol::{DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest};
+use protocol::{
+    DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -104,20 +104,28 @@ impl SqliteStore {
         let state: String = row.try_get("state")?;
         let phase = match state.as_str() {
             "offered" => Phase::Offered {
-                accept_deadline: from_ms(row.try_get::<Option<i64>, _>("accept_deadline")?.unwrap_or(0)),
+                accept_deadline: from_ms(
+                    row.try_get::<Option<i64>, _>("accept_deadline")?
+                        .unwrap_or(0),
+                ),
             },
             "started" => Phase::Started {
                 started_at: from_ms(row.try_get::<Option<i64>, _>("started_at")?.unwrap_or(0)),
             },
             "completed" => {
                 let c: Option<String> = row.try_get("completion")?;
-                let c = c.ok_or_else(|| StoreError::Corrupt(format!("transaction {id} has no completion")))?;
-                Phase::Completed(
-                    serde_json::from_str::<Completion>(&c)
-                        .map_err(|e| StoreError::Corrupt(format!("transaction {id} completion: {e}")))?,
-                )
+                let c = c.ok_or_else(|| {
+                    StoreError::Corrupt(format!("transaction {id} has no completion"))
+                })?;
+                Phase::Completed(serde_json::from_str::<Completion>(&c).map_err(|e| {
+                    StoreError::Corrupt(format!("transaction {id} completion: {e}"))
+                })?)
             }
-            other => return Err(StoreError::Corrupt(format!("transaction {id} state {other}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "transaction {id} state {other}"
+                )))
+            }
         };
         Ok(TransactionRecord {
             id,
@@ -149,11 +157,19 @@ fn parse_device_id(s: String) -> Result<DeviceId, StoreError> {
 }
 
 /// The columns a phase occupies: (state, accept_deadline, started_at, completed_at, completion).
-type PhaseColumns = (&'static str, Option<i64>, Option<i64>, Option<i64>, Option<String>);
+type PhaseColumns = (
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
 
 fn phase_columns(p: &Phase) -> Result<PhaseColumns, StoreError> {
     Ok(match p {
-        Phase::Offered { accept_deadline } => ("offered", Some(ms(*accept_deadline)), None, None, None),
+        Phase::Offered { accept_deadline } => {
+            ("offered", Some(ms(*accept_deadline)), None, None, None)
+        }
         Phase::Started { started_at } => ("started", None, Some(ms(*started_at)), None, None),
         Phase::Completed(c) => (
             "completed",
@@ -270,12 +286,13 @@ impl Store for SqliteStore {
             .bind(ms(Utc::now()))
             .execute(&mut *tx)
             .await?;
-        let r = sqlx::query("INSERT INTO pairing_codes (code, device_id, expires_at) VALUES (?, ?, ?)")
-            .bind(code.as_str())
-            .bind(device.as_str())
-            .bind(ms(expires_at))
-            .execute(&mut *tx)
-            .await;
+        let r =
+            sqlx::query("INSERT INTO pairing_codes (code, device_id, expires_at) VALUES (?, ?, ?)")
+                .bind(code.as_str())
+                .bind(device.as_str())
+                .bind(ms(expires_at))
+                .execute(&mut *tx)
+                .await;
         match r {
             Ok(_) => {
                 tx.commit().await?;
@@ -293,12 +310,11 @@ impl Store for SqliteStore {
     ) -> Result<Option<DeviceId>, StoreError> {
         // DELETE ... RETURNING consumes the code atomically: two POS racing with one code
         // cannot both pair.
-        let row = sqlx::query(
-            "DELETE FROM pairing_codes WHERE code = ? RETURNING device_id, expires_at",
-        )
-        .bind(code.as_str())
-        .fetch_optional(&self.writer)
-        .await?;
+        let row =
+            sqlx::query("DELETE FROM pairing_codes WHERE code = ? RETURNING device_id, expires_at")
+                .bind(code.as_str())
+                .fetch_optional(&self.writer)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let expires_at: i64 = row.try_get("expires_at")?;
         if expires_at <= ms(now) {
@@ -317,7 +333,8 @@ impl Store for SqliteStore {
         .bind(&r.info.key.vendor_name)
         .fetch_optional(&mut *tx)
         .await?;
-        let contact = serde_json::to_string(&r.contact).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let contact =
+            serde_json::to_string(&r.contact).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO registers (register_id, business_name, vendor_name, register_name, device_id, contact, paired_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -405,7 +422,8 @@ impl Store for SqliteStore {
 
     async fn insert_transaction(&self, t: &TransactionRecord) -> Result<(), InsertError> {
         let (state, deadline, started, completed, completion) = phase_columns(&t.phase)?;
-        let request = serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let request =
+            serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let r = sqlx::query(&format!(
             "INSERT INTO transactions ({TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
@@ -442,17 +460,27 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, StoreError> {
-        sqlx::query(&format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(Self::transaction_from_row)
-            .transpose()
+    async fn transaction(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(Self::transaction_from_row)
+        .transpose()
     }
 
-    async fn transition(&self, id: &TransactionId, from: &Phase, to: &Phase) -> Result<bool, StoreError> {
+    async fn transition(
+        &self,
+        id: &TransactionId,
+        from: &Phase,
+        to: &Phase,
+    ) -> Result<bool, StoreError> {
         let (state, deadline, started, completed, completion) = phase_columns(to)?;
         let r = sqlx::query(
             "UPDATE transactions SET state = ?, accept_deadline = ?, started_at = COALESCE(?, started_at),
@@ -490,7 +518,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn active_transaction(&self, device: &DeviceId) -> Result<Option<TransactionRecord>, StoreError> {
+    async fn active_transaction(
+        &self,
+        device: &DeviceId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
         sqlx::query(&format!(
             "SELECT {TX_COLUMNS} FROM transactions WHERE device_id = ? AND state <> 'completed'"
         ))
@@ -510,7 +541,9 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         ids.iter()
-            .map(|s| TransactionId::from_str(s).map_err(|e| StoreError::Corrupt(format!("{s}: {e}"))))
+            .map(|s| {
+                TransactionId::from_str(s).map_err(|e| StoreError::Corrupt(format!("{s}: {e}")))
+            })
             .collect()
     }
 

@@ -1,0 +1,238 @@
+//! The `eftcloud` binary as a newcomer uses it: serve, device add/list, terminal, pos.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eftcloud");
+
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("EFTCLOUD_DATA_DIR")
+        .env_remove("EFTCLOUD_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+async fn output(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd(args).output())
+        .await
+        .expect("command finished in time")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn line_matching(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("process still writing");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no line starting with {prefix:?}"))
+}
+
+fn spawn(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = cmd(args).spawn().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[tokio::test]
+async fn walkthrough_with_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (mut server, mut server_out) = spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--poll-interval-min",
+        "0s",
+    ]);
+    let listening = line_matching(&mut server_out, "eftcloud listening on ").await;
+    let url = listening.split_whitespace().next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{listening}");
+
+    let (code, secret, err) = output(&[
+        "device",
+        "add",
+        "--id",
+        "term-cli",
+        "--merchant",
+        "Toys Shop",
+        "--data-dir",
+        data,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let secret = secret.trim().to_string();
+    assert_eq!(secret.len(), 64);
+    let (code, _, err) = output(&["device", "add", "--id", "term-cli", "--data-dir", data]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("already enrolled"), "{err}");
+    let (code, _, err) = output(&["device", "add", "--id", "bad id!", "--data-dir", data]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("device id"), "{err}");
+
+    let journal = dir.path().join("term.journal");
+    let (mut term, mut term_out) = spawn(&[
+        "terminal",
+        "--cloud",
+        &url,
+        "--device-id",
+        "term-cli",
+        "--secret",
+        &secret,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--step-delay",
+        "0",
+    ]);
+    let code = line_matching(&mut term_out, "pairing code: ").await;
+    assert_eq!(code.len(), 8);
+
+    let register = [
+        "--register-id",
+        "reg-cli-1",
+        "--business",
+        "Toys Shop",
+        "--vendor",
+        "Till2Go",
+    ];
+    let mut pair = vec![
+        "pos",
+        "--cloud",
+        &url,
+        "pair",
+        &code,
+        "--register-name",
+        "Main Register",
+    ];
+    pair.extend(register);
+    let (status, out, err) = output(&pair).await;
+    assert_eq!(status, 0, "{out}{err}");
+    assert_eq!(
+        line_matching(&mut term_out, "paired: ").await,
+        "Main Register"
+    );
+
+    let mut buy = vec![
+        "pos",
+        "--cloud",
+        &url,
+        "transact",
+        "Card.Purchase",
+        "--amount",
+        "500",
+        "--poll-interval",
+        "50ms",
+    ];
+    buy.extend(register);
+    let (status, out, err) = output(&buy).await;
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(out.contains("OK-ACCEPTED"), "{out}");
+
+    let mut decline = vec![
+        "pos",
+        "--cloud",
+        &url,
+        "transact",
+        "Card.Purchase",
+        "--amount",
+        "551",
+        "--poll-interval",
+        "50ms",
+    ];
+    decline.extend(register);
+    let (status, out, _) = output(&decline).await;
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("OK-DECLINED"), "{out}");
+
+    let (status, out, _) = output(&["device", "list", "--data-dir", data]).await;
+    assert_eq!(status, 0);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("term-cli"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        row.contains("online") && row.contains("Main Register"),
+        "{out}"
+    );
+
+    // A second server on the same port fails clearly.
+    let addr = url.trim_start_matches("http://");
+    let other = dir.path().join("other");
+    let (status, _, err) = output(&[
+        "serve",
+        "--listen",
+        addr,
+        "--data-dir",
+        other.to_str().unwrap(),
+    ])
+    .await;
+    assert_ne!(status, 0);
+    assert!(err.contains("cannot listen"), "{err}");
+
+    term.kill().await.unwrap();
+    server.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_refuses_bad_configuration_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = file.join("data");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--data-dir".into(), under_file.display().to_string()],
+            "data directory",
+        ),
+        (
+            vec!["--database-url".into(), "mysql://localhost/x".into()],
+            "unsupported database URL",
+        ),
+        (
+            vec!["--public-url".into(), "not a url".into()],
+            "public URL",
+        ),
+        (
+            vec!["--accept-timeout".into(), "5 parsecs".into()],
+            "invalid duration",
+        ),
+        (vec!["--listen".into(), "nowhere".into()], "--listen"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["serve", "--listen", "127.0.0.1:0"];
+        full.extend(args.iter().map(String::as_str));
+        if !args
+            .iter()
+            .any(|a| a == "--data-dir" || a == "--database-url")
+        {
+            full.extend(["--data-dir", dir.path().to_str().unwrap()]);
+        }
+        let (status, _, err) = output(&full).await;
+        assert_ne!(status, 0, "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,271 @@
+//! The cloud's side of the device protocol, driven by a hand-written device.
+
+use crate::harness::*;
+use futures_util::SinkExt;
+use protocol::device::{close, CloudMessage, DeviceMessage, DeviceResult, PROTOCOL_VERSION};
+use protocol::{DeviceId, ResultCode, TransactionResult};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+fn result(id: protocol::TransactionId, r: TransactionResult) -> DeviceResult {
+    DeviceResult {
+        transaction_id: id,
+        transaction_result: Some(r),
+        result: ResultCode::Ok,
+        result_text: "DONE".into(),
+        fields: BTreeMap::new(),
+    }
+}
+
+async fn offered(d: &mut RawDevice) -> protocol::TransactionId {
+    match d.recv().await {
+        CloudMessage::Transaction(o) => o.transaction_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_credentials_and_bad_first_frames_are_closed_with_reasons() {
+    let app = spawn_app_with(Opts {
+        hello_timeout: Duration::from_millis(300),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-auth").await;
+
+    let mut ws = ws_connect(&app).await;
+    ws.send(Message::text(
+        serde_json::to_string(&hello("dev-auth", "wrong")).unwrap(),
+    ))
+    .await
+    .unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, close::AUTH_FAILED);
+    assert!(reason.contains("authentication failed"), "{reason}");
+
+    let mut ws = ws_connect(&app).await;
+    ws.send(Message::text(
+        serde_json::to_string(&hello("nobody", &secret)).unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_of(&mut ws).await.0, close::AUTH_FAILED);
+
+    let mut ws = ws_connect(&app).await;
+    ws.send(Message::text("{\"type\":\"accept\""))
+        .await
+        .unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, close::HELLO_REQUIRED);
+    assert!(!reason.is_empty());
+
+    let mut ws = ws_connect(&app).await;
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, close::HELLO_REQUIRED, "{reason}");
+
+    let mut ws = ws_connect(&app).await;
+    let DeviceMessage::Hello(mut h) = hello("dev-auth", &secret) else {
+        unreachable!()
+    };
+    h.protocol_version = PROTOCOL_VERSION + 1;
+    ws.send(Message::text(
+        serde_json::to_string(&DeviceMessage::Hello(h)).unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_of(&mut ws).await.0, close::UNSUPPORTED_VERSION);
+
+    // After hello, garbage is a protocol error.
+    let mut d = RawDevice::connect(&app, "dev-auth", &secret).await;
+    d.ws.send(Message::text("not json")).await.unwrap();
+    assert_eq!(close_of(&mut d.ws).await.0, close::PROTOCOL_ERROR);
+}
+
+#[tokio::test]
+async fn unaccepted_offer_fails_definitely_and_late_accept_is_aborted() {
+    let app = spawn_app_with(Opts {
+        accept_timeout: Duration::from_millis(400),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-late").await;
+    let mut d = RawDevice::connect(&app, "dev-late", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let id = offered(&mut d).await;
+    // The device stays silent past the deadline.
+    match d.recv().await {
+        CloudMessage::Abort { transaction_id, .. } => assert_eq!(transaction_id, id),
+        other => panic!("{other:?}"),
+    }
+    let done = poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
+    assert_eq!(done["data"]["TransactionResult"], "CANCELLED");
+    assert_eq!(done["data"]["Result"], "FAILED-INTERFACE");
+    // A late accept gets abort, never start.
+    d.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    assert!(matches!(d.recv().await, CloudMessage::Abort { .. }));
+    // Accepting something unknown is aborted too.
+    let unknown = protocol::TransactionId::new();
+    d.send(&DeviceMessage::Accept {
+        transaction_id: unknown,
+    })
+    .await;
+    assert!(
+        matches!(d.recv().await, CloudMessage::Abort { transaction_id, .. } if transaction_id == unknown)
+    );
+}
+
+#[tokio::test]
+async fn disconnect_before_accept_fails_at_once() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-drop").await;
+    let mut d = RawDevice::connect(&app, "dev-drop", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    offered(&mut d).await;
+    drop(d);
+    let t0 = std::time::Instant::now();
+    let done = poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "waited for the accept deadline"
+    );
+    assert_eq!(done["data"]["Result"], "FAILED-INTERFACE");
+}
+
+#[tokio::test]
+async fn device_away_mid_transaction_shows_delayed_then_reports_once() {
+    let app = spawn_app_with(Opts {
+        delayed_after: Duration::from_millis(200),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-away").await;
+    let mut d = RawDevice::connect(&app, "dev-away", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let url = env["data"]["PollingUrl"].as_str().unwrap().to_string();
+    let id = offered(&mut d).await;
+    d.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
+    drop(d);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, b) = app.get_json(&url).await;
+    assert_eq!(b["transactionStatus"], "PENDING");
+    assert_eq!(b["data"]["TransactionResult"], "OK-DELAYED");
+    assert_eq!(b["data"]["Result"], "DELAYED-TRANSACTION");
+    assert_eq!(
+        b["data"]["ResultText"],
+        "Transaction takes longer than usual"
+    );
+    // Still busy: the device owns the outcome now.
+    let (s, _) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "200"))
+        .await;
+    assert_eq!(s, 429);
+
+    // Back, with the result in its hello; reported twice (hello and again), applied once.
+    let DeviceMessage::Hello(mut h) = hello("dev-away", &secret) else {
+        unreachable!()
+    };
+    h.unacknowledged = vec![result(id, TransactionResult::Accepted)];
+    let mut d = RawDevice::connect_with(&app, DeviceMessage::Hello(h)).await;
+    assert_eq!(
+        d.recv().await,
+        CloudMessage::ResultAck { transaction_id: id }
+    );
+    let first = poll_until_completed(&app, &url).await;
+    assert_eq!(first["data"]["TransactionResult"], "OK-ACCEPTED");
+    d.send(&DeviceMessage::Result(result(
+        id,
+        TransactionResult::Declined,
+    )))
+    .await;
+    assert_eq!(
+        d.recv().await,
+        CloudMessage::ResultAck { transaction_id: id }
+    );
+    let (_, again) = app.get_json(&url).await;
+    assert_eq!(again, first, "a duplicate result changed the outcome");
+}
+
+#[tokio::test]
+async fn newest_connection_wins() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-twice").await;
+    let mut old = RawDevice::connect(&app, "dev-twice", &secret).await;
+    let reg = old.pair(&app).await;
+    let mut new = RawDevice::connect(&app, "dev-twice", &secret).await;
+    assert_eq!(close_of(&mut old.ws).await.0, close::REPLACED);
+    // Transactions go to the new connection, and the old one's close did not mark it offline.
+    let (s, _) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert_eq!(s, 200);
+    let id = offered(&mut new).await;
+    new.send(&DeviceMessage::Accept { transaction_id: id })
+        .await;
+    assert_eq!(new.recv().await, CloudMessage::Start { transaction_id: id });
+    let online = app
+        .engine
+        .store()
+        .device(&DeviceId::parse("dev-twice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(online.connected_at.is_some());
+}
+
+#[tokio::test]
+async fn silent_device_is_dropped_by_heartbeat() {
+    let app = spawn_app_with(Opts {
+        heartbeat: Duration::from_millis(100),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-silent").await;
+    let mut ws = ws_connect(&app).await;
+    ws.send(Message::text(
+        serde_json::to_string(&hello("dev-silent", &secret)).unwrap(),
+    ))
+    .await
+    .unwrap();
+    // Never answer pings (close_of reads and discards them).
+    let (code, _) = close_of(&mut ws).await;
+    assert_eq!(code, close::HEARTBEAT_TIMEOUT);
+}
+
+#[tokio::test]
+async fn results_for_unknown_transactions_are_not_acknowledged() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-unknown").await;
+    let mut d = RawDevice::connect(&app, "dev-unknown", &secret).await;
+    let id = protocol::TransactionId::new();
+    d.send(&DeviceMessage::Result(result(
+        id,
+        TransactionResult::Accepted,
+    )))
+    .await;
+    assert!(matches!(d.recv().await, CloudMessage::Error { .. }));
+    // Another device's transaction is unknown to this device.
+    let s2 = app.enroll("dev-owner").await;
+    let mut owner = RawDevice::connect(&app, "dev-owner", &s2).await;
+    let reg = owner.pair(&app).await;
+    app.post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let tid = offered(&mut owner).await;
+    d.send(&DeviceMessage::Accept {
+        transaction_id: tid,
+    })
+    .await;
+    assert!(matches!(d.recv().await, CloudMessage::Abort { .. }));
+    owner.expect_silence(Duration::from_millis(100)).await;
+}

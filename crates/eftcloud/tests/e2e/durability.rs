@@ -1,0 +1,127 @@
+//! Nothing lost across restarts of the cloud or the terminal.
+
+use crate::harness::*;
+use pos::{TransactionSpec, WaitOptions};
+use protocol::device::{CloudMessage, DeviceMessage};
+use protocol::{Cents, Function};
+use std::time::Duration;
+use terminal::{Exit, TerminalEvent};
+
+#[tokio::test]
+async fn completed_transactions_survive_a_restart_identically() {
+    let app = spawn_app().await;
+    let (t, reg) = paired_terminal(&app, "dev-restart").await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "4200"))
+        .await;
+    let url = env["data"]["PollingUrl"].as_str().unwrap().to_string();
+    let before = poll_until_completed(&app, &url).await;
+    t.stop().await;
+    let (dir, addr) = (app.dir.clone(), app.addr);
+    app.kill().await;
+
+    let app = spawn_app_in(dir, Opts::default(), Some(addr)).await;
+    let (s, after) = app.get_json(&url).await;
+    assert_eq!(s, 200);
+    assert_eq!(after, before);
+    // Pairing survived too.
+    let (s, body) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert_eq!(s, 200, "{body}");
+}
+
+#[tokio::test]
+async fn an_offer_pending_when_the_cloud_died_still_ends_definitely() {
+    let app = spawn_app_with(Opts {
+        accept_timeout: Duration::from_millis(500),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-crash").await;
+    let mut d = RawDevice::connect(&app, "dev-crash", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let url = env["data"]["PollingUrl"].as_str().unwrap().to_string();
+    assert!(matches!(d.recv().await, CloudMessage::Transaction(_)));
+    let (dir, addr) = (app.dir.clone(), app.addr);
+    app.kill().await;
+    drop(d);
+    // The deadline passes while the cloud is down; it is a row, so the new process honours it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let app = spawn_app_in(
+        dir,
+        Opts {
+            accept_timeout: Duration::from_millis(500),
+            ..Opts::default()
+        },
+        Some(addr),
+    )
+    .await;
+    let done = poll_until_completed(&app, &url).await;
+    assert_eq!(done["data"]["Result"], "FAILED-INTERFACE");
+}
+
+#[tokio::test]
+async fn an_offer_is_resent_after_reconnect_within_its_deadline() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-resend").await;
+    let mut d = RawDevice::connect(&app, "dev-resend", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert!(matches!(d.recv().await, CloudMessage::Transaction(_)));
+    // A newer connection replaces this one before it accepted: the offer is made again to it.
+    let mut d2 = RawDevice::connect(&app, "dev-resend", &secret).await;
+    let id = match d2.recv().await {
+        CloudMessage::Transaction(o) => o.transaction_id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(id.to_string(), env["transactionId"].as_str().unwrap());
+    d2.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    assert_eq!(d2.recv().await, CloudMessage::Start { transaction_id: id });
+}
+
+#[tokio::test]
+async fn power_failure_on_the_device_is_reversed_and_reported_once() {
+    let app = spawn_app().await;
+    let (t, reg) = paired_terminal(&app, "dev-power").await;
+    let pos = app.pos();
+    let started = pos
+        .start(
+            &reg,
+            &TransactionSpec::new(Function::CardPurchase).with_amount(Cents::new(1054).unwrap()),
+        )
+        .await
+        .unwrap();
+    let (journal, id, secret) = (t.journal.clone(), t.id.clone(), t.secret.clone());
+    assert_eq!(t.exited().await, Exit::PowerFailure);
+    // While the device is away the POS keeps getting PENDING.
+    let (_, pending) = app.get_json(started.field("PollingUrl").unwrap()).await;
+    assert_eq!(pending["transactionStatus"], "PENDING");
+    // Restarted with the same journal, the terminal reverses the payment and reports it.
+    let mut t = start_terminal(&app, &id, &secret, &journal, fast_simulator()).await;
+    let done = pos
+        .wait_for_completion(
+            &started,
+            WaitOptions {
+                interval: Duration::from_millis(20),
+                timeout: PATIENCE,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    t.wait_for(|e| matches!(e, TerminalEvent::Acknowledged { .. }).then_some(()))
+        .await;
+    t.stop().await;
+    assert_eq!(done.field("TransactionResult"), Some("CANCELLED"));
+    assert!(done
+        .field("ResultText")
+        .unwrap()
+        .to_lowercase()
+        .contains("reversed"));
+}

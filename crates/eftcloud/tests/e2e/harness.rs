@@ -1,0 +1,477 @@
+//! Test harness: the real cloud on port 0 with a temporary SQLite file, real terminal agents,
+//! a raw WebSocket device for protocol-level tests, and the POS client.
+
+use cloud::device_gateway::GatewaySettings;
+use cloud::engine::devices::NewDevice;
+use cloud::engine::{Engine, EngineSettings};
+use cloud::{Application, Config};
+use futures_util::{SinkExt, StreamExt};
+use pos::{PairingDetails, PosClient};
+use protocol::device::{CloudMessage, DeviceMessage, Hello, PROTOCOL_VERSION};
+use protocol::{DeviceId, RegisterKey};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use terminal::{Exit, SimulatorConfig, TerminalCommand, TerminalConfig, TerminalEvent};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long any single expectation may take before the test fails (never a sleep).
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Timing knobs, short by default so tests run fast.
+#[derive(Clone)]
+pub struct Opts {
+    pub accept_timeout: Duration,
+    pub poll_interval_min: Duration,
+    pub token_ttl: Duration,
+    pub delayed_after: Duration,
+    pub pairing_code_ttl: Duration,
+    pub heartbeat: Duration,
+    pub hello_timeout: Duration,
+    pub sync_timeout: Duration,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            accept_timeout: Duration::from_secs(3),
+            poll_interval_min: Duration::ZERO,
+            token_ttl: Duration::from_secs(900),
+            delayed_after: Duration::from_secs(60),
+            pairing_code_ttl: Duration::from_secs(120),
+            heartbeat: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(3),
+            sync_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A running cloud.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub engine: Engine,
+    pub http: reqwest::Client,
+    pub dir: Arc<tempfile::TempDir>,
+    stop: CancellationToken,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Opts::default()).await
+}
+
+pub async fn spawn_app_with(opts: Opts) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    spawn_app_in(dir, opts, None).await
+}
+
+/// Starts a cloud on the database in `dir` (to restart one on the same data), optionally on a
+/// given address.
+pub async fn spawn_app_in(
+    dir: Arc<tempfile::TempDir>,
+    opts: Opts,
+    addr: Option<SocketAddr>,
+) -> TestApp {
+    let config = Config {
+        listen: addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
+        database_url: format!("sqlite://{}", dir.path().join("eftcloud.db").display()),
+        public_url: None,
+        engine: EngineSettings {
+            pairing_code_ttl: opts.pairing_code_ttl,
+            accept_timeout: opts.accept_timeout,
+            token_ttl: opts.token_ttl,
+            delayed_after: opts.delayed_after,
+        },
+        gateway: GatewaySettings {
+            heartbeat_interval: opts.heartbeat,
+            hello_timeout: opts.hello_timeout,
+            node: "test".into(),
+        },
+        poll_interval_min: opts.poll_interval_min,
+        sync_timeout: opts.sync_timeout,
+    };
+    let app = Application::build(config).await.expect("cloud builds");
+    let addr = app.local_addr();
+    let engine = app.engine().clone();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped(s).await.expect("cloud runs");
+    });
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        engine,
+        http: reqwest::Client::new(),
+        dir,
+        stop,
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pos(&self) -> PosClient {
+        PosClient::new(&self.base).unwrap()
+    }
+
+    pub async fn enroll(&self, id: &str) -> String {
+        self.engine
+            .enroll_device(
+                &DeviceId::parse(id).unwrap(),
+                &NewDevice {
+                    vendor: "Acme".into(),
+                    model: "T1".into(),
+                    merchant: "Toys Shop Pty Ltd".into(),
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Stops the cloud gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap();
+        }
+    }
+
+    /// Kills the cloud abruptly (the task is aborted; nothing is flushed but what was committed).
+    pub async fn kill(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+
+    /// POSTs a form to a path and returns status and JSON body.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_json(&self, url: &str) -> (u16, serde_json::Value) {
+        let r = self.http.get(url).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub fn register(name: &str) -> RegisterKey {
+    RegisterKey {
+        register_id: format!("{name}-{}", uuid::Uuid::new_v4()),
+        business_name: "Toys Shop".into(),
+        vendor_name: "Till2Go".into(),
+    }
+}
+
+pub fn register_form<'a>(r: &'a RegisterKey) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("POSRegisterID", r.register_id.as_str()),
+        ("POSBusinessName", r.business_name.as_str()),
+        ("POSVendorName", r.vendor_name.as_str()),
+    ]
+}
+
+/// A real terminal agent with the card simulator, run in this process.
+pub struct Terminal {
+    pub events: mpsc::Receiver<TerminalEvent>,
+    pub commands: mpsc::Sender<TerminalCommand>,
+    pub journal: PathBuf,
+    pub id: String,
+    pub secret: String,
+    stop: CancellationToken,
+    handle: JoinHandle<Result<Exit, terminal::TerminalError>>,
+}
+
+pub fn fast_simulator() -> SimulatorConfig {
+    SimulatorConfig {
+        step_delay: Duration::from_millis(5),
+        slow: Duration::from_millis(1500),
+    }
+}
+
+pub async fn start_terminal(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    journal: &Path,
+    sim: SimulatorConfig,
+) -> Terminal {
+    start_terminal_at(&app.base, id, secret, journal, sim)
+}
+
+pub fn start_terminal_at(
+    base: &str,
+    id: &str,
+    secret: &str,
+    journal: &Path,
+    sim: SimulatorConfig,
+) -> Terminal {
+    let mut config = TerminalConfig::new(
+        base.parse().unwrap(),
+        DeviceId::parse(id).unwrap(),
+        secret,
+        journal,
+    );
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(300);
+    let (etx, erx) = mpsc::channel(256);
+    let (ctx, crx) = mpsc::channel(8);
+    let stop = CancellationToken::new();
+    let backend = Arc::new(terminal::Simulator::new(sim));
+    let handle = tokio::spawn(terminal::run(config, backend, etx, crx, stop.clone()));
+    Terminal {
+        events: erx,
+        commands: ctx,
+        journal: journal.to_path_buf(),
+        id: id.to_string(),
+        secret: secret.to_string(),
+        stop,
+        handle,
+    }
+}
+
+impl Terminal {
+    /// Waits for an event matching `f` and returns what `f` extracts.
+    pub async fn wait_for<T>(&mut self, mut f: impl FnMut(&TerminalEvent) -> Option<T>) -> T {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let e = self.events.recv().await.expect("terminal still running");
+                if let Some(t) = f(&e) {
+                    return t;
+                }
+            }
+        })
+        .await
+        .expect("terminal event in time")
+    }
+
+    pub async fn next_code(&mut self) -> String {
+        self.wait_for(|e| match e {
+            TerminalEvent::PairingCode { code, .. } => Some(code.to_string()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Stops the agent gracefully.
+    pub async fn stop(self) -> Exit {
+        self.stop.cancel();
+        self.handle.await.unwrap().unwrap()
+    }
+
+    /// Waits for the agent to end by itself (e.g. a simulated power failure).
+    pub async fn exited(self) -> Exit {
+        tokio::time::timeout(PATIENCE, self.handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// Enrolls a device, starts its terminal and pairs a new register with it.
+pub async fn paired_terminal(app: &TestApp, id: &str) -> (Terminal, RegisterKey) {
+    paired_terminal_with(app, id, fast_simulator()).await
+}
+
+pub async fn paired_terminal_with(
+    app: &TestApp,
+    id: &str,
+    sim: SimulatorConfig,
+) -> (Terminal, RegisterKey) {
+    let secret = app.enroll(id).await;
+    let journal = app.dir.path().join(format!("{id}.journal"));
+    let mut t = start_terminal(app, id, &secret, &journal, sim).await;
+    let code = t.next_code().await;
+    let reg = register("reg");
+    app.pos()
+        .pair(&code, &reg, &PairingDetails::new("Main Register"))
+        .await
+        .unwrap();
+    t.wait_for(|e| matches!(e, TerminalEvent::Paired { .. }).then_some(()))
+        .await;
+    (t, reg)
+}
+
+/// A device speaking the protocol by hand, for tests of the cloud's side of it.
+pub struct RawDevice {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub id: DeviceId,
+}
+
+pub async fn ws_connect(app: &TestApp) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/device/v1", app.addr))
+        .await
+        .unwrap();
+    ws
+}
+
+pub fn hello(id: &str, secret: &str) -> DeviceMessage {
+    DeviceMessage::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        device_id: DeviceId::parse(id).unwrap(),
+        secret: secret.into(),
+        vendor: "Acme".into(),
+        model: "Raw".into(),
+        agent_version: "test".into(),
+        unacknowledged: vec![],
+        in_progress: None,
+    })
+}
+
+impl RawDevice {
+    /// Connects and says hello; returns after `welcome`.
+    pub async fn connect(app: &TestApp, id: &str, secret: &str) -> RawDevice {
+        Self::connect_with(app, hello(id, secret)).await
+    }
+
+    pub async fn connect_with(app: &TestApp, hello: DeviceMessage) -> RawDevice {
+        let DeviceMessage::Hello(h) = &hello else {
+            panic!("hello")
+        };
+        let mut d = RawDevice {
+            ws: ws_connect(app).await,
+            id: h.device_id.clone(),
+        };
+        d.send(&hello).await;
+        match d.recv().await {
+            CloudMessage::Welcome { device_id, .. } => assert_eq!(device_id, d.id),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        d
+    }
+
+    pub async fn send(&mut self, m: &DeviceMessage) {
+        self.ws
+            .send(Message::text(serde_json::to_string(m).unwrap()))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame that is not a ping (pings are answered).
+    pub async fn recv(&mut self) -> CloudMessage {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                match self.ws.next().await.expect("open").expect("frame") {
+                    Message::Text(t) => {
+                        let m: CloudMessage = serde_json::from_str(t.as_str()).unwrap();
+                        if let CloudMessage::Ping { nonce } = m {
+                            self.send(&DeviceMessage::Pong { nonce }).await;
+                            continue;
+                        }
+                        return m;
+                    }
+                    Message::Close(c) => panic!("closed: {c:?}"),
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("frame in time")
+    }
+
+    /// Asserts no frame (other than pings) arrives within `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Ok(m) = tokio::time::timeout(d, self.recv()).await {
+            panic!("unexpected frame {m:?}");
+        }
+    }
+
+    /// Asks for a pairing code and returns it.
+    pub async fn code(&mut self) -> String {
+        self.send(&DeviceMessage::PairingCodeRequest).await;
+        match self.recv().await {
+            CloudMessage::PairingCode { code, .. } => code.to_string(),
+            other => panic!("expected code, got {other:?}"),
+        }
+    }
+
+    /// Pairs a fresh register with this device through the POS API.
+    pub async fn pair(&mut self, app: &TestApp) -> RegisterKey {
+        let code = self.code().await;
+        let reg = register("raw");
+        app.pos()
+            .pair(&code, &reg, &PairingDetails::new("Counter 2"))
+            .await
+            .unwrap();
+        match self.recv().await {
+            CloudMessage::Paired { register } => assert_eq!(register.key, reg),
+            other => panic!("expected paired, got {other:?}"),
+        }
+        reg
+    }
+}
+
+/// Waits for the close frame of a socket the cloud closes, returning (code, reason).
+pub async fn close_of(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> (u16, String) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) | None => {
+                    return (u16::from(CloseCode::Abnormal), String::new())
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) => return (u16::from(CloseCode::Abnormal), String::new()),
+            }
+        }
+    })
+    .await
+    .expect("close in time")
+}
+
+/// Purchase form for a register.
+pub fn purchase<'a>(r: &'a RegisterKey, amount: &'a str) -> Vec<(&'static str, &'a str)> {
+    let mut f = register_form(r);
+    f.extend([
+        ("TransactionMode", "ASYNC"),
+        ("TransactionType", "Card.Purchase"),
+        ("AmountTotal", amount),
+    ]);
+    f
+}
+
+/// Polls a URL until the transaction completes (the test apps have no poll rate limit).
+pub async fn poll_until_completed(app: &TestApp, url: &str) -> serde_json::Value {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (status, body) = app.get_json(url).await;
+            assert_eq!(status, 200, "{body}");
+            if body["transactionStatus"] == "COMPLETED" {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("completed in time")
+}

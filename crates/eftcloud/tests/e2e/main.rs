@@ -1,0 +1,11 @@
+//! End-to-end tests: the real cloud over real HTTP and WebSocket sockets, a temporary SQLite
+//! file per test, real terminal agents and the POS client. One test binary for the crate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod device_protocol;
+mod durability;
+mod harness;
+mod pairing;
+mod polling;
+mod transactions;
