@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 const OUTBOUND_BUFFER: usize = 64;
 
 /// What a connection task is asked to do.
+// Nearly every item is a `Message`, so boxing it to shrink the rare `Close` would only add an
+// allocation per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outbound {
     /// Send this frame.

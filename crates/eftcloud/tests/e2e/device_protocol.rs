@@ -269,3 +269,76 @@ async fn results_for_unknown_transactions_are_not_acknowledged() {
     assert!(matches!(d.recv().await, CloudMessage::Abort { .. }));
     owner.expect_silence(Duration::from_millis(100)).await;
 }
+
+#[tokio::test]
+async fn unpair_from_the_terminal_and_pair_again() {
+    let app = spawn_app().await;
+    let (mut t, reg) = paired_terminal(&app, "dev-cmd").await;
+    t.commands
+        .send(terminal::TerminalCommand::Unpair(None))
+        .await
+        .unwrap();
+    let removed = t
+        .wait_for(|e| match e {
+            terminal::TerminalEvent::Unpaired { registers } => Some(registers.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(removed, vec![reg.clone()]);
+    // With no register left, the terminal shows a new code, which pairs the register again.
+    let code = t.next_code().await;
+    let (s, body) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some(protocol::pos_api::NOT_PAIRED))
+    );
+    app.pos()
+        .pair(&code, &reg, &pos::PairingDetails::new("Main Register"))
+        .await
+        .unwrap();
+    let (s, _) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert_eq!(s, 200);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_releases_devices_and_held_requests() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-bye").await;
+    let mut d = RawDevice::connect(&app, "dev-bye", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let id = offered(&mut d).await;
+    d.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
+    let url = format!("{}&wait=60", env["data"]["PollingUrl"].as_str().unwrap());
+    let http = app.http.clone();
+    let held = tokio::spawn(async move {
+        http.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+    let (code, reason) = close_of(&mut d.ws).await;
+    assert_eq!(code, close::GOING_AWAY);
+    assert!(reason.contains("shutting down"), "{reason}");
+    let body = held.await.unwrap();
+    assert_eq!(body["transactionStatus"], "PENDING");
+}

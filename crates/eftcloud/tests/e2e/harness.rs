@@ -190,7 +190,7 @@ pub fn register(name: &str) -> RegisterKey {
     }
 }
 
-pub fn register_form<'a>(r: &'a RegisterKey) -> Vec<(&'static str, &'a str)> {
+pub fn register_form(r: &RegisterKey) -> Vec<(&'static str, &str)> {
     vec![
         ("POSRegisterID", r.register_id.as_str()),
         ("POSBusinessName", r.business_name.as_str()),
