@@ -10,6 +10,7 @@ use crate::store::{self, StoreError};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
 use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,6 +146,13 @@ impl Application {
                 shutdown.cancel();
             }
         };
+        // Small request/response frames: with Nagle's algorithm a frame written while the
+        // previous one is unacknowledged waits for the peer's delayed ACK (~40 ms on Linux).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let result = axum::serve(
             listener,
             axum::ServiceExt::<Request>::into_make_service(app),

@@ -1,6 +1,7 @@
 //! `eftcloud`: the cloud (`serve`), device administration (`device`), the device-side client
 //! (`terminal`) and a POS client (`pos`), in one binary.
 
+mod bench;
 mod database;
 mod device_admin;
 mod serve;
@@ -30,6 +31,9 @@ enum Command {
     Terminal(terminal::cli::TerminalArgs),
     /// A POS client: pair a register, run transactions.
     Pos(pos::cli::PosArgs),
+    /// Measure the cloud (in-process cloud, terminal and POS over loopback sockets).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn init_logging(filter: &str) {
@@ -54,6 +58,7 @@ async fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
         // The POS CLI prints its own errors and picks its exit codes (1 declined, 2 errors).
+        Command::Bench(cmd) => bench::run(cmd).await,
         Command::Pos(args) => Ok(pos::cli::run_to_exit_code(args).await),
     };
     match result {

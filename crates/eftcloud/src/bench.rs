@@ -1,0 +1,184 @@
+//! `eftcloud bench latency`: the cloud hop on loopback, measured end to end.
+//!
+//! Starts a cloud on a temporary SQLite file, a terminal agent with an instant card simulator
+//! and a POS client, all in this process over real sockets, then runs transactions one after
+//! another and reports, per transaction, the time from the POS's POST to the device receiving
+//! the request, and from the POST to the completed poll (a long-poll, which returns as soon as
+//! the result is stored).
+
+use anyhow::Context;
+use cloud::{Application, Config};
+use pos::{PairingDetails, PosClient, TransactionSpec};
+use protocol::{Cents, DeviceId, Function, RegisterKey};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use terminal::{Simulator, SimulatorConfig, TerminalCommand, TerminalConfig, TerminalEvent};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Benchmarks.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Latency of POST → device and POST → completed poll, one transaction at a time.
+    Latency {
+        /// Number of transactions to measure.
+        #[arg(long, default_value_t = 1000)]
+        transactions: usize,
+        /// Transactions run first and not measured (connection set-up, caches).
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+    },
+}
+
+/// Runs a benchmark.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Latency {
+            transactions,
+            warmup,
+        } => latency(transactions, warmup).await,
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn latency(transactions: usize, warmup: usize) -> anyhow::Result<ExitCode> {
+    if transactions == 0 {
+        anyhow::bail!("--transactions must be at least 1");
+    }
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+        poll_interval_min: Duration::ZERO,
+        ..Config::default()
+    };
+    let app = Application::build(config).await?;
+    let base = format!("http://{}", app.local_addr());
+    let device = DeviceId::parse("bench-1").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = app
+        .engine()
+        .enroll_device(&device, &cloud::engine::devices::NewDevice::default())
+        .await?;
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+
+    let terminal_config = TerminalConfig::new(
+        base.parse()?,
+        device,
+        secret,
+        dir.path().join("bench.journal"),
+    );
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let (_commands_tx, commands) = mpsc::channel::<TerminalCommand>(1);
+    let simulator = Arc::new(Simulator::new(SimulatorConfig {
+        step_delay: Duration::ZERO,
+        slow: Duration::from_secs(1),
+    }));
+    let agent = tokio::spawn(terminal::run(
+        terminal_config,
+        simulator,
+        events_tx,
+        commands,
+        stop.clone(),
+    ));
+
+    let code = next_event(&mut events, |e| match e {
+        TerminalEvent::PairingCode { code, .. } => Some(code.to_string()),
+        _ => None,
+    })
+    .await?;
+    let pos = PosClient::new(&base)?;
+    let register = RegisterKey {
+        register_id: "bench-register".into(),
+        business_name: "Bench".into(),
+        vendor_name: "eftcloud".into(),
+    };
+    pos.pair(&code, &register, &PairingDetails::new("Bench"))
+        .await?;
+    let http = reqwest::Client::new();
+    let spec = TransactionSpec::new(Function::CardPurchase)
+        .with_amount(Cents::new(1000).map_err(|e| anyhow::anyhow!("{e}"))?);
+
+    let mut to_device = Vec::with_capacity(transactions);
+    let mut to_completed = Vec::with_capacity(transactions);
+    let started_all = Instant::now();
+    for i in 0..warmup + transactions {
+        let t0 = Instant::now();
+        let env = pos.start(&register, &spec).await?;
+        let id = env.transaction_id.clone();
+        let url = format!(
+            "{}&wait={}",
+            env.field("PollingUrl").context("no PollingUrl")?,
+            WAIT.as_secs()
+        );
+        let body: protocol::pos_api::TransactionEnvelope = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let done = t0.elapsed();
+        anyhow::ensure!(
+            body.is_completed(),
+            "transaction {id} not completed within {WAIT:?}"
+        );
+        let received = next_event(&mut events, |e| match e {
+            TerminalEvent::TransactionReceived {
+                transaction_id, at, ..
+            } if transaction_id.to_string() == id => Some(*at),
+            _ => None,
+        })
+        .await?;
+        if i >= warmup {
+            to_device.push(received.saturating_duration_since(t0));
+            to_completed.push(done);
+        }
+    }
+    let wall = started_all.elapsed();
+    stop.cancel();
+    let _ = agent.await;
+    let _ = server.await;
+
+    println!("{transactions} transactions (after {warmup} warm-up), one at a time, on loopback, SQLite synchronous=FULL");
+    report("POST -> device receives request", &mut to_device);
+    report("POST -> completed poll (long-poll)", &mut to_completed);
+    println!(
+        "throughput (sequential): {:.0} transactions/s",
+        (warmup + transactions) as f64 / wall.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn next_event<T>(
+    events: &mut mpsc::Receiver<TerminalEvent>,
+    mut f: impl FnMut(&TerminalEvent) -> Option<T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            if let Some(t) = f(&e) {
+                return Ok(t);
+            }
+        }
+        anyhow::bail!("terminal agent stopped")
+    })
+    .await
+    .context("terminal event did not arrive in time")?
+}
+
+fn report(name: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let pct = |p: f64| {
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i.min(samples.len() - 1)]
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name}: median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        ms(pct(1.0))
+    );
+}
