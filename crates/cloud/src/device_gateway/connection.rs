@@ -146,7 +146,7 @@ async fn serve(
             }
         }
     }
-    if let Err(e) = engine.on_device_connected(&device).await {
+    if let Err(e) = engine.on_device_connected(&device, hello.in_progress).await {
         tracing::error!(device = %device, error = %e, "could not re-offer pending transaction");
     }
 
@@ -159,7 +159,7 @@ async fn serve(
                 last_heard = Instant::now();
                 let msg = match frame {
                     None => return Closing::new(close::GOING_AWAY, "device closed the connection"),
-                    Some(Err(e)) => return Closing::new(close::GOING_AWAY, format!("receive error: {e}")),
+                    Some(Err(e)) => return receive_error(e),
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<DeviceMessage>(t.as_str()) {
                         Ok(m) => m,
                         Err(e) => return Closing::new(close::PROTOCOL_ERROR, format!("invalid frame: {e}")),
@@ -265,6 +265,24 @@ async fn handle(gw: &Gateway, device: &DeviceId, msg: DeviceMessage) -> Option<C
             message: format!("cloud error, retry later: {e}"),
         })
     })
+}
+
+/// Names a receive error. An oversized frame gets its own close code so the device knows not
+/// to send it again as is. axum does not expose the error's kind, so its message is matched
+/// (tungstenite's wording: "Space limit exceeded: Message too long").
+fn receive_error(e: axum::Error) -> Closing {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("Space limit") {
+        Closing::new(
+            close::FRAME_TOO_LARGE,
+            format!(
+                "frame larger than {} bytes",
+                protocol::device::MAX_FRAME_BYTES
+            ),
+        )
+    } else {
+        Closing::new(close::GOING_AWAY, format!("receive error: {text}"))
+    }
 }
 
 async fn send(socket: &mut WebSocket, msg: &CloudMessage) -> Result<(), ()> {

@@ -90,17 +90,11 @@ impl Completion {
         }
     }
 
-    /// The outcome the device reported.
-    pub fn from_device(function: Function, r: &DeviceResult, now: DateTime<Utc>) -> Self {
+    /// The outcome the device reported (checked by [`valid_device_result`] first).
+    pub fn from_device(r: &DeviceResult, now: DateTime<Utc>) -> Self {
         Completion {
             by: CompletedBy::Device,
-            // A financial function always has a TransactionResult; a device that leaves it out
-            // gets one derived from Result so the POS is never left guessing.
-            transaction_result: match (function.is_financial(), r.transaction_result) {
-                (true, Some(t)) => Some(t),
-                (true, None) => Some(derived_transaction_result(r.result)),
-                (false, t) => t,
-            },
+            transaction_result: r.transaction_result,
             result: r.result,
             result_text: r.result_text.clone(),
             fields: r.fields.clone(),
@@ -117,14 +111,17 @@ impl Completion {
     }
 }
 
-fn derived_transaction_result(r: ResultCode) -> TransactionResult {
-    match r {
-        ResultCode::Ok => TransactionResult::Accepted,
-        ResultCode::Cancelled => TransactionResult::Cancelled,
-        ResultCode::DelayedTransaction => TransactionResult::Delayed,
-        ResultCode::Failed => TransactionResult::Failed,
-        ResultCode::FailedInterface => TransactionResult::FailedInterface,
+/// Whether a device's result can be stored as the outcome of `function`. A financial result
+/// must say what happened to the money: guessing it from `Result` could turn a decline into an
+/// approval, so such a result is refused (and stays in the device's journal until fixed).
+pub fn valid_device_result(function: Function, r: &DeviceResult) -> Result<(), &'static str> {
+    if function.is_financial() && r.transaction_result.is_none() {
+        return Err("a financial result needs transaction_result");
     }
+    if r.transaction_result == Some(TransactionResult::Delayed) {
+        return Err("OK-DELAYED is not a final result");
+    }
+    Ok(())
 }
 
 /// Something that happened to a transaction.
@@ -160,6 +157,9 @@ pub enum Effect {
     Conflict,
     /// The POS asked to cancel a transaction that is already final.
     AlreadyCompleted,
+    /// The device's result cannot be stored (see [`valid_device_result`]); it is not
+    /// acknowledged, so the device keeps it.
+    RejectResult(&'static str),
 }
 
 /// The outcome of one step.
@@ -222,10 +222,15 @@ pub fn step(function: Function, phase: &Phase, event: &Event, now: DateTime<Utc>
         ),
         // A result without a recorded start: the device is the only one that knows whether a
         // card was charged, so its report is the truth and is kept.
-        (Phase::Offered { .. } | Phase::Started { .. }, Event::DeviceResult(r)) => Step::to(
-            Phase::Completed(Completion::from_device(function, r, now)),
-            vec![SendResultAck, Completed],
-        ),
+        (Phase::Offered { .. } | Phase::Started { .. }, Event::DeviceResult(r)) => {
+            match valid_device_result(function, r) {
+                Ok(()) => Step::to(
+                    Phase::Completed(Completion::from_device(r, now)),
+                    vec![SendResultAck, Completed],
+                ),
+                Err(why) => Step::stay(vec![RejectResult(why)]),
+            }
+        }
 
         // Started: only the device can end it.
         (Phase::Started { .. }, Event::Accepted) => Step::stay(vec![SendStart]),
@@ -338,12 +343,21 @@ mod tests {
             }
         }
 
-        /// Every device result is acknowledged, so the device can always empty its outbox.
+        /// Every valid device result is acknowledged, so the device can always empty its outbox;
+        /// an invalid one is refused and never becomes the outcome.
         #[test]
-        fn every_result_is_acked(phase in arb_phase(), r in arb_event(), f in arb_function()) {
-            if let Event::DeviceResult(_) = r {
-                let s = step(f, &phase, &r, t0());
-                prop_assert!(s.effects.contains(&Effect::SendResultAck));
+        fn every_valid_result_is_acked(phase in arb_phase(), r in arb_event(), f in arb_function(), drop_result in any::<bool>()) {
+            if let Event::DeviceResult(mut res) = r {
+                if drop_result {
+                    res.transaction_result = None;
+                }
+                let valid = valid_device_result(f, &res).is_ok();
+                let s = step(f, &phase, &Event::DeviceResult(res), t0());
+                let completed = matches!(phase, Phase::Completed(_));
+                prop_assert_eq!(s.effects.contains(&Effect::SendResultAck), valid || completed);
+                if !valid {
+                    prop_assert!(!matches!(s.next, Some(Phase::Completed(_))));
+                }
             }
         }
 
@@ -435,13 +449,25 @@ mod tests {
     }
 
     #[test]
-    fn missing_transaction_result_is_derived_for_financial() {
+    fn financial_result_without_transaction_result_is_refused() {
         let mut r = device_result(TransactionResult::Accepted);
         r.transaction_result = None;
-        r.result = ResultCode::Cancelled;
-        let c = Completion::from_device(Function::CardRefund, &r, t0());
-        assert_eq!(c.transaction_result, Some(TransactionResult::Cancelled));
-        let c = Completion::from_device(Function::TerminalGetStatus, &r, t0());
-        assert_eq!(c.transaction_result, None);
+        let started = Phase::Started { started_at: t0() };
+        let s = step(
+            Function::CardRefund,
+            &started,
+            &Event::DeviceResult(r.clone()),
+            t0(),
+        );
+        assert_eq!(s.next, None);
+        assert!(matches!(s.effects[..], [Effect::RejectResult(_)]));
+        // A status result has none, and is fine.
+        let s = step(
+            Function::TerminalGetStatus,
+            &started,
+            &Event::DeviceResult(r),
+            t0(),
+        );
+        assert!(matches!(s.next, Some(Phase::Completed(_))));
     }
 }

@@ -199,6 +199,12 @@ impl Engine {
                     continue;
                 }
                 Effect::AlreadyCompleted => continue,
+                Effect::RejectResult(why) => {
+                    tracing::warn!(transaction = %id, device = %tx.device_id, why, "device result refused");
+                    CloudMessage::Error {
+                        message: format!("result for {id} refused: {why}; fix and send it again"),
+                    }
+                }
             };
             // A device that is gone gets the frame again when needed: offers are re-sent on
             // reconnect and results are re-sent by the device until acknowledged.
@@ -253,16 +259,25 @@ impl Engine {
         Ok(())
     }
 
-    /// A device (re)connected: offer again what it has not accepted yet (the first offer may
-    /// have been lost with the old connection, or with a restart of this node).
-    pub async fn on_device_connected(&self, device: &DeviceId) -> Result<(), EngineError> {
+    /// A device (re)connected, saying which transaction it is running (`in_progress`, from its
+    /// journal). Repairs what a lost frame may have left: an offer not yet accepted is offered
+    /// again; a started transaction the device is not running means the `start` was lost with
+    /// the old connection, so it is sent again (the device either runs it now, or answers with
+    /// a definite result if it no longer holds the offer).
+    pub async fn on_device_connected(
+        &self,
+        device: &DeviceId,
+        in_progress: Option<TransactionId>,
+    ) -> Result<(), EngineError> {
         if let Some(tx) = self.store().active_transaction(device).await? {
-            match tx.phase {
-                Phase::Offered { .. } => {
-                    let _ = self.bus().deliver(device, offer_message(&tx)).await;
-                }
-                Phase::Started { .. } | Phase::Completed(_) => {}
-            }
+            let msg = match tx.phase {
+                Phase::Offered { .. } => offer_message(&tx),
+                Phase::Started { .. } if in_progress != Some(tx.id) => CloudMessage::Start {
+                    transaction_id: tx.id,
+                },
+                Phase::Started { .. } | Phase::Completed(_) => return Ok(()),
+            };
+            let _ = self.bus().deliver(device, msg).await;
         }
         Ok(())
     }

@@ -342,3 +342,105 @@ async fn graceful_shutdown_releases_devices_and_held_requests() {
     let body = held.await.unwrap();
     assert_eq!(body["transactionStatus"], "PENDING");
 }
+
+#[tokio::test]
+async fn a_start_lost_with_the_connection_is_sent_again() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-lost").await;
+    let mut d = RawDevice::connect(&app, "dev-lost", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let id = offered(&mut d).await;
+    d.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    // The connection dies before the device reads `start`.
+    drop(d);
+    // Back, not running anything: the cloud repeats `start`.
+    let mut d = RawDevice::connect(&app, "dev-lost", &secret).await;
+    assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
+    d.send(&DeviceMessage::Result(result(
+        id,
+        TransactionResult::Accepted,
+    )))
+    .await;
+    // If the old connection's accept was processed after the new one attached, its `start`
+    // arrives here too: duplicates are allowed by the protocol (the device ignores them).
+    loop {
+        match d.recv().await {
+            CloudMessage::Start { transaction_id } if transaction_id == id => continue,
+            other => {
+                assert_eq!(other, CloudMessage::ResultAck { transaction_id: id });
+                break;
+            }
+        }
+    }
+    let done = poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
+    assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED");
+
+    // A device that says it is running the transaction is not told to start it twice.
+    let (_, _) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let id = offered(&mut d).await;
+    d.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
+    drop(d);
+    let DeviceMessage::Hello(mut h) = hello("dev-lost", &secret) else {
+        unreachable!()
+    };
+    h.in_progress = Some(id);
+    let mut d = RawDevice::connect_with(&app, DeviceMessage::Hello(h)).await;
+    d.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_financial_result_must_say_what_happened_to_the_money() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-vague").await;
+    let mut d = RawDevice::connect(&app, "dev-vague", &secret).await;
+    let reg = d.pair(&app).await;
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    let id = offered(&mut d).await;
+    d.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
+    let mut vague = result(id, TransactionResult::Accepted);
+    vague.transaction_result = None;
+    d.send(&DeviceMessage::Result(vague)).await;
+    assert!(
+        matches!(d.recv().await, CloudMessage::Error { .. }),
+        "refused, not acknowledged"
+    );
+    let (_, b) = app
+        .get_json(env["data"]["PollingUrl"].as_str().unwrap())
+        .await;
+    assert_eq!(b["transactionStatus"], "PENDING");
+    d.send(&DeviceMessage::Result(result(
+        id,
+        TransactionResult::Declined,
+    )))
+    .await;
+    assert_eq!(
+        d.recv().await,
+        CloudMessage::ResultAck { transaction_id: id }
+    );
+    let done = poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
+    assert_eq!(done["data"]["TransactionResult"], "OK-DECLINED");
+}
+
+#[tokio::test]
+async fn oversized_frames_are_refused() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-big").await;
+    let mut d = RawDevice::connect(&app, "dev-big", &secret).await;
+    let big = format!(
+        r#"{{"type":"progress","transaction_id":"{}","prompt":"x","text":"{}"}}"#,
+        protocol::TransactionId::new(),
+        "x".repeat(protocol::device::MAX_FRAME_BYTES)
+    );
+    let _ = d.ws.send(Message::text(big)).await;
+    let (code, reason) = close_of(&mut d.ws).await;
+    assert_eq!(code, close::FRAME_TOO_LARGE, "{reason}");
+}
