@@ -135,7 +135,8 @@ impl Application {
             connections,
             ..
         } = self;
-        tasks.spawn(engine.run_deadlines(shutdown.clone()));
+        tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));
+        tasks.spawn(engine.run_retention(shutdown.clone()));
         // Paths are matched case-insensitively (`/POS/Transaction` and `/pos/transaction`), so
         // the path is folded before routing: this layer wraps the router, not its routes.
         let app = axum::middleware::map_request(fold_path).layer(router);
@@ -200,6 +201,22 @@ fn routes(api: ApiState, gateway: Gateway) -> Router {
         .route(
             "/pos/transaction/{id}",
             get(pos_api::polling::poll).fallback(not_found),
+        )
+        .route(
+            "/pos/transaction/{id}/cancel",
+            post(pos_api::cancel::cancel).fallback(not_found),
+        )
+        .route(
+            "/pos/transaction/{id}/events",
+            get(pos_api::timeline::events).fallback(not_found),
+        )
+        .route(
+            "/pos/lookup",
+            get(pos_api::lookup::lookup).fallback(not_found),
+        )
+        .route(
+            "/pos/register",
+            get(pos_api::register_status::status).fallback(not_found),
         )
         .with_state(api);
     let devices = Router::new()

@@ -73,6 +73,8 @@ fn transaction(device: &str, phase: Phase) -> TransactionRecord {
         },
         sale_data: Some("{}".into()),
         callback_url: None,
+        pos_reference: None,
+        fingerprint: "f".into(),
         token: "tok".into(),
         token_expires_at: now + Duration::minutes(15),
         created_at: now,
@@ -195,12 +197,12 @@ async fn transactions(s: Arc<dyn Store>) {
         accept_deadline: deadline,
     };
     let t = transaction("d1", offered.clone());
-    s.insert_transaction(&t).await.unwrap();
+    s.insert_transaction(&t, &[]).await.unwrap();
     assert_eq!(s.transaction(&t.id).await.unwrap().unwrap(), t);
     // One active transaction per device.
     let second = transaction("d1", offered.clone());
     assert!(matches!(
-        s.insert_transaction(&second).await,
+        s.insert_transaction(&second, &[]).await,
         Err(InsertError::DeviceBusy)
     ));
     // A completed one may be stored alongside (a cloud-answered status).
@@ -212,7 +214,7 @@ async fn transactions(s: Arc<dyn Store>) {
             Utc::now(),
         )),
     );
-    s.insert_transaction(&done).await.unwrap();
+    s.insert_transaction(&done, &[]).await.unwrap();
     assert_eq!(s.active_transaction(&d1).await.unwrap().unwrap().id, t.id);
 
     // Deadlines.
@@ -232,14 +234,14 @@ async fn transactions(s: Arc<dyn Store>) {
     );
 
     // Display text: only the owning device, only while running.
-    s.set_display_text(&t.id, &DeviceId::parse("other").unwrap(), "x")
+    s.set_display_text(&t.id, &DeviceId::parse("other").unwrap(), "x", Utc::now())
         .await
         .unwrap();
     assert_eq!(
         s.transaction(&t.id).await.unwrap().unwrap().display_text,
         None
     );
-    s.set_display_text(&t.id, &d1, "Present card")
+    s.set_display_text(&t.id, &d1, "Present card", Utc::now())
         .await
         .unwrap();
     assert_eq!(
@@ -256,9 +258,9 @@ async fn transactions(s: Arc<dyn Store>) {
     let started = Phase::Started {
         started_at: Utc::now(),
     };
-    assert!(s.transition(&t.id, &offered, &started).await.unwrap());
+    assert!(s.transition(&t.id, &offered, &started, &[]).await.unwrap());
     assert!(
-        !s.transition(&t.id, &offered, &started).await.unwrap(),
+        !s.transition(&t.id, &offered, &started, &[]).await.unwrap(),
         "lost the race"
     );
     assert!(s.next_offer_deadline().await.unwrap().is_none());
@@ -268,18 +270,23 @@ async fn transactions(s: Arc<dyn Store>) {
         Utc::now(),
     );
     let completed = Phase::Completed(completion.clone());
-    assert!(s.transition(&t.id, &started, &completed).await.unwrap());
+    assert!(s
+        .transition(&t.id, &started, &completed, &[])
+        .await
+        .unwrap());
     let stored = s.transaction(&t.id).await.unwrap().unwrap();
     assert_eq!(stored.phase, completed);
     assert_eq!(stored.display_text, None, "prompt cleared on completion");
-    s.set_display_text(&t.id, &d1, "late").await.unwrap();
+    s.set_display_text(&t.id, &d1, "late", Utc::now())
+        .await
+        .unwrap();
     assert_eq!(
         s.transaction(&t.id).await.unwrap().unwrap().display_text,
         None
     );
     // The device is free again.
     assert!(s.active_transaction(&d1).await.unwrap().is_none());
-    s.insert_transaction(&second).await.unwrap();
+    s.insert_transaction(&second, &[]).await.unwrap();
 }
 
 macro_rules! contract {
@@ -311,12 +318,15 @@ async fn sqlite_data_survives_reopening() {
     {
         let s = cloud::store::open(&url).await.unwrap();
         s.insert_device(&device("d1")).await.unwrap();
-        s.insert_transaction(&transaction(
-            "d1",
-            Phase::Started {
-                started_at: Utc::now(),
-            },
-        ))
+        s.insert_transaction(
+            &transaction(
+                "d1",
+                Phase::Started {
+                    started_at: Utc::now(),
+                },
+            ),
+            &[],
+        )
         .await
         .unwrap();
     }

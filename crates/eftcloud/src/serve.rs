@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// After this long without a result from a started transaction, polls show OK-DELAYED.
     #[arg(long, env = "EFTCLOUD_DELAYED_AFTER", default_value = "60s", value_parser = duration)]
     delayed_after: Duration,
+    /// How long completed transactions are kept (lookup by reference works until then).
+    #[arg(long, env = "EFTCLOUD_RETENTION", default_value = "180days", value_parser = duration)]
+    retention: Duration,
     /// How often the cloud pings devices; three silent intervals close the connection.
     #[arg(long, env = "EFTCLOUD_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = duration)]
     heartbeat_interval: Duration,
@@ -73,6 +76,7 @@ impl ServeArgs {
                 accept_timeout: positive("accept-timeout", self.accept_timeout)?,
                 token_ttl: positive("token-ttl", self.token_ttl)?,
                 delayed_after: self.delayed_after,
+                retention: positive("retention", self.retention)?,
             },
             gateway: GatewaySettings {
                 heartbeat_interval: positive("heartbeat-interval", self.heartbeat_interval)?,

@@ -74,6 +74,8 @@ pub mod keys {
     pub const STATUS: &str = "Status";
     /// eftcloud extension: the prompt the device shows while the transaction runs.
     pub const DISPLAY_TEXT: &str = "DisplayText";
+    /// eftcloud extension: the POS's own reference for the transaction, when it gave one.
+    pub const POS_REFERENCE: &str = "PosReference";
 }
 
 /// Error text for a transaction from a register that is not paired (the vendor's wording).

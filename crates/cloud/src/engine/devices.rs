@@ -64,7 +64,9 @@ impl Engine {
         match self.store().insert_device(&record).await {
             Ok(()) => Ok(secret),
             Err(InsertError::AlreadyExists) => Err(EnrollError::AlreadyEnrolled(id.clone())),
-            Err(InsertError::DeviceBusy) => Err(EnrollError::AlreadyEnrolled(id.clone())),
+            Err(InsertError::DeviceBusy | InsertError::DuplicateReference) => {
+                Err(EnrollError::AlreadyEnrolled(id.clone()))
+            }
             Err(InsertError::Store(e)) => Err(e.into()),
         }
     }

@@ -6,6 +6,8 @@ pub mod deadlines;
 pub mod devices;
 pub mod lifecycle;
 pub mod pairing;
+pub mod retention;
+pub mod timeline;
 pub mod transactions;
 
 use crate::bus::Bus;
@@ -26,6 +28,8 @@ pub struct EngineSettings {
     pub token_ttl: Duration,
     /// After this long in `started`, polls show `OK-DELAYED`.
     pub delayed_after: Duration,
+    /// How long completed transactions are kept (lookup by reference or id works until then).
+    pub retention: Duration,
 }
 
 impl Default for EngineSettings {
@@ -35,6 +39,7 @@ impl Default for EngineSettings {
             accept_timeout: Duration::from_secs(10),
             token_ttl: Duration::from_secs(15 * 60),
             delayed_after: Duration::from_secs(60),
+            retention: Duration::from_secs(180 * 24 * 3600),
         }
     }
 }
@@ -66,6 +71,9 @@ pub enum EngineError {
     /// A compare-and-set kept losing to concurrent writers; should not happen in practice.
     #[error("transaction {0} is changing too fast, try again")]
     Contended(TransactionId),
+    /// Another request stored a transaction with the same POS reference first.
+    #[error("POS reference already used")]
+    DuplicateReference,
 }
 
 impl Engine {

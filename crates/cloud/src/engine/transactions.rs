@@ -1,6 +1,7 @@
 //! Starting transactions and moving them through their lifecycle.
 
 use super::lifecycle::{self, CloudReason, CompletedBy, Completion, Effect, Event, Phase};
+use super::timeline::{self, EventKind, TimelineEvent};
 use super::{Engine, EngineError};
 use crate::store::{InsertError, TransactionRecord};
 use chrono::Utc;
@@ -8,6 +9,7 @@ use protocol::device::{CloudMessage, TransactionOffer};
 use protocol::{
     DeviceId, Function, RegisterKey, ResultCode, TerminalStatus, TransactionId, TransactionRequest,
 };
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -19,6 +21,30 @@ pub struct NewTransaction {
     pub request: TransactionRequest,
     pub sale_data: Option<String>,
     pub callback_url: Option<String>,
+    /// The POS's reference (idempotency key): a retry with it returns the same transaction.
+    pub pos_reference: Option<String>,
+}
+
+impl NewTransaction {
+    /// A digest of everything the POS asked for, to tell a retry from a different request.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::json!({
+            "register": &self.register,
+            "request": &self.request,
+            "sale_data": &self.sale_data,
+            "callback_url": &self.callback_url,
+        });
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// What `start_transaction` did.
+#[derive(Debug)]
+pub struct Started {
+    pub record: TransactionRecord,
+    /// True when the POS reference named an existing transaction, which is returned as it
+    /// stands; the device was not asked again.
+    pub replayed: bool,
 }
 
 /// Why a transaction could not be started.
@@ -28,6 +54,9 @@ pub enum StartError {
     NotPaired,
     #[error("{}", protocol::pos_api::DEVICE_BUSY)]
     DeviceBusy,
+    /// The reference was already used by this register for a different request.
+    #[error("PosReference '{0}' was already used by this register for a different request")]
+    ReferenceConflict(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -55,10 +84,63 @@ const CAS_ATTEMPTS: usize = 5;
 
 impl Engine {
     /// Stores a new transaction and offers it to the device. The record is durable before this
-    /// returns, so the POS's 200 never names a transaction a restart could lose.
-    pub async fn start_transaction(
+    /// returns, so the POS's 200 never names a transaction a restart could lose. With a POS
+    /// reference already used by the register, the existing transaction is returned instead.
+    pub async fn start_transaction(&self, new: NewTransaction) -> Result<Started, StartError> {
+        let fingerprint = new.fingerprint();
+        if let Some(reference) = &new.pos_reference {
+            if let Some(existing) = self.replay(&new.register, reference, &fingerprint).await? {
+                return Ok(existing);
+            }
+        }
+        let reference = new.pos_reference.clone();
+        let register_key = new.register.clone();
+        match self.start_new(new, fingerprint.clone()).await {
+            // Two requests with one reference raced and the other stored first: same answer as
+            // if this one had come second. The store may report the race as "busy" (the first
+            // one occupies the device), so both refusals are checked against the reference.
+            Err(
+                e @ (StartError::DeviceBusy | StartError::Engine(EngineError::DuplicateReference)),
+            ) => {
+                let Some(reference) = reference else {
+                    return Err(e);
+                };
+                match self.replay(&register_key, &reference, &fingerprint).await? {
+                    Some(existing) => Ok(existing),
+                    None => Err(e),
+                }
+            }
+            other => other.map(|record| Started {
+                record,
+                replayed: false,
+            }),
+        }
+    }
+
+    async fn replay(
+        &self,
+        register: &RegisterKey,
+        reference: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Started>, StartError> {
+        match self
+            .store()
+            .transaction_by_reference(register, reference)
+            .await?
+        {
+            Some(existing) if existing.fingerprint == fingerprint => Ok(Some(Started {
+                record: existing,
+                replayed: true,
+            })),
+            Some(_) => Err(StartError::ReferenceConflict(reference.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    async fn start_new(
         &self,
         new: NewTransaction,
+        fingerprint: String,
     ) -> Result<TransactionRecord, StartError> {
         let store = self.store();
         let register = store
@@ -102,15 +184,34 @@ impl Engine {
             request: new.request,
             sale_data: new.sale_data,
             callback_url: new.callback_url,
+            pos_reference: new.pos_reference,
+            fingerprint,
             token: uuid::Uuid::new_v4().to_string(),
             token_expires_at: now + self.settings().token_ttl,
             created_at: now,
             phase,
             display_text: None,
         };
-        match store.insert_transaction(&record).await {
+        let mut events = vec![TimelineEvent::new(
+            now,
+            EventKind::Received,
+            record.request.function.as_str(),
+        )];
+        match &record.phase {
+            Phase::Offered { .. } => events.push(TimelineEvent::new(now, EventKind::Offered, "")),
+            Phase::Completed(c) => events.push(TimelineEvent::new(
+                now,
+                EventKind::Completed,
+                timeline::outcome_text(c),
+            )),
+            Phase::Started { .. } => {}
+        }
+        match store.insert_transaction(&record, &events).await {
             Ok(()) => {}
             Err(InsertError::DeviceBusy) => return Err(StartError::DeviceBusy),
+            Err(InsertError::DuplicateReference) => {
+                return Err(EngineError::DuplicateReference.into())
+            }
             Err(InsertError::AlreadyExists) => {
                 return Err(EngineError::Contended(record.id).into());
             }
@@ -157,12 +258,20 @@ impl Engine {
             if device.is_some_and(|d| *d != tx.device_id) {
                 return Ok(Applied::Unknown);
             }
-            let step = lifecycle::step(tx.request.function, &tx.phase, &event, Utc::now());
+            let now = Utc::now();
+            let step = lifecycle::step(tx.request.function, &tx.phase, &event, now);
+            let events = timeline::events_of(&tx.phase, &event, &step, now);
             if let Some(next) = step.next {
-                if !self.store().transition(id, &tx.phase, &next).await? {
+                if !self
+                    .store()
+                    .transition(id, &tx.phase, &next, &events)
+                    .await?
+                {
                     continue;
                 }
                 tx.phase = next;
+            } else {
+                self.store().append_events(id, &events).await?;
             }
             self.carry_out(&tx, &step.effects).await;
             return Ok(Applied::Done {
@@ -239,7 +348,10 @@ impl Engine {
         id: &TransactionId,
         text: &str,
     ) -> Result<(), EngineError> {
-        Ok(self.store().set_display_text(id, device, text).await?)
+        Ok(self
+            .store()
+            .set_display_text(id, device, text, Utc::now())
+            .await?)
     }
 
     /// The POS asked to cancel.

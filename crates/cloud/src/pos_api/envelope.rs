@@ -28,6 +28,7 @@ const CLOUD_KEYS: &[&str] = &[
     keys::REQUEST_TIMESTAMP,
     keys::RESPONSE_TIMESTAMP,
     keys::DISPLAY_TEXT,
+    keys::POS_REFERENCE,
 ];
 
 /// A device field key worth passing on: a short PascalCase-ish identifier.
@@ -69,6 +70,10 @@ pub fn build(
     put(keys::REQUEST_TIMESTAMP, utc_compact(tx.created_at));
     for (k, v) in tx.request.pos_fields() {
         put(k, v);
+    }
+    // Only when the POS gave one: clients that never use references see the same keys as ever.
+    if let Some(r) = &tx.pos_reference {
+        put(keys::POS_REFERENCE, r.clone());
     }
     let status = match &tx.phase {
         Phase::Completed(c) => {

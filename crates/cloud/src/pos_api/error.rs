@@ -46,6 +46,11 @@ impl ApiError {
         }
     }
 
+    /// 409: the request contradicts what is stored (a reused POS reference, a cancel too late).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
     /// 500: our fault. The detail goes to the log, not to the client.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "internal error answering a POS request");

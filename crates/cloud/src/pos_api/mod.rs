@@ -1,12 +1,17 @@
 //! The POS API: SmartConnect's routes (pairing, transactions, polling) and eftcloud's additions.
 
+pub mod access;
+pub mod cancel;
 pub mod envelope;
 pub mod error;
 pub mod fields;
+pub mod lookup;
 pub mod pairing;
 pub mod polling;
 pub mod rate_limit;
+pub mod register_status;
 pub mod sale_data;
+pub mod timeline;
 pub mod transaction;
 
 use crate::engine::Engine;

@@ -13,6 +13,20 @@ use std::time::{Duration, Instant};
 /// Longest long-poll a client may ask for with `wait=<seconds>`.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// Parses `wait=<seconds>` (an eftcloud extension), capped at [`MAX_WAIT`].
+pub fn wait_param(v: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    let secs: f64 = v
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| ApiError::bad_request("Invalid wait: expected a number of seconds"))?;
+    Ok(Some(Duration::from_secs_f64(
+        secs.min(MAX_WAIT.as_secs_f64()),
+    )))
+}
+
 /// Answers a poll; with `wait=<seconds>` (an eftcloud extension) a pending transaction is held
 /// until it completes or the wait ends, woken by the completion itself.
 pub async fn poll(
@@ -28,15 +42,7 @@ pub async fn poll(
         if k.eq_ignore_ascii_case("merchantAccessToken") {
             token = Some(v.into_owned());
         } else if k.eq_ignore_ascii_case("wait") {
-            let secs: f64 = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                .ok_or_else(|| {
-                    ApiError::bad_request("Invalid wait: expected a number of seconds")
-                })?;
-            wait = Some(Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())));
+            wait = wait_param(Some(&v))?;
         }
     }
     let record = state
@@ -69,10 +75,7 @@ pub async fn poll(
         })?;
     }
     let record = match long_poll {
-        Some(w) => tokio::select! {
-            r = state.engine.wait_completed(&id, w) => r.map_err(ApiError::internal)?.unwrap_or(record),
-            _ = state.shutdown.cancelled() => record,
-        },
+        Some(w) => state.wait_completed(record, w).await?,
         None => record,
     };
     Ok(Json(state.envelope(&record)))

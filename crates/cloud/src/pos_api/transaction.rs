@@ -6,6 +6,8 @@ use super::{envelope, sale_data, ApiState};
 use crate::engine::transactions::{NewTransaction, StartError};
 use crate::store::TransactionRecord;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::pos_api::{TransactionEnvelope, DEVICE_BUSY};
 use protocol::{RegisterKey, TransactionRequest};
@@ -44,8 +46,37 @@ fn callback_url(fields: &Fields) -> Result<Option<String>, ApiError> {
     Ok(Some(url.to_string()))
 }
 
+/// Longest POS reference accepted.
+const MAX_REFERENCE_LEN: usize = 128;
+
+/// The POS's reference: the `PosReference` field, else the `Idempotency-Key` header.
+fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let from_header = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::bad_request("Invalid Idempotency-Key: must be printable text")
+            })
+        })
+        .transpose()?;
+    let Some(r) = fields
+        .get("PosReference")
+        .or(from_header)
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    else {
+        return Ok(None);
+    };
+    if r.chars().count() > MAX_REFERENCE_LEN || r.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid PosReference: at most {MAX_REFERENCE_LEN} printable characters"
+        )));
+    }
+    Ok(Some(r.to_string()))
+}
+
 /// Parses the whole request before anything is stored, so a bad request changes nothing.
-fn parse(fields: &Fields) -> Result<(Mode, NewTransaction), ApiError> {
+fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction), ApiError> {
     let register = RegisterKey::parse(
         fields.get("POSRegisterID"),
         fields.get("POSBusinessName"),
@@ -70,43 +101,64 @@ fn parse(fields: &Fields) -> Result<(Mode, NewTransaction), ApiError> {
             request,
             sale_data,
             callback_url,
+            pos_reference: pos_reference(fields, headers)?,
         },
     ))
 }
 
-/// Starts a transaction on the register's device.
+/// Starts a transaction on the register's device. A retry with the same POS reference gets the
+/// original transaction back (header `Idempotent-Replayed: true`), never a second charge.
 pub async fn create(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     fields: Fields,
-) -> Result<Json<TransactionEnvelope>, ApiError> {
-    let (mode, new) = parse(&fields)?;
-    let record = state
+) -> Result<Response, ApiError> {
+    let (mode, new) = parse(&fields, &headers)?;
+    let started = state
         .engine
         .start_transaction(new)
         .await
         .map_err(|e| match e {
             StartError::NotPaired => ApiError::bad_request(e.to_string()),
             StartError::DeviceBusy => ApiError::too_many(DEVICE_BUSY, None),
+            StartError::ReferenceConflict(_) => ApiError::conflict(e.to_string()),
             StartError::Engine(e) => ApiError::internal(e),
         })?;
     let record = match mode {
-        Mode::Async => record,
-        Mode::Sync => wait(&state, record).await?,
+        Mode::Async => started.record,
+        Mode::Sync => {
+            let timeout = state.settings.sync_timeout;
+            state.wait_completed(started.record, timeout).await?
+        }
     };
-    Ok(Json(state.envelope(&record)))
-}
-
-/// Holds a synchronous request until the transaction completes (or the sync timeout, or
-/// shutdown: then the pending body is returned, with its polling URL to carry on).
-async fn wait(state: &ApiState, record: TransactionRecord) -> Result<TransactionRecord, ApiError> {
-    let waited = tokio::select! {
-        r = state.engine.wait_completed(&record.id, state.settings.sync_timeout) => r.map_err(ApiError::internal)?,
-        _ = state.shutdown.cancelled() => None,
-    };
-    Ok(waited.unwrap_or(record))
+    let mut response = Json(state.envelope(&record)).into_response();
+    if started.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 impl ApiState {
+    /// Holds a request until the transaction completes, `timeout` passes, or the server shuts
+    /// down; returns the record as it then stands (pending ones carry their polling URL).
+    pub async fn wait_completed(
+        &self,
+        record: TransactionRecord,
+        timeout: std::time::Duration,
+    ) -> Result<TransactionRecord, ApiError> {
+        if matches!(record.phase, crate::engine::lifecycle::Phase::Completed(_))
+            || timeout.is_zero()
+        {
+            return Ok(record);
+        }
+        let waited = tokio::select! {
+            r = self.engine.wait_completed(&record.id, timeout) => r.map_err(ApiError::internal)?,
+            _ = self.shutdown.cancelled() => None,
+        };
+        Ok(waited.unwrap_or(record))
+    }
     /// The envelope of a record as of now.
     pub fn envelope(&self, record: &TransactionRecord) -> TransactionEnvelope {
         envelope::build(

@@ -6,6 +6,7 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use crate::engine::lifecycle::Phase;
+use crate::engine::timeline::TimelineEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use protocol::{
@@ -37,6 +38,9 @@ pub enum InsertError {
     /// The device already has a transaction in progress.
     #[error("device is busy")]
     DeviceBusy,
+    /// The register already used this POS reference (a retry, or a race with one).
+    #[error("POS reference already used")]
+    DuplicateReference,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -77,6 +81,10 @@ pub struct TransactionRecord {
     pub request: TransactionRequest,
     pub sale_data: Option<String>,
     pub callback_url: Option<String>,
+    /// The POS's own reference for this transaction (idempotency key), if it gave one.
+    pub pos_reference: Option<String>,
+    /// Digest of the request, to tell a retry from a different request under the same reference.
+    pub fingerprint: String,
     pub token: String,
     pub token_expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -138,28 +146,54 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<RegisterKey>, StoreError>;
 
     // Transactions.
-    /// Stores a new transaction; `DeviceBusy` if the device already has one in progress.
-    async fn insert_transaction(&self, tx: &TransactionRecord) -> Result<(), InsertError>;
+    /// Stores a new transaction with its first timeline events; `DeviceBusy` if the device
+    /// already has one in progress, `DuplicateReference` if the register used the reference.
+    async fn insert_transaction(
+        &self,
+        tx: &TransactionRecord,
+        events: &[TimelineEvent],
+    ) -> Result<(), InsertError>;
+    /// The register's transaction with this POS reference.
+    async fn transaction_by_reference(
+        &self,
+        register: &RegisterKey,
+        reference: &str,
+    ) -> Result<Option<TransactionRecord>, StoreError>;
     /// One transaction.
     async fn transaction(
         &self,
         id: &TransactionId,
     ) -> Result<Option<TransactionRecord>, StoreError>;
-    /// Moves a transaction from the phase `from` (compared by kind) to `to`. False if it was no
-    /// longer in phase `from`: someone else moved it first and the caller must re-read.
+    /// Moves a transaction from the phase `from` (compared by kind) to `to`, appending `events`
+    /// in the same commit. False if it was no longer in phase `from`: someone else moved it
+    /// first and the caller must re-read (nothing is written then).
     async fn transition(
         &self,
         id: &TransactionId,
         from: &Phase,
         to: &Phase,
+        events: &[TimelineEvent],
     ) -> Result<bool, StoreError>;
-    /// Records the prompt the device shows, while the transaction is not completed.
+    /// Appends timeline events.
+    async fn append_events(
+        &self,
+        id: &TransactionId,
+        events: &[TimelineEvent],
+    ) -> Result<(), StoreError>;
+    /// The timeline, oldest first.
+    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError>;
+    /// Records the prompt the device shows (and a `prompt` event), while the transaction is
+    /// the device's and not completed.
     async fn set_display_text(
         &self,
         id: &TransactionId,
         device: &DeviceId,
         text: &str,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Deletes completed transactions created before `before` (with their timelines); returns
+    /// how many. Transactions still running are never deleted.
+    async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// The device's transaction in progress (offered or started), if any.
     async fn active_transaction(
         &self,

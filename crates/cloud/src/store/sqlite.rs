@@ -3,6 +3,7 @@
 
 use super::{DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord};
 use crate::engine::lifecycle::{Completion, Phase};
+use crate::engine::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use protocol::{
@@ -143,6 +144,8 @@ impl SqliteStore {
             request,
             sale_data: row.try_get("sale_data")?,
             callback_url: row.try_get("callback_url")?,
+            pos_reference: row.try_get("pos_reference")?,
+            fingerprint: row.try_get("fingerprint")?,
             token: row.try_get("token")?,
             token_expires_at: from_ms(row.try_get("token_expires_at")?),
             created_at: from_ms(row.try_get("created_at")?),
@@ -150,6 +153,25 @@ impl SqliteStore {
             display_text: row.try_get("display_text")?,
         })
     }
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &TransactionId,
+    events: &[TimelineEvent],
+) -> Result<(), StoreError> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO transaction_events (transaction_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(ms(e.at))
+        .bind(e.kind.as_str())
+        .bind(&e.detail)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 fn parse_device_id(s: String) -> Result<DeviceId, StoreError> {
@@ -191,7 +213,7 @@ fn phase_kind(p: &Phase) -> &'static str {
 
 const TX_COLUMNS: &str = "id, device_id, register_id, business_name, vendor_name, register_name, \
     merchant_id, merchant, request, sale_data, callback_url, token, token_expires_at, created_at, \
-    state, accept_deadline, started_at, completed_at, completion, display_text";
+    state, accept_deadline, started_at, completed_at, completion, display_text, pos_reference, fingerprint";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -420,12 +442,17 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn insert_transaction(&self, t: &TransactionRecord) -> Result<(), InsertError> {
+    async fn insert_transaction(
+        &self,
+        t: &TransactionRecord,
+        events: &[TimelineEvent],
+    ) -> Result<(), InsertError> {
         let (state, deadline, started, completed, completion) = phase_columns(&t.phase)?;
         let request =
             serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::from)?;
         let r = sqlx::query(&format!(
-            "INSERT INTO transactions ({TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO transactions ({TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(t.id.to_string())
         .bind(t.device_id.as_str())
@@ -447,16 +474,99 @@ impl Store for SqliteStore {
         .bind(completed)
         .bind(completion)
         .bind(&t.display_text)
-        .execute(&self.writer)
+        .bind(&t.pos_reference)
+        .bind(&t.fingerprint)
+        .execute(&mut *tx)
         .await;
         match r {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                // The primary key is a fresh UUID, so a unique violation is the
-                // one-active-transaction-per-device index.
-                Err(InsertError::DeviceBusy)
+                // The primary key is a fresh UUID, so the violation is either the reference
+                // index or the one-active-transaction-per-device index; the message names the
+                // columns of the one that failed.
+                let reference = e.to_string().contains("pos_reference");
+                return Err(if reference {
+                    InsertError::DuplicateReference
+                } else {
+                    InsertError::DeviceBusy
+                });
             }
-            Err(e) => Err(StoreError::from(e).into()),
+            Err(e) => return Err(StoreError::from(e).into()),
+        }
+        insert_events(&mut tx, &t.id, events).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    async fn transaction_by_reference(
+        &self,
+        register: &RegisterKey,
+        reference: &str,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions
+             WHERE register_id = ? AND business_name = ? AND vendor_name = ? AND pos_reference = ?"
+        ))
+        .bind(&register.register_id)
+        .bind(&register.business_name)
+        .bind(&register.vendor_name)
+        .bind(reference)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(Self::transaction_from_row)
+        .transpose()
+    }
+
+    async fn append_events(
+        &self,
+        id: &TransactionId,
+        events: &[TimelineEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        insert_events(&mut tx, id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, detail FROM transaction_events WHERE transaction_id = ? ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(TimelineEvent {
+                    at: from_ms(row.try_get("at")?),
+                    kind: EventKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // In batches, so a large purge never holds the single writer for long.
+        let mut total = 0;
+        loop {
+            let r = sqlx::query(
+                "DELETE FROM transactions WHERE id IN (
+                   SELECT id FROM transactions WHERE state = 'completed' AND created_at < ? LIMIT 1000)",
+            )
+            .bind(ms(before))
+            .execute(&self.writer)
+            .await?;
+            total += r.rows_affected();
+            if r.rows_affected() < 1000 {
+                return Ok(total);
+            }
         }
     }
 
@@ -480,8 +590,10 @@ impl Store for SqliteStore {
         id: &TransactionId,
         from: &Phase,
         to: &Phase,
+        events: &[TimelineEvent],
     ) -> Result<bool, StoreError> {
         let (state, deadline, started, completed, completion) = phase_columns(to)?;
+        let mut tx = self.writer.begin().await?;
         let r = sqlx::query(
             "UPDATE transactions SET state = ?, accept_deadline = ?, started_at = COALESCE(?, started_at),
                completed_at = ?, completion = ?,
@@ -496,9 +608,14 @@ impl Store for SqliteStore {
         .bind(state)
         .bind(id.to_string())
         .bind(phase_kind(from))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_events(&mut tx, id, events).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn set_display_text(
@@ -506,15 +623,26 @@ impl Store for SqliteStore {
         id: &TransactionId,
         device: &DeviceId,
         text: &str,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut tx = self.writer.begin().await?;
+        let r = sqlx::query(
             "UPDATE transactions SET display_text = ? WHERE id = ? AND device_id = ? AND state <> 'completed'",
         )
             .bind(text)
             .bind(id.to_string())
             .bind(device.as_str())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        if r.rows_affected() == 1 {
+            insert_events(
+                &mut tx,
+                id,
+                &[TimelineEvent::new(at, EventKind::Prompt, text)],
+            )
+            .await?;
+            tx.commit().await?;
+        }
         Ok(())
     }
 

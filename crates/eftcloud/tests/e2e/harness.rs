@@ -36,6 +36,7 @@ pub struct Opts {
     pub heartbeat: Duration,
     pub hello_timeout: Duration,
     pub sync_timeout: Duration,
+    pub retention: Duration,
 }
 
 impl Default for Opts {
@@ -49,6 +50,7 @@ impl Default for Opts {
             heartbeat: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(3),
             sync_timeout: Duration::from_secs(20),
+            retention: Duration::from_secs(3600),
         }
     }
 }
@@ -89,6 +91,7 @@ pub async fn spawn_app_in(
             accept_timeout: opts.accept_timeout,
             token_ttl: opts.token_ttl,
             delayed_after: opts.delayed_after,
+            retention: opts.retention,
         },
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,
@@ -474,4 +477,34 @@ pub async fn poll_until_completed(app: &TestApp, url: &str) -> serde_json::Value
     })
     .await
     .expect("completed in time")
+}
+
+impl Terminal {
+    /// Kills the agent abruptly, as pulling the power would: its task is aborted (no close
+    /// frame, no wind-down, a running card transaction is dropped mid-way). Returns once it is
+    /// gone and any journal write it had handed to a blocking thread has landed (a real power
+    /// cut would have stopped that thread too; waiting keeps the next agent from racing it on
+    /// the journal's temporary file).
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+        let name = self
+            .journal
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = self.journal.with_file_name(format!(".{name}.tmp"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while tmp.exists() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Whether the agent has ended by itself (e.g. a simulated power failure).
+    pub fn has_exited(&self) -> bool {
+        self.handle.is_finished()
+    }
 }

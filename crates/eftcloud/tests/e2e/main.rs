@@ -5,6 +5,7 @@
 mod cli;
 mod device_protocol;
 mod durability;
+mod extensions;
 mod harness;
 mod pairing;
 mod polling;

@@ -1,0 +1,197 @@
+//! The event timeline of a transaction: received, offered, accepted, started, each prompt,
+//! result, acknowledgement, cancellation, callbacks. Written in the same commit as the state
+//! change it describes, so the timeline never disagrees with the state.
+
+use super::lifecycle::{CompletedBy, Effect, Event, Phase, Step};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The POS's request was stored.
+    Received,
+    /// The request was sent to the device.
+    Offered,
+    /// The device accepted it.
+    Accepted,
+    /// The device was told to start.
+    Started,
+    /// The device showed a prompt (present card, PIN, signature required, ...).
+    Prompt,
+    /// The POS asked to cancel.
+    CancelRequested,
+    /// The device was asked to stop.
+    CancelSent,
+    /// The device was told not to run it.
+    Aborted,
+    /// The device reported its result.
+    Result,
+    /// The cloud acknowledged the device's result.
+    ResultAcknowledged,
+    /// A result the cloud could not store was refused.
+    ResultRefused,
+    /// The transaction reached its final state.
+    Completed,
+    /// The device reported a result after the cloud had ended the transaction.
+    Conflict,
+    /// The completion callback was delivered.
+    CallbackDelivered,
+    /// A completion callback attempt failed.
+    CallbackFailed,
+}
+
+impl EventKind {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Received => "received",
+            EventKind::Offered => "offered",
+            EventKind::Accepted => "accepted",
+            EventKind::Started => "started",
+            EventKind::Prompt => "prompt",
+            EventKind::CancelRequested => "cancel_requested",
+            EventKind::CancelSent => "cancel_sent",
+            EventKind::Aborted => "aborted",
+            EventKind::Result => "result",
+            EventKind::ResultAcknowledged => "result_acknowledged",
+            EventKind::ResultRefused => "result_refused",
+            EventKind::Completed => "completed",
+            EventKind::Conflict => "conflict",
+            EventKind::CallbackDelivered => "callback_delivered",
+            EventKind::CallbackFailed => "callback_failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+const ALL: [EventKind; 15] = [
+    EventKind::Received,
+    EventKind::Offered,
+    EventKind::Accepted,
+    EventKind::Started,
+    EventKind::Prompt,
+    EventKind::CancelRequested,
+    EventKind::CancelSent,
+    EventKind::Aborted,
+    EventKind::Result,
+    EventKind::ResultAcknowledged,
+    EventKind::ResultRefused,
+    EventKind::Completed,
+    EventKind::Conflict,
+    EventKind::CallbackDelivered,
+    EventKind::CallbackFailed,
+];
+
+/// One entry of the timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEvent {
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub detail: String,
+}
+
+impl TimelineEvent {
+    /// An event at `at`.
+    pub fn new(at: DateTime<Utc>, kind: EventKind, detail: impl Into<String>) -> Self {
+        Self {
+            at,
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The events one step of the state machine produces. Pure, like the step itself.
+pub fn events_of(
+    prev: &Phase,
+    event: &Event,
+    step: &Step,
+    now: DateTime<Utc>,
+) -> Vec<TimelineEvent> {
+    let mut out = Vec::new();
+    let mut push = |kind, detail: String| out.push(TimelineEvent::new(now, kind, detail));
+    if matches!(event, Event::CancelRequested) && !step.effects.contains(&Effect::AlreadyCompleted)
+    {
+        push(EventKind::CancelRequested, String::new());
+    }
+    for effect in &step.effects {
+        match effect {
+            Effect::SendStart => {
+                if matches!(prev, Phase::Offered { .. }) {
+                    push(EventKind::Accepted, String::new());
+                    push(EventKind::Started, String::new());
+                }
+            }
+            Effect::SendAbort(reason) => push(EventKind::Aborted, (*reason).to_string()),
+            Effect::SendCancel => push(EventKind::CancelSent, String::new()),
+            Effect::SendResultAck => {
+                // Only the result that completed the transaction is worth a line; duplicates
+                // are answered without noise.
+                if let Some(Phase::Completed(c)) = &step.next {
+                    if c.by == CompletedBy::Device {
+                        push(EventKind::Result, outcome_text(c));
+                        push(EventKind::ResultAcknowledged, String::new());
+                    }
+                }
+            }
+            Effect::Completed => {
+                if let Some(Phase::Completed(c)) = &step.next {
+                    push(EventKind::Completed, outcome_text(c));
+                }
+            }
+            Effect::Conflict => push(
+                EventKind::Conflict,
+                "result after the cloud ended the transaction; stored outcome kept".into(),
+            ),
+            Effect::RejectResult(why) => push(EventKind::ResultRefused, (*why).to_string()),
+            Effect::AlreadyCompleted => {}
+        }
+    }
+    out
+}
+
+/// `OK-ACCEPTED / OK: APPROVED`, or `OK: READY` for non-financial functions.
+pub fn outcome_text(c: &super::lifecycle::Completion) -> String {
+    match c.transaction_result {
+        Some(t) => format!("{t} / {}: {}", c.result, c.result_text),
+        None => format!("{}: {}", c.result, c.result_text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::lifecycle::step;
+    use protocol::Function;
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+    }
+
+    #[test]
+    fn accept_in_time_records_accepted_and_started() {
+        let now = Utc::now();
+        let prev = Phase::Offered {
+            accept_deadline: now + chrono::Duration::seconds(5),
+        };
+        let s = step(Function::CardPurchase, &prev, &Event::Accepted, now);
+        let kinds: Vec<_> = events_of(&prev, &Event::Accepted, &s, now)
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, vec![EventKind::Accepted, EventKind::Started]);
+        // A duplicate accept records nothing more.
+        let started = s.next.unwrap_or(prev);
+        let s2 = step(Function::CardPurchase, &started, &Event::Accepted, now);
+        assert!(events_of(&started, &Event::Accepted, &s2, now).is_empty());
+    }
+}

@@ -1,0 +1,52 @@
+//! Who may see or act on a transaction: the holder of its polling token (until the token
+//! expires), or the register that started it (its identity triple, which never expires — the
+//! API's only identity, as in SmartConnect).
+
+use super::error::ApiError;
+use super::fields::Fields;
+use crate::store::TransactionRecord;
+use chrono::Utc;
+use protocol::RegisterKey;
+
+/// The register identity in the request, if all three fields are present.
+pub fn register_of(fields: &Fields) -> Option<RegisterKey> {
+    RegisterKey::parse(
+        fields.get("POSRegisterID"),
+        fields.get("POSBusinessName"),
+        fields.get("POSVendorName"),
+    )
+    .ok()
+}
+
+/// The register identity, required.
+pub fn require_register(fields: &Fields) -> Result<RegisterKey, ApiError> {
+    RegisterKey::parse(
+        fields.get("POSRegisterID"),
+        fields.get("POSBusinessName"),
+        fields.get("POSVendorName"),
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Checks that the request may access `record`: a valid token (`merchantAccessToken`) or the
+/// register triple that started it.
+pub fn authorize(record: &TransactionRecord, fields: &Fields) -> Result<(), ApiError> {
+    if let Some(key) = register_of(fields) {
+        if key == record.register.key {
+            return Ok(());
+        }
+        return Err(ApiError::unauthorized(
+            "This transaction belongs to another register",
+        ));
+    }
+    match fields.get("merchantAccessToken") {
+        Some(t) if t == record.token => {
+            if Utc::now() >= record.token_expires_at {
+                Err(ApiError::unauthorized("Token expired"))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(ApiError::unauthorized("Invalid token")),
+    }
+}
