@@ -10,6 +10,7 @@ use anyhow::Context;
 use cloud::{Application, Config};
 use pos::{PairingDetails, PosClient, TransactionSpec};
 use protocol::{Cents, DeviceId, Function, RegisterKey};
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,12 +98,37 @@ async fn latency(transactions: usize, warmup: usize) -> anyhow::Result<ExitCode>
     };
     pos.pair(&code, &register, &PairingDetails::new("Bench"))
         .await?;
+    // Event times are taken by a collector task as the agent emits them: `TransactionReceived`
+    // carries its own instant; `Completed` is emitted just before the result frame is sent.
+    let seen: Arc<std::sync::Mutex<HashMap<String, EventTimes>>> = Arc::default();
+    let collector = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                let mut map = seen.lock().unwrap_or_else(|p| p.into_inner());
+                match e {
+                    TerminalEvent::TransactionReceived {
+                        transaction_id, at, ..
+                    } => {
+                        map.entry(transaction_id.to_string()).or_default().received = Some(at);
+                    }
+                    TerminalEvent::Completed { result } => {
+                        map.entry(result.transaction_id.to_string())
+                            .or_default()
+                            .result_sent = Some(Instant::now());
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
     let http = reqwest::Client::new();
     let spec = TransactionSpec::new(Function::CardPurchase)
         .with_amount(Cents::new(1000).map_err(|e| anyhow::anyhow!("{e}"))?);
 
     let mut to_device = Vec::with_capacity(transactions);
     let mut to_completed = Vec::with_capacity(transactions);
+    let mut result_to_pos = Vec::with_capacity(transactions);
     let started_all = Instant::now();
     for i in 0..warmup + transactions {
         let t0 = Instant::now();
@@ -120,36 +146,71 @@ async fn latency(transactions: usize, warmup: usize) -> anyhow::Result<ExitCode>
             .error_for_status()?
             .json()
             .await?;
-        let done = t0.elapsed();
+        let done_at = Instant::now();
+        let done = done_at - t0;
         anyhow::ensure!(
             body.is_completed(),
             "transaction {id} not completed within {WAIT:?}"
         );
-        let received = next_event(&mut events, |e| match e {
-            TerminalEvent::TransactionReceived {
-                transaction_id, at, ..
-            } if transaction_id.to_string() == id => Some(*at),
-            _ => None,
-        })
-        .await?;
+        let times = event_times(&seen, &id).await?;
         if i >= warmup {
-            to_device.push(received.saturating_duration_since(t0));
+            to_device.push(times.0.saturating_duration_since(t0));
             to_completed.push(done);
+            result_to_pos.push(done_at.saturating_duration_since(times.1));
         }
     }
     let wall = started_all.elapsed();
     stop.cancel();
     let _ = agent.await;
     let _ = server.await;
+    collector.abort();
 
     println!("{transactions} transactions (after {warmup} warm-up), one at a time, on loopback, SQLite synchronous=FULL");
     report("POST -> device receives request", &mut to_device);
     report("POST -> completed poll (long-poll)", &mut to_completed);
+    report(
+        "device sends result -> long-poll returns",
+        &mut result_to_pos,
+    );
     println!(
         "throughput (sequential): {:.0} transactions/s",
         (warmup + transactions) as f64 / wall.as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// When the device received a transaction and when it sent the result.
+#[derive(Default)]
+struct EventTimes {
+    received: Option<Instant>,
+    result_sent: Option<Instant>,
+}
+
+/// Waits (briefly) until the collector has seen both events of a transaction.
+async fn event_times(
+    seen: &std::sync::Mutex<HashMap<String, EventTimes>>,
+    id: &str,
+) -> anyhow::Result<(Instant, Instant)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        {
+            let mut map = seen.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(EventTimes {
+                received: Some(r),
+                result_sent: Some(s),
+            }) = map.get(id)
+            {
+                let times = (*r, *s);
+                map.remove(id);
+                return Ok(times);
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "terminal events for {id} did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 async fn next_event<T>(

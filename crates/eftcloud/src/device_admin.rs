@@ -5,7 +5,7 @@ use cloud::bus::LocalBus;
 use cloud::device_gateway::connections::Connections;
 use cloud::engine::devices::{EnrollError, NewDevice};
 use cloud::engine::{Engine, EngineSettings};
-use protocol::DeviceId;
+use protocol::{DeviceId, RegisterKey};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -29,6 +29,23 @@ pub enum DeviceCommand {
     },
     /// List devices with their paired registers and online state.
     List {
+        /// Only the devices of this merchant.
+        #[arg(long)]
+        merchant: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Unpair registers from a device (all of them, or the one named by the triple).
+    Unpair {
+        #[arg(long)]
+        id: String,
+        /// With --business and --vendor: unpair only this register.
+        #[arg(long, requires_all = ["business", "vendor"])]
+        register_id: Option<String>,
+        #[arg(long, requires = "register_id")]
+        business: Option<String>,
+        #[arg(long, requires = "register_id")]
+        vendor: Option<String>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -68,9 +85,39 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
-        DeviceCommand::List { database } => {
+        DeviceCommand::Unpair {
+            id,
+            register_id,
+            business,
+            vendor,
+            database,
+        } => {
+            let id = DeviceId::parse(&id).map_err(|e| anyhow::anyhow!("--id '{id}': {e}"))?;
             let store = database.open().await?;
-            let devices = store.devices().await?;
+            if store.device(&id).await?.is_none() {
+                anyhow::bail!("no device '{id}' is enrolled");
+            }
+            let key = register_id
+                .map(|r| {
+                    RegisterKey::parse(Some(&r), business.as_deref(), vendor.as_deref())
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                })
+                .transpose()?;
+            let removed = store.unpair(&id, key.as_ref()).await?;
+            if removed.is_empty() {
+                println!("nothing to unpair");
+            }
+            for r in removed {
+                println!("unpaired {r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeviceCommand::List { merchant, database } => {
+            let store = database.open().await?;
+            let mut devices = store.devices().await?;
+            if let Some(m) = &merchant {
+                devices.retain(|d| &d.merchant == m);
+            }
             if devices.is_empty() {
                 println!("no devices enrolled (add one with `eftcloud device add --id <id>`)");
                 return Ok(ExitCode::SUCCESS);
