@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::device_gateway::connections::Connections;
 use crate::device_gateway::{self, Gateway};
 use crate::engine::Engine;
+use crate::pos_api::callbacks::Dispatcher;
 use crate::pos_api::{self, error::not_found, ApiSettings, ApiState};
 use crate::store::{self, StoreError};
 use axum::extract::{DefaultBodyLimit, Request};
@@ -47,6 +48,7 @@ pub struct Application {
     engine: Engine,
     connections: Arc<Connections>,
     router: Router,
+    callbacks: Dispatcher,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -96,6 +98,8 @@ impl Application {
             tasks: tasks.clone(),
         };
         let router = routes(api, gateway);
+        let callbacks =
+            Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
         Ok(Self {
             listener,
             local_addr,
@@ -103,6 +107,7 @@ impl Application {
             engine,
             connections,
             router,
+            callbacks,
             shutdown,
             tasks,
         })
@@ -133,8 +138,10 @@ impl Application {
             shutdown,
             tasks,
             connections,
+            callbacks,
             ..
         } = self;
+        tasks.spawn(callbacks.run(shutdown.clone()));
         tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));
         tasks.spawn(engine.run_retention(shutdown.clone()));
         // Paths are matched case-insensitively (`/POS/Transaction` and `/pos/transaction`), so
@@ -217,6 +224,10 @@ fn routes(api: ApiState, gateway: Gateway) -> Router {
         .route(
             "/pos/register",
             get(pos_api::register_status::status).fallback(not_found),
+        )
+        .route(
+            "/openapi.json",
+            get(pos_api::openapi::serve).fallback(not_found),
         )
         .with_state(api);
     let devices = Router::new()

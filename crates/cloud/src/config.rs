@@ -20,6 +20,7 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub poll_interval_min: Duration,
     pub sync_timeout: Duration,
+    pub callbacks: crate::pos_api::callbacks::CallbackSettings,
 }
 
 impl Default for Config {
@@ -32,6 +33,7 @@ impl Default for Config {
             gateway: GatewaySettings::default(),
             poll_interval_min: Duration::from_secs(2),
             sync_timeout: Duration::from_secs(110),
+            callbacks: Default::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::database::DatabaseArgs;
 use cloud::device_gateway::GatewaySettings;
 use cloud::engine::EngineSettings;
+use cloud::pos_api::callbacks::CallbackSettings;
 use cloud::{Application, Config};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -44,6 +45,15 @@ pub struct ServeArgs {
     /// How long completed transactions are kept (lookup by reference works until then).
     #[arg(long, env = "EFTCLOUD_RETENTION", default_value = "180days", value_parser = duration)]
     retention: Duration,
+    /// Secret for signing completion callbacks (HMAC-SHA256); generated and stored when unset.
+    #[arg(long, env = "EFTCLOUD_CALLBACK_SECRET", hide_env_values = true)]
+    callback_secret: Option<String>,
+    /// First delay before retrying a failed callback; doubles each attempt (up to 1h).
+    #[arg(long, env = "EFTCLOUD_CALLBACK_RETRY_MIN", default_value = "2s", value_parser = duration)]
+    callback_retry_min: Duration,
+    /// Attempts before a callback is given up.
+    #[arg(long, env = "EFTCLOUD_CALLBACK_MAX_ATTEMPTS", default_value_t = 15)]
+    callback_max_attempts: u32,
     /// How often the cloud pings devices; three silent intervals close the connection.
     #[arg(long, env = "EFTCLOUD_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = duration)]
     heartbeat_interval: Duration,
@@ -84,6 +94,12 @@ impl ServeArgs {
             },
             poll_interval_min: self.poll_interval_min,
             sync_timeout: self.sync_timeout,
+            callbacks: CallbackSettings {
+                secret: self.callback_secret.clone().filter(|s| !s.is_empty()),
+                retry_min: positive("callback-retry-min", self.callback_retry_min)?,
+                max_attempts: self.callback_max_attempts.max(1),
+                ..CallbackSettings::default()
+            },
         })
     }
 }

@@ -13,10 +13,60 @@ use crate::engine::timeline::outcome_text;
 use crate::engine::transactions::Applied;
 use axum::extract::{Path, State};
 use axum::Json;
-use protocol::pos_api::TransactionEnvelope;
+use protocol::pos_api::{ErrorBody, TransactionEnvelope};
 use protocol::TransactionId;
 
-/// Cancels a transaction (token or register identity required).
+/// Documentation only: the cancel fields as `/openapi.json` lists them; the handler reads them
+/// through [`Fields`].
+#[derive(utoipa::ToSchema)]
+#[schema(
+    description = "The cancel fields (form body, JSON body or query string; the body wins). Give the polling token or the register triple; when the triple is given the token is not looked at."
+)]
+pub struct CancelForm {
+    /// The polling token (valid until it expires).
+    #[schema(rename = "merchantAccessToken", required = false)]
+    pub merchant_access_token: String,
+    /// The register that started the transaction (never expires).
+    #[schema(rename = "POSRegisterID", required = false)]
+    pub register_id: String,
+    #[schema(rename = "POSBusinessName", required = false)]
+    pub business_name: String,
+    #[schema(rename = "POSVendorName", required = false)]
+    pub vendor_name: String,
+    /// Hold the answer up to this many seconds (at most 60) until the outcome is known.
+    #[schema(rename = "wait", required = false, minimum = 0, maximum = 60)]
+    pub wait: f64,
+}
+
+/// Cancel a transaction
+///
+/// eftcloud extension. Before the device started, the transaction ends `CANCELLED` at once;
+/// once started, the device is asked to stop and the real outcome follows (`CANCELLED` if it
+/// stopped in time, otherwise what the device did). The answer is the envelope as it then
+/// stands; with `wait` it is held until the outcome is known (or the wait ends).
+#[utoipa::path(
+    post,
+    path = "/pos/transaction/{id}/cancel",
+    tag = "eftcloud extensions",
+    params(
+        ("id" = String, Path, description = "The `transactionId`"),
+    ),
+    request_body(
+        description = "The token or the register triple, and optionally `wait` (the query string works too).",
+        content(
+            (Option<CancelForm> = "application/x-www-form-urlencoded"),
+            (Option<CancelForm> = "application/json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The envelope after the cancel request: `COMPLETED` with `CANCELLED` if it stopped in time, else still `PENDING` (the device was asked to stop) or the real outcome", body = TransactionEnvelope),
+        (status = 400, description = "`wait` is not a number of seconds", body = ErrorBody),
+        (status = 401, description = "`Invalid token`, `Token expired`, or `This transaction belongs to another register`", body = ErrorBody),
+        (status = 404, description = "`Transaction not found`", body = ErrorBody),
+        (status = 409, description = "The transaction had already completed: `Transaction already completed (<outcome>); it cannot be cancelled`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+)]
 pub async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,

@@ -9,10 +9,35 @@ use super::polling::wait_param;
 use super::ApiState;
 use axum::extract::State;
 use axum::Json;
-use protocol::pos_api::TransactionEnvelope;
+use protocol::pos_api::{ErrorBody, TransactionEnvelope};
 use protocol::TransactionId;
 
-/// Finds a transaction of the register by `PosReference` or `TransactionId`.
+/// Look up a transaction
+///
+/// eftcloud extension. Finds a transaction of the register by the POS's `PosReference` or by
+/// its `TransactionId`, with the register's identity, for as long as transactions are retained
+/// (long after the polling token expired). Another register's transaction is reported as not
+/// found. `wait=<seconds>` long-polls as on the polling URL. Fields may also come in a form or
+/// JSON body.
+#[utoipa::path(
+    get,
+    path = "/pos/lookup",
+    tag = "eftcloud extensions",
+    params(
+        ("POSRegisterID" = String, Query, description = "Register identity"),
+        ("POSBusinessName" = String, Query, description = "Register identity"),
+        ("POSVendorName" = String, Query, description = "Register identity"),
+        ("PosReference" = Option<String>, Query, nullable = false, description = "The POS's reference given at `POST /POS/Transaction` (wins over `TransactionId`)"),
+        ("TransactionId" = Option<String>, Query, nullable = false, description = "The `transactionId`; one of `PosReference` or `TransactionId` is required"),
+        ("wait" = Option<f64>, Query, nullable = false, minimum = 0, maximum = 60, description = "Long-poll up to this many seconds (capped at 60) while the transaction is pending"),
+    ),
+    responses(
+        (status = 200, description = "The transaction envelope as it stands; its `merchantAccessToken` and `PollingUrl` are the original ones, which stop working when the token expires (lookup keeps working)", body = TransactionEnvelope),
+        (status = 400, description = "Missing register field, neither `PosReference` nor `TransactionId`, or bad `wait`", body = ErrorBody),
+        (status = 404, description = "`Transaction not found` for this register", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+)]
 pub async fn lookup(
     State(state): State<ApiState>,
     fields: Fields,

@@ -1,11 +1,13 @@
 //! The POS API: SmartConnect's routes (pairing, transactions, polling) and eftcloud's additions.
 
 pub mod access;
+pub mod callbacks;
 pub mod cancel;
 pub mod envelope;
 pub mod error;
 pub mod fields;
 pub mod lookup;
+pub mod openapi;
 pub mod pairing;
 pub mod polling;
 pub mod rate_limit;

@@ -6,7 +6,7 @@ use super::ApiState;
 use crate::engine::pairing::PairError;
 use axum::extract::{Path, State};
 use axum::Json;
-use protocol::pos_api::{PairingResponse, INVALID_PAIRING_CODE};
+use protocol::pos_api::{ErrorBody, PairingResponse, INVALID_PAIRING_CODE};
 use protocol::register::required_field;
 use protocol::{PairingCode, RegisterInfo, RegisterKey};
 use std::collections::BTreeMap;
@@ -25,7 +25,72 @@ const CONTACT_FIELDS: &[(&str, &[&str])] = &[
 /// Longest contact value kept.
 const MAX_CONTACT_LEN: usize = 200;
 
-/// Pairs the register named in the body with the device showing `code`.
+/// Documentation only: the pairing fields as `/openapi.json` lists them; the handler reads
+/// them through [`Fields`].
+#[derive(utoipa::ToSchema)]
+#[schema(description = "The pairing fields (form body, JSON body or query string; the body wins).")]
+pub struct PairingForm {
+    /// The register's id, unique across all of the POS vendor's customers (a UUID is typical).
+    #[schema(
+        rename = "POSRegisterID",
+        example = "7444ae07-dc63-e49c-33e3-59a7c108cc80",
+        max_length = 200
+    )]
+    pub register_id: String,
+    /// The register's name, shown on the device.
+    #[schema(
+        rename = "POSRegisterName",
+        example = "Main Register",
+        max_length = 200
+    )]
+    pub register_name: String,
+    #[schema(rename = "POSBusinessName", example = "Toys Shop", max_length = 200)]
+    pub business_name: String,
+    #[schema(rename = "POSVendorName", example = "Till2Go", max_length = 200)]
+    pub vendor_name: String,
+    /// Contact metadata stored with the register (`ContactName` is accepted too). Contact
+    /// values are cut to 200 characters.
+    #[schema(rename = "Contact Name", required = false)]
+    pub contact_name: String,
+    #[schema(rename = "Address", required = false)]
+    pub address: String,
+    #[schema(rename = "City", required = false)]
+    pub city: String,
+    #[schema(rename = "State", required = false)]
+    pub state: String,
+    #[schema(rename = "ZipCode", required = false)]
+    pub zip_code: String,
+    #[schema(rename = "Email", required = false)]
+    pub email: String,
+    #[schema(rename = "Phone", required = false)]
+    pub phone: String,
+}
+
+/// Pair a register with a device
+///
+/// The operator reads the 8-digit code off the device's screen and types it into the POS. A
+/// code is single-use and short-lived. Pairing a register that is paired to another device
+/// moves it. Fields may come as a form body, a JSON body or the query string.
+#[utoipa::path(
+    put,
+    path = "/POS/Pairing/{pairingCode}",
+    tag = "SmartConnect",
+    params(
+        ("pairingCode" = String, Path, description = "The 8 digits shown on the device (spaces and dashes are ignored)", example = "12345678"),
+    ),
+    request_body(
+        description = "The register triple, its name and optional contact metadata.",
+        content(
+            (Option<PairingForm> = "application/x-www-form-urlencoded"),
+            (Option<PairingForm> = "application/json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Paired", body = PairingResponse),
+        (status = 400, description = "Missing or too long field, or `Invalid Pairing Code. Please make sure you entered the code correctly` for an unknown, used or expired code", body = ErrorBody),
+        (status = 500, description = "Internal error; retry", body = ErrorBody),
+    ),
+)]
 pub async fn pair(
     State(state): State<ApiState>,
     Path(code): Path<String>,

@@ -6,7 +6,7 @@ use crate::engine::lifecycle::Phase;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use chrono::Utc;
-use protocol::pos_api::TransactionEnvelope;
+use protocol::pos_api::{ErrorBody, TransactionEnvelope};
 use protocol::TransactionId;
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,34 @@ pub fn wait_param(v: Option<&str>) -> Result<Option<Duration>, ApiError> {
     )))
 }
 
-/// Answers a poll; with `wait=<seconds>` (an eftcloud extension) a pending transaction is held
-/// until it completes or the wait ends, woken by the completion itself.
+/// Poll a transaction
+///
+/// The polling URL (`data.PollingUrl`). `transactionStatus` is `PENDING` until `COMPLETED`; a
+/// completed transaction re-polls to the identical body. The token expires some time after the
+/// POST (15 minutes by default); afterwards use `GET /pos/lookup` with the register identity.
+///
+/// eftcloud extension: with `wait=<seconds>` (at most 60) a pending transaction is held until
+/// it completes or the wait ends, woken by the completion itself; such a long-poll is exempt
+/// from the polling rate limit.
+#[utoipa::path(
+    get,
+    path = "/pos/transaction/{id}",
+    tag = "SmartConnect",
+    params(
+        ("id" = String, Path, description = "The `transactionId`"),
+        ("merchantAccessToken" = String, Query, description = "The polling token from the envelope"),
+        ("wait" = Option<f64>, Query, nullable = false, minimum = 0, maximum = 60, description = "eftcloud extension: long-poll up to this many seconds (capped at 60) while the transaction is pending"),
+    ),
+    responses(
+        (status = 200, description = "The transaction envelope as it stands", body = TransactionEnvelope),
+        (status = 400, description = "`wait` is not a number of seconds", body = ErrorBody),
+        (status = 401, description = "`Invalid token` (missing or wrong) or `Token expired`", body = ErrorBody),
+        (status = 404, description = "`Transaction not found` (unknown or malformed id)", body = ErrorBody),
+        (status = 429, description = "Polled faster than the server's minimum interval (about 2 s by default)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Whole seconds to wait before the next poll"))),
+        (status = 500, description = "Internal error; keep polling", body = ErrorBody),
+    ),
+)]
 pub async fn poll(
     State(state): State<ApiState>,
     Path(id): Path<String>,

@@ -7,27 +7,59 @@ use super::fields::Fields;
 use super::ApiState;
 use axum::extract::State;
 use axum::Json;
+use protocol::pos_api::ErrorBody;
 use serde::Serialize;
 
-/// The register status body.
-#[derive(Debug, Serialize)]
+/// The register status body (eftcloud extension). An unpaired register is
+/// `{"paired": false, "online": false, "busy": false}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterStatus {
+    /// Whether the register is paired to a device.
     pub paired: bool,
+    /// Paired only: the `POSRegisterName` given at pairing.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub register_name: Option<String>,
+    /// Paired only: the device the register is paired to.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub device_id: Option<String>,
+    /// Whether the device is connected to the cloud now.
     pub online: bool,
+    /// Whether the device has a transaction in progress (a new one would get 429).
     pub busy: bool,
+    /// When busy: the id of the transaction in progress (it may belong to another register of
+    /// the same device).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub active_transaction_id: Option<String>,
     /// When the device was last connected or last disconnected (RFC 3339), if ever.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "2024-01-31T09:15:00Z")]
     pub last_seen: Option<String>,
 }
 
-/// The status of the register named by the triple.
+/// Register status
+///
+/// eftcloud extension. What a POS wants to know before it starts a sale: is the register
+/// paired, to which device, is that device online, is it busy. Fields may also come in a form
+/// or JSON body.
+#[utoipa::path(
+    get,
+    path = "/pos/register",
+    tag = "eftcloud extensions",
+    params(
+        ("POSRegisterID" = String, Query, description = "Register identity"),
+        ("POSBusinessName" = String, Query, description = "Register identity"),
+        ("POSVendorName" = String, Query, description = "Register identity"),
+    ),
+    responses(
+        (status = 200, description = "The register's status (also for an unknown register: `paired: false`)", body = RegisterStatus),
+        (status = 400, description = "Missing or too long register field", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+)]
 pub async fn status(
     State(state): State<ApiState>,
     fields: Fields,

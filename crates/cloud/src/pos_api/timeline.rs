@@ -7,28 +7,90 @@ use super::fields::Fields;
 use super::ApiState;
 use axum::extract::{Path, State};
 use axum::Json;
+use protocol::pos_api::ErrorBody;
 use protocol::TransactionId;
 use serde::Serialize;
 
-/// The timeline body.
-#[derive(Debug, Serialize)]
+/// The names a timeline entry's `event` takes (the engine's `EventKind::as_str`).
+pub const EVENT_NAMES: &[&str] = &[
+    "received",
+    "offered",
+    "accepted",
+    "started",
+    "prompt",
+    "cancel_requested",
+    "cancel_sent",
+    "aborted",
+    "result",
+    "result_acknowledged",
+    "result_refused",
+    "completed",
+    "conflict",
+    "callback_delivered",
+    "callback_failed",
+];
+
+fn event_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .description(Some(
+            "What happened: `received` (request stored), `offered` (sent to the device), \
+             `accepted`, `started`, `prompt` (the device showed a prompt; `detail` says which), \
+             `cancel_requested`, `cancel_sent`, `aborted` (the device was told not to run it), \
+             `result` (the device's outcome), `result_acknowledged`, `result_refused`, \
+             `completed` (final state; `detail` is the outcome), `conflict` (a result after the \
+             cloud ended the transaction), `callback_delivered`, `callback_failed`.",
+        ))
+        .enum_values(Some(EVENT_NAMES.iter().copied()))
+        .build()
+}
+
+/// The timeline body (eftcloud extension).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeline {
     pub transaction_id: String,
     pub transaction_status: protocol::pos_api::TransactionStatus,
+    /// Oldest first.
     pub events: Vec<TimelineEntry>,
 }
 
 /// One timeline entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     /// RFC 3339, UTC, milliseconds.
+    #[schema(example = "2024-01-31T09:15:00.123Z")]
     pub at: String,
+    #[schema(schema_with = event_schema)]
     pub event: &'static str,
+    /// Free text: the prompt, the outcome (`OK-ACCEPTED / OK: APPROVED`), a reason; may be
+    /// empty.
     pub detail: String,
 }
 
-/// The events of a transaction, oldest first.
+/// Transaction timeline
+///
+/// eftcloud extension. The transaction's events with timestamps, oldest first, for the POS and
+/// for support. Give the polling token or the register triple (query string, or a form or JSON
+/// body); when the triple is given the token is not looked at.
+#[utoipa::path(
+    get,
+    path = "/pos/transaction/{id}/events",
+    tag = "eftcloud extensions",
+    params(
+        ("id" = String, Path, description = "The `transactionId`"),
+        ("merchantAccessToken" = Option<String>, Query, nullable = false, description = "The polling token (valid until it expires)"),
+        ("POSRegisterID" = Option<String>, Query, nullable = false, description = "Register identity (instead of the token)"),
+        ("POSBusinessName" = Option<String>, Query, nullable = false, description = "Register identity"),
+        ("POSVendorName" = Option<String>, Query, nullable = false, description = "Register identity"),
+    ),
+    responses(
+        (status = 200, description = "The timeline", body = Timeline),
+        (status = 401, description = "`Invalid token`, `Token expired`, or `This transaction belongs to another register`", body = ErrorBody),
+        (status = 404, description = "`Transaction not found`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+)]
 pub async fn events(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -61,4 +123,18 @@ pub async fn events(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EVENT_NAMES;
+    use crate::engine::timeline::EventKind;
+
+    #[test]
+    fn documented_event_names_are_the_engine_names() {
+        for name in EVENT_NAMES {
+            let kind = EventKind::parse(name);
+            assert_eq!(kind.map(EventKind::as_str), Some(*name), "{name}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::pos_api::{TransactionEnvelope, DEVICE_BUSY};
+use protocol::pos_api::{ErrorBody, TransactionEnvelope, DEVICE_BUSY};
 use protocol::{RegisterKey, TransactionRequest};
 
 /// Whether the POS waits on this request or polls.
@@ -106,8 +106,170 @@ fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction),
     ))
 }
 
-/// Starts a transaction on the register's device. A retry with the same POS reference gets the
-/// original transaction back (header `Idempotent-Replayed: true`), never a second charge.
+/// `TransactionType`: every function of the table.
+fn function_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .description(Some(
+            "The function to run. Amount and reference fields required per function: \
+             `AmountTotal` for Card.Purchase, Card.Refund, Card.CashAdvance, \
+             QR.Merchant.Purchase, QR.Consumer.Purchase, QR.Refund; `AmountTotal` and \
+             `AmountCash` for Card.PurchasePlusCash; `AmountAuth` and `TransactionReference` for \
+             Card.Authorise; `AmountFinal` and `TransactionReference` for Card.Finalise; \
+             optional `Date` for Acquirer.Settlement.Inquiry; none for the others.",
+        ))
+        .enum_values(Some(protocol::Function::ALL.iter().map(|f| f.as_str())))
+        .examples(["Card.Purchase"])
+        .build()
+}
+
+/// `TransactionMode`: matched case-insensitively.
+fn mode_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .description(Some(
+            "`ASYNC`: answer at once with the pending envelope and poll `data.PollingUrl`. \
+             Absent (or `SYNC`): the legacy synchronous mode, which holds the request until the \
+             transaction completes (at most the server's `--sync-timeout`, then the pending body).",
+        ))
+        .enum_values(Some(["ASYNC", "SYNC"]))
+        .examples(["ASYNC"])
+        .build()
+}
+
+/// Documentation only: the transaction fields as `/openapi.json` lists them; the handler
+/// reads them through [`Fields`] and [`TransactionRequest::parse`].
+#[derive(utoipa::ToSchema)]
+#[schema(
+    description = "The transaction fields (form body, JSON body or query string; the body wins; unknown keys are ignored). Which amount fields are required depends on `TransactionType`."
+)]
+pub struct TransactionForm {
+    /// Register identity: must match a paired register exactly.
+    #[schema(
+        rename = "POSRegisterID",
+        example = "7444ae07-dc63-e49c-33e3-59a7c108cc80",
+        max_length = 200
+    )]
+    pub register_id: String,
+    #[schema(rename = "POSBusinessName", example = "Toys Shop", max_length = 200)]
+    pub business_name: String,
+    #[schema(rename = "POSVendorName", example = "Till2Go", max_length = 200)]
+    pub vendor_name: String,
+    #[schema(rename = "TransactionMode", required = false, schema_with = mode_schema)]
+    pub transaction_mode: String,
+    #[schema(rename = "TransactionType", schema_with = function_schema)]
+    pub transaction_type: String,
+    /// Whole cents as a decimal string, 1 to 99999999 (`"500"` = 5.00).
+    #[schema(
+        rename = "AmountTotal",
+        required = false,
+        pattern = "^[0-9]+$",
+        example = "500"
+    )]
+    pub amount_total: String,
+    /// Cents of cash out, part of `AmountTotal` (at most `AmountTotal`); `Card.PurchasePlusCash`.
+    #[schema(rename = "AmountCash", required = false, pattern = "^[0-9]+$")]
+    pub amount_cash: String,
+    /// Cents to pre-authorise; `Card.Authorise`.
+    #[schema(rename = "AmountAuth", required = false, pattern = "^[0-9]+$")]
+    pub amount_auth: String,
+    /// Final cents of a pre-authorisation; `Card.Finalise`.
+    #[schema(rename = "AmountFinal", required = false, pattern = "^[0-9]+$")]
+    pub amount_final: String,
+    /// Links `Card.Finalise` to its `Card.Authorise` (at most 64 characters).
+    #[schema(rename = "TransactionReference", required = false, max_length = 64)]
+    pub transaction_reference: String,
+    /// Settlement date `yyyyMMdd`; optional, `Acquirer.Settlement.Inquiry` only.
+    #[schema(
+        rename = "Date",
+        required = false,
+        pattern = "^[0-9]{8}$",
+        example = "20240131"
+    )]
+    pub date: String,
+    /// The basket as one JSON string: `{"version": "1.0.0", "saleData": {"totalAmount": "500",
+    /// "totalTax": "45", ...}}` (`totalAmount` and `totalTax` required, `lineItems` an array,
+    /// at most 256 KiB). Stored as sent.
+    #[schema(
+        rename = "SaleData",
+        required = false,
+        content_media_type = "application/json"
+    )]
+    pub sale_data: String,
+    /// Absolute http(s) URL to notify when the transaction completes (stored).
+    #[schema(
+        rename = "PosNotificationCallbackUrl",
+        required = false,
+        format = "uri",
+        max_length = 2000
+    )]
+    pub callback_url: String,
+    /// eftcloud extension: the POS's own reference for this transaction (at most 128
+    /// printable characters; same as the `Idempotency-Key` header, the field wins). The same
+    /// register and reference returns the original transaction (`Idempotent-Replayed: true`)
+    /// instead of a second charge; a different request under the same reference is 409.
+    #[schema(
+        rename = "PosReference",
+        required = false,
+        max_length = 128,
+        example = "sale-000123"
+    )]
+    pub pos_reference: String,
+}
+
+/// Start a transaction
+///
+/// Starts a function on the register's paired device. With `TransactionMode=ASYNC` the answer
+/// is immediate (`PENDING`, poll `data.PollingUrl`); without it the request is held until the
+/// transaction completes (legacy synchronous mode). One transaction at a time per device.
+///
+/// eftcloud extension: a retry with the same `PosReference` (or `Idempotency-Key`) gets the
+/// original transaction back, with header `Idempotent-Replayed: true`, never a second charge.
+#[utoipa::path(
+    post,
+    path = "/POS/Transaction",
+    tag = "SmartConnect",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "eftcloud extension: same as the `PosReference` field (the field wins when both are sent)."),
+    ),
+    request_body(
+        description = "The register triple, the function and its fields.",
+        content(
+            (Option<TransactionForm> = "application/x-www-form-urlencoded"),
+            (Option<TransactionForm> = "application/json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The transaction envelope: `PENDING` (async mode), or as it stands when the synchronous wait ends",
+            body = TransactionEnvelope,
+            headers(("Idempotent-Replayed" = String, description = "eftcloud extension: `true` when this is the original transaction returned for a repeated `PosReference`; absent otherwise")),
+            example = json!({
+                "transactionId": "f363c7de-102c-4d80-a902-ed37413ca599",
+                "transactionTimeStamp": "201809182353193193",
+                "merchantId": "8dac4049-20b3-473f-b3a3-2682667ece33",
+                "deviceId": "7070714000",
+                "transactionStatus": "PENDING",
+                "data": {
+                    "PosVendor": "Till2Go",
+                    "PosRegisterID": "7444ae07-dc63-e49c-33e3-59a7c108cc80",
+                    "PosBusinessName": "Toys Shop",
+                    "AmountTotal": "500",
+                    "DeviceID": "7070714000",
+                    "Function": "Card.Purchase",
+                    "PollingUrl": "https://eftcloud.example/pos/transaction/f363c7de-102c-4d80-a902-ed37413ca599?merchantAccessToken=a4934205-e3fa-47ea-88c3-6f6422a0af72",
+                    "RequestTimestamp": "20180918235319",
+                    "TransactionResult": "",
+                    "Result": "",
+                    "ResultText": ""
+                },
+                "merchantAccessToken": "a4934205-e3fa-47ea-88c3-6f6422a0af72"
+            })),
+        (status = 400, description = "Bad request: missing or invalid field (the message names it), or `This register is not paired to a device, please pair it first.`", body = ErrorBody),
+        (status = 409, description = "eftcloud extension: the `PosReference` was already used by this register for a different request", body = ErrorBody),
+        (status = 429, description = "`device is busy`: the device already runs a transaction", body = ErrorBody),
+        (status = 500, description = "Internal error; retry with the same `PosReference` to be safe", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     State(state): State<ApiState>,
     headers: HeaderMap,

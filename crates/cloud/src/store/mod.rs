@@ -194,6 +194,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes completed transactions created before `before` (with their timelines); returns
     /// how many. Transactions still running are never deleted.
     async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    // Callbacks. A transaction with a callback URL gets an outbox entry in the same commit
+    // that completes it (`transition` or `insert_transaction` to a completed phase).
+    /// Callbacks due at `now`, oldest first, at most `limit`.
+    async fn due_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CallbackJob>, StoreError>;
+    /// The earliest time a pending callback is due.
+    async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Records an attempt: delivered, retry at `retry_at`, or given up (`retry_at` none and not
+    /// delivered); appends the timeline event in the same commit.
+    async fn record_callback_attempt(
+        &self,
+        id: &TransactionId,
+        delivered: bool,
+        retry_at: Option<DateTime<Utc>>,
+        error: &str,
+        event: &TimelineEvent,
+    ) -> Result<(), StoreError>;
+    /// The named secret, created with `generate` the first time.
+    async fn secret(
+        &self,
+        name: &str,
+        generate: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<String, StoreError>;
     /// The device's transaction in progress (offered or started), if any.
     async fn active_transaction(
         &self,
@@ -203,6 +230,15 @@ pub trait Store: Send + Sync + 'static {
     async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError>;
     /// The earliest accept deadline of any offer, to know how long the deadline loop may sleep.
     async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// A callback to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackJob {
+    pub transaction_id: TransactionId,
+    pub url: String,
+    /// Attempts made so far.
+    pub attempts: u32,
 }
 
 /// Opens the store named by a URL (`sqlite://path`), creating and migrating it as needed.

@@ -1,7 +1,9 @@
 //! The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
 //! commit that returned survives a power cut of the server.
 
-use super::{DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord};
+use super::{
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord,
+};
 use crate::engine::lifecycle::{Completion, Phase};
 use crate::engine::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
@@ -153,6 +155,21 @@ impl SqliteStore {
             display_text: row.try_get("display_text")?,
         })
     }
+}
+
+/// Queues the completion callback of a transaction that has a callback URL (no-op otherwise).
+async fn enqueue_callback(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &TransactionId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO callback_outbox (transaction_id, url, next_attempt_at)
+         SELECT id, callback_url, completed_at FROM transactions WHERE id = ? AND callback_url IS NOT NULL",
+    )
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn insert_events(
@@ -494,6 +511,9 @@ impl Store for SqliteStore {
             Err(e) => return Err(StoreError::from(e).into()),
         }
         insert_events(&mut tx, &t.id, events).await?;
+        if state == "completed" {
+            enqueue_callback(&mut tx, &t.id).await?;
+        }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
@@ -550,6 +570,91 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn due_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT transaction_id, url, attempts FROM callback_outbox
+             WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("transaction_id")?;
+                let attempts: i64 = row.try_get("attempts")?;
+                Ok(CallbackJob {
+                    transaction_id: TransactionId::from_str(&id)
+                        .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?,
+                    url: row.try_get("url")?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(v.map(from_ms))
+    }
+
+    async fn record_callback_attempt(
+        &self,
+        id: &TransactionId,
+        delivered: bool,
+        retry_at: Option<DateTime<Utc>>,
+        error: &str,
+        event: &TimelineEvent,
+    ) -> Result<(), StoreError> {
+        let status = match (delivered, retry_at) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE callback_outbox SET attempts = attempts + 1, status = ?, last_error = ?,
+               next_attempt_at = COALESCE(?, next_attempt_at)
+             WHERE transaction_id = ? AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(retry_at.map(ms))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, id, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn secret(
+        &self,
+        name: &str,
+        generate: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<String, StoreError> {
+        // INSERT OR IGNORE then read: concurrent first starts agree on one value.
+        sqlx::query("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(generate())
+            .execute(&self.writer)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.writer)
+                .await?,
+        )
     }
 
     async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -614,6 +719,9 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         insert_events(&mut tx, id, events).await?;
+        if state == "completed" {
+            enqueue_callback(&mut tx, id).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

@@ -37,7 +37,11 @@ pub struct Opts {
     pub hello_timeout: Duration,
     pub sync_timeout: Duration,
     pub retention: Duration,
+    pub callback_retry_min: Duration,
 }
+
+/// The callback signing secret of test apps.
+pub const CALLBACK_SECRET: &str = "test-callback-secret";
 
 impl Default for Opts {
     fn default() -> Self {
@@ -51,6 +55,7 @@ impl Default for Opts {
             hello_timeout: Duration::from_secs(3),
             sync_timeout: Duration::from_secs(20),
             retention: Duration::from_secs(3600),
+            callback_retry_min: Duration::from_millis(50),
         }
     }
 }
@@ -100,6 +105,13 @@ pub async fn spawn_app_in(
         },
         poll_interval_min: opts.poll_interval_min,
         sync_timeout: opts.sync_timeout,
+        callbacks: cloud::pos_api::callbacks::CallbackSettings {
+            secret: Some(CALLBACK_SECRET.into()),
+            retry_min: opts.callback_retry_min,
+            retry_max: Duration::from_secs(1),
+            max_attempts: 5,
+            timeout: Duration::from_secs(2),
+        },
     };
     let app = Application::build(config).await.expect("cloud builds");
     let addr = app.local_addr();
