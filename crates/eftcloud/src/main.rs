@@ -27,6 +27,12 @@ enum Command {
     /// Enroll and list devices.
     #[command(subcommand)]
     Device(device_admin::DeviceCommand),
+    /// Print the secret that signs completion callbacks (give it to POS vendors to verify
+    /// `Eftcloud-Signature`); generated on first use unless `serve --callback-secret` is set.
+    CallbackSecret {
+        #[command(flatten)]
+        database: database::DatabaseArgs,
+    },
     /// Run the device-side client (a terminal with a card simulator).
     Terminal(terminal::cli::TerminalArgs),
     /// A POS client: pair a register, run transactions.
@@ -34,6 +40,13 @@ enum Command {
     /// Measure the cloud (in-process cloud, terminal and POS over loopback sockets).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+async fn callback_secret(database: database::DatabaseArgs) -> anyhow::Result<ExitCode> {
+    use cloud::pos_api::callbacks::{generate_secret, SECRET_NAME};
+    let store = database.open().await?;
+    println!("{}", store.secret(SECRET_NAME, &generate_secret).await?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(filter: &str) {
@@ -53,6 +66,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Device(cmd) => device_admin::run(cmd).await,
+        Command::CallbackSecret { database } => callback_secret(database).await,
         Command::Terminal(args) => terminal::cli::run(args)
             .await
             .map(|()| ExitCode::SUCCESS)

@@ -179,6 +179,25 @@ async fn walkthrough_with_the_binary() {
         "{out}"
     );
 
+    let (status, out, _) =
+        output(&["device", "list", "--merchant", "Nobody", "--data-dir", data]).await;
+    assert_eq!(status, 0);
+    assert!(!out.contains("term-cli"), "{out}");
+    let (status, secret1, _) = output(&["callback-secret", "--data-dir", data]).await;
+    assert_eq!(status, 0);
+    let (_, secret2, _) = output(&["callback-secret", "--data-dir", data]).await;
+    assert_eq!(secret1.trim().len(), 64);
+    assert_eq!(secret1, secret2, "generated once, then kept");
+
+    // An operator unpairs the register; the POS must pair again.
+    let (status, out, err) =
+        output(&["device", "unpair", "--id", "term-cli", "--data-dir", data]).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("reg-cli-1"), "{out}");
+    let (status, _, err) = output(&buy).await;
+    assert_eq!(status, 2);
+    assert!(err.contains("not paired"), "{err}");
+
     // A second server on the same port fails clearly.
     let addr = url.trim_start_matches("http://");
     let other = dir.path().join("other");
