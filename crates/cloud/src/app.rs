@@ -195,7 +195,22 @@ fn default_public_url(addr: SocketAddr) -> Url {
     })
 }
 
+/// `/readyz`: ready when the store answers (migrations ran at start-up, or the node would not
+/// be serving); 503 with the reason otherwise, so a load balancer stops sending traffic.
+async fn readyz(
+    axum::extract::State(engine): axum::extract::State<Engine>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match engine.store().ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            pos_api::error::ApiError::unavailable(format!("store unavailable: {e}")).into_response()
+        }
+    }
+}
+
 fn routes(api: ApiState, gateway: Gateway) -> Router {
+    let ready = api.engine.clone();
     let pos = Router::new()
         .route(
             "/pos/pairing/{code}",
@@ -240,6 +255,7 @@ fn routes(api: ApiState, gateway: Gateway) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/readyz", get(readyz).with_state(ready))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Browser-based POS software calls the API cross-origin; preflights are answered here.

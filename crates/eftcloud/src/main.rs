@@ -16,6 +16,9 @@ struct Cli {
     /// Log filter (tracing's env-filter syntax, e.g. `info`, `eftcloud_cloud=debug`).
     #[arg(long, env = "EFTCLOUD_LOG", default_value = "info", global = true)]
     log: String,
+    /// Log format on stderr: `text` for people, `json` for log pipelines (one object per line).
+    #[arg(long, env = "EFTCLOUD_LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +30,19 @@ enum Command {
     /// Enroll and list devices.
     #[command(subcommand)]
     Device(device_admin::DeviceCommand),
+    /// Create or upgrade the database schema, then exit (serve also does it at start-up).
+    Migrate {
+        #[command(flatten)]
+        database: database::DatabaseArgs,
+    },
+    /// Write a consistent copy of the live SQLite database to a new file (restore: point
+    /// --database-url or --data-dir at the copy).
+    Backup {
+        /// The file to create.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        database: database::DatabaseArgs,
+    },
     /// Print the secret that signs completion callbacks (give it to POS vendors to verify
     /// `Eftcloud-Signature`); generated on first use unless `serve --callback-secret` is set.
     CallbackSecret {
@@ -42,6 +58,20 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+async fn backup(
+    file: std::path::PathBuf,
+    database: database::DatabaseArgs,
+) -> anyhow::Result<ExitCode> {
+    let url = database.url()?;
+    if !url.starts_with("sqlite:") {
+        anyhow::bail!("backup copies SQLite stores; for PostgreSQL use pg_dump");
+    }
+    let store = cloud::store::SqliteStore::open(&url).await?;
+    store.backup_to(&file).await?;
+    println!("backup written to {}", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn callback_secret(database: database::DatabaseArgs) -> anyhow::Result<ExitCode> {
     use cloud::pos_api::callbacks::{generate_secret, SECRET_NAME};
     let store = database.open().await?;
@@ -49,24 +79,33 @@ async fn callback_secret(database: database::DatabaseArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr: stdout carries the commands' own output (secrets, pairing codes).
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.log, &cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Device(cmd) => device_admin::run(cmd).await,
         Command::CallbackSecret { database } => callback_secret(database).await,
+        Command::Migrate { database } => database.open().await.map(|_| {
+            println!("database schema is up to date");
+            ExitCode::SUCCESS
+        }),
+        Command::Backup { file, database } => backup(file, database).await,
         Command::Terminal(args) => terminal::cli::run(args)
             .await
             .map(|()| ExitCode::SUCCESS)

@@ -107,6 +107,12 @@ impl ServeArgs {
 /// Runs the cloud until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
+    // The store kind only: a database URL may carry a password.
+    let store_kind = if config.database_url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     let app = Application::build(config).await?;
     println!(
         "eftcloud listening on http://{} (POS API {}/POS, devices {}{})",
@@ -117,6 +123,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .trim_end_matches('/')
             .replacen("http", "ws", 1),
         protocol::device::PATH
+    );
+    tracing::info!(
+        listen = %app.local_addr(),
+        public_url = %app.public_url(),
+        store = store_kind,
+        "eftcloud started"
     );
     let stop = CancellationToken::new();
     let signal = stop.clone();

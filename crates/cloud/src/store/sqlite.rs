@@ -65,6 +65,22 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// Writes a consistent copy of the live database to `path` (`VACUUM INTO`): readers and the
+    /// writer carry on meanwhile, and the copy is a complete database usable as is.
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        if path.exists() {
+            return Err(StoreError::Open(format!(
+                "{} already exists; not overwriting it",
+                path.display()
+            )));
+        }
+        sqlx::query("VACUUM INTO ?")
+            .bind(path.display().to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     fn device_from_row(row: &SqliteRow) -> Result<DeviceRecord, StoreError> {
         Ok(DeviceRecord {
             id: parse_device_id(row.try_get("id")?)?,

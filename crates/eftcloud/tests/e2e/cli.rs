@@ -255,3 +255,54 @@ async fn serve_refuses_bad_configuration_clearly() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn migrate_backup_and_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (status, out, err) = output(&["migrate", "--data-dir", data]).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("up to date"));
+    let (status, _, _) = output(&["device", "add", "--id", "term-b", "--data-dir", data]).await;
+    assert_eq!(status, 0);
+
+    // A backup taken while a server runs on the same data is a complete, working store.
+    let mut server = cmd(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--log-format",
+        "json",
+    ]);
+    server.stderr(Stdio::piped());
+    let mut server = server.spawn().unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap()).lines();
+    let listening = line_matching(&mut out, "eftcloud listening on ").await;
+    let url = listening.split_whitespace().next().unwrap().to_string();
+    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let backup = dir.path().join("backup.db");
+    let (status, out, err) =
+        output(&["backup", backup.to_str().unwrap(), "--data-dir", data]).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("backup written"));
+    let (status, _, err) = output(&["backup", backup.to_str().unwrap(), "--data-dir", data]).await;
+    assert_ne!(status, 0, "never overwrites");
+    assert!(err.contains("already exists"), "{err}");
+    let restored = format!("sqlite://{}", backup.display());
+    let (status, list, err) = output(&["device", "list", "--database-url", &restored]).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(list.contains("term-b"), "{list}");
+
+    // Logs are JSON objects, one per line.
+    server.start_kill().unwrap();
+    let out = server.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert!(v["level"].is_string(), "{v}");
+}
