@@ -215,6 +215,10 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         event: &TimelineEvent,
     ) -> Result<(), StoreError>;
+    /// Checks that the store answers (readiness probe).
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.next_offer_deadline().await.map(|_| ())
+    }
     /// The named secret, created with `generate` the first time.
     async fn secret(
         &self,
