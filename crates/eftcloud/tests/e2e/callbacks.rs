@@ -125,7 +125,7 @@ async fn a_pending_callback_survives_a_restart() {
         callback_retry_min: Duration::from_millis(500),
         ..Opts::default()
     };
-    let app = spawn_app_with(opts.clone()).await;
+    let app = crate::faults::cloud::Cloud::start(opts.clone()).await;
     let secret = app.enroll("dev-hook-restart").await;
     let mut d = RawDevice::connect(&app, "dev-hook-restart", &secret).await;
     let reg = d.pair(&app).await;
@@ -141,12 +141,11 @@ async fn a_pending_callback_survives_a_restart() {
     let (_, env) = app.post_form("/POS/Transaction", &form).await;
     drop(d);
     poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
-    let (dir, addr) = (app.dir.clone(), app.addr);
-    app.kill().await;
+    let (dir, addr, opts) = app.kill().await;
 
     // The receiver comes back; so does the cloud, which still has the callback to deliver.
     let receiver = start_receiver_on(port, 0).await;
-    let app = spawn_app_in(dir, opts, Some(addr)).await;
+    let app = crate::faults::cloud::Cloud::start_in(dir, opts, Some(addr)).await;
     let seen = wait_for_requests(&receiver, 1).await;
     verify(&seen[0].0, &seen[0].1);
     let v: serde_json::Value = serde_json::from_str(&seen[0].1).unwrap();

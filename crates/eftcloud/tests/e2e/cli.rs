@@ -306,3 +306,26 @@ async fn migrate_backup_and_json_logs() {
         serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
     assert!(v["level"].is_string(), "{v}");
 }
+
+#[tokio::test]
+async fn configured_from_the_environment_alone_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(&["serve"]);
+    c.env("EFTCLOUD_LISTEN", "127.0.0.1:0")
+        .env("EFTCLOUD_DATA_DIR", dir.path().join("data"))
+        .env("EFTCLOUD_ACCEPT_TIMEOUT", "3s");
+    let mut child = c.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    line_matching(&mut out, "eftcloud listening on ").await;
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits promptly")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "graceful exit on SIGTERM");
+}

@@ -1,5 +1,6 @@
 //! Nothing lost across restarts of the cloud or the terminal.
 
+use crate::faults::cloud::Cloud;
 use crate::harness::*;
 use pos::{TransactionSpec, WaitOptions};
 use protocol::device::{CloudMessage, DeviceMessage};
@@ -9,18 +10,18 @@ use terminal::{Exit, TerminalEvent};
 
 #[tokio::test]
 async fn completed_transactions_survive_a_restart_identically() {
-    let app = spawn_app().await;
-    let (t, reg) = paired_terminal(&app, "dev-restart").await;
-    let (_, env) = app
+    let cloud = Cloud::start(Opts::default()).await;
+    let (t, reg) = paired_terminal(&cloud, "dev-restart").await;
+    let (_, env) = cloud
         .post_form("/POS/Transaction", &purchase(&reg, "4200"))
         .await;
     let url = env["data"]["PollingUrl"].as_str().unwrap().to_string();
-    let before = poll_until_completed(&app, &url).await;
+    let before = poll_until_completed(&cloud, &url).await;
     t.stop().await;
-    let (dir, addr) = (app.dir.clone(), app.addr);
-    app.kill().await;
+    // Killed as by `kill -9`: only what was committed survives.
+    let (dir, addr, opts) = cloud.kill().await;
 
-    let app = spawn_app_in(dir, Opts::default(), Some(addr)).await;
+    let app = Cloud::start_in(dir, opts, Some(addr)).await;
     let (s, after) = app.get_json(&url).await;
     assert_eq!(s, 200);
     assert_eq!(after, before);
@@ -33,33 +34,24 @@ async fn completed_transactions_survive_a_restart_identically() {
 
 #[tokio::test]
 async fn an_offer_pending_when_the_cloud_died_still_ends_definitely() {
-    let app = spawn_app_with(Opts {
+    let cloud = Cloud::start(Opts {
         accept_timeout: Duration::from_millis(500),
         ..Opts::default()
     })
     .await;
-    let secret = app.enroll("dev-crash").await;
-    let mut d = RawDevice::connect(&app, "dev-crash", &secret).await;
-    let reg = d.pair(&app).await;
-    let (_, env) = app
+    let secret = cloud.enroll("dev-crash").await;
+    let mut d = RawDevice::connect(&cloud, "dev-crash", &secret).await;
+    let reg = d.pair(&cloud).await;
+    let (_, env) = cloud
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;
     let url = env["data"]["PollingUrl"].as_str().unwrap().to_string();
     assert!(matches!(d.recv().await, CloudMessage::Transaction(_)));
-    let (dir, addr) = (app.dir.clone(), app.addr);
-    app.kill().await;
+    let (dir, addr, opts) = cloud.kill().await;
     drop(d);
     // The deadline passes while the cloud is down; it is a row, so the new process honours it.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let app = spawn_app_in(
-        dir,
-        Opts {
-            accept_timeout: Duration::from_millis(500),
-            ..Opts::default()
-        },
-        Some(addr),
-    )
-    .await;
+    let app = Cloud::start_in(dir, opts, Some(addr)).await;
     let done = poll_until_completed(&app, &url).await;
     assert_eq!(done["data"]["Result"], "FAILED-INTERFACE");
 }

@@ -163,14 +163,6 @@ impl TestApp {
         }
     }
 
-    /// Kills the cloud abruptly (the task is aborted; nothing is flushed but what was committed).
-    pub async fn kill(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.abort();
-            let _ = h.await;
-        }
-    }
-
     /// POSTs a form to a path and returns status and JSON body.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
         let r = self
@@ -491,6 +483,8 @@ pub async fn poll_until_completed(app: &TestApp, url: &str) -> serde_json::Value
     .expect("completed in time")
 }
 
+// Used by the `faults` test binary until it is folded into this one.
+#[allow(dead_code)]
 impl Terminal {
     /// Kills the agent abruptly, as pulling the power would: its task is aborted (no close
     /// frame, no wind-down, a running card transaction is dropped mid-way). Returns once it is
