@@ -97,7 +97,11 @@ impl Application {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
-        let router = routes(api, gateway);
+        let web = crate::web::WebState {
+            engine: engine.clone(),
+            virtual_terminals: config.virtual_terminals,
+        };
+        let router = routes(api, gateway, web);
         let callbacks =
             Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
         Ok(Self {
@@ -209,7 +213,7 @@ async fn readyz(
     }
 }
 
-fn routes(api: ApiState, gateway: Gateway) -> Router {
+fn routes(api: ApiState, gateway: Gateway, web: crate::web::WebState) -> Router {
     let ready = api.engine.clone();
     let pos = Router::new()
         .route(
@@ -251,6 +255,7 @@ fn routes(api: ApiState, gateway: Gateway) -> Router {
     Router::new()
         .merge(pos)
         .merge(devices)
+        .merge(crate::web::routes(web))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

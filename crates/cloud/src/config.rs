@@ -21,6 +21,9 @@ pub struct Config {
     pub poll_interval_min: Duration,
     pub sync_timeout: Duration,
     pub callbacks: crate::pos_api::callbacks::CallbackSettings,
+    /// Whether `/virtual-terminal` may enroll its own devices: on for development, off in
+    /// production unless an operator turns it on.
+    pub virtual_terminals: bool,
 }
 
 impl Default for Config {
@@ -34,6 +37,8 @@ impl Default for Config {
             poll_interval_min: Duration::from_secs(2),
             sync_timeout: Duration::from_secs(110),
             callbacks: Default::default(),
+            // The default configuration is a developer's local cloud.
+            virtual_terminals: true,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod device_gateway;
 pub mod engine;
 pub mod pos_api;
 pub mod store;
+pub mod web;
 
 pub use app::Application;
 pub use config::Config;

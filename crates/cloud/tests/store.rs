@@ -1,11 +1,16 @@
 //! The `Store` contract, one suite for every backend: SQLite always (a fresh temporary file per
-//! test); further backends run the same functions.
+//! test), PostgreSQL when `EFTCLOUD_TEST_DATABASE_URL` is set (a fresh database per test, created
+//! on that server and dropped afterwards). Every contract function runs on both.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use cloud::engine::lifecycle::{CloudReason, Completion, Phase};
-use cloud::store::{DeviceRecord, InsertError, RegisterRecord, Store, TransactionRecord};
+use cloud::engine::timeline::{EventKind, TimelineEvent};
+use cloud::store::{
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, TransactionRecord,
+};
 use eftcloud_cloud as cloud;
+use futures_util::future::join_all;
 use protocol::{
     Cents, DeviceId, Function, PairingCode, RegisterInfo, RegisterKey, TransactionId,
     TransactionRequest,
@@ -17,6 +22,104 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     (cloud::store::open(&url).await.unwrap(), dir)
+}
+
+/// A fresh PostgreSQL database per test, on the server named by `EFTCLOUD_TEST_DATABASE_URL`.
+mod pg {
+    use sqlx::Connection;
+    use std::io::Write;
+
+    pub const ENV: &str = "EFTCLOUD_TEST_DATABASE_URL";
+
+    /// A database created for one test; [`FreshDatabase::drop`] removes it.
+    pub struct FreshDatabase {
+        admin_url: String,
+        name: String,
+        /// The URL of the fresh database.
+        pub url: String,
+    }
+
+    impl FreshDatabase {
+        /// Creates one, or says the suite is skipped (once, past the test harness's capture)
+        /// and returns `None` when the variable is not set.
+        pub async fn create() -> Option<Self> {
+            let Ok(admin_url) = std::env::var(ENV) else {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "PostgreSQL store tests skipped: {ENV} not set"
+                    );
+                });
+                return None;
+            };
+            let name = format!("eftcloud_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&format!("/{name}"));
+            Some(Self {
+                admin_url,
+                name,
+                url: url.to_string(),
+            })
+        }
+
+        /// Drops the database, closing whatever connections the test left open.
+        pub async fn drop(self) {
+            let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+            sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+            admin.close().await.unwrap();
+        }
+    }
+
+    /// Runs `test` against a fresh database, then drops it whether the test passed or not.
+    pub async fn run<F, Fut>(test: F)
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(db) = FreshDatabase::create().await else {
+            return;
+        };
+        // In its own task, so a failed assertion comes back here as a JoinError and the
+        // database is still dropped; the panic is then resumed.
+        let outcome = tokio::spawn(test(db.url.clone())).await;
+        db.drop().await;
+        if let Err(e) = outcome {
+            if let Ok(panic) = e.try_into_panic() {
+                std::panic::resume_unwind(panic);
+            }
+            panic!("test task cancelled");
+        }
+    }
+}
+
+/// A time as the store keeps it (milliseconds).
+fn ms_now() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
+}
+
+fn completed_at(at: DateTime<Utc>) -> Phase {
+    Phase::Completed(Completion::by_cloud(
+        Function::CardPurchase,
+        CloudReason::CancelledByPos,
+        at,
+    ))
+}
+
+fn kinds(events: &[TimelineEvent]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
 }
 
 fn device(id: &str) -> DeviceRecord {
@@ -84,6 +187,7 @@ fn transaction(device: &str, phase: Phase) -> TransactionRecord {
 }
 
 async fn devices_and_connections(s: Arc<dyn Store>) {
+    s.ping().await.unwrap();
     s.insert_device(&device("d1")).await.unwrap();
     assert!(matches!(
         s.insert_device(&device("d1")).await,
@@ -289,15 +393,390 @@ async fn transactions(s: Arc<dyn Store>) {
     s.insert_transaction(&second, &[]).await.unwrap();
 }
 
+async fn references(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d2")).await.unwrap();
+    let d2 = DeviceId::parse("d2").unwrap();
+    let mut a = transaction("d1", completed_at(ms_now()));
+    a.pos_reference = Some("ref-1".into());
+    s.insert_transaction(&a, &[]).await.unwrap();
+    assert_eq!(
+        s.transaction_by_reference(&key("r1"), "ref-1")
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.transaction_by_reference(&key("r1"), "ref-2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.transaction_by_reference(&key("r2"), "ref-1")
+            .await
+            .unwrap(),
+        None,
+        "references belong to a register"
+    );
+    // The same register reusing the reference is refused, and nothing of it is stored, even
+    // though its device is idle.
+    let offered = Phase::Offered {
+        accept_deadline: ms_now() + Duration::seconds(5),
+    };
+    let mut b = transaction("d2", offered.clone());
+    b.pos_reference = Some("ref-1".into());
+    assert!(matches!(
+        s.insert_transaction(&b, &[]).await,
+        Err(InsertError::DuplicateReference)
+    ));
+    assert!(s.transaction(&b.id).await.unwrap().is_none());
+    assert!(s.active_transaction(&d2).await.unwrap().is_none());
+    // Another register may use the same reference.
+    b.register = register("r2", "d2").info;
+    s.insert_transaction(&b, &[]).await.unwrap();
+    // A busy device is told apart from a reused reference.
+    let mut c = transaction("d2", offered);
+    c.pos_reference = Some("ref-3".into());
+    assert!(matches!(
+        s.insert_transaction(&c, &[]).await,
+        Err(InsertError::DeviceBusy)
+    ));
+    // Without a reference, any number of transactions per register.
+    s.insert_transaction(&transaction("d1", completed_at(ms_now())), &[])
+        .await
+        .unwrap();
+    s.insert_transaction(&transaction("d1", completed_at(ms_now())), &[])
+        .await
+        .unwrap();
+}
+
+async fn events_in_order(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1")).await.unwrap();
+    let d1 = DeviceId::parse("d1").unwrap();
+    let at = ms_now();
+    let offered = Phase::Offered {
+        accept_deadline: at + Duration::seconds(5),
+    };
+    let t = transaction("d1", offered.clone());
+    // Same timestamps throughout: the order is the order of writing, not of `at`.
+    s.insert_transaction(
+        &t,
+        &[
+            TimelineEvent::new(at, EventKind::Received, "Card.Purchase $5.00"),
+            TimelineEvent::new(at, EventKind::Offered, ""),
+        ],
+    )
+    .await
+    .unwrap();
+    s.append_events(&t.id, &[TimelineEvent::new(at, EventKind::Accepted, "")])
+        .await
+        .unwrap();
+    s.append_events(&t.id, &[]).await.unwrap();
+    let started = Phase::Started { started_at: at };
+    assert!(s
+        .transition(
+            &t.id,
+            &offered,
+            &started,
+            &[TimelineEvent::new(at, EventKind::Started, "")]
+        )
+        .await
+        .unwrap());
+    s.set_display_text(&t.id, &d1, "Insert card", at)
+        .await
+        .unwrap();
+    // A transition that loses its race writes none of its events.
+    assert!(!s
+        .transition(
+            &t.id,
+            &offered,
+            &started,
+            &[TimelineEvent::new(at, EventKind::Aborted, "")]
+        )
+        .await
+        .unwrap());
+    assert!(s
+        .transition(
+            &t.id,
+            &started,
+            &completed_at(at),
+            &[
+                TimelineEvent::new(at, EventKind::Result, "APPROVED"),
+                TimelineEvent::new(at, EventKind::Completed, ""),
+            ]
+        )
+        .await
+        .unwrap());
+    let events = s.events(&t.id).await.unwrap();
+    assert_eq!(
+        kinds(&events),
+        vec![
+            EventKind::Received,
+            EventKind::Offered,
+            EventKind::Accepted,
+            EventKind::Started,
+            EventKind::Prompt,
+            EventKind::Result,
+            EventKind::Completed,
+        ]
+    );
+    assert_eq!(
+        events[0],
+        TimelineEvent::new(at, EventKind::Received, "Card.Purchase $5.00")
+    );
+    assert_eq!(events[4].detail, "Insert card");
+    assert!(s.events(&TransactionId::new()).await.unwrap().is_empty());
+}
+
+async fn callbacks_outbox(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d2")).await.unwrap();
+    let far = Utc::now() + Duration::days(1);
+    let url = "http://pos.example/callback".to_string();
+    let started = Phase::Started {
+        started_at: ms_now(),
+    };
+    let mut t = transaction("d1", started.clone());
+    t.callback_url = Some(url.clone());
+    s.insert_transaction(&t, &[]).await.unwrap();
+    assert!(
+        s.due_callbacks(far, 10).await.unwrap().is_empty(),
+        "not yet"
+    );
+    assert_eq!(s.next_callback_at().await.unwrap(), None);
+
+    // Completion queues the callback in the same commit, due at once.
+    let done = ms_now();
+    assert!(s
+        .transition(&t.id, &started, &completed_at(done), &[])
+        .await
+        .unwrap());
+    let job = |id: TransactionId, attempts| CallbackJob {
+        transaction_id: id,
+        url: url.clone(),
+        attempts,
+    };
+    assert_eq!(s.due_callbacks(done, 10).await.unwrap(), vec![job(t.id, 0)]);
+    assert!(s
+        .due_callbacks(done - Duration::milliseconds(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.next_callback_at().await.unwrap(), Some(done));
+
+    // A transaction stored already completed is queued too; one without a URL is not.
+    let mut direct = transaction("d2", completed_at(done + Duration::milliseconds(1)));
+    direct.callback_url = Some(url.clone());
+    s.insert_transaction(&direct, &[]).await.unwrap();
+    s.insert_transaction(&transaction("d2", completed_at(done)), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.due_callbacks(far, 10).await.unwrap(),
+        vec![job(t.id, 0), job(direct.id, 0)],
+        "oldest first"
+    );
+    assert_eq!(s.due_callbacks(far, 1).await.unwrap(), vec![job(t.id, 0)]);
+
+    // A failed attempt with a retry moves it later and counts the attempt.
+    let retry_at = done + Duration::seconds(10);
+    let failed = TimelineEvent::new(done, EventKind::CallbackFailed, "HTTP 500; retry");
+    s.record_callback_attempt(&t.id, false, Some(retry_at), "HTTP 500", &failed)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.due_callbacks(done + Duration::seconds(5), 10)
+            .await
+            .unwrap(),
+        vec![job(direct.id, 0)]
+    );
+    assert_eq!(
+        s.due_callbacks(retry_at, 10).await.unwrap(),
+        vec![job(direct.id, 0), job(t.id, 1)]
+    );
+
+    // Delivered: gone from the outbox.
+    let delivered = TimelineEvent::new(done, EventKind::CallbackDelivered, "HTTP 200");
+    s.record_callback_attempt(&direct.id, true, None, "", &delivered)
+        .await
+        .unwrap();
+    assert_eq!(s.next_callback_at().await.unwrap(), Some(retry_at));
+    // Given up: gone too, and nothing is pending any more.
+    let gave_up = TimelineEvent::new(retry_at, EventKind::CallbackFailed, "giving up");
+    s.record_callback_attempt(&t.id, false, None, "HTTP 500", &gave_up)
+        .await
+        .unwrap();
+    assert!(s.due_callbacks(far, 10).await.unwrap().is_empty());
+    assert_eq!(s.next_callback_at().await.unwrap(), None);
+    // Each attempt is on the timeline.
+    assert_eq!(s.events(&t.id).await.unwrap(), vec![failed, gave_up]);
+    assert_eq!(s.events(&direct.id).await.unwrap(), vec![delivered]);
+}
+
+async fn secrets(s: Arc<dyn Store>) {
+    assert_eq!(
+        s.secret("callback-signing", &|| "first".to_string())
+            .await
+            .unwrap(),
+        "first"
+    );
+    assert_eq!(
+        s.secret("callback-signing", &|| "second".to_string())
+            .await
+            .unwrap(),
+        "first",
+        "created once, then kept"
+    );
+    assert_eq!(s.secret("other", &|| "x".to_string()).await.unwrap(), "x");
+}
+
+async fn purge(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d2")).await.unwrap();
+    let long_ago = ms_now() - Duration::days(10);
+    let mut old_done = transaction("d1", completed_at(long_ago));
+    old_done.created_at = long_ago;
+    old_done.callback_url = Some("http://pos.example/cb".into());
+    s.insert_transaction(
+        &old_done,
+        &[TimelineEvent::new(long_ago, EventKind::Received, "")],
+    )
+    .await
+    .unwrap();
+    let mut old_running = transaction(
+        "d1",
+        Phase::Started {
+            started_at: long_ago,
+        },
+    );
+    old_running.created_at = long_ago;
+    s.insert_transaction(&old_running, &[]).await.unwrap();
+    let new_done = transaction("d2", completed_at(ms_now()));
+    s.insert_transaction(&new_done, &[]).await.unwrap();
+
+    let cutoff = ms_now() - Duration::days(1);
+    assert_eq!(s.purge_completed_before(cutoff).await.unwrap(), 1);
+    assert!(s.transaction(&old_done.id).await.unwrap().is_none());
+    assert!(s.events(&old_done.id).await.unwrap().is_empty());
+    assert!(
+        s.due_callbacks(Utc::now() + Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "its callback went with it"
+    );
+    assert!(
+        s.transaction(&old_running.id).await.unwrap().is_some(),
+        "running ones are kept"
+    );
+    assert!(s.transaction(&new_done.id).await.unwrap().is_some());
+    assert_eq!(s.purge_completed_before(cutoff).await.unwrap(), 0);
+}
+
+/// What many nodes do at once: each race has exactly one winner.
+async fn races(s: Arc<dyn Store>) {
+    const N: usize = 10;
+    for i in 0..N {
+        s.insert_device(&device(&format!("d{i}"))).await.unwrap();
+    }
+    let d0 = DeviceId::parse("d0").unwrap();
+    let offered = Phase::Offered {
+        accept_deadline: ms_now() + Duration::seconds(30),
+    };
+
+    // Racing POSTs for one idle device: one stored, the others told it is busy.
+    let results = join_all((0..N).map(|_| {
+        let s = s.clone();
+        let t = transaction("d0", offered.clone());
+        async move { s.insert_transaction(&t, &[]).await }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok(()) | Err(InsertError::DeviceBusy))));
+
+    // Racing retries of one POS reference on idle devices: one stored, the others duplicates.
+    let results = join_all((1..N).map(|i| {
+        let s = s.clone();
+        let mut t = transaction(&format!("d{i}"), offered.clone());
+        t.pos_reference = Some("same".into());
+        async move { s.insert_transaction(&t, &[]).await }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok(()) | Err(InsertError::DuplicateReference))));
+
+    // Racing moves of one transaction: exactly one applies, with its events.
+    let id = s.active_transaction(&d0).await.unwrap().unwrap().id;
+    let moved = join_all((0..N).map(|_| {
+        let s = s.clone();
+        let offered = offered.clone();
+        async move {
+            s.transition(
+                &id,
+                &offered,
+                &completed_at(ms_now()),
+                &[TimelineEvent::new(ms_now(), EventKind::Completed, "")],
+            )
+            .await
+            .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(moved.iter().filter(|m| **m).count(), 1);
+    assert_eq!(s.events(&id).await.unwrap().len(), 1);
+
+    // Racing POS with one pairing code: one pairs.
+    let code = PairingCode::parse("12345678").unwrap();
+    assert!(s
+        .replace_pairing_code(&d0, &code, Utc::now() + Duration::minutes(2))
+        .await
+        .unwrap());
+    let taken = join_all((0..N).map(|_| {
+        let s = s.clone();
+        let code = code.clone();
+        async move { s.take_pairing_code(&code, Utc::now()).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(taken.iter().flatten().collect::<Vec<_>>(), vec![&d0]);
+
+    // Nodes starting together agree on one generated secret.
+    let values = join_all((0..N).map(|i| {
+        let s = s.clone();
+        async move {
+            s.secret("shared", &move || format!("value-{i}"))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert!(values.iter().all(|v| *v == values[0]));
+}
+
 macro_rules! contract {
     ($($name:ident),*) => {
         mod on_sqlite {
-            use super::*;
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let (s, _dir) = sqlite().await;
+                    let (s, _dir) = super::sqlite().await;
                     super::$name(s).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::pg::run(|url| async move {
+                        let s = super::cloud::store::open(&url).await.unwrap();
+                        super::$name(s).await;
+                    })
+                    .await;
                 }
             )*
         }
@@ -308,7 +787,13 @@ contract!(
     devices_and_connections,
     pairing_codes,
     registers,
-    transactions
+    transactions,
+    references,
+    events_in_order,
+    callbacks_outbox,
+    secrets,
+    purge,
+    races
 );
 
 #[tokio::test]
@@ -337,4 +822,25 @@ async fn sqlite_data_survives_reopening() {
         .unwrap()
         .is_some());
     assert!(cloud::store::open("mysql://x").await.is_err());
+}
+
+#[tokio::test]
+async fn postgres_nodes_share_one_database() {
+    pg::run(|url| async move {
+        // Two nodes starting together: migrations run once, both see the same data.
+        let (a, b) = tokio::join!(cloud::store::open(&url), cloud::store::open(&url));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        a.insert_device(&device("d1")).await.unwrap();
+        assert!(matches!(
+            b.insert_device(&device("d1")).await,
+            Err(InsertError::AlreadyExists)
+        ));
+        assert_eq!(b.devices().await.unwrap().len(), 1);
+        // Reopening an existing database applies nothing new.
+        let c = cloud::store::open(&url.replace("postgres://", "postgresql://"))
+            .await
+            .unwrap();
+        assert_eq!(c.devices().await.unwrap().len(), 1);
+    })
+    .await;
 }

@@ -60,6 +60,13 @@ pub struct ServeArgs {
     /// How long a legacy synchronous POST is held before the pending body is returned.
     #[arg(long, env = "EFTCLOUD_SYNC_TIMEOUT", default_value = "110s", value_parser = duration)]
     sync_timeout: Duration,
+    /// Production mode: turns off what only a developer's cloud should offer (the virtual
+    /// terminal page enrolling its own devices).
+    #[arg(long, env = "EFTCLOUD_PRODUCTION")]
+    production: bool,
+    /// Lets /virtual-terminal enroll its own devices even with --production.
+    #[arg(long, env = "EFTCLOUD_VIRTUAL_TERMINALS")]
+    virtual_terminals: bool,
 }
 
 fn positive(name: &str, d: Duration) -> anyhow::Result<Duration> {
@@ -100,6 +107,7 @@ impl ServeArgs {
                 max_attempts: self.callback_max_attempts.max(1),
                 ..CallbackSettings::default()
             },
+            virtual_terminals: self.virtual_terminals || !self.production,
         })
     }
 }

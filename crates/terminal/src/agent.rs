@@ -17,8 +17,8 @@ use protocol::device::{
     PROTOCOL_VERSION,
 };
 use protocol::{
-    Cents, Function, PairingCode, RegisterInfo, RegisterKey, ResultCode, TransactionId,
-    TransactionResult,
+    Cents, Function, PairingCode, RegisterInfo, RegisterKey, ResultCode, TerminalStatus,
+    TransactionId, TransactionResult,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -138,8 +138,20 @@ pub async fn run(
         progress_rx,
         queued: Vec::new(),
         commands_open: true,
+        reversals_due: Vec::new(),
     };
-    agent.reverse_interrupted().await?;
+    // Without a simulated acquirer delay the reversal happens at once; otherwise it waits for
+    // the connection (see `Session::reversal_at`).
+    if agent.config.reversal_delay.is_zero() {
+        agent.reverse_interrupted().await?;
+    } else {
+        agent.reversals_due = agent
+            .journal
+            .interrupted()
+            .iter()
+            .map(|o| o.transaction_id)
+            .collect();
+    }
     let exit = agent.connect_loop(&url, &mut commands, &shutdown).await;
     if exit == Exit::Shutdown {
         agent.wind_down().await;
@@ -183,6 +195,9 @@ struct Session {
     welcomed: bool,
     heartbeat: Option<Duration>,
     pairing_refresh_at: Option<tokio::time::Instant>,
+    /// When the outstanding reversal of an interrupted payment completes (the device reports
+    /// `REVERSAL_PENDING` until then).
+    reversal_at: Option<tokio::time::Instant>,
 }
 
 /// The running transaction.
@@ -207,6 +222,8 @@ struct Agent {
     progress_rx: mpsc::Receiver<(TransactionId, Progress)>,
     queued: Vec<DeviceMessage>,
     commands_open: bool,
+    /// Payments interrupted by a power failure, to reverse once connected.
+    reversals_due: Vec<TransactionId>,
 }
 
 /// What woke the agent while offline.
@@ -225,6 +242,7 @@ enum Wake {
     Command(Option<TerminalCommand>),
     Watchdog,
     RefreshPairing,
+    Reversal,
 }
 
 impl Agent {
@@ -238,6 +256,27 @@ impl Agent {
 
     fn wants_pairing(&self) -> bool {
         self.registers.is_empty() || self.config.keep_pairing
+    }
+
+    /// Reverses the payments found interrupted at start-up, once the acquirer is reachable;
+    /// returns the result frames. (Only those: a transaction started since is running, not
+    /// interrupted.)
+    async fn reverse_interrupted_now(&mut self) -> Result<Vec<DeviceMessage>, TerminalError> {
+        let mut out = Vec::new();
+        for offer in self.journal.interrupted() {
+            if !self.reversals_due.contains(&offer.transaction_id) {
+                continue;
+            }
+            tracing::warn!(transaction_id = %offer.transaction_id, "reversing a payment cut short by a power failure");
+            let result = reversal(&offer, REVERSED_TEXT);
+            self.journal.record_completed(result.clone()).await?;
+            self.emit(TerminalEvent::Completed {
+                result: result.clone(),
+            });
+            out.push(DeviceMessage::Result(result));
+        }
+        self.reversals_due.clear();
+        Ok(out)
     }
 
     /// A `Started` entry without a result at startup means the power failed mid-transaction.
@@ -372,6 +411,7 @@ impl Agent {
         let mut deadline = tokio::time::Instant::now() + WELCOME_TIMEOUT;
         loop {
             let refresh_at = session.pairing_refresh_at;
+            let reversal_at = session.reversal_at;
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
@@ -381,6 +421,7 @@ impl Agent {
                 cmd = commands.recv(), if self.commands_open => Wake::Command(cmd),
                 _ = tokio::time::sleep_until(deadline) => Wake::Watchdog,
                 _ = sleep_until_opt(refresh_at) => Wake::RefreshPairing,
+                _ = sleep_until_opt(reversal_at) => Wake::Reversal,
             };
             let out = match wake {
                 Wake::Shutdown => {
@@ -400,6 +441,22 @@ impl Agent {
                         "no welcome from the cloud in time".to_string()
                     };
                     return lost(reason, &session);
+                }
+                Wake::Reversal => {
+                    session.reversal_at = None;
+                    match self.reverse_interrupted_now().await {
+                        Ok(mut out) => {
+                            out.push(DeviceMessage::Status {
+                                status: TerminalStatus::Ready,
+                            });
+                            out
+                        }
+                        Err(e) => {
+                            // Retried on the next connection; the entry stays `Started`.
+                            tracing::error!(error = %e, "could not journal a reversal");
+                            Vec::new()
+                        }
+                    }
                 }
                 Wake::RefreshPairing => {
                     session.pairing_refresh_at = None;
@@ -445,7 +502,17 @@ impl Agent {
                                     session.welcomed = true;
                                     session.heartbeat = Some(hb);
                                     deadline = tokio::time::Instant::now() + hb * HEARTBEAT_MISSES;
-                                    self.on_welcome(registers)
+                                    let mut out = self.on_welcome(registers);
+                                    if !self.reversals_due.is_empty() {
+                                        session.reversal_at = Some(
+                                            tokio::time::Instant::now()
+                                                + self.config.reversal_delay,
+                                        );
+                                        out.push(DeviceMessage::Status {
+                                            status: TerminalStatus::ReversalPending,
+                                        });
+                                    }
+                                    out
                                 }
                                 Ok(m) => self.on_message(m, &mut session).await,
                                 Err(e) => {

@@ -56,6 +56,10 @@ pub struct TerminalArgs {
     /// Keep offering pairing codes while paired (one device serving several registers).
     #[arg(long)]
     pub keep_pairing: bool,
+    /// Seconds the simulated acquirer takes to reverse a payment interrupted by a power
+    /// failure; the terminal reports REVERSAL_PENDING meanwhile (0: reverse at start-up).
+    #[arg(long, default_value_t = 2)]
+    pub reversal_secs: u64,
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId, String> {
@@ -77,6 +81,7 @@ impl TerminalArgs {
         config.vendor = self.vendor.clone();
         config.model = self.model.clone();
         config.keep_pairing = self.keep_pairing;
+        config.reversal_delay = Duration::from_secs(self.reversal_secs);
         config
     }
 

@@ -28,6 +28,10 @@ pub struct TerminalConfig {
     pub reconnect_min: Duration,
     /// Largest delay before reconnecting; also used after the cloud rejects the device.
     pub reconnect_max: Duration,
+    /// How long reversing a payment interrupted by a power failure takes (the acquirer must be
+    /// reached, so it happens once connected; the device reports `REVERSAL_PENDING` meanwhile).
+    /// Zero reverses at start-up, before connecting.
+    pub reversal_delay: Duration,
 }
 
 impl TerminalConfig {
@@ -48,6 +52,7 @@ impl TerminalConfig {
             keep_pairing: false,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
+            reversal_delay: Duration::ZERO,
         }
     }
 

@@ -4,7 +4,7 @@ use super::{Bus, Undeliverable};
 use crate::device_gateway::connections::Connections;
 use async_trait::async_trait;
 use protocol::device::CloudMessage;
-use protocol::DeviceId;
+use protocol::{DeviceId, TerminalStatus};
 use std::sync::Arc;
 
 /// Delivers to connections held by this process.
@@ -28,5 +28,9 @@ impl Bus for LocalBus {
 
     async fn is_online(&self, device: &DeviceId) -> bool {
         self.connections.is_connected(device)
+    }
+
+    async fn reported_status(&self, device: &DeviceId) -> Option<TerminalStatus> {
+        self.connections.status(device)
     }
 }

@@ -11,7 +11,7 @@ pub use local::LocalBus;
 
 use async_trait::async_trait;
 use protocol::device::CloudMessage;
-use protocol::DeviceId;
+use protocol::{DeviceId, TerminalStatus};
 
 /// The device is not connected anywhere, or its connection cannot take more frames.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,4 +25,8 @@ pub trait Bus: Send + Sync + 'static {
     async fn deliver(&self, device: &DeviceId, msg: CloudMessage) -> Result<(), Undeliverable>;
     /// Whether some node holds a connection for the device.
     async fn is_online(&self, device: &DeviceId) -> bool;
+    /// The state the device last reported (`status` frame), where the bus knows it.
+    async fn reported_status(&self, _device: &DeviceId) -> Option<TerminalStatus> {
+        None
+    }
 }

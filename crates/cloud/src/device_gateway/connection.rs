@@ -39,7 +39,7 @@ pub async fn run(mut socket: WebSocket, gw: Gateway) {
     let device = hello.device_id.clone();
     let (conn_id, outbound) = gw.connections.attach(&device);
     tracing::info!(device = %device, vendor = %hello.vendor, model = %hello.model, "device connected");
-    let closing = serve(&mut socket, &gw, hello, outbound).await;
+    let closing = serve(&mut socket, &gw, hello, outbound, conn_id).await;
     tracing::info!(device = %device, code = closing.code, reason = %closing.reason, "device disconnected");
     close_socket(&mut socket, closing).await;
     if gw.connections.detach(&device, conn_id) {
@@ -113,6 +113,7 @@ async fn serve(
     gw: &Gateway,
     hello: Hello,
     mut outbound: tokio::sync::mpsc::Receiver<Outbound>,
+    conn_id: u64,
 ) -> Closing {
     let device = hello.device_id.clone();
     let engine = &gw.engine;
@@ -140,7 +141,7 @@ async fn serve(
     }
     // Results journaled while the device was away, then offers it may have missed.
     for result in hello.unacknowledged {
-        if let Some(reply) = handle(gw, &device, DeviceMessage::Result(result)).await {
+        if let Some(reply) = handle(gw, &device, conn_id, DeviceMessage::Result(result)).await {
             if send(socket, &reply).await.is_err() {
                 return Closing::new(close::GOING_AWAY, "send failed");
             }
@@ -168,7 +169,7 @@ async fn serve(
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => return Closing::new(close::PROTOCOL_ERROR, "binary frames are not part of the protocol"),
                 };
-                if let Some(reply) = handle(gw, &device, msg).await {
+                if let Some(reply) = handle(gw, &device, conn_id, msg).await {
                     if send(socket, &reply).await.is_err() {
                         return Closing::new(close::GOING_AWAY, "send failed");
                     }
@@ -198,7 +199,12 @@ async fn serve(
 }
 
 /// Handles one frame from an authenticated device; returns the direct reply, if any.
-async fn handle(gw: &Gateway, device: &DeviceId, msg: DeviceMessage) -> Option<CloudMessage> {
+async fn handle(
+    gw: &Gateway,
+    device: &DeviceId,
+    conn_id: u64,
+    msg: DeviceMessage,
+) -> Option<CloudMessage> {
     let engine = &gw.engine;
     let outcome: Result<Option<CloudMessage>, String> = match msg {
         DeviceMessage::Hello(_) => Ok(Some(CloudMessage::Error {
@@ -254,7 +260,8 @@ async fn handle(gw: &Gateway, device: &DeviceId, msg: DeviceMessage) -> Option<C
             }
         }
         DeviceMessage::Status { status } => {
-            tracing::debug!(device = %device, status = %status, "device status");
+            tracing::info!(device = %device, status = %status, "device status");
+            gw.connections.set_status(device, conn_id, status);
             Ok(None)
         }
         DeviceMessage::Pong { .. } => Ok(None),

@@ -2,7 +2,7 @@
 
 use crate::bus::Undeliverable;
 use protocol::device::{close, CloudMessage};
-use protocol::DeviceId;
+use protocol::{DeviceId, TerminalStatus};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -26,6 +26,8 @@ pub enum Outbound {
 struct Handle {
     id: u64,
     tx: mpsc::Sender<Outbound>,
+    /// The state the device last reported with a `status` frame.
+    status: Option<TerminalStatus>,
 }
 
 /// Connections by device id. The lock is a plain mutex held only for map operations, never
@@ -42,7 +44,14 @@ impl Connections {
     pub fn attach(&self, device: &DeviceId) -> (u64, mpsc::Receiver<Outbound>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-        let old = self.lock().insert(device.clone(), Handle { id, tx });
+        let old = self.lock().insert(
+            device.clone(),
+            Handle {
+                id,
+                tx,
+                status: None,
+            },
+        );
         if let Some(old) = old {
             // If the old task is stuck and its queue full, dropping its sender still ends it.
             let _ = old.tx.try_send(Outbound::Close {
@@ -76,6 +85,18 @@ impl Connections {
             .tx
             .try_send(Outbound::Message(msg))
             .map_err(|_| Undeliverable(device.clone()))
+    }
+
+    /// Records the state the device reported on its current connection.
+    pub fn set_status(&self, device: &DeviceId, id: u64, status: TerminalStatus) {
+        if let Some(h) = self.lock().get_mut(device).filter(|h| h.id == id) {
+            h.status = Some(status);
+        }
+    }
+
+    /// The state the device last reported, if it is connected here and reported one.
+    pub fn status(&self, device: &DeviceId) -> Option<TerminalStatus> {
+        self.lock().get(device).and_then(|h| h.status)
     }
 
     /// Whether the device has a connection here.

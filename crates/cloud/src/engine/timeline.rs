@@ -70,7 +70,8 @@ impl EventKind {
     }
 }
 
-const ALL: [EventKind; 15] = [
+/// Every kind, in lifecycle order.
+pub const ALL: [EventKind; 15] = [
     EventKind::Received,
     EventKind::Offered,
     EventKind::Accepted,

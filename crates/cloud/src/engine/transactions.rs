@@ -163,7 +163,14 @@ impl Engine {
             if function != Function::TerminalGetStatus {
                 return Err(StartError::DeviceBusy);
             }
-            Phase::Completed(status_answer(TerminalStatus::Busy, "Device is busy", now))
+            // A device reversing an interrupted payment says so; that is the status to report.
+            let answer = match self.bus().reported_status(&device.id).await {
+                Some(TerminalStatus::ReversalPending) => {
+                    status_answer(TerminalStatus::ReversalPending, "Reversal pending", now)
+                }
+                _ => status_answer(TerminalStatus::Busy, "Device is busy", now),
+            };
+            Phase::Completed(answer)
         } else if !self.bus().is_online(&device.id).await {
             Phase::Completed(Completion::by_cloud(
                 function,

@@ -35,9 +35,8 @@ pub fn authorize(record: &TransactionRecord, fields: &Fields) -> Result<(), ApiE
         if key == record.register.key {
             return Ok(());
         }
-        return Err(ApiError::unauthorized(
-            "This transaction belongs to another register",
-        ));
+        // The same answer as for an unknown id, so ids of other registers cannot be probed.
+        return Err(ApiError::not_found("Transaction not found"));
     }
     match fields.get("merchantAccessToken") {
         Some(t) if t == record.token => {

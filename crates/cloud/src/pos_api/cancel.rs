@@ -54,8 +54,8 @@ pub struct CancelForm {
     request_body(
         description = "The token or the register triple, and optionally `wait` (the query string works too).",
         content(
-            (Option<CancelForm> = "application/x-www-form-urlencoded"),
-            (Option<CancelForm> = "application/json"),
+            (CancelForm = "application/x-www-form-urlencoded"),
+            (CancelForm = "application/json"),
         ),
     ),
     responses(

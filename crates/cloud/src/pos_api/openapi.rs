@@ -6,7 +6,7 @@ use super::ApiState;
 use axum::extract::State;
 use axum::Json;
 use protocol::pos_api::{ErrorBody, PairingResponse, TransactionEnvelope, TransactionStatus};
-use utoipa::openapi::{OpenApi as Document, Server};
+use utoipa::openapi::{OpenApi as Document, Required, Server};
 use utoipa::OpenApi;
 
 /// The document, as derived from the code.
@@ -59,6 +59,15 @@ pub struct ApiDoc;
 pub fn document(public_url: &str) -> Document {
     let mut doc = ApiDoc::openapi();
     doc.servers = Some(vec![Server::new(public_url.trim_end_matches('/'))]);
+    // Every field may come in the query string instead (some clients send an empty body), so
+    // no request body is required, whatever the derive concluded from the field types.
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.put, &mut item.post].into_iter().flatten() {
+            if let Some(body) = op.request_body.as_mut() {
+                body.required = Some(Required::False);
+            }
+        }
+    }
     doc
 }
 

@@ -81,8 +81,8 @@ pub struct PairingForm {
     request_body(
         description = "The register triple, its name and optional contact metadata.",
         content(
-            (Option<PairingForm> = "application/x-www-form-urlencoded"),
-            (Option<PairingForm> = "application/json"),
+            (PairingForm = "application/x-www-form-urlencoded"),
+            (PairingForm = "application/json"),
         ),
     ),
     responses(

@@ -95,7 +95,10 @@ pub async fn status(
         device_id: Some(register.device_id.to_string()),
         online,
         busy: active.is_some(),
-        active_transaction_id: active.map(|t| t.id.to_string()),
+        // Busy is the device's state; the id is only shown to the register that owns it.
+        active_transaction_id: active
+            .filter(|t| t.register.key == key)
+            .map(|t| t.id.to_string()),
         last_seen,
     }))
 }

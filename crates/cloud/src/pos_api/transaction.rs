@@ -235,8 +235,8 @@ pub struct TransactionForm {
     request_body(
         description = "The register triple, the function and its fields.",
         content(
-            (Option<TransactionForm> = "application/x-www-form-urlencoded"),
-            (Option<TransactionForm> = "application/json"),
+            (TransactionForm = "application/x-www-form-urlencoded"),
+            (TransactionForm = "application/json"),
         ),
     ),
     responses(

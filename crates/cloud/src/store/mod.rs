@@ -1,8 +1,10 @@
 //! Durable state behind one trait of domain-level methods. The backend is chosen from the
 //! database URL at startup; the engine only ever sees `Arc<dyn Store>`.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::engine::lifecycle::Phase;
@@ -24,7 +26,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("unsupported database URL '{0}': expected sqlite://<path>")]
+    #[error(
+        "unsupported database URL '{0}': expected sqlite://<path> or postgres://[user@]host/db"
+    )]
     UnsupportedUrl(String),
     #[error("cannot open the database: {0}")]
     Open(String),
@@ -245,10 +249,13 @@ pub struct CallbackJob {
     pub attempts: u32,
 }
 
-/// Opens the store named by a URL (`sqlite://path`), creating and migrating it as needed.
+/// Opens the store named by a URL, creating and migrating it as needed: `sqlite://path` for one
+/// node, `postgres://...` (or `postgresql://...`) for a store shared by many nodes.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

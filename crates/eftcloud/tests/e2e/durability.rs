@@ -117,3 +117,70 @@ async fn power_failure_on_the_device_is_reversed_and_reported_once() {
         .to_lowercase()
         .contains("reversed"));
 }
+
+#[tokio::test]
+async fn status_shows_reversal_pending_until_the_reversal_is_reported() {
+    let app = spawn_app().await;
+    let (t, reg) = paired_terminal(&app, "dev-reversal").await;
+    let pos = app.pos();
+    let started = pos
+        .start(
+            &reg,
+            &TransactionSpec::new(Function::CardPurchase).with_amount(Cents::new(2054).unwrap()),
+        )
+        .await
+        .unwrap();
+    let (journal, id, secret) = (t.journal.clone(), t.id.clone(), t.secret.clone());
+    assert_eq!(t.exited().await, Exit::PowerFailure);
+    // Back on, the reversal needs the acquirer: it takes a moment, reported as REVERSAL_PENDING.
+    let mut t = start_terminal_with(&app.base, &id, &secret, &journal, fast_simulator(), |c| {
+        c.reversal_delay = Duration::from_millis(1500);
+    });
+    t.wait_for(|e| matches!(e, TerminalEvent::Connected { .. }).then_some(()))
+        .await;
+    let status = TransactionSpec::new(Function::TerminalGetStatus);
+    let seen = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let s = pos.start(&reg, &status).await.unwrap();
+            if s.field("Status") == Some("REVERSAL_PENDING") {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("REVERSAL_PENDING reported");
+    assert!(seen.is_completed());
+    let done = pos
+        .wait_for_completion(
+            &started,
+            WaitOptions {
+                interval: Duration::from_millis(20),
+                timeout: PATIENCE,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.field("TransactionResult"), Some("CANCELLED"));
+    assert!(done
+        .field("ResultText")
+        .unwrap()
+        .to_lowercase()
+        .contains("reversed"));
+    // Reversed: the device answers for itself again.
+    let s = pos.start(&reg, &status).await.unwrap();
+    let s = pos
+        .wait_for_completion(
+            &s,
+            WaitOptions {
+                interval: Duration::from_millis(20),
+                timeout: PATIENCE,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.field("Status"), Some("READY"));
+    t.stop().await;
+}

@@ -87,9 +87,21 @@ pub async fn spawn_app_in(
     opts: Opts,
     addr: Option<SocketAddr>,
 ) -> TestApp {
+    let database_url = format!("sqlite://{}", dir.path().join("eftcloud.db").display());
+    spawn_app_on(database_url, dir, opts, addr).await
+}
+
+/// Starts a cloud on the store at `database_url` (e.g. a PostgreSQL database); `dir` holds
+/// what else the test writes (terminal journals).
+pub async fn spawn_app_on(
+    database_url: String,
+    dir: Arc<tempfile::TempDir>,
+    opts: Opts,
+    addr: Option<SocketAddr>,
+) -> TestApp {
     let config = Config {
         listen: addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
-        database_url: format!("sqlite://{}", dir.path().join("eftcloud.db").display()),
+        database_url,
         public_url: None,
         engine: EngineSettings {
             pairing_code_ttl: opts.pairing_code_ttl,
@@ -112,6 +124,7 @@ pub async fn spawn_app_in(
             max_attempts: 5,
             timeout: Duration::from_secs(2),
         },
+        virtual_terminals: true,
     };
     let app = Application::build(config).await.expect("cloud builds");
     let addr = app.local_addr();
@@ -240,6 +253,18 @@ pub fn start_terminal_at(
     journal: &Path,
     sim: SimulatorConfig,
 ) -> Terminal {
+    start_terminal_with(base, id, secret, journal, sim, |_| {})
+}
+
+/// A terminal whose configuration the test adjusts first.
+pub fn start_terminal_with(
+    base: &str,
+    id: &str,
+    secret: &str,
+    journal: &Path,
+    sim: SimulatorConfig,
+    adjust: impl FnOnce(&mut TerminalConfig),
+) -> Terminal {
     let mut config = TerminalConfig::new(
         base.parse().unwrap(),
         DeviceId::parse(id).unwrap(),
@@ -248,6 +273,7 @@ pub fn start_terminal_at(
     );
     config.reconnect_min = Duration::from_millis(50);
     config.reconnect_max = Duration::from_millis(300);
+    adjust(&mut config);
     let (etx, erx) = mpsc::channel(256);
     let (ctx, crx) = mpsc::channel(8);
     let stop = CancellationToken::new();

@@ -2,12 +2,16 @@
 //! file per test, real terminal agents and the POS client. One test binary for the crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod callbacks;
 mod cli;
 mod device_protocol;
 mod durability;
 mod extensions;
+mod faults;
 mod harness;
+mod openapi;
 mod pairing;
 mod polling;
+mod postgres;
 mod transactions;

@@ -1,0 +1,830 @@
+//! The store for many nodes: PostgreSQL, shared by every cloud node behind a load balancer.
+//!
+//! Each method is one statement or one short transaction, safe to run from any number of nodes
+//! at once: transitions are compare-and-set updates (a concurrent writer's commit is re-checked
+//! by PostgreSQL before the row is updated, so no update is lost), idempotency and "one active
+//! transaction per device" are unique indexes, and pairing codes are consumed by a single
+//! `DELETE ... RETURNING`.
+
+use super::{
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord,
+};
+use crate::engine::lifecycle::{Completion, Phase};
+use crate::engine::timeline::{EventKind, TimelineEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use protocol::{
+    DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connections per node: enough for the POS API, the gateway and the background loops.
+const POOL_SIZE: u32 = 16;
+/// Rows deleted per statement by the retention sweep, so no purge holds locks for long.
+const PURGE_BATCH: i64 = 1000;
+/// The unique index that holds one transaction in progress per device.
+const ONE_ACTIVE_PER_DEVICE: &str = "one_active_transaction_per_device";
+/// The unique index on (register, POS reference).
+const BY_REFERENCE: &str = "transactions_by_reference";
+
+/// PostgreSQL behind the [`Store`] trait.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(v).unwrap_or_default()
+}
+
+/// The name of the unique constraint an error violated, if it is a unique violation.
+fn unique_violation(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Some(d.constraint().unwrap_or("")),
+        _ => None,
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://...`) and applies the migrations. Nodes starting together
+    /// are safe: sqlx serialises migrations with an advisory lock.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::Open(format!("{e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(format!("{e}")))?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn device_from_row(row: &PgRow) -> Result<DeviceRecord, StoreError> {
+        Ok(DeviceRecord {
+            id: parse_device_id(row.try_get("id")?)?,
+            secret_hash: row.try_get("secret_hash")?,
+            vendor: row.try_get("vendor")?,
+            model: row.try_get("model")?,
+            merchant: row.try_get("merchant")?,
+            merchant_id: row.try_get("merchant_id")?,
+            created_at: from_ms(row.try_get("created_at")?),
+            connected_at: row.try_get::<Option<i64>, _>("connected_at")?.map(from_ms),
+            last_seen_at: row.try_get::<Option<i64>, _>("last_seen_at")?.map(from_ms),
+        })
+    }
+
+    fn register_from_row(row: &PgRow) -> Result<RegisterRecord, StoreError> {
+        let contact: String = row.try_get("contact")?;
+        Ok(RegisterRecord {
+            info: RegisterInfo {
+                key: register_key_from_row(row)?,
+                register_name: row.try_get("register_name")?,
+            },
+            device_id: parse_device_id(row.try_get("device_id")?)?,
+            contact: serde_json::from_str(&contact)
+                .map_err(|e| StoreError::Corrupt(format!("register contact: {e}")))?,
+            paired_at: from_ms(row.try_get("paired_at")?),
+        })
+    }
+
+    fn transaction_from_row(row: &PgRow) -> Result<TransactionRecord, StoreError> {
+        let id = parse_transaction_id(&row.try_get::<String, _>("id")?)?;
+        let request: String = row.try_get("request")?;
+        let request: TransactionRequest = serde_json::from_str(&request)
+            .map_err(|e| StoreError::Corrupt(format!("transaction {id} request: {e}")))?;
+        let state: String = row.try_get("state")?;
+        let phase = match state.as_str() {
+            "offered" => Phase::Offered {
+                accept_deadline: from_ms(
+                    row.try_get::<Option<i64>, _>("accept_deadline")?
+                        .unwrap_or(0),
+                ),
+            },
+            "started" => Phase::Started {
+                started_at: from_ms(row.try_get::<Option<i64>, _>("started_at")?.unwrap_or(0)),
+            },
+            "completed" => {
+                let c: Option<String> = row.try_get("completion")?;
+                let c = c.ok_or_else(|| {
+                    StoreError::Corrupt(format!("transaction {id} has no completion"))
+                })?;
+                Phase::Completed(serde_json::from_str::<Completion>(&c).map_err(|e| {
+                    StoreError::Corrupt(format!("transaction {id} completion: {e}"))
+                })?)
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "transaction {id} state {other}"
+                )))
+            }
+        };
+        Ok(TransactionRecord {
+            id,
+            device_id: parse_device_id(row.try_get("device_id")?)?,
+            register: RegisterInfo {
+                key: register_key_from_row(row)?,
+                register_name: row.try_get("register_name")?,
+            },
+            merchant_id: row.try_get("merchant_id")?,
+            merchant: row.try_get("merchant")?,
+            request,
+            sale_data: row.try_get("sale_data")?,
+            callback_url: row.try_get("callback_url")?,
+            pos_reference: row.try_get("pos_reference")?,
+            fingerprint: row.try_get("fingerprint")?,
+            token: row.try_get("token")?,
+            token_expires_at: from_ms(row.try_get("token_expires_at")?),
+            created_at: from_ms(row.try_get("created_at")?),
+            phase,
+            display_text: row.try_get("display_text")?,
+        })
+    }
+}
+
+fn register_key_from_row(row: &PgRow) -> Result<RegisterKey, StoreError> {
+    Ok(RegisterKey {
+        register_id: row.try_get("register_id")?,
+        business_name: row.try_get("business_name")?,
+        vendor_name: row.try_get("vendor_name")?,
+    })
+}
+
+fn parse_device_id(s: String) -> Result<DeviceId, StoreError> {
+    DeviceId::parse(&s).map_err(|e| StoreError::Corrupt(format!("device id {s}: {e}")))
+}
+
+fn parse_transaction_id(s: &str) -> Result<TransactionId, StoreError> {
+    TransactionId::from_str(s).map_err(|e| StoreError::Corrupt(format!("transaction id {s}: {e}")))
+}
+
+/// Queues the completion callback of a transaction that has a callback URL (no-op otherwise).
+async fn enqueue_callback(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    id: &TransactionId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO callback_outbox (transaction_id, url, next_attempt_at)
+         SELECT id, callback_url, completed_at FROM transactions
+         WHERE id = $1 AND callback_url IS NOT NULL
+         ON CONFLICT (transaction_id) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    id: &TransactionId,
+    events: &[TimelineEvent],
+) -> Result<(), StoreError> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO transaction_events (transaction_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.to_string())
+        .bind(ms(e.at))
+        .bind(e.kind.as_str())
+        .bind(&e.detail)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The columns a phase occupies: (state, accept_deadline, started_at, completed_at, completion).
+type PhaseColumns = (
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn phase_columns(p: &Phase) -> Result<PhaseColumns, StoreError> {
+    Ok(match p {
+        Phase::Offered { accept_deadline } => {
+            ("offered", Some(ms(*accept_deadline)), None, None, None)
+        }
+        Phase::Started { started_at } => ("started", None, Some(ms(*started_at)), None, None),
+        Phase::Completed(c) => (
+            "completed",
+            None,
+            None,
+            Some(ms(c.completed_at)),
+            Some(serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        ),
+    })
+}
+
+fn phase_kind(p: &Phase) -> &'static str {
+    match p {
+        Phase::Offered { .. } => "offered",
+        Phase::Started { .. } => "started",
+        Phase::Completed(_) => "completed",
+    }
+}
+
+const TX_COLUMNS: &str = "id, device_id, register_id, business_name, vendor_name, register_name, \
+    merchant_id, merchant, request, sale_data, callback_url, token, token_expires_at, created_at, \
+    state, accept_deadline, started_at, completed_at, completion, display_text, pos_reference, fingerprint";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
+        let r = sqlx::query(
+            "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(d.id.as_str())
+        .bind(&d.secret_hash)
+        .bind(&d.vendor)
+        .bind(&d.model)
+        .bind(&d.merchant)
+        .bind(&d.merchant_id)
+        .bind(ms(d.created_at))
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if unique_violation(&e).is_some() => Err(InsertError::AlreadyExists),
+            Err(e) => Err(StoreError::from(e).into()),
+        }
+    }
+
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        sqlx::query("SELECT * FROM devices WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::device_from_row)
+            .transpose()
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        sqlx::query("SELECT * FROM devices ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::device_from_row)
+            .collect()
+    }
+
+    async fn set_device_connection(
+        &self,
+        id: &DeviceId,
+        node: &str,
+        connected: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if connected {
+            sqlx::query(
+                "UPDATE devices SET connected_at = $1, connected_node = $2, last_seen_at = $1
+                 WHERE id = $3",
+            )
+            .bind(ms(now))
+            .bind(node)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        } else {
+            // Only the node that holds the connection may clear it: the device may already be
+            // connected to another node.
+            sqlx::query(
+                "UPDATE devices SET connected_at = NULL, connected_node = NULL, last_seen_at = $1
+                 WHERE id = $2 AND connected_node = $3",
+            )
+            .bind(ms(now))
+            .bind(id.as_str())
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn clear_connections(&self, node: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET connected_at = NULL, connected_node = NULL WHERE connected_node = $1",
+        )
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn replace_pairing_code(
+        &self,
+        device: &DeviceId,
+        code: &PairingCode,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Serialise code changes of one device (two nodes may serve it during a reconnect), so
+        // the only unique violation left below is "the code belongs to another device".
+        sqlx::query("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE")
+            .bind(device.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM pairing_codes WHERE device_id = $1 OR expires_at <= $2")
+            .bind(device.as_str())
+            .bind(ms(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query(
+            "INSERT INTO pairing_codes (code, device_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(code.as_str())
+        .bind(device.as_str())
+        .bind(ms(expires_at))
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            // Dropping the transaction rolls back: the device keeps its previous code.
+            Err(e) if unique_violation(&e).is_some() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn take_pairing_code(
+        &self,
+        code: &PairingCode,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeviceId>, StoreError> {
+        // One statement consumes the code: of two POS racing with it, on any nodes, one gets
+        // the row and the other nothing.
+        let row = sqlx::query(
+            "DELETE FROM pairing_codes WHERE code = $1 RETURNING device_id, expires_at",
+        )
+        .bind(code.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: i64 = row.try_get("expires_at")?;
+        if expires_at <= ms(now) {
+            return Ok(None);
+        }
+        Ok(Some(parse_device_id(row.try_get("device_id")?)?))
+    }
+
+    async fn pair_register(&self, r: &RegisterRecord) -> Result<Option<DeviceId>, StoreError> {
+        let key = &r.info.key;
+        let mut tx = self.pool.begin().await?;
+        // Pairings of one register are serialised (a row lock cannot cover a register not yet
+        // stored), so the device returned as "before" is exactly the one this pairing replaced.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "register\u{1f}{}\u{1f}{}\u{1f}{}",
+                key.register_id, key.business_name, key.vendor_name
+            ))
+            .execute(&mut *tx)
+            .await?;
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT device_id FROM registers
+             WHERE register_id = $1 AND business_name = $2 AND vendor_name = $3",
+        )
+        .bind(&key.register_id)
+        .bind(&key.business_name)
+        .bind(&key.vendor_name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let contact =
+            serde_json::to_string(&r.contact).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO registers (register_id, business_name, vendor_name, register_name, device_id, contact, paired_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (register_id, business_name, vendor_name) DO UPDATE SET
+               register_name = excluded.register_name, device_id = excluded.device_id,
+               contact = excluded.contact, paired_at = excluded.paired_at",
+        )
+        .bind(&key.register_id)
+        .bind(&key.business_name)
+        .bind(&key.vendor_name)
+        .bind(&r.info.register_name)
+        .bind(r.device_id.as_str())
+        .bind(contact)
+        .bind(ms(r.paired_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        previous
+            .filter(|p| p != r.device_id.as_str())
+            .map(parse_device_id)
+            .transpose()
+    }
+
+    async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM registers
+             WHERE register_id = $1 AND business_name = $2 AND vendor_name = $3",
+        )
+        .bind(&key.register_id)
+        .bind(&key.business_name)
+        .bind(&key.vendor_name)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(Self::register_from_row)
+        .transpose()
+    }
+
+    async fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError> {
+        sqlx::query("SELECT * FROM registers WHERE device_id = $1 ORDER BY paired_at")
+            .bind(device.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::register_from_row)
+            .collect()
+    }
+
+    async fn unpair(
+        &self,
+        device: &DeviceId,
+        register: Option<&RegisterKey>,
+    ) -> Result<Vec<RegisterKey>, StoreError> {
+        let rows = match register {
+            Some(k) => {
+                sqlx::query(
+                    "DELETE FROM registers
+                     WHERE device_id = $1 AND register_id = $2 AND business_name = $3 AND vendor_name = $4
+                     RETURNING register_id, business_name, vendor_name",
+                )
+                .bind(device.as_str())
+                .bind(&k.register_id)
+                .bind(&k.business_name)
+                .bind(&k.vendor_name)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "DELETE FROM registers WHERE device_id = $1
+                     RETURNING register_id, business_name, vendor_name",
+                )
+                .bind(device.as_str())
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(register_key_from_row).collect()
+    }
+
+    async fn insert_transaction(
+        &self,
+        t: &TransactionRecord,
+        events: &[TimelineEvent],
+    ) -> Result<(), InsertError> {
+        let (state, deadline, started, completed, completion) = phase_columns(&t.phase)?;
+        let request =
+            serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let r = sqlx::query(&format!(
+            "INSERT INTO transactions ({TX_COLUMNS}) VALUES
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        ))
+        .bind(t.id.to_string())
+        .bind(t.device_id.as_str())
+        .bind(&t.register.key.register_id)
+        .bind(&t.register.key.business_name)
+        .bind(&t.register.key.vendor_name)
+        .bind(&t.register.register_name)
+        .bind(&t.merchant_id)
+        .bind(&t.merchant)
+        .bind(request)
+        .bind(&t.sale_data)
+        .bind(&t.callback_url)
+        .bind(&t.token)
+        .bind(ms(t.token_expires_at))
+        .bind(ms(t.created_at))
+        .bind(state)
+        .bind(deadline)
+        .bind(started)
+        .bind(completed)
+        .bind(completion)
+        .bind(&t.display_text)
+        .bind(&t.pos_reference)
+        .bind(&t.fingerprint)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(_) => {}
+            // A concurrent insert on another node waits for ours to commit, then fails here on
+            // the same index: the constraint name says which rule refused it.
+            Err(e) => {
+                return Err(match unique_violation(&e) {
+                    Some(BY_REFERENCE) => InsertError::DuplicateReference,
+                    Some(ONE_ACTIVE_PER_DEVICE) => InsertError::DeviceBusy,
+                    Some(_) => InsertError::AlreadyExists,
+                    None => StoreError::from(e).into(),
+                })
+            }
+        }
+        insert_events(&mut tx, &t.id, events).await?;
+        if state == "completed" {
+            enqueue_callback(&mut tx, &t.id).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    async fn transaction_by_reference(
+        &self,
+        register: &RegisterKey,
+        reference: &str,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions
+             WHERE register_id = $1 AND business_name = $2 AND vendor_name = $3 AND pos_reference = $4"
+        ))
+        .bind(&register.register_id)
+        .bind(&register.business_name)
+        .bind(&register.vendor_name)
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(Self::transaction_from_row)
+        .transpose()
+    }
+
+    async fn transaction(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(Self::transaction_from_row)
+        .transpose()
+    }
+
+    async fn transition(
+        &self,
+        id: &TransactionId,
+        from: &Phase,
+        to: &Phase,
+        events: &[TimelineEvent],
+    ) -> Result<bool, StoreError> {
+        let (state, deadline, started, completed, completion) = phase_columns(to)?;
+        let mut tx = self.pool.begin().await?;
+        // Compare-and-set: a concurrent update of the row (from any node) makes this one wait,
+        // then re-check `state` against the committed row, so exactly one mover wins.
+        let r = sqlx::query(
+            "UPDATE transactions SET state = $1, accept_deadline = $2,
+               started_at = COALESCE($3, started_at), completed_at = $4, completion = $5,
+               display_text = CASE WHEN $1 = 'completed' THEN NULL ELSE display_text END
+             WHERE id = $6 AND state = $7",
+        )
+        .bind(state)
+        .bind(deadline)
+        .bind(started)
+        .bind(completed)
+        .bind(completion)
+        .bind(id.to_string())
+        .bind(phase_kind(from))
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_events(&mut tx, id, events).await?;
+        if state == "completed" {
+            enqueue_callback(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn append_events(
+        &self,
+        id: &TransactionId,
+        events: &[TimelineEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        insert_events(&mut tx, id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, detail FROM transaction_events WHERE transaction_id = $1 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(TimelineEvent {
+                    at: from_ms(row.try_get("at")?),
+                    kind: EventKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_display_text(
+        &self,
+        id: &TransactionId,
+        device: &DeviceId,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE transactions SET display_text = $1
+             WHERE id = $2 AND device_id = $3 AND state <> 'completed'",
+        )
+        .bind(text)
+        .bind(id.to_string())
+        .bind(device.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            insert_events(
+                &mut tx,
+                id,
+                &[TimelineEvent::new(at, EventKind::Prompt, text)],
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // In batches, each its own short statement; SKIP LOCKED lets purges on several nodes
+        // share the work instead of queueing behind each other.
+        let mut total = 0;
+        loop {
+            let r = sqlx::query(
+                "DELETE FROM transactions WHERE id IN (
+                   SELECT id FROM transactions WHERE state = 'completed' AND created_at < $1
+                   LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(ms(before))
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await?;
+            total += r.rows_affected();
+            if r.rows_affected() < PURGE_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn due_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT transaction_id, url, attempts FROM callback_outbox
+             WHERE status = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let attempts: i32 = row.try_get("attempts")?;
+                Ok(CallbackJob {
+                    transaction_id: parse_transaction_id(
+                        &row.try_get::<String, _>("transaction_id")?,
+                    )?,
+                    url: row.try_get("url")?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(v.map(from_ms))
+    }
+
+    async fn record_callback_attempt(
+        &self,
+        id: &TransactionId,
+        delivered: bool,
+        retry_at: Option<DateTime<Utc>>,
+        error: &str,
+        event: &TimelineEvent,
+    ) -> Result<(), StoreError> {
+        let status = match (delivered, retry_at) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE callback_outbox SET attempts = attempts + 1, status = $1, last_error = $2,
+               next_attempt_at = COALESCE($3, next_attempt_at)
+             WHERE transaction_id = $4 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(retry_at.map(ms))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, id, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn secret(
+        &self,
+        name: &str,
+        generate: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<String, StoreError> {
+        // Insert-if-absent then read: nodes starting together all end up with the first value.
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(generate())
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn active_transaction(
+        &self,
+        device: &DeviceId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE device_id = $1 AND state <> 'completed'"
+        ))
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(Self::transaction_from_row)
+        .transpose()
+    }
+
+    async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError> {
+        // A plain read: every node's deadline loop may see the same offer, and the engine's
+        // compare-and-set `transition` lets exactly one of them end it.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM transactions WHERE state = 'offered' AND accept_deadline <= $1
+             ORDER BY accept_deadline LIMIT 500",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|s| parse_transaction_id(s)).collect()
+    }
+
+    async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(accept_deadline) FROM transactions WHERE state = 'offered'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(v.map(from_ms))
+    }
+}

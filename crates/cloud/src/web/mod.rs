@@ -1,0 +1,62 @@
+//! Pages the cloud serves to people: the virtual terminal (a device in the browser). Assets are
+//! compiled into the binary: no front-end build step, no CDN, nothing to deploy beside it.
+
+pub mod virtual_terminal;
+
+use crate::engine::Engine;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+/// What the pages need.
+#[derive(Clone)]
+pub struct WebState {
+    pub engine: Engine,
+    /// Whether `POST /virtual-terminal/devices` may enroll devices (dev deployments).
+    pub virtual_terminals: bool,
+}
+
+/// The routes of the pages and of the endpoints only they use.
+pub fn routes(state: WebState) -> Router {
+    use crate::pos_api::error::not_found;
+    Router::new()
+        .route(
+            "/virtual-terminal",
+            get(virtual_terminal::page).fallback(not_found),
+        )
+        .route(
+            "/virtual-terminal/app.js",
+            get(virtual_terminal::script).fallback(not_found),
+        )
+        .route(
+            "/virtual-terminal/style.css",
+            get(virtual_terminal::style).fallback(not_found),
+        )
+        .route(
+            "/virtual-terminal/devices",
+            post(virtual_terminal::create_device).fallback(not_found),
+        )
+        .with_state(state)
+}
+
+/// A compiled-in asset with its content type. Pages load only their own assets and talk only
+/// to their own origin (the WebSocket included), which the policy states.
+fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = body.into().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    response
+}

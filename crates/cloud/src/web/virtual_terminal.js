@@ -1,0 +1,981 @@
+// eftcloud virtual terminal: a payment terminal in a browser tab. It speaks the device protocol
+// (docs/device-protocol.md) to /device/v1 exactly as the reference agent does: hello with the
+// journal's unacknowledged results, pong, pairing codes refreshed before expiry, transaction ->
+// accept -> start/abort -> progress -> result until result_ack. The clerk and the customer are
+// the buttons. Plain JavaScript, no build step, no external resources.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  const PROTOCOL_VERSION = 1;
+  const AGENT_VERSION = 'virtual-terminal/1';
+  const CREDENTIALS_KEY = 'eftcloud.vt.credentials'; // sessionStorage: one device per tab
+  const JOURNAL_PREFIX = 'eftcloud.vt.journal.'; // localStorage, per device id
+  const STAN_PREFIX = 'eftcloud.vt.stan.';
+  const BACKOFF_MIN_MS = 200;
+  const BACKOFF_MAX_MS = 10000;
+  const CONNECT_TIMEOUT_MS = 10000;
+  const OFFER_HOLD_MS = 60000; // an accepted offer never started is dropped after this
+  const KEEP_FINISHED = 50; // acknowledged journal entries kept for reprints
+  const RECEIPT_WIDTH = 30;
+  const LOG_MAX = 300;
+
+  const FINANCIAL = new Set([
+    'Card.Purchase', 'Card.Refund', 'Card.PurchasePlusCash', 'Card.CashAdvance',
+    'Card.Authorise', 'Card.Finalise', 'QR.Merchant.Purchase', 'QR.Consumer.Purchase', 'QR.Refund',
+  ]);
+  const LABELS = {
+    'Card.Purchase': 'PURCHASE',
+    'Card.Refund': 'REFUND',
+    'Card.PurchasePlusCash': 'PURCHASE + CASH',
+    'Card.CashAdvance': 'CASH ADVANCE',
+    'Card.Authorise': 'PRE-AUTHORISATION',
+    'Card.Finalise': 'COMPLETION',
+    'QR.Merchant.Purchase': 'QR PURCHASE',
+    'QR.Consumer.Purchase': 'QR PURCHASE',
+    'QR.Refund': 'QR REFUND',
+    'Acquirer.Logon': 'LOGON',
+    'Acquirer.Settlement.Inquiry': 'SETTLEMENT INQUIRY',
+    'Acquirer.Settlement.Cutover': 'SETTLEMENT CUTOVER',
+    'Journal.ReprintReceipt': 'REPRINT',
+    'Journal.GetTransResult': 'LAST RESULT',
+    'Terminal.GetStatus': 'STATUS',
+    'Terminal.ReadCard': 'READ CARD',
+  };
+  const TIP_FUNCTIONS = new Set([
+    'Card.Purchase', 'Card.PurchasePlusCash', 'QR.Merchant.Purchase', 'QR.Consumer.Purchase',
+  ]);
+  const CARDS = [
+    { type: 'VISA', pan: '....0138', account: 'CREDIT' },
+    { type: 'MASTERCARD', pan: '....4444', account: 'CREDIT' },
+    { type: 'EFTPOS', pan: '....7021', account: 'SAVINGS' },
+    { type: 'AMEX', pan: '....1005', account: 'CREDIT' },
+  ];
+  const WALLETS = ['ALIPAY', 'WECHAT PAY'];
+
+  // ---- state ---------------------------------------------------------------------------------
+  const vtEnabled = document.body.dataset.virtualTerminals === 'true';
+  let creds = null; // {deviceId, secret}
+  let ws = null;
+  let welcomed = false;
+  let heartbeatMs = 10000;
+  let lastHeard = 0;
+  let backoffMs = BACKOFF_MIN_MS;
+  let reconnectTimer = null;
+  let reconnectAt = 0;
+  let plugged = true;
+  let halted = null; // a reason not to reconnect by itself (replaced by another tab)
+  let registers = [];
+  let pairing = null; // {code, issuedAt, expiresAt}
+  let pairingWanted = false;
+  let refreshTimer = null;
+  let current = null; // {offer, phase: 'accepted'|'started', acceptedAt, card, tip, signature, prompt}
+  let shown = null; // the last finished transaction on screen: {offer, result, delivered}
+  let notice = '';
+
+  // ---- small helpers ---------------------------------------------------------------------------
+  const pad2 = (n) => String(n).padStart(2, '0');
+  function money(cents) {
+    const c = Math.max(0, Math.trunc(cents || 0));
+    return `${Math.floor(c / 100)}.${pad2(c % 100)}`;
+  }
+  function timestamp(d = new Date()) {
+    return `${d.getFullYear()}${pad2(d.getMonth() + 1)}${pad2(d.getDate())}` +
+      `${pad2(d.getHours())}${pad2(d.getMinutes())}${pad2(d.getSeconds())}`;
+  }
+  function receiptTime(ts) {
+    return `${ts.slice(6, 8)}/${ts.slice(4, 6)}/${ts.slice(0, 4)} ${ts.slice(8, 10)}:${ts.slice(10, 12)}`;
+  }
+  function randomDigits(n) {
+    const bytes = new Uint8Array(n);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => String(b % 10)).join('');
+  }
+  function pick(list) {
+    const b = new Uint8Array(1);
+    crypto.getRandomValues(b);
+    return list[b[0] % list.length];
+  }
+  function sameRegister(a, b) {
+    return a.register_id === b.register_id && a.business_name === b.business_name &&
+      a.vendor_name === b.vendor_name;
+  }
+  function amountOf(offer) {
+    return offer.amount_total ?? offer.amount_auth ?? offer.amount_final ?? null;
+  }
+  const isQr = (f) => f.startsWith('QR.');
+  const isRefund = (f) => f === 'Card.Refund' || f === 'QR.Refund';
+  function needsCard(f) {
+    return (FINANCIAL.has(f) && f !== 'Card.Finalise') || f === 'Terminal.ReadCard';
+  }
+
+  // ---- the journal (localStorage): Started before the card, Completed before the result --------
+  function journalKey() { return JOURNAL_PREFIX + creds.deviceId; }
+  function loadJournal() {
+    const raw = localStorage.getItem(journalKey());
+    if (!raw) return [];
+    try {
+      const j = JSON.parse(raw);
+      return Array.isArray(j) ? j : [];
+    } catch (e) {
+      // Never start empty over a journal that cannot be read: keep it for a person to inspect.
+      localStorage.setItem(`${journalKey()}.unreadable.${Date.now()}`, raw);
+      logNote(`journal unreadable, set aside: ${e}`);
+      return [];
+    }
+  }
+  function saveJournal(j) { localStorage.setItem(journalKey(), JSON.stringify(j)); }
+  function journalEntry(id) { return loadJournal().find((e) => e.id === id) || null; }
+  function journalStarted(offer) {
+    const j = loadJournal();
+    if (!j.some((e) => e.id === offer.transaction_id)) {
+      j.push({ id: offer.transaction_id, offer, state: 'started', result: null, at: Date.now() });
+      saveJournal(j);
+    }
+  }
+  function journalCompleted(id, offer, result) {
+    const j = loadJournal();
+    let e = j.find((x) => x.id === id);
+    if (!e) {
+      e = { id, offer, state: 'started', result: null, at: Date.now() };
+      j.push(e);
+    }
+    if (!e.result) { // the first result wins
+      e.result = result;
+      e.state = 'completed';
+    }
+    saveJournal(j);
+    return e.result;
+  }
+  function journalAcknowledged(id) {
+    const j = loadJournal();
+    const e = j.find((x) => x.id === id);
+    if (!e || e.state !== 'completed') return false;
+    e.state = 'acknowledged';
+    const finished = j.filter((x) => x.state === 'acknowledged');
+    const drop = new Set(finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED)));
+    saveJournal(j.filter((x) => !drop.has(x)));
+    return true;
+  }
+  function unacknowledged() {
+    return loadJournal().filter((e) => e.state === 'completed' && e.result).map((e) => e.result);
+  }
+  function nextTerminalRef() {
+    const key = STAN_PREFIX + creds.deviceId;
+    const n = ((parseInt(localStorage.getItem(key) || '0', 10) || 0) + 1) % 1000000;
+    localStorage.setItem(key, String(n));
+    return String(n).padStart(6, '0');
+  }
+  // A reload is this terminal's power cut: a transaction journaled as started may have touched
+  // a card, so it is reversed and reported, as the reference agent does at start-up.
+  function recoverJournal() {
+    for (const e of loadJournal()) {
+      if (e.state !== 'started') continue;
+      const fin = e.offer && FINANCIAL.has(e.offer.function);
+      const result = {
+        transaction_id: e.id,
+        result: 'CANCELLED',
+        result_text: 'Transaction reversed after power failure',
+        fields: { Reversed: 'true', Timestamp: timestamp() },
+      };
+      if (fin || !e.offer) result.transaction_result = 'CANCELLED';
+      journalCompleted(e.id, e.offer, result);
+      logNote(`transaction ${e.id} was running when the page closed: reversed`);
+    }
+  }
+
+  // ---- the connection ------------------------------------------------------------------------
+  function deviceUrl() {
+    const url = new URL('/device/v1', window.location.href);
+    url.protocol = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return url.toString();
+  }
+
+  function setConnection(state, text) {
+    document.body.dataset.connection = state;
+    $('connection-status').textContent = text;
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (!creds || !plugged || halted || ws) return;
+    setConnection('connecting', 'Connecting…');
+    let sock;
+    try {
+      sock = new WebSocket(deviceUrl());
+    } catch (e) {
+      logNote(`cannot open the connection: ${e}`);
+      scheduleReconnect();
+      return;
+    }
+    ws = sock;
+    welcomed = false;
+    const giveUp = setTimeout(() => {
+      if (ws === sock && !welcomed) drop('no welcome in time');
+    }, CONNECT_TIMEOUT_MS);
+    sock.onopen = () => {
+      if (ws !== sock) return;
+      lastHeard = Date.now();
+      const running = current && current.phase === 'started' ? current.offer.transaction_id : undefined;
+      const hello = {
+        type: 'hello',
+        protocol_version: PROTOCOL_VERSION,
+        device_id: creds.deviceId,
+        secret: creds.secret,
+        vendor: 'eftcloud',
+        model: 'virtual',
+        agent_version: AGENT_VERSION,
+        unacknowledged: unacknowledged(),
+      };
+      if (running) hello.in_progress = running;
+      sock.send(JSON.stringify(hello));
+      logMessage('out', { ...hello, secret: '•••' });
+    };
+    sock.onmessage = (ev) => {
+      if (ws !== sock) return;
+      lastHeard = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        logNote(`unreadable frame from the cloud: ${e}`);
+        return;
+      }
+      logMessage('in', msg);
+      handle(msg);
+    };
+    sock.onclose = (ev) => {
+      clearTimeout(giveUp);
+      if (ws !== sock) return;
+      ws = null;
+      welcomed = false;
+      closed(ev.code, ev.reason);
+    };
+  }
+
+  // Drops the connection at once (watchdog, unplug); the close handshake may never finish.
+  function drop(reason, code = 1000) {
+    const sock = ws;
+    if (!sock) return;
+    ws = null;
+    welcomed = false;
+    try { sock.close(code, reason); } catch (_) { /* already closing */ }
+    logNote(`connection dropped: ${reason}`);
+    closed(null, reason);
+  }
+
+  function closed(code, reason) {
+    if (code !== null) logNote(`connection closed: ${code}${reason ? ` ${reason}` : ''}`);
+    if (!plugged) {
+      setConnection('unplugged', 'Unplugged');
+      render();
+      return;
+    }
+    if (code === 4003) {
+      halted = 'Another tab or terminal took over this device id. Reconnect to take it back.';
+      setConnection('error', 'Replaced');
+      render();
+      return;
+    }
+    // Retrying fast will not help these: back off to the maximum.
+    if (code === 4000 || code === 4001 || code === 4005) backoffMs = BACKOFF_MAX_MS;
+    if (code === 4001) notice = 'Authentication failed: unknown device or wrong secret.';
+    scheduleReconnect();
+    render();
+  }
+
+  function scheduleReconnect() {
+    const step = backoffMs;
+    const delay = Math.max(BACKOFF_MIN_MS, step / 2 + Math.random() * (step / 2));
+    backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
+    reconnectAt = Date.now() + delay;
+    setConnection(notice.startsWith('Authentication') ? 'error' : 'connecting',
+      `Offline, retrying in ${Math.ceil(delay / 1000)} s`);
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function send(msg) {
+    if (!ws || !welcomed || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(msg));
+    logMessage('out', msg);
+    return true;
+  }
+
+  // The cloud pings every heartbeat; three silent intervals mean a dead link.
+  setInterval(() => {
+    if (ws && welcomed && Date.now() - lastHeard > 3 * heartbeatMs) drop('the cloud went silent');
+  }, 1000);
+
+  // ---- frames from the cloud -----------------------------------------------------------------
+  function handle(msg) {
+    switch (msg.type) {
+      case 'welcome': return onWelcome(msg);
+      case 'ping': return send({ type: 'pong', nonce: msg.nonce });
+      case 'pairing_code': return onPairingCode(msg);
+      case 'paired': return onPaired(msg.register);
+      case 'unpaired': return onUnpaired(msg.registers || []);
+      case 'transaction': return onTransaction(msg);
+      case 'start': return onStart(msg.transaction_id);
+      case 'abort': return onAbort(msg.transaction_id, msg.reason);
+      case 'cancel': return onCancel(msg.transaction_id);
+      case 'result_ack': return onResultAck(msg.transaction_id);
+      case 'error':
+        notice = `Cloud: ${msg.message}`;
+        return render();
+      default: return undefined; // unknown frames are ignored
+    }
+  }
+
+  function onWelcome(msg) {
+    welcomed = true;
+    backoffMs = BACKOFF_MIN_MS;
+    notice = '';
+    heartbeatMs = Math.min(86400000, Math.max(10, Number(msg.heartbeat_ms) || 10000));
+    registers = Array.isArray(msg.registers) ? msg.registers : [];
+    setConnection('online', 'Online');
+    if (registers.length === 0 || pairingWanted) requestCode();
+    render();
+  }
+
+  function requestCode() {
+    pairingWanted = true;
+    clearTimeout(refreshTimer);
+    if (!send({ type: 'pairing_code_request' })) render();
+  }
+
+  function onPairingCode(msg) {
+    const ttl = Math.max(1000, Number(msg.expires_in_ms) || 120000);
+    pairing = { code: String(msg.code), issuedAt: Date.now(), expiresAt: Date.now() + ttl };
+    clearTimeout(refreshTimer);
+    // Refresh at 80 % of the lifetime so the screen never shows a dead code.
+    refreshTimer = setTimeout(() => { if (pairingWanted) requestCode(); }, ttl * 0.8);
+    render();
+  }
+
+  function stopPairing() {
+    pairingWanted = false;
+    pairing = null;
+    clearTimeout(refreshTimer);
+  }
+
+  function onPaired(register) {
+    if (!register) return;
+    const i = registers.findIndex((r) => sameRegister(r, register));
+    if (i >= 0) registers[i] = register; else registers.push(register);
+    stopPairing();
+    render();
+  }
+
+  function onUnpaired(keys) {
+    registers = registers.filter((r) => !keys.some((k) => sameRegister(r, k)));
+    if (registers.length === 0) requestCode();
+    render();
+  }
+
+  function onTransaction(offer) {
+    const id = offer.transaction_id;
+    const entry = journalEntry(id);
+    if (entry) {
+      // Running: the result will follow. Finished: answer with the journaled result again.
+      if (entry.result) send({ type: 'result', ...entry.result });
+      return;
+    }
+    if (current) {
+      if (current.offer.transaction_id === id) {
+        if (current.phase === 'accepted') send({ type: 'accept', transaction_id: id });
+        return;
+      }
+      const stale = current.phase === 'accepted' && Date.now() - current.acceptedAt > OFFER_HOLD_MS;
+      if (!stale) {
+        logNote(`busy: offer ${id} not accepted`);
+        return;
+      }
+      current = null;
+    }
+    current = {
+      offer, phase: 'accepted', acceptedAt: Date.now(), card: null, tip: 0, signature: null,
+      prompt: 'Waiting for the cloud to start it…',
+    };
+    shown = null;
+    notice = '';
+    $('tip-amount').value = '';
+    send({ type: 'accept', transaction_id: id });
+    render();
+  }
+
+  function onStart(id) {
+    const entry = journalEntry(id);
+    if (entry) {
+      if (entry.result) send({ type: 'result', ...entry.result });
+      return;
+    }
+    if (current && current.offer.transaction_id === id && current.phase === 'accepted') {
+      try {
+        journalStarted(current.offer);
+      } catch (e) {
+        // Nothing touched a card: a definite, safe answer.
+        const offer = current.offer;
+        current = null;
+        const result = outcome(offer, 'FAILED', 'FAILED', 'Device journal unavailable; nothing was charged',
+          { Timestamp: timestamp() });
+        shown = { offer, result, delivered: false };
+        send({ type: 'result', ...result });
+        render();
+        return;
+      }
+      current.phase = 'started';
+      const f = current.offer.function;
+      const head = `${LABELS[f] || f}${amountOf(current.offer) !== null ? ` $${money(amountOf(current.offer))}` : ''}`;
+      if (f === 'QR.Merchant.Purchase') prompt('show_qr', `${head}\nScan the QR code`);
+      else if (f === 'QR.Consumer.Purchase' || f === 'QR.Refund') prompt('scan_qr', `${head}\nShow your QR code`);
+      else if (needsCard(f)) prompt('present_card', `${head}\nPresent card`);
+      else prompt('processing', `${head}\nProcessing`);
+      render();
+      return;
+    }
+    // Never accepted, or forgotten after abort/cancel: nothing touched a card.
+    const result = {
+      transaction_id: id,
+      transaction_result: 'CANCELLED',
+      result: 'CANCELLED',
+      result_text: 'Not accepted by the device; nothing was charged',
+      fields: { Timestamp: timestamp() },
+    };
+    send({ type: 'result', ...journalCompleted(id, null, result) });
+  }
+
+  function onAbort(id, reason) {
+    if (current && current.offer.transaction_id === id && current.phase === 'accepted') {
+      current = null;
+      notice = `Aborted by the cloud: ${reason || 'no reason given'}`;
+      render();
+    }
+  }
+
+  function onCancel(id) {
+    if (!current || current.offer.transaction_id !== id) return;
+    if (current.phase === 'accepted') {
+      current = null;
+      notice = 'Cancelled by the POS before it started';
+      render();
+      return;
+    }
+    // Nothing is charged before Approve, so a cancel always stops it here.
+    finish('pos-cancel');
+  }
+
+  function onResultAck(id) {
+    journalAcknowledged(id);
+    if (shown && shown.result.transaction_id === id) {
+      shown.delivered = true;
+      render();
+    }
+  }
+
+  // ---- what the clerk and the customer do --------------------------------------------------------
+  function prompt(name, text) {
+    if (!current) return;
+    current.prompt = text;
+    // Progress while offline is stale by the time the link is back: dropped, not queued.
+    send({ type: 'progress', transaction_id: current.offer.transaction_id, prompt: name, text });
+  }
+
+  function presentCard() {
+    if (!running()) return;
+    const f = current.offer.function;
+    current.card = isQr(f) ? { type: pick(WALLETS), pan: null, account: null } : pick(CARDS);
+    if (isQr(f)) prompt('processing', `${current.card.type}\nProcessing`);
+    else if (FINANCIAL.has(f)) prompt('enter_pin', `${current.card.type} ${current.card.pan}\nEnter PIN`);
+    else prompt('processing', `${current.card.type} ${current.card.pan}\nReading card`);
+    render();
+  }
+
+  function enterTip() {
+    if (!running() || !TIP_FUNCTIONS.has(current.offer.function)) return;
+    const input = $('tip-amount');
+    const text = input.value.trim().replace(/^\$/, '');
+    if (!/^\d{1,6}(\.\d{1,2})?$/.test(text)) {
+      notice = 'Tip: enter an amount like 2.50';
+      render();
+      input.focus();
+      return;
+    }
+    const [whole, frac = ''] = text.split('.');
+    current.tip = parseInt(whole, 10) * 100 + parseInt(frac.padEnd(2, '0'), 10);
+    notice = '';
+    const total = (amountOf(current.offer) || 0) + current.tip;
+    prompt('enter_tip', `Tip $${money(current.tip)}\nTotal $${money(total)}`);
+    render();
+  }
+
+  function signatureRequired() {
+    if (!running()) return;
+    current.signature = 'required';
+    prompt('signature_required', 'Signature required\nClerk: check the signature');
+    render();
+  }
+
+  function signatureAccepted() {
+    if (!running() || current.signature !== 'required') return;
+    current.signature = 'accepted';
+    prompt('processing', 'Signature accepted\nProcessing');
+    render();
+  }
+
+  function running() { return current && current.phase === 'started'; }
+
+  function finish(kind) {
+    if (!running()) return;
+    const c = current;
+    if (kind === 'approve') prompt('processing', 'Processing');
+    const result = buildResult(kind, c);
+    let stored = result;
+    try {
+      stored = journalCompleted(c.offer.transaction_id, c.offer, result);
+    } catch (e) {
+      logNote(`journal write failed: ${e}`);
+    }
+    current = null;
+    shown = { offer: c.offer, result: stored, delivered: false };
+    if (!send({ type: 'result', ...stored })) {
+      logNote('offline: the result stays in the journal and goes with the next hello');
+    }
+    render();
+  }
+
+  // ---- results ---------------------------------------------------------------------------------
+  class Receipt {
+    constructor(f, ts) {
+      this.lines = [];
+      this.center('EFTCLOUD VIRTUAL TERMINAL');
+      this.pair('MERCHANT ID', 'MID000000001');
+      this.pair('TERMINAL ID', creds.deviceId);
+      this.pair('DATE/TIME', receiptTime(ts));
+      this.rule();
+      this.center(LABELS[f] || f);
+    }
+    center(s) {
+      const t = s.slice(0, RECEIPT_WIDTH);
+      this.lines.push(' '.repeat(Math.floor((RECEIPT_WIDTH - t.length) / 2)) + t);
+    }
+    pair(left, right) {
+      const r = String(right).slice(0, RECEIPT_WIDTH);
+      const l = left.slice(0, Math.max(0, RECEIPT_WIDTH - r.length - 1));
+      this.lines.push(l + ' '.repeat(Math.max(1, RECEIPT_WIDTH - l.length - r.length)) + r);
+    }
+    amount(label, cents) { this.pair(label, `AUD ${money(cents).padStart(9)}`); }
+    rule() { this.lines.push('-'.repeat(RECEIPT_WIDTH)); }
+    card(card) {
+      if (card.pan) {
+        this.pair('CARD', `${card.type} ${card.pan}`);
+        this.pair('ACCOUNT', card.account);
+      } else {
+        this.pair('WALLET', card.type);
+      }
+    }
+    finish(verdict) {
+      this.rule();
+      this.center(verdict);
+      return this.lines.join('\n');
+    }
+  }
+
+  function outcome(offer, transactionResult, result, text, fields) {
+    const r = { transaction_id: offer.transaction_id, result, result_text: text, fields };
+    // Financial functions must carry transaction_result; non-financial ones omit it.
+    if (FINANCIAL.has(offer.function)) r.transaction_result = transactionResult;
+    return r;
+  }
+
+  function cardFields(fields, card) {
+    fields.CardType = card.type;
+    if (card.pan) {
+      fields.CardPan = card.pan;
+      fields.AccountType = card.account;
+    }
+  }
+
+  function lastFinancial() {
+    const done = loadJournal().filter((e) => e.offer && e.result && FINANCIAL.has(e.offer.function));
+    return done.length ? done[done.length - 1] : null;
+  }
+
+  function buildResult(kind, c) {
+    const offer = c.offer;
+    const f = offer.function;
+    const ts = timestamp();
+    const fields = { Timestamp: ts, TerminalRef: nextTerminalRef() };
+    const receipt = new Receipt(f, ts);
+    const base = amountOf(offer);
+    if (offer.transaction_reference) fields.TransactionReference = offer.transaction_reference;
+
+    if (kind === 'cancel' || kind === 'pos-cancel') {
+      const text = kind === 'cancel' ? 'CANCELLED ON DEVICE' : 'CANCELLED BY POS';
+      if (base !== null) receipt.amount('AMOUNT', base);
+      fields.Receipt = receipt.finish('CANCELLED');
+      return outcome(offer, 'CANCELLED', 'CANCELLED', text, fields);
+    }
+    if (kind === 'decline') {
+      if (!FINANCIAL.has(f)) return outcome(offer, 'FAILED', 'FAILED', 'DECLINED BY OPERATOR', fields);
+      const card = c.card || pick(CARDS);
+      cardFields(fields, card);
+      receipt.card(card);
+      if (base !== null) receipt.amount('AMOUNT', base);
+      receipt.pair('RESPONSE', '51');
+      receipt.center('INSUFFICIENT FUNDS');
+      fields.Receipt = receipt.finish('DECLINED');
+      return outcome(offer, 'OK-DECLINED', 'OK', 'DECLINED 51 INSUFFICIENT FUNDS', fields);
+    }
+
+    // Approve.
+    if (!FINANCIAL.has(f)) return nonFinancial(offer, c, fields, receipt);
+    const card = c.card || (f === 'Card.Finalise' ? CARDS[0] : pick(CARDS));
+    cardFields(fields, card);
+    receipt.card(card);
+    const amount = base || 0;
+    const tip = TIP_FUNCTIONS.has(f) ? c.tip : 0;
+    if (f === 'Card.PurchasePlusCash') {
+      const cash = offer.amount_cash || 0;
+      fields.AmountCash = String(cash);
+      receipt.amount('PURCHASE', amount - cash);
+      receipt.amount('CASH', cash);
+    } else if (f === 'Card.CashAdvance') {
+      fields.AmountCash = String(amount);
+      receipt.amount('CASH', amount);
+    } else if (f === 'Card.Authorise') {
+      fields.AmountAuth = String(amount);
+      receipt.amount('AUTHORISED', amount);
+    } else if (f === 'Card.Finalise') {
+      fields.AmountFinal = String(amount);
+      receipt.amount('FINAL', amount);
+    } else {
+      receipt.amount(LABELS[f] || 'AMOUNT', amount);
+    }
+    if (tip > 0) receipt.amount('TIP', tip);
+    receipt.amount('TOTAL', amount + tip);
+    if (c.signature === 'accepted') receipt.center('SIGNATURE VERIFIED');
+    const auth = randomDigits(6);
+    const acq = randomDigits(12);
+    receipt.pair('AUTH ID', auth);
+    receipt.pair('ACQ REF', acq);
+    Object.assign(fields, {
+      AmountTotal: String(amount + tip),
+      AmountSurcharge: '0',
+      AmountTip: String(tip),
+      AuthId: auth,
+      AcquirerRef: acq,
+      Receipt: receipt.finish(isRefund(f) ? 'REFUND APPROVED' : 'APPROVED'),
+    });
+    return outcome(offer, 'OK-ACCEPTED', 'OK', 'APPROVED', fields);
+  }
+
+  function nonFinancial(offer, c, fields, receipt) {
+    switch (offer.function) {
+      case 'Terminal.GetStatus':
+        fields.Status = 'READY';
+        return outcome(offer, null, 'OK', 'READY', fields);
+      case 'Terminal.ReadCard': {
+        const card = c.card || pick(CARDS);
+        cardFields(fields, card);
+        return outcome(offer, null, 'OK', 'CARD READ', fields);
+      }
+      case 'Acquirer.Logon':
+        fields.Receipt = receipt.finish('LOGON SUCCESSFUL');
+        return outcome(offer, null, 'OK', 'LOGON SUCCESSFUL', fields);
+      case 'Journal.ReprintReceipt': {
+        const last = loadJournal().filter((e) => e.result && e.result.fields && e.result.fields.Receipt).pop();
+        if (!last) return outcome(offer, null, 'FAILED', 'NO RECEIPT TO REPRINT', fields);
+        fields.Receipt = `     *** DUPLICATE ***\n${last.result.fields.Receipt}`;
+        fields.ReferenceId = last.id;
+        return outcome(offer, null, 'OK', 'REPRINT OK', fields);
+      }
+      case 'Journal.GetTransResult': {
+        const last = lastFinancial();
+        if (!last) return outcome(offer, null, 'FAILED', 'NO TRANSACTION IN JOURNAL', fields);
+        const copy = { ...last.result.fields, ...fields };
+        copy.ReferenceId = last.id;
+        copy.LastTransactionType = last.offer.function;
+        copy.LastTransactionResult = last.result.transaction_result || '';
+        copy.LastResult = last.result.result;
+        return outcome(offer, null, 'OK', last.result.result_text, copy);
+      }
+      default: {
+        const text = offer.function === 'Acquirer.Settlement.Cutover' ? 'CUTOVER COMPLETE' : 'SETTLEMENT TOTALS';
+        if (offer.date) fields.SettlementDate = offer.date;
+        fields.Receipt = receipt.finish(text);
+        return outcome(offer, null, 'OK', text, fields);
+      }
+    }
+  }
+
+  // ---- rendering ---------------------------------------------------------------------------------
+  function registerName(r) { return r.register_name || r.register_id; }
+
+  function render() {
+    const haveDevice = !!creds;
+    $('setup').hidden = haveDevice;
+    $('terminal').hidden = !haveDevice;
+    $('vt-enabled').hidden = !vtEnabled;
+    $('vt-disabled').hidden = vtEnabled;
+    if (!haveDevice) return;
+
+    $('device-id').textContent = creds.deviceId;
+    $('device-registers').textContent = registers.length
+      ? registers.map(registerName).join(', ') : 'not paired';
+    $('device-summary').textContent =
+      `Device ${creds.deviceId}; journal: ${unacknowledged().length} result(s) awaiting acknowledgement.`;
+
+    const list = $('registers');
+    list.replaceChildren(...registers.map((r) => {
+      const li = document.createElement('li');
+      const name = document.createElement('strong');
+      name.textContent = registerName(r);
+      const meta = document.createElement('span');
+      meta.className = 'reg-meta';
+      meta.textContent = `${r.business_name} · ${r.vendor_name} · ${r.register_id}`;
+      li.append(name, meta);
+      return li;
+    }));
+    if (!registers.length) {
+      const li = document.createElement('li');
+      li.textContent = 'No register paired yet.';
+      list.append(li);
+    }
+
+    const screen = $('screen');
+    let mode = 'idle';
+    if (current) mode = 'transaction';
+    else if (shown) mode = 'result';
+    else if (pairingWanted || registers.length === 0) mode = 'pairing';
+    screen.dataset.screen = mode;
+
+    if (mode === 'pairing') renderPairing();
+    $('idle-registers').textContent = notice ||
+      (registers.length ? `Paired with ${registers.map(registerName).join(', ')}` : '');
+
+    if (current) {
+      const o = current.offer;
+      const amount = amountOf(o);
+      $('tx-register').textContent = o.register ? `From ${registerName(o.register)}` : '';
+      $('tx-function').textContent = o.function;
+      $('tx-amount').textContent = amount !== null ? `$${money(amount + (current.tip || 0))}` : '';
+      const extra = [];
+      if (current.tip) extra.push(`incl. tip $${money(current.tip)}`);
+      if (o.amount_cash) extra.push(`incl. cash $${money(o.amount_cash)}`);
+      if (o.transaction_reference) extra.push(`ref ${o.transaction_reference}`);
+      if (o.date) extra.push(`date ${o.date}`);
+      $('tx-extra').textContent = extra.join(' · ');
+      $('tx-prompt').textContent = notice || current.prompt;
+    }
+
+    if (shown) {
+      const r = shown.result;
+      $('result-text').textContent = r.result_text || r.result;
+      let delivery = shown.delivered ? 'Result delivered to the cloud' : 'Sending the result…';
+      if (!shown.delivered && (!ws || !welcomed)) delivery = 'Offline: the result is kept and sent when the terminal is back online';
+      $('result-delivery').textContent = notice || delivery;
+    }
+    const receipt = shown && shown.result.fields && shown.result.fields.Receipt;
+    $('receipt-panel').hidden = !shown;
+    $('receipt').textContent = receipt || '(no receipt)';
+
+    const run = running();
+    const f = current ? current.offer.function : '';
+    const cardIn = run && (current.card || !needsCard(f));
+    $('btn-present-card').disabled = !run || !needsCard(f) || !!current.card;
+    $('btn-present-card').textContent = isQr(f) ? 'Customer pays (QR)' : 'Present card';
+    $('btn-approve').disabled = !cardIn || current.signature === 'required';
+    $('btn-decline').disabled = !run;
+    $('btn-cancel').disabled = !run;
+    $('btn-tip').disabled = !run || !TIP_FUNCTIONS.has(f);
+    $('tip-amount').disabled = $('btn-tip').disabled;
+    $('btn-signature-required').disabled = !cardIn || !!current.signature || !FINANCIAL.has(f) || isQr(f);
+    $('btn-signature-accepted').disabled = !run || current.signature !== 'required';
+    $('refresh-code').disabled = !welcomed;
+    $('unpair-all').disabled = !welcomed || registers.length === 0;
+    $('plugged').checked = plugged;
+    $('reconnect').hidden = !halted;
+    if (halted) $('connection-status').textContent = 'Replaced by another tab';
+  }
+
+  function renderPairing() {
+    if (!pairing) {
+      $('pairing-code').textContent = '…';
+      $('pairing-code').dataset.code = '';
+      $('pairing-countdown').textContent = welcomed ? 'Requesting a code…' : 'Waiting for the connection…';
+      $('pairing-bar').style.width = '0%';
+      return;
+    }
+    const code = pairing.code;
+    $('pairing-code').textContent = code.length === 8 ? `${code.slice(0, 4)} ${code.slice(4)}` : code;
+    $('pairing-code').dataset.code = code;
+    const left = pairing.expiresAt - Date.now();
+    const total = pairing.expiresAt - pairing.issuedAt;
+    if (left <= 0) {
+      $('pairing-countdown').textContent = 'Expired: waiting for a new code';
+      $('pairing-bar').style.width = '0%';
+    } else {
+      const s = Math.ceil(left / 1000);
+      $('pairing-countdown').textContent = `Expires in ${Math.floor(s / 60)}:${pad2(s % 60)}`;
+      $('pairing-bar').style.width = `${Math.max(0, Math.min(100, (left / total) * 100))}%`;
+    }
+  }
+  setInterval(() => {
+    if (creds && $('screen').dataset.screen === 'pairing') renderPairing();
+    if (reconnectTimer && !ws && plugged) {
+      const s = Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000));
+      $('connection-status').textContent = notice.startsWith('Authentication')
+        ? `Authentication failed, retrying in ${s} s` : `Offline, retrying in ${s} s`;
+    }
+  }, 1000);
+
+  // ---- the message log -------------------------------------------------------------------------
+  function shorten(value) {
+    return JSON.stringify(value, (k, v) => (typeof v === 'string' && v.length > 80 ? `${v.slice(0, 77)}…` : v));
+  }
+  function addLog(dirClass, dirText, type, body) {
+    const li = document.createElement('li');
+    li.dataset.type = type;
+    const time = document.createElement('time');
+    time.textContent = new Date().toLocaleTimeString();
+    const dir = document.createElement('span');
+    dir.className = `dir ${dirClass}`;
+    dir.textContent = dirText;
+    const t = document.createElement('code');
+    t.textContent = type;
+    const b = document.createElement('span');
+    b.className = 'body';
+    b.textContent = body ? ` ${body}` : '';
+    li.append(time, dir, t, b);
+    const log = $('log');
+    if (!$('show-heartbeats').checked && (type === 'ping' || type === 'pong')) li.hidden = true;
+    log.prepend(li);
+    while (log.children.length > LOG_MAX) log.lastElementChild.remove();
+  }
+  function logMessage(direction, msg) {
+    const { type, ...rest } = msg;
+    addLog(direction === 'out' ? 'dir-out' : 'dir-in', direction === 'out' ? 'sent' : 'recv', type, shorten(rest));
+  }
+  function logNote(text) { addLog('dir-note', 'note', '', text); }
+
+  // ---- setup -----------------------------------------------------------------------------------
+  function loadCredentials() {
+    try {
+      const c = JSON.parse(sessionStorage.getItem(CREDENTIALS_KEY) || 'null');
+      if (c && typeof c.deviceId === 'string' && typeof c.secret === 'string') return c;
+    } catch (_) { /* none */ }
+    return null;
+  }
+
+  function useDevice(c) {
+    creds = c;
+    sessionStorage.setItem(CREDENTIALS_KEY, JSON.stringify(c));
+    registers = [];
+    current = null;
+    shown = null;
+    notice = '';
+    halted = null;
+    backoffMs = BACKOFF_MIN_MS;
+    recoverJournal();
+    render();
+    connect();
+  }
+
+  async function createDevice() {
+    const button = $('create-device');
+    button.disabled = true;
+    $('setup-error').textContent = '';
+    try {
+      const response = await fetch('/virtual-terminal/devices', { method: 'POST' });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        if (response.status === 404) $('vt-disabled').hidden = false;
+        throw new Error(body.error || `HTTP ${response.status}`);
+      }
+      logNote(`enrolled ${body.deviceId}`);
+      useDevice({ deviceId: body.deviceId, secret: body.secret });
+    } catch (e) {
+      $('setup-error').textContent = `Could not create a virtual terminal: ${e.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  $('create-device').addEventListener('click', createDevice);
+  $('credentials-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const deviceId = $('device-id-input').value.trim();
+    const secret = $('secret-input').value.trim();
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(deviceId) || !secret) {
+      $('setup-error').textContent = 'Enter a device id (letters, digits, . _ -) and its secret.';
+      return;
+    }
+    useDevice({ deviceId, secret });
+  });
+  $('forget-device').addEventListener('click', () => {
+    const pending = creds ? unacknowledged().length : 0;
+    const warning = pending
+      ? `${pending} result(s) are not acknowledged yet and stay in this browser's storage. Forget the device anyway?`
+      : 'Forget this device in this tab? (It stays enrolled on the cloud.)';
+    if (!window.confirm(warning)) return;
+    plugged = true;
+    if (ws) drop('device forgotten');
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    stopPairing();
+    sessionStorage.removeItem(CREDENTIALS_KEY);
+    creds = null;
+    current = null;
+    shown = null;
+    setConnection('none', 'Not connected');
+    render();
+  });
+
+  $('plugged').addEventListener('change', (ev) => {
+    plugged = ev.target.checked;
+    if (!plugged) {
+      clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      clearTimeout(refreshTimer);
+      if (ws) drop('unplugged');
+      setConnection('unplugged', 'Unplugged');
+      logNote('unplugged');
+    } else {
+      logNote('plugged back in');
+      halted = null;
+      backoffMs = BACKOFF_MIN_MS;
+      connect();
+    }
+    render();
+  });
+
+  $('btn-present-card').addEventListener('click', presentCard);
+  $('btn-approve').addEventListener('click', () => finish('approve'));
+  $('btn-decline').addEventListener('click', () => finish('decline'));
+  $('btn-cancel').addEventListener('click', () => finish('cancel'));
+  $('btn-tip').addEventListener('click', enterTip);
+  $('tip-amount').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') enterTip(); });
+  $('btn-signature-required').addEventListener('click', signatureRequired);
+  $('btn-signature-accepted').addEventListener('click', signatureAccepted);
+  $('refresh-code').addEventListener('click', () => { shown = null; requestCode(); render(); });
+  $('unpair-all').addEventListener('click', () => send({ type: 'unpair' }));
+  $('done').addEventListener('click', () => { shown = null; notice = ''; render(); });
+  $('clear-log').addEventListener('click', () => $('log').replaceChildren());
+  $('show-heartbeats').addEventListener('change', (ev) => {
+    for (const li of $('log').children) {
+      if (li.dataset.type === 'ping' || li.dataset.type === 'pong') li.hidden = !ev.target.checked;
+    }
+  });
+  $('reconnect').addEventListener('click', () => {
+    halted = null;
+    backoffMs = BACKOFF_MIN_MS;
+    connect();
+    render();
+  });
+
+  const saved = loadCredentials();
+  if (saved) useDevice(saved); else render();
+})();

@@ -1,0 +1,92 @@
+//! `/virtual-terminal`: a page that is a device. It speaks the device protocol to `/device/v1`
+//! from the browser, exactly as a terminal would; the cloud treats it like any other device.
+//! On dev deployments it can enroll its own device with one click.
+
+use super::{asset, WebState};
+use crate::engine::devices::{EnrollError, NewDevice};
+use crate::pos_api::error::ApiError;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::DeviceId;
+use serde::Serialize;
+
+const HTML: &str = include_str!("virtual_terminal.html");
+const SCRIPT: &str = include_str!("virtual_terminal.js");
+const STYLE: &str = include_str!("virtual_terminal.css");
+
+/// Vendor and model recorded for devices the page enrolls.
+const VENDOR: &str = "eftcloud";
+const MODEL: &str = "virtual";
+/// Merchant recorded for devices the page enrolls (an operator can tell them apart).
+const MERCHANT: &str = "Virtual terminals";
+
+/// `GET /virtual-terminal`. Whether the page may enroll its own device is written into it, so
+/// it can say so before anyone clicks.
+pub async fn page(State(state): State<WebState>) -> Response {
+    let enabled = if state.virtual_terminals {
+        "true"
+    } else {
+        "false"
+    };
+    asset(
+        "text/html; charset=utf-8",
+        HTML.replace("{{VIRTUAL_TERMINALS}}", enabled),
+    )
+}
+
+/// `GET /virtual-terminal/app.js`.
+pub async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /virtual-terminal/style.css`.
+pub async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// A device the page enrolled; the secret is shown once, like `eftcloud device add`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedDevice {
+    pub device_id: String,
+    pub secret: String,
+}
+
+/// `POST /virtual-terminal/devices`: enrolls a fresh `virtual-…` device and returns its
+/// credentials; 404 unless virtual terminals are enabled.
+pub async fn create_device(State(state): State<WebState>) -> Result<Response, ApiError> {
+    if !state.virtual_terminals {
+        return Err(ApiError::not_found(
+            "virtual terminals are disabled on this cloud (production mode); an operator can \
+             enable them with --virtual-terminals, or enroll a device with `eftcloud device add` \
+             and type its id and secret into the page",
+        ));
+    }
+    let details = NewDevice {
+        vendor: VENDOR.into(),
+        model: MODEL.into(),
+        merchant: MERCHANT.into(),
+    };
+    // 48 random bits: a collision is practically impossible, and retried once anyway.
+    for _ in 0..2 {
+        let raw = format!("virtual-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let id = DeviceId::parse(&raw).map_err(ApiError::internal)?;
+        match state.engine.enroll_device(&id, &details).await {
+            Ok(secret) => {
+                tracing::info!(device = %id, "virtual terminal enrolled");
+                let body = CreatedDevice {
+                    device_id: id.to_string(),
+                    secret,
+                };
+                return Ok((StatusCode::CREATED, Json(body)).into_response());
+            }
+            Err(EnrollError::AlreadyEnrolled(_)) => continue,
+            Err(EnrollError::Store(e)) => return Err(ApiError::internal(e)),
+        }
+    }
+    Err(ApiError::internal(
+        "could not pick a free virtual device id",
+    ))
+}

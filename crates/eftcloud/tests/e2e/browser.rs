@@ -1,0 +1,524 @@
+//! Browser tests: the virtual terminal page in headless Chromium, driven through chromedriver
+//! (WebDriver) with fantoccini. The page is a real device: it pairs through the POS API and runs
+//! transactions the test approves, declines, cancels and unplugs by clicking.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without them the
+//! tests print "skipped" and pass. `EFTCLOUD_SCREENSHOTS=<dir>` also saves screenshots of the
+//! main states there (`EFTCLOUD_SCREENSHOTS=docs/screenshots` refreshes the README's).
+
+use crate::harness::{poll_until_completed, purchase, register, spawn_app_with, Opts, PATIENCE};
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use pos::PairingDetails;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+const CHROMIUM: &[&str] = &["/usr/bin/chromium", "/usr/bin/chromium-browser"];
+const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver"];
+
+/// A headless Chromium session; chromedriver is killed when this is dropped.
+struct Browser {
+    client: Client,
+    _driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        return Some(PathBuf::from(p));
+    }
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// Starts chromedriver on a free port and opens a session, or says why the test is skipped.
+async fn browser() -> Option<Browser> {
+    let (Some(chromium), Some(driver)) = (
+        find_binary("EFTCLOUD_CHROMIUM", CHROMIUM),
+        find_binary("EFTCLOUD_CHROMEDRIVER", CHROMEDRIVER),
+    ) else {
+        eprintln!(
+            "skipped: chromium/chromedriver not installed \
+             (apt-get install chromium chromium-driver; .ci/run does)"
+        );
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let webdriver = format!("http://127.0.0.1:{port}");
+    tokio::time::timeout(PATIENCE, async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("chromedriver listens");
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            // As root on a machine without network: no sandbox, no background traffic.
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&webdriver)
+        .await
+        .expect("chromium session");
+    Some(Browser {
+        client,
+        _driver: driver,
+        _profile: profile,
+    })
+}
+
+/// Runs a scenario in a fresh browser and always ends the session (so no Chromium outlives the
+/// test), then re-raises a failure.
+async fn with_browser<F, Fut>(scenario: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(b) = browser().await else { return };
+    let outcome = std::panic::AssertUnwindSafe(scenario(b.client.clone()))
+        .catch_unwind()
+        .await;
+    let _ = b.client.clone().close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Evaluates `expr` in the page until `ok` accepts its value; returns that value.
+async fn wait_js(c: &Client, what: &str, expr: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let script = format!("return ({expr});");
+    let mut last = Value::Null;
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            last = c.execute(&script, vec![]).await.unwrap_or(Value::Null);
+            if ok(&last) {
+                return last.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out waiting for {what}: {expr} was {last}"))
+}
+
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click #{id}: {e}"));
+}
+
+async fn text_of(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
+async fn enabled(c: &Client, id: &str) {
+    wait_js(
+        c,
+        &format!("#{id} enabled"),
+        &format!("!document.getElementById('{id}').disabled"),
+        |v| v == &json!(true),
+    )
+    .await;
+}
+
+async fn screen_is(c: &Client, screen: &str) {
+    wait_js(
+        c,
+        &format!("screen {screen}"),
+        "document.getElementById('screen').dataset.screen",
+        |v| v == &json!(screen),
+    )
+    .await;
+}
+
+async fn pairing_code(c: &Client) -> String {
+    let v = wait_js(
+        c,
+        "a pairing code",
+        "document.getElementById('pairing-code').dataset.code || ''",
+        |v| v.as_str().is_some_and(|s| s.len() == 8),
+    )
+    .await;
+    v.as_str().unwrap().to_string()
+}
+
+/// Saves a screenshot when `EFTCLOUD_SCREENSHOTS` names a directory (a relative one is taken
+/// from the workspace root).
+async fn screenshot(c: &Client, name: &str) {
+    let Ok(dir) = std::env::var("EFTCLOUD_SCREENSHOTS") else {
+        return;
+    };
+    let png = c.screenshot().await.unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// The POS: posts a purchase and returns its polling URL and cancel URL.
+async fn post_purchase(
+    app: &crate::harness::TestApp,
+    reg: &protocol::RegisterKey,
+    amount: &str,
+) -> (String, String) {
+    let (status, env) = app
+        .post_form("/POS/Transaction", &purchase(reg, amount))
+        .await;
+    assert_eq!(status, 200, "{env}");
+    let cancel = format!(
+        "{}/pos/transaction/{}/cancel?merchantAccessToken={}",
+        app.base,
+        env["transactionId"].as_str().unwrap(),
+        env["merchantAccessToken"].as_str().unwrap()
+    );
+    (
+        env["data"]["PollingUrl"].as_str().unwrap().to_string(),
+        cancel,
+    )
+}
+
+/// Waits until the page shows a started transaction (the card buttons come alive).
+async fn started(c: &Client) {
+    screen_is(c, "transaction").await;
+    enabled(c, "btn-cancel").await;
+}
+
+#[tokio::test]
+async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
+    let app = spawn_app_with(Opts {
+        delayed_after: Duration::from_secs(1),
+        ..Opts::default()
+    })
+    .await;
+    with_browser(|c| async move {
+        c.goto(&app.url("/virtual-terminal")).await.unwrap();
+        assert!(c.title().await.unwrap().contains("Virtual terminal"));
+        screenshot(&c, "virtual-terminal-setup").await;
+
+        // One click enrolls a device and the page connects with it and shows a code.
+        click(&c, "create-device").await;
+        let code = pairing_code(&c).await;
+        let device = text_of(&c, "device-id").await;
+        assert!(device.starts_with("virtual-"), "{device}");
+        assert!(text_of(&c, "pairing-countdown")
+            .await
+            .starts_with("Expires in"));
+        screenshot(&c, "virtual-terminal-pairing").await;
+
+        let reg = register("browser");
+        app.pos()
+            .pair(&code, &reg, &PairingDetails::new("Main Register"))
+            .await
+            .unwrap();
+        screen_is(&c, "idle").await;
+        wait_js(
+            &c,
+            "the register name",
+            "document.getElementById('device-registers').textContent",
+            |v| v == &json!("Main Register"),
+        )
+        .await;
+
+        // Approve, with a tip: the POS gets the device's result and sees its prompts meanwhile.
+        let (poll, _) = post_purchase(&app, &reg, "1250").await;
+        started(&c).await;
+        assert_eq!(text_of(&c, "tx-function").await, "Card.Purchase");
+        assert_eq!(text_of(&c, "tx-amount").await, "$12.50");
+        click(&c, "btn-present-card").await;
+        let (_, pending) = app.get_json(&poll).await;
+        assert_eq!(pending["transactionStatus"], "PENDING");
+        let tip = c.find(Locator::Id("tip-amount")).await.unwrap();
+        tip.send_keys("2.00").await.unwrap();
+        click(&c, "btn-tip").await;
+        wait_js(
+            &c,
+            "the amount with tip",
+            "document.getElementById('tx-amount').textContent",
+            |v| v == &json!("$14.50"),
+        )
+        .await;
+        screenshot(&c, "virtual-terminal-transaction").await;
+        let display = app.get_json(&poll).await.1["data"]["DisplayText"].clone();
+        assert!(
+            display.as_str().unwrap_or("").contains("Tip $2.00"),
+            "{display}"
+        );
+        click(&c, "btn-approve").await;
+        let done = poll_until_completed(&app, &poll).await;
+        let data = &done["data"];
+        assert_eq!(data["TransactionResult"], "OK-ACCEPTED", "{done}");
+        assert_eq!(data["Result"], "OK");
+        assert_eq!(data["AmountTotal"], "1450");
+        assert_eq!(data["AmountTip"], "200");
+        assert_eq!(data["AmountSurcharge"], "0");
+        assert!(data["CardPan"].as_str().unwrap().starts_with("...."));
+        assert_eq!(data["AuthId"].as_str().unwrap().len(), 6);
+        assert_eq!(data["Timestamp"].as_str().unwrap().len(), 14);
+        for f in ["CardType", "AccountType", "AcquirerRef", "TerminalRef"] {
+            assert!(data[f].is_string(), "{f} missing: {done}");
+        }
+        let receipt = data["Receipt"].as_str().unwrap();
+        assert!(
+            receipt.lines().all(|l| l.chars().count() <= 30),
+            "{receipt}"
+        );
+        assert!(receipt.contains("APPROVED") && receipt.contains("TIP"));
+        screen_is(&c, "result").await;
+        wait_js(
+            &c,
+            "the acknowledgement",
+            "document.getElementById('result-delivery').textContent",
+            |v| v == &json!("Result delivered to the cloud"),
+        )
+        .await;
+        assert!(text_of(&c, "receipt").await.contains("APPROVED"));
+        screenshot(&c, "virtual-terminal-receipt").await;
+        click(&c, "done").await;
+
+        // Decline.
+        let (poll, _) = post_purchase(&app, &reg, "1000").await;
+        started(&c).await;
+        click(&c, "btn-present-card").await;
+        click(&c, "btn-decline").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["TransactionResult"], "OK-DECLINED", "{done}");
+        assert_eq!(done["data"]["Result"], "OK");
+        assert_eq!(done["data"]["AmountTotal"], "1000");
+
+        // Cancelled on the device by the customer.
+        let (poll, _) = post_purchase(&app, &reg, "1100").await;
+        started(&c).await;
+        click(&c, "btn-cancel").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["TransactionResult"], "CANCELLED", "{done}");
+        assert_eq!(done["data"]["Result"], "CANCELLED");
+        assert_eq!(done["data"]["ResultText"], "CANCELLED ON DEVICE");
+
+        // Cancelled by the POS while the device runs it: the page ends it and reports.
+        let (poll, cancel) = post_purchase(&app, &reg, "1200").await;
+        started(&c).await;
+        let r = app.http.post(&cancel).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["TransactionResult"], "CANCELLED", "{done}");
+        assert_eq!(done["data"]["ResultText"], "CANCELLED BY POS");
+        screen_is(&c, "result").await;
+
+        // Unplugged after start: the POS waits (PENDING, then OK-DELAYED); the customer pays
+        // offline; plugged back in, the journaled result arrives in hello.
+        let (poll, _) = post_purchase(&app, &reg, "1300").await;
+        started(&c).await;
+        click(&c, "plugged").await;
+        wait_js(&c, "unplugged", "document.body.dataset.connection", |v| {
+            v == &json!("unplugged")
+        })
+        .await;
+        let delayed = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let (_, body) = app.get_json(&poll).await;
+                assert_eq!(body["transactionStatus"], "PENDING", "{body}");
+                if body["data"]["TransactionResult"] == "OK-DELAYED" {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("OK-DELAYED while unplugged");
+        assert_eq!(delayed["data"]["Result"], "DELAYED-TRANSACTION");
+        click(&c, "btn-present-card").await;
+        click(&c, "btn-approve").await;
+        let kept = wait_js(
+            &c,
+            "the offline result in the journal",
+            "Object.keys(localStorage).filter(k => k.startsWith('eftcloud.vt.journal.'))\
+             .map(k => JSON.parse(localStorage.getItem(k)))[0]\
+             .filter(e => e.state === 'completed').length",
+            |v| v == &json!(1),
+        )
+        .await;
+        assert_eq!(kept, json!(1));
+        let (_, still) = app.get_json(&poll).await;
+        assert_eq!(still["transactionStatus"], "PENDING");
+        click(&c, "plugged").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED", "{done}");
+        assert_eq!(done["data"]["AmountTotal"], "1300");
+        wait_js(
+            &c,
+            "the acknowledgement after reconnecting",
+            "document.getElementById('result-delivery').textContent",
+            |v| v == &json!("Result delivered to the cloud"),
+        )
+        .await;
+
+        // A phone-sized view of the same page, for the README.
+        c.set_window_size(390, 844).await.unwrap();
+        click(&c, "done").await;
+        c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+        screenshot(&c, "virtual-terminal-phone").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_tabs_are_two_terminals() {
+    let app = spawn_app_with(Opts::default()).await;
+    with_browser(|c| async move {
+        c.goto(&app.url("/virtual-terminal")).await.unwrap();
+        click(&c, "create-device").await;
+        let first_code = pairing_code(&c).await;
+        let first = text_of(&c, "device-id").await;
+        let first_window = c.window().await.unwrap();
+        let tab = c.new_window(true).await.unwrap();
+        c.switch_to_window(tab.handle).await.unwrap();
+        c.goto(&app.url("/virtual-terminal")).await.unwrap();
+        click(&c, "create-device").await;
+        let second_code = pairing_code(&c).await;
+        let second = text_of(&c, "device-id").await;
+        assert_ne!(first, second);
+        assert_ne!(first_code, second_code);
+
+        // Each tab pairs its own register and only sees its own transactions.
+        let reg2 = register("tab2");
+        app.pos()
+            .pair(&second_code, &reg2, &PairingDetails::new("Counter 2"))
+            .await
+            .unwrap();
+        screen_is(&c, "idle").await;
+        c.switch_to_window(first_window).await.unwrap();
+        let reg1 = register("tab1");
+        app.pos()
+            .pair(&first_code, &reg1, &PairingDetails::new("Counter 1"))
+            .await
+            .unwrap();
+        screen_is(&c, "idle").await;
+        let (poll, _) = post_purchase(&app, &reg1, "500").await;
+        started(&c).await;
+        click(&c, "btn-present-card").await;
+        click(&c, "btn-approve").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED");
+        assert_eq!(done["data"]["DeviceID"], first.as_str());
+
+        // A reload keeps the tab's device (sessionStorage) and its pairing.
+        c.refresh().await.unwrap();
+        wait_js(
+            &c,
+            "online again",
+            "document.body.dataset.connection",
+            |v| v == &json!("online"),
+        )
+        .await;
+        assert_eq!(text_of(&c, "device-id").await, first);
+        assert_eq!(text_of(&c, "device-registers").await, "Counter 1");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cloud::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}", dir.path().join("eftcloud.db").display()),
+        poll_interval_min: Duration::ZERO,
+        virtual_terminals: false,
+        ..cloud::Config::default()
+    };
+    let app = cloud::Application::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let engine = app.engine().clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(app.run_until_stopped(stop.clone()));
+
+    let r = reqwest::Client::new()
+        .post(format!("{base}/virtual-terminal/devices"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("disabled"),
+        "{body}"
+    );
+
+    let id = protocol::DeviceId::parse("shop-till-7").unwrap();
+    let secret = engine
+        .enroll_device(&id, &Default::default())
+        .await
+        .unwrap();
+    with_browser(|c| async move {
+        c.goto(&format!("{base}/virtual-terminal")).await.unwrap();
+        let notice = c.find(Locator::Id("vt-disabled")).await.unwrap();
+        assert!(notice.is_displayed().await.unwrap());
+        assert!(notice.text().await.unwrap().contains("disabled"));
+        let create = c.find(Locator::Id("create-device")).await.unwrap();
+        assert!(!create.is_displayed().await.unwrap());
+        screenshot(&c, "virtual-terminal-disabled").await;
+        c.find(Locator::Id("device-id-input"))
+            .await
+            .unwrap()
+            .send_keys("shop-till-7")
+            .await
+            .unwrap();
+        c.find(Locator::Id("secret-input"))
+            .await
+            .unwrap()
+            .send_keys(&secret)
+            .await
+            .unwrap();
+        c.find(Locator::Css("#credentials-form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        pairing_code(&c).await;
+        assert_eq!(text_of(&c, "device-id").await, "shop-till-7");
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -1,0 +1,140 @@
+//! `GET /openapi.json`: the OpenAPI 3 document covers every POS route the router serves, with
+//! the right method, so a new route without documentation fails here.
+
+use crate::harness::*;
+use serde_json::Value;
+
+/// Every route the router serves under `/pos`, as registered in `app.rs` (paths are matched
+/// case-insensitively, so the document may spell them `/POS/Transaction`). A route added to the
+/// router belongs here, and then in the document.
+const POS_ROUTES: &[(&str, &str)] = &[
+    ("put", "/pos/pairing/{code}"),
+    ("post", "/pos/transaction"),
+    ("get", "/pos/transaction/{id}"),
+    ("post", "/pos/transaction/{id}/cancel"),
+    ("get", "/pos/transaction/{id}/events"),
+    ("get", "/pos/lookup"),
+    ("get", "/pos/register"),
+];
+
+/// Lower case, with every `{param}` name erased: `/POS/Pairing/{pairingCode}` and
+/// `/pos/pairing/{code}` are the same route.
+fn normalize(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push('{');
+            }
+            '}' => {
+                in_param = false;
+                out.push('}');
+            }
+            _ if in_param => {}
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    out
+}
+
+/// The route with sample values for its parameters, to call it.
+fn concrete(path: &str) -> String {
+    path.replace("{code}", "00000000")
+        .replace("{id}", "3f1c1c2e-0000-4000-8000-000000000000")
+}
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+#[tokio::test]
+async fn openapi_document_covers_every_pos_route() {
+    let app = spawn_app().await;
+    let (status, doc) = app.get_json(&app.url("/openapi.json")).await;
+    assert_eq!(status, 200, "{doc}");
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3."), "not OpenAPI 3: {version:?}");
+    assert_eq!(doc["servers"][0]["url"], app.base.as_str());
+
+    // Every documented (method, path) pair, normalized.
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in paths {
+        for m in METHODS {
+            if item.get(*m).is_some() {
+                documented.push((m.to_string(), normalize(path)));
+            }
+        }
+    }
+    documented.sort();
+
+    let mut expected: Vec<(String, String)> = POS_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), normalize(p)))
+        .collect();
+    expected.sort();
+    // Both ways: no served route without documentation, no documented route that is not served.
+    assert_eq!(documented, expected);
+
+    // The list above is what the router really serves: each route answers its own error, not
+    // the fallback's `Not found`, and the wrong method gets the fallback (404).
+    for (method, path) in POS_ROUTES {
+        let url = app.url(&concrete(path));
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = app.http.request(m, &url).send().await.unwrap();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_ne!(body["error"], "Not found", "{method} {path} is not routed");
+        let wrong = if *method == "get" { "DELETE" } else { "GET" };
+        let wrong = reqwest::Method::from_bytes(wrong.as_bytes()).unwrap();
+        let r = app.http.request(wrong, &url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path} with the wrong method");
+    }
+
+    // The bodies are described, and the function enum is the whole table.
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "TransactionEnvelope",
+        "TransactionStatus",
+        "ErrorBody",
+        "PairingResponse",
+        "Timeline",
+        "TimelineEntry",
+        "RegisterStatus",
+    ] {
+        assert!(schemas.get(name).is_some(), "schema {name} missing");
+    }
+    let functions = schemas["TransactionForm"]["properties"]["TransactionType"]["enum"]
+        .as_array()
+        .expect("TransactionType enum");
+    assert_eq!(functions.len(), protocol::Function::ALL.len());
+    for f in protocol::Function::ALL {
+        assert!(functions.contains(&Value::from(f.as_str())), "{f}");
+    }
+    let data = &schemas["TransactionEnvelope"]["properties"]["data"]["properties"];
+    for key in [
+        "PollingUrl",
+        "TransactionResult",
+        "Result",
+        "DisplayText",
+        "PosReference",
+    ] {
+        assert!(data.get(key).is_some(), "data.{key} undocumented");
+    }
+
+    // Headers of the extensions and of the rate limit.
+    let create = &paths["/POS/Transaction"]["post"];
+    let params = create["parameters"].as_array().expect("parameters");
+    assert!(params
+        .iter()
+        .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
+    for status in ["200", "400", "409", "429"] {
+        assert!(create["responses"].get(status).is_some(), "POST {status}");
+    }
+    assert!(create["responses"]["200"]["headers"]
+        .get("Idempotent-Replayed")
+        .is_some());
+    let poll = &paths["/pos/transaction/{id}"]["get"];
+    assert!(poll["responses"]["429"]["headers"]
+        .get("Retry-After")
+        .is_some());
+}
