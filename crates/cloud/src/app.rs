@@ -1,6 +1,6 @@
 //! Builds the whole cloud from a [`Config`] and runs it until shutdown.
 
-use crate::bus::LocalBus;
+use crate::bus::{Bus, LocalBus, NatsBus};
 use crate::config::Config;
 use crate::device_gateway::connections::Connections;
 use crate::device_gateway::{self, Gateway};
@@ -23,8 +23,6 @@ use tower::Layer;
 use tower_http::cors::CorsLayer;
 use url::Url;
 
-/// Largest POS request body (a big `SaleData` basket fits with room to spare).
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long shutdown waits for connection tasks to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -38,6 +36,8 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Nats(#[from] crate::bus::nats::NatsError),
 }
 
 /// A built cloud, bound to its port, not yet serving.
@@ -49,6 +49,7 @@ pub struct Application {
     connections: Arc<Connections>,
     router: Router,
     callbacks: Dispatcher,
+    nats: Option<Arc<NatsBus>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -60,7 +61,17 @@ impl Application {
         // Connections recorded by a previous run of this node died with it.
         store.clear_connections(&config.gateway.node).await?;
         let connections = Arc::new(Connections::default());
-        let bus = Arc::new(LocalBus::new(connections.clone()));
+        // One node: frames go straight to this process's connections. A cluster: NATS routes
+        // them to the node holding the device.
+        let (bus, nats): (Arc<dyn Bus>, Option<Arc<NatsBus>>) = match &config.nats_url {
+            Some(url) => {
+                let nats = Arc::new(
+                    NatsBus::connect(url, &config.gateway.node, connections.clone()).await?,
+                );
+                (nats.clone(), Some(nats))
+            }
+            None => (Arc::new(LocalBus::new(connections.clone())), None),
+        };
         let engine = Engine::new(store, bus, config.engine.clone());
 
         let listener =
@@ -87,6 +98,7 @@ impl Application {
                 public_url: public_url.clone(),
                 poll_interval_min: config.poll_interval_min,
                 sync_timeout: config.sync_timeout,
+                limits: config.api_limits.clone(),
             },
             shutdown.clone(),
         );
@@ -97,10 +109,12 @@ impl Application {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
-        let web = crate::web::WebState {
-            engine: engine.clone(),
-            virtual_terminals: config.virtual_terminals,
-        };
+        let web = crate::web::WebState::new(
+            engine.clone(),
+            config.virtual_terminals,
+            config.admin_token.as_deref(),
+            shutdown.clone(),
+        );
         let router = routes(api, gateway, web);
         let callbacks =
             Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
@@ -112,6 +126,7 @@ impl Application {
             connections,
             router,
             callbacks,
+            nats,
             shutdown,
             tasks,
         })
@@ -143,8 +158,12 @@ impl Application {
             tasks,
             connections,
             callbacks,
+            nats,
             ..
         } = self;
+        if let Some(nats) = nats {
+            tasks.spawn(nats.run_completions(engine.clone(), shutdown.clone()));
+        }
         tasks.spawn(callbacks.run(shutdown.clone()));
         tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));
         tasks.spawn(engine.run_retention(shutdown.clone()));
@@ -167,7 +186,8 @@ impl Application {
         });
         let result = axum::serve(
             listener,
-            axum::ServiceExt::<Request>::into_make_service(app),
+            // The peer address feeds the pairing brute-force guard (`ConnectInfo`).
+            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
         )
         .with_graceful_shutdown(serve_shutdown)
         .await;
@@ -214,6 +234,7 @@ async fn readyz(
 }
 
 fn routes(api: ApiState, gateway: Gateway, web: crate::web::WebState) -> Router {
+    let max_body = api.settings.limits.max_body_bytes;
     let ready = api.engine.clone();
     let pos = Router::new()
         .route(
@@ -252,6 +273,11 @@ fn routes(api: ApiState, gateway: Gateway, web: crate::web::WebState) -> Router 
     let devices = Router::new()
         .route(protocol::device::PATH, get(device_gateway::upgrade))
         .with_state(gateway);
+    // The dashboard lists the transactions POSes create (see web::recent).
+    let pos = pos.layer(axum::middleware::from_fn_with_state(
+        web.recent.clone(),
+        crate::web::recent::observe,
+    ));
     Router::new()
         .merge(pos)
         .merge(devices)
@@ -262,7 +288,8 @@ fn routes(api: ApiState, gateway: Gateway, web: crate::web::WebState) -> Router 
         )
         .route("/readyz", get(readyz).with_state(ready))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(pos_api::fields::BodyLimit(max_body)))
         // Browser-based POS software calls the API cross-origin; preflights are answered here.
         .layer(CorsLayer::permissive())
 }

@@ -12,8 +12,10 @@ use url::Url;
 pub struct Config {
     /// Where to listen (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// `sqlite://path`.
+    /// `sqlite://path` or `postgres://...`.
     pub database_url: String,
+    /// NATS server of a cluster (`nats://host:4222`); none on a single node.
+    pub nats_url: Option<String>,
     /// Base of polling URLs; default `http://<listen address>`.
     pub public_url: Option<Url>,
     pub engine: EngineSettings,
@@ -24,6 +26,10 @@ pub struct Config {
     /// Whether `/virtual-terminal` may enroll its own devices: on for development, off in
     /// production unless an operator turns it on.
     pub virtual_terminals: bool,
+    /// The token the operator dashboard (`/dashboard`, `/admin/...`) asks for; none: it is off.
+    pub admin_token: Option<String>,
+    /// POS API abuse limits: body size, pairing brute force.
+    pub api_limits: crate::pos_api::ApiLimits,
 }
 
 impl Default for Config {
@@ -31,6 +37,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://eftcloud-data/eftcloud.db".into(),
+            nats_url: None,
             public_url: None,
             engine: EngineSettings::default(),
             gateway: GatewaySettings::default(),
@@ -39,6 +46,8 @@ impl Default for Config {
             callbacks: Default::default(),
             // The default configuration is a developer's local cloud.
             virtual_terminals: true,
+            admin_token: None,
+            api_limits: Default::default(),
         }
     }
 }

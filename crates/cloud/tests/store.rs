@@ -529,6 +529,42 @@ async fn events_in_order(s: Arc<dyn Store>) {
     assert!(s.events(&TransactionId::new()).await.unwrap().is_empty());
 }
 
+async fn callbacks_are_claimed_by_one_node(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1")).await.unwrap();
+    let started = Phase::Started {
+        started_at: ms_now(),
+    };
+    let mut t = transaction("d1", started.clone());
+    t.callback_url = Some("http://pos.example/cb".into());
+    s.insert_transaction(&t, &[]).await.unwrap();
+    let done = ms_now();
+    assert!(s
+        .transition(&t.id, &started, &completed_at(done), &[])
+        .await
+        .unwrap());
+    let lease = done + Duration::seconds(30);
+    // Two nodes claim at once: one gets it.
+    let (x, y) = tokio::join!(
+        s.claim_callbacks(done, 10, lease),
+        s.claim_callbacks(done, 10, lease)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 1, "claimed twice: {x:?} {y:?}");
+    // Leased: not due again before the lease ends, due after it (the claimer died).
+    assert!(s
+        .claim_callbacks(done + Duration::seconds(29), 10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.claim_callbacks(lease, 10, lease + Duration::seconds(30))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 async fn callbacks_outbox(s: Arc<dyn Store>) {
     s.insert_device(&device("d1")).await.unwrap();
     s.insert_device(&device("d2")).await.unwrap();
@@ -784,6 +820,7 @@ macro_rules! contract {
 }
 
 contract!(
+    callbacks_are_claimed_by_one_node,
     devices_and_connections,
     pairing_codes,
     registers,

@@ -19,6 +19,13 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 /// Flags of `eftcloud serve`; each is also read from `EFTCLOUD_<FLAG>`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// NATS server of a cluster (`nats://host:4222`): many nodes share one PostgreSQL store and
+    /// NATS routes each request to the node holding the device. Unset: a single node.
+    #[arg(long, env = "EFTCLOUD_NATS_URL")]
+    nats_url: Option<String>,
+    /// This node's name in the cluster [default: `<hostname>-<port>` with NATS, else `local`].
+    #[arg(long, env = "EFTCLOUD_NODE_NAME")]
+    node_name: Option<String>,
     /// Address to listen on (POS API and device gateway on one port).
     #[arg(long, env = "EFTCLOUD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -67,6 +74,30 @@ pub struct ServeArgs {
     /// Lets /virtual-terminal enroll its own devices even with --production.
     #[arg(long, env = "EFTCLOUD_VIRTUAL_TERMINALS")]
     virtual_terminals: bool,
+    /// Token for the operator dashboard (/dashboard); without one the dashboard is off.
+    #[arg(long, env = "EFTCLOUD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, env = "EFTCLOUD_MAX_BODY_BYTES", default_value_t = cloud::pos_api::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Failed pairing attempts allowed from one source address per minute (0: no limit).
+    #[arg(
+        long,
+        env = "EFTCLOUD_PAIRING_FAILURES_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pairing_failures_per_minute: u32,
+    /// Failed pairing attempts allowed from all sources together per minute (0: no limit).
+    #[arg(
+        long,
+        env = "EFTCLOUD_PAIRING_FAILURES_GLOBAL_PER_MINUTE",
+        default_value_t = 300
+    )]
+    pairing_failures_global_per_minute: u32,
+    /// Count pairing attempts by the last X-Forwarded-For address (only behind a proxy that
+    /// sets it; otherwise clients could choose their own source).
+    #[arg(long, env = "EFTCLOUD_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: bool,
 }
 
 fn positive(name: &str, d: Duration) -> anyhow::Result<Duration> {
@@ -77,6 +108,32 @@ fn positive(name: &str, d: Duration) -> anyhow::Result<Duration> {
 }
 
 impl ServeArgs {
+    /// This node's name: `--node-name`, else `local` on a single node, else host and port
+    /// (unique among nodes on one machine and across machines).
+    fn node_name(&self) -> String {
+        if let Some(n) = &self.node_name {
+            return n.clone();
+        }
+        if self.nats_url.is_none() {
+            return "local".into();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into());
+        format!("{host}-{}", self.listen.port())
+    }
+    /// The body limit, refused when too small for a basket-sized `SaleData`.
+    fn max_body_bytes_checked(&self) -> anyhow::Result<usize> {
+        let min = 1024;
+        if self.max_body_bytes < min {
+            anyhow::bail!("--max-body-bytes must be at least {min}");
+        }
+        Ok(self.max_body_bytes)
+    }
+
     /// The cloud configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<Config> {
         let public_url = self
@@ -97,8 +154,10 @@ impl ServeArgs {
             },
             gateway: GatewaySettings {
                 heartbeat_interval: positive("heartbeat-interval", self.heartbeat_interval)?,
+                node: self.node_name(),
                 ..GatewaySettings::default()
             },
+            nats_url: self.nats_url.clone(),
             poll_interval_min: self.poll_interval_min,
             sync_timeout: self.sync_timeout,
             callbacks: CallbackSettings {
@@ -108,6 +167,16 @@ impl ServeArgs {
                 ..CallbackSettings::default()
             },
             virtual_terminals: self.virtual_terminals || !self.production,
+            admin_token: self.admin_token.clone().filter(|t| !t.trim().is_empty()),
+            api_limits: cloud::pos_api::ApiLimits {
+                max_body_bytes: self.max_body_bytes_checked()?,
+                pairing: cloud::pos_api::pairing_guard::PairingGuardSettings {
+                    failures_per_source: self.pairing_failures_per_minute,
+                    failures_global: self.pairing_failures_global_per_minute,
+                    window: Duration::from_secs(60),
+                    trust_forwarded_for: self.trust_forwarded_for,
+                },
+            },
         })
     }
 }

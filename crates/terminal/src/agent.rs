@@ -122,7 +122,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<TerminalCommand>,
     shutdown: CancellationToken,
 ) -> Result<Exit, TerminalError> {
-    let url = config.device_url()?;
+    let urls = config.device_urls()?;
     let journal = Journal::open(&config.journal_path)?;
     let (progress_tx, progress_rx) = mpsc::channel(32);
     let mut agent = Agent {
@@ -152,7 +152,7 @@ pub async fn run(
             .map(|o| o.transaction_id)
             .collect();
     }
-    let exit = agent.connect_loop(&url, &mut commands, &shutdown).await;
+    let exit = agent.connect_loop(&urls, &mut commands, &shutdown).await;
     if exit == Exit::Shutdown {
         agent.wind_down().await;
     }
@@ -295,12 +295,17 @@ impl Agent {
     /// Connects, runs a session, and reconnects with backoff, until stopped.
     async fn connect_loop(
         &mut self,
-        url: &url::Url,
+        urls: &[url::Url],
         commands: &mut mpsc::Receiver<TerminalCommand>,
         shutdown: &CancellationToken,
     ) -> Exit {
         let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
-        loop {
+        // After each failure or loss the next URL is tried: with several cloud nodes, a device
+        // whose node died moves to another one.
+        for attempt in 0usize.. {
+            let Some(url) = urls.get(attempt % urls.len().max(1)) else {
+                return Exit::Shutdown;
+            };
             let ws_config = WebSocketConfig::default()
                 .max_message_size(Some(MAX_FRAME_BYTES))
                 .max_frame_size(Some(MAX_FRAME_BYTES));
@@ -341,6 +346,8 @@ impl Agent {
                 return stop.into();
             }
         }
+        // The range above does not end.
+        Exit::Shutdown
     }
 
     /// Waits for `fut` while keeping the agent's duties that need no connection: journaling a

@@ -32,6 +32,10 @@ pub struct TerminalArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub cloud: Url,
+    /// Another cloud node to try when the connection to the first fails or is lost
+    /// (repeatable; the nodes of a cluster without a load balancer in front).
+    #[arg(long = "fallback-cloud")]
+    pub fallback_clouds: Vec<Url>,
     /// The device id as enrolled in the cloud.
     #[arg(long, env = "EFTCLOUD_DEVICE_ID", value_parser = parse_device_id)]
     pub device_id: DeviceId,
@@ -81,6 +85,7 @@ impl TerminalArgs {
         config.vendor = self.vendor.clone();
         config.model = self.model.clone();
         config.keep_pairing = self.keep_pairing;
+        config.fallback_urls = self.fallback_clouds.clone();
         config.reversal_delay = Duration::from_secs(self.reversal_secs);
         config
     }

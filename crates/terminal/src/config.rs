@@ -28,6 +28,9 @@ pub struct TerminalConfig {
     pub reconnect_min: Duration,
     /// Largest delay before reconnecting; also used after the cloud rejects the device.
     pub reconnect_max: Duration,
+    /// More cloud base URLs, tried in turn after `cloud_url` when a connection fails or is
+    /// lost (the nodes of a cluster, when there is no load balancer in front of them).
+    pub fallback_urls: Vec<Url>,
     /// How long reversing a payment interrupted by a power failure takes (the acquirer must be
     /// reached, so it happens once connected; the device reports `REVERSAL_PENDING` meanwhile).
     /// Zero reverses at start-up, before connecting.
@@ -53,6 +56,7 @@ impl TerminalConfig {
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
             reversal_delay: Duration::ZERO,
+            fallback_urls: Vec::new(),
         }
     }
 
@@ -60,6 +64,14 @@ impl TerminalConfig {
     /// its path (so a cloud served under a prefix still works).
     pub fn device_url(&self) -> Result<Url, TerminalError> {
         device_url(&self.cloud_url)
+    }
+
+    /// The device endpoints of `cloud_url` and every fallback, in the order they are tried.
+    pub fn device_urls(&self) -> Result<Vec<Url>, TerminalError> {
+        std::iter::once(&self.cloud_url)
+            .chain(&self.fallback_urls)
+            .map(device_url)
+            .collect()
     }
 }
 

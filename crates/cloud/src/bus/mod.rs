@@ -6,12 +6,14 @@
 //! from it (offers are re-sent when a device reconnects, deadlines are rows).
 
 mod local;
+pub mod nats;
 
 pub use local::LocalBus;
+pub use nats::NatsBus;
 
 use async_trait::async_trait;
 use protocol::device::CloudMessage;
-use protocol::{DeviceId, TerminalStatus};
+use protocol::{DeviceId, TerminalStatus, TransactionId};
 
 /// The device is not connected anywhere, or its connection cannot take more frames.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,4 +31,10 @@ pub trait Bus: Send + Sync + 'static {
     async fn reported_status(&self, _device: &DeviceId) -> Option<TerminalStatus> {
         None
     }
+    /// This node now holds the device's connection (a cluster bus starts routing to it).
+    async fn device_attached(&self, _device: &DeviceId) {}
+    /// This node no longer holds the device's connection.
+    async fn device_detached(&self, _device: &DeviceId) {}
+    /// A transaction completed here: wake waiters on other nodes.
+    async fn announce_completed(&self, _id: TransactionId) {}
 }

@@ -38,11 +38,13 @@ pub async fn run(mut socket: WebSocket, gw: Gateway) {
     };
     let device = hello.device_id.clone();
     let (conn_id, outbound) = gw.connections.attach(&device);
+    gw.engine.bus().device_attached(&device).await;
     tracing::info!(device = %device, vendor = %hello.vendor, model = %hello.model, "device connected");
     let closing = serve(&mut socket, &gw, hello, outbound, conn_id).await;
     tracing::info!(device = %device, code = closing.code, reason = %closing.reason, "device disconnected");
     close_socket(&mut socket, closing).await;
     if gw.connections.detach(&device, conn_id) {
+        gw.engine.bus().device_detached(&device).await;
         if let Err(e) = gw
             .engine
             .store()

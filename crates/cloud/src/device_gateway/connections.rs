@@ -87,6 +87,13 @@ impl Connections {
             .map_err(|_| Undeliverable(device.clone()))
     }
 
+    /// Asks the device's connection here, if any, to close.
+    pub fn close(&self, device: &DeviceId, code: u16, reason: &'static str) {
+        if let Some(h) = self.lock().get(device) {
+            let _ = h.tx.try_send(Outbound::Close { code, reason });
+        }
+    }
+
     /// Records the state the device reported on its current connection.
     pub fn set_status(&self, device: &DeviceId, id: u64, status: TerminalStatus) {
         if let Some(h) = self.lock().get_mut(device).filter(|h| h.id == id) {

@@ -10,8 +10,9 @@ use chrono::Utc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Longest sleep between passes, as a safety net should a wake-up ever be missed.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Longest sleep between passes: the safety net when a wake-up is missed, and how late at
+/// worst a node enforces a deadline written by another node (which only wakes its own loop).
+const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// Pause after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 

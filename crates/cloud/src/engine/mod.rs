@@ -106,6 +106,17 @@ impl Engine {
         &self.inner.settings
     }
 
+    /// Wakes this node's waiters for a transaction completed elsewhere (called by the bus).
+    pub fn wake_completed(&self, id: TransactionId) {
+        let _ = self.inner.completions.send(id);
+    }
+
+    /// A transaction completed on this node: wake waiters here and on other nodes.
+    pub(crate) async fn completed(&self, id: TransactionId) {
+        let _ = self.inner.completions.send(id);
+        self.inner.bus.announce_completed(id).await;
+    }
+
     /// A receiver of completion notices (subscribe before reading the store to miss none).
     pub fn subscribe_completions(&self) -> broadcast::Receiver<TransactionId> {
         self.inner.completions.subscribe()

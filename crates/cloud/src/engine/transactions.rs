@@ -242,7 +242,7 @@ impl Engine {
                 }
             }
             Phase::Completed(_) => {
-                let _ = self.inner.completions.send(record.id);
+                self.completed(record.id).await;
             }
             Phase::Started { .. } => {}
         }
@@ -302,7 +302,7 @@ impl Engine {
                 Effect::SendResultAck => CloudMessage::ResultAck { transaction_id: id },
                 Effect::Completed => {
                     tracing::info!(transaction = %id, device = %tx.device_id, "transaction completed");
-                    let _ = self.inner.completions.send(id);
+                    self.completed(id).await;
                     continue;
                 }
                 Effect::Conflict => {

@@ -135,7 +135,12 @@ impl Dispatcher {
     async fn pass(&self) -> Result<Duration, crate::store::StoreError> {
         let store = self.engine.store();
         loop {
-            let jobs = store.due_callbacks(Utc::now(), BATCH).await?;
+            // Claimed for longer than one attempt can take, so no other node posts them too.
+            let now = Utc::now();
+            let lease =
+                chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5))
+                    .unwrap_or_else(|_| chrono::Duration::seconds(30));
+            let jobs = store.claim_callbacks(now, BATCH, now + lease).await?;
             let n = jobs.len();
             futures_util::future::join_all(jobs.into_iter().map(|j| self.deliver(j))).await;
             if n < BATCH as usize {

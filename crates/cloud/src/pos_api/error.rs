@@ -46,6 +46,11 @@ impl ApiError {
         }
     }
 
+    /// 413: the request body is larger than the configured limit.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
     /// 409: the request contradicts what is stored (a reused POS reference, a cancel too late).
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, message)

@@ -4,8 +4,20 @@
 use super::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use std::collections::HashMap;
+
+/// Most fields one request may carry (query and body together); SmartConnect requests use
+/// about twenty.
+pub const MAX_FIELDS: usize = 100;
+/// Longest field name, in bytes.
+pub const MAX_KEY_BYTES: usize = 64;
+/// Longest field value, in bytes (after decoding); the default body limit.
+pub const MAX_VALUE_BYTES: usize = super::DEFAULT_MAX_BODY_BYTES;
+
+/// The body limit in force, put in the request's extensions so the 413 can say it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// The fields of a POS request.
 #[derive(Debug, Default)]
@@ -13,18 +25,39 @@ pub struct Fields {
     exact: HashMap<String, String>,
     /// Lower-cased keys, for clients that spell a key in another case (`PosRegisterID`).
     folded: HashMap<String, String>,
+    /// Fields seen so far, duplicates included.
+    count: usize,
 }
 
 impl Fields {
-    fn insert(&mut self, k: String, v: String) {
+    /// Adds a field, counting it against the limits (duplicates count too).
+    fn insert(&mut self, k: String, v: String) -> Result<(), ApiError> {
+        self.count += 1;
+        if self.count > MAX_FIELDS {
+            return Err(ApiError::bad_request(format!(
+                "Too many fields: at most {MAX_FIELDS}"
+            )));
+        }
+        if k.len() > MAX_KEY_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "Field name too long: at most {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        if v.len() > MAX_VALUE_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "Field {k} too long: at most {MAX_VALUE_BYTES} bytes"
+            )));
+        }
         self.folded.insert(k.to_ascii_lowercase(), v.clone());
         self.exact.insert(k, v);
+        Ok(())
     }
 
-    fn insert_urlencoded(&mut self, bytes: &[u8]) {
+    fn insert_urlencoded(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
         for (k, v) in url::form_urlencoded::parse(bytes) {
-            self.insert(k.into_owned(), v.into_owned());
+            self.insert(k.into_owned(), v.into_owned())?;
         }
+        Ok(())
     }
 
     /// Builds fields from a query string and a body (tests and other callers).
@@ -35,7 +68,7 @@ impl Fields {
     ) -> Result<Self, ApiError> {
         let mut f = Fields::default();
         if let Some(q) = query {
-            f.insert_urlencoded(q.as_bytes());
+            f.insert_urlencoded(q.as_bytes())?;
         }
         let is_json = content_type.to_ascii_lowercase().contains("json");
         if is_json && !body.is_empty() {
@@ -48,10 +81,10 @@ impl Fields {
                     // SaleData sent as an object rather than a string is kept as its JSON text.
                     other => other.to_string(),
                 };
-                f.insert(k, s);
+                f.insert(k, s)?;
             }
         } else {
-            f.insert_urlencoded(body);
+            f.insert_urlencoded(body)?;
         }
         Ok(f)
     }
@@ -82,9 +115,17 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("Unreadable request body: {e}")))?;
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(match limit {
+                    Some(n) => format!("Request body too large: at most {n} bytes"),
+                    None => "Request body too large".to_owned(),
+                })
+            } else {
+                ApiError::bad_request(format!("Unreadable request body: {e}"))
+            }
+        })?;
         Fields::from_parts(query.as_deref(), &content_type, &body)
     }
 }
@@ -123,5 +164,28 @@ mod tests {
         assert_eq!(f.get("A"), None);
         assert_eq!(f.get("S"), Some(r#"{"x":1}"#));
         assert!(Fields::from_parts(None, "application/json", b"{nope").is_err());
+    }
+
+    #[test]
+    fn field_count_and_lengths_are_limited() {
+        let status = |q: Option<&str>, ct: &str, body: &[u8]| {
+            Fields::from_parts(q, ct, body).map_err(|e| e.status().as_u16())
+        };
+        let many: Vec<String> = (0..=MAX_FIELDS).map(|i| format!("k{i}=v")).collect();
+        assert_eq!(status(None, "", many.join("&").as_bytes()).err(), Some(400));
+        // Duplicates count; the query and the body count together.
+        let half: Vec<String> = (0..60).map(|_| "k=v".to_owned()).collect();
+        let half = half.join("&");
+        assert_eq!(status(Some(&half), "", half.as_bytes()).err(), Some(400));
+        assert!(status(Some("a=1"), "", half.as_bytes()).is_ok());
+        let long_key = format!("{}=v", "k".repeat(MAX_KEY_BYTES + 1));
+        assert_eq!(status(None, "", long_key.as_bytes()).err(), Some(400));
+        let long_value = format!("k={}", "v".repeat(MAX_VALUE_BYTES + 1));
+        assert_eq!(status(None, "", long_value.as_bytes()).err(), Some(400));
+        let json_key = format!(r#"{{"{}": "v"}}"#, "k".repeat(MAX_KEY_BYTES + 1));
+        assert_eq!(
+            status(None, "application/json", json_key.as_bytes()).err(),
+            Some(400)
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod lookup;
 pub mod openapi;
 pub mod pairing;
+pub mod pairing_guard;
 pub mod polling;
 pub mod rate_limit;
 pub mod register_status;
@@ -17,6 +18,7 @@ pub mod timeline;
 pub mod transaction;
 
 use crate::engine::Engine;
+use pairing_guard::{PairingGuard, PairingGuardSettings};
 use rate_limit::PollLimiter;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +34,32 @@ pub struct ApiSettings {
     pub poll_interval_min: Duration,
     /// How long a legacy synchronous request is held before the pending body is returned.
     pub sync_timeout: Duration,
+    /// Abuse limits: body size, pairing brute force.
+    pub limits: ApiLimits,
 }
+
+/// Limits that keep hostile or broken clients harmless. Field count and length limits are
+/// constants in [`fields`]; `SaleData` limits in [`sale_data`].
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest request body in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Failed pairing attempts allowed per source and globally.
+    pub pairing: PairingGuardSettings,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            pairing: PairingGuardSettings::default(),
+        }
+    }
+}
+
+/// Default largest request body: a SmartConnect request is a few hundred bytes, a big
+/// `SaleData` basket a few tens of kilobytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every POS handler shares.
 #[derive(Clone)]
@@ -40,6 +67,8 @@ pub struct ApiState {
     pub engine: Engine,
     pub settings: Arc<ApiSettings>,
     pub limiter: Arc<PollLimiter>,
+    /// Counts failed pairing attempts (brute-force protection).
+    pub pairing_guard: Arc<PairingGuard>,
     /// Cancelled on shutdown, to release held requests (sync mode, long-poll) at once.
     pub shutdown: CancellationToken,
 }
@@ -48,10 +77,12 @@ impl ApiState {
     /// Builds the state.
     pub fn new(engine: Engine, settings: ApiSettings, shutdown: CancellationToken) -> Self {
         let limiter = Arc::new(PollLimiter::new(settings.poll_interval_min));
+        let pairing_guard = Arc::new(PairingGuard::new(settings.limits.pairing.clone()));
         Self {
             engine,
             settings: Arc::new(settings),
             limiter,
+            pairing_guard,
             shutdown,
         }
     }

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::fields::Fields;
+use super::pairing_guard::ClientAddr;
 use super::ApiState;
 use crate::engine::pairing::PairError;
 use axum::extract::{Path, State};
@@ -88,11 +89,13 @@ pub struct PairingForm {
     responses(
         (status = 200, description = "Paired", body = PairingResponse),
         (status = 400, description = "Missing or too long field, or `Invalid Pairing Code. Please make sure you entered the code correctly` for an unknown, used or expired code", body = ErrorBody),
+        (status = 429, description = "Too many failed pairing attempts from this source (or from everywhere); retry after `Retry-After` seconds", body = ErrorBody),
         (status = 500, description = "Internal error; retry", body = ErrorBody),
     ),
 )]
 pub async fn pair(
     State(state): State<ApiState>,
+    ClientAddr(source): ClientAddr,
     Path(code): Path<String>,
     fields: Fields,
 ) -> Result<Json<PairingResponse>, ApiError> {
@@ -104,6 +107,16 @@ pub async fn pair(
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let register_name = required_field("POSRegisterName", fields.get("POSRegisterName"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Every guess counts, malformed codes too; only a successful pairing is refunded.
+    let attempt = state
+        .pairing_guard
+        .begin(source, std::time::Instant::now())
+        .map_err(|refused| {
+            ApiError::too_many(
+                "Too many failed pairing attempts; wait before trying again",
+                Some(refused.retry_after_secs()),
+            )
+        })?;
     let code =
         PairingCode::parse(&code).map_err(|_| ApiError::bad_request(INVALID_PAIRING_CODE))?;
     let contact: BTreeMap<String, String> = CONTACT_FIELDS
@@ -119,10 +132,17 @@ pub async fn pair(
         .collect();
     let register = RegisterInfo { key, register_name };
     match state.engine.pair(&code, register, contact).await {
-        Ok(_) => Ok(Json(PairingResponse {
-            result: "success".into(),
-        })),
+        Ok(_) => {
+            state.pairing_guard.succeeded(attempt);
+            Ok(Json(PairingResponse {
+                result: "success".into(),
+            }))
+        }
         Err(PairError::InvalidCode) => Err(ApiError::bad_request(INVALID_PAIRING_CODE)),
-        Err(PairError::Store(e)) => Err(ApiError::internal(e)),
+        Err(PairError::Store(e)) => {
+            // Our failure, not a wrong guess.
+            state.pairing_guard.succeeded(attempt);
+            Err(ApiError::internal(e))
+        }
     }
 }

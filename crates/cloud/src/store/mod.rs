@@ -207,6 +207,15 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<CallbackJob>, StoreError>;
+    /// Takes the callbacks due at `now` for delivery by this node: their next attempt moves to
+    /// `lease_until`, so other nodes leave them alone meanwhile, and a node that dies
+    /// mid-delivery only delays them until the lease ends.
+    async fn claim_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<CallbackJob>, StoreError>;
     /// The earliest time a pending callback is due.
     async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Records an attempt: delivered, retry at `retry_at`, or given up (`retry_at` none and not

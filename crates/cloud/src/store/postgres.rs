@@ -726,6 +726,40 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn claim_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        // SKIP LOCKED: nodes claiming at the same moment take disjoint rows instead of waiting.
+        let rows = sqlx::query(
+            "UPDATE callback_outbox SET next_attempt_at = $1
+             WHERE transaction_id IN (
+               SELECT transaction_id FROM callback_outbox
+               WHERE status = 'pending' AND next_attempt_at <= $2
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING transaction_id, url, attempts",
+        )
+        .bind(ms(lease_until))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let attempts: i32 = row.try_get("attempts")?;
+                Ok(CallbackJob {
+                    transaction_id: parse_transaction_id(
+                        &row.try_get::<String, _>("transaction_id")?,
+                    )?,
+                    url: row.try_get("url")?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let v: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",

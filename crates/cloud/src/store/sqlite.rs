@@ -615,6 +615,39 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn claim_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        // One statement on the single writer: atomic.
+        let rows = sqlx::query(
+            "UPDATE callback_outbox SET next_attempt_at = ?
+             WHERE transaction_id IN (
+               SELECT transaction_id FROM callback_outbox
+               WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)
+             RETURNING transaction_id, url, attempts",
+        )
+        .bind(ms(lease_until))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("transaction_id")?;
+                let attempts: i64 = row.try_get("attempts")?;
+                Ok(CallbackJob {
+                    transaction_id: TransactionId::from_str(&id)
+                        .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?,
+                    url: row.try_get("url")?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
     async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let v: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",

@@ -1,6 +1,9 @@
-//! Pages the cloud serves to people: the virtual terminal (a device in the browser). Assets are
-//! compiled into the binary: no front-end build step, no CDN, nothing to deploy beside it.
+//! Pages the cloud serves to people: the virtual terminal (a device in the browser) and the
+//! operator dashboard. Assets are compiled into the binary: no front-end build step, no CDN,
+//! nothing to deploy beside it.
 
+pub mod dashboard;
+pub mod recent;
 pub mod virtual_terminal;
 
 use crate::engine::Engine;
@@ -8,6 +11,9 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use recent::Recent;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// What the pages need.
 #[derive(Clone)]
@@ -15,6 +21,32 @@ pub struct WebState {
     pub engine: Engine,
     /// Whether `POST /virtual-terminal/devices` may enroll devices (dev deployments).
     pub virtual_terminals: bool,
+    /// The dashboard's token; `None` turns the dashboard off.
+    pub admin_token: Option<Arc<str>>,
+    /// Cancelled on shutdown: ends the dashboard's live streams.
+    pub shutdown: CancellationToken,
+    /// Transactions the dashboard has seen.
+    pub recent: Arc<Recent>,
+}
+
+impl WebState {
+    /// The pages' state; an empty admin token counts as none.
+    pub fn new(
+        engine: Engine,
+        virtual_terminals: bool,
+        admin_token: Option<&str>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            engine,
+            virtual_terminals,
+            recent: Arc::new(Recent::new(
+                admin_token.is_some_and(|t| !t.trim().is_empty()),
+            )),
+            admin_token: admin_token.filter(|t| !t.trim().is_empty()).map(Arc::from),
+            shutdown,
+        }
+    }
 }
 
 /// The routes of the pages and of the endpoints only they use.
@@ -37,6 +69,28 @@ pub fn routes(state: WebState) -> Router {
             "/virtual-terminal/devices",
             post(virtual_terminal::create_device).fallback(not_found),
         )
+        .route("/dashboard", get(dashboard::page).fallback(not_found))
+        .route(
+            "/dashboard/app.js",
+            get(dashboard::script).fallback(not_found),
+        )
+        .route(
+            "/dashboard/style.css",
+            get(dashboard::style).fallback(not_found),
+        )
+        .route(
+            "/admin/devices",
+            get(dashboard::devices).fallback(not_found),
+        )
+        .route(
+            "/admin/transactions",
+            get(dashboard::transactions).fallback(not_found),
+        )
+        .route(
+            "/admin/transactions/{id}",
+            get(dashboard::transaction).fallback(not_found),
+        )
+        .route("/admin/events", get(dashboard::live).fallback(not_found))
         .with_state(state)
 }
 

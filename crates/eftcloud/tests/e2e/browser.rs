@@ -456,14 +456,29 @@ async fn two_tabs_are_two_terminals() {
     .await;
 }
 
-#[tokio::test]
-async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
+/// A cloud with settings the shared harness does not offer (virtual terminals off, an admin
+/// token), on a temporary SQLite file.
+struct CustomApp {
+    base: String,
+    engine: cloud::engine::Engine,
+    http: reqwest::Client,
+    stop: tokio_util::sync::CancellationToken,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_custom(virtual_terminals: bool, admin_token: Option<&str>) -> CustomApp {
     let dir = tempfile::tempdir().unwrap();
     let config = cloud::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", dir.path().join("eftcloud.db").display()),
         poll_interval_min: Duration::ZERO,
-        virtual_terminals: false,
+        virtual_terminals,
+        admin_token: admin_token.map(str::to_string),
+        engine: cloud::engine::EngineSettings {
+            accept_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
         ..cloud::Config::default()
     };
     let app = cloud::Application::build(config).await.unwrap();
@@ -471,9 +486,48 @@ async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
     let engine = app.engine().clone();
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
+    CustomApp {
+        base,
+        engine,
+        http: reqwest::Client::new(),
+        stop,
+        running,
+        _dir: dir,
+    }
+}
 
-    let r = reqwest::Client::new()
-        .post(format!("{base}/virtual-terminal/devices"))
+impl CustomApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn admin(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stops the cloud; it must shut down promptly even with a dashboard's live stream open.
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(PATIENCE, self.running)
+            .await
+            .expect("cloud stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
+    let app = spawn_custom(false, None).await;
+    let r = app
+        .http
+        .post(app.url("/virtual-terminal/devices"))
         .send()
         .await
         .unwrap();
@@ -483,14 +537,26 @@ async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
         body["error"].as_str().unwrap().contains("disabled"),
         "{body}"
     );
+    // No admin token configured: the dashboard and its data are off, and say so.
+    let r = app.http.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("Dashboard disabled"));
+    let (status, body) = app.admin("/admin/devices", Some("anything")).await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("--admin-token"),
+        "{body}"
+    );
 
     let id = protocol::DeviceId::parse("shop-till-7").unwrap();
-    let secret = engine
+    let secret = app
+        .engine
         .enroll_device(&id, &Default::default())
         .await
         .unwrap();
+    let page = app.url("/virtual-terminal");
     with_browser(|c| async move {
-        c.goto(&format!("{base}/virtual-terminal")).await.unwrap();
+        c.goto(&page).await.unwrap();
         let notice = c.find(Locator::Id("vt-disabled")).await.unwrap();
         assert!(notice.is_displayed().await.unwrap());
         assert!(notice.text().await.unwrap().contains("disabled"));
@@ -519,6 +585,315 @@ async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
         assert_eq!(text_of(&c, "device-id").await, "shop-till-7");
     })
     .await;
-    stop.cancel();
-    running.await.unwrap().unwrap();
+    app.stop().await;
+}
+
+const ADMIN_TOKEN: &str = "test-admin-token";
+
+#[tokio::test]
+async fn admin_api_needs_the_token_and_filters_transactions() {
+    let app = spawn_custom(true, Some(ADMIN_TOKEN)).await;
+    let (status, body) = app.admin("/admin/devices", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = app.admin("/admin/devices", Some("wrong")).await;
+    assert_eq!(status, 401);
+    let (status, _) = app.admin("/admin/events", Some("wrong")).await;
+    assert_eq!(status, 401);
+
+    // A device with a transaction in progress shows up busy, and the transaction is listed.
+    let secret = app
+        .engine
+        .enroll_device(
+            &protocol::DeviceId::parse("dash-1").unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "{}/device/v1",
+        app.base.replacen("http", "ws", 1)
+    ))
+    .await
+    .unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let hello = serde_json::to_string(&crate::harness::hello("dash-1", &secret)).unwrap();
+    ws.send(Message::text(hello)).await.unwrap();
+    ws.send(Message::text(r#"{"type":"pairing_code_request"}"#))
+        .await
+        .unwrap();
+    let code = loop {
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!("socket closed")
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["type"] == "pairing_code" {
+            break v["code"].as_str().unwrap().to_string();
+        }
+    };
+    let reg = register("dash");
+    pos::PosClient::new(&app.base)
+        .unwrap()
+        .pair(&code, &reg, &PairingDetails::new("Front Counter"))
+        .await
+        .unwrap();
+    let mut form = purchase(&reg, "777");
+    form.push(("PosReference", "order-4711"));
+    let r = app
+        .http
+        .post(app.url("/POS/Transaction"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let env: Value = r.json().await.unwrap();
+    let id = env["transactionId"].as_str().unwrap().to_string();
+
+    let (status, devices) = app.admin("/admin/devices", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{devices}");
+    let d = &devices[0];
+    assert_eq!(d["deviceId"], "dash-1");
+    assert_eq!(d["online"], true);
+    assert_eq!(d["busy"], true);
+    assert_eq!(d["activeTransactionId"], id.as_str());
+    assert_eq!(d["registers"][0]["registerName"], "Front Counter");
+
+    let (status, list) = app
+        .admin(
+            "/admin/transactions?reference=order-4711",
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["transactionId"], id.as_str());
+    assert_eq!(list[0]["phase"], "offered");
+    assert_eq!(list[0]["amountCents"], 777);
+    for q in [
+        "reference=nothing-like-it",
+        "outcome=OK-ACCEPTED",
+        "device=someone-else",
+        "since=2999-01-01",
+    ] {
+        let (_, none) = app
+            .admin(&format!("/admin/transactions?{q}"), Some(ADMIN_TOKEN))
+            .await;
+        assert_eq!(none.as_array().unwrap().len(), 0, "{q}: {none}");
+    }
+    let (status, bad) = app
+        .admin("/admin/transactions?since=yesterday", Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, 400, "{bad}");
+
+    // The device never accepts: the cloud ends it, and the list and the timeline say so.
+    let done = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let (_, list) = app
+                .admin("/admin/transactions?outcome=CANCELLED", Some(ADMIN_TOKEN))
+                .await;
+            if list.as_array().is_some_and(|l| !l.is_empty()) {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("completed by the cloud");
+    assert_eq!(done[0]["completedBy"], "cloud");
+    assert!(done[0]["durationMs"].as_i64().unwrap() >= 0);
+    let (status, detail) = app
+        .admin(&format!("/admin/transactions/{id}"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    let events: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"received"));
+    assert!(events.contains(&"completed"), "{events:?}");
+    let (status, _) = app
+        .admin(
+            "/admin/transactions/00000000-0000-4000-8000-000000000000",
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // The live stream starts with a snapshot, and does not hold up shutdown.
+    let mut live = app
+        .http
+        .get(app.url("/admin/events"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert!(live.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = tokio::time::timeout(PATIENCE, live.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a snapshot");
+        first.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(first.starts_with("event: snapshot"), "{first}");
+    assert!(first.contains("dash-1") && first.contains(&id), "{first}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_follows_a_virtual_terminal_live() {
+    let app = spawn_custom(true, Some(ADMIN_TOKEN)).await;
+    let base = app.base.clone();
+    let http = app.http.clone();
+    with_browser(|c| async move {
+        // Tab 1: a virtual terminal, paired.
+        c.goto(&format!("{base}/virtual-terminal")).await.unwrap();
+        click(&c, "create-device").await;
+        let code = pairing_code(&c).await;
+        let device = text_of(&c, "device-id").await;
+        let terminal = c.window().await.unwrap();
+        let reg = register("dash");
+        pos::PosClient::new(&base)
+            .unwrap()
+            .pair(&code, &reg, &PairingDetails::new("Front Counter"))
+            .await
+            .unwrap();
+        screen_is(&c, "idle").await;
+
+        // Tab 2: the dashboard, signed in with the token.
+        let tab = c.new_window(true).await.unwrap();
+        c.switch_to_window(tab.handle.clone()).await.unwrap();
+        c.goto(&format!("{base}/dashboard")).await.unwrap();
+        c.find(Locator::Id("token"))
+            .await
+            .unwrap()
+            .send_keys(ADMIN_TOKEN)
+            .await
+            .unwrap();
+        c.find(Locator::Css("#token-form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let device_state = format!(
+            "(document.querySelector('#devices tr[data-device=\"{device}\"] [data-state]') || {{}}).dataset?.state || ''"
+        );
+        wait_js(&c, "the device online", &device_state, |v| v == &json!("online")).await;
+        wait_js(&c, "live", "document.body.dataset.live", |v| v == &json!("on")).await;
+
+        // A purchase appears in progress, and the device busy, without a reload.
+        let r = http
+            .post(format!("{base}/POS/Transaction"))
+            .form(&purchase(&reg, "4250"))
+            .send()
+            .await
+            .unwrap();
+        let env: Value = r.json().await.unwrap();
+        let id = env["transactionId"].as_str().unwrap().to_string();
+        let poll = env["data"]["PollingUrl"].as_str().unwrap().to_string();
+        let row = format!(
+            "(document.querySelector('#transactions tr[data-transaction=\"{id}\"]') || {{}}).dataset?.outcome || ''"
+        );
+        wait_js(&c, "the transaction in progress", &row, |v| v == &json!("pending")).await;
+        wait_js(&c, "the device busy", &device_state, |v| v == &json!("busy")).await;
+
+        // The customer pays on the terminal; the dashboard shows the outcome.
+        c.switch_to_window(terminal.clone()).await.unwrap();
+        started(&c).await;
+        click(&c, "btn-present-card").await;
+        click(&c, "btn-approve").await;
+        c.switch_to_window(tab.handle.clone()).await.unwrap();
+        wait_js(&c, "the transaction approved", &row, |v| v == &json!("OK-ACCEPTED")).await;
+        wait_js(&c, "the device idle", &device_state, |v| v == &json!("online")).await;
+        let done = http.get(&poll).send().await.unwrap().json::<Value>().await.unwrap();
+        assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED");
+
+        // Its timeline, one click away.
+        c.find(Locator::Css(&format!("#transactions tr[data-transaction=\"{id}\"] button")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(
+            &c,
+            "the timeline",
+            "Array.from(document.querySelectorAll('#timeline .ev')).map(e => e.textContent).join(' ')",
+            |v| v.as_str().is_some_and(|s| s.contains("received") && s.contains("result_acknowledged")),
+        )
+        .await;
+        // A decline and a cancel on the terminal, for the outcome mix.
+        for (amount, button) in [("1999", "btn-decline"), ("2500", "btn-cancel")] {
+            let r = http
+                .post(format!("{base}/POS/Transaction"))
+                .form(&purchase(&reg, amount))
+                .send()
+                .await
+                .unwrap();
+            let env: Value = r.json().await.unwrap();
+            let poll = env["data"]["PollingUrl"].as_str().unwrap().to_string();
+            c.switch_to_window(terminal.clone()).await.unwrap();
+            started(&c).await;
+            click(&c, "btn-present-card").await;
+            click(&c, button).await;
+            c.switch_to_window(tab.handle.clone()).await.unwrap();
+            let done = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let v: Value = http.get(&poll).send().await.unwrap().json().await.unwrap();
+                    if v["transactionStatus"] == "COMPLETED" {
+                        return v;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .unwrap();
+            assert_ne!(done["data"]["TransactionResult"], "OK-ACCEPTED");
+        }
+        let rows = "document.querySelectorAll('#transactions tbody tr').length";
+        wait_js(&c, "three transactions", rows, |v| v == &json!(3)).await;
+        // Searching narrows the list.
+        c.find(Locator::Id("f-outcome"))
+            .await
+            .unwrap()
+            .select_by_value("OK-DECLINED")
+            .await
+            .unwrap();
+        wait_js(&c, "the decline only", rows, |v| v == &json!(1)).await;
+        c.find(Locator::Id("f-register"))
+            .await
+            .unwrap()
+            .send_keys("no such register")
+            .await
+            .unwrap();
+        wait_js(&c, "an empty list", rows, |v| v == &json!(0)).await;
+        c.find(Locator::Css("#filters button[type=reset]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(&c, "the list back", rows, |v| v == &json!(3)).await;
+        c.set_window_size(1280, 1700).await.unwrap();
+        c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+        screenshot(&c, "dashboard").await;
+
+        // The terminal unplugged: the dashboard shows it offline.
+        c.switch_to_window(terminal).await.unwrap();
+        click(&c, "plugged").await;
+        c.switch_to_window(tab.handle).await.unwrap();
+        wait_js(&c, "the device offline", &device_state, |v| v == &json!("offline")).await;
+    })
+    .await;
+    app.stop().await;
 }

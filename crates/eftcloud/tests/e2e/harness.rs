@@ -38,6 +38,13 @@ pub struct Opts {
     pub sync_timeout: Duration,
     pub retention: Duration,
     pub callback_retry_min: Duration,
+    pub api_limits: cloud::pos_api::ApiLimits,
+    /// The cluster's NATS server, for multi-node tests.
+    pub nats_url: Option<String>,
+    /// A shared database (PostgreSQL) instead of the node's own SQLite file.
+    pub database_url: Option<String>,
+    /// This node's name (unique per node in a cluster).
+    pub node: String,
 }
 
 /// The callback signing secret of test apps.
@@ -56,6 +63,10 @@ impl Default for Opts {
             sync_timeout: Duration::from_secs(20),
             retention: Duration::from_secs(3600),
             callback_retry_min: Duration::from_millis(50),
+            nats_url: None,
+            database_url: None,
+            node: "test".into(),
+            api_limits: Default::default(),
         }
     }
 }
@@ -87,7 +98,10 @@ pub async fn spawn_app_in(
     opts: Opts,
     addr: Option<SocketAddr>,
 ) -> TestApp {
-    let database_url = format!("sqlite://{}", dir.path().join("eftcloud.db").display());
+    let database_url = opts
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("eftcloud.db").display()));
     spawn_app_on(database_url, dir, opts, addr).await
 }
 
@@ -102,6 +116,7 @@ pub async fn spawn_app_on(
     let config = Config {
         listen: addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
         database_url,
+        nats_url: opts.nats_url.clone(),
         public_url: None,
         engine: EngineSettings {
             pairing_code_ttl: opts.pairing_code_ttl,
@@ -113,7 +128,7 @@ pub async fn spawn_app_on(
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,
             hello_timeout: opts.hello_timeout,
-            node: "test".into(),
+            node: opts.node.clone(),
         },
         poll_interval_min: opts.poll_interval_min,
         sync_timeout: opts.sync_timeout,
@@ -125,6 +140,8 @@ pub async fn spawn_app_on(
             timeout: Duration::from_secs(2),
         },
         virtual_terminals: true,
+        admin_token: None,
+        api_limits: opts.api_limits.clone(),
     };
     let app = Application::build(config).await.expect("cloud builds");
     let addr = app.local_addr();

@@ -5,6 +5,7 @@
 mod browser;
 mod callbacks;
 mod cli;
+mod cluster;
 mod device_protocol;
 mod durability;
 mod extensions;
@@ -14,4 +15,5 @@ mod openapi;
 mod pairing;
 mod polling;
 mod postgres;
+mod security;
 mod transactions;

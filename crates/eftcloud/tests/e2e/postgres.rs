@@ -11,14 +11,14 @@ use std::sync::Arc;
 const ENV: &str = "EFTCLOUD_TEST_DATABASE_URL";
 
 /// A database created for one test, dropped by [`FreshDatabase::drop`].
-struct FreshDatabase {
+pub struct FreshDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl FreshDatabase {
-    async fn create() -> Option<Self> {
+    pub async fn create() -> Option<Self> {
         let Ok(admin_url) = std::env::var(ENV) else {
             // Straight to stderr, past the test harness's capture, so the skip is seen.
             let _ = writeln!(
@@ -43,7 +43,7 @@ impl FreshDatabase {
         })
     }
 
-    async fn drop(self) {
+    pub async fn drop(self) {
         let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
         sqlx::raw_sql(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",

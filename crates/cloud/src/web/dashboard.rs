@@ -1,0 +1,490 @@
+//! `/dashboard`, the operator's view of the fleet, and the admin JSON it reads (`/admin/...`).
+//! Everything but the page's own files needs the admin token (`Authorization: Bearer <token>`);
+//! with no token configured the dashboard is off and says so.
+
+use super::{asset, WebState};
+use crate::engine::lifecycle::{CompletedBy, Phase};
+use crate::pos_api::error::ApiError;
+use crate::store::{DeviceRecord, RegisterRecord, TransactionRecord};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use futures_util::Stream;
+use protocol::TransactionId;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+const HTML: &str = include_str!("dashboard.html");
+const SCRIPT: &str = include_str!("dashboard.js");
+const STYLE: &str = include_str!("dashboard.css");
+
+/// How often the live stream looks for changes.
+const LIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Transactions sent in one live snapshot (the newest).
+const LIVE_TRANSACTIONS: usize = 300;
+
+const DISABLED: &str = "dashboard disabled: no admin token is configured (start the cloud with \
+                        --admin-token or EFTCLOUD_ADMIN_TOKEN)";
+
+/// `GET /dashboard`: the page (it asks for the token), or a 404 page saying it is off.
+pub async fn page(State(state): State<WebState>) -> Response {
+    if state.admin_token.is_none() {
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Dashboard \
+             disabled · eftcloud</title></head><body><main><h1>Dashboard disabled</h1><p>{DISABLED}\
+             </p></main></body></html>"
+        );
+        let mut r = asset("text/html; charset=utf-8", body);
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
+    asset("text/html; charset=utf-8", HTML)
+}
+
+/// `GET /dashboard/app.js`.
+pub async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /dashboard/style.css`.
+pub async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// Checks the admin token: 404 when the dashboard is off, 401 when the token is missing or
+/// wrong. Both sides are hashed first so the comparison takes the same time wherever they differ.
+fn authorize(state: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.admin_token.as_deref() else {
+        return Err(ApiError::not_found(DISABLED));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let a = Sha256::digest(expected.as_bytes());
+    let b = Sha256::digest(presented.as_bytes());
+    let same = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0;
+    if presented.is_empty() || !same {
+        return Err(ApiError::unauthorized(
+            "admin token required: send Authorization: Bearer <token>",
+        ));
+    }
+    Ok(())
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A device as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceView {
+    pub device_id: String,
+    pub vendor: String,
+    pub model: String,
+    pub merchant: String,
+    pub online: bool,
+    pub busy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_transaction_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    pub enrolled_at: String,
+    pub registers: Vec<RegisterView>,
+}
+
+/// A paired register with its store metadata.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterView {
+    pub register_id: String,
+    pub business_name: String,
+    pub vendor_name: String,
+    pub register_name: String,
+    pub paired_at: String,
+    /// Contact details given at pairing (`Contact Name`, `Address`, ...).
+    pub contact: BTreeMap<String, String>,
+}
+
+impl From<RegisterRecord> for RegisterView {
+    fn from(r: RegisterRecord) -> Self {
+        Self {
+            register_id: r.info.key.register_id,
+            business_name: r.info.key.business_name,
+            vendor_name: r.info.key.vendor_name,
+            register_name: r.info.register_name,
+            paired_at: rfc3339(r.paired_at),
+            contact: r.contact,
+        }
+    }
+}
+
+/// A transaction as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionView {
+    pub transaction_id: String,
+    pub device_id: String,
+    pub register_id: String,
+    pub register_name: String,
+    pub business_name: String,
+    pub vendor_name: String,
+    pub function: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pos_reference: Option<String>,
+    pub created_at: String,
+    /// `offered`, `started` or `completed`.
+    pub phase: &'static str,
+    /// `TransactionResult` when there is one, else `Result`; empty while in progress.
+    pub outcome: String,
+    pub result_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    /// From the POS's request to the final outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_text: Option<String>,
+}
+
+impl From<&TransactionRecord> for TransactionView {
+    fn from(t: &TransactionRecord) -> Self {
+        let r = &t.request;
+        let amount = r.amount_total.or(r.amount_auth).or(r.amount_final);
+        let (phase, outcome, text, by, done) = match &t.phase {
+            Phase::Offered { .. } => ("offered", String::new(), String::new(), None, None),
+            Phase::Started { .. } => ("started", String::new(), String::new(), None, None),
+            Phase::Completed(c) => (
+                "completed",
+                c.transaction_result
+                    .map(|x| x.as_str().to_string())
+                    .unwrap_or_else(|| c.result.as_str().to_string()),
+                c.result_text.clone(),
+                Some(match c.by {
+                    CompletedBy::Device => "device",
+                    CompletedBy::Cloud => "cloud",
+                }),
+                Some(c.completed_at),
+            ),
+        };
+        Self {
+            transaction_id: t.id.to_string(),
+            device_id: t.device_id.to_string(),
+            register_id: t.register.key.register_id.clone(),
+            register_name: t.register.register_name.clone(),
+            business_name: t.register.key.business_name.clone(),
+            vendor_name: t.register.key.vendor_name.clone(),
+            function: r.function.as_str().to_string(),
+            amount_cents: amount.map(|a| a.get()),
+            pos_reference: t.pos_reference.clone(),
+            created_at: rfc3339(t.created_at),
+            phase,
+            outcome,
+            result_text: text,
+            completed_by: by,
+            completed_at: done.map(rfc3339),
+            duration_ms: done.map(|d| (d - t.created_at).num_milliseconds()),
+            display_text: t.display_text.clone(),
+        }
+    }
+}
+
+/// Filters of `GET /admin/transactions` (all optional, combined with "and").
+#[derive(Debug, Default, Deserialize)]
+pub struct TransactionFilter {
+    /// Part of the register id or name (case-insensitive).
+    pub register: Option<String>,
+    /// Part of the device id (case-insensitive).
+    pub device: Option<String>,
+    /// Part of the POS reference or the transaction id.
+    pub reference: Option<String>,
+    /// `TransactionResult`/`Result` exactly, or `pending`.
+    pub outcome: Option<String>,
+    /// Created on or after (RFC 3339, or `yyyy-mm-dd`).
+    pub since: Option<String>,
+    /// Created before (RFC 3339, or `yyyy-mm-dd`: before the end of that day).
+    pub until: Option<String>,
+    /// At most this many, newest first (default 200, at most 1000).
+    pub limit: Option<usize>,
+}
+
+fn parse_time(s: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        ApiError::bad_request(format!("invalid time '{s}': use RFC 3339 or yyyy-mm-dd"))
+    })?;
+    let day = if end_of_day {
+        day.succ_opt().unwrap_or(day)
+    } else {
+        day
+    };
+    Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+impl TransactionFilter {
+    fn apply(&self, all: Vec<TransactionRecord>) -> Result<Vec<TransactionView>, ApiError> {
+        let since = self
+            .since
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_time(s, false))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_time(s, true))
+            .transpose()?;
+        let limit = self.limit.unwrap_or(200).min(1000);
+        let some = |o: &Option<String>| {
+            o.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let (register, device, reference, outcome) = (
+            some(&self.register),
+            some(&self.device),
+            some(&self.reference),
+            some(&self.outcome),
+        );
+        Ok(all
+            .iter()
+            .filter(|t| since.is_none_or(|s| t.created_at >= s))
+            .filter(|t| until.is_none_or(|u| t.created_at < u))
+            .map(TransactionView::from)
+            .filter(|v| {
+                register
+                    .as_deref()
+                    .is_none_or(|r| contains(&v.register_id, r) || contains(&v.register_name, r))
+            })
+            .filter(|v| device.as_deref().is_none_or(|d| contains(&v.device_id, d)))
+            .filter(|v| {
+                reference.as_deref().is_none_or(|r| {
+                    contains(&v.transaction_id, r)
+                        || v.pos_reference.as_deref().is_some_and(|p| contains(p, r))
+                })
+            })
+            .filter(|v| {
+                outcome.as_deref().is_none_or(|o| {
+                    if o.eq_ignore_ascii_case("pending") {
+                        v.phase != "completed"
+                    } else {
+                        v.outcome.eq_ignore_ascii_case(o)
+                    }
+                })
+            })
+            .take(limit)
+            .collect())
+    }
+}
+
+async fn device_views(
+    state: &WebState,
+    devices: Vec<DeviceRecord>,
+) -> Result<Vec<DeviceView>, ApiError> {
+    let engine = &state.engine;
+    let store = engine.store();
+    let mut out = Vec::with_capacity(devices.len());
+    for d in devices {
+        let registers = store
+            .registers_of(&d.id)
+            .await
+            .map_err(ApiError::internal)?;
+        let active = store
+            .active_transaction(&d.id)
+            .await
+            .map_err(ApiError::internal)?;
+        let online = engine.bus().is_online(&d.id).await;
+        out.push(DeviceView {
+            device_id: d.id.to_string(),
+            vendor: d.vendor,
+            model: d.model,
+            merchant: d.merchant,
+            online,
+            busy: active.is_some(),
+            active_transaction_id: active.map(|t| t.id.to_string()),
+            last_seen: d.last_seen_at.map(rfc3339),
+            enrolled_at: rfc3339(d.created_at),
+            registers: registers.into_iter().map(RegisterView::from).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /admin/devices`: every device with its state and registers.
+pub async fn devices(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<DeviceView>>, ApiError> {
+    authorize(&state, &headers)?;
+    let devices = state
+        .recent
+        .refresh(&state.engine)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(device_views(&state, devices).await?))
+}
+
+/// `GET /admin/transactions`: recent transactions, newest first, filtered.
+pub async fn transactions(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Query(filter): Query<TransactionFilter>,
+) -> Result<Json<Vec<TransactionView>>, ApiError> {
+    authorize(&state, &headers)?;
+    state
+        .recent
+        .refresh(&state.engine)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(filter.apply(state.recent.snapshot())?))
+}
+
+/// A transaction with its timeline.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionDetail {
+    #[serde(flatten)]
+    pub transaction: TransactionView,
+    pub events: Vec<EventView>,
+}
+
+/// One timeline event.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub at: String,
+    pub event: &'static str,
+    pub detail: String,
+}
+
+/// `GET /admin/transactions/{id}`: one transaction (by id, even one the list has not seen) and
+/// its timeline.
+pub async fn transaction(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<TransactionDetail>, ApiError> {
+    authorize(&state, &headers)?;
+    let id: TransactionId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("Transaction not found"))?;
+    let store = state.engine.store();
+    let Some(tx) = store.transaction(&id).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::not_found("Transaction not found"));
+    };
+    let events = store.events(&id).await.map_err(ApiError::internal)?;
+    let view = TransactionView::from(&tx);
+    state.recent.remember(tx);
+    Ok(Json(TransactionDetail {
+        transaction: view,
+        events: events
+            .into_iter()
+            .map(|e| EventView {
+                at: rfc3339(e.at),
+                event: e.kind.as_str(),
+                detail: e.detail,
+            })
+            .collect(),
+    }))
+}
+
+/// What the live stream sends: the whole picture, whenever it changed.
+#[derive(Debug, Serialize, PartialEq)]
+struct Snapshot {
+    devices: Vec<DeviceView>,
+    transactions: Vec<TransactionView>,
+}
+
+async fn snapshot(state: &WebState) -> Result<String, ApiError> {
+    let devices = state
+        .recent
+        .refresh(&state.engine)
+        .await
+        .map_err(ApiError::internal)?;
+    let devices = device_views(state, devices).await?;
+    let mut transactions: Vec<TransactionView> = state
+        .recent
+        .snapshot()
+        .iter()
+        .map(TransactionView::from)
+        .collect();
+    transactions.truncate(LIVE_TRANSACTIONS);
+    serde_json::to_string(&Snapshot {
+        devices,
+        transactions,
+    })
+    .map_err(ApiError::internal)
+}
+
+/// `GET /admin/events`: server-sent events. A `snapshot` event (devices and recent transactions)
+/// at once and whenever something changed; the stream ends when the cloud shuts down.
+pub async fn live(State(state): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(Sse::new(live_stream(state))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn live_stream(state: WebState) -> impl Stream<Item = Result<Event, Infallible>> {
+    struct Live {
+        state: WebState,
+        last: Option<String>,
+        ticker: tokio::time::Interval,
+    }
+    let mut ticker = tokio::time::interval(LIVE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures_util::stream::unfold(
+        Live {
+            state,
+            last: None,
+            ticker,
+        },
+        |mut live| async move {
+            loop {
+                tokio::select! {
+                    _ = live.state.shutdown.cancelled() => return None,
+                    _ = live.ticker.tick() => {}
+                }
+                match snapshot(&live.state).await {
+                    Ok(json) if live.last.as_deref() != Some(json.as_str()) => {
+                        let event = Event::default().event("snapshot").data(json.clone());
+                        live.last = Some(json);
+                        return Some((Ok(event), live));
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(status = %e.status(), "dashboard snapshot failed");
+                        let event = Event::default()
+                            .event("problem")
+                            .data("cloud storage unavailable, retrying");
+                        return Some((Ok(event), live));
+                    }
+                }
+            }
+        },
+    )
+}
