@@ -29,6 +29,16 @@ pub enum BenchCommand {
         /// Transactions run first and not measured (connection set-up, caches).
         #[arg(long, default_value_t = 20)]
         warmup: usize,
+        /// Store to use (e.g. `postgres://postgres@127.0.0.1/test`) [default: a temporary SQLite file].
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Cloud nodes to run; more than one needs --database-url (PostgreSQL) and --nats-url.
+        /// The device connects to the first node, the POS to the second.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// NATS server for a multi-node run.
+        #[arg(long)]
+        nats_url: Option<String>,
     },
 }
 
@@ -38,32 +48,65 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Latency {
             transactions,
             warmup,
-        } => latency(transactions, warmup).await,
+            database_url,
+            nodes,
+            nats_url,
+        } => latency(transactions, warmup, database_url, nodes, nats_url).await,
     }
 }
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn latency(transactions: usize, warmup: usize) -> anyhow::Result<ExitCode> {
-    if transactions == 0 {
-        anyhow::bail!("--transactions must be at least 1");
+async fn latency(
+    transactions: usize,
+    warmup: usize,
+    database_url: Option<String>,
+    nodes: usize,
+    nats_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if transactions == 0 || nodes == 0 {
+        anyhow::bail!("--transactions and --nodes must be at least 1");
+    }
+    if nodes > 1 && (nats_url.is_none() || database_url.is_none()) {
+        anyhow::bail!("--nodes > 1 needs --database-url (PostgreSQL) and --nats-url");
     }
     let dir = tempfile::tempdir().context("temporary directory")?;
-    let config = Config {
-        listen: "127.0.0.1:0".parse()?,
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-        poll_interval_min: Duration::ZERO,
-        ..Config::default()
+    let database_url = database_url
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let store_kind = if database_url.starts_with("sqlite:") {
+        "SQLite synchronous=FULL"
+    } else {
+        "PostgreSQL"
     };
-    let app = Application::build(config).await?;
-    let base = format!("http://{}", app.local_addr());
-    let device = DeviceId::parse("bench-1").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let secret = app
-        .engine()
+    let stop = CancellationToken::new();
+    let mut bases = Vec::new();
+    let mut servers = Vec::new();
+    let mut engine = None;
+    for i in 0..nodes {
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse()?,
+            database_url: database_url.clone(),
+            nats_url: nats_url.clone(),
+            poll_interval_min: Duration::ZERO,
+            ..Config::default()
+        };
+        config.gateway.node = format!("bench-node-{i}-{}", uuid::Uuid::new_v4().simple());
+        let app = Application::build(config).await?;
+        bases.push(format!("http://{}", app.local_addr()));
+        engine.get_or_insert_with(|| app.engine().clone());
+        servers.push(tokio::spawn(app.run_until_stopped(stop.clone())));
+    }
+    let engine = engine.context("no node")?;
+    // Unique per run: a PostgreSQL store outlives the benchmark.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let device =
+        DeviceId::parse(&format!("bench-{}", &run_id[..12])).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = engine
         .enroll_device(&device, &cloud::engine::devices::NewDevice::default())
         .await?;
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    // The device on the first node, the POS on the second (the same one on a single node).
+    let base = bases[0].clone();
+    let pos_base = bases[1 % nodes].clone();
 
     let terminal_config = TerminalConfig::new(
         base.parse()?,
@@ -90,9 +133,9 @@ async fn latency(transactions: usize, warmup: usize) -> anyhow::Result<ExitCode>
         _ => None,
     })
     .await?;
-    let pos = PosClient::new(&base)?;
+    let pos = PosClient::new(&pos_base)?;
     let register = RegisterKey {
-        register_id: "bench-register".into(),
+        register_id: format!("bench-register-{run_id}"),
         business_name: "Bench".into(),
         vendor_name: "eftcloud".into(),
     };
@@ -162,10 +205,15 @@ async fn latency(transactions: usize, warmup: usize) -> anyhow::Result<ExitCode>
     let wall = started_all.elapsed();
     stop.cancel();
     let _ = agent.await;
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
     collector.abort();
 
-    println!("{transactions} transactions (after {warmup} warm-up), one at a time, on loopback, SQLite synchronous=FULL");
+    println!(
+        "{transactions} transactions (after {warmup} warm-up), one at a time, on loopback; store {store_kind}; {nodes} node(s){}",
+        if nodes > 1 { " with NATS, device on node 1, POS on node 2" } else { "" }
+    );
     report("POST -> device receives request", &mut to_device);
     report("POST -> completed poll (long-poll)", &mut to_completed);
     report(

@@ -403,7 +403,12 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
 
 #[tokio::test]
 async fn two_tabs_are_two_terminals() {
-    let app = spawn_app_with(Opts::default()).await;
+    // Fast heartbeats: the page must answer every ping to stay connected.
+    let app = spawn_app_with(Opts {
+        heartbeat: Duration::from_millis(300),
+        ..Opts::default()
+    })
+    .await;
     with_browser(|c| async move {
         c.goto(&app.url("/virtual-terminal")).await.unwrap();
         click(&c, "create-device").await;
@@ -452,6 +457,33 @@ async fn two_tabs_are_two_terminals() {
         .await;
         assert_eq!(text_of(&c, "device-id").await, first);
         assert_eq!(text_of(&c, "device-registers").await, "Counter 1");
+
+        // Pongs keep it connected through many heartbeats (three silent ones would close it).
+        let pongs = "document.querySelectorAll('#log li[data-type=pong]').length";
+        wait_js(&c, "ten pongs", pongs, |v| {
+            v.as_u64().is_some_and(|n| n >= 10)
+        })
+        .await;
+        assert_eq!(
+            c.execute("return document.body.dataset.connection", vec![])
+                .await
+                .unwrap(),
+            json!("online")
+        );
+
+        // A reload mid-transaction is the terminal's power cut: the payment is reversed and
+        // reported, as the reference agent does after a restart.
+        let (poll, _) = post_purchase(&app, &reg1, "600").await;
+        started(&c).await;
+        click(&c, "btn-present-card").await;
+        c.refresh().await.unwrap();
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["TransactionResult"], "CANCELLED", "{done}");
+        assert_eq!(
+            done["data"]["ResultText"],
+            "Transaction reversed after power failure"
+        );
+        assert_eq!(done["data"]["Reversed"], "true");
     })
     .await;
 }
