@@ -6,6 +6,7 @@
 
 use crate::client::PosClient;
 use crate::error::PosError;
+use crate::extensions::Lookup;
 use crate::outcome::outcome_is_success;
 use crate::polling::WaitOptions;
 use crate::register::PairingDetails;
@@ -40,6 +41,64 @@ pub enum PosCommand {
     Pair(PairArgs),
     /// Run one transaction (e.g. `Card.Purchase --amount 500`) and print its outcome.
     Transact(TransactArgs),
+    /// Find a transaction of this register again by its POS reference or id (eftcloud).
+    Lookup(LookupArgs),
+    /// Cancel a transaction of this register (eftcloud); prints the outcome.
+    Cancel(CancelArgs),
+    /// Is this register paired, is its device online and busy (eftcloud)?
+    Status(StatusArgs),
+    /// The event timeline of a transaction of this register (eftcloud).
+    Events(EventsArgs),
+}
+
+/// Arguments of `pos lookup`.
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    #[command(flatten)]
+    register: RegisterArgs,
+    /// The PosReference sent with the transaction.
+    #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+    reference: Option<String>,
+    /// The transactionId.
+    #[arg(long)]
+    id: Option<String>,
+    /// Wait up to this long for the transaction to complete (long-poll, at most 60s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    wait: Option<Duration>,
+    /// Print the envelope as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `pos cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The transactionId.
+    id: String,
+    #[command(flatten)]
+    register: RegisterArgs,
+    /// Wait up to this long for the device's final answer.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    wait: Duration,
+    /// Print the envelope as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `pos status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    register: RegisterArgs,
+}
+
+/// Arguments of `pos events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The transactionId.
+    id: String,
+    #[command(flatten)]
+    register: RegisterArgs,
 }
 
 /// The register triple; the same values must be used at pairing and on every transaction.
@@ -171,7 +230,75 @@ pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
     match args.command {
         PosCommand::Pair(a) => pair(&client, a).await,
         PosCommand::Transact(a) => transact(&client, a).await,
+        PosCommand::Lookup(a) => {
+            let by = match (a.reference, a.id) {
+                (Some(r), _) => Lookup::Reference(r),
+                (None, Some(id)) => Lookup::Id(id),
+                (None, None) => return Err(CliError::Usage("give --reference or --id".into())),
+            };
+            let env = client.lookup(&a.register.key()?, &by, a.wait).await?;
+            outcome(&env, a.json)
+        }
+        PosCommand::Cancel(a) => {
+            let env = client
+                .cancel(&a.register.key()?, &a.id, Some(a.wait))
+                .await?;
+            outcome(&env, a.json)
+        }
+        PosCommand::Status(a) => {
+            let s = client.register_status(&a.register.key()?).await?;
+            let text = if s.paired {
+                format!(
+                    "paired:  yes ({})\ndevice:  {}\nonline:  {}\nbusy:    {}{}\n",
+                    s.register_name.unwrap_or_default(),
+                    s.device_id.unwrap_or_default(),
+                    if s.online { "yes" } else { "no" },
+                    if s.busy { "yes" } else { "no" },
+                    s.active_transaction_id
+                        .map(|id| format!(" ({id})"))
+                        .unwrap_or_default(),
+                )
+            } else {
+                "paired:  no (pair it with `eftcloud pos pair <code> ...`)\n".to_string()
+            };
+            print_stdout(&text);
+            Ok(if s.paired {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        PosCommand::Events(a) => {
+            for e in client.events(&a.register.key()?, &a.id).await? {
+                print_stdout(&format!("{}  {:<20} {}\n", e.at, e.event, e.detail));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Prints an envelope (summary or JSON); exit code 0 only for a success.
+fn outcome(env: &TransactionEnvelope, json: bool) -> Result<ExitCode, CliError> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(env).map_err(|e| PosError::BadResponse(e.to_string()))?;
+        print_stdout(&format!("{text}\n"));
+    } else if env.is_completed() {
+        print_stdout(&summary(env));
+    } else {
+        print_stdout(&format!(
+            "{:<18} {}\n{:<18} PENDING {}\n",
+            "Transaction:",
+            env.transaction_id,
+            "Status:",
+            env.field(keys::TRANSACTION_RESULT).unwrap_or("")
+        ));
+    }
+    Ok(if outcome_is_success(env) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// [`run`], with errors printed to stderr as `error: ...` and mapped to exit code 2.

@@ -53,6 +53,16 @@ impl PosClient {
         })
     }
 
+    /// The HTTP client (for eftcloud's extension calls).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The cloud's URLs.
+    pub(crate) fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
     /// `{root}/POS/Transaction`, where transactions are posted.
     pub fn transaction_url(&self) -> &Url {
         self.endpoints.transaction()
@@ -221,7 +231,7 @@ fn parse_polling_url(raw: &str) -> Result<Url, PosError> {
 }
 
 /// Reads a 2xx JSON body, or turns any other status into [`PosError::Api`].
-async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, PosError> {
+pub(crate) async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, PosError> {
     let status = resp.status();
     let body = resp.bytes().await?;
     if !status.is_success() {

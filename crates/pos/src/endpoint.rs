@@ -55,6 +55,11 @@ impl Endpoints {
     pub(crate) fn transaction(&self) -> &Url {
         &self.transaction
     }
+
+    /// `{root}/<parts...>`, each part one percent-encoded path segment (eftcloud's routes).
+    pub(crate) fn path(&self, parts: &[&str]) -> Result<Url, PosError> {
+        join(&self.root, parts)
+    }
 }
 
 fn join(root: &Url, parts: &[&str]) -> Result<Url, PosError> {

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 mod endpoint;
 pub mod error;
+pub mod extensions;
 pub mod outcome;
 pub mod polling;
 pub mod register;
@@ -35,6 +36,7 @@ pub mod transaction;
 
 pub use client::PosClient;
 pub use error::PosError;
+pub use extensions::{Lookup, RegisterStatus, TimelineEntry};
 pub use outcome::outcome_is_success;
 pub use polling::{parse_retry_after, PollOutcome, WaitOptions};
 pub use protocol::pos_api::TransactionEnvelope;

@@ -712,18 +712,7 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let attempts: i32 = row.try_get("attempts")?;
-                Ok(CallbackJob {
-                    transaction_id: parse_transaction_id(
-                        &row.try_get::<String, _>("transaction_id")?,
-                    )?,
-                    url: row.try_get("url")?,
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                })
-            })
-            .collect()
+        rows.iter().map(callback_job).collect()
     }
 
     async fn claim_callbacks(
@@ -746,18 +735,7 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let attempts: i32 = row.try_get("attempts")?;
-                Ok(CallbackJob {
-                    transaction_id: parse_transaction_id(
-                        &row.try_get::<String, _>("transaction_id")?,
-                    )?,
-                    url: row.try_get("url")?,
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                })
-            })
-            .collect()
+        rows.iter().map(callback_job).collect()
     }
 
     async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -861,4 +839,13 @@ impl Store for PostgresStore {
         .await?;
         Ok(v.map(from_ms))
     }
+}
+
+fn callback_job(row: &PgRow) -> Result<CallbackJob, StoreError> {
+    let attempts: i32 = row.try_get("attempts")?;
+    Ok(CallbackJob {
+        transaction_id: parse_transaction_id(&row.try_get::<String, _>("transaction_id")?)?,
+        url: row.try_get("url")?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+    })
 }

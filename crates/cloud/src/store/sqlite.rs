@@ -601,18 +601,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("transaction_id")?;
-                let attempts: i64 = row.try_get("attempts")?;
-                Ok(CallbackJob {
-                    transaction_id: TransactionId::from_str(&id)
-                        .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?,
-                    url: row.try_get("url")?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                })
-            })
-            .collect()
+        rows.iter().map(callback_job).collect()
     }
 
     async fn claim_callbacks(
@@ -634,18 +623,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.writer)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("transaction_id")?;
-                let attempts: i64 = row.try_get("attempts")?;
-                Ok(CallbackJob {
-                    transaction_id: TransactionId::from_str(&id)
-                        .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?,
-                    url: row.try_get("url")?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                })
-            })
-            .collect()
+        rows.iter().map(callback_job).collect()
     }
 
     async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -840,4 +818,15 @@ impl Store for SqliteStore {
         .await?;
         Ok(v.map(from_ms))
     }
+}
+
+fn callback_job(row: &SqliteRow) -> Result<CallbackJob, StoreError> {
+    let id: String = row.try_get("transaction_id")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(CallbackJob {
+        transaction_id: TransactionId::from_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("{id}: {e}")))?,
+        url: row.try_get("url")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+    })
 }

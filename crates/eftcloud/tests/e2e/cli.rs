@@ -167,6 +167,46 @@ async fn walkthrough_with_the_binary() {
     assert_eq!(status, 1, "{out}");
     assert!(out.contains("OK-DECLINED"), "{out}");
 
+    // eftcloud's extensions through the POS CLI: reference, lookup, timeline, status, cancel.
+    let mut with_ref = buy.clone();
+    with_ref.extend(["--pos-reference", "ORDER-1"]);
+    let (status, out, err) = output(&with_ref).await;
+    assert_eq!(status, 0, "{out}{err}");
+    let id = out
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    let mut lookup = vec!["pos", "--cloud", &url, "lookup", "--reference", "ORDER-1"];
+    lookup.extend(register);
+    let (status, out, err) = output(&lookup).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains(&id) && out.contains("OK-ACCEPTED"), "{out}");
+    let mut events = vec!["pos", "--cloud", &url, "events", &id];
+    events.extend(register);
+    let (status, out, _) = output(&events).await;
+    assert_eq!(status, 0);
+    assert!(
+        out.contains("received") && out.contains("completed"),
+        "{out}"
+    );
+    let mut st = vec!["pos", "--cloud", &url, "status"];
+    st.extend(register);
+    let (status, out, _) = output(&st).await;
+    assert_eq!(status, 0);
+    assert!(out.contains("online:  yes"), "{out}");
+    let mut cancel = vec!["pos", "--cloud", &url, "cancel", &id];
+    cancel.extend(register);
+    let (status, _, err) = output(&cancel).await;
+    assert_eq!(status, 2);
+    assert!(
+        err.contains("409") && err.contains("already completed"),
+        "{err}"
+    );
+
     let (status, out, _) = output(&["device", "list", "--data-dir", data]).await;
     assert_eq!(status, 0);
     let row = out
