@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::device_gateway::connections::Connections;
 use crate::device_gateway::{self, Gateway};
 use crate::engine::Engine;
+use crate::metrics::{self, MeteredStore, Metrics};
 use crate::pos_api::callbacks::Dispatcher;
 use crate::pos_api::{self, error::not_found, ApiSettings, ApiState};
 use crate::store::{self, StoreError};
@@ -50,6 +51,9 @@ pub struct Application {
     router: Router,
     callbacks: Dispatcher,
     nats: Option<Arc<NatsBus>>,
+    /// The separate `/metrics` listener, when one is configured.
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -57,10 +61,18 @@ pub struct Application {
 impl Application {
     /// Opens the store, binds the port (0 picks one) and wires the parts together.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
-        let store = store::open(&config.database_url).await?;
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn store::Store> = Arc::new(MeteredStore::new(
+            store::open(&config.database_url).await?,
+            metrics.clone(),
+        ));
         // Connections recorded by a previous run of this node died with it.
         store.clear_connections(&config.gateway.node).await?;
         let connections = Arc::new(Connections::default());
+        {
+            let connections = connections.clone();
+            metrics.count_devices_with(Arc::new(move || connections.count()));
+        }
         // One node: frames go straight to this process's connections. A cluster: NATS routes
         // them to the node holding the device.
         let (bus, nats): (Arc<dyn Bus>, Option<Arc<NatsBus>>) = match &config.nats_url {
@@ -72,7 +84,7 @@ impl Application {
             }
             None => (Arc::new(LocalBus::new(connections.clone())), None),
         };
-        let engine = Engine::new(store, bus, config.engine.clone());
+        let engine = Engine::with_metrics(store, bus, config.engine.clone(), metrics.clone());
 
         let listener =
             TcpListener::bind(config.listen)
@@ -85,6 +97,14 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BuildError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let public_url = config
             .public_url
             .clone()
@@ -115,7 +135,9 @@ impl Application {
             config.admin_token.as_deref(),
             shutdown.clone(),
         );
-        let router = routes(api, gateway, web);
+        // Without its own listener, /metrics is one more route of the main one.
+        let metrics_here = config.metrics_listen.is_none().then(|| metrics.clone());
+        let router = routes(api, gateway, web, metrics.clone(), metrics_here);
         let callbacks =
             Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
         Ok(Self {
@@ -127,9 +149,23 @@ impl Application {
             router,
             callbacks,
             nats,
+            metrics_listener,
+            metrics,
             shutdown,
             tasks,
         })
+    }
+
+    /// The address of the separate `/metrics` listener, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The metrics of this cloud.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The address actually bound.
@@ -159,8 +195,25 @@ impl Application {
             connections,
             callbacks,
             nats,
+            metrics_listener,
+            metrics,
             ..
         } = self;
+        if let Some(listener) = metrics_listener {
+            let app = Router::new()
+                .route("/metrics", get(metrics::serve))
+                .with_state(metrics);
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let stopped = shutdown.clone();
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await })
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
         if let Some(nats) = nats {
             tasks.spawn(nats.run_completions(engine.clone(), shutdown.clone()));
         }
@@ -233,7 +286,13 @@ async fn readyz(
     }
 }
 
-fn routes(api: ApiState, gateway: Gateway, web: crate::web::WebState) -> Router {
+fn routes(
+    api: ApiState,
+    gateway: Gateway,
+    web: crate::web::WebState,
+    metrics: Arc<Metrics>,
+    metrics_route: Option<Arc<Metrics>>,
+) -> Router {
     let max_body = api.settings.limits.max_body_bytes;
     let ready = api.engine.clone();
     let pos = Router::new()
@@ -273,12 +332,11 @@ fn routes(api: ApiState, gateway: Gateway, web: crate::web::WebState) -> Router 
     let devices = Router::new()
         .route(protocol::device::PATH, get(device_gateway::upgrade))
         .with_state(gateway);
-    // The dashboard lists the transactions POSes create (see web::recent).
-    let pos = pos.layer(axum::middleware::from_fn_with_state(
-        web.recent.clone(),
-        crate::web::recent::observe,
-    ));
-    Router::new()
+    let mut router = Router::new();
+    if let Some(m) = metrics_route {
+        router = router.route("/metrics", get(metrics::serve).with_state(m));
+    }
+    router
         .merge(pos)
         .merge(devices)
         .merge(crate::web::routes(web))
@@ -292,6 +350,11 @@ fn routes(api: ApiState, gateway: Gateway, web: crate::web::WebState) -> Router 
         .layer(axum::Extension(pos_api::fields::BodyLimit(max_body)))
         // Browser-based POS software calls the API cross-origin; preflights are answered here.
         .layer(CorsLayer::permissive())
+        // Outermost, so every error answer is counted, whichever layer or handler made it.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::count_rejections,
+        ))
 }
 
 /// Lower-cases the path (not the query: the token is case-sensitive) and drops a trailing slash.

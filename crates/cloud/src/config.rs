@@ -30,6 +30,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// POS API abuse limits: body size, pairing brute force.
     pub api_limits: crate::pos_api::ApiLimits,
+    /// A separate address for `GET /metrics` (then only there); none: on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             virtual_terminals: true,
             admin_token: None,
             api_limits: Default::default(),
+            metrics_listen: None,
         }
     }
 }

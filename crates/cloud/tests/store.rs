@@ -529,6 +529,92 @@ async fn events_in_order(s: Arc<dyn Store>) {
     assert!(s.events(&TransactionId::new()).await.unwrap().is_empty());
 }
 
+async fn transactions_are_searchable(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d2")).await.unwrap();
+    let done = completed_at(ms_now());
+    let mut a = transaction("d1", done.clone());
+    a.pos_reference = Some("INV_1%".into());
+    a.created_at -= Duration::minutes(10);
+    let b = transaction(
+        "d2",
+        Phase::Started {
+            started_at: ms_now(),
+        },
+    );
+    s.insert_transaction(&a, &[]).await.unwrap();
+    s.insert_transaction(&b, &[]).await.unwrap();
+    let q = |f: &dyn Fn(&mut cloud::store::TransactionQuery)| {
+        let mut q = cloud::store::TransactionQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let ids = |v: Vec<TransactionRecord>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.query_transactions(&q(&|_| {})).await.unwrap()),
+        vec![b.id, a.id],
+        "newest first"
+    );
+    assert_eq!(
+        ids(s
+            .query_transactions(&q(&|q| q.device = Some("D2".into())))
+            .await
+            .unwrap()),
+        vec![b.id]
+    );
+    assert_eq!(
+        ids(s
+            .query_transactions(&q(&|q| q.pending_only = true))
+            .await
+            .unwrap()),
+        vec![b.id]
+    );
+    // Wildcards in the search text are literal.
+    assert_eq!(
+        ids(s
+            .query_transactions(&q(&|q| q.reference = Some("inv_1%".into())))
+            .await
+            .unwrap()),
+        vec![a.id]
+    );
+    assert!(s
+        .query_transactions(&q(&|q| q.reference = Some("inv%1".into())))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        ids(s
+            .query_transactions(&q(
+                &|q| q.reference = Some(b.id.to_string()[..8].to_string())
+            ))
+            .await
+            .unwrap()),
+        vec![b.id]
+    );
+    assert_eq!(
+        ids(s
+            .query_transactions(&q(&|q| q.since = Some(ms_now() - Duration::minutes(1))))
+            .await
+            .unwrap()),
+        vec![b.id]
+    );
+    assert_eq!(
+        ids(s
+            .query_transactions(&q(&|q| q.register = Some("R1".into())))
+            .await
+            .unwrap())
+        .len(),
+        2
+    );
+    assert_eq!(
+        ids(s.query_transactions(&q(&|q| q.limit = 1)).await.unwrap()),
+        vec![b.id]
+    );
+}
+
 async fn callbacks_are_claimed_by_one_node(s: Arc<dyn Store>) {
     s.insert_device(&device("d1")).await.unwrap();
     let started = Phase::Started {
@@ -820,6 +906,7 @@ macro_rules! contract {
 }
 
 contract!(
+    transactions_are_searchable,
     callbacks_are_claimed_by_one_node,
     devices_and_connections,
     pairing_codes,

@@ -42,7 +42,7 @@ impl DatabaseArgs {
 }
 
 /// The URL fit for messages and logs: a PostgreSQL URL may carry a password.
-fn without_password(url: &str) -> String {
+pub fn without_password(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             // Only fails for URLs that cannot have credentials, and this one has them.

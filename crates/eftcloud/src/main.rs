@@ -2,11 +2,12 @@
 //! (`terminal`) and a POS client (`pos`), in one binary.
 
 mod bench;
+mod config_file;
 mod database;
 mod device_admin;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// eftcloud links point-of-sale registers to payment terminals.
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run the cloud: POS API, device gateway.
     Serve(serve::ServeArgs),
+    /// Check a configuration (file, environment, flags) without starting the cloud.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Enroll and list devices.
     #[command(subcommand)]
     Device(device_admin::DeviceCommand),
@@ -56,6 +60,13 @@ enum Command {
     /// Measure the cloud (in-process cloud, terminal and POS over loopback sockets).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate everything `serve` would check before binding its port; print the effective
+    /// settings and where each came from, or exactly what is wrong (exit code 2).
+    Check(serve::ServeArgs),
 }
 
 async fn backup(
@@ -95,10 +106,19 @@ fn init_logging(filter: &str, format: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let root = Cli::command();
+    let (matches, loaded) = match config_file::parse(root.clone(), std::env::args_os().collect()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(&cli.log, &cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Config(ConfigCommand::Check(args)) => serve::check(args, &root, &matches, &loaded),
         Command::Device(cmd) => device_admin::run(cmd).await,
         Command::CallbackSecret { database } => callback_secret(database).await,
         Command::Migrate { database } => database.open().await.map(|_| {

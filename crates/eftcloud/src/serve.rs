@@ -16,9 +16,14 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration '{s}' ({e}); write e.g. 500ms, 2s, 15m"))
 }
 
-/// Flags of `eftcloud serve`; each is also read from `EFTCLOUD_<FLAG>`.
+/// Flags of `eftcloud serve`; each is also read from `EFTCLOUD_<FLAG>`, and from the
+/// configuration file under the flag's name (see `config_file`).
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// TOML file of settings, keys named like these flags (`accept-timeout = "10s"`); flags and
+    /// environment variables override it.
+    #[arg(long, env = "EFTCLOUD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// NATS server of a cluster (`nats://host:4222`): many nodes share one PostgreSQL store and
     /// NATS routes each request to the node holding the device. Unset: a single node.
     #[arg(long, env = "EFTCLOUD_NATS_URL")]
@@ -98,6 +103,9 @@ pub struct ServeArgs {
     /// sets it; otherwise clients could choose their own source).
     #[arg(long, env = "EFTCLOUD_TRUST_FORWARDED_FOR")]
     trust_forwarded_for: bool,
+    /// Serve GET /metrics (Prometheus) on this address only, instead of on --listen.
+    #[arg(long, env = "EFTCLOUD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn positive(name: &str, d: Duration) -> anyhow::Result<Duration> {
@@ -177,8 +185,54 @@ impl ServeArgs {
                     trust_forwarded_for: self.trust_forwarded_for,
                 },
             },
+            metrics_listen: self.metrics_listen,
         })
     }
+}
+
+/// `eftcloud config check`: everything `serve` checks before binding its port, then the
+/// effective settings and where each came from (secrets hidden).
+pub fn check(
+    args: ServeArgs,
+    root: &clap::Command,
+    matches: &clap::ArgMatches,
+    loaded: &crate::config_file::Loaded,
+) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let path = ["config", "check"];
+    let sub = crate::config_file::subcommand_matches(matches, &path).unwrap_or(matches);
+    println!("configuration OK");
+    if let Some(file) = &loaded.path {
+        println!("file: {}", file.display());
+    }
+    for arg in crate::config_file::settings(root, &path) {
+        let (id, Some(key)) = (arg.get_id().as_str(), arg.get_long()) else {
+            continue;
+        };
+        let raw: Vec<String> = sub
+            .get_raw(id)
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let value = match raw.as_slice() {
+            [] => "(unset)".to_string(),
+            // Marked secret (its environment value is hidden from --help too).
+            _ if arg.is_hide_env_values_set() => "(set, hidden)".to_string(),
+            _ if key == "database-url" => crate::database::without_password(&raw.join(",")),
+            _ => raw.join(","),
+        };
+        match crate::config_file::source(sub, id, key, loaded) {
+            "unset" => println!("{key} = {value}"),
+            from => println!("{key} = {value} ({from})"),
+        }
+    }
+    // Derived values the flags do not show directly.
+    println!(
+        "effective database = {}",
+        crate::database::without_password(&config.database_url)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the cloud until Ctrl-C or SIGTERM.
@@ -201,6 +255,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .replacen("http", "ws", 1),
         protocol::device::PATH
     );
+    if let Some(addr) = app.metrics_addr() {
+        println!("eftcloud metrics on http://{addr}/metrics");
+    }
     tracing::info!(
         listen = %app.local_addr(),
         public_url = %app.public_url(),

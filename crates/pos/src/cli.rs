@@ -611,7 +611,7 @@ mod tests {
         full.extend_from_slice(args);
         match parse(&full)?.pos.command {
             PosCommand::Transact(t) => Ok(t),
-            PosCommand::Pair(_) => Err("parsed as pair".into()),
+            other => Err(format!("parsed as {other:?}")),
         }
     }
 
@@ -702,7 +702,7 @@ mod tests {
                 assert_eq!(t.timeout, Duration::from_secs(60));
                 assert!(!t.sync && !t.json);
             }
-            PosCommand::Pair(_) => panic!("parsed as pair"),
+            other => panic!("parsed as {other:?}"),
         }
     }
 

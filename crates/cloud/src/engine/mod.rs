@@ -11,6 +11,7 @@ pub mod timeline;
 pub mod transactions;
 
 use crate::bus::Bus;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use protocol::TransactionId;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ struct Inner {
     completions: broadcast::Sender<TransactionId>,
     /// Pokes the deadline loop when a new, possibly earlier, deadline was written.
     deadline_changed: Notify,
+    metrics: Arc<Metrics>,
 }
 
 /// A failure inside the engine that is not the caller's fault.
@@ -77,8 +79,18 @@ pub enum EngineError {
 }
 
 impl Engine {
-    /// Builds the engine over a store and a bus.
+    /// Builds the engine over a store and a bus (with metrics nobody reads: admin commands).
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, settings: EngineSettings) -> Self {
+        Self::with_metrics(store, bus, settings, Arc::new(Metrics::new()))
+    }
+
+    /// Builds the engine, recording into `metrics`.
+    pub fn with_metrics(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        settings: EngineSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (completions, _) = broadcast::channel(COMPLETION_BUFFER);
         Self {
             inner: Arc::new(Inner {
@@ -87,6 +99,7 @@ impl Engine {
                 settings,
                 completions,
                 deadline_changed: Notify::new(),
+                metrics,
             }),
         }
     }
@@ -106,8 +119,15 @@ impl Engine {
         &self.inner.settings
     }
 
+    /// The metrics this engine records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     /// Wakes this node's waiters for a transaction completed elsewhere (called by the bus).
     pub fn wake_completed(&self, id: TransactionId) {
+        // It may have been pending here (offered through this node, completed on another).
+        self.inner.metrics.forget_pending(&id);
         let _ = self.inner.completions.send(id);
     }
 

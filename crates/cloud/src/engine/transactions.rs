@@ -224,8 +224,10 @@ impl Engine {
             }
             Err(InsertError::Store(e)) => return Err(e.into()),
         }
+        self.metrics().transaction_started(function);
         match &record.phase {
             Phase::Offered { .. } => {
+                self.metrics().track_phase(&record.id, &record.phase);
                 self.inner.deadline_changed.notify_one();
                 if self
                     .bus()
@@ -241,7 +243,9 @@ impl Engine {
                     }
                 }
             }
-            Phase::Completed(_) => {
+            Phase::Completed(c) => {
+                self.metrics()
+                    .transaction_completed(&record.id, function, c, record.created_at);
                 self.completed(record.id).await;
             }
             Phase::Started { .. } => {}
@@ -277,6 +281,10 @@ impl Engine {
                     continue;
                 }
                 tx.phase = next;
+                // Completions are counted below (`Effect::Completed`), once.
+                if !matches!(tx.phase, Phase::Completed(_)) {
+                    self.metrics().track_phase(id, &tx.phase);
+                }
             } else {
                 self.store().append_events(id, &events).await?;
             }
@@ -302,6 +310,14 @@ impl Engine {
                 Effect::SendResultAck => CloudMessage::ResultAck { transaction_id: id },
                 Effect::Completed => {
                     tracing::info!(transaction = %id, device = %tx.device_id, "transaction completed");
+                    if let Phase::Completed(c) = &tx.phase {
+                        self.metrics().transaction_completed(
+                            &id,
+                            tx.request.function,
+                            c,
+                            tx.created_at,
+                        );
+                    }
                     self.completed(id).await;
                     continue;
                 }
@@ -389,6 +405,8 @@ impl Engine {
         in_progress: Option<TransactionId>,
     ) -> Result<(), EngineError> {
         if let Some(tx) = self.store().active_transaction(device).await? {
+            // After a restart this is how the node learns of transactions still running.
+            self.metrics().track_phase(&tx.id, &tx.phase);
             let msg = match tx.phase {
                 Phase::Offered { .. } => offer_message(&tx),
                 Phase::Started { .. } if in_progress != Some(tx.id) => CloudMessage::Start {

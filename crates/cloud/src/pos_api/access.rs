@@ -39,7 +39,9 @@ pub fn authorize(record: &TransactionRecord, fields: &Fields) -> Result<(), ApiE
         return Err(ApiError::not_found("Transaction not found"));
     }
     match fields.get("merchantAccessToken") {
-        Some(t) if t == record.token => {
+        Some(t)
+            if crate::engine::devices::constant_time_eq(t.as_bytes(), record.token.as_bytes()) =>
+        {
             if Utc::now() >= record.token_expires_at {
                 Err(ApiError::unauthorized("Token expired"))
             } else {

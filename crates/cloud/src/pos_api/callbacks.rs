@@ -193,6 +193,9 @@ impl Dispatcher {
                 )
             }
         };
+        self.engine
+            .metrics()
+            .callback_attempt(delivered, !delivered && retry_at.is_none());
         if let Err(e) = self
             .engine
             .store()

@@ -74,10 +74,25 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The short reason counted in `eftcloud_rejected_requests_total`: the status's own, told
+    /// apart where one status has several causes a dashboard wants to see separately.
+    pub fn reason(&self) -> &'static str {
+        match self.status {
+            StatusCode::BAD_REQUEST if self.message == protocol::pos_api::NOT_PAIRED => {
+                "not_paired"
+            }
+            StatusCode::TOO_MANY_REQUESTS if self.message == protocol::pos_api::DEVICE_BUSY => {
+                "busy"
+            }
+            status => crate::metrics::reason_of_status(status),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let reason = self.reason();
         let mut response = (
             self.status,
             Json(ErrorBody {
@@ -85,6 +100,9 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        response
+            .extensions_mut()
+            .insert(crate::metrics::Rejection(reason));
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()

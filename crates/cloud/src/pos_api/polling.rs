@@ -77,9 +77,10 @@ pub async fn poll(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(not_found)?;
-    // Both token checks compare the whole string; the token is random, so equality leaks nothing useful.
+    // Compared in constant time, so response timing tells nothing about how much of a guess matched.
     match token {
-        Some(t) if t == record.token => {}
+        Some(t)
+            if crate::engine::devices::constant_time_eq(t.as_bytes(), record.token.as_bytes()) => {}
         _ => return Err(ApiError::unauthorized("Invalid token")),
     }
     if Utc::now() >= record.token_expires_at {

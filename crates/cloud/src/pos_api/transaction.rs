@@ -275,6 +275,7 @@ pub async fn create(
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, ApiError> {
+    let begun = std::time::Instant::now();
     let (mode, new) = parse(&fields, &headers)?;
     let started = state
         .engine
@@ -286,6 +287,16 @@ pub async fn create(
             StartError::ReferenceConflict(_) => ApiError::conflict(e.to_string()),
             StartError::Engine(e) => ApiError::internal(e),
         })?;
+    // Still offered when it returns: the offer went to the bus (a failed hand-over completes
+    // it with FAILED-INTERFACE instead).
+    if !started.replayed
+        && matches!(
+            started.record.phase,
+            crate::engine::lifecycle::Phase::Offered { .. }
+        )
+    {
+        state.engine.metrics().offer_handed_over(begun);
+    }
     let record = match mode {
         Mode::Async => started.record,
         Mode::Sync => {

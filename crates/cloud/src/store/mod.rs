@@ -238,6 +238,11 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         generate: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<String, StoreError>;
+    /// Transactions matching `q`, newest first (the operator dashboard's search).
+    async fn query_transactions(
+        &self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRecord>, StoreError>;
     /// The device's transaction in progress (offered or started), if any.
     async fn active_transaction(
         &self,
@@ -247,6 +252,37 @@ pub trait Store: Send + Sync + 'static {
     async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError>;
     /// The earliest accept deadline of any offer, to know how long the deadline loop may sleep.
     async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// A search over transactions; every criterion is optional, text matches are case-insensitive
+/// substrings.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionQuery {
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// In the register id or name.
+    pub register: Option<String>,
+    /// In the device id.
+    pub device: Option<String>,
+    /// In the POS reference or the transaction id.
+    pub reference: Option<String>,
+    /// Only transactions not completed yet.
+    pub pending_only: bool,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl TransactionQuery {
+    /// A `LIKE` pattern for a substring, with `\` escaping the pattern's own wildcards.
+    pub fn like(s: &str) -> String {
+        let escaped = s
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    }
 }
 
 /// A callback to deliver.

@@ -7,7 +7,8 @@
 //! `DELETE ... RETURNING`.
 
 use super::{
-    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord,
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
+    TransactionRecord,
 };
 use crate::engine::lifecycle::{Completion, Phase};
 use crate::engine::timeline::{EventKind, TimelineEvent};
@@ -801,6 +802,35 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn query_transactions(
+        &self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        // Absent criteria bind NULL and drop out: one statement, no SQL built from input.
+        let like = |o: &Option<String>| o.as_deref().map(TransactionQuery::like);
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions
+             WHERE ($1::BIGINT IS NULL OR created_at >= $1) AND ($2::BIGINT IS NULL OR created_at < $2)
+               AND ($3::TEXT IS NULL OR register_id ILIKE $3 OR register_name ILIKE $3)
+               AND ($4::TEXT IS NULL OR device_id ILIKE $4)
+               AND ($5::TEXT IS NULL OR pos_reference ILIKE $5 OR id ILIKE $5)
+               AND (NOT $6 OR state <> 'completed')
+             ORDER BY created_at DESC LIMIT $7"
+        ))
+        .bind(q.since.map(ms))
+        .bind(q.until.map(ms))
+        .bind(like(&q.register))
+        .bind(like(&q.device))
+        .bind(like(&q.reference))
+        .bind(q.pending_only)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::transaction_from_row)
+        .collect()
     }
 
     async fn active_transaction(

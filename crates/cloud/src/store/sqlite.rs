@@ -2,7 +2,8 @@
 //! commit that returned survives a power cut of the server.
 
 use super::{
-    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionRecord,
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
+    TransactionRecord,
 };
 use crate::engine::lifecycle::{Completion, Phase};
 use crate::engine::timeline::{EventKind, TimelineEvent};
@@ -779,6 +780,36 @@ impl Store for SqliteStore {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    async fn query_transactions(
+        &self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        // Absent criteria bind NULL and drop out (`? IS NULL OR ...`): one statement, no SQL
+        // built from input. LIKE is case-insensitive for ASCII in SQLite.
+        let like = |o: &Option<String>| o.as_deref().map(TransactionQuery::like);
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions
+             WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2)
+               AND (?3 IS NULL OR register_id LIKE ?3 ESCAPE '\\' OR register_name LIKE ?3 ESCAPE '\\')
+               AND (?4 IS NULL OR device_id LIKE ?4 ESCAPE '\\')
+               AND (?5 IS NULL OR pos_reference LIKE ?5 ESCAPE '\\' OR id LIKE ?5 ESCAPE '\\')
+               AND (?6 = 0 OR state <> 'completed')
+             ORDER BY created_at DESC LIMIT ?7"
+        ))
+        .bind(q.since.map(ms))
+        .bind(q.until.map(ms))
+        .bind(like(&q.register))
+        .bind(like(&q.device))
+        .bind(like(&q.reference))
+        .bind(q.pending_only)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(Self::transaction_from_row)
+        .collect()
     }
 
     async fn active_transaction(

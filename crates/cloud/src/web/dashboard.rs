@@ -5,7 +5,7 @@
 use super::{asset, WebState};
 use crate::engine::lifecycle::{CompletedBy, Phase};
 use crate::pos_api::error::ApiError;
-use crate::store::{DeviceRecord, RegisterRecord, TransactionRecord};
+use crate::store::{DeviceRecord, RegisterRecord, TransactionQuery, TransactionRecord};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -240,67 +240,61 @@ fn parse_time(s: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
     Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
 }
 
-fn contains(haystack: &str, needle: &str) -> bool {
-    haystack.to_lowercase().contains(&needle.to_lowercase())
-}
-
 impl TransactionFilter {
-    fn apply(&self, all: Vec<TransactionRecord>) -> Result<Vec<TransactionView>, ApiError> {
-        let since = self
-            .since
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_time(s, false))
-            .transpose()?;
-        let until = self
-            .until
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_time(s, true))
-            .transpose()?;
-        let limit = self.limit.unwrap_or(200).min(1000);
-        let some = |o: &Option<String>| {
+    /// The matching transactions from the store, newest first. Every criterion but the outcome
+    /// is part of the store query; the outcome (inside the stored completion) is checked here,
+    /// over a larger page so the limit still holds.
+    async fn run(&self, state: &WebState) -> Result<Vec<TransactionView>, ApiError> {
+        let text = |o: &Option<String>| {
             o.as_deref()
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
-        let (register, device, reference, outcome) = (
-            some(&self.register),
-            some(&self.device),
-            some(&self.reference),
-            some(&self.outcome),
-        );
-        Ok(all
+        let limit = self.limit.unwrap_or(200).clamp(1, 1000);
+        let outcome = text(&self.outcome);
+        let pending_only = outcome
+            .as_deref()
+            .is_some_and(|o| o.eq_ignore_ascii_case("pending"));
+        let by_outcome = outcome.filter(|_| !pending_only);
+        let query = TransactionQuery {
+            since: text(&self.since)
+                .map(|s| parse_time(&s, false))
+                .transpose()?,
+            until: text(&self.until)
+                .map(|s| parse_time(&s, true))
+                .transpose()?,
+            register: text(&self.register),
+            device: text(&self.device),
+            reference: text(&self.reference),
+            pending_only,
+            limit: if by_outcome.is_some() {
+                OUTCOME_SCAN
+            } else {
+                limit as u32
+            },
+        };
+        let found = state
+            .engine
+            .store()
+            .query_transactions(&query)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(found
             .iter()
-            .filter(|t| since.is_none_or(|s| t.created_at >= s))
-            .filter(|t| until.is_none_or(|u| t.created_at < u))
             .map(TransactionView::from)
             .filter(|v| {
-                register
+                by_outcome
                     .as_deref()
-                    .is_none_or(|r| contains(&v.register_id, r) || contains(&v.register_name, r))
-            })
-            .filter(|v| device.as_deref().is_none_or(|d| contains(&v.device_id, d)))
-            .filter(|v| {
-                reference.as_deref().is_none_or(|r| {
-                    contains(&v.transaction_id, r)
-                        || v.pos_reference.as_deref().is_some_and(|p| contains(p, r))
-                })
-            })
-            .filter(|v| {
-                outcome.as_deref().is_none_or(|o| {
-                    if o.eq_ignore_ascii_case("pending") {
-                        v.phase != "completed"
-                    } else {
-                        v.outcome.eq_ignore_ascii_case(o)
-                    }
-                })
+                    .is_none_or(|o| v.outcome.eq_ignore_ascii_case(o))
             })
             .take(limit)
             .collect())
     }
 }
+
+/// How many recent transactions an outcome search looks through.
+const OUTCOME_SCAN: u32 = 5000;
 
 async fn device_views(
     state: &WebState,
@@ -342,8 +336,9 @@ pub async fn devices(
 ) -> Result<Json<Vec<DeviceView>>, ApiError> {
     authorize(&state, &headers)?;
     let devices = state
-        .recent
-        .refresh(&state.engine)
+        .engine
+        .store()
+        .devices()
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(device_views(&state, devices).await?))
@@ -356,12 +351,7 @@ pub async fn transactions(
     Query(filter): Query<TransactionFilter>,
 ) -> Result<Json<Vec<TransactionView>>, ApiError> {
     authorize(&state, &headers)?;
-    state
-        .recent
-        .refresh(&state.engine)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(filter.apply(state.recent.snapshot())?))
+    Ok(Json(filter.run(&state).await?))
 }
 
 /// A transaction with its timeline.
@@ -398,7 +388,6 @@ pub async fn transaction(
     };
     let events = store.events(&id).await.map_err(ApiError::internal)?;
     let view = TransactionView::from(&tx);
-    state.recent.remember(tx);
     Ok(Json(TransactionDetail {
         transaction: view,
         events: events
@@ -421,18 +410,18 @@ struct Snapshot {
 
 async fn snapshot(state: &WebState) -> Result<String, ApiError> {
     let devices = state
-        .recent
-        .refresh(&state.engine)
+        .engine
+        .store()
+        .devices()
         .await
         .map_err(ApiError::internal)?;
     let devices = device_views(state, devices).await?;
-    let mut transactions: Vec<TransactionView> = state
-        .recent
-        .snapshot()
-        .iter()
-        .map(TransactionView::from)
-        .collect();
-    transactions.truncate(LIVE_TRANSACTIONS);
+    let transactions = TransactionFilter {
+        limit: Some(LIVE_TRANSACTIONS),
+        ..TransactionFilter::default()
+    }
+    .run(state)
+    .await?;
     serde_json::to_string(&Snapshot {
         devices,
         transactions,

@@ -3,7 +3,6 @@
 //! nothing to deploy beside it.
 
 pub mod dashboard;
-pub mod recent;
 pub mod virtual_terminal;
 
 use crate::engine::Engine;
@@ -11,7 +10,6 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use recent::Recent;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -25,8 +23,6 @@ pub struct WebState {
     pub admin_token: Option<Arc<str>>,
     /// Cancelled on shutdown: ends the dashboard's live streams.
     pub shutdown: CancellationToken,
-    /// Transactions the dashboard has seen.
-    pub recent: Arc<Recent>,
 }
 
 impl WebState {
@@ -40,9 +36,6 @@ impl WebState {
         Self {
             engine,
             virtual_terminals,
-            recent: Arc::new(Recent::new(
-                admin_token.is_some_and(|t| !t.trim().is_empty()),
-            )),
             admin_token: admin_token.filter(|t| !t.trim().is_empty()).map(Arc::from),
             shutdown,
         }

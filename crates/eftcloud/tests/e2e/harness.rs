@@ -142,6 +142,7 @@ pub async fn spawn_app_on(
         virtual_terminals: true,
         admin_token: None,
         api_limits: opts.api_limits.clone(),
+        metrics_listen: None,
     };
     let app = Application::build(config).await.expect("cloud builds");
     let addr = app.local_addr();

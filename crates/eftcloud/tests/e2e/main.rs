@@ -2,18 +2,22 @@
 //! file per test, real terminal agents and the POS client. One test binary for the crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bench;
 mod browser;
 mod callbacks;
 mod cli;
 mod cluster;
+mod config;
 mod device_protocol;
 mod durability;
 mod extensions;
 mod faults;
 mod harness;
+mod metrics;
 mod openapi;
 mod pairing;
 mod polling;
 mod postgres;
+mod restart;
 mod security;
 mod transactions;

@@ -183,6 +183,21 @@ impl BinaryCloud {
         }
     }
 
+    /// SIGTERM (a rolling upgrade's stop), and wait for the graceful exit, which must be clean.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("exited in time after SIGTERM")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "graceful exit on SIGTERM");
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub async fn kill(mut self) {
         self.child.start_kill().unwrap();

@@ -18,46 +18,10 @@ use terminal::{Simulator, SimulatorConfig, TerminalCommand, TerminalConfig, Term
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Benchmarks.
-#[derive(clap::Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Latency of POST → device and POST → completed poll, one transaction at a time.
-    Latency {
-        /// Number of transactions to measure.
-        #[arg(long, default_value_t = 1000)]
-        transactions: usize,
-        /// Transactions run first and not measured (connection set-up, caches).
-        #[arg(long, default_value_t = 20)]
-        warmup: usize,
-        /// Store to use (e.g. `postgres://postgres@127.0.0.1/test`) [default: a temporary SQLite file].
-        #[arg(long)]
-        database_url: Option<String>,
-        /// Cloud nodes to run; more than one needs --database-url (PostgreSQL) and --nats-url.
-        /// The device connects to the first node, the POS to the second.
-        #[arg(long, default_value_t = 1)]
-        nodes: usize,
-        /// NATS server for a multi-node run.
-        #[arg(long)]
-        nats_url: Option<String>,
-    },
-}
-
-/// Runs a benchmark.
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Latency {
-            transactions,
-            warmup,
-            database_url,
-            nodes,
-            nats_url,
-        } => latency(transactions, warmup, database_url, nodes, nats_url).await,
-    }
-}
-
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn latency(
+/// Runs `bench latency`.
+pub async fn latency(
     transactions: usize,
     warmup: usize,
     database_url: Option<String>,

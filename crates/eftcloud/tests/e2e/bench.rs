@@ -1,0 +1,67 @@
+//! The benchmark instrument itself works: a small fleet under load for a few seconds, through
+//! the real binary, with the baseline relay, and reports zero errors. Not a timed pass/fail:
+//! the figures are only checked to be present and sane.
+
+use serde_json::Value;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_eftcloud");
+
+fn run(args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .args(["bench", "load", "--json", "--warmup", "500ms"])
+        .args(args)
+        .output()
+        .expect("run eftcloud bench load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench load failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+#[test]
+fn bench_load_runs_a_small_fleet_without_errors() {
+    let report = run(&["--concurrency", "20", "--duration", "3s", "--prompts", "1"]);
+    assert_eq!(report["mode"], "load");
+    assert!(report["store"]
+        .as_str()
+        .unwrap()
+        .contains("synchronous=FULL"));
+    for side in ["cloud", "relay"] {
+        let r = &report[side];
+        assert_eq!(r["error_total"], 0, "{side}: {r}");
+        assert!(r["completed"].as_u64().unwrap() > 0, "{side}: {r}");
+        assert!(r["tx_per_s"].as_f64().unwrap() > 0.0, "{side}: {r}");
+        for metric in ["post_response", "post_to_device", "post_to_completed"] {
+            let p = &r["latency_ms"][metric];
+            let (p50, p99, max) = (
+                p["p50"].as_f64().unwrap(),
+                p["p99"].as_f64().unwrap(),
+                p["max"].as_f64().unwrap(),
+            );
+            assert!(
+                p50 > 0.0 && p50 <= p99 && p99 <= max,
+                "{side} {metric}: {p}"
+            );
+        }
+        assert!(r["server_rss_bytes"].as_u64().unwrap() > 0, "{side}: {r}");
+    }
+    assert!(report["ratio"]["tx_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_idle_fleet_reconnects_after_a_restart() {
+    let report = run(&["--idle-devices", "20"]);
+    assert_eq!(report["mode"], "idle");
+    for side in ["cloud", "relay"] {
+        let r = &report[side];
+        assert_eq!(r["connected"], 20, "{side}: {r}");
+        assert_eq!(r["reconnected"], 20, "{side}: {r}");
+        assert!(r["reconnect_s"].as_f64().unwrap() > 0.0, "{side}: {r}");
+        assert!(r["errors"].as_object().unwrap().is_empty(), "{side}: {r}");
+    }
+}
