@@ -137,7 +137,8 @@ impl Application {
         );
         // Without its own listener, /metrics is one more route of the main one.
         let metrics_here = config.metrics_listen.is_none().then(|| metrics.clone());
-        let router = routes(api, gateway, web, metrics.clone(), metrics_here);
+        let keys = Arc::new(config.pos_api_keys.clone());
+        let router = routes(api, gateway, web, metrics.clone(), metrics_here, keys);
         let callbacks =
             Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
         Ok(Self {
@@ -292,6 +293,7 @@ fn routes(
     web: crate::web::WebState,
     metrics: Arc<Metrics>,
     metrics_route: Option<Arc<Metrics>>,
+    api_keys: Arc<pos_api::api_keys::ApiKeys>,
 ) -> Router {
     let max_body = api.settings.limits.max_body_bytes;
     let ready = api.engine.clone();
@@ -324,6 +326,11 @@ fn routes(
             "/pos/register",
             get(pos_api::register_status::status).fallback(not_found),
         )
+        // POS API keys (when configured) guard the routes above; the API description stays public.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api_keys,
+            pos_api::api_keys::require_key,
+        ))
         .route(
             "/openapi.json",
             get(pos_api::openapi::serve).fallback(not_found),

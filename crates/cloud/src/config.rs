@@ -32,6 +32,10 @@ pub struct Config {
     pub api_limits: crate::pos_api::ApiLimits,
     /// A separate address for `GET /metrics` (then only there); none: on the main listener.
     pub metrics_listen: Option<SocketAddr>,
+    /// Separate POS and device listeners, TLS, and the slow-client timeouts.
+    pub listeners: ListenerSettings,
+    /// POS API keys per vendor; empty (the default): no key required, as in SmartConnect.
+    pub pos_api_keys: crate::pos_api::api_keys::ApiKeys,
 }
 
 impl Default for Config {
@@ -50,7 +54,36 @@ impl Default for Config {
             virtual_terminals: true,
             admin_token: None,
             api_limits: Default::default(),
+            pos_api_keys: Default::default(),
             metrics_listen: None,
+            listeners: ListenerSettings::default(),
+        }
+    }
+}
+
+/// How the cloud is reached: one port (`listen`) or a POS and a device port, TLS or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Serve the POS API (and the web pages) here only; `listen` keeps what is left.
+    pub pos: Option<SocketAddr>,
+    /// Serve the device gateway (`/device/v1`) here only; `listen` keeps what is left.
+    pub device: Option<SocketAddr>,
+    /// TLS on the POS and device listeners; none: plain HTTP and WebSocket.
+    pub tls: Option<crate::tls::TlsSource>,
+    /// Longest time to receive a complete request header (slow-loris clients are cut off).
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        Self {
+            pos: None,
+            device: None,
+            tls: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }

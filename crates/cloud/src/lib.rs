@@ -10,7 +10,9 @@ pub mod device_gateway;
 pub mod engine;
 pub mod metrics;
 pub mod pos_api;
+pub mod server;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 pub use app::Application;

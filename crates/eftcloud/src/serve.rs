@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// How long completed transactions are kept (lookup by reference works until then).
     #[arg(long, env = "EFTCLOUD_RETENTION", default_value = "180days", value_parser = duration)]
     retention: Duration,
+    /// Require POS API keys: `VENDOR=KEY` (repeatable; env: comma-separated). A key acts only
+    /// for its vendor's registers. None (the default): no key, as in SmartConnect.
+    #[arg(long = "pos-api-key", env = "EFTCLOUD_POS_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pos_api_keys: Vec<String>,
     /// Secret for signing completion callbacks (HMAC-SHA256); generated and stored when unset.
     #[arg(long, env = "EFTCLOUD_CALLBACK_SECRET", hide_env_values = true)]
     callback_secret: Option<String>,
@@ -168,6 +172,8 @@ impl ServeArgs {
             nats_url: self.nats_url.clone(),
             poll_interval_min: self.poll_interval_min,
             sync_timeout: self.sync_timeout,
+            pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&self.pos_api_keys)
+                .map_err(|e| anyhow::anyhow!(e))?,
             callbacks: CallbackSettings {
                 secret: self.callback_secret.clone().filter(|s| !s.is_empty()),
                 retry_min: positive("callback-retry-min", self.callback_retry_min)?,

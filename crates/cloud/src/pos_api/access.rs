@@ -31,6 +31,13 @@ pub fn require_register(fields: &Fields) -> Result<RegisterKey, ApiError> {
 /// Checks that the request may access `record`: a valid token (`merchantAccessToken`) or the
 /// register triple that started it.
 pub fn authorize(record: &TransactionRecord, fields: &Fields) -> Result<(), ApiError> {
+    // With POS API keys, another vendor's transaction does not exist for this key.
+    if fields
+        .key_vendor()
+        .is_some_and(|v| v != record.register.key.vendor_name)
+    {
+        return Err(ApiError::not_found("Transaction not found"));
+    }
     if let Some(key) = register_of(fields) {
         if key == record.register.key {
             return Ok(());

@@ -32,6 +32,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    /// 403: authenticated, but not allowed to do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
     /// 404: unknown transaction, unknown path, or a known path with the wrong method (the
     /// SmartConnect convention clients rely on).
     pub fn not_found(message: impl Into<String>) -> Self {

@@ -27,6 +27,8 @@ pub struct Fields {
     folded: HashMap<String, String>,
     /// Fields seen so far, duplicates included.
     count: usize,
+    /// The vendor of the request's POS API key, when keys are required.
+    vendor: Option<String>,
 }
 
 impl Fields {
@@ -98,6 +100,11 @@ impl Fields {
             .filter(|v| !v.trim().is_empty())
     }
 
+    /// The vendor of the request's POS API key, when keys are required.
+    pub fn key_vendor(&self) -> Option<&str> {
+        self.vendor.as_deref()
+    }
+
     /// The first of several spellings that is present (`Contact Name` / `ContactName`).
     pub fn get_any(&self, keys: &[&str]) -> Option<&str> {
         keys.iter().find_map(|k| self.get(k))
@@ -116,6 +123,10 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             .unwrap_or("")
             .to_owned();
         let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
+        let vendor = req
+            .extensions()
+            .get::<super::api_keys::Vendor>()
+            .map(|v| v.0.clone());
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::payload_too_large(match limit {
@@ -126,7 +137,17 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
                 ApiError::bad_request(format!("Unreadable request body: {e}"))
             }
         })?;
-        Fields::from_parts(query.as_deref(), &content_type, &body)
+        let mut fields = Fields::from_parts(query.as_deref(), &content_type, &body)?;
+        if let Some(vendor) = vendor {
+            // A key acts only for its own vendor's registers.
+            if fields.get("POSVendorName").is_some_and(|v| v.trim() != vendor) {
+                return Err(ApiError::forbidden(
+                    "This POS API key does not belong to the POSVendorName in the request",
+                ));
+            }
+            fields.vendor = Some(vendor);
+        }
+        Ok(fields)
     }
 }
 

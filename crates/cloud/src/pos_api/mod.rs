@@ -1,6 +1,7 @@
 //! The POS API: SmartConnect's routes (pairing, transactions, polling) and eftcloud's additions.
 
 pub mod access;
+pub mod api_keys;
 pub mod callbacks;
 pub mod cancel;
 pub mod envelope;

@@ -59,6 +59,7 @@ pub async fn poll(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
+    key_vendor: Option<axum::Extension<super::api_keys::Vendor>>,
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
     let not_found = || ApiError::not_found("Transaction not found");
     let id: TransactionId = id.parse().map_err(|_| not_found())?;
@@ -77,6 +78,10 @@ pub async fn poll(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(not_found)?;
+    // With POS API keys, another vendor's transaction does not exist for this key.
+    if key_vendor.is_some_and(|v| v.0 .0 != record.register.key.vendor_name) {
+        return Err(not_found());
+    }
     // Compared in constant time, so response timing tells nothing about how much of a guess matched.
     match token {
         Some(t)

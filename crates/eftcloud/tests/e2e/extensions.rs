@@ -549,3 +549,54 @@ async fn a_plain_smartconnect_client_sees_exactly_the_same_fields() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn pos_api_keys_when_configured_bind_requests_to_their_vendor() {
+    let app = spawn_app_with(Opts {
+        pos_api_keys: vec![
+            "Till2Go=till2go-key-0123456789".into(),
+            "OtherVendor=other-key-0123456789".into(),
+        ],
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-keys").await;
+    let mut d = RawDevice::connect(&app, "dev-keys", &secret).await;
+    let code = d.code().await;
+    let reg = register("keys");
+    let mut form = register_form(&reg);
+    form.push(("POSRegisterName", "Main"));
+    let put = |key: Option<&'static str>| {
+        let mut r = app.http.put(app.url(&format!("/POS/Pairing/{code}"))).form(&form);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    let r = put(None).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = put(Some("other-key-0123456789")).await.unwrap();
+    assert_eq!(r.status(), 403, "a key acts only for its own vendor");
+    let r = put(Some("till2go-key-0123456789")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(matches!(d.recv().await, CloudMessage::Paired { .. }));
+
+    let r = app
+        .http
+        .post(app.url("/POS/Transaction"))
+        .bearer_auth("till2go-key-0123456789")
+        .form(&purchase(&reg, "100"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let env: serde_json::Value = r.json().await.unwrap();
+    let url = env["data"]["PollingUrl"].as_str().unwrap();
+    // The token alone is not enough, and another vendor's key does not see it.
+    assert_eq!(app.http.get(url).send().await.unwrap().status(), 401);
+    assert_eq!(app.http.get(url).bearer_auth("other-key-0123456789").send().await.unwrap().status(), 404);
+    assert_eq!(app.http.get(url).bearer_auth("till2go-key-0123456789").send().await.unwrap().status(), 200);
+    // The API description stays public.
+    assert_eq!(app.http.get(app.url("/openapi.json")).send().await.unwrap().status(), 200);
+}

@@ -45,6 +45,8 @@ pub struct Opts {
     pub database_url: Option<String>,
     /// This node's name (unique per node in a cluster).
     pub node: String,
+    /// POS API keys, `VENDOR=KEY` (none: not required).
+    pub pos_api_keys: Vec<String>,
 }
 
 /// The callback signing secret of test apps.
@@ -66,6 +68,7 @@ impl Default for Opts {
             nats_url: None,
             database_url: None,
             node: "test".into(),
+            pos_api_keys: Vec::new(),
             api_limits: Default::default(),
         }
     }
@@ -143,6 +146,7 @@ pub async fn spawn_app_on(
         admin_token: None,
         api_limits: opts.api_limits.clone(),
         metrics_listen: None,
+        pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
     };
     let app = Application::build(config).await.expect("cloud builds");
     let addr = app.local_addr();
