@@ -8,13 +8,14 @@ use crate::engine::Engine;
 use crate::metrics::{self, MeteredStore, Metrics};
 use crate::pos_api::callbacks::Dispatcher;
 use crate::pos_api::{self, error::not_found, ApiSettings, ApiState};
+use crate::server::{self, ServeSettings};
 use crate::store::{self, StoreError};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
 use axum::routing::{get, post, put};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -39,16 +40,62 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Nats(#[from] crate::bus::nats::NatsError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// Which parts of the cloud a listener serves (`/healthz` and `/readyz` are on every one).
+#[derive(Debug, Clone, Copy)]
+struct Serves {
+    /// The POS API, `/openapi.json`, the web pages and (without its own listener) `/metrics`.
+    pos: bool,
+    /// The device gateway, `/device/v1`.
+    devices: bool,
+}
+
+/// A bound port and what it serves.
+struct Listener {
+    tcp: TcpListener,
+    serves: Serves,
+}
+
+/// The listeners the configuration asks for: `listen` alone serves everything; `--pos-listen`
+/// or `--device-listen` moves that part to its own port, and `listen` keeps what is left (it is
+/// not opened when both parts have their own).
+fn listener_plan(config: &Config) -> Vec<(SocketAddr, Serves)> {
+    let both = Serves {
+        pos: true,
+        devices: true,
+    };
+    let pos = Serves {
+        pos: true,
+        devices: false,
+    };
+    let devices = Serves {
+        pos: false,
+        devices: true,
+    };
+    match (config.listeners.pos, config.listeners.device) {
+        (None, None) => vec![(config.listen, both)],
+        (Some(p), None) => vec![(p, pos), (config.listen, devices)],
+        (None, Some(d)) => vec![(config.listen, pos), (d, devices)],
+        (Some(p), Some(d)) => vec![(p, pos), (d, devices)],
+    }
 }
 
 /// A built cloud, bound to its port, not yet serving.
 pub struct Application {
-    listener: TcpListener,
+    /// The POS and device listeners (one, or two when they are apart), with their routers.
+    listeners: Vec<(Listener, Router)>,
     local_addr: SocketAddr,
+    device_addr: SocketAddr,
+    /// TLS, header and body timeouts of the POS and device listeners.
+    serving: ServeSettings,
+    /// The generated certificate clients should trust (`--tls-self-signed`).
+    dev_cert: Option<PathBuf>,
     public_url: Url,
     engine: Engine,
     connections: Arc<Connections>,
-    router: Router,
     callbacks: Dispatcher,
     nats: Option<Arc<NatsBus>>,
     /// The separate `/metrics` listener, when one is configured.
@@ -86,17 +133,33 @@ impl Application {
         };
         let engine = Engine::with_metrics(store, bus, config.engine.clone(), metrics.clone());
 
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BuildError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| BuildError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        // Certificates first: a bad one should stop the start before any port is taken.
+        let (tls, dev_cert) = match &config.listeners.tls {
+            Some(source) => {
+                let (server_config, dev_cert) = crate::tls::server_config(source)?;
+                (
+                    Some(tokio_rustls::TlsAcceptor::from(server_config)),
+                    dev_cert,
+                )
+            }
+            None => (None, None),
+        };
+        let mut bound = Vec::new();
+        for (addr, serves) in listener_plan(&config) {
+            let bind_err = |source| BuildError::Bind { addr, source };
+            let tcp = TcpListener::bind(addr).await.map_err(bind_err)?;
+            let local = tcp.local_addr().map_err(bind_err)?;
+            bound.push((Listener { tcp, serves }, local));
+        }
+        let addr_of = |want: fn(&Serves) -> bool| {
+            bound
+                .iter()
+                .find(|(l, _)| want(&l.serves))
+                .map(|(_, a)| *a)
+                .unwrap_or(config.listen)
+        };
+        let local_addr = addr_of(|s| s.pos);
+        let device_addr = addr_of(|s| s.devices);
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -108,7 +171,7 @@ impl Application {
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| default_public_url(local_addr));
+            .unwrap_or_else(|| default_public_url(local_addr, tls.is_some()));
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -138,16 +201,38 @@ impl Application {
         // Without its own listener, /metrics is one more route of the main one.
         let metrics_here = config.metrics_listen.is_none().then(|| metrics.clone());
         let keys = Arc::new(config.pos_api_keys.clone());
-        let router = routes(api, gateway, web, metrics.clone(), metrics_here, keys);
+        let listeners = bound
+            .into_iter()
+            .map(|(listener, _)| {
+                let router = routes(
+                    api.clone(),
+                    gateway.clone(),
+                    web.clone(),
+                    metrics.clone(),
+                    metrics_here.clone(),
+                    keys.clone(),
+                    listener.serves,
+                );
+                (listener, router)
+            })
+            .collect();
+        let serving = ServeSettings {
+            tls,
+            header_read_timeout: config.listeners.header_read_timeout,
+            body_read_timeout: config.listeners.body_read_timeout,
+            grace: SHUTDOWN_GRACE,
+        };
         let callbacks =
             Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
         Ok(Self {
-            listener,
+            listeners,
             local_addr,
+            device_addr,
+            serving,
+            dev_cert,
             public_url,
             engine,
             connections,
-            router,
             callbacks,
             nats,
             metrics_listener,
@@ -169,9 +254,44 @@ impl Application {
         &self.metrics
     }
 
-    /// The address actually bound.
+    /// The address actually bound for the POS API (the only one without separate listeners).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address actually bound for the device gateway (`local_addr` on a single port).
+    pub fn device_addr(&self) -> SocketAddr {
+        self.device_addr
+    }
+
+    /// Whether the POS and device listeners speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.serving.tls.is_some()
+    }
+
+    /// The generated certificate for terminals and POS tools to trust (`--tls-self-signed`).
+    pub fn dev_cert(&self) -> Option<&Path> {
+        self.dev_cert.as_deref()
+    }
+
+    /// Where devices connect: `ws(s)://.../device/v1` on the public URL, or on the device
+    /// listener when it is apart.
+    pub fn device_url(&self) -> Url {
+        let mut url = if self.device_addr == self.local_addr {
+            self.public_url.clone()
+        } else {
+            default_public_url(self.device_addr, self.is_tls())
+        };
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        // http(s) to ws(s) is always allowed.
+        let _ = url.set_scheme(scheme);
+        let path = format!(
+            "{}{}",
+            url.path().trim_end_matches('/'),
+            protocol::device::PATH
+        );
+        url.set_path(&path);
+        url
     }
 
     /// The base written into polling URLs.
@@ -188,9 +308,9 @@ impl Application {
     /// releases held requests and waits for every task to end.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let Self {
-            listener,
+            listeners,
+            serving,
             engine,
-            router,
             shutdown,
             tasks,
             connections,
@@ -204,16 +324,12 @@ impl Application {
             let app = Router::new()
                 .route("/metrics", get(metrics::serve))
                 .with_state(metrics);
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                let stopped = shutdown.clone();
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stopped.cancelled().await })
-                    .await
-                {
-                    tracing::error!(error = %e, "metrics listener failed");
-                }
-            });
+            // Scraped from inside the operator's network: plain HTTP.
+            let plain = ServeSettings {
+                tls: None,
+                ..serving.clone()
+            };
+            tasks.spawn(server::serve(listener, app, plain, shutdown.clone()));
         }
         if let Some(nats) = nats {
             tasks.spawn(nats.run_completions(engine.clone(), shutdown.clone()));
@@ -221,31 +337,19 @@ impl Application {
         tasks.spawn(callbacks.run(shutdown.clone()));
         tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));
         tasks.spawn(engine.run_retention(shutdown.clone()));
-        // Paths are matched case-insensitively (`/POS/Transaction` and `/pos/transaction`), so
-        // the path is folded before routing: this layer wraps the router, not its routes.
-        let app = axum::middleware::map_request(fold_path).layer(router);
-        let serve_shutdown = {
-            let shutdown = shutdown.clone();
-            async move {
-                stop.cancelled().await;
-                shutdown.cancel();
-            }
-        };
-        // Small request/response frames: with Nagle's algorithm a frame written while the
-        // previous one is unacknowledged waits for the peer's delayed ACK (~40 ms on Linux).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
+        let servers = listeners.into_iter().map(|(listener, router)| {
+            // Paths are matched case-insensitively (`/POS/Transaction` and `/pos/transaction`),
+            // so the path is folded before routing: this layer wraps the router, not its routes.
+            let app = axum::middleware::map_request(fold_path).layer(router);
+            server::serve(listener.tcp, app, serving.clone(), shutdown.clone())
         });
-        let result = axum::serve(
-            listener,
-            // The peer address feeds the pairing brute-force guard (`ConnectInfo`).
-            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
-        )
-        .with_graceful_shutdown(serve_shutdown)
-        .await;
-        shutdown.cancel();
+        // Stopping cancels `shutdown` first: held requests are released and device sockets
+        // closed ("going away"), then the listeners drain their connections.
+        let stopping = async {
+            stop.cancelled().await;
+            shutdown.cancel();
+        };
+        tokio::join!(futures_util::future::join_all(servers), stopping);
         tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
             .await
@@ -256,18 +360,19 @@ impl Application {
                 "shutdown grace period over with tasks still running"
             );
         }
-        result
+        Ok(())
     }
 }
 
-fn default_public_url(addr: SocketAddr) -> Url {
+fn default_public_url(addr: SocketAddr, tls: bool) -> Url {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
     } else {
         addr
     };
-    // A socket address always forms a valid http URL.
-    Url::parse(&format!("http://{host}")).unwrap_or_else(|_| {
+    let scheme = if tls { "https" } else { "http" };
+    // A socket address always forms a valid http(s) URL.
+    Url::parse(&format!("{scheme}://{host}")).unwrap_or_else(|_| {
         #[allow(clippy::expect_used)]
         Url::parse("http://127.0.0.1").expect("literal URL is valid")
     })
@@ -294,6 +399,7 @@ fn routes(
     metrics: Arc<Metrics>,
     metrics_route: Option<Arc<Metrics>>,
     api_keys: Arc<pos_api::api_keys::ApiKeys>,
+    serves: Serves,
 ) -> Router {
     let max_body = api.settings.limits.max_body_bytes;
     let ready = api.engine.clone();
@@ -340,13 +446,16 @@ fn routes(
         .route(protocol::device::PATH, get(device_gateway::upgrade))
         .with_state(gateway);
     let mut router = Router::new();
-    if let Some(m) = metrics_route {
-        router = router.route("/metrics", get(metrics::serve).with_state(m));
+    if serves.pos {
+        if let Some(m) = metrics_route {
+            router = router.route("/metrics", get(metrics::serve).with_state(m));
+        }
+        router = router.merge(pos).merge(crate::web::routes(web));
+    }
+    if serves.devices {
+        router = router.merge(devices);
     }
     router
-        .merge(pos)
-        .merge(devices)
-        .merge(crate::web::routes(web))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

@@ -116,7 +116,8 @@ async fn connection<S>(
     match &settings.tls {
         None => http(tcp, peer, app, &settings, watcher).await,
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(settings.header_read_timeout, acceptor.accept(tcp));
+            let handshake =
+                tokio::time::timeout(settings.header_read_timeout, acceptor.accept(tcp));
             let tls = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 done = handshake => done,

@@ -47,9 +47,7 @@ pub enum TlsError {
 
 /// The server configuration of `source`, and the certificate file clients should trust when it
 /// is a generated one.
-pub fn server_config(
-    source: &TlsSource,
-) -> Result<(Arc<ServerConfig>, Option<PathBuf>), TlsError> {
+pub fn server_config(source: &TlsSource) -> Result<(Arc<ServerConfig>, Option<PathBuf>), TlsError> {
     match source {
         TlsSource::Files { cert, key } => Ok((load(cert, key)?, None)),
         TlsSource::SelfSigned { dir, hosts } => {
@@ -76,14 +74,13 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsE
         path: key_path.to_path_buf(),
         reason: pem_reason(e),
     })?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TlsError::Mismatch(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Mismatch(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -107,9 +104,8 @@ fn self_signed(dir: &Path, hosts: &[String]) -> Result<PathBuf, TlsError> {
     if same_hosts && cert_path.is_file() && key_path.is_file() {
         return Ok(cert_path);
     }
-    let rcgen::CertifiedKey { cert, key_pair } =
-        rcgen::generate_simple_self_signed(hosts.to_vec())
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(hosts.to_vec())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
     let write = |path: &Path, text: &str| {
         std::fs::write(path, text).map_err(|source| TlsError::Write {
             path: path.to_path_buf(),

@@ -35,6 +35,20 @@ pub enum DeviceCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Give a device a new secret (printed once); the old one stops working.
+    RotateSecret {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a device: no secret opens it any more (rotate-secret brings it back).
+    Revoke {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Unpair registers from a device (all of them, or the one named by the triple).
     Unpair {
         #[arg(long)]
@@ -85,6 +99,8 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
+        DeviceCommand::RotateSecret { id, database } => credentials(&id, &database, true).await,
+        DeviceCommand::Revoke { id, database } => credentials(&id, &database, false).await,
         DeviceCommand::Unpair {
             id,
             register_id,
@@ -154,4 +170,26 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Rotates (`rotate`) or revokes a device's secret in the database.
+async fn credentials(id: &str, database: &DatabaseArgs, rotate: bool) -> anyhow::Result<ExitCode> {
+    let id = DeviceId::parse(id).map_err(|e| anyhow::anyhow!("--id '{id}': {e}"))?;
+    let store = database.open().await?;
+    let bus = Arc::new(LocalBus::new(Arc::new(Connections::default())));
+    let engine = Engine::new(store, bus, EngineSettings::default());
+    if rotate {
+        println!("{}", engine.rotate_secret(&id).await?);
+    } else {
+        engine.revoke(&id).await?;
+        println!("revoked {id}");
+    }
+    // This process holds no connections: a running cloud closes the device's current
+    // connection only through its admin API.
+    eprintln!(
+        "note: a device connected right now keeps its connection until it reconnects; \
+         POST /admin/devices/{id}/{} on the cloud (admin token) disconnects it at once",
+        if rotate { "rotate-secret" } else { "revoke" }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,11 @@
 //! `eftcloud serve`.
 
 use crate::database::DatabaseArgs;
+use cloud::config::ListenerSettings;
 use cloud::device_gateway::GatewaySettings;
 use cloud::engine::EngineSettings;
 use cloud::pos_api::callbacks::CallbackSettings;
+use cloud::tls::TlsSource;
 use cloud::{Application, Config};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -59,7 +61,12 @@ pub struct ServeArgs {
     retention: Duration,
     /// Require POS API keys: `VENDOR=KEY` (repeatable; env: comma-separated). A key acts only
     /// for its vendor's registers. None (the default): no key, as in SmartConnect.
-    #[arg(long = "pos-api-key", env = "EFTCLOUD_POS_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "pos-api-key",
+        env = "EFTCLOUD_POS_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pos_api_keys: Vec<String>,
     /// Secret for signing completion callbacks (HMAC-SHA256); generated and stored when unset.
     #[arg(long, env = "EFTCLOUD_CALLBACK_SECRET", hide_env_values = true)]
@@ -110,6 +117,29 @@ pub struct ServeArgs {
     /// Serve GET /metrics (Prometheus) on this address only, instead of on --listen.
     #[arg(long, env = "EFTCLOUD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the POS API (and the web pages) on this address only; --listen keeps the rest.
+    #[arg(long, env = "EFTCLOUD_POS_LISTEN")]
+    pos_listen: Option<SocketAddr>,
+    /// Serve the device gateway (/device/v1) on this address only; --listen keeps the rest.
+    #[arg(long, env = "EFTCLOUD_DEVICE_LISTEN")]
+    device_listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM) for the POS and device listeners; needs --tls-key.
+    #[arg(long, env = "EFTCLOUD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "EFTCLOUD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Development TLS: a self-signed certificate for localhost and the listen addresses,
+    /// kept in <data-dir>/tls/dev-cert.pem for terminals and POS tools to trust (--ca-cert).
+    #[arg(long, env = "EFTCLOUD_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
+    /// Longest time a client may take to send a request header (and the TLS handshake);
+    /// slow clients are disconnected.
+    #[arg(long, env = "EFTCLOUD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body; the request fails after it.
+    #[arg(long, env = "EFTCLOUD_BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    body_read_timeout: Duration,
 }
 
 fn positive(name: &str, d: Duration) -> anyhow::Result<Duration> {
@@ -144,6 +174,53 @@ impl ServeArgs {
             anyhow::bail!("--max-body-bytes must be at least {min}");
         }
         Ok(self.max_body_bytes)
+    }
+
+    /// Where the certificate comes from. PEM files are read here, so a missing or invalid one
+    /// stops `serve` (and `config check`) with a message naming the file.
+    fn tls(&self) -> anyhow::Result<Option<TlsSource>> {
+        if self.tls_self_signed {
+            // The names clients may use: loopback, plus every address given explicitly.
+            let mut hosts = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            let addrs = [Some(self.listen), self.pos_listen, self.device_listen];
+            for ip in addrs.into_iter().flatten().map(|a| a.ip()) {
+                let ip = ip.to_string();
+                if !ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|i| i.is_unspecified())
+                    && !hosts.contains(&ip)
+                {
+                    hosts.push(ip);
+                }
+            }
+            let public_host = self
+                .public_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()));
+            if let Some(h) = public_host.filter(|h| !hosts.contains(h)) {
+                hosts.push(h);
+            }
+            return Ok(Some(TlsSource::SelfSigned {
+                dir: self.database.data_dir.join("tls"),
+                hosts,
+            }));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                cloud::tls::load(cert, key)?;
+                Ok(Some(TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }))
+            }
+            _ => anyhow::bail!("--tls-cert and --tls-key must be given together"),
+        }
     }
 
     /// The cloud configuration these flags describe.
@@ -192,6 +269,13 @@ impl ServeArgs {
                 },
             },
             metrics_listen: self.metrics_listen,
+            listeners: ListenerSettings {
+                pos: self.pos_listen,
+                device: self.device_listen,
+                tls: self.tls()?,
+                header_read_timeout: positive("header-read-timeout", self.header_read_timeout)?,
+                body_read_timeout: positive("body-read-timeout", self.body_read_timeout)?,
+            },
         })
     }
 }
@@ -251,21 +335,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "postgres"
     };
     let app = Application::build(config).await?;
-    println!(
-        "eftcloud listening on http://{} (POS API {}/POS, devices {}{})",
-        app.local_addr(),
-        app.public_url().as_str().trim_end_matches('/'),
-        app.public_url()
-            .as_str()
-            .trim_end_matches('/')
-            .replacen("http", "ws", 1),
-        protocol::device::PATH
-    );
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    if app.device_addr() == app.local_addr() {
+        println!(
+            "eftcloud listening on {scheme}://{} (POS API {}/POS, devices {})",
+            app.local_addr(),
+            app.public_url().as_str().trim_end_matches('/'),
+            app.device_url(),
+        );
+    } else {
+        println!(
+            "eftcloud listening on {scheme}://{} (POS API {}/POS) and {scheme}://{} (devices {})",
+            app.local_addr(),
+            app.public_url().as_str().trim_end_matches('/'),
+            app.device_addr(),
+            app.device_url(),
+        );
+    }
+    if let Some(cert) = app.dev_cert() {
+        println!(
+            "self-signed TLS certificate: {} (trust it with --ca-cert)",
+            cert.display()
+        );
+    }
     if let Some(addr) = app.metrics_addr() {
         println!("eftcloud metrics on http://{addr}/metrics");
     }
     tracing::info!(
         listen = %app.local_addr(),
+        device_listen = %app.device_addr(),
+        tls = app.is_tls(),
         public_url = %app.public_url(),
         store = store_kind,
         "eftcloud started"

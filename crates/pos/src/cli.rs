@@ -30,6 +30,10 @@ pub struct PosArgs {
         global = true
     )]
     cloud: String,
+    /// A CA certificate (PEM) to trust besides the public roots, for an https cloud with a
+    /// self-signed or private certificate (e.g. `eftcloud-data/tls/dev-cert.pem`).
+    #[arg(long, env = "EFTCLOUD_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: PosCommand,
 }
@@ -226,7 +230,10 @@ impl CliError {
 /// Runs a `pos` subcommand. `Ok` carries the exit code of a completed command (0 or 1); on
 /// `Err` the caller prints `error: {err}` to stderr and exits with [`CliError::exit_code`].
 pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
-    let client = PosClient::new(&args.cloud)?;
+    let client = match &args.ca_cert {
+        Some(ca) => PosClient::with_ca_cert(&args.cloud, ca)?,
+        None => PosClient::new(&args.cloud)?,
+    };
     match args.command {
         PosCommand::Pair(a) => pair(&client, a).await,
         PosCommand::Transact(a) => transact(&client, a).await,

@@ -25,6 +25,14 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 /// Longest error text kept from a non-JSON error body (a proxy's HTML page, say).
 const MAX_ERROR_TEXT: usize = 200;
 
+/// The HTTP client settings of [`PosClient::new`].
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("eftcloud-pos/", env!("CARGO_PKG_VERSION")))
+}
+
 /// A client for one cloud. Cheap to clone; clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct PosClient {
@@ -36,10 +44,22 @@ impl PosClient {
     /// A client for `base`: a cloud base (`http://127.0.0.1:8080`) or a SmartConnect-style
     /// environment (`https://host/POS`).
     pub fn new(base: &str) -> Result<Self, PosError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("eftcloud-pos/", env!("CARGO_PKG_VERSION")))
+        Self::with_http_client(base, http_builder().build()?)
+    }
+
+    /// A client that trusts the CA certificates in the PEM file `ca_cert` besides the public
+    /// roots: for a cloud with a self-signed or private certificate.
+    pub fn with_ca_cert(base: &str, ca_cert: &std::path::Path) -> Result<Self, PosError> {
+        let bad = |reason: String| PosError::CaCert(format!("{}: {reason}", ca_cert.display()));
+        let pem = std::fs::read(ca_cert).map_err(|e| bad(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| bad(format!("not valid PEM ({e})")))?;
+        if certs.is_empty() {
+            return Err(bad("no CERTIFICATE block in the file".into()));
+        }
+        let http = certs
+            .into_iter()
+            .fold(http_builder(), |b, cert| b.add_root_certificate(cert))
             .build()?;
         Self::with_http_client(base, http)
     }

@@ -25,6 +25,9 @@ pub enum PosError {
     /// A base or polling URL that cannot be used.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    /// The CA certificate to trust cannot be used.
+    #[error("CA certificate {0}")]
+    CaCert(String),
 }
 
 impl PosError {
@@ -34,7 +37,10 @@ impl PosError {
         match self {
             PosError::Transport(_) => true,
             PosError::Api { status, .. } => *status >= 500 || *status == 408,
-            PosError::BadResponse(_) | PosError::Timeout | PosError::InvalidUrl(_) => false,
+            PosError::BadResponse(_)
+            | PosError::Timeout
+            | PosError::InvalidUrl(_)
+            | PosError::CaCert(_) => false,
         }
     }
 

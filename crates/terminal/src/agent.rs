@@ -123,6 +123,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Exit, TerminalError> {
     let urls = config.device_urls()?;
+    let tls = crate::tls::client_config(config.ca_cert.as_deref())?;
     let journal = Journal::open(&config.journal_path)?;
     let (progress_tx, progress_rx) = mpsc::channel(32);
     let mut agent = Agent {
@@ -152,7 +153,9 @@ pub async fn run(
             .map(|o| o.transaction_id)
             .collect();
     }
-    let exit = agent.connect_loop(&urls, &mut commands, &shutdown).await;
+    let exit = agent
+        .connect_loop(&urls, &tls, &mut commands, &shutdown)
+        .await;
     if exit == Exit::Shutdown {
         agent.wind_down().await;
     }
@@ -296,6 +299,7 @@ impl Agent {
     async fn connect_loop(
         &mut self,
         urls: &[url::Url],
+        tls: &Arc<rustls::ClientConfig>,
         commands: &mut mpsc::Receiver<TerminalCommand>,
         shutdown: &CancellationToken,
     ) -> Exit {
@@ -311,7 +315,13 @@ impl Agent {
                 .max_frame_size(Some(MAX_FRAME_BYTES));
             let connect = tokio::time::timeout(
                 CONNECT_TIMEOUT,
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true),
+                tokio_tungstenite::connect_async_tls_with_config(
+                    url.as_str(),
+                    Some(ws_config),
+                    true,
+                    // The server certificate is checked against the public roots and `ca_cert`.
+                    Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+                ),
             );
             let reason = match self.offline(connect, commands, shutdown).await {
                 Err(stop) => return stop.into(),

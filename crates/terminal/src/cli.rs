@@ -64,6 +64,10 @@ pub struct TerminalArgs {
     /// failure; the terminal reports REVERSAL_PENDING meanwhile (0: reverse at start-up).
     #[arg(long, default_value_t = 2)]
     pub reversal_secs: u64,
+    /// A CA certificate (PEM) to trust besides the public roots, for a wss:// cloud with a
+    /// self-signed or private certificate (e.g. `eftcloud-data/tls/dev-cert.pem`).
+    #[arg(long, env = "EFTCLOUD_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId, String> {
@@ -87,6 +91,7 @@ impl TerminalArgs {
         config.keep_pairing = self.keep_pairing;
         config.fallback_urls = self.fallback_clouds.clone();
         config.reversal_delay = Duration::from_secs(self.reversal_secs);
+        config.ca_cert = self.ca_cert.clone();
         config
     }
 

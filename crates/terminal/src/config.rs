@@ -35,6 +35,9 @@ pub struct TerminalConfig {
     /// reached, so it happens once connected; the device reports `REVERSAL_PENDING` meanwhile).
     /// Zero reverses at start-up, before connecting.
     pub reversal_delay: Duration,
+    /// A CA certificate (PEM) trusted besides the public roots, for a cloud whose certificate
+    /// is self-signed or from a private CA.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl TerminalConfig {
@@ -57,6 +60,7 @@ impl TerminalConfig {
             reconnect_max: Duration::from_secs(10),
             reversal_delay: Duration::ZERO,
             fallback_urls: Vec::new(),
+            ca_cert: None,
         }
     }
 

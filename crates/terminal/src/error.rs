@@ -8,6 +8,9 @@ pub enum TerminalError {
     /// The cloud address cannot be turned into a WebSocket URL.
     #[error("invalid cloud URL '{url}': {reason}")]
     BadCloudUrl { url: String, reason: String },
+    /// The CA certificate to trust cannot be used.
+    #[error("CA certificate {}: {reason}", path.display())]
+    CaCert { path: PathBuf, reason: String },
     /// A command-line value was refused.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod journal;
 pub mod simulator;
+pub mod tls;
 
 pub use agent::{run, Exit, TerminalCommand, TerminalEvent};
 pub use backend::{BackendOutcome, BackendTransaction, CardBackend, Progress, ProgressSink};

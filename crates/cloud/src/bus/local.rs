@@ -33,4 +33,9 @@ impl Bus for LocalBus {
     async fn reported_status(&self, device: &DeviceId) -> Option<TerminalStatus> {
         self.connections.status(device)
     }
+
+    async fn disconnect(&self, device: &DeviceId, reason: &'static str) {
+        self.connections
+            .close(device, protocol::device::close::AUTH_FAILED, reason);
+    }
 }

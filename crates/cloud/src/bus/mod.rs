@@ -37,4 +37,6 @@ pub trait Bus: Send + Sync + 'static {
     async fn device_detached(&self, _device: &DeviceId) {}
     /// A transaction completed here: wake waiters on other nodes.
     async fn announce_completed(&self, _id: TransactionId) {}
+    /// Closes the device's connection wherever it is held (its credentials were revoked).
+    async fn disconnect(&self, device: &DeviceId, reason: &'static str);
 }

@@ -47,6 +47,8 @@ enum Request {
     /// The device connected to another node: close the connection held here (the newer one
     /// wins across nodes as on one node; the old one is usually half-open).
     Takeover { node: String },
+    /// The device's credentials were revoked: close its connection.
+    Disconnect,
 }
 
 /// The holder's answer.
@@ -189,6 +191,10 @@ async fn serve_device(
                 continue;
             }
             Ok(Request::Takeover { .. }) => continue,
+            Ok(Request::Disconnect) => {
+                connections.close(&device, close::AUTH_FAILED, "device credentials revoked");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(device = %device, error = %e, "unreadable bus request");
                 continue;
@@ -268,6 +274,16 @@ impl Bus for NatsBus {
         if let Some(task) = self.subscriptions().remove(device) {
             // Dropping the subscriber (with the task) unsubscribes.
             task.abort();
+        }
+    }
+
+    async fn disconnect(&self, device: &DeviceId, reason: &'static str) {
+        self.connections.close(device, close::AUTH_FAILED, reason);
+        if let Ok(payload) = serde_json::to_vec(&Request::Disconnect) {
+            let _ = self
+                .client
+                .publish(device_subject(device), Bytes::from(payload))
+                .await;
         }
     }
 

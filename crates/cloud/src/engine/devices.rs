@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 pub enum EnrollError {
     #[error("device '{0}' is already enrolled")]
     AlreadyEnrolled(DeviceId),
+    #[error("no device '{0}' is enrolled")]
+    NotEnrolled(DeviceId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -35,6 +37,16 @@ pub struct NewDevice {
     pub merchant: String,
 }
 
+/// The stored "hash" of a revoked device: not hex, so no secret's SHA-256 ever equals it.
+const REVOKED: &str = "revoked";
+
+/// 256 random bits, hex.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -47,9 +59,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Engine {
     /// Enrolls a device and returns its secret, which is not stored and cannot be shown again.
     pub async fn enroll_device(&self, id: &DeviceId, d: &NewDevice) -> Result<String, EnrollError> {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let secret = hex::encode(bytes);
+        let secret = new_secret();
         let record = DeviceRecord {
             id: id.clone(),
             secret_hash: hash_secret(&secret),
@@ -69,6 +79,33 @@ impl Engine {
             }
             Err(InsertError::Store(e)) => Err(e.into()),
         }
+    }
+
+    /// Gives a device a new secret (shown once); the old one stops working at once and a
+    /// connection made with it is closed.
+    pub async fn rotate_secret(&self, id: &DeviceId) -> Result<String, EnrollError> {
+        let secret = new_secret();
+        if !self
+            .store()
+            .set_secret_hash(id, &hash_secret(&secret))
+            .await?
+        {
+            return Err(EnrollError::NotEnrolled(id.clone()));
+        }
+        self.bus().disconnect(id, "device secret rotated").await;
+        Ok(secret)
+    }
+
+    /// Revokes a device: no secret opens it any more (the stored hash matches none) and its
+    /// connection is closed at once; rotating its secret later brings it back.
+    pub async fn revoke(&self, id: &DeviceId) -> Result<(), EnrollError> {
+        if !self.store().set_secret_hash(id, REVOKED).await? {
+            return Err(EnrollError::NotEnrolled(id.clone()));
+        }
+        self.bus()
+            .disconnect(id, "device credentials revoked")
+            .await;
+        Ok(())
     }
 
     /// Checks a device's credentials.

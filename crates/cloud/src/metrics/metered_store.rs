@@ -51,6 +51,14 @@ impl Store for MeteredStore {
         self.timed("devices", self.inner.devices()).await
     }
 
+    async fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError> {
+        self.timed(
+            "set_secret_hash",
+            self.inner.set_secret_hash(id, secret_hash),
+        )
+        .await
+    }
+
     async fn set_device_connection(
         &self,
         id: &DeviceId,

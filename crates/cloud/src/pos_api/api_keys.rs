@@ -35,7 +35,12 @@ impl ApiKeys {
                 .split_once('=')
                 .map(|(v, k)| (v.trim(), k.trim()))
                 .filter(|(v, k)| !v.is_empty() && !k.is_empty())
-                .ok_or_else(|| format!("POS API key '{}…': expected VENDOR=KEY", e.chars().take(8).collect::<String>()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "POS API key '{}…': expected VENDOR=KEY",
+                        e.chars().take(8).collect::<String>()
+                    )
+                })?;
             if key.len() < MIN_KEY_LEN {
                 return Err(format!("POS API key for vendor '{vendor}' is too short: at least {MIN_KEY_LEN} characters"));
             }
@@ -61,7 +66,11 @@ fn digest(key: &str) -> [u8; 32] {
 
 /// Middleware on the POS routes: with keys configured, a valid `Authorization: Bearer` key is
 /// required and its vendor is attached to the request.
-pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, next: Next) -> Response {
+pub async fn require_key(
+    State(keys): State<Arc<ApiKeys>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if !keys.enabled() {
         return next.run(req).await;
     }
@@ -69,7 +78,10 @@ pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match presented.and_then(|k| keys.vendor_of(k)) {
         Some(vendor) => {
@@ -78,7 +90,10 @@ pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, nex
             next.run(req).await
         }
         None => {
-            let mut r = ApiError::unauthorized("A valid POS API key is required: Authorization: Bearer <key>").into_response();
+            let mut r = ApiError::unauthorized(
+                "A valid POS API key is required: Authorization: Bearer <key>",
+            )
+            .into_response();
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             r
@@ -92,7 +107,10 @@ mod tests {
 
     #[test]
     fn keys_map_to_vendors() {
-        let keys = ApiKeys::parse(&["Till2Go=0123456789abcdef".into(), "Other = fedcba9876543210".into()]);
+        let keys = ApiKeys::parse(&[
+            "Till2Go=0123456789abcdef".into(),
+            "Other = fedcba9876543210".into(),
+        ]);
         let Ok(keys) = keys else { panic!("parses") };
         assert!(keys.enabled());
         assert_eq!(keys.vendor_of("0123456789abcdef"), Some("Till2Go"));

@@ -140,7 +140,10 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
         let mut fields = Fields::from_parts(query.as_deref(), &content_type, &body)?;
         if let Some(vendor) = vendor {
             // A key acts only for its own vendor's registers.
-            if fields.get("POSVendorName").is_some_and(|v| v.trim() != vendor) {
+            if fields
+                .get("POSVendorName")
+                .is_some_and(|v| v.trim() != vendor)
+            {
                 return Err(ApiError::forbidden(
                     "This POS API key does not belong to the POSVendorName in the request",
                 ));

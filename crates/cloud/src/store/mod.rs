@@ -105,6 +105,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_device(&self, device: &DeviceRecord) -> Result<(), InsertError>;
     /// One device.
     async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    /// Replaces a device's secret hash (rotation, or revocation with a hash no secret has);
+    /// false if the device is not enrolled.
+    async fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError>;
     /// Every device, by id.
     async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
     /// Records that `node` now holds the device's connection (or, with `None`, that the

@@ -282,6 +282,15 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE devices SET secret_hash = ? WHERE id = ?")
+            .bind(secret_hash)
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         sqlx::query("SELECT * FROM devices ORDER BY id")
             .fetch_all(&self.reader)

@@ -477,3 +477,53 @@ fn live_stream(state: WebState) -> impl Stream<Item = Result<Event, Infallible>>
         },
     )
 }
+
+/// A device's new secret.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSecret {
+    pub device_id: String,
+    pub secret: String,
+}
+
+fn enroll_error(e: crate::engine::devices::EnrollError) -> ApiError {
+    match e {
+        crate::engine::devices::EnrollError::NotEnrolled(_) => ApiError::not_found(e.to_string()),
+        e => ApiError::internal(e),
+    }
+}
+
+/// `POST /admin/devices/{id}/rotate-secret`: a new secret (shown once); the old one stops
+/// working and a connection made with it is closed at once.
+pub async fn rotate_secret(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    authorize(&state, &headers)?;
+    let id = protocol::DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let secret = state
+        .engine
+        .rotate_secret(&id)
+        .await
+        .map_err(enroll_error)?;
+    tracing::warn!(device = %id, "device secret rotated by an operator");
+    Ok(Json(RotatedSecret {
+        device_id: id.to_string(),
+        secret,
+    }))
+}
+
+/// `POST /admin/devices/{id}/revoke`: the device can no longer connect, and is disconnected
+/// at once (rotating its secret later brings it back).
+pub async fn revoke(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers)?;
+    let id = protocol::DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.engine.revoke(&id).await.map_err(enroll_error)?;
+    tracing::warn!(device = %id, "device revoked by an operator");
+    Ok(StatusCode::NO_CONTENT)
+}

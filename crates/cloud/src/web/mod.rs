@@ -76,6 +76,14 @@ pub fn routes(state: WebState) -> Router {
             get(dashboard::devices).fallback(not_found),
         )
         .route(
+            "/admin/devices/{id}/rotate-secret",
+            post(dashboard::rotate_secret).fallback(not_found),
+        )
+        .route(
+            "/admin/devices/{id}/revoke",
+            post(dashboard::revoke).fallback(not_found),
+        )
+        .route(
             "/admin/transactions",
             get(dashboard::transactions).fallback(not_found),
         )

@@ -83,7 +83,9 @@ pub async fn create_device(State(state): State<WebState>) -> Result<Response, Ap
                 return Ok((StatusCode::CREATED, Json(body)).into_response());
             }
             Err(EnrollError::AlreadyEnrolled(_)) => continue,
-            Err(EnrollError::Store(e)) => return Err(ApiError::internal(e)),
+            Err(e @ (EnrollError::Store(_) | EnrollError::NotEnrolled(_))) => {
+                return Err(ApiError::internal(e))
+            }
         }
     }
     Err(ApiError::internal(

@@ -307,6 +307,28 @@ async fn migrate_backup_and_json_logs() {
     let (status, _, _) = output(&["device", "add", "--id", "term-b", "--data-dir", data]).await;
     assert_eq!(status, 0);
 
+    // Rotation and revocation from the CLI.
+    let (status, out, err) = output(&[
+        "device",
+        "rotate-secret",
+        "--id",
+        "term-b",
+        "--data-dir",
+        data,
+    ])
+    .await;
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(out.trim().len(), 64);
+    assert!(err.contains("admin"), "{err}");
+    let (status, out, _) =
+        output(&["device", "revoke", "--id", "term-b", "--data-dir", data]).await;
+    assert_eq!(status, 0);
+    assert!(out.contains("revoked term-b"));
+    let (status, _, err) =
+        output(&["device", "revoke", "--id", "nobody", "--data-dir", data]).await;
+    assert_ne!(status, 0);
+    assert!(err.contains("no device"), "{err}");
+
     // A backup taken while a server runs on the same data is a complete, working store.
     let mut server = cmd(&[
         "serve",

@@ -444,3 +444,70 @@ async fn oversized_frames_are_refused() {
     let (code, reason) = close_of(&mut d.ws).await;
     assert_eq!(code, close::FRAME_TOO_LARGE, "{reason}");
 }
+
+#[tokio::test]
+async fn an_operator_rotates_or_revokes_a_device_and_it_is_disconnected_at_once() {
+    let app = spawn_app_with(Opts {
+        admin_token: Some("admin-token-for-tests".into()),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-revoke").await;
+    let mut d = RawDevice::connect(&app, "dev-revoke", &secret).await;
+    let admin = |path: String| {
+        app.http
+            .post(app.url(&path))
+            .bearer_auth("admin-token-for-tests")
+            .send()
+    };
+    // Without the token: refused.
+    let r = app
+        .http
+        .post(app.url("/admin/devices/dev-revoke/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let r = admin("/admin/devices/dev-revoke/rotate-secret".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let new_secret = body["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, secret);
+    let (code, _) = close_of(&mut d.ws).await;
+    assert_eq!(
+        code,
+        close::AUTH_FAILED,
+        "the connection made with the old secret is closed"
+    );
+    // The old secret no longer opens it; the new one does.
+    let mut ws = ws_connect(&app).await;
+    ws.send(Message::text(
+        serde_json::to_string(&hello("dev-revoke", &secret)).unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_of(&mut ws).await.0, close::AUTH_FAILED);
+    let mut d = RawDevice::connect(&app, "dev-revoke", &new_secret).await;
+
+    let r = admin("/admin/devices/dev-revoke/revoke".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(close_of(&mut d.ws).await.0, close::AUTH_FAILED);
+    let mut ws = ws_connect(&app).await;
+    ws.send(Message::text(
+        serde_json::to_string(&hello("dev-revoke", &new_secret)).unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        close_of(&mut ws).await.0,
+        close::AUTH_FAILED,
+        "revoked: no secret works"
+    );
+    let r = admin("/admin/devices/nobody/revoke".into()).await.unwrap();
+    assert_eq!(r.status(), 404);
+}

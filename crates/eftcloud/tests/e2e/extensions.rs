@@ -567,7 +567,10 @@ async fn pos_api_keys_when_configured_bind_requests_to_their_vendor() {
     let mut form = register_form(&reg);
     form.push(("POSRegisterName", "Main"));
     let put = |key: Option<&'static str>| {
-        let mut r = app.http.put(app.url(&format!("/POS/Pairing/{code}"))).form(&form);
+        let mut r = app
+            .http
+            .put(app.url(&format!("/POS/Pairing/{code}")))
+            .form(&form);
         if let Some(k) = key {
             r = r.bearer_auth(k);
         }
@@ -595,8 +598,34 @@ async fn pos_api_keys_when_configured_bind_requests_to_their_vendor() {
     let url = env["data"]["PollingUrl"].as_str().unwrap();
     // The token alone is not enough, and another vendor's key does not see it.
     assert_eq!(app.http.get(url).send().await.unwrap().status(), 401);
-    assert_eq!(app.http.get(url).bearer_auth("other-key-0123456789").send().await.unwrap().status(), 404);
-    assert_eq!(app.http.get(url).bearer_auth("till2go-key-0123456789").send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(url)
+            .bearer_auth("other-key-0123456789")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.http
+            .get(url)
+            .bearer_auth("till2go-key-0123456789")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // The API description stays public.
-    assert_eq!(app.http.get(app.url("/openapi.json")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

@@ -47,6 +47,8 @@ pub struct Opts {
     pub node: String,
     /// POS API keys, `VENDOR=KEY` (none: not required).
     pub pos_api_keys: Vec<String>,
+    /// The operator's admin token (none: dashboard and admin API off).
+    pub admin_token: Option<String>,
 }
 
 /// The callback signing secret of test apps.
@@ -69,6 +71,7 @@ impl Default for Opts {
             database_url: None,
             node: "test".into(),
             pos_api_keys: Vec::new(),
+            admin_token: None,
             api_limits: Default::default(),
         }
     }
@@ -143,9 +146,10 @@ pub async fn spawn_app_on(
             timeout: Duration::from_secs(2),
         },
         virtual_terminals: true,
-        admin_token: None,
+        admin_token: opts.admin_token.clone(),
         api_limits: opts.api_limits.clone(),
         metrics_listen: None,
+        listeners: Default::default(),
         pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
     };
     let app = Application::build(config).await.expect("cloud builds");

@@ -20,4 +20,5 @@ mod polling;
 mod postgres;
 mod restart;
 mod security;
+mod tls;
 mod transactions;
