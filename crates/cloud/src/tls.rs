@@ -142,6 +142,7 @@ fn restrict(path: &Path) -> Result<(), TlsError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

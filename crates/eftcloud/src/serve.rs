@@ -124,14 +124,14 @@ pub struct ServeArgs {
     #[arg(long, env = "EFTCLOUD_DEVICE_LISTEN")]
     device_listen: Option<SocketAddr>,
     /// TLS certificate chain (PEM) for the POS and device listeners; needs --tls-key.
-    #[arg(long, env = "EFTCLOUD_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "EFTCLOUD_TLS_CERT")]
     tls_cert: Option<std::path::PathBuf>,
     /// TLS private key (PEM) of --tls-cert.
-    #[arg(long, env = "EFTCLOUD_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "EFTCLOUD_TLS_KEY")]
     tls_key: Option<std::path::PathBuf>,
     /// Development TLS: a self-signed certificate for localhost and the listen addresses,
     /// kept in <data-dir>/tls/dev-cert.pem for terminals and POS tools to trust (--ca-cert).
-    #[arg(long, env = "EFTCLOUD_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
+    #[arg(long, env = "EFTCLOUD_TLS_SELF_SIGNED")]
     tls_self_signed: bool,
     /// Longest time a client may take to send a request header (and the TLS handshake);
     /// slow clients are disconnected.
@@ -178,7 +178,12 @@ impl ServeArgs {
 
     /// Where the certificate comes from. PEM files are read here, so a missing or invalid one
     /// stops `serve` (and `config check`) with a message naming the file.
+    /// Checked here rather than by clap, so that values from the configuration file (clap
+    /// defaults) are held to the same rules.
     fn tls(&self) -> anyhow::Result<Option<TlsSource>> {
+        if self.tls_self_signed && (self.tls_cert.is_some() || self.tls_key.is_some()) {
+            anyhow::bail!("--tls-self-signed cannot be combined with --tls-cert / --tls-key");
+        }
         if self.tls_self_signed {
             // The names clients may use: loopback, plus every address given explicitly.
             let mut hosts = vec![

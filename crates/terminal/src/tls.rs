@@ -19,7 +19,10 @@ pub fn client_config(ca_cert: Option<&Path>) -> Result<Arc<ClientConfig>, Termin
             reason,
         };
         let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(format!("{e:?}")))?
+            .map_err(|e| match e {
+                rustls::pki_types::pem::Error::Io(e) => bad(e.to_string()),
+                other => bad(format!("not valid PEM ({other:?})")),
+            })?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad(format!("not valid PEM ({e:?})")))?;
         if certs.is_empty() {

@@ -284,6 +284,13 @@ impl Server {
         }
     }
 
+    fn cpu_seconds(&self) -> Option<f64> {
+        match self {
+            Server::Child(s) => s.cpu_seconds(),
+            Server::Target { .. } => None,
+        }
+    }
+
     async fn stop(self) {
         if let Server::Child(s) = self {
             s.stop().await;
@@ -381,6 +388,8 @@ struct TrafficResult {
     latency_ms: Latencies,
     /// The server's resident memory at the end of the run.
     server_rss_bytes: Option<u64>,
+    /// Server CPU time per transaction (warm-up included, in both the time and the count).
+    server_cpu_ms_per_tx: Option<f64>,
 }
 
 /// The measured window: transactions that complete inside it count.
@@ -450,13 +459,19 @@ async fn traffic(
         };
         workers.spawn(worker.run(window, pace, target));
     }
+    let cpu_before = server.cpu_seconds();
     let mut samples = Samples::default();
-    let mut completed = 0u64;
+    let (mut completed, mut all) = (0u64, 0u64);
     while let Some(r) = workers.join_next().await {
-        let (s, c) = r.context("worker panicked")?;
+        let (s, c, a) = r.context("worker panicked")?;
         samples.merge(s);
         completed += c;
+        all += a;
     }
+    let server_cpu_ms_per_tx = match (cpu_before, server.cpu_seconds()) {
+        (Some(b), Some(a)) if all > 0 => Some((a - b) * 1000.0 / all as f64),
+        _ => None,
+    };
     let disconnects = fleet
         .counters
         .disconnects
@@ -477,6 +492,7 @@ async fn traffic(
         errors,
         latency_ms: samples.summarise(),
         server_rss_bytes,
+        server_cpu_ms_per_tx,
     })
 }
 
@@ -541,9 +557,16 @@ struct Times {
 }
 
 impl Worker {
-    async fn run(self, window: Window, pace: Option<Duration>, target: Target) -> (Samples, u64) {
+    /// Returns the samples and count of the measured window, and the count of all
+    /// transactions completed (warm-up included).
+    async fn run(
+        self,
+        window: Window,
+        pace: Option<Duration>,
+        target: Target,
+    ) -> (Samples, u64, u64) {
         let mut samples = Samples::default();
-        let mut completed = 0;
+        let (mut completed, mut all) = (0, 0);
         let mut next = Instant::now();
         loop {
             if let Some(p) = pace {
@@ -560,6 +583,7 @@ impl Worker {
             };
             match outcome {
                 Ok(times) => {
+                    all += 1;
                     let done = t0 + times.to_completed;
                     if done >= window.from && done <= window.until {
                         completed += 1;
@@ -571,7 +595,7 @@ impl Worker {
                 Err(kind) => self.errors.add(kind),
             }
         }
-        (samples, completed)
+        (samples, completed, all)
     }
 
     /// POST async, then long-poll until completed.
@@ -882,6 +906,13 @@ impl LoadReport {
             row(&format!("{name} p90 ms"), c.p90, r.map(|r| r.p90));
             row(&format!("{name} p99 ms"), c.p99, r.map(|r| r.p99));
             row(&format!("{name} max ms"), c.max, r.map(|r| r.max));
+        }
+        if let Some(cpu) = self.cloud.server_cpu_ms_per_tx {
+            row(
+                "server CPU ms per transaction",
+                cpu,
+                relay.and_then(|r| r.server_cpu_ms_per_tx),
+            );
         }
         if let Some(rss) = self.cloud.server_rss_bytes {
             row(

@@ -65,6 +65,11 @@ impl ServerProcess {
         self.child.id().and_then(rss_of)
     }
 
+    /// CPU time the child has used so far (user + system), in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.child.id().and_then(cpu_of)
+    }
+
     /// Kills the server abruptly (SIGKILL: a crash, as a power cut or OOM kill would be) and
     /// starts it again on the same port and store. Returns when the new process has been
     /// spawned, and the instant it answered its health check.
@@ -156,4 +161,17 @@ pub fn rss_of(pid: u32) -> Option<u64> {
         let kb = l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim();
         kb.parse::<u64>().ok().map(|kb| kb * 1024)
     })
+}
+
+/// User + system CPU time of a process, in seconds (Linux; `/proc/<pid>/stat` counts in
+/// USER_HZ, which is 100 on every Linux architecture in practice).
+pub fn cpu_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }

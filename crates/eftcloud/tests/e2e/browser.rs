@@ -278,11 +278,18 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
         )
         .await;
         screenshot(&c, "virtual-terminal-transaction").await;
-        let display = app.get_json(&poll).await.1["data"]["DisplayText"].clone();
-        assert!(
-            display.as_str().unwrap_or("").contains("Tip $2.00"),
-            "{display}"
-        );
+        // The prompt travels page -> WebSocket -> cloud -> store: wait for it to land.
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let display = app.get_json(&poll).await.1["data"]["DisplayText"].clone();
+                if display.as_str().unwrap_or("").contains("Tip $2.00") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the tip prompt reaches the cloud");
         click(&c, "btn-approve").await;
         let done = poll_until_completed(&app, &poll).await;
         let data = &done["data"];
