@@ -133,7 +133,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let enroll_s = started.elapsed().as_secs_f64();
     let mut cloud = match &args.target {
         Some(url) => Server::target(url).await?,
-        None => Server::Child(
+        None => Server::Child(Box::new(
             ServerProcess::start(
                 ServerKind::Cloud {
                     database_url: database_url.clone(),
@@ -142,7 +142,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 work.path(),
             )
             .await?,
-        ),
+        )),
     };
     let setup = Setup {
         args: &args,
@@ -158,8 +158,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let relay_result = if args.no_baseline {
             None
         } else {
-            let mut relay =
-                Server::Child(ServerProcess::start(ServerKind::Relay, work.path()).await?);
+            let mut relay = Server::Child(Box::new(
+                ServerProcess::start(ServerKind::Relay, work.path()).await?,
+            ));
             let r = idle(&setup, &mut relay, Target::Relay, credentials).await;
             relay.stop().await;
             Some(r?)
@@ -193,7 +194,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let relay_result = if args.no_baseline {
             None
         } else {
-            let relay = Server::Child(ServerProcess::start(ServerKind::Relay, work.path()).await?);
+            let relay = Server::Child(Box::new(
+                ServerProcess::start(ServerKind::Relay, work.path()).await?,
+            ));
             let r = traffic(&setup, &relay, Target::Relay, credentials).await;
             relay.stop().await;
             Some(r?)
@@ -242,7 +245,7 @@ enum Target {
 
 /// A server under test: a child process of ours, or a cloud someone else runs.
 enum Server {
-    Child(ServerProcess),
+    Child(Box<ServerProcess>),
     Target { base: String, addr: SocketAddr },
 }
 
@@ -457,7 +460,11 @@ async fn traffic(
             spec: spec.clone(),
             errors: errors.clone(),
         };
-        workers.spawn(worker.run(window, pace, target));
+        // Paced workers start spread over one interval, not all at once in bursts.
+        let offset = pace.map_or(Duration::ZERO, |p| {
+            p.mul_f64(i as f64 / args.concurrency as f64)
+        });
+        workers.spawn(worker.run(window, pace, offset, target));
     }
     let cpu_before = server.cpu_seconds();
     let mut samples = Samples::default();
@@ -563,11 +570,12 @@ impl Worker {
         self,
         window: Window,
         pace: Option<Duration>,
+        offset: Duration,
         target: Target,
     ) -> (Samples, u64, u64) {
         let mut samples = Samples::default();
         let (mut completed, mut all) = (0, 0);
-        let mut next = Instant::now();
+        let mut next = Instant::now() + offset;
         loop {
             if let Some(p) = pace {
                 tokio::time::sleep_until(next.into()).await;
