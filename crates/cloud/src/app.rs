@@ -220,6 +220,7 @@ impl Application {
             tls,
             header_read_timeout: config.listeners.header_read_timeout,
             body_read_timeout: config.listeners.body_read_timeout,
+            max_connections_per_source: config.listeners.max_connections_per_source,
             grace: SHUTDOWN_GRACE,
         };
         let callbacks =

@@ -74,6 +74,8 @@ pub struct ListenerSettings {
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_read_timeout: Duration,
+    /// Most connections open at once from one IP address; 0: no limit.
+    pub max_connections_per_source: usize,
 }
 
 impl Default for ListenerSettings {
@@ -84,6 +86,7 @@ impl Default for ListenerSettings {
             tls: None,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            max_connections_per_source: 0,
         }
     }
 }

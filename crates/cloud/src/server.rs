@@ -37,6 +37,102 @@ pub struct ServeSettings {
     pub body_read_timeout: Duration,
     /// After shutdown begins, how long open connections get to finish their requests.
     pub grace: Duration,
+    /// Most connections open at once from one IP address; 0: no limit. Over it, a new
+    /// connection is closed at once (before TLS or HTTP), so one source cannot exhaust the
+    /// node's file descriptors.
+    pub max_connections_per_source: usize,
+}
+
+/// Open connections per source address, for one listener.
+#[derive(Default)]
+struct PerSource {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl PerSource {
+    /// Takes a slot for `ip`, or `None` when it already has `max` connections open.
+    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<SourceSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if max != 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A socket holding its source's slot, so the count follows the socket wherever it goes.
+struct Counted {
+    io: TcpStream,
+    _slot: SourceSlot,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// A connection's slot; given back when its socket is dropped, however the connection ends.
+struct SourceSlot {
+    owner: Arc<PerSource>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// After `accept` fails for lack of resources (file descriptors), wait before trying again
@@ -58,6 +154,7 @@ pub async fn serve<S>(
     let settings = Arc::new(settings);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let per_source = Arc::new(PerSource::default());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -65,9 +162,18 @@ pub async fn serve<S>(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Some(slot) = per_source.acquire(peer.ip(), settings.max_connections_per_source) else {
+                        // Debug only: under a flood, a line per refusal would be its own attack.
+                        tracing::debug!(%peer, "too many connections from this address; refused");
+                        drop(tcp);
+                        continue;
+                    };
+                    // The slot travels with the socket, also into an upgraded WebSocket, and is
+                    // given back when the socket is dropped.
+                    let tcp = Counted { io: tcp, _slot: slot };
                     // Small request/response frames: with Nagle's algorithm a frame written while
                     // the previous one is unacknowledged waits for the peer's delayed ACK.
-                    if let Err(e) = tcp.set_nodelay(true) {
+                    if let Err(e) = tcp.io.set_nodelay(true) {
                         tracing::debug!(error = %e, "could not set TCP_NODELAY");
                     }
                     connections.spawn(connection(
@@ -103,7 +209,7 @@ pub async fn serve<S>(
 
 /// One connection: the TLS handshake if any, then HTTP until the peer or shutdown ends it.
 async fn connection<S>(
-    tcp: TcpStream,
+    tcp: Counted,
     peer: SocketAddr,
     app: S,
     settings: Arc<ServeSettings>,

@@ -140,6 +140,14 @@ pub struct ServeArgs {
     /// Longest wait for the next piece of a request body; the request fails after it.
     #[arg(long, env = "EFTCLOUD_BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
     body_read_timeout: Duration,
+    /// Most connections open at once from one IP address (0: no limit). Terminals of a shop
+    /// behind one NAT share an address, so the default is generous.
+    #[arg(
+        long,
+        env = "EFTCLOUD_MAX_CONNECTIONS_PER_SOURCE",
+        default_value_t = 4096
+    )]
+    max_connections_per_source: usize,
 }
 
 fn positive(name: &str, d: Duration) -> anyhow::Result<Duration> {
@@ -280,6 +288,7 @@ impl ServeArgs {
                 tls: self.tls()?,
                 header_read_timeout: positive("header-read-timeout", self.header_read_timeout)?,
                 body_read_timeout: positive("body-read-timeout", self.body_read_timeout)?,
+                max_connections_per_source: self.max_connections_per_source,
             },
         })
     }

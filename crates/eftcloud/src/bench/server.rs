@@ -136,6 +136,8 @@ fn spawn(kind: &ServerKind, addr: SocketAddr, log_file: &Path) -> anyhow::Result
                 // The workers long-poll right after the POST; the anti-hammering limit would
                 // turn that into 429s.
                 .args(["--poll-interval-min", "0s"])
+                // The fleet comes from a handful of loopback addresses.
+                .args(["--max-connections-per-source", "0"])
                 .args(["--log", log]);
         }
         ServerKind::Relay => {

@@ -49,6 +49,8 @@ pub struct Opts {
     pub pos_api_keys: Vec<String>,
     /// The operator's admin token (none: dashboard and admin API off).
     pub admin_token: Option<String>,
+    /// Most open connections per source address (0: no limit).
+    pub max_connections_per_source: usize,
 }
 
 /// The callback signing secret of test apps.
@@ -72,6 +74,7 @@ impl Default for Opts {
             node: "test".into(),
             pos_api_keys: Vec::new(),
             admin_token: None,
+            max_connections_per_source: 0,
             api_limits: Default::default(),
         }
     }
@@ -149,7 +152,10 @@ pub async fn spawn_app_on(
         admin_token: opts.admin_token.clone(),
         api_limits: opts.api_limits.clone(),
         metrics_listen: None,
-        listeners: Default::default(),
+        listeners: cloud::config::ListenerSettings {
+            max_connections_per_source: opts.max_connections_per_source,
+            ..Default::default()
+        },
         pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
     };
     let app = Application::build(config).await.expect("cloud builds");

@@ -403,3 +403,34 @@ async fn sale_data_size_and_depth_are_limited() {
 fn urlencode(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn connections_per_source_are_bounded_websockets_included() {
+    let app = spawn_app_with(Opts {
+        max_connections_per_source: 2,
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dev-conn-limit").await;
+    // Two device connections (upgraded WebSockets) hold both slots...
+    let d1 = RawDevice::connect(&app, "dev-conn-limit", &secret).await;
+    let mut second = ws_connect(&app).await;
+    // ...so a third connection from the same address is closed before any HTTP.
+    let refused = reqwest::Client::new().get(app.url("/healthz")).send().await;
+    assert!(refused.is_err(), "third connection served: {refused:?}");
+    // Closing one gives its slot back.
+    drop(d1);
+    let _ = futures_util::SinkExt::close(&mut second).await;
+    drop(second);
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(r) = reqwest::Client::new().get(app.url("/healthz")).send().await {
+                assert_eq!(r.status(), 200);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a slot is free again");
+}

@@ -65,6 +65,7 @@ impl TlsApp {
                 }),
                 header_read_timeout,
                 body_read_timeout: header_read_timeout,
+                max_connections_per_source: 0,
             },
             ..Config::default()
         };
