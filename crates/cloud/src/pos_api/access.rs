@@ -58,3 +58,22 @@ pub fn authorize(record: &TransactionRecord, fields: &Fields) -> Result<(), ApiE
         _ => Err(ApiError::unauthorized("Invalid token")),
     }
 }
+
+/// Loads the transaction named in the path and checks the request may access it; an id that
+/// does not parse, does not exist, or belongs to someone else is `Transaction not found`.
+pub async fn authorized_transaction(
+    state: &super::ApiState,
+    id: &str,
+    fields: &Fields,
+) -> Result<TransactionRecord, ApiError> {
+    let not_found = || ApiError::not_found("Transaction not found");
+    let id: protocol::TransactionId = id.parse().map_err(|_| not_found())?;
+    let record = state
+        .engine
+        .transaction(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(not_found)?;
+    authorize(&record, fields)?;
+    Ok(record)
+}

@@ -3,7 +3,7 @@
 //! outcome follows (`CANCELLED` if it stopped in time). `wait=<seconds>` holds the answer until
 //! the outcome is known.
 
-use super::access::authorize;
+use super::access::authorized_transaction;
 use super::error::ApiError;
 use super::fields::Fields;
 use super::polling::wait_param;
@@ -14,7 +14,6 @@ use crate::engine::transactions::Applied;
 use axum::extract::{Path, State};
 use axum::Json;
 use protocol::pos_api::{ErrorBody, TransactionEnvelope};
-use protocol::TransactionId;
 
 /// Documentation only: the cancel fields as `/openapi.json` lists them; the handler reads them
 /// through [`Fields`].
@@ -61,8 +60,8 @@ pub struct CancelForm {
     responses(
         (status = 200, description = "The envelope after the cancel request: `COMPLETED` with `CANCELLED` if it stopped in time, else still `PENDING` (the device was asked to stop) or the real outcome", body = TransactionEnvelope),
         (status = 400, description = "`wait` is not a number of seconds", body = ErrorBody),
-        (status = 401, description = "`Invalid token`, `Token expired`, or `This transaction belongs to another register`", body = ErrorBody),
-        (status = 404, description = "`Transaction not found`", body = ErrorBody),
+        (status = 401, description = "`Invalid token` or `Token expired`", body = ErrorBody),
+        (status = 404, description = "`Transaction not found` (also for another register's or vendor's transaction)", body = ErrorBody),
         (status = 409, description = "The transaction had already completed: `Transaction already completed (<outcome>); it cannot be cancelled`", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
     ),
@@ -72,15 +71,8 @@ pub async fn cancel(
     Path(id): Path<String>,
     fields: Fields,
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
-    let not_found = || ApiError::not_found("Transaction not found");
-    let id: TransactionId = id.parse().map_err(|_| not_found())?;
-    let record = state
-        .engine
-        .transaction(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(not_found)?;
-    authorize(&record, &fields)?;
+    let record = authorized_transaction(&state, &id, &fields).await?;
+    let (id, not_found) = (record.id, || ApiError::not_found("Transaction not found"));
     let wait = wait_param(fields.get("wait"))?;
     let record = match state.engine.cancel(&id).await.map_err(ApiError::internal)? {
         Applied::Unknown => return Err(not_found()),

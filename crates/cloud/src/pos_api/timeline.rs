@@ -1,14 +1,13 @@
 //! `GET /pos/transaction/{id}/events`: the transaction's timeline, for the POS (token or
 //! register identity) and for support.
 
-use super::access::authorize;
+use super::access::authorized_transaction;
 use super::error::ApiError;
 use super::fields::Fields;
 use super::ApiState;
 use axum::extract::{Path, State};
 use axum::Json;
 use protocol::pos_api::ErrorBody;
-use protocol::TransactionId;
 use serde::Serialize;
 
 fn event_schema() -> utoipa::openapi::Object {
@@ -69,8 +68,8 @@ pub struct TimelineEntry {
     ),
     responses(
         (status = 200, description = "The timeline", body = Timeline),
-        (status = 401, description = "`Invalid token`, `Token expired`, or `This transaction belongs to another register`", body = ErrorBody),
-        (status = 404, description = "`Transaction not found`", body = ErrorBody),
+        (status = 401, description = "`Invalid token` or `Token expired`", body = ErrorBody),
+        (status = 404, description = "`Transaction not found` (also for another register's or vendor's transaction)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
     ),
 )]
@@ -79,15 +78,8 @@ pub async fn events(
     Path(id): Path<String>,
     fields: Fields,
 ) -> Result<Json<Timeline>, ApiError> {
-    let not_found = || ApiError::not_found("Transaction not found");
-    let id: TransactionId = id.parse().map_err(|_| not_found())?;
-    let record = state
-        .engine
-        .transaction(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(not_found)?;
-    authorize(&record, &fields)?;
+    let record = authorized_transaction(&state, &id, &fields).await?;
+    let id = record.id;
     let events = state
         .engine
         .store()

@@ -467,6 +467,24 @@ async fn the_timeline_tells_the_story() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Another register is told the transaction does not exist (ids cannot be probed).
+    let stranger = register("stranger");
+    let r = app
+        .http
+        .get(format!("{}/pos/transaction/{id}/events", app.base))
+        .query(&register_form(&stranger))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app
+        .http
+        .post(format!("{}/pos/transaction/{id}/cancel", app.base))
+        .form(&register_form(&stranger))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     t.stop().await;
 }
 
