@@ -193,7 +193,7 @@ impl Engine {
             callback_url: new.callback_url,
             pos_reference: new.pos_reference,
             fingerprint,
-            token: uuid::Uuid::new_v4().to_string(),
+            token: new_token(),
             token_expires_at: now + self.settings().token_ttl,
             created_at: now,
             phase,
@@ -485,4 +485,10 @@ fn status_answer(status: TerminalStatus, text: &str, now: chrono::DateTime<Utc>)
         fields,
         completed_at: now,
     }
+}
+
+/// A polling token: 128 random bits, hex (the only credential of a polling URL).
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
 }
