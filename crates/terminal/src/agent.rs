@@ -229,6 +229,10 @@ struct Agent {
     reversals_due: Vec<TransactionId>,
 }
 
+/// Unacknowledged results carried in `hello` (each up to a few KiB with its receipt); more
+/// would risk the 64 KiB frame limit, so the rest are sent as `result` frames after `welcome`.
+const HELLO_RESULTS: usize = 8;
+
 /// What woke the agent while offline.
 enum OfflineWake {
     Progress((TransactionId, Progress)),
@@ -412,6 +416,17 @@ impl Agent {
             welcomed: session.welcomed,
             rejected: false,
         };
+        let mut hello_results = self.journal.unacknowledged();
+        let later_results: Vec<DeviceMessage> = if hello_results.len() > HELLO_RESULTS {
+            hello_results
+                .split_off(HELLO_RESULTS)
+                .into_iter()
+                .map(DeviceMessage::Result)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut later_results = Some(later_results);
         let hello = DeviceMessage::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             device_id: self.config.device_id.clone(),
@@ -419,7 +434,9 @@ impl Agent {
             vendor: self.config.vendor.clone(),
             model: self.config.model.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            unacknowledged: self.journal.unacknowledged(),
+            // A bounded number in hello, so it stays far below the frame limit; the rest follow
+            // as `result` frames once welcomed.
+            unacknowledged: hello_results,
             in_progress: self.journal.in_progress(),
         });
         if let Err(e) = send_all(&mut socket, vec![hello]).await {
@@ -520,6 +537,7 @@ impl Agent {
                                     session.heartbeat = Some(hb);
                                     deadline = tokio::time::Instant::now() + hb * HEARTBEAT_MISSES;
                                     let mut out = self.on_welcome(registers);
+                                    out.extend(later_results.take().unwrap_or_default());
                                     if !self.reversals_due.is_empty() {
                                         session.reversal_at = Some(
                                             tokio::time::Instant::now()
@@ -1182,6 +1200,54 @@ mod tests {
             .any(|e| matches!(e, TerminalEvent::Prompt { .. })));
         assert!(events.contains(&TerminalEvent::Completed { result }));
         assert!(events.contains(&TerminalEvent::Acknowledged { transaction_id: id }));
+    }
+
+    #[tokio::test]
+    async fn many_unacknowledged_results_are_split_between_hello_and_result_frames() {
+        // A journal with more unacknowledged results than hello carries.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dev.journal");
+        let mut journal = Journal::open(&path).expect("journal");
+        let mut ids = Vec::new();
+        for i in 0..(HELLO_RESULTS + 3) {
+            let o = offer(1000 + i as u64);
+            journal.record_started(&o).await.expect("started");
+            let r = reversal(&o, "test");
+            journal.record_completed(r).await.expect("completed");
+            ids.push(o.transaction_id);
+        }
+        drop(journal);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = TerminalConfig::new(
+            url::Url::parse(&format!("http://{addr}")).expect("url"),
+            DeviceId::parse("dev-1").expect("id"),
+            "s3cret",
+            &path,
+        );
+        let (_events, _commands, shutdown, agent) =
+            start_agent(config, Duration::from_millis(50)).await;
+        let mut ws = accept(&listener).await;
+        let hi = hello(&mut ws).await;
+        assert_eq!(hi.unacknowledged.len(), HELLO_RESULTS);
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let mut rest = Vec::new();
+        while rest.len() < 3 {
+            if let DeviceMessage::Result(r) = recv(&mut ws).await {
+                rest.push(r.transaction_id);
+            }
+        }
+        let mut all: Vec<_> = hi
+            .unacknowledged
+            .iter()
+            .map(|r| r.transaction_id)
+            .chain(rest)
+            .collect();
+        all.sort();
+        ids.sort();
+        assert_eq!(all, ids, "every result is delivered exactly once");
+        shutdown.cancel();
+        let _ = agent.await;
     }
 
     #[tokio::test]
