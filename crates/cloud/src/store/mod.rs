@@ -1,6 +1,7 @@
 //! Durable state behind one trait of domain-level methods. The backend is chosen from the
 //! database URL at startup; the engine only ever sees `Arc<dyn Store>`.
 
+mod columns;
 mod postgres;
 mod sqlite;
 

@@ -1,6 +1,7 @@
 //! The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
 //! commit that returned survives a power cut of the server.
 
+use super::columns::{from_ms, ms, parse_device_id, phase_columns, phase_kind, TX_COLUMNS};
 use super::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
     TransactionRecord,
@@ -28,14 +29,6 @@ use std::time::Duration;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp_millis(v).unwrap_or_default()
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -207,47 +200,6 @@ async fn insert_events(
     }
     Ok(())
 }
-
-fn parse_device_id(s: String) -> Result<DeviceId, StoreError> {
-    DeviceId::parse(&s).map_err(|e| StoreError::Corrupt(format!("device id {s}: {e}")))
-}
-
-/// The columns a phase occupies: (state, accept_deadline, started_at, completed_at, completion).
-type PhaseColumns = (
-    &'static str,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
-
-fn phase_columns(p: &Phase) -> Result<PhaseColumns, StoreError> {
-    Ok(match p {
-        Phase::Offered { accept_deadline } => {
-            ("offered", Some(ms(*accept_deadline)), None, None, None)
-        }
-        Phase::Started { started_at } => ("started", None, Some(ms(*started_at)), None, None),
-        Phase::Completed(c) => (
-            "completed",
-            None,
-            None,
-            Some(ms(c.completed_at)),
-            Some(serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-        ),
-    })
-}
-
-fn phase_kind(p: &Phase) -> &'static str {
-    match p {
-        Phase::Offered { .. } => "offered",
-        Phase::Started { .. } => "started",
-        Phase::Completed(_) => "completed",
-    }
-}
-
-const TX_COLUMNS: &str = "id, device_id, register_id, business_name, vendor_name, register_name, \
-    merchant_id, merchant, request, sale_data, callback_url, token, token_expires_at, created_at, \
-    state, accept_deadline, started_at, completed_at, completion, display_text, pos_reference, fingerprint";
 
 #[async_trait]
 impl Store for SqliteStore {
