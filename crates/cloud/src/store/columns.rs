@@ -54,6 +54,16 @@ pub(super) fn phase_kind(p: &Phase) -> &'static str {
     }
 }
 
-pub(super) const TX_COLUMNS: &str = "id, device_id, register_id, business_name, vendor_name, register_name, \
-    merchant_id, merchant, request, sale_data, callback_url, token, token_expires_at, created_at, \
-    state, accept_deadline, started_at, completed_at, completion, display_text, pos_reference, fingerprint";
+/// The transaction columns, as a literal so that SQL text can be built with `concat!` once at
+/// compile time rather than with `format!` on every call.
+macro_rules! tx_columns {
+    () => {
+        "id, device_id, register_id, business_name, vendor_name, register_name, \
+         merchant_id, merchant, request, sale_data, callback_url, token, token_expires_at, \
+         created_at, state, accept_deadline, started_at, completed_at, completion, display_text, \
+         pos_reference, fingerprint"
+    };
+}
+pub(super) use tx_columns;
+
+pub(super) const TX_COLUMNS: &str = tx_columns!();

@@ -23,6 +23,16 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored value has an unexpected type: {0}")]
+    Decode(#[from] rusqlite::types::FromSqlError),
+    /// The commit of a group of writes failed: none of them is stored.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]

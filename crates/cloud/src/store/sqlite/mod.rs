@@ -1,0 +1,960 @@
+//! The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
+//! commit that returned survives a power cut of the server.
+//!
+//! Writes go to one writer thread that commits them in groups ([`writer`]): SQLite has a single
+//! writer anyway, and sharing a commit (and its fsync) between the writes that arrive during the
+//! previous one is what lets many transactions per second be durable. Reads run on a small pool
+//! of read-only connections, concurrently with the writer thanks to WAL. Point reads (one row
+//! by key, from the page cache) take microseconds and run directly on the calling task; reads
+//! that may scan many rows run on the blocking pool.
+//!
+//! The schema is migrated with sqlx's migrator (so `eftcloud migrate` and existing databases
+//! keep one migration history); the statements themselves go through rusqlite, whose direct
+//! calls avoid a thread hand-off per statement.
+
+mod writer;
+
+use super::columns::{from_ms, ms, parse_device_id, phase_columns, phase_kind, tx_columns};
+use super::{
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
+    TransactionRecord,
+};
+use crate::engine::lifecycle::{Completion, Phase};
+use crate::engine::timeline::{EventKind, TimelineEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use protocol::{
+    DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use writer::Writer;
+
+/// How long a statement waits for a lock held by another process (a backup, `eftcloud device
+/// add` against a running server) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+/// Prepared statements kept per connection (the hot path uses about 20).
+const STATEMENT_CACHE: usize = 64;
+
+/// SQLite behind the [`Store`] trait.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    path: PathBuf,
+}
+
+/// Read-only connections, taken for one read and put back.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => open_connection(&self.path, false)?,
+        };
+        let r = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        r
+    }
+}
+
+fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if write {
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )?;
+    }
+    Ok(conn)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) and migrates the database at `url` (`sqlite://path`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let path = options.get_filename().to_path_buf();
+        let migrator = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
+        sqlx::migrate!("./migrations/sqlite").run(&migrator).await?;
+        migrator.close().await;
+        let writer = Writer::start(open_connection(&path, true)?)?;
+        let readers = Arc::new(Readers {
+            path: path.clone(),
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(Self {
+            writer,
+            readers,
+            path,
+        })
+    }
+
+    /// Writes a consistent copy of the live database to `path` (`VACUUM INTO`): readers and the
+    /// writer carry on meanwhile, and the copy is a complete database usable as is.
+    pub async fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
+        if path.exists() {
+            return Err(StoreError::Open(format!(
+                "{} already exists; not overwriting it",
+                path.display()
+            )));
+        }
+        let source = self.path.clone();
+        let target = path.display().to_string();
+        // Its own connection: VACUUM cannot run inside the writer's batch transaction.
+        blocking(move || {
+            let conn = open_connection(&source, true)?;
+            conn.execute("VACUUM INTO ?1", [target])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A point read, on the calling task.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.readers.read(f)
+    }
+
+    /// A read that may scan many rows, on the blocking pool.
+    async fn scan<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        blocking(move || readers.read(f)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Open(format!("store task failed: {e}")))?
+}
+
+/// The first row of a query, decoded.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl FnOnce(&Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    match rows.next()? {
+        Some(row) => decode(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every row of a query, decoded.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
+    Ok(DeviceRecord {
+        id: parse_device_id(row.get("id")?)?,
+        secret_hash: row.get("secret_hash")?,
+        vendor: row.get("vendor")?,
+        model: row.get("model")?,
+        merchant: row.get("merchant")?,
+        merchant_id: row.get("merchant_id")?,
+        created_at: from_ms(row.get("created_at")?),
+        connected_at: row.get::<_, Option<i64>>("connected_at")?.map(from_ms),
+        last_seen_at: row.get::<_, Option<i64>>("last_seen_at")?.map(from_ms),
+    })
+}
+
+fn register_from_row(row: &Row) -> Result<RegisterRecord, StoreError> {
+    let contact: String = row.get("contact")?;
+    Ok(RegisterRecord {
+        info: RegisterInfo {
+            key: RegisterKey {
+                register_id: row.get("register_id")?,
+                business_name: row.get("business_name")?,
+                vendor_name: row.get("vendor_name")?,
+            },
+            register_name: row.get("register_name")?,
+        },
+        device_id: parse_device_id(row.get("device_id")?)?,
+        contact: serde_json::from_str(&contact)
+            .map_err(|e| StoreError::Corrupt(format!("register contact: {e}")))?,
+        paired_at: from_ms(row.get("paired_at")?),
+    })
+}
+
+fn parse_transaction_id(s: &str) -> Result<TransactionId, StoreError> {
+    TransactionId::from_str(s).map_err(|e| StoreError::Corrupt(format!("transaction id {s}: {e}")))
+}
+
+/// A row of `SELECT tx_columns!()`, by position (the order of [`tx_columns`]).
+fn transaction_from_row(row: &Row) -> Result<TransactionRecord, StoreError> {
+    let id = parse_transaction_id(row.get_ref(0)?.as_str()?)?;
+    let request: TransactionRequest = serde_json::from_str(row.get_ref(8)?.as_str()?)
+        .map_err(|e| StoreError::Corrupt(format!("transaction {id} request: {e}")))?;
+    let phase = match row.get_ref(14)?.as_str()? {
+        "offered" => Phase::Offered {
+            accept_deadline: from_ms(row.get::<_, Option<i64>>(15)?.unwrap_or(0)),
+        },
+        "started" => Phase::Started {
+            started_at: from_ms(row.get::<_, Option<i64>>(16)?.unwrap_or(0)),
+        },
+        "completed" => {
+            let c = row
+                .get_ref(18)?
+                .as_str_or_null()?
+                .ok_or_else(|| StoreError::Corrupt(format!("transaction {id} has no completion")))?;
+            Phase::Completed(serde_json::from_str::<Completion>(c).map_err(|e| {
+                StoreError::Corrupt(format!("transaction {id} completion: {e}"))
+            })?)
+        }
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "transaction {id} state {other}"
+            )))
+        }
+    };
+    Ok(TransactionRecord {
+        id,
+        device_id: parse_device_id(row.get(1)?)?,
+        register: RegisterInfo {
+            key: RegisterKey {
+                register_id: row.get(2)?,
+                business_name: row.get(3)?,
+                vendor_name: row.get(4)?,
+            },
+            register_name: row.get(5)?,
+        },
+        merchant_id: row.get(6)?,
+        merchant: row.get(7)?,
+        request,
+        sale_data: row.get(9)?,
+        callback_url: row.get(10)?,
+        token: row.get(11)?,
+        token_expires_at: from_ms(row.get(12)?),
+        created_at: from_ms(row.get(13)?),
+        display_text: row.get(19)?,
+        pos_reference: row.get(20)?,
+        fingerprint: row.get(21)?,
+        phase,
+    })
+}
+
+fn callback_job(row: &Row) -> Result<CallbackJob, StoreError> {
+    let attempts: i64 = row.get(2)?;
+    Ok(CallbackJob {
+        transaction_id: parse_transaction_id(row.get_ref(0)?.as_str()?)?,
+        url: row.get(1)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+    })
+}
+
+/// Queues the completion callback of a transaction that has a callback URL (no-op otherwise).
+fn enqueue_callback(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO callback_outbox (transaction_id, url, next_attempt_at)
+         SELECT id, callback_url, completed_at FROM transactions WHERE id = ?1 AND callback_url IS NOT NULL",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+fn insert_events(conn: &Connection, id: &str, events: &[TimelineEvent]) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO transaction_events (transaction_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for e in events {
+        stmt.execute(params![id, ms(e.at), e.kind.as_str(), e.detail])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
+        let d = d.clone();
+        self.writer
+            .write(move |conn| {
+                let r = conn
+                    .prepare_cached(
+                        "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(StoreError::from)?
+                    .execute(params![
+                        d.id.as_str(),
+                        d.secret_hash,
+                        d.vendor,
+                        d.model,
+                        d.merchant,
+                        d.merchant_id,
+                        ms(d.created_at)
+                    ]);
+                match r {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => Err(InsertError::AlreadyExists),
+                    Err(e) => Err(StoreError::from(e).into()),
+                }
+            })
+            .await
+    }
+
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        self.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM devices WHERE id = ?1",
+                [id.as_str()],
+                device_from_row,
+            )
+        })
+    }
+
+    async fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError> {
+        let (id, hash) = (id.clone(), secret_hash.to_string());
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached("UPDATE devices SET secret_hash = ?1 WHERE id = ?2")?
+                    .execute([hash.as_str(), id.as_str()])?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.scan(|conn| all(conn, "SELECT * FROM devices ORDER BY id", [], device_from_row))
+            .await
+    }
+
+    async fn set_device_connection(
+        &self,
+        id: &DeviceId,
+        node: &str,
+        connected: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (id, node) = (id.clone(), node.to_string());
+        self.writer
+            .write(move |conn| {
+                if connected {
+                    conn.prepare_cached(
+                        "UPDATE devices SET connected_at = ?1, connected_node = ?2, last_seen_at = ?1 WHERE id = ?3",
+                    )?
+                    .execute(params![ms(now), node, id.as_str()])?;
+                } else {
+                    conn.prepare_cached(
+                        "UPDATE devices SET connected_at = NULL, connected_node = NULL, last_seen_at = ?1
+                         WHERE id = ?2 AND connected_node = ?3",
+                    )?
+                    .execute(params![ms(now), id.as_str(), node])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn clear_connections(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_string();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE devices SET connected_at = NULL, connected_node = NULL WHERE connected_node = ?1",
+                )?
+                .execute([node])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn replace_pairing_code(
+        &self,
+        device: &DeviceId,
+        code: &PairingCode,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (device, code) = (device.clone(), code.clone());
+        self.writer
+            .write(move |conn| {
+                // The single writer runs this alone, so checking first is race-free, and a code
+                // taken by another device leaves this device's current code in place.
+                let now = ms(Utc::now());
+                let taken = one(
+                    conn,
+                    "SELECT 1 FROM pairing_codes WHERE code = ?1 AND device_id <> ?2 AND expires_at > ?3",
+                    params![code.as_str(), device.as_str(), now],
+                    |_| Ok(()),
+                )?;
+                if taken.is_some() {
+                    return Ok(false);
+                }
+                conn.prepare_cached(
+                    "DELETE FROM pairing_codes WHERE device_id = ?1 OR expires_at <= ?2",
+                )?
+                .execute(params![device.as_str(), now])?;
+                conn.prepare_cached(
+                    "INSERT INTO pairing_codes (code, device_id, expires_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![code.as_str(), device.as_str(), ms(expires_at)])?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn take_pairing_code(
+        &self,
+        code: &PairingCode,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeviceId>, StoreError> {
+        let code = code.clone();
+        let taken = self
+            .writer
+            .write(move |conn| {
+                // DELETE ... RETURNING consumes the code atomically: two POS racing with one
+                // code cannot both pair.
+                one(
+                    conn,
+                    "DELETE FROM pairing_codes WHERE code = ?1 RETURNING device_id, expires_at",
+                    [code.as_str()],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+                )
+            })
+            .await?;
+        match taken {
+            Some((device, expires_at)) if expires_at > ms(now) => Ok(Some(parse_device_id(device)?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn pair_register(&self, r: &RegisterRecord) -> Result<Option<DeviceId>, StoreError> {
+        let r = r.clone();
+        let contact =
+            serde_json::to_string(&r.contact).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let previous = self
+            .writer
+            .write(move |conn| {
+                let key = &r.info.key;
+                let previous: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT device_id FROM registers WHERE register_id = ?1 AND business_name = ?2 AND vendor_name = ?3",
+                    )?
+                    .query_row(
+                        [&key.register_id, &key.business_name, &key.vendor_name],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                conn.prepare_cached(
+                    "INSERT INTO registers (register_id, business_name, vendor_name, register_name, device_id, contact, paired_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (register_id, business_name, vendor_name) DO UPDATE SET
+                       register_name = excluded.register_name, device_id = excluded.device_id,
+                       contact = excluded.contact, paired_at = excluded.paired_at",
+                )?
+                .execute(params![
+                    key.register_id,
+                    key.business_name,
+                    key.vendor_name,
+                    r.info.register_name,
+                    r.device_id.as_str(),
+                    contact,
+                    ms(r.paired_at)
+                ])?;
+                Ok::<_, StoreError>(previous.filter(|p| p != r.device_id.as_str()))
+            })
+            .await?;
+        previous.map(parse_device_id).transpose()
+    }
+
+    async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError> {
+        self.read(|conn| {
+            one(
+                conn,
+                "SELECT * FROM registers WHERE register_id = ?1 AND business_name = ?2 AND vendor_name = ?3",
+                [&key.register_id, &key.business_name, &key.vendor_name],
+                register_from_row,
+            )
+        })
+    }
+
+    async fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError> {
+        self.read(|conn| {
+            all(
+                conn,
+                "SELECT * FROM registers WHERE device_id = ?1 ORDER BY paired_at",
+                [device.as_str()],
+                register_from_row,
+            )
+        })
+    }
+
+    async fn unpair(
+        &self,
+        device: &DeviceId,
+        register: Option<&RegisterKey>,
+    ) -> Result<Vec<RegisterKey>, StoreError> {
+        let (device, register) = (device.clone(), register.cloned());
+        self.writer
+            .write(move |conn| {
+                let key = |row: &Row| {
+                    Ok(RegisterKey {
+                        register_id: row.get(0)?,
+                        business_name: row.get(1)?,
+                        vendor_name: row.get(2)?,
+                    })
+                };
+                match &register {
+                    Some(k) => all(
+                        conn,
+                        "DELETE FROM registers WHERE device_id = ?1 AND register_id = ?2 AND business_name = ?3 AND vendor_name = ?4
+                         RETURNING register_id, business_name, vendor_name",
+                        [device.as_str(), &k.register_id, &k.business_name, &k.vendor_name],
+                        key,
+                    ),
+                    None => all(
+                        conn,
+                        "DELETE FROM registers WHERE device_id = ?1 RETURNING register_id, business_name, vendor_name",
+                        [device.as_str()],
+                        key,
+                    ),
+                }
+            })
+            .await
+    }
+
+    async fn insert_transaction(
+        &self,
+        t: &TransactionRecord,
+        events: &[TimelineEvent],
+    ) -> Result<(), InsertError> {
+        let (state, deadline, started, completed, completion) = phase_columns(&t.phase)?;
+        let request =
+            serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let t = t.clone();
+        let events = events.to_vec();
+        self.writer
+            .write(move |conn| {
+                let id = t.id.to_string();
+                let r = conn
+                    .prepare_cached(concat!(
+                        "INSERT INTO transactions (",
+                        tx_columns!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+                    ))
+                    .map_err(StoreError::from)?
+                    .execute(params![
+                        id,
+                        t.device_id.as_str(),
+                        t.register.key.register_id,
+                        t.register.key.business_name,
+                        t.register.key.vendor_name,
+                        t.register.register_name,
+                        t.merchant_id,
+                        t.merchant,
+                        request,
+                        t.sale_data,
+                        t.callback_url,
+                        t.token,
+                        ms(t.token_expires_at),
+                        ms(t.created_at),
+                        state,
+                        deadline,
+                        started,
+                        completed,
+                        completion,
+                        t.display_text,
+                        t.pos_reference,
+                        t.fingerprint,
+                    ]);
+                match r {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        // The primary key is a fresh UUID, so the violation is either the
+                        // reference index or the one-active-transaction-per-device index; the
+                        // message names the columns of the one that failed.
+                        return Err(if e.to_string().contains("pos_reference") {
+                            InsertError::DuplicateReference
+                        } else {
+                            InsertError::DeviceBusy
+                        });
+                    }
+                    Err(e) => return Err(StoreError::from(e).into()),
+                }
+                insert_events(conn, &id, &events)?;
+                if state == "completed" {
+                    enqueue_callback(conn, &id)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn transaction_by_reference(
+        &self,
+        register: &RegisterKey,
+        reference: &str,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        self.read(|conn| {
+            one(
+                conn,
+                concat!(
+                    "SELECT ",
+                    tx_columns!(),
+                    " FROM transactions
+                     WHERE register_id = ?1 AND business_name = ?2 AND vendor_name = ?3 AND pos_reference = ?4"
+                ),
+                [
+                    &register.register_id,
+                    &register.business_name,
+                    &register.vendor_name,
+                    reference,
+                ],
+                transaction_from_row,
+            )
+        })
+    }
+
+    async fn append_events(
+        &self,
+        id: &TransactionId,
+        events: &[TimelineEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (id, events) = (id.to_string(), events.to_vec());
+        self.writer
+            .write(move |conn| insert_events(conn, &id, &events))
+            .await
+    }
+
+    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError> {
+        self.read(|conn| {
+            all(
+                conn,
+                "SELECT at, kind, detail FROM transaction_events WHERE transaction_id = ?1 ORDER BY seq",
+                [id.to_string()],
+                |row| {
+                    let kind = row.get_ref(1)?.as_str()?;
+                    Ok(TimelineEvent {
+                        at: from_ms(row.get(0)?),
+                        kind: EventKind::parse(kind)
+                            .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
+                        detail: row.get(2)?,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn due_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        self.read(|conn| {
+            all(
+                conn,
+                "SELECT transaction_id, url, attempts FROM callback_outbox
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+                [ms(now), i64::from(limit)],
+                callback_job,
+            )
+        })
+    }
+
+    async fn claim_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        self.writer
+            .write(move |conn| {
+                all(
+                    conn,
+                    "UPDATE callback_outbox SET next_attempt_at = ?1
+                     WHERE transaction_id IN (
+                       SELECT transaction_id FROM callback_outbox
+                       WHERE status = 'pending' AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3)
+                     RETURNING transaction_id, url, attempts",
+                    [ms(lease_until), ms(now), i64::from(limit)],
+                    callback_job,
+                )
+            })
+            .await
+    }
+
+    async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            let v: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",
+                )?
+                .query_row([], |row| row.get(0))?;
+            Ok(v.map(from_ms))
+        })
+    }
+
+    async fn record_callback_attempt(
+        &self,
+        id: &TransactionId,
+        delivered: bool,
+        retry_at: Option<DateTime<Utc>>,
+        error: &str,
+        event: &TimelineEvent,
+    ) -> Result<(), StoreError> {
+        let status = match (delivered, retry_at) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        let (id, error, event) = (id.to_string(), error.to_string(), event.clone());
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE callback_outbox SET attempts = attempts + 1, status = ?1, last_error = ?2,
+                       next_attempt_at = COALESCE(?3, next_attempt_at)
+                     WHERE transaction_id = ?4 AND status = 'pending'",
+                )?
+                .execute(params![status, error, retry_at.map(ms), id])?;
+                insert_events(conn, &id, std::slice::from_ref(&event))
+            })
+            .await
+    }
+
+    async fn secret(
+        &self,
+        name: &str,
+        generate: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<String, StoreError> {
+        let (name, candidate) = (name.to_string(), generate());
+        self.writer
+            .write(move |conn| {
+                // INSERT OR IGNORE then read: concurrent first starts agree on one value.
+                conn.prepare_cached("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)")?
+                    .execute([&name, &candidate])?;
+                Ok(conn
+                    .prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+                    .query_row([&name], |row| row.get(0))?)
+            })
+            .await
+    }
+
+    async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // In batches, each its own write, so a large purge never holds the writer for long.
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer
+                .write(move |conn| {
+                    Ok::<_, StoreError>(
+                        conn.prepare_cached(
+                            "DELETE FROM transactions WHERE id IN (
+                               SELECT id FROM transactions WHERE state = 'completed' AND created_at < ?1 LIMIT 1000)",
+                        )?
+                        .execute([ms(before)])?,
+                    )
+                })
+                .await?;
+            total += n as u64;
+            if n < 1000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn transaction(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        self.read(|conn| {
+            one(
+                conn,
+                concat!("SELECT ", tx_columns!(), " FROM transactions WHERE id = ?1"),
+                [id.to_string()],
+                transaction_from_row,
+            )
+        })
+    }
+
+    async fn transition(
+        &self,
+        id: &TransactionId,
+        from: &Phase,
+        to: &Phase,
+        events: &[TimelineEvent],
+    ) -> Result<bool, StoreError> {
+        let (state, deadline, started, completed, completion) = phase_columns(to)?;
+        let from = phase_kind(from);
+        let (id, events) = (id.to_string(), events.to_vec());
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE transactions SET state = ?1, accept_deadline = ?2,
+                           started_at = COALESCE(?3, started_at), completed_at = ?4, completion = ?5,
+                           display_text = CASE WHEN ?1 = 'completed' THEN NULL ELSE display_text END
+                         WHERE id = ?6 AND state = ?7",
+                    )?
+                    .execute(params![state, deadline, started, completed, completion, id, from])?;
+                if n != 1 {
+                    return Ok(false);
+                }
+                insert_events(conn, &id, &events)?;
+                if state == "completed" {
+                    enqueue_callback(conn, &id)?;
+                }
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn set_display_text(
+        &self,
+        id: &TransactionId,
+        device: &DeviceId,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (id, device, text) = (id.to_string(), device.clone(), text.to_string());
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE transactions SET display_text = ?1
+                         WHERE id = ?2 AND device_id = ?3 AND state <> 'completed'",
+                    )?
+                    .execute([&text, &id, device.as_str()])?;
+                if n == 1 {
+                    insert_events(conn, &id, &[TimelineEvent::new(at, EventKind::Prompt, text)])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn query_transactions(
+        &self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        // Absent criteria bind NULL and drop out (`? IS NULL OR ...`): one statement, no SQL
+        // built from input. LIKE is case-insensitive for ASCII in SQLite.
+        let like = |o: &Option<String>| o.as_deref().map(TransactionQuery::like);
+        let (since, until) = (q.since.map(ms), q.until.map(ms));
+        let (register, device, reference) = (like(&q.register), like(&q.device), like(&q.reference));
+        let (pending_only, limit) = (q.pending_only, i64::from(q.limit));
+        self.scan(move |conn| {
+            all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    tx_columns!(),
+                    " FROM transactions
+                     WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2)
+                       AND (?3 IS NULL OR register_id LIKE ?3 ESCAPE '\\' OR register_name LIKE ?3 ESCAPE '\\')
+                       AND (?4 IS NULL OR device_id LIKE ?4 ESCAPE '\\')
+                       AND (?5 IS NULL OR pos_reference LIKE ?5 ESCAPE '\\' OR id LIKE ?5 ESCAPE '\\')
+                       AND (?6 = 0 OR state <> 'completed')
+                     ORDER BY created_at DESC LIMIT ?7"
+                ),
+                params![since, until, register, device, reference, pending_only, limit],
+                transaction_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn active_transaction(
+        &self,
+        device: &DeviceId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        self.read(|conn| {
+            one(
+                conn,
+                concat!(
+                    "SELECT ",
+                    tx_columns!(),
+                    " FROM transactions WHERE device_id = ?1 AND state <> 'completed'"
+                ),
+                [device.as_str()],
+                transaction_from_row,
+            )
+        })
+    }
+
+    async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError> {
+        self.read(|conn| {
+            all(
+                conn,
+                "SELECT id FROM transactions WHERE state = 'offered' AND accept_deadline <= ?1
+                 ORDER BY accept_deadline LIMIT 500",
+                [ms(now)],
+                |row| parse_transaction_id(row.get_ref(0)?.as_str()?),
+            )
+        })
+    }
+
+    async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            let v: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT MIN(accept_deadline) FROM transactions WHERE state = 'offered'",
+                )?
+                .query_row([], |row| row.get(0))?;
+            Ok(v.map(from_ms))
+        })
+    }
+}
