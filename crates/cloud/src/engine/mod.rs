@@ -2,6 +2,7 @@
 //! that drives it — store reads and compare-and-set writes, frames to devices through the bus,
 //! wake-ups for waiting POS requests, and the deadline loop.
 
+pub mod completions;
 pub mod deadlines;
 pub mod devices;
 pub mod lifecycle;
@@ -13,10 +14,11 @@ pub mod transactions;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use completions::{Completions, Waiter};
 use protocol::TransactionId;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::Notify;
 
 /// Timing rules of the engine.
 #[derive(Debug, Clone)]
@@ -45,9 +47,6 @@ impl Default for EngineSettings {
     }
 }
 
-/// Completion notices kept for slow receivers; a receiver that lags re-reads the store.
-const COMPLETION_BUFFER: usize = 1024;
-
 /// The engine: cheap to clone, shared by the POS API, the device gateway and the deadline loop.
 #[derive(Clone)]
 pub struct Engine {
@@ -58,8 +57,10 @@ struct Inner {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     settings: EngineSettings,
-    /// Ids of transactions that just completed, to wake long-polls and synchronous requests.
-    completions: broadcast::Sender<TransactionId>,
+    /// Long-polls and synchronous requests waiting for a completion.
+    completions: Arc<Completions>,
+    /// Pokes the callback dispatcher when a completion queued a callback.
+    callbacks_queued: Notify,
     /// Pokes the deadline loop when a new, possibly earlier, deadline was written.
     deadline_changed: Notify,
     metrics: Arc<Metrics>,
@@ -91,13 +92,13 @@ impl Engine {
         settings: EngineSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (completions, _) = broadcast::channel(COMPLETION_BUFFER);
         Self {
             inner: Arc::new(Inner {
                 store,
                 bus,
                 settings,
-                completions,
+                completions: Arc::default(),
+                callbacks_queued: Notify::new(),
                 deadline_changed: Notify::new(),
                 metrics,
             }),
@@ -128,17 +129,27 @@ impl Engine {
     pub fn wake_completed(&self, id: TransactionId) {
         // It may have been pending here (offered through this node, completed on another).
         self.inner.metrics.forget_pending(&id);
-        let _ = self.inner.completions.send(id);
+        self.inner.completions.notify(&id, None);
     }
 
-    /// A transaction completed on this node: wake waiters here and on other nodes.
-    pub(crate) async fn completed(&self, id: TransactionId) {
-        let _ = self.inner.completions.send(id);
-        self.inner.bus.announce_completed(id).await;
+    /// A transaction completed on this node (`tx` as committed): wake waiters here and on
+    /// other nodes, and the callback dispatcher if it has a callback to deliver.
+    pub(crate) async fn completed(&self, tx: &crate::store::TransactionRecord) {
+        self.inner.completions.notify(&tx.id, Some(tx));
+        if tx.callback_url.is_some() {
+            self.inner.callbacks_queued.notify_one();
+        }
+        self.inner.bus.announce_completed(tx.id).await;
     }
 
-    /// A receiver of completion notices (subscribe before reading the store to miss none).
-    pub fn subscribe_completions(&self) -> broadcast::Receiver<TransactionId> {
-        self.inner.completions.subscribe()
+    /// Registers a waiter for the completion of `id` (before reading the store, so that a
+    /// completion in between is not missed).
+    pub fn completion_waiter(&self, id: TransactionId) -> Waiter {
+        self.inner.completions.wait(id)
+    }
+
+    /// Resolves when a completion on this node queued a callback.
+    pub async fn callback_queued(&self) {
+        self.inner.callbacks_queued.notified().await;
     }
 }

@@ -12,7 +12,6 @@ use protocol::{
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 
 /// A transaction as the POS API hands it to the engine: parsed and validated.
 #[derive(Debug, Clone)]
@@ -246,7 +245,7 @@ impl Engine {
             Phase::Completed(c) => {
                 self.metrics()
                     .transaction_completed(&record.id, function, c, record.created_at);
-                self.completed(record.id).await;
+                self.completed(&record).await;
             }
             Phase::Started { .. } => {}
         }
@@ -281,6 +280,10 @@ impl Engine {
                     continue;
                 }
                 tx.phase = next;
+                // As the store has it: a completed transaction shows no prompt.
+                if matches!(tx.phase, Phase::Completed(_)) {
+                    tx.display_text = None;
+                }
                 // Completions are counted below (`Effect::Completed`), once.
                 if !matches!(tx.phase, Phase::Completed(_)) {
                     self.metrics().track_phase(id, &tx.phase);
@@ -318,7 +321,7 @@ impl Engine {
                             tx.created_at,
                         );
                     }
-                    self.completed(id).await;
+                    self.completed(tx).await;
                     continue;
                 }
                 Effect::Conflict => {
@@ -435,27 +438,21 @@ impl Engine {
         timeout: Duration,
     ) -> Result<Option<TransactionRecord>, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // Subscribe before reading, so a completion between the read and the wait is not missed.
-        let mut completions = self.subscribe_completions();
-        loop {
-            let tx = self.store().transaction(id).await?;
-            match &tx {
-                None => return Ok(None),
-                Some(t) if matches!(t.phase, Phase::Completed(_)) => return Ok(tx),
-                Some(_) => {}
-            }
-            loop {
-                tokio::select! {
-                    r = completions.recv() => match r {
-                        Ok(done) if done == *id => break,
-                        Ok(_) => continue,
-                        // Missed some notices: re-read the store to be sure.
-                        Err(RecvError::Lagged(_)) => break,
-                        Err(RecvError::Closed) => return Ok(tx),
-                    },
-                    _ = tokio::time::sleep_until(deadline) => return Ok(tx),
-                }
-            }
+        // Registered before reading, so a completion between the read and the wait is not missed.
+        let mut waiter = self.completion_waiter(*id);
+        let Some(tx) = self.store().transaction(id).await? else {
+            return Ok(None);
+        };
+        if matches!(tx.phase, Phase::Completed(_)) {
+            return Ok(Some(tx));
+        }
+        tokio::select! {
+            done = waiter.completed() => match done {
+                Some(record) => Ok(Some(*record)),
+                // Completed on another node: read what it stored.
+                None => Ok(self.store().transaction(id).await?.or(Some(tx))),
+            },
+            _ = tokio::time::sleep_until(deadline) => Ok(Some(tx)),
         }
     }
 }

@@ -113,7 +113,6 @@ impl Dispatcher {
 
     /// Runs until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut completions = self.engine.subscribe_completions();
         loop {
             let sleep = match self.pass().await {
                 Ok(sleep) => sleep,
@@ -124,8 +123,8 @@ impl Dispatcher {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                // Any completion may have queued a callback; lagging just means "look now".
-                _ = completions.recv() => {}
+                // A completion here queued a callback (others' are found by the periodic pass).
+                () = self.engine.callback_queued() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
