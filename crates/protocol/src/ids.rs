@@ -11,9 +11,11 @@ use uuid::Uuid;
 pub struct TransactionId(pub Uuid);
 
 impl TransactionId {
-    /// A fresh random id.
+    /// A fresh id: a UUIDv7, time-ordered (48 bits of milliseconds, 74 random bits), so that
+    /// new transactions land at the end of the store's indexes instead of on a random page
+    /// each: fewer pages written per commit. The id is not a credential (the polling token is).
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(Uuid::now_v7())
     }
 }
 
