@@ -245,28 +245,28 @@ fn transaction_from_row(row: &Row) -> Result<TransactionRecord, StoreError> {
     let id = parse_transaction_id(row.get_ref(0)?.as_str()?)?;
     let request: TransactionRequest = serde_json::from_str(row.get_ref(8)?.as_str()?)
         .map_err(|e| StoreError::Corrupt(format!("transaction {id} request: {e}")))?;
-    let phase = match row.get_ref(14)?.as_str()? {
-        "offered" => Phase::Offered {
-            accept_deadline: from_ms(row.get::<_, Option<i64>>(15)?.unwrap_or(0)),
-        },
-        "started" => Phase::Started {
-            started_at: from_ms(row.get::<_, Option<i64>>(16)?.unwrap_or(0)),
-        },
-        "completed" => {
-            let c = row
-                .get_ref(18)?
-                .as_str_or_null()?
-                .ok_or_else(|| StoreError::Corrupt(format!("transaction {id} has no completion")))?;
-            Phase::Completed(serde_json::from_str::<Completion>(c).map_err(|e| {
-                StoreError::Corrupt(format!("transaction {id} completion: {e}"))
-            })?)
-        }
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "transaction {id} state {other}"
-            )))
-        }
-    };
+    let phase =
+        match row.get_ref(14)?.as_str()? {
+            "offered" => Phase::Offered {
+                accept_deadline: from_ms(row.get::<_, Option<i64>>(15)?.unwrap_or(0)),
+            },
+            "started" => Phase::Started {
+                started_at: from_ms(row.get::<_, Option<i64>>(16)?.unwrap_or(0)),
+            },
+            "completed" => {
+                let c = row.get_ref(18)?.as_str_or_null()?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("transaction {id} has no completion"))
+                })?;
+                Phase::Completed(serde_json::from_str::<Completion>(c).map_err(|e| {
+                    StoreError::Corrupt(format!("transaction {id} completion: {e}"))
+                })?)
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "transaction {id} state {other}"
+                )))
+            }
+        };
     Ok(TransactionRecord {
         id,
         device_id: parse_device_id(row.get(1)?)?,
@@ -376,8 +376,15 @@ impl Store for SqliteStore {
     }
 
     async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.scan(|conn| all(conn, "SELECT * FROM devices ORDER BY id", [], device_from_row))
-            .await
+        self.scan(|conn| {
+            all(
+                conn,
+                "SELECT * FROM devices ORDER BY id",
+                [],
+                device_from_row,
+            )
+        })
+        .await
     }
 
     async fn set_device_connection(
@@ -474,7 +481,9 @@ impl Store for SqliteStore {
             })
             .await?;
         match taken {
-            Some((device, expires_at)) if expires_at > ms(now) => Ok(Some(parse_device_id(device)?)),
+            Some((device, expires_at)) if expires_at > ms(now) => {
+                Ok(Some(parse_device_id(device)?))
+            }
             _ => Ok(None),
         }
     }
@@ -879,7 +888,11 @@ impl Store for SqliteStore {
                     )?
                     .execute([&text, &id, device.as_str()])?;
                 if n == 1 {
-                    insert_events(conn, &id, &[TimelineEvent::new(at, EventKind::Prompt, text)])?;
+                    insert_events(
+                        conn,
+                        &id,
+                        &[TimelineEvent::new(at, EventKind::Prompt, text)],
+                    )?;
                 }
                 Ok(())
             })
@@ -894,7 +907,8 @@ impl Store for SqliteStore {
         // built from input. LIKE is case-insensitive for ASCII in SQLite.
         let like = |o: &Option<String>| o.as_deref().map(TransactionQuery::like);
         let (since, until) = (q.since.map(ms), q.until.map(ms));
-        let (register, device, reference) = (like(&q.register), like(&q.device), like(&q.reference));
+        let (register, device, reference) =
+            (like(&q.register), like(&q.device), like(&q.reference));
         let (pending_only, limit) = (q.pending_only, i64::from(q.limit));
         self.scan(move |conn| {
             all(
