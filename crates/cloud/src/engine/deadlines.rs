@@ -7,6 +7,7 @@
 use super::lifecycle::Event;
 use super::Engine;
 use chrono::Utc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,10 @@ impl Engine {
     /// Runs until `shutdown` is cancelled.
     pub async fn run_deadlines(self, shutdown: CancellationToken) {
         loop {
+            // While scanning, any new deadline pokes the loop: the scan may have missed it.
+            self.inner
+                .deadline_wake_ms
+                .store(i64::MAX, Ordering::SeqCst);
             let sleep = match self.expire_due_offers().await {
                 Ok(sleep) => sleep,
                 Err(e) => {
@@ -27,11 +32,23 @@ impl Engine {
                     ERROR_BACKOFF
                 }
             };
+            let wake = Utc::now() + chrono::Duration::from_std(sleep).unwrap_or_default();
+            self.inner
+                .deadline_wake_ms
+                .store(wake.timestamp_millis(), Ordering::SeqCst);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.inner.deadline_changed.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
+        }
+    }
+
+    /// A deadline was written: wakes the loop if it would otherwise sleep past it. New offers
+    /// mostly expire after the loop's next wake-up, so most writes wake nothing.
+    pub(super) fn deadline_written(&self, at: chrono::DateTime<Utc>) {
+        if at.timestamp_millis() < self.inner.deadline_wake_ms.load(Ordering::SeqCst) {
+            self.inner.deadline_changed.notify_one();
         }
     }
 

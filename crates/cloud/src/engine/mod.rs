@@ -2,6 +2,7 @@
 //! that drives it — store reads and compare-and-set writes, frames to devices through the bus,
 //! wake-ups for waiting POS requests, and the deadline loop.
 
+mod active;
 pub mod completions;
 pub mod deadlines;
 pub mod devices;
@@ -14,6 +15,7 @@ pub mod transactions;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use active::ActiveTransactions;
 use completions::{Completions, Waiter};
 use protocol::TransactionId;
 use std::sync::Arc;
@@ -61,8 +63,12 @@ struct Inner {
     completions: Arc<Completions>,
     /// Pokes the callback dispatcher when a completion queued a callback.
     callbacks_queued: Notify,
-    /// Pokes the deadline loop when a new, possibly earlier, deadline was written.
+    /// Pokes the deadline loop when a deadline earlier than its next wake-up was written.
     deadline_changed: Notify,
+    /// When the deadline loop next wakes (ms since the epoch; `i64::MAX` while it scans).
+    deadline_wake_ms: std::sync::atomic::AtomicI64,
+    /// Each device's transaction in progress, as last written here.
+    active: ActiveTransactions,
     metrics: Arc<Metrics>,
 }
 
@@ -100,6 +106,8 @@ impl Engine {
                 completions: Arc::default(),
                 callbacks_queued: Notify::new(),
                 deadline_changed: Notify::new(),
+                deadline_wake_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
+                active: ActiveTransactions::default(),
                 metrics,
             }),
         }

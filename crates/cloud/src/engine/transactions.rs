@@ -225,9 +225,10 @@ impl Engine {
         }
         self.metrics().transaction_started(function);
         match &record.phase {
-            Phase::Offered { .. } => {
+            Phase::Offered { accept_deadline } => {
                 self.metrics().track_phase(&record.id, &record.phase);
-                self.inner.deadline_changed.notify_one();
+                self.inner.active.put(&record);
+                self.deadline_written(*accept_deadline);
                 if self
                     .bus()
                     .deliver(&record.device_id, offer_message(&record))
@@ -261,15 +262,27 @@ impl Engine {
         event: Event,
         device: Option<&DeviceId>,
     ) -> Result<Applied, EngineError> {
+        // A device's own frame: its transaction as last written here saves a read (see
+        // `active`); a stale one fails the compare-and-set and the loop reads the store.
+        let mut cached = device.and_then(|d| self.inner.active.get(d, id));
         for _ in 0..CAS_ATTEMPTS {
-            let Some(mut tx) = self.store().transaction(id).await? else {
-                return Ok(Applied::Unknown);
+            let (mut tx, from_cache) = match cached.take() {
+                Some(tx) => (tx, true),
+                None => match self.store().transaction(id).await? {
+                    Some(tx) => (tx, false),
+                    None => return Ok(Applied::Unknown),
+                },
             };
             if device.is_some_and(|d| *d != tx.device_id) {
                 return Ok(Applied::Unknown);
             }
             let now = Utc::now();
             let step = lifecycle::step(tx.request.function, &tx.phase, &event, now);
+            // A step that writes no new phase is not checked by a compare-and-set, so it is
+            // only ever decided on what the store holds.
+            if from_cache && step.next.is_none() {
+                continue;
+            }
             let events = timeline::events_of(&tx.phase, &event, &step, now);
             if let Some(next) = step.next {
                 if !self
@@ -285,8 +298,11 @@ impl Engine {
                     tx.display_text = None;
                 }
                 // Completions are counted below (`Effect::Completed`), once.
-                if !matches!(tx.phase, Phase::Completed(_)) {
+                if matches!(tx.phase, Phase::Completed(_)) {
+                    self.inner.active.remove(&tx.device_id, id);
+                } else {
                     self.metrics().track_phase(id, &tx.phase);
+                    self.inner.active.put(&tx);
                 }
             } else {
                 self.store().append_events(id, &events).await?;
@@ -437,22 +453,32 @@ impl Engine {
         id: &TransactionId,
         timeout: Duration,
     ) -> Result<Option<TransactionRecord>, EngineError> {
-        let deadline = tokio::time::Instant::now() + timeout;
         // Registered before reading, so a completion between the read and the wait is not missed.
-        let mut waiter = self.completion_waiter(*id);
-        let Some(tx) = self.store().transaction(id).await? else {
-            return Ok(None);
-        };
+        let waiter = self.completion_waiter(*id);
+        match self.store().transaction(id).await? {
+            Some(tx) => Ok(Some(self.wait_with(waiter, tx, timeout).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Self::wait_completed`], for a caller that registered `waiter` before it read
+    /// `tx`: no second read.
+    pub async fn wait_with(
+        &self,
+        mut waiter: super::completions::Waiter,
+        tx: TransactionRecord,
+        timeout: Duration,
+    ) -> Result<TransactionRecord, EngineError> {
         if matches!(tx.phase, Phase::Completed(_)) {
-            return Ok(Some(tx));
+            return Ok(tx);
         }
         tokio::select! {
             done = waiter.completed() => match done {
-                Some(record) => Ok(Some(*record)),
+                Some(record) => Ok(*record),
                 // Completed on another node: read what it stored.
-                None => Ok(self.store().transaction(id).await?.or(Some(tx))),
+                None => Ok(self.store().transaction(&tx.id).await?.unwrap_or(tx)),
             },
-            _ = tokio::time::sleep_until(deadline) => Ok(Some(tx)),
+            _ = tokio::time::sleep(timeout) => Ok(tx),
         }
     }
 }

@@ -72,6 +72,10 @@ pub async fn poll(
             wait = wait_param(Some(&v))?;
         }
     }
+    // A long-poll registers for the completion before reading, so it needs no second read.
+    let waiter = wait
+        .filter(|w| !w.is_zero())
+        .map(|_| state.engine.completion_waiter(id));
     let record = state
         .engine
         .transaction(&id)
@@ -106,9 +110,9 @@ pub async fn poll(
             )
         })?;
     }
-    let record = match long_poll {
-        Some(w) => state.wait_completed(record, w).await?,
-        None => record,
+    let record = match (long_poll, waiter) {
+        (Some(w), Some(waiter)) => state.wait_completed_with(waiter, record, w).await?,
+        _ => record,
     };
     Ok(Json(state.envelope(&record)))
 }

@@ -332,6 +332,23 @@ impl ApiState {
         };
         Ok(waited.unwrap_or(record))
     }
+
+    /// Like [`Self::wait_completed`], with a waiter registered before `record` was read.
+    pub async fn wait_completed_with(
+        &self,
+        waiter: crate::engine::completions::Waiter,
+        record: TransactionRecord,
+        timeout: std::time::Duration,
+    ) -> Result<TransactionRecord, ApiError> {
+        if timeout.is_zero() {
+            return Ok(record);
+        }
+        let fallback = record.clone();
+        tokio::select! {
+            r = self.engine.wait_with(waiter, record, timeout) => r.map_err(ApiError::internal),
+            _ = self.shutdown.cancelled() => Ok(fallback),
+        }
+    }
     /// The envelope of a record as of now.
     pub fn envelope(&self, record: &TransactionRecord) -> TransactionEnvelope {
         envelope::build(
