@@ -34,6 +34,10 @@ impl Bus for LocalBus {
         self.connections.status(device)
     }
 
+    fn single_node(&self) -> bool {
+        true
+    }
+
     async fn disconnect(&self, device: &DeviceId, reason: &'static str) {
         self.connections
             .close(device, protocol::device::close::AUTH_FAILED, reason);

@@ -37,6 +37,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn device_detached(&self, _device: &DeviceId) {}
     /// A transaction completed here: wake waiters on other nodes.
     async fn announce_completed(&self, _id: TransactionId) {}
+    /// Whether this node is the only one: every device frame arrives here, so what the engine
+    /// keeps in memory about a device is complete (true for the single-node bus).
+    fn single_node(&self) -> bool {
+        false
+    }
     /// Closes the device's connection wherever it is held (its credentials were revoked).
     async fn disconnect(&self, device: &DeviceId, reason: &'static str);
 }

@@ -10,7 +10,8 @@
 use crate::store::TransactionRecord;
 use protocol::{DeviceId, TransactionId};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
 #[derive(Default)]
 pub(crate) struct ActiveTransactions {
@@ -40,5 +41,68 @@ impl ActiveTransactions {
         // Every operation is one insert, lookup or remove: the map is consistent even if a
         // holder panicked.
         self.by_device.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Offers sent before their transaction's insert committed (single node only, see
+/// `Engine::start_new`): at most one per device. The device's frames about such a transaction
+/// wait here until the insert is over, so they are decided on what was stored.
+#[derive(Default)]
+pub(crate) struct Inserting {
+    by_device: Mutex<HashMap<DeviceId, (TransactionId, watch::Receiver<bool>)>>,
+}
+
+impl Inserting {
+    /// Claims the device for an insert of `id`; none if another insert holds it.
+    pub(crate) fn claim(
+        self: &Arc<Self>,
+        device: &DeviceId,
+        id: TransactionId,
+    ) -> Option<InsertClaim> {
+        let mut map = self.lock();
+        if map.contains_key(device) {
+            return None;
+        }
+        let (done, rx) = watch::channel(false);
+        map.insert(device.clone(), (id, rx));
+        Some(InsertClaim {
+            inserting: self.clone(),
+            device: device.clone(),
+            done,
+        })
+    }
+
+    /// Waits until no insert of `id` is in progress for the device (at once if there is none).
+    pub(crate) async fn settled(&self, device: &DeviceId, id: Option<&TransactionId>) {
+        let rx = self
+            .lock()
+            .get(device)
+            .filter(|(claimed, _)| id.is_none_or(|i| i == claimed))
+            .map(|(_, rx)| rx.clone());
+        if let Some(mut rx) = rx {
+            // An error means the claim was dropped: settled too.
+            let _ = rx.wait_for(|done| *done).await;
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<DeviceId, (TransactionId, watch::Receiver<bool>)>> {
+        self.by_device.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A device claimed for one insert. Dropping it (the insert ended, failed, or the request was
+/// abandoned) releases the device and wakes whoever waits in [`Inserting::settled`].
+pub(crate) struct InsertClaim {
+    inserting: Arc<Inserting>,
+    device: DeviceId,
+    done: watch::Sender<bool>,
+}
+
+impl Drop for InsertClaim {
+    fn drop(&mut self) {
+        self.inserting.lock().remove(&self.device);
+        let _ = self.done.send(true);
     }
 }

@@ -15,7 +15,7 @@ pub mod transactions;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use active::ActiveTransactions;
+use active::{ActiveTransactions, Inserting};
 use completions::{Completions, Waiter};
 use protocol::TransactionId;
 use std::sync::Arc;
@@ -69,6 +69,8 @@ struct Inner {
     deadline_wake_ms: std::sync::atomic::AtomicI64,
     /// Each device's transaction in progress, as last written here.
     active: ActiveTransactions,
+    /// Offers out before their insert committed (single node).
+    inserting: Arc<Inserting>,
     metrics: Arc<Metrics>,
 }
 
@@ -108,6 +110,7 @@ impl Engine {
                 deadline_changed: Notify::new(),
                 deadline_wake_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
                 active: ActiveTransactions::default(),
+                inserting: Arc::default(),
                 metrics,
             }),
         }

@@ -155,6 +155,9 @@ impl Engine {
         let now = chrono::DateTime::<Utc>::from_timestamp_millis(Utc::now().timestamp_millis())
             .unwrap_or_default();
         let function = new.request.function;
+        // An offer of this node may be out while its insert commits: wait for it, so that the
+        // store answers "busy" truly.
+        self.inner.inserting.settled(&device.id, None).await;
         let busy = store.active_transaction(&device.id).await?.is_some();
         let phase = if busy {
             // A status request is answered by the cloud instead of being refused: "busy" is
@@ -212,29 +215,60 @@ impl Engine {
             )),
             Phase::Started { .. } => {}
         }
-        match store.insert_transaction(&record, &events).await {
-            Ok(()) => {}
-            Err(InsertError::DeviceBusy) => return Err(StartError::DeviceBusy),
-            Err(InsertError::DuplicateReference) => {
-                return Err(EngineError::DuplicateReference.into())
+        // On a single node the offer goes out while the insert commits, so the device hears of
+        // it one commit sooner. Safe because an offer commits the device to nothing: it runs a
+        // payment only on `start`, which is sent only once `started` is stored, after the
+        // insert. The device's frames about it wait for the insert (`Inserting::settled`); if
+        // the insert fails the device is told to drop the offer. Another insert in progress for
+        // the device, or a cluster (where the device's frames reach another node), keeps the
+        // order insert, then offer.
+        let claim = match record.phase {
+            Phase::Offered { .. } if self.bus().single_node() => {
+                self.inner.inserting.claim(&record.device_id, record.id)
             }
-            Err(InsertError::AlreadyExists) => {
-                return Err(EngineError::Contended(record.id).into());
+            _ => None,
+        };
+        let mut offered = None;
+        if claim.is_some() {
+            offered = Some(
+                self.bus()
+                    .deliver(&record.device_id, offer_message(&record))
+                    .await
+                    .is_ok(),
+            );
+        }
+        if let Err(e) = store.insert_transaction(&record, &events).await {
+            if offered == Some(true) {
+                let abort = CloudMessage::Abort {
+                    transaction_id: record.id,
+                    reason: "the cloud could not store this transaction".into(),
+                };
+                let _ = self.bus().deliver(&record.device_id, abort).await;
             }
-            Err(InsertError::Store(e)) => return Err(e.into()),
+            return Err(match e {
+                InsertError::DeviceBusy => StartError::DeviceBusy,
+                InsertError::DuplicateReference => EngineError::DuplicateReference.into(),
+                InsertError::AlreadyExists => EngineError::Contended(record.id).into(),
+                InsertError::Store(e) => e.into(),
+            });
         }
         self.metrics().transaction_started(function);
         match &record.phase {
             Phase::Offered { accept_deadline } => {
                 self.metrics().track_phase(&record.id, &record.phase);
                 self.inner.active.put(&record);
+                // The device's frames about it may go ahead now.
+                drop(claim);
                 self.deadline_written(*accept_deadline);
-                if self
-                    .bus()
-                    .deliver(&record.device_id, offer_message(&record))
-                    .await
-                    .is_err()
-                {
+                let delivered = match offered {
+                    Some(delivered) => delivered,
+                    None => self
+                        .bus()
+                        .deliver(&record.device_id, offer_message(&record))
+                        .await
+                        .is_ok(),
+                };
+                if !delivered {
                     // The connection vanished between the check and the send.
                     if let Applied::Done { record, .. } =
                         self.apply(&record.id, Event::DeviceGone, None).await?
@@ -264,6 +298,10 @@ impl Engine {
     ) -> Result<Applied, EngineError> {
         // A device's own frame: its transaction as last written here saves a read (see
         // `active`); a stale one fails the compare-and-set and the loop reads the store.
+        if let Some(d) = device {
+            // An offer sent before its insert committed: decide once the insert is over.
+            self.inner.inserting.settled(d, Some(id)).await;
+        }
         let mut cached = device.and_then(|d| self.inner.active.get(d, id));
         for _ in 0..CAS_ATTEMPTS {
             let (mut tx, from_cache) = match cached.take() {
@@ -407,6 +445,8 @@ impl Engine {
         if self.bus().is_online(device).await {
             return Ok(());
         }
+        // An offer that went out during its insert is in the store once the insert is over.
+        self.inner.inserting.settled(device, None).await;
         if let Some(tx) = self.store().active_transaction(device).await? {
             self.apply(&tx.id, Event::DeviceGone, Some(device)).await?;
         }
@@ -423,6 +463,9 @@ impl Engine {
         device: &DeviceId,
         in_progress: Option<TransactionId>,
     ) -> Result<(), EngineError> {
+        // An offer that went out to the old connection during its insert is offered again
+        // below, once the insert is over.
+        self.inner.inserting.settled(device, None).await;
         if let Some(tx) = self.store().active_transaction(device).await? {
             // After a restart this is how the node learns of transactions still running.
             self.metrics().track_phase(&tx.id, &tx.phase);
