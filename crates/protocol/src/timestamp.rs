@@ -1,17 +1,28 @@
 //! Timestamp formats of the POS API.
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Datelike, Local, Timelike, Utc};
 
 /// `transactionTimeStamp`: UTC `yyyyMMddHHmmss` followed by four fractional-second digits,
 /// as in the vendor's example `201809182353193193`.
 pub fn transaction_timestamp(t: DateTime<Utc>) -> String {
     let frac = t.timestamp_subsec_micros() / 100;
-    format!("{}{:04}", t.format("%Y%m%d%H%M%S"), frac)
+    format!("{}{frac:04}", utc_compact(t))
 }
 
 /// `RequestTimestamp` / `ResponseTimestamp`: UTC `yyyyMMddHHmmss`.
+///
+/// Written field by field: it is in every poll's body, and chrono's `format` parses its
+/// pattern on every call.
 pub fn utc_compact(t: DateTime<Utc>) -> String {
-    t.format("%Y%m%d%H%M%S").to_string()
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// The device-local `Timestamp` of a result: `yyyyMMddHHmmss` in the device's own time zone.
