@@ -289,6 +289,48 @@ async fn registers(s: Arc<dyn Store>) {
     assert!(s.register(&key("r2")).await.unwrap().is_none());
 }
 
+async fn routes(s: Arc<dyn Store>) {
+    assert_eq!(s.route(&key("r1")).await.unwrap(), None, "not paired");
+    s.insert_device(&device("d1")).await.unwrap();
+    s.pair_register(&register("r1", "d1")).await.unwrap();
+    let route = s.route(&key("r1")).await.unwrap().unwrap();
+    assert_eq!(route.register.info.key, key("r1"));
+    assert_eq!(
+        route.register.contact.get("Email").map(String::as_str),
+        Some("a@b.c")
+    );
+    assert_eq!(route.device.id.as_str(), "d1");
+    assert_eq!(route.device.merchant_id, "mid");
+    assert!(!route.busy);
+    // A transaction in progress makes the device busy; once completed it no longer does.
+    let t = transaction(
+        "d1",
+        Phase::Started {
+            started_at: ms_now(),
+        },
+    );
+    s.insert_transaction(&t, &[]).await.unwrap();
+    assert!(s.route(&key("r1")).await.unwrap().unwrap().busy);
+    assert!(s
+        .transition(&t.id, &t.phase, &completed_at(ms_now()), &[])
+        .await
+        .unwrap());
+    assert!(!s.route(&key("r1")).await.unwrap().unwrap().busy);
+    // The register follows its pairing.
+    s.insert_device(&device("d2")).await.unwrap();
+    s.pair_register(&register("r1", "d2")).await.unwrap();
+    assert_eq!(
+        s.route(&key("r1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .device
+            .id
+            .as_str(),
+        "d2"
+    );
+}
+
 async fn transactions(s: Arc<dyn Store>) {
     s.insert_device(&device("d1")).await.unwrap();
     let d1 = DeviceId::parse("d1").unwrap();
@@ -912,6 +954,7 @@ contract!(
     devices_and_connections,
     pairing_codes,
     registers,
+    routes,
     transactions,
     references,
     events_in_order,

@@ -72,17 +72,20 @@ impl Inserting {
         })
     }
 
-    /// Waits until no insert of `id` is in progress for the device (at once if there is none).
-    pub(crate) async fn settled(&self, device: &DeviceId, id: Option<&TransactionId>) {
+    /// Waits until no insert of `id` (or of any transaction, with none) is in progress for the
+    /// device; true if there was one to wait for.
+    pub(crate) async fn settled(&self, device: &DeviceId, id: Option<&TransactionId>) -> bool {
         let rx = self
             .lock()
             .get(device)
             .filter(|(claimed, _)| id.is_none_or(|i| i == claimed))
             .map(|(_, rx)| rx.clone());
-        if let Some(mut rx) = rx {
-            // An error means the claim was dropped: settled too.
-            let _ = rx.wait_for(|done| *done).await;
-        }
+        let Some(mut rx) = rx else {
+            return false;
+        };
+        // An error means the claim was dropped: settled too.
+        let _ = rx.wait_for(|done| *done).await;
+        true
     }
 
     fn lock(

@@ -142,23 +142,21 @@ impl Engine {
         fingerprint: String,
     ) -> Result<TransactionRecord, StartError> {
         let store = self.store();
-        let register = store
-            .register(&new.register)
+        let route = store
+            .route(&new.register)
             .await?
             .ok_or(StartError::NotPaired)?;
-        let device = store
-            .device(&register.device_id)
-            .await?
-            .ok_or(StartError::NotPaired)?;
+        let (register, device, mut busy) = (route.register, route.device, route.busy);
         // Stored with millisecond precision; truncate now so the POST's body and every poll's
         // body show the same `transactionTimeStamp`.
         let now = chrono::DateTime::<Utc>::from_timestamp_millis(Utc::now().timestamp_millis())
             .unwrap_or_default();
         let function = new.request.function;
-        // An offer of this node may be out while its insert commits: wait for it, so that the
-        // store answers "busy" truly.
-        self.inner.inserting.settled(&device.id, None).await;
-        let busy = store.active_transaction(&device.id).await?.is_some();
+        // An offer of this node may be out while its insert commits: wait for it and ask the
+        // store again, so that it answers "busy" truly.
+        if self.inner.inserting.settled(&device.id, None).await {
+            busy = store.active_transaction(&device.id).await?.is_some();
+        }
         let phase = if busy {
             // A status request is answered by the cloud instead of being refused: "busy" is
             // exactly the status the POS wants to know.

@@ -6,8 +6,8 @@ use super::Metrics;
 use crate::engine::lifecycle::Phase;
 use crate::engine::timeline::TimelineEvent;
 use crate::store::{
-    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
-    TransactionRecord,
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError,
+    TransactionQuery, TransactionRecord,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -110,6 +110,10 @@ impl Store for MeteredStore {
 
     async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError> {
         self.timed("register", self.inner.register(key)).await
+    }
+
+    async fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError> {
+        self.timed("route", self.inner.route(key)).await
     }
 
     async fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError> {

@@ -85,6 +85,15 @@ pub struct RegisterRecord {
     pub paired_at: DateTime<Utc>,
 }
 
+/// Where a new transaction of a register goes: the register's pairing, its device, and whether
+/// that device has a transaction in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub register: RegisterRecord,
+    pub device: DeviceRecord,
+    pub busy: bool,
+}
+
 /// A transaction and everything needed to answer any poll about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionRecord {
@@ -154,6 +163,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<DeviceId>, StoreError>;
     /// The register with this identity, if paired.
     async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError>;
+    /// The register with this identity, its device and whether the device is busy, in one
+    /// consistent read (a POST's only read on the SQLite store).
+    async fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError> {
+        let Some(register) = self.register(key).await? else {
+            return Ok(None);
+        };
+        let Some(device) = self.device(&register.device_id).await? else {
+            return Ok(None);
+        };
+        let busy = self.active_transaction(&device.id).await?.is_some();
+        Ok(Some(Route {
+            register,
+            device,
+            busy,
+        }))
+    }
     /// The registers paired to a device.
     async fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError>;
     /// Unpairs one register of the device, or all of them; returns those removed.

@@ -16,8 +16,8 @@ mod writer;
 
 use super::columns::{from_ms, ms, parse_device_id, phase_columns, phase_kind, tx_columns};
 use super::{
-    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
-    TransactionRecord,
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError,
+    TransactionQuery, TransactionRecord,
 };
 use crate::engine::lifecycle::{Completion, Phase};
 use crate::engine::timeline::{EventKind, TimelineEvent};
@@ -534,6 +534,28 @@ impl Store for SqliteStore {
                 "SELECT * FROM registers WHERE register_id = ?1 AND business_name = ?2 AND vendor_name = ?3",
                 [&key.register_id, &key.business_name, &key.vendor_name],
                 register_from_row,
+            )
+        })
+    }
+
+    async fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError> {
+        // One statement, so one snapshot: the two tables share no column name, and the busy
+        // check is the one-active-transaction index.
+        self.read(|conn| {
+            one(
+                conn,
+                "SELECT r.*, d.*,
+                   EXISTS (SELECT 1 FROM transactions t WHERE t.device_id = d.id AND t.state <> 'completed') AS busy
+                 FROM registers r JOIN devices d ON d.id = r.device_id
+                 WHERE r.register_id = ?1 AND r.business_name = ?2 AND r.vendor_name = ?3",
+                [&key.register_id, &key.business_name, &key.vendor_name],
+                |row| {
+                    Ok(Route {
+                        register: register_from_row(row)?,
+                        device: device_from_row(row)?,
+                        busy: row.get("busy")?,
+                    })
+                },
             )
         })
     }
