@@ -46,6 +46,15 @@ pub(super) fn phase_columns(p: &Phase) -> Result<PhaseColumns, StoreError> {
     })
 }
 
+/// The outbox status after an attempt: delivered, retried later, or given up.
+pub(super) fn callback_status(delivered: bool, retry: bool) -> &'static str {
+    match (delivered, retry) {
+        (true, _) => "delivered",
+        (false, true) => "pending",
+        (false, false) => "failed",
+    }
+}
+
 pub(super) fn phase_kind(p: &Phase) -> &'static str {
     match p {
         Phase::Offered { .. } => "offered",

@@ -6,7 +6,9 @@
 //! transaction per device" are unique indexes, and pairing codes are consumed by a single
 //! `DELETE ... RETURNING`.
 
-use super::columns::{from_ms, ms, parse_device_id, phase_columns, phase_kind, TX_COLUMNS};
+use super::columns::{
+    callback_status, from_ms, ms, parse_device_id, phase_columns, phase_kind, TX_COLUMNS,
+};
 use super::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
     TransactionRecord,
@@ -717,11 +719,7 @@ impl Store for PostgresStore {
         error: &str,
         event: &TimelineEvent,
     ) -> Result<(), StoreError> {
-        let status = match (delivered, retry_at) {
-            (true, _) => "delivered",
-            (false, Some(_)) => "pending",
-            (false, None) => "failed",
-        };
+        let status = callback_status(delivered, retry_at.is_some());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE callback_outbox SET attempts = attempts + 1, status = $1, last_error = $2,

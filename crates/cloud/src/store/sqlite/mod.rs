@@ -14,7 +14,9 @@
 
 mod writer;
 
-use super::columns::{from_ms, ms, parse_device_id, phase_columns, phase_kind, tx_columns};
+use super::columns::{
+    callback_status, from_ms, ms, parse_device_id, phase_columns, phase_kind, tx_columns,
+};
 use super::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError,
     TransactionQuery, TransactionRecord,
@@ -787,11 +789,7 @@ impl Store for SqliteStore {
         error: &str,
         event: &TimelineEvent,
     ) -> Result<(), StoreError> {
-        let status = match (delivered, retry_at) {
-            (true, _) => "delivered",
-            (false, Some(_)) => "pending",
-            (false, None) => "failed",
-        };
+        let status = callback_status(delivered, retry_at.is_some());
         let (id, error, event) = (id.to_string(), error.to_string(), event.clone());
         self.writer
             .write(move |conn| {
