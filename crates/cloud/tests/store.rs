@@ -24,87 +24,6 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     (cloud::store::open(&url).await.unwrap(), dir)
 }
 
-/// A fresh PostgreSQL database per test, on the server named by `EFTCLOUD_TEST_DATABASE_URL`.
-mod pg {
-    use sqlx::Connection;
-    use std::io::Write;
-
-    pub const ENV: &str = "EFTCLOUD_TEST_DATABASE_URL";
-
-    /// A database created for one test; [`FreshDatabase::drop`] removes it.
-    pub struct FreshDatabase {
-        admin_url: String,
-        name: String,
-        /// The URL of the fresh database.
-        pub url: String,
-    }
-
-    impl FreshDatabase {
-        /// Creates one, or says the suite is skipped (once, past the test harness's capture)
-        /// and returns `None` when the variable is not set.
-        pub async fn create() -> Option<Self> {
-            let Ok(admin_url) = std::env::var(ENV) else {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "PostgreSQL store tests skipped: {ENV} not set"
-                    );
-                });
-                return None;
-            };
-            let name = format!("eftcloud_test_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            admin.close().await.unwrap();
-            let mut url = url::Url::parse(&admin_url).unwrap();
-            url.set_path(&format!("/{name}"));
-            Some(Self {
-                admin_url,
-                name,
-                url: url.to_string(),
-            })
-        }
-
-        /// Drops the database, closing whatever connections the test left open.
-        pub async fn drop(self) {
-            let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-            sqlx::raw_sql(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-            admin.close().await.unwrap();
-        }
-    }
-
-    /// Runs `test` against a fresh database, then drops it whether the test passed or not.
-    pub async fn run<F, Fut>(test: F)
-    where
-        F: FnOnce(String) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let Some(db) = FreshDatabase::create().await else {
-            return;
-        };
-        // In its own task, so a failed assertion comes back here as a JoinError and the
-        // database is still dropped; the panic is then resumed.
-        let outcome = tokio::spawn(test(db.url.clone())).await;
-        db.drop().await;
-        if let Err(e) = outcome {
-            if let Ok(panic) = e.try_into_panic() {
-                std::panic::resume_unwind(panic);
-            }
-            panic!("test task cancelled");
-        }
-    }
-}
-
 /// A time as the store keeps it (milliseconds).
 fn ms_now() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
@@ -937,7 +856,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::pg::run(|url| async move {
+                    eftcloud_testing::FreshDatabase::run("PostgreSQL store tests", |url| async move {
                         let s = super::cloud::store::open(&url).await.unwrap();
                         super::$name(s).await;
                     })
@@ -994,7 +913,7 @@ async fn sqlite_data_survives_reopening() {
 
 #[tokio::test]
 async fn postgres_nodes_share_one_database() {
-    pg::run(|url| async move {
+    eftcloud_testing::FreshDatabase::run("PostgreSQL store tests", |url| async move {
         // Two nodes starting together: migrations run once, both see the same data.
         let (a, b) = tokio::join!(cloud::store::open(&url), cloud::store::open(&url));
         let (a, b) = (a.unwrap(), b.unwrap());

@@ -44,8 +44,9 @@ impl Completions {
         }
     }
 
-    /// How many transactions have waiters (for tests and metrics).
-    pub fn waited_for(&self) -> usize {
+    /// How many transactions have waiters.
+    #[cfg(test)]
+    fn waited_for(&self) -> usize {
         self.lock().len()
     }
 

@@ -4,7 +4,7 @@
 
 use crate::faults::cloud::Cloud;
 use crate::harness::*;
-use crate::postgres::FreshDatabase;
+use eftcloud_testing::FreshDatabase;
 use pos::{PairingDetails, TransactionSpec, WaitOptions};
 use protocol::{Cents, Function};
 use std::io::Write;
@@ -27,7 +27,7 @@ async fn three_nodes_route_requests_and_survive_losing_the_devices_node() {
         );
         return;
     };
-    let Some(db) = FreshDatabase::create().await else {
+    let Some(db) = FreshDatabase::create("cluster test").await else {
         return;
     };
     let opts = |node: &str| Opts {

@@ -2,68 +2,15 @@
 //! created on the server named by `EFTCLOUD_TEST_DATABASE_URL` (skipped when it is not set).
 
 use crate::harness::*;
+use eftcloud_testing::FreshDatabase;
 use pos::{TransactionSpec, WaitOptions};
 use protocol::{Cents, Function};
 use sqlx::Connection;
-use std::io::Write;
 use std::sync::Arc;
-
-const ENV: &str = "EFTCLOUD_TEST_DATABASE_URL";
-
-/// A database created for one test, dropped by [`FreshDatabase::drop`].
-pub struct FreshDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl FreshDatabase {
-    pub async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var(ENV) else {
-            // Straight to stderr, past the test harness's capture, so the skip is seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "PostgreSQL end-to-end test skipped: {ENV} not set"
-            );
-            return None;
-        };
-        let name = format!("eftcloud_e2e_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        Some(Self {
-            admin_url,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    pub async fn drop(self) {
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.unwrap();
-    }
-}
 
 #[tokio::test]
 async fn a_purchase_runs_on_postgres() {
-    let Some(db) = FreshDatabase::create().await else {
-        return;
-    };
-    let url = db.url.clone();
-    // In its own task so a failure still drops the database.
-    let outcome = tokio::spawn(async move {
+    FreshDatabase::run("PostgreSQL end-to-end test", |url| async move {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let app = spawn_app_on(url.clone(), dir, Opts::default(), None).await;
         let (t, reg) = paired_terminal(&app, "dev-pg").await;
@@ -110,8 +57,4 @@ async fn a_purchase_runs_on_postgres() {
         conn.close().await.unwrap();
     })
     .await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
