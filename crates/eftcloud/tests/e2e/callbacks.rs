@@ -126,9 +126,7 @@ async fn a_pending_callback_survives_a_restart() {
         ..Opts::default()
     };
     let app = crate::faults::cloud::Cloud::start(opts.clone()).await;
-    let secret = app.enroll("dev-hook-restart").await;
-    let mut d = RawDevice::connect(&app, "dev-hook-restart", &secret).await;
-    let reg = d.pair(&app).await;
+    let (d, reg) = RawDevice::paired(&app, "dev-hook-restart").await;
     // The POS's receiver is down for now: take a free port and leave it closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -89,9 +89,7 @@ async fn unaccepted_offer_fails_definitely_and_late_accept_is_aborted() {
         ..Opts::default()
     })
     .await;
-    let secret = app.enroll("dev-late").await;
-    let mut d = RawDevice::connect(&app, "dev-late", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-late").await;
     let (_, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;
@@ -121,9 +119,7 @@ async fn unaccepted_offer_fails_definitely_and_late_accept_is_aborted() {
 #[tokio::test]
 async fn disconnect_before_accept_fails_at_once() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-drop").await;
-    let mut d = RawDevice::connect(&app, "dev-drop", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-drop").await;
     let (_, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;
@@ -308,9 +304,7 @@ async fn unpair_from_the_terminal_and_pair_again() {
 #[tokio::test]
 async fn graceful_shutdown_releases_devices_and_held_requests() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-bye").await;
-    let mut d = RawDevice::connect(&app, "dev-bye", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-bye").await;
     let (_, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;
@@ -409,9 +403,7 @@ async fn a_start_lost_with_the_connection_is_sent_again() {
 #[tokio::test]
 async fn a_financial_result_must_say_what_happened_to_the_money() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-vague").await;
-    let mut d = RawDevice::connect(&app, "dev-vague", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-vague").await;
     let (_, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;

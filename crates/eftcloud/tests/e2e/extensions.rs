@@ -43,9 +43,7 @@ fn result(id: protocol::TransactionId, r: TransactionResult) -> DeviceMessage {
 #[tokio::test]
 async fn a_retry_with_the_same_reference_never_charges_twice() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-idem").await;
-    let mut d = RawDevice::connect(&app, "dev-idem", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-idem").await;
 
     let r1 = app
         .http
@@ -110,9 +108,7 @@ async fn a_retry_with_the_same_reference_never_charges_twice() {
 #[tokio::test]
 async fn racing_duplicates_resolve_to_one_transaction() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-idem-race").await;
-    let mut d = RawDevice::connect(&app, "dev-idem-race", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-idem-race").await;
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let http = app.http.clone();
@@ -202,9 +198,7 @@ async fn lookup_outlives_the_polling_token() {
 #[tokio::test]
 async fn cancel_before_start_is_immediate_and_after_completion_is_refused() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-cancel").await;
-    let mut d = RawDevice::connect(&app, "dev-cancel", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-cancel").await;
     let (_, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;
@@ -302,9 +296,7 @@ async fn cancel_while_the_device_runs_gives_the_real_outcome() {
 #[tokio::test]
 async fn cancel_racing_a_result_ends_in_exactly_one_outcome() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-cancel-race").await;
-    let mut d = RawDevice::connect(&app, "dev-cancel-race", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-cancel-race").await;
     for round in 0..5 {
         let (_, env) = app
             .post_form("/POS/Transaction", &purchase(&reg, "100"))
@@ -367,9 +359,7 @@ async fn register_status_tells_paired_online_and_busy() {
     let (s, _) = app.get_json(&app.url("/pos/register")).await;
     assert_eq!(s, 400);
 
-    let secret = app.enroll("dev-status").await;
-    let mut d = RawDevice::connect(&app, "dev-status", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-status").await;
     let (_, b) = app.get_json(&app.url(&q(&reg))).await;
     assert_eq!(b["paired"], true);
     assert_eq!(b["deviceId"], "dev-status");

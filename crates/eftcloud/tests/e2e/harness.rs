@@ -412,6 +412,14 @@ pub fn hello(id: &str, secret: &str) -> DeviceMessage {
 }
 
 impl RawDevice {
+    /// Enrolls device `id`, connects it and pairs a register to it.
+    pub async fn paired(app: &TestApp, id: &str) -> (RawDevice, RegisterKey) {
+        let secret = app.enroll(id).await;
+        let mut d = Self::connect(app, id, &secret).await;
+        let reg = d.pair(app).await;
+        (d, reg)
+    }
+
     /// Connects and says hello; returns after `welcome`.
     pub async fn connect(app: &TestApp, id: &str, secret: &str) -> RawDevice {
         Self::connect_with(app, hello(id, secret)).await

@@ -39,9 +39,7 @@ async fn poll_statuses_and_errors() {
         ..Opts::default()
     })
     .await;
-    let secret = app.enroll("dev-poll").await;
-    let mut d = RawDevice::connect(&app, "dev-poll", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-poll").await;
     let (s, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;
@@ -173,9 +171,7 @@ async fn polling_too_fast_is_429_with_retry_after() {
 #[tokio::test]
 async fn long_poll_returns_when_the_result_arrives() {
     let app = spawn_app().await;
-    let secret = app.enroll("dev-long").await;
-    let mut d = RawDevice::connect(&app, "dev-long", &secret).await;
-    let reg = d.pair(&app).await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-long").await;
     let (_, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
         .await;
