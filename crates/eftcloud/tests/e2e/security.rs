@@ -140,30 +140,19 @@ async fn sources_are_counted_apart_and_a_global_budget_stops_distributed_guessin
     .await;
     let reg = register("dist");
     // Behind a trusted proxy, each forwarded address is its own source.
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.1")).await.0,
-        400
-    );
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.1")).await.0,
-        400
-    );
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.1")).await.0,
-        429
-    );
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.2")).await.0,
-        400
-    );
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.3")).await.0,
-        400
-    );
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.4")).await.0,
-        400
-    );
+    wrong_codes_from(
+        &app,
+        &reg,
+        &[
+            ("198.51.100.1", 400),
+            ("198.51.100.1", 400),
+            ("198.51.100.1", 429),
+            ("198.51.100.2", 400),
+            ("198.51.100.3", 400),
+            ("198.51.100.4", 400),
+        ],
+    )
+    .await;
     // Five failures in all: a new source is refused too.
     let (s, retry, body) = pair(&app, "11111111", &reg, Some("198.51.100.5")).await;
     assert_eq!(s, 429, "{body}");
@@ -180,19 +169,26 @@ async fn forwarded_for_is_ignored_unless_trusted() {
     )))
     .await;
     let reg = register("xff");
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.1")).await.0,
-        400
-    );
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.2")).await.0,
-        400
-    );
-    // A client cannot escape its budget by inventing X-Forwarded-For addresses.
-    assert_eq!(
-        pair(&app, "11111111", &reg, Some("198.51.100.3")).await.0,
-        429
-    );
+    // A client cannot escape its budget by inventing X-Forwarded-For addresses: the third
+    // attempt is refused whatever address it claims.
+    wrong_codes_from(
+        &app,
+        &reg,
+        &[
+            ("198.51.100.1", 400),
+            ("198.51.100.2", 400),
+            ("198.51.100.3", 429),
+        ],
+    )
+    .await;
+}
+
+/// Tries a wrong pairing code once from each forwarded source in turn, expecting each status.
+async fn wrong_codes_from(app: &TestApp, reg: &protocol::RegisterKey, attempts: &[(&str, u16)]) {
+    for (i, (source, expected)) in attempts.iter().enumerate() {
+        let (status, _, body) = pair(app, "11111111", reg, Some(source)).await;
+        assert_eq!(status, *expected, "attempt {} from {source}: {body}", i + 1);
+    }
 }
 
 /// Sends `body` with `method` to `path`: status and JSON body.
