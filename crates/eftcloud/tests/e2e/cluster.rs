@@ -5,18 +5,11 @@
 use crate::faults::cloud::Cloud;
 use crate::harness::*;
 use eftcloud_testing::FreshDatabase;
-use pos::{PairingDetails, TransactionSpec, WaitOptions};
+use pos::{PairingDetails, TransactionSpec};
 use protocol::{Cents, Function};
 use std::io::Write;
 use std::time::Duration;
 use terminal::TerminalEvent;
-
-fn quick() -> WaitOptions {
-    WaitOptions {
-        interval: Duration::from_millis(20),
-        timeout: PATIENCE,
-    }
-}
 
 #[tokio::test]
 async fn three_nodes_route_requests_and_survive_losing_the_devices_node() {

@@ -2,7 +2,7 @@
 
 use crate::faults::cloud::Cloud;
 use crate::harness::*;
-use pos::{TransactionSpec, WaitOptions};
+use pos::TransactionSpec;
 use protocol::device::{CloudMessage, DeviceMessage};
 use protocol::{Cents, Function};
 use std::time::Duration;
@@ -97,14 +97,7 @@ async fn power_failure_on_the_device_is_reversed_and_reported_once() {
     // Restarted with the same journal, the terminal reverses the payment and reports it.
     let mut t = start_terminal(&app, &id, &secret, &journal, fast_simulator()).await;
     let done = pos
-        .wait_for_completion(
-            &started,
-            WaitOptions {
-                interval: Duration::from_millis(20),
-                timeout: PATIENCE,
-            },
-            |_| {},
-        )
+        .wait_for_completion(&started, quick(), |_| {})
         .await
         .unwrap();
     t.wait_for(|e| matches!(e, TerminalEvent::Acknowledged { .. }).then_some(()))
@@ -152,14 +145,7 @@ async fn status_shows_reversal_pending_until_the_reversal_is_reported() {
     .expect("REVERSAL_PENDING reported");
     assert!(seen.is_completed());
     let done = pos
-        .wait_for_completion(
-            &started,
-            WaitOptions {
-                interval: Duration::from_millis(20),
-                timeout: PATIENCE,
-            },
-            |_| {},
-        )
+        .wait_for_completion(&started, quick(), |_| {})
         .await
         .unwrap();
     assert_eq!(done.field("TransactionResult"), Some("CANCELLED"));
@@ -170,17 +156,7 @@ async fn status_shows_reversal_pending_until_the_reversal_is_reported() {
         .contains("reversed"));
     // Reversed: the device answers for itself again.
     let s = pos.start(&reg, &status).await.unwrap();
-    let s = pos
-        .wait_for_completion(
-            &s,
-            WaitOptions {
-                interval: Duration::from_millis(20),
-                timeout: PATIENCE,
-            },
-            |_| {},
-        )
-        .await
-        .unwrap();
+    let s = pos.wait_for_completion(&s, quick(), |_| {}).await.unwrap();
     assert_eq!(s.field("Status"), Some("READY"));
     t.stop().await;
 }

@@ -362,6 +362,14 @@ impl Terminal {
 }
 
 /// Enrolls a device, starts its terminal and pairs a new register with it.
+/// Polling options for a test POS: poll often, give up after [`PATIENCE`].
+pub fn quick() -> pos::WaitOptions {
+    pos::WaitOptions {
+        interval: Duration::from_millis(20),
+        timeout: PATIENCE,
+    }
+}
+
 pub async fn paired_terminal(app: &TestApp, id: &str) -> (Terminal, RegisterKey) {
     paired_terminal_with(app, id, fast_simulator()).await
 }

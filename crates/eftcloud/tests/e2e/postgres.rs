@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 use eftcloud_testing::FreshDatabase;
-use pos::{TransactionSpec, WaitOptions};
+use pos::TransactionSpec;
 use protocol::{Cents, Function};
 use sqlx::Connection;
 use std::sync::Arc;
@@ -24,14 +24,7 @@ async fn a_purchase_runs_on_postgres() {
             .await
             .unwrap();
         let done = pos
-            .wait_for_completion(
-                &started,
-                WaitOptions {
-                    interval: std::time::Duration::from_millis(20),
-                    timeout: PATIENCE,
-                },
-                |_| {},
-            )
+            .wait_for_completion(&started, quick(), |_| {})
             .await
             .unwrap();
         assert_eq!(done.field("TransactionResult"), Some("OK-ACCEPTED"));

@@ -2,16 +2,9 @@
 //! amounts, validation, busy, offline and the legacy synchronous mode.
 
 use crate::harness::*;
-use pos::{TransactionSpec, WaitOptions};
+use pos::TransactionSpec;
 use protocol::{Cents, Function, TransactionRequest};
 use std::time::Duration;
-
-fn quick() -> WaitOptions {
-    WaitOptions {
-        interval: Duration::from_millis(20),
-        timeout: PATIENCE,
-    }
-}
 
 fn spec(function: Function, amount: Option<u64>) -> TransactionSpec {
     let mut s = TransactionSpec::new(function);
