@@ -496,30 +496,32 @@ impl Engine {
     ) -> Result<Option<TransactionRecord>, EngineError> {
         // Registered before reading, so a completion between the read and the wait is not missed.
         let waiter = self.completion_waiter(*id);
-        match self.store().transaction(id).await? {
-            Some(tx) => Ok(Some(self.wait_with(waiter, tx, timeout).await?)),
-            None => Ok(None),
-        }
+        let Some(tx) = self.store().transaction(id).await? else {
+            return Ok(None);
+        };
+        let done = self.wait_with(waiter, &tx, timeout).await?;
+        Ok(Some(done.unwrap_or(tx)))
     }
 
     /// Like [`Self::wait_completed`], for a caller that registered `waiter` before it read
-    /// `tx`: no second read.
+    /// `tx`: no second read. The completed record, or none if `tx` is still as it stands when
+    /// `timeout` passes (or already completed).
     pub async fn wait_with(
         &self,
         mut waiter: super::completions::Waiter,
-        tx: TransactionRecord,
+        tx: &TransactionRecord,
         timeout: Duration,
-    ) -> Result<TransactionRecord, EngineError> {
+    ) -> Result<Option<TransactionRecord>, EngineError> {
         if matches!(tx.phase, Phase::Completed(_)) {
-            return Ok(tx);
+            return Ok(None);
         }
         tokio::select! {
             done = waiter.completed() => match done {
-                Some(record) => Ok(*record),
+                Some(record) => Ok(Some(*record)),
                 // Completed on another node: read what it stored.
-                None => Ok(self.store().transaction(&tx.id).await?.unwrap_or(tx)),
+                None => Ok(self.store().transaction(&tx.id).await?),
             },
-            _ = tokio::time::sleep(timeout) => Ok(tx),
+            _ = tokio::time::sleep(timeout) => Ok(None),
         }
     }
 }

@@ -343,11 +343,11 @@ impl ApiState {
         if timeout.is_zero() {
             return Ok(record);
         }
-        let fallback = record.clone();
-        tokio::select! {
-            r = self.engine.wait_with(waiter, record, timeout) => r.map_err(ApiError::internal),
-            _ = self.shutdown.cancelled() => Ok(fallback),
-        }
+        let done = tokio::select! {
+            r = self.engine.wait_with(waiter, &record, timeout) => r.map_err(ApiError::internal)?,
+            _ = self.shutdown.cancelled() => None,
+        };
+        Ok(done.unwrap_or(record))
     }
     /// The envelope of a record as of now.
     pub fn envelope(&self, record: &TransactionRecord) -> TransactionEnvelope {
