@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::device_gateway::connections::Connections;
 use crate::device_gateway::{self, Gateway};
 use crate::engine::Engine;
+use crate::health::{Health, PROBE_INTERVAL};
 use crate::metrics::{self, MeteredStore, Metrics};
 use crate::pos_api::callbacks::Dispatcher;
 use crate::pos_api::{self, error::not_found, ApiSettings, ApiState};
@@ -101,6 +102,8 @@ pub struct Application {
     /// The separate `/metrics` listener, when one is configured.
     metrics_listener: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    /// Whether the store commits; `/readyz` and the store probe use it.
+    health: Arc<Health>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -109,9 +112,11 @@ impl Application {
     /// Opens the store, binds the port (0 picks one) and wires the parts together.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(metrics.clone()));
         let store: Arc<dyn store::Store> = Arc::new(MeteredStore::new(
-            store::open(&config.database_url).await?,
+            store::open_with_faults(&config.database_url, config.store_faults.clone()).await?,
             metrics.clone(),
+            health.clone(),
         ));
         // Connections recorded by a previous run of this node died with it.
         store.clear_connections(&config.gateway.node).await?;
@@ -208,7 +213,7 @@ impl Application {
                     api.clone(),
                     gateway.clone(),
                     web.clone(),
-                    metrics.clone(),
+                    (metrics.clone(), health.clone()),
                     metrics_here.clone(),
                     keys.clone(),
                     listener.serves,
@@ -238,9 +243,15 @@ impl Application {
             nats,
             metrics_listener,
             metrics,
+            health,
             shutdown,
             tasks,
         })
+    }
+
+    /// Whether the store and the bus are available (what `/readyz` answers).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The address of the separate `/metrics` listener, when one is configured.
@@ -319,8 +330,10 @@ impl Application {
             nats,
             metrics_listener,
             metrics,
+            health,
             ..
         } = self;
+        tasks.spawn(health.run_probe(engine.store().clone(), PROBE_INTERVAL, shutdown.clone()));
         if let Some(listener) = metrics_listener {
             let app = Router::new()
                 .route("/metrics", get(metrics::serve))
@@ -379,17 +392,23 @@ fn default_public_url(addr: SocketAddr, tls: bool) -> Url {
     })
 }
 
-/// `/readyz`: ready when the store answers (migrations ran at start-up, or the node would not
-/// be serving); 503 with the reason otherwise, so a load balancer stops sending traffic.
+/// `/readyz`: ready when the store answers reads and commits writes (as of the last write or
+/// probe) and, in a cluster, the bus is connected; 503 with the reason otherwise, so a load
+/// balancer moves traffic to another node.
 async fn readyz(
-    axum::extract::State(engine): axum::extract::State<Engine>,
+    axum::extract::State((engine, health)): axum::extract::State<(Engine, Arc<Health>)>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    use pos_api::error::ApiError;
+    if let Some(problem) = health.store_problem() {
+        return ApiError::storage_unavailable_because(&problem).into_response();
+    }
+    if let Err(why) = engine.bus().health() {
+        return ApiError::unavailable(format!("bus unavailable: {why}")).into_response();
+    }
     match engine.store().ping().await {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(e) => {
-            pos_api::error::ApiError::unavailable(format!("store unavailable: {e}")).into_response()
-        }
+        Err(e) => ApiError::storage_unavailable_because(&e.to_string()).into_response(),
     }
 }
 
@@ -397,13 +416,13 @@ fn routes(
     api: ApiState,
     gateway: Gateway,
     web: crate::web::WebState,
-    metrics: Arc<Metrics>,
+    (metrics, health): (Arc<Metrics>, Arc<Health>),
     metrics_route: Option<Arc<Metrics>>,
     api_keys: Arc<pos_api::api_keys::ApiKeys>,
     serves: Serves,
 ) -> Router {
     let max_body = api.settings.limits.max_body_bytes;
-    let ready = api.engine.clone();
+    let ready = (api.engine.clone(), health);
     let pos = Router::new()
         .route(
             "/pos/pairing/{code}",

@@ -36,6 +36,8 @@ pub struct Config {
     pub listeners: ListenerSettings,
     /// POS API keys per vendor; empty (the default): no key required, as in SmartConnect.
     pub pos_api_keys: crate::pos_api::api_keys::ApiKeys,
+    /// Commit failures on demand (tests and the soak only; `serve` never sets it).
+    pub store_faults: Option<std::sync::Arc<crate::store::StoreFaults>>,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             pos_api_keys: Default::default(),
             metrics_listen: None,
             listeners: ListenerSettings::default(),
+            store_faults: None,
         }
     }
 }

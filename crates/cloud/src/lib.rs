@@ -8,6 +8,7 @@ pub mod bus;
 pub mod config;
 pub mod device_gateway;
 pub mod engine;
+pub mod health;
 pub mod metrics;
 pub mod pos_api;
 pub mod server;

@@ -75,6 +75,8 @@ pub struct Metrics {
     callbacks_given_up: Counter,
     store_seconds: Family<OperationLabels, Histogram>,
     rejected: Family<RejectLabels, Counter>,
+    store_available: Gauge,
+    store_outages: Counter,
     /// Offered and started transactions this node knows of; its size is the pending gauge.
     /// At most one per device, so it stays small.
     pending: Mutex<HashSet<TransactionId>>,
@@ -171,8 +173,23 @@ impl Metrics {
             "HTTP requests answered with an error, by status and reason",
             rejected.clone(),
         );
+        let store_available = Gauge::default();
+        store_available.set(1);
+        registry.register(
+            "store_available",
+            "1 while the store commits writes, 0 from a failed write until a write succeeds again",
+            store_available.clone(),
+        );
+        let store_outages = Counter::default();
+        registry.register(
+            "store_outages",
+            "Times the store became unavailable (full disk, I/O error, database unreachable)",
+            store_outages.clone(),
+        );
         Self {
             registry,
+            store_available,
+            store_outages,
             connected_devices,
             pending_transactions,
             started,
@@ -265,6 +282,14 @@ impl Metrics {
         self.store_seconds
             .get_or_create(&OperationLabels { operation })
             .observe(took.as_secs_f64());
+    }
+
+    /// The store became unavailable (`false`, counted as an outage) or available again.
+    pub fn store_availability(&self, available: bool) {
+        self.store_available.set(i64::from(available));
+        if !available {
+            self.store_outages.inc();
+        }
     }
 
     /// Counts a request answered with an error.

@@ -290,6 +290,7 @@ impl ServeArgs {
                 body_read_timeout: positive("body-read-timeout", self.body_read_timeout)?,
                 max_connections_per_source: self.max_connections_per_source,
             },
+            store_faults: None,
         })
     }
 }

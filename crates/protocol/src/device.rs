@@ -24,6 +24,9 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub mod close {
     /// Normal closure (the device asked to leave, or the cloud is shutting down: 1001).
     pub const GOING_AWAY: u16 = 1001;
+    /// The cloud cannot serve the device now (its storage is unavailable): reconnect with the
+    /// usual backoff (1013, the WebSocket standard's "try again later").
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The first frame was not a valid `hello`, or it did not arrive in time.
     pub const HELLO_REQUIRED: u16 = 4000;
     /// Unknown device id or wrong secret.

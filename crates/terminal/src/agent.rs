@@ -201,6 +201,11 @@ struct Session {
     /// When the outstanding reversal of an interrupted payment completes (the device reports
     /// `REVERSAL_PENDING` until then).
     reversal_at: Option<tokio::time::Instant>,
+    /// When the results the cloud has not acknowledged are sent again (a result frame is
+    /// "repeated until `result_ack`", also on a connection that stays up).
+    resend_at: Option<tokio::time::Instant>,
+    /// The wait before the next re-send; doubles each time, back to the minimum on an ack.
+    resend_wait: Duration,
 }
 
 /// The running transaction.
@@ -250,6 +255,7 @@ enum Wake {
     Watchdog,
     RefreshPairing,
     Reversal,
+    Resend,
 }
 
 impl Agent {
@@ -410,7 +416,10 @@ impl Agent {
         commands: &mut mpsc::Receiver<TerminalCommand>,
         shutdown: &CancellationToken,
     ) -> SessionEnd {
-        let mut session = Session::default();
+        let mut session = Session {
+            resend_wait: self.config.result_resend_min,
+            ..Session::default()
+        };
         let lost = |reason: String, session: &Session| SessionEnd::Lost {
             reason,
             welcomed: session.welcomed,
@@ -439,13 +448,19 @@ impl Agent {
             unacknowledged: hello_results,
             in_progress: self.journal.in_progress(),
         });
+        let hello_has_results =
+            matches!(&hello, DeviceMessage::Hello(h) if !h.unacknowledged.is_empty());
         if let Err(e) = send_all(&mut socket, vec![hello]).await {
             return lost(e, &session);
+        }
+        if hello_has_results {
+            session.resend_at = Some(tokio::time::Instant::now() + session.resend_wait);
         }
         let mut deadline = tokio::time::Instant::now() + WELCOME_TIMEOUT;
         loop {
             let refresh_at = session.pairing_refresh_at;
             let reversal_at = session.reversal_at;
+            let resend_at = session.resend_at;
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
@@ -456,6 +471,7 @@ impl Agent {
                 _ = tokio::time::sleep_until(deadline) => Wake::Watchdog,
                 _ = sleep_until_opt(refresh_at) => Wake::RefreshPairing,
                 _ = sleep_until_opt(reversal_at) => Wake::Reversal,
+                _ = sleep_until_opt(resend_at) => Wake::Resend,
             };
             let out = match wake {
                 Wake::Shutdown => {
@@ -490,6 +506,26 @@ impl Agent {
                             tracing::error!(error = %e, "could not journal a reversal");
                             Vec::new()
                         }
+                    }
+                }
+                Wake::Resend => {
+                    let unacknowledged = self.journal.unacknowledged();
+                    if unacknowledged.is_empty() {
+                        session.resend_at = None;
+                        Vec::new()
+                    } else {
+                        tracing::info!(
+                            results = unacknowledged.len(),
+                            "sending results the cloud has not acknowledged again"
+                        );
+                        session.resend_wait =
+                            (session.resend_wait * 2).min(self.config.result_resend_max);
+                        session.resend_at = Some(tokio::time::Instant::now() + session.resend_wait);
+                        unacknowledged
+                            .into_iter()
+                            .take(HELLO_RESULTS)
+                            .map(DeviceMessage::Result)
+                            .collect()
                     }
                 }
                 Wake::RefreshPairing => {
@@ -571,8 +607,12 @@ impl Agent {
                     }
                 }
             };
+            let sends_result = out.iter().any(|m| matches!(m, DeviceMessage::Result(_)));
             if let Err(e) = send_all(&mut socket, out).await {
                 return lost(e, &session);
+            }
+            if sends_result && session.resend_at.is_none() {
+                session.resend_at = Some(tokio::time::Instant::now() + session.resend_wait);
             }
         }
     }
@@ -695,6 +735,11 @@ impl Agent {
                     Ok(true) => self.emit(TerminalEvent::Acknowledged { transaction_id }),
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, "could not journal an acknowledgement"),
+                }
+                // The cloud stores again: the next re-send, if any is needed, waits the least.
+                session.resend_wait = self.config.result_resend_min;
+                if self.journal.unacknowledged().is_empty() {
+                    session.resend_at = None;
                 }
                 Vec::new()
             }
@@ -975,6 +1020,15 @@ mod tests {
 
     /// An agent whose slow test amount (`..53`) takes `slow`.
     async fn harness_with(keep_pairing: bool, slow: Duration) -> Harness {
+        harness_adjusted(keep_pairing, slow, |_| {}).await
+    }
+
+    /// Like [`harness_with`], with the configuration adjusted first.
+    async fn harness_adjusted(
+        keep_pairing: bool,
+        slow: Duration,
+        adjust: impl FnOnce(&mut TerminalConfig),
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = dir.path().join("dev.journal");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -988,6 +1042,7 @@ mod tests {
         config.keep_pairing = keep_pairing;
         config.reconnect_min = Duration::from_millis(10);
         config.reconnect_max = Duration::from_millis(100);
+        adjust(&mut config);
         let (events, commands, shutdown, agent) = start_agent(config.clone(), slow).await;
         Harness {
             listener,
@@ -1102,6 +1157,58 @@ mod tests {
             out.push(e);
         }
         out
+    }
+
+    #[tokio::test]
+    async fn an_unacknowledged_result_is_sent_again_on_the_same_connection() {
+        // The cloud could not store the result (its disk was full) and said so with `error`:
+        // the agent repeats the result, with growing waits, until `result_ack`.
+        let mut h = harness_adjusted(false, Duration::from_millis(50), |c| {
+            c.result_resend_min = Duration::from_millis(40);
+            c.result_resend_max = Duration::from_millis(160);
+        })
+        .await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let o = offer(1000);
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o)).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        let (_, first) = recv_after_progress(&mut ws).await;
+        let DeviceMessage::Result(result) = first else {
+            panic!("expected a result, got {first:?}")
+        };
+        let refused = CloudMessage::Error {
+            message: "cloud storage unavailable".into(),
+        };
+        send(&mut ws, &refused).await;
+        let mut at = vec![tokio::time::Instant::now()];
+        for _ in 0..3 {
+            assert_eq!(recv(&mut ws).await, DeviceMessage::Result(result.clone()));
+            at.push(tokio::time::Instant::now());
+        }
+        // Waits grow (40, 80, 160 ms): never a tight loop against a struggling cloud.
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[0] >= Duration::from_millis(35), "{gaps:?}");
+        assert!(gaps[2] >= Duration::from_millis(140), "{gaps:?}");
+
+        send(&mut ws, &CloudMessage::ResultAck { transaction_id: id }).await;
+        sync(&mut ws, 1).await;
+        assert!(Journal::open(&h.journal)
+            .expect("journal")
+            .unacknowledged()
+            .is_empty());
+        // Acknowledged: no more re-sends (a frame would arrive before the ping's answer).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        sync(&mut ws, 2).await;
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        let _ = drain(&mut h.events);
     }
 
     #[tokio::test]

@@ -38,6 +38,11 @@ pub struct TerminalConfig {
     /// A CA certificate (PEM) trusted besides the public roots, for a cloud whose certificate
     /// is self-signed or from a private CA.
     pub ca_cert: Option<PathBuf>,
+    /// First wait before a result the cloud has not acknowledged is sent again on the same
+    /// connection (the cloud may have failed to store it); doubles up to `result_resend_max`.
+    pub result_resend_min: Duration,
+    /// Longest wait between re-sends of an unacknowledged result.
+    pub result_resend_max: Duration,
 }
 
 impl TerminalConfig {
@@ -61,6 +66,8 @@ impl TerminalConfig {
             reversal_delay: Duration::ZERO,
             fallback_urls: Vec::new(),
             ca_cert: None,
+            result_resend_min: Duration::from_secs(5),
+            result_resend_max: Duration::from_secs(60),
         }
     }
 

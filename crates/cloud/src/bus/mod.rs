@@ -42,6 +42,10 @@ pub trait Bus: Send + Sync + 'static {
     fn single_node(&self) -> bool {
         false
     }
+    /// Whether the bus can carry frames to other nodes now; `Err` says why not (for `/readyz`).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Closes the device's connection wherever it is held (its credentials were revoked).
     async fn disconnect(&self, device: &DeviceId, reason: &'static str);
 }

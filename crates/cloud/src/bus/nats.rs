@@ -208,6 +208,13 @@ async fn serve_device(
 
 #[async_trait]
 impl Bus for NatsBus {
+    fn health(&self) -> Result<(), String> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(format!("NATS connection {state}")),
+        }
+    }
+
     async fn deliver(&self, device: &DeviceId, msg: CloudMessage) -> Result<(), Undeliverable> {
         // Held here: no network hop.
         if self.connections.is_connected(device) {

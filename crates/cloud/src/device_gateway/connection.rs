@@ -2,8 +2,11 @@
 //! the engine until either side goes away. The task owns the socket; nothing else writes to it.
 
 use super::connections::Outbound;
+use super::retries::{self, Full, Kept, Retries};
 use super::Gateway;
+use crate::engine::devices::AuthError;
 use crate::engine::transactions::Applied;
+use crate::engine::EngineError;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use chrono::Utc;
 use protocol::device::{close, CloudMessage, DeviceMessage, Hello, PROTOCOL_VERSION};
@@ -105,11 +108,19 @@ async fn read_hello(socket: &mut WebSocket, gw: &Gateway) -> Result<Hello, Closi
             ),
         ));
     }
-    gw.engine
+    match gw
+        .engine
         .authenticate(&hello.device_id, &hello.secret)
         .await
-        .map_err(|e| Closing::new(close::AUTH_FAILED, e.to_string()))?;
-    Ok(hello)
+    {
+        Ok(_) => Ok(hello),
+        // Not the device's fault: it must not take this as a rejection of its credentials.
+        Err(AuthError::Store(e)) => Err(Closing::new(
+            close::TRY_AGAIN_LATER,
+            format!("cloud storage unavailable, reconnect later: {e}"),
+        )),
+        Err(e) => Err(Closing::new(close::AUTH_FAILED, e.to_string())),
+    }
 }
 
 async fn serve(
@@ -144,13 +155,11 @@ async fn serve(
         return Closing::new(close::GOING_AWAY, "send failed");
     }
     // Results journaled while the device was away, then offers it may have missed.
+    let mut retries = Retries::default();
     for result in hello.unacknowledged {
-        if let Some(reply) =
-            Box::pin(handle(gw, &device, conn_id, DeviceMessage::Result(result))).await
-        {
-            if send(socket, &reply).await.is_err() {
-                return Closing::new(close::GOING_AWAY, "send failed");
-            }
+        let msg = DeviceMessage::Result(result);
+        if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries).await {
+            return c;
         }
     }
     if let Err(e) = Box::pin(engine.on_device_connected(&device, hello.in_progress)).await {
@@ -175,12 +184,23 @@ async fn serve(
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => return Closing::new(close::PROTOCOL_ERROR, "binary frames are not part of the protocol"),
                 };
-                // Boxed: the handler's state (an engine step) would otherwise be part of every idle
-                // connection's task, ~4 KiB each.
-                if let Some(reply) = Box::pin(handle(gw, &device, conn_id, msg)).await {
-                    if send(socket, &reply).await.is_err() {
-                        return Closing::new(close::GOING_AWAY, "send failed");
+                if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries).await {
+                    return c;
+                }
+            }
+            _ = until(retries.due()) => {
+                let Some(msg) = retries.take() else { continue };
+                match Box::pin(handle(gw, &device, conn_id, msg.clone())).await {
+                    Handled::Done(reply) => {
+                        retries.applied(Instant::now());
+                        tracing::info!(device = %device, waiting = retries.len(), "device frame applied after a storage outage");
+                        if let Some(reply) = reply {
+                            if send(socket, &reply).await.is_err() {
+                                return Closing::new(close::GOING_AWAY, "send failed");
+                            }
+                        }
                     }
+                    Handled::Retry(_) => retries.failed_again(msg, Instant::now()),
                 }
             }
             out = outbound.recv() => match out {
@@ -206,15 +226,103 @@ async fn serve(
     }
 }
 
-/// Handles one frame from an authenticated device; returns the direct reply, if any.
-async fn handle(
+/// Handles a frame, or keeps it for later while earlier ones wait for the store (so frames
+/// are applied in the order they came). `Err` closes the connection.
+async fn take_frame(
+    socket: &mut WebSocket,
     gw: &Gateway,
     device: &DeviceId,
     conn_id: u64,
     msg: DeviceMessage,
-) -> Option<CloudMessage> {
+    retries: &mut Retries,
+) -> Result<(), Closing> {
+    let state_changing = retries::changes_state(&msg);
+    if state_changing && !retries.is_empty() {
+        return keep(socket, device, retries, msg, None).await;
+    }
+    // Kept only if the store refuses it; a frame that changes nothing is never retried.
+    let copy = state_changing.then(|| msg.clone());
+    // Boxed: the handler's state (an engine step) would otherwise be part of every idle
+    // connection's task, ~4 KiB each.
+    match Box::pin(handle(gw, device, conn_id, msg)).await {
+        Handled::Done(reply) => {
+            if let Some(reply) = reply {
+                send(socket, &reply)
+                    .await
+                    .map_err(|()| Closing::new(close::GOING_AWAY, "send failed"))?;
+            }
+            Ok(())
+        }
+        Handled::Retry(why) => match copy {
+            Some(msg) => keep(socket, device, retries, msg, Some(why)).await,
+            None => Ok(()),
+        },
+    }
+}
+
+/// Keeps a frame the store could not take; tells the device once why its answer is late.
+async fn keep(
+    socket: &mut WebSocket,
+    device: &DeviceId,
+    retries: &mut Retries,
+    msg: DeviceMessage,
+    why: Option<String>,
+) -> Result<(), Closing> {
+    match retries.push(msg, Instant::now()) {
+        Ok(Kept::New) => {
+            tracing::debug!(device = %device, waiting = retries.len(), "device frame kept until the store recovers");
+            if let Some(why) = why {
+                let note = CloudMessage::Error {
+                    message: format!(
+                        "cloud storage unavailable ({why}): the cloud keeps this frame and \
+                         applies it when storage recovers; its answer follows then"
+                    ),
+                };
+                send(socket, &note)
+                    .await
+                    .map_err(|()| Closing::new(close::GOING_AWAY, "send failed"))?;
+            }
+            Ok(())
+        }
+        Ok(Kept::Merged) => Ok(()),
+        // The device's journal keeps its results; they come back in the next hello.
+        Err(Full) => Err(Closing::new(
+            close::TRY_AGAIN_LATER,
+            "cloud storage unavailable, reconnect later",
+        )),
+    }
+}
+
+/// Sleeps until `at`; forever when there is nothing to wait for.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What handling one device frame came to.
+enum Handled {
+    /// Applied, or refused for good; the direct reply, if any.
+    Done(Option<CloudMessage>),
+    /// The store could not take it now (unavailable, or a write kept losing a race): the
+    /// frame is to be applied again later.
+    Retry(String),
+}
+
+/// Whether an engine failure passes: the same frame applied later may succeed.
+fn passes(e: &EngineError) -> bool {
+    match e {
+        EngineError::Store(e) => e.is_unavailable(),
+        EngineError::Contended(_) => true,
+        EngineError::DuplicateReference => false,
+    }
+}
+
+/// Handles one frame from an authenticated device.
+async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessage) -> Handled {
     let engine = &gw.engine;
-    let outcome: Result<Option<CloudMessage>, String> = match msg {
+    let outcome: Result<Option<CloudMessage>, EngineError> = match msg {
         DeviceMessage::Hello(_) => Ok(Some(CloudMessage::Error {
             message: "already authenticated: hello is only the first frame".into(),
         })),
@@ -223,14 +331,12 @@ async fn handle(
                 code,
                 expires_in_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             })),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         },
-        DeviceMessage::Unpair { register } => {
-            match engine.unpair(device, register.as_ref()).await {
-                Ok(registers) => Ok(Some(CloudMessage::Unpaired { registers })),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        DeviceMessage::Unpair { register } => engine
+            .unpair(device, register.as_ref())
+            .await
+            .map(|registers| Some(CloudMessage::Unpaired { registers })),
         DeviceMessage::Accept { transaction_id } => {
             match engine.on_accept(device, &transaction_id).await {
                 // The engine already sent start/abort through the bus.
@@ -240,7 +346,7 @@ async fn handle(
                     transaction_id,
                     reason: "unknown transaction".into(),
                 })),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             }
         }
         DeviceMessage::Progress {
@@ -254,7 +360,6 @@ async fn handle(
                 .on_progress(device, &transaction_id, &shown)
                 .await
                 .map(|()| None)
-                .map_err(|e| e.to_string())
         }
         DeviceMessage::Result(result) => {
             let id = result.transaction_id;
@@ -264,7 +369,7 @@ async fn handle(
                 Ok(Applied::Unknown) => Ok(Some(CloudMessage::Error {
                     message: format!("unknown transaction {id}: result kept unacknowledged"),
                 })),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             }
         }
         DeviceMessage::Status { status } => {
@@ -274,12 +379,17 @@ async fn handle(
         }
         DeviceMessage::Pong { .. } => Ok(None),
     };
-    outcome.unwrap_or_else(|e| {
-        tracing::error!(device = %device, error = %e, "could not handle device frame");
-        Some(CloudMessage::Error {
-            message: format!("cloud error, retry later: {e}"),
-        })
-    })
+    match outcome {
+        Ok(reply) => Handled::Done(reply),
+        // Logged once per outage by the store's health, not per frame.
+        Err(e) if passes(&e) => Handled::Retry(e.to_string()),
+        Err(e) => {
+            tracing::error!(device = %device, error = %e, "could not handle device frame");
+            Handled::Done(Some(CloudMessage::Error {
+                message: format!("cloud error: {e}"),
+            }))
+        }
+    }
 }
 
 /// Names a receive error. An oversized frame gets its own close code so the device knows not

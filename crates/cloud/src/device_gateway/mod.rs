@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod connections;
+pub mod retries;
 
 use crate::engine::Engine;
 use axum::extract::ws::WebSocketUpgrade;

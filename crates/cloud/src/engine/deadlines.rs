@@ -28,7 +28,12 @@ impl Engine {
             let sleep = match self.expire_due_offers().await {
                 Ok(sleep) => sleep,
                 Err(e) => {
-                    tracing::error!(error = %e, "deadline pass failed");
+                    // A storage outage is reported once, by the store's health.
+                    if e.is_unavailable() {
+                        tracing::debug!(error = %e, "deadline pass failed");
+                    } else {
+                        tracing::error!(error = %e, "deadline pass failed");
+                    }
                     ERROR_BACKOFF
                 }
             };

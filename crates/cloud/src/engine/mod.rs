@@ -87,6 +87,13 @@ pub enum EngineError {
     DuplicateReference,
 }
 
+impl EngineError {
+    /// Whether the store was unavailable (see [`StoreError::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, EngineError::Store(e) if e.is_unavailable())
+    }
+}
+
 impl Engine {
     /// Builds the engine over a store and a bus (with metrics nobody reads: admin commands).
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, settings: EngineSettings) -> Self {

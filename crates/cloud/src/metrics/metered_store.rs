@@ -1,10 +1,11 @@
 //! A [`Store`] decorator that times every call into the `eftcloud_store_operation_seconds`
-//! histogram: one wrapper around whichever backend was opened, so the backends stay unaware
-//! of metrics.
+//! histogram and tells [`Health`] of failed and committed writes: one wrapper around whichever
+//! backend was opened, so the backends stay unaware of metrics and of outages.
 
 use super::Metrics;
 use crate::engine::lifecycle::Phase;
 use crate::engine::timeline::TimelineEvent;
+use crate::health::Health;
 use crate::store::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError,
     TransactionQuery, TransactionRecord,
@@ -20,18 +21,77 @@ use std::time::Instant;
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// The operations that write: one committing proves the store writable again.
+const WRITES: &[&str] = &[
+    "insert_device",
+    "set_secret_hash",
+    "set_device_connection",
+    "clear_connections",
+    "replace_pairing_code",
+    "take_pairing_code",
+    "pair_register",
+    "unpair",
+    "insert_transaction",
+    "transition",
+    "append_events",
+    "set_display_text",
+    "purge_completed_before",
+    "claim_callbacks",
+    "record_callback_attempt",
+    "secret",
+    "probe_write",
+];
+
+/// The store failure inside an operation's error, if it is one.
+trait StoreFailure {
+    fn store_error(&self) -> Option<&StoreError>;
+}
+
+impl StoreFailure for StoreError {
+    fn store_error(&self) -> Option<&StoreError> {
+        Some(self)
+    }
+}
+
+impl StoreFailure for InsertError {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            InsertError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl MeteredStore {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+        Self {
+            inner,
+            metrics,
+            health,
+        }
     }
 
-    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = T>) -> T {
+    async fn timed<T, E: StoreFailure>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let begun = Instant::now();
         let out = call.await;
         self.metrics.store_call(operation, begun.elapsed());
+        match &out {
+            Ok(_) if WRITES.contains(&operation) => self.health.store_wrote(),
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(e) = e.store_error() {
+                    self.health.store_failed(e);
+                }
+            }
+        }
         out
     }
 }
@@ -41,6 +101,10 @@ impl Store for MeteredStore {
     async fn insert_device(&self, device: &DeviceRecord) -> Result<(), InsertError> {
         self.timed("insert_device", self.inner.insert_device(device))
             .await
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.timed("probe_write", self.inner.probe_write()).await
     }
 
     async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {

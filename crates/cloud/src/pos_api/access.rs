@@ -72,7 +72,7 @@ pub async fn authorized_transaction(
         .engine
         .transaction(&id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)?
         .ok_or_else(not_found)?;
     authorize(&record, fields)?;
     Ok(record)

@@ -116,6 +116,11 @@ impl Dispatcher {
         loop {
             let sleep = match self.pass().await {
                 Ok(sleep) => sleep,
+                // A storage outage is reported once, by the store's health.
+                Err(e) if e.is_unavailable() => {
+                    tracing::debug!(error = %e, "callback pass failed");
+                    Duration::from_secs(1)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "callback pass failed");
                     Duration::from_secs(1)

@@ -74,7 +74,7 @@ pub async fn cancel(
     let record = authorized_transaction(&state, &id, &fields).await?;
     let (id, not_found) = (record.id, || ApiError::not_found("Transaction not found"));
     let wait = wait_param(fields.get("wait"))?;
-    let record = match state.engine.cancel(&id).await.map_err(ApiError::internal)? {
+    let record = match state.engine.cancel(&id).await.map_err(ApiError::from)? {
         Applied::Unknown => return Err(not_found()),
         Applied::Done { record, effects } => {
             if effects.contains(&Effect::AlreadyCompleted) {

@@ -5,12 +5,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::pos_api::ErrorBody;
 
+/// The body of a 503 while the store cannot commit (the POS retries after `Retry-After`).
+pub const STORAGE_UNAVAILABLE: &str = "storage unavailable, retry later";
+/// `Retry-After` of a storage outage: the store probe runs twice a second.
+const STORAGE_RETRY_AFTER_SECS: u64 = 1;
+
 /// An error answer of the POS API.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after_secs: Option<u64>,
+    /// The metrics reason, where the status alone does not name the cause.
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -19,6 +26,49 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after_secs: None,
+            reason: None,
+        }
+    }
+
+    /// 503 `storage unavailable` with `Retry-After`: the store cannot commit (full disk,
+    /// database down). Nothing was stored; the same request may be sent again.
+    pub fn storage_unavailable() -> Self {
+        Self {
+            retry_after_secs: Some(STORAGE_RETRY_AFTER_SECS),
+            reason: Some("storage_unavailable"),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, STORAGE_UNAVAILABLE)
+        }
+    }
+
+    /// Like [`Self::storage_unavailable`], saying why (for `/readyz`, which operators read).
+    pub fn storage_unavailable_because(why: &str) -> Self {
+        Self {
+            message: format!("storage unavailable: {why}"),
+            ..Self::storage_unavailable()
+        }
+    }
+
+    /// A store failure: 503 when the store is unavailable, else 500 (logged).
+    pub fn store(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            // Logged once per outage by `Health`, not per request.
+            Self::storage_unavailable()
+        } else {
+            Self::internal(e)
+        }
+    }
+
+    /// An engine failure: 503 when the store is unavailable or a write kept losing a race
+    /// (both pass), else 500.
+    pub fn engine(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError;
+        match e {
+            EngineError::Store(e) => Self::store(e),
+            e @ EngineError::Contended(_) => Self {
+                retry_after_secs: Some(1),
+                ..Self::unavailable(e.to_string())
+            },
+            e => Self::internal(e),
         }
     }
 
@@ -83,6 +133,9 @@ impl ApiError {
     /// The short reason counted in `eftcloud_rejected_requests_total`: the status's own, told
     /// apart where one status has several causes a dashboard wants to see separately.
     pub fn reason(&self) -> &'static str {
+        if let Some(reason) = self.reason {
+            return reason;
+        }
         match self.status {
             StatusCode::BAD_REQUEST if self.message == protocol::pos_api::NOT_PAIRED => {
                 "not_paired"
@@ -114,6 +167,18 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::store(e)
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        Self::engine(e)
     }
 }
 

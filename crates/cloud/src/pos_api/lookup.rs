@@ -51,14 +51,14 @@ pub async fn lookup(
             .store()
             .transaction_by_reference(&register, reference.trim())
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)?
     } else if let Some(id) = fields.get("TransactionId") {
         let id: TransactionId = id.parse().map_err(|_| not_found())?;
         state
             .engine
             .transaction(&id)
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)?
     } else {
         return Err(ApiError::bad_request(
             "Missing required field: PosReference or TransactionId",

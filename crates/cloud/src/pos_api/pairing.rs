@@ -142,7 +142,7 @@ pub async fn pair(
         Err(PairError::Store(e)) => {
             // Our failure, not a wrong guess.
             state.pairing_guard.succeeded(attempt);
-            Err(ApiError::internal(e))
+            Err(ApiError::from(e))
         }
     }
 }

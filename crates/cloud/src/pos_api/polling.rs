@@ -80,7 +80,7 @@ pub async fn poll(
         .engine
         .transaction(&id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)?
         .ok_or_else(not_found)?;
     // With POS API keys, another vendor's transaction does not exist for this key.
     if key_vendor.is_some_and(|v| v.0 .0 != record.register.key.vendor_name) {

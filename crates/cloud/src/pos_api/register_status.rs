@@ -66,7 +66,7 @@ pub async fn status(
 ) -> Result<Json<RegisterStatus>, ApiError> {
     let key = require_register(&fields)?;
     let store = state.engine.store();
-    let Some(register) = store.register(&key).await.map_err(ApiError::internal)? else {
+    let Some(register) = store.register(&key).await.map_err(ApiError::from)? else {
         return Ok(Json(RegisterStatus {
             paired: false,
             register_name: None,
@@ -80,11 +80,11 @@ pub async fn status(
     let device = store
         .device(&register.device_id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let active = store
         .active_transaction(&register.device_id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let online = state.engine.bus().is_online(&register.device_id).await;
     let last_seen = device
         .and_then(|d| d.last_seen_at)

@@ -85,7 +85,7 @@ pub async fn events(
         .store()
         .events(&id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     Ok(Json(Timeline {
         transaction_id: id.to_string(),
         transaction_status: state.envelope(&record).transaction_status,

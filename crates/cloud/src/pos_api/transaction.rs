@@ -285,7 +285,7 @@ pub async fn create(
             StartError::NotPaired => ApiError::bad_request(e.to_string()),
             StartError::DeviceBusy => ApiError::too_many(DEVICE_BUSY, None),
             StartError::ReferenceConflict(_) => ApiError::conflict(e.to_string()),
-            StartError::Engine(e) => ApiError::internal(e),
+            StartError::Engine(e) => ApiError::engine(e),
         })?;
     // Still offered when it returns: the offer went to the bus (a failed hand-over completes
     // it with FAILED-INTERFACE instead).
@@ -327,7 +327,7 @@ impl ApiState {
             return Ok(record);
         }
         let waited = tokio::select! {
-            r = self.engine.wait_completed(&record.id, timeout) => r.map_err(ApiError::internal)?,
+            r = self.engine.wait_completed(&record.id, timeout) => r.map_err(ApiError::from)?,
             _ = self.shutdown.cancelled() => None,
         };
         Ok(waited.unwrap_or(record))
@@ -344,7 +344,7 @@ impl ApiState {
             return Ok(record);
         }
         let done = tokio::select! {
-            r = self.engine.wait_with(waiter, &record, timeout) => r.map_err(ApiError::internal)?,
+            r = self.engine.wait_with(waiter, &record, timeout) => r.map_err(ApiError::from)?,
             _ = self.shutdown.cancelled() => None,
         };
         Ok(done.unwrap_or(record))

@@ -2,11 +2,16 @@
 //! database URL at startup; the engine only ever sees `Arc<dyn Store>`.
 
 mod columns;
+pub mod faults;
 mod postgres;
 mod sqlite;
 
+pub use faults::StoreFaults;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// The row of `secrets` that [`Store::probe_write`] overwrites; never read as a secret.
+const PROBE_NAME: &str = "store-probe";
 
 use crate::engine::lifecycle::Phase;
 use crate::engine::timeline::TimelineEvent;
@@ -43,6 +48,68 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot open the database: {0}")]
     Open(String),
+}
+
+impl StoreError {
+    /// Whether the store itself is unavailable (full disk, I/O error, database down or
+    /// restarting, connection lost, shutting down): the same call may succeed later, so the
+    /// caller should retry or ask its client to. Constraint violations, corrupt rows and
+    /// configuration errors are not.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Commit(_) | StoreError::Closed => true,
+            StoreError::Sqlite(e) => sqlite_unavailable(e),
+            StoreError::Database(e) => sqlx_unavailable(e),
+            StoreError::Decode(_)
+            | StoreError::Migration(_)
+            | StoreError::Corrupt(_)
+            | StoreError::UnsupportedUrl(_)
+            | StoreError::Open(_) => false,
+        }
+    }
+}
+
+fn sqlite_unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(
+        f.code,
+        C::DiskFull
+            | C::SystemIoFailure
+            | C::CannotOpen
+            | C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::ReadOnly
+            | C::OutOfMemory
+    ))
+}
+
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE classes: 08 connection exception, 53 insufficient resources (disk full),
+        // 57 operator intervention (shutdown, restart, "cannot connect now"), 58 system error;
+        // 40001/40P01 (serialization failure, deadlock) succeed when retried.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            ["08", "53", "57", "58"]
+                .iter()
+                .any(|class| c.starts_with(class))
+                || c == "40001"
+                || c == "40P01"
+        }),
+        _ => false,
+    }
+}
+
+impl InsertError {
+    /// See [`StoreError::is_unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, InsertError::Store(e) if e.is_unavailable())
+    }
 }
 
 /// An insert refused because of what is already stored.
@@ -271,6 +338,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError> {
         self.next_offer_deadline().await.map(|_| ())
     }
+    /// Commits one small real write (a row of `secrets` overwritten with the time): tells a
+    /// store that can be read but not written (a full disk) from a healthy one.
+    async fn probe_write(&self) -> Result<(), StoreError>;
     /// The named secret, created with `generate` the first time.
     async fn secret(
         &self,
@@ -336,8 +406,19 @@ pub struct CallbackJob {
 /// Opens the store named by a URL, creating and migrating it as needed: `sqlite://path` for one
 /// node, `postgres://...` (or `postgresql://...`) for a store shared by many nodes.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with_faults(url, None).await
+}
+
+/// Like [`open`]; with `faults` (tests), the SQLite store's commits fail when it says so (a
+/// PostgreSQL store ignores it: its faults are real ones, a server stopped or cut off).
+pub async fn open_with_faults(
+    url: &str,
+    faults: Option<Arc<StoreFaults>>,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(
+            SqliteStore::open_with_faults(url, faults.unwrap_or_default()).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::open(url).await?))
     } else {

@@ -742,6 +742,18 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(super::PROBE_NAME)
+        .bind(Utc::now().timestamp_millis().to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn secret(
         &self,
         name: &str,

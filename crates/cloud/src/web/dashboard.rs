@@ -279,7 +279,7 @@ impl TransactionFilter {
             .store()
             .query_transactions(&query)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::from)?;
         Ok(found
             .iter()
             .map(TransactionView::from)
@@ -304,14 +304,11 @@ async fn device_views(
     let store = engine.store();
     let mut out = Vec::with_capacity(devices.len());
     for d in devices {
-        let registers = store
-            .registers_of(&d.id)
-            .await
-            .map_err(ApiError::internal)?;
+        let registers = store.registers_of(&d.id).await.map_err(ApiError::from)?;
         let active = store
             .active_transaction(&d.id)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::from)?;
         let online = engine.bus().is_online(&d.id).await;
         out.push(DeviceView {
             device_id: d.id.to_string(),
@@ -340,7 +337,7 @@ pub async fn devices(
         .store()
         .devices()
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     Ok(Json(device_views(&state, devices).await?))
 }
 
@@ -383,10 +380,10 @@ pub async fn transaction(
         .parse()
         .map_err(|_| ApiError::not_found("Transaction not found"))?;
     let store = state.engine.store();
-    let Some(tx) = store.transaction(&id).await.map_err(ApiError::internal)? else {
+    let Some(tx) = store.transaction(&id).await.map_err(ApiError::from)? else {
         return Err(ApiError::not_found("Transaction not found"));
     };
-    let events = store.events(&id).await.map_err(ApiError::internal)?;
+    let events = store.events(&id).await.map_err(ApiError::from)?;
     let view = TransactionView::from(&tx);
     Ok(Json(TransactionDetail {
         transaction: view,
@@ -414,7 +411,7 @@ async fn snapshot(state: &WebState) -> Result<String, ApiError> {
         .store()
         .devices()
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let devices = device_views(state, devices).await?;
     let transactions = TransactionFilter {
         limit: Some(LIVE_TRANSACTIONS),

@@ -51,6 +51,8 @@ pub struct Opts {
     pub admin_token: Option<String>,
     /// Most open connections per source address (0: no limit).
     pub max_connections_per_source: usize,
+    /// Commit failures on demand (SQLite store only).
+    pub store_faults: Arc<cloud::store::StoreFaults>,
 }
 
 /// The callback signing secret of test apps.
@@ -76,6 +78,7 @@ impl Default for Opts {
             admin_token: None,
             max_connections_per_source: 0,
             api_limits: Default::default(),
+            store_faults: Arc::default(),
         }
     }
 }
@@ -83,6 +86,10 @@ impl Default for Opts {
 /// A running cloud.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Makes the store's commits fail (SQLite), as a full disk would.
+    pub faults: Arc<cloud::store::StoreFaults>,
+    /// Whether the store and bus are available, as `/readyz` reports.
+    pub health: Arc<cloud::health::Health>,
     pub base: String,
     pub engine: Engine,
     pub http: reqwest::Client,
@@ -157,9 +164,11 @@ pub async fn spawn_app_on(
             ..Default::default()
         },
         pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
+        store_faults: Some(opts.store_faults.clone()),
     };
     let app = Application::build(config).await.expect("cloud builds");
     let addr = app.local_addr();
+    let health = app.health().clone();
     let engine = app.engine().clone();
     let stop = CancellationToken::new();
     let s = stop.clone();
@@ -168,6 +177,8 @@ pub async fn spawn_app_on(
     });
     TestApp {
         addr,
+        faults: opts.store_faults.clone(),
+        health,
         base: format!("http://{addr}"),
         engine,
         http: reqwest::Client::new(),

@@ -20,5 +20,6 @@ mod polling;
 mod postgres;
 mod restart;
 mod security;
+mod storage;
 mod tls;
 mod transactions;

@@ -18,9 +18,12 @@ use super::columns::{
     callback_status, from_ms, ms, parse_device_id, phase_columns, phase_kind, tx_columns,
 };
 use super::{
-    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError,
-    TransactionQuery, TransactionRecord,
+    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError, StoreFaults,
+    TransactionQuery, TransactionRecord, PROBE_NAME,
 };
+
+/// The probe's write: one row of `secrets` overwritten (see [`Store::probe_write`]).
+const PROBE_SQL: &str = "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)";
 use crate::engine::lifecycle::{Completion, Phase};
 use crate::engine::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
@@ -103,6 +106,11 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database at `url` (`sqlite://path`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with_faults(url, Arc::default()).await
+    }
+
+    /// Like [`Self::open`], with commits that fail when `faults` says so (tests).
+    pub async fn open_with_faults(url: &str, faults: Arc<StoreFaults>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
             .create_if_missing(true)
@@ -117,7 +125,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
         sqlx::migrate!("./migrations/sqlite").run(&migrator).await?;
         migrator.close().await;
-        let writer = Writer::start(open_connection(&path, true)?)?;
+        let writer = Writer::start(open_connection(&path, true)?, faults)?;
         let readers = Arc::new(Readers {
             path: path.clone(),
             idle: Mutex::new(Vec::new()),
@@ -800,6 +808,17 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![status, error, retry_at.map(ms), id])?;
                 insert_events(conn, &id, std::slice::from_ref(&event))
+            })
+            .await
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let now = ms(Utc::now()).to_string();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(PROBE_SQL)?
+                    .execute([PROBE_NAME, now.as_str()])?;
+                Ok(())
             })
             .await
     }

@@ -11,8 +11,9 @@
 //! answered with the error and nothing after it runs, so no caller is told "done" for a write
 //! that did not commit, nor "failed" for one that did.
 
-use super::super::StoreError;
+use super::super::{StoreError, StoreFaults};
 use rusqlite::Connection;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,12 +73,12 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(super) fn start(conn: Connection) -> Result<Self, StoreError> {
+    /// Starts the writer thread on `conn`; `faults` (tests only) can make its commits fail.
+    pub(super) fn start(conn: Connection, faults: Arc<StoreFaults>) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue))
+            .spawn(move || run(conn, queue, &faults))
             .map_err(|e| StoreError::Open(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self {
             jobs: Some(jobs),
@@ -114,7 +115,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, faults: &StoreFaults) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -124,7 +125,7 @@ fn run(conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(&conn, &mut batch);
+        let outcome = commit_batch(&conn, &mut batch, faults);
         for job in batch.drain(..) {
             job.finish(match &outcome {
                 Ok(()) => Ok(()),
@@ -135,7 +136,11 @@ fn run(conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
 }
 
 /// Runs every job of the batch in one transaction and commits it.
-fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut [Box<dyn Job>],
+    faults: &StoreFaults,
+) -> Result<(), String> {
     exec(conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
         if let Err(e) = exec(conn, "SAVEPOINT job") {
@@ -157,6 +162,10 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), Str
             rollback(conn);
             return Err(e);
         }
+    }
+    if faults.commit_fails() {
+        rollback(conn);
+        return Err("database or disk is full (injected fault)".into());
     }
     if let Err(e) = exec(conn, "COMMIT") {
         rollback(conn);

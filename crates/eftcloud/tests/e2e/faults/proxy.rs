@@ -4,6 +4,7 @@
 //! * `stall` stops forwarding bytes on every current connection but keeps both sockets open,
 //!   a half-open link: even a close by one side is held back (new connections go through);
 //! * `blackhole` accepts new connections and never forwards them (no upstream is dialled);
+//! * `refuse` closes every new connection at once, as a server that is down or restarting;
 //! * `resume` forwards stalled connections again and closes blackholed ones, so a client
 //!   waiting on a handshake that will never finish retries at once.
 //!
@@ -45,6 +46,7 @@ struct Shared {
     next_id: u64,
     conns: HashMap<u64, Conn>,
     blackhole: bool,
+    refuse: bool,
     stats: ProxyStats,
 }
 
@@ -116,11 +118,17 @@ impl Proxy {
         lock(&self.shared).blackhole = true;
     }
 
+    /// New connections are closed at once (the server is down), until `resume`.
+    pub fn refuse(&self) {
+        lock(&self.shared).refuse = true;
+    }
+
     /// Back to normal: stalled connections flow again (with what they held back), blackholed
     /// ones are closed, new ones are forwarded.
     pub fn resume(&self) {
         let mut s = lock(&self.shared);
         s.blackhole = false;
+        s.refuse = false;
         let mut closed = 0;
         for c in s.conns.values() {
             if c.blackholed {
@@ -157,6 +165,10 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Mu
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
+                if lock(&shared).refuse {
+                    drop(client);
+                    continue;
+                }
                 let _ = client.set_nodelay(true);
                 let (cut, stall_rx, blackholed, reg) = {
                     let mut s = lock(&shared);
