@@ -715,6 +715,13 @@ async fn secrets(s: Arc<dyn Store>) {
     assert_eq!(s.secret("other", &|| "x".to_string()).await.unwrap(), "x");
 }
 
+async fn probe_writes(s: Arc<dyn Store>) {
+    // The probe commits, again and again, and never shows as a secret someone asked for.
+    s.probe_write().await.unwrap();
+    s.probe_write().await.unwrap();
+    assert_eq!(s.secret("other", &|| "x".to_string()).await.unwrap(), "x");
+}
+
 async fn purge(s: Arc<dyn Store>) {
     s.insert_device(&device("d1")).await.unwrap();
     s.insert_device(&device("d2")).await.unwrap();
@@ -879,9 +886,41 @@ contract!(
     events_in_order,
     callbacks_outbox,
     secrets,
+    probe_writes,
     purge,
     races
 );
+
+#[tokio::test]
+async fn a_failed_commit_stores_nothing_and_says_the_store_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let faults = Arc::new(cloud::store::StoreFaults::default());
+    let s = cloud::store::open_with_faults(&url, Some(faults.clone()))
+        .await
+        .unwrap();
+    s.insert_device(&device("d1")).await.unwrap();
+    faults.fail_commits();
+    let e = s.insert_device(&device("d2")).await.unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    let e = s.probe_write().await.unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    // Reads go on (a full disk still reads) and show that nothing of the failed write stayed.
+    assert!(s
+        .device(&DeviceId::parse("d2").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .device(&DeviceId::parse("d1").unwrap())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(faults.injected(), 2);
+    faults.heal();
+    s.insert_device(&device("d2")).await.unwrap();
+    s.probe_write().await.unwrap();
+}
 
 #[tokio::test]
 async fn sqlite_data_survives_reopening() {

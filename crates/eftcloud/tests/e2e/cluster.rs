@@ -3,6 +3,7 @@
 //! `EFTCLOUD_TEST_NATS_URL` are set (CI sets them), else says it was skipped.
 
 use crate::faults::cloud::Cloud;
+use crate::faults::proxy::Proxy;
 use crate::harness::*;
 use eftcloud_testing::FreshDatabase;
 use pos::{PairingDetails, TransactionSpec};
@@ -152,5 +153,162 @@ async fn three_nodes_route_requests_and_survive_losing_the_devices_node() {
 
     t.stop().await;
     drop((b, c));
+    db.drop().await;
+}
+
+/// The `host:port` of a URL as a socket address (the test services run on 127.0.0.1).
+fn socket_of(url: &str) -> std::net::SocketAddr {
+    let u = url::Url::parse(url).unwrap();
+    format!("{}:{}", u.host_str().unwrap(), u.port().unwrap())
+        .parse()
+        .unwrap()
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn through(url: &str, addr: std::net::SocketAddr) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_ip_host(addr.ip()).unwrap();
+    u.set_port(Some(addr.port())).unwrap();
+    u.to_string()
+}
+
+async fn readyz(app: &TestApp) -> (u16, serde_json::Value) {
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_result_reported_while_postgres_restarts_completes_on_the_same_connection() {
+    let Ok(nats) = std::env::var("EFTCLOUD_TEST_NATS_URL") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "cluster test skipped: EFTCLOUD_TEST_NATS_URL not set"
+        );
+        return;
+    };
+    let Some(db) = FreshDatabase::create("cluster test").await else {
+        return;
+    };
+    // Both nodes reach PostgreSQL, and B reaches NATS, through proxies that can play a
+    // restart: every connection dropped, new ones refused until it is back.
+    let pg = Proxy::start(socket_of(&db.url)).await;
+    let bus = Proxy::start(socket_of(&nats)).await;
+    let opts = |node: &str, nats: String| Opts {
+        database_url: Some(through(&db.url, pg.addr)),
+        nats_url: Some(nats),
+        node: node.into(),
+        ..Opts::default()
+    };
+    let a = Cloud::start(opts("pg-a", nats.clone())).await;
+    let b = Cloud::start(opts("pg-b", through(&nats, bus.addr))).await;
+
+    // The terminal would re-send only after a minute: the result is stored by the cloud's
+    // own retry on the connection that stays up.
+    let secret = a.enroll("dev-pg-restart").await;
+    let journal = a.dir.path().join("pg.journal");
+    let mut t = start_terminal_with(
+        &a.base,
+        "dev-pg-restart",
+        &secret,
+        &journal,
+        terminal::SimulatorConfig {
+            step_delay: Duration::from_millis(5),
+            slow: Duration::from_millis(300),
+        },
+        |c| {
+            c.result_resend_min = Duration::from_secs(60);
+            c.result_resend_max = Duration::from_secs(60);
+        },
+    );
+    let code = t.next_code().await;
+    let reg = register("pg-restart");
+    b.pos()
+        .pair(&code, &reg, &PairingDetails::new("Till"))
+        .await
+        .unwrap();
+    t.wait_for(|e| matches!(e, TerminalEvent::Paired { .. }).then_some(()))
+        .await;
+
+    let started = b
+        .pos()
+        .start(
+            &reg,
+            &TransactionSpec::new(Function::CardPurchase).with_amount(Cents::new(853).unwrap()),
+        )
+        .await
+        .unwrap();
+    t.wait_for(|e| matches!(e, TerminalEvent::Prompt { .. }).then_some(()))
+        .await;
+    // PostgreSQL restarts while the card is charged and the result is reported.
+    pg.refuse();
+    pg.cut();
+    let result = t
+        .wait_for(|e| match e {
+            TerminalEvent::Completed { result } => Some(result.clone()),
+            TerminalEvent::Disconnected { reason } => panic!("disconnected: {reason}"),
+            _ => None,
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.resume();
+    t.wait_for(|e| match e {
+        TerminalEvent::Acknowledged { transaction_id } => {
+            (*transaction_id == result.transaction_id).then_some(())
+        }
+        TerminalEvent::Disconnected { reason } => panic!("disconnected: {reason}"),
+        _ => None,
+    })
+    .await;
+    let done = b
+        .pos()
+        .wait_for_completion(&started, quick(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.field("TransactionResult"), Some("OK-ACCEPTED"));
+    assert_eq!(
+        done.field("AuthId"),
+        result.fields.get("AuthId").map(String::as_str)
+    );
+    tokio::time::timeout(PATIENCE, async {
+        while readyz(&a).await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("A ready again");
+
+    // B loses NATS: not ready (a load balancer moves POS traffic to A), ready when it is back.
+    bus.refuse();
+    bus.cut();
+    let (s, body) = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = readyz(&b).await;
+            if r.0 != 200 {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("B not ready without NATS");
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("bus unavailable"),
+        "{body}"
+    );
+    bus.resume();
+    tokio::time::timeout(PATIENCE, async {
+        while readyz(&b).await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("B ready again with NATS back");
+
+    t.stop().await;
+    drop((a, b));
     db.drop().await;
 }

@@ -1,6 +1,7 @@
 //! The randomized soak: several terminals behind proxies, POS transactions on every register,
 //! and faults injected at random moments (connections cut, stalled then cut, blackholed,
-//! terminals killed, the cloud killed); then, with every party back, an audit of the cloud's
+//! terminals killed, the cloud killed, the store unable to commit for a while, and one commit in
+//! 25 failing at random throughout); then, with every party back, an audit of the cloud's
 //! final state of every transaction against every terminal journal.
 //!
 //! CI runs a short version (`EFTCLOUD_SOAK_ITERATIONS` defaults to 300 POS transactions, at most
@@ -68,6 +69,8 @@ struct FaultCounts {
     terminal_kill: AtomicU64,
     power_failure: AtomicU64,
     cloud_kill: AtomicU64,
+    /// Spells of "disk full": every commit fails for a while.
+    storage_outage: AtomicU64,
 }
 
 /// A transaction the POS got an id for.
@@ -332,7 +335,9 @@ async fn soak() {
         })
         .collect();
 
-    // Faults, one after another at random moments, until the POS work is done or time is up.
+    // Faults, one after another at random moments, until the POS work is done or time is up;
+    // beneath them, a commit now and then fails at random.
+    cloud.faults.fail_one_in(25);
     let fault_deadline = t0 + Duration::from_secs(secs);
     while Instant::now() < fault_deadline && workers.iter().any(|w| !w.is_finished()) {
         tokio::time::sleep(rng.millis(20, 250)).await;
@@ -357,8 +362,14 @@ async fn soak() {
                 d.proxy.resume();
                 faults.blackhole.fetch_add(1, Ordering::Relaxed);
             }
-            55..=84 => {
+            55..=79 => {
                 let _ = d.kill.try_send(());
+            }
+            80..=89 => {
+                cloud.faults.fail_commits();
+                tokio::time::sleep(rng.millis(50, 800)).await;
+                cloud.faults.heal();
+                faults.storage_outage.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
                 let (dir, addr, opts) = cloud.kill().await;
@@ -370,7 +381,11 @@ async fn soak() {
     }
     let fault_secs = t0.elapsed().as_secs_f64();
 
-    // Everyone back: links healthy, the cloud up, terminals running; the POS finishes.
+    // Everyone back: links healthy, the store writable, the cloud up, terminals running; the
+    // POS finishes.
+    let failed_commits = cloud.faults.injected();
+    cloud.faults.fail_one_in(0);
+    cloud.faults.heal();
     stop.store(true, Ordering::Relaxed);
     for d in &devices {
         d.proxy.resume();
@@ -520,7 +535,7 @@ async fn soak() {
          POSTs without an answer {unanswered} (approved on a device nonetheless: {orphans}); \
          journaled {journaled}\n  \
          faults: cut {}, stall-then-cut {}, blackhole {}, terminal kill {}, power failure {}, \
-         cloud kill {} (total {})\n  outcomes: {outcomes:?}\n  lost {}, duplicated {}, \
+         cloud kill {}, storage outage {} (total {}); commits failed {failed_commits}\n  outcomes: {outcomes:?}\n  lost {}, duplicated {}, \
          mismatched {}",
         iterations - budget.load(Ordering::Relaxed),
         n(&f.cut),
@@ -529,12 +544,14 @@ async fn soak() {
         n(&f.terminal_kill),
         n(&f.power_failure),
         n(&f.cloud_kill),
+        n(&f.storage_outage),
         n(&f.cut)
             + n(&f.stall_then_cut)
             + n(&f.blackhole)
             + n(&f.terminal_kill)
             + n(&f.power_failure)
-            + n(&f.cloud_kill),
+            + n(&f.cloud_kill)
+            + n(&f.storage_outage),
         lost.len(),
         duplicated.len(),
         mismatched.len(),
