@@ -302,6 +302,8 @@ async fn until(at: Option<Instant>) {
 }
 
 /// What handling one device frame came to.
+// Built and consumed at once, never stored: boxing the reply would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Handled {
     /// Applied, or refused for good; the direct reply, if any.
     Done(Option<CloudMessage>),

@@ -41,7 +41,7 @@ impl StoreFaults {
     pub(crate) fn commit_fails(&self) -> bool {
         let fail = self.failing.load(Ordering::SeqCst) || {
             let n = self.one_in.load(Ordering::Relaxed);
-            n != 0 && rand::random::<u32>() % n == 0
+            n != 0 && rand::Rng::gen_ratio(&mut rand::thread_rng(), 1, n)
         };
         if fail {
             self.injected.fetch_add(1, Ordering::SeqCst);
