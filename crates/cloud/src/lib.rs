@@ -7,6 +7,7 @@ pub mod app;
 pub mod bus;
 pub mod config;
 pub mod device_gateway;
+pub mod domain;
 pub mod engine;
 pub mod health;
 pub mod metrics;

@@ -10,7 +10,7 @@ mod metered_store;
 
 pub use metered_store::MeteredStore;
 
-use crate::engine::lifecycle::{Completion, Phase};
+use crate::domain::lifecycle::{Completion, Phase};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{DateTime, Duration, Utc};
-use cloud::engine::lifecycle::{CloudReason, Completion, Phase};
-use cloud::engine::timeline::{EventKind, TimelineEvent};
+use cloud::domain::lifecycle::{CloudReason, Completion, Phase};
+use cloud::domain::timeline::{EventKind, TimelineEvent};
 use cloud::store::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, TransactionRecord,
 };

@@ -4,8 +4,8 @@
 //! start-up ends every offer whose deadline passed while the node was down. Between passes the
 //! loop sleeps until the earliest stored deadline, or until a new offer is written.
 
-use super::lifecycle::Event;
 use super::Engine;
+use crate::domain::lifecycle::Event;
 use chrono::Utc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

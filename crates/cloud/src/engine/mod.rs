@@ -1,15 +1,13 @@
-//! Pairing and the transaction lifecycle: the pure state machine ([`lifecycle`]) plus the code
-//! that drives it — store reads and compare-and-set writes, frames to devices through the bus,
+//! Pairing and the transaction lifecycle: the code that drives the pure state machine
+//! ([`crate::domain::lifecycle`]) — store reads and compare-and-set writes, frames to devices through the bus,
 //! wake-ups for waiting POS requests, and the deadline loop.
 
 mod active;
 pub mod completions;
 pub mod deadlines;
 pub mod devices;
-pub mod lifecycle;
 pub mod pairing;
 pub mod retention;
-pub mod timeline;
 pub mod transactions;
 
 use crate::bus::Bus;

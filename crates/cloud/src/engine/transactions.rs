@@ -1,16 +1,12 @@
 //! Starting transactions and moving them through their lifecycle.
 
-use super::lifecycle::{self, CloudReason, CompletedBy, Completion, Effect, Event, Phase};
-use super::timeline::{self, EventKind, TimelineEvent};
 use super::{Engine, EngineError};
+use crate::domain::lifecycle::{self, DeviceBusy, DeviceState, Effect, Event, Phase};
 use crate::store::{InsertError, TransactionRecord};
 use chrono::Utc;
 use protocol::device::{CloudMessage, TransactionOffer};
-use protocol::{
-    DeviceId, Function, RegisterKey, ResultCode, TerminalStatus, TransactionId, TransactionRequest,
-};
+use protocol::{DeviceId, RegisterKey, TransactionId, TransactionRequest};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A transaction as the POS API hands it to the engine: parsed and validated.
@@ -157,31 +153,17 @@ impl Engine {
         if self.inner.inserting.settled(&device.id, None).await {
             busy = store.active_transaction(&device.id).await?.is_some();
         }
-        let phase = if busy {
-            // A status request is answered by the cloud instead of being refused: "busy" is
-            // exactly the status the POS wants to know.
-            if function != Function::TerminalGetStatus {
-                return Err(StartError::DeviceBusy);
-            }
-            // A device reversing an interrupted payment says so; that is the status to report.
-            let answer = match self.bus().reported_status(&device.id).await {
-                Some(TerminalStatus::ReversalPending) => {
-                    status_answer(TerminalStatus::ReversalPending, "Reversal pending", now)
-                }
-                _ => status_answer(TerminalStatus::Busy, "Device is busy", now),
-            };
-            Phase::Completed(answer)
-        } else if !self.bus().is_online(&device.id).await {
-            Phase::Completed(Completion::by_cloud(
-                function,
-                CloudReason::DeviceOffline,
-                now,
-            ))
-        } else {
-            Phase::Offered {
-                accept_deadline: now + self.settings().accept_timeout,
-            }
+        let state = DeviceState {
+            online: self.bus().is_online(&device.id).await,
+            busy,
+            reported: if busy {
+                self.bus().reported_status(&device.id).await
+            } else {
+                None
+            },
         };
+        let admitted = lifecycle::admit(function, state, now, self.settings().accept_timeout)
+            .map_err(|DeviceBusy| StartError::DeviceBusy)?;
         let record = TransactionRecord {
             id: TransactionId::new(),
             device_id: device.id.clone(),
@@ -196,23 +178,10 @@ impl Engine {
             token: new_token(),
             token_expires_at: now + self.settings().token_ttl,
             created_at: now,
-            phase,
+            phase: admitted.phase,
             display_text: None,
         };
-        let mut events = vec![TimelineEvent::new(
-            now,
-            EventKind::Received,
-            record.request.function.as_str(),
-        )];
-        match &record.phase {
-            Phase::Offered { .. } => events.push(TimelineEvent::new(now, EventKind::Offered, "")),
-            Phase::Completed(c) => events.push(TimelineEvent::new(
-                now,
-                EventKind::Completed,
-                timeline::outcome_text(c),
-            )),
-            Phase::Started { .. } => {}
-        }
+        let events = admitted.timeline;
         // On a single node the offer goes out while the insert commits, so the device hears of
         // it one commit sooner. Safe because an offer commits the device to nothing: it runs a
         // payment only on `start`, which is sent only once `started` is stored, after the
@@ -220,8 +189,9 @@ impl Engine {
         // the insert fails the device is told to drop the offer. Another insert in progress for
         // the device, or a cluster (where the device's frames reach another node), keeps the
         // order insert, then offer.
+        let offer = admitted.effects.contains(&Effect::SendOffer);
         let claim = match record.phase {
-            Phase::Offered { .. } if self.bus().single_node() => {
+            Phase::Offered { .. } if offer && self.bus().single_node() => {
                 self.inner.inserting.claim(&record.device_id, record.id)
             }
             _ => None,
@@ -319,11 +289,11 @@ impl Engine {
             if from_cache && step.next.is_none() {
                 continue;
             }
-            let events = timeline::events_of(&tx.phase, &event, &step, now);
+            let events = &step.timeline;
             if let Some(next) = step.next {
                 if !self
                     .store()
-                    .transition(id, &tx.phase, &next, &events)
+                    .transition(id, &tx.phase, &next, events)
                     .await?
                 {
                     continue;
@@ -341,7 +311,7 @@ impl Engine {
                     self.inner.active.put(&tx);
                 }
             } else {
-                self.store().append_events(id, &events).await?;
+                self.store().append_events(id, events).await?;
             }
             self.carry_out(&tx, &step.effects).await;
             return Ok(Applied::Done {
@@ -356,6 +326,7 @@ impl Engine {
         let id = tx.id;
         for effect in effects {
             let msg = match effect {
+                Effect::SendOffer => offer_message(tx),
                 Effect::SendStart => CloudMessage::Start { transaction_id: id },
                 Effect::SendAbort(reason) => CloudMessage::Abort {
                     transaction_id: id,
@@ -534,23 +505,6 @@ pub fn offer_message(tx: &TransactionRecord) -> CloudMessage {
         request: tx.request.clone(),
         request_timestamp: protocol::timestamp::utc_compact(tx.created_at),
     })
-}
-
-/// A `Terminal.GetStatus` answered by the cloud itself.
-fn status_answer(status: TerminalStatus, text: &str, now: chrono::DateTime<Utc>) -> Completion {
-    let mut fields = BTreeMap::new();
-    fields.insert(
-        protocol::pos_api::keys::STATUS.to_string(),
-        status.to_string(),
-    );
-    Completion {
-        by: CompletedBy::Cloud,
-        transaction_result: None,
-        result: ResultCode::Ok,
-        result_text: text.to_string(),
-        fields,
-        completed_at: now,
-    }
 }
 
 /// A polling token: 128 random bits, hex (the only credential of a polling URL).

@@ -3,8 +3,8 @@
 //! backend was opened, so the backends stay unaware of metrics and of outages.
 
 use super::Metrics;
-use crate::engine::lifecycle::Phase;
-use crate::engine::timeline::TimelineEvent;
+use crate::domain::lifecycle::Phase;
+use crate::domain::timeline::TimelineEvent;
 use crate::health::Health;
 use crate::store::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError,

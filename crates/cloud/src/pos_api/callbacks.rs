@@ -8,7 +8,7 @@
 //! `Eftcloud-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
 
 use super::envelope;
-use crate::engine::timeline::{EventKind, TimelineEvent};
+use crate::domain::timeline::{EventKind, TimelineEvent};
 use crate::engine::Engine;
 use crate::store::CallbackJob;
 use chrono::Utc;

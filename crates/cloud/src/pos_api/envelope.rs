@@ -1,7 +1,7 @@
 //! The transaction envelope as the POS sees it, built from the stored record. A completed
 //! record always builds the same body, so every re-poll is identical.
 
-use crate::engine::lifecycle::Phase;
+use crate::domain::lifecycle::{self, Phase};
 use crate::store::TransactionRecord;
 use chrono::{DateTime, Utc};
 use protocol::pos_api::{keys, TransactionEnvelope, TransactionStatus, DELAYED_TEXT};
@@ -93,7 +93,7 @@ pub fn build(
             put(keys::RESPONSE_TIMESTAMP, utc_compact(c.completed_at));
             TransactionStatus::Completed
         }
-        Phase::Started { started_at } if late(*started_at, now, delayed_after) => {
+        Phase::Started { .. } if lifecycle::shows_delayed(&tx.phase, now, delayed_after) => {
             put(
                 keys::TRANSACTION_RESULT,
                 TransactionResult::Delayed.to_string(),
@@ -124,12 +124,6 @@ pub fn build(
         data,
         merchant_access_token: tx.token.clone(),
     }
-}
-
-fn late(started_at: DateTime<Utc>, now: DateTime<Utc>, delayed_after: Duration) -> bool {
-    (now - started_at)
-        .to_std()
-        .is_ok_and(|d| d >= delayed_after)
 }
 
 #[cfg(test)]

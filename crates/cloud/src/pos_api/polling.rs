@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::engine::lifecycle::Phase;
+use crate::domain::lifecycle::Phase;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use chrono::Utc;

@@ -22,7 +22,7 @@ fn event_schema() -> utoipa::openapi::Object {
              cloud ended the transaction), `callback_delivered`, `callback_failed`.",
         ))
         .enum_values(Some(
-            crate::engine::timeline::ALL.iter().map(|k| k.as_str()),
+            crate::domain::timeline::ALL.iter().map(|k| k.as_str()),
         ))
         .build()
 }

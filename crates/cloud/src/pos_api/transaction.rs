@@ -292,7 +292,7 @@ pub async fn create(
     if !started.replayed
         && matches!(
             started.record.phase,
-            crate::engine::lifecycle::Phase::Offered { .. }
+            crate::domain::lifecycle::Phase::Offered { .. }
         )
     {
         state.engine.metrics().offer_handed_over(begun);
@@ -321,7 +321,7 @@ impl ApiState {
         record: TransactionRecord,
         timeout: std::time::Duration,
     ) -> Result<TransactionRecord, ApiError> {
-        if matches!(record.phase, crate::engine::lifecycle::Phase::Completed(_))
+        if matches!(record.phase, crate::domain::lifecycle::Phase::Completed(_))
             || timeout.is_zero()
         {
             return Ok(record);

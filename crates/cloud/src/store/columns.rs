@@ -2,7 +2,7 @@
 //! transaction columns in the order both schemas list them.
 
 use super::StoreError;
-use crate::engine::lifecycle::Phase;
+use crate::domain::lifecycle::Phase;
 use chrono::{DateTime, Utc};
 use protocol::DeviceId;
 

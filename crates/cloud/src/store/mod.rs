@@ -13,8 +13,8 @@ pub use sqlite::SqliteStore;
 /// The row of `secrets` that [`Store::probe_write`] overwrites; never read as a secret.
 const PROBE_NAME: &str = "store-probe";
 
-use crate::engine::lifecycle::Phase;
-use crate::engine::timeline::TimelineEvent;
+use crate::domain::lifecycle::Phase;
+use crate::domain::timeline::TimelineEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use protocol::{

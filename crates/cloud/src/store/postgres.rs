@@ -13,8 +13,8 @@ use super::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
     TransactionRecord,
 };
-use crate::engine::lifecycle::{Completion, Phase};
-use crate::engine::timeline::{EventKind, TimelineEvent};
+use crate::domain::lifecycle::{Completion, Phase};
+use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use protocol::{

@@ -3,7 +3,7 @@
 //! with no token configured the dashboard is off and says so.
 
 use super::{asset, WebState};
-use crate::engine::lifecycle::{CompletedBy, Phase};
+use crate::domain::lifecycle::{CompletedBy, Phase};
 use crate::pos_api::error::ApiError;
 use crate::store::{DeviceRecord, RegisterRecord, TransactionQuery, TransactionRecord};
 use axum::extract::{Path, Query, State};

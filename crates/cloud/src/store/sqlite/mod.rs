@@ -24,8 +24,8 @@ use super::{
 
 /// The probe's write: one row of `secrets` overwritten (see [`Store::probe_write`]).
 const PROBE_SQL: &str = "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)";
-use crate::engine::lifecycle::{Completion, Phase};
-use crate::engine::timeline::{EventKind, TimelineEvent};
+use crate::domain::lifecycle::{Completion, Phase};
+use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use protocol::{

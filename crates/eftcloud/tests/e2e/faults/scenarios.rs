@@ -6,7 +6,7 @@ use super::support::*;
 use crate::harness::{
     close_of, fast_simulator, start_terminal_at, Opts, RawDevice, TestApp, PATIENCE,
 };
-use cloud::engine::lifecycle::{CompletedBy, Phase};
+use cloud::domain::lifecycle::{CompletedBy, Phase};
 use pos::PosClient;
 use protocol::pos_api::DELAYED_TEXT;
 use protocol::{DeviceId, TransactionId};

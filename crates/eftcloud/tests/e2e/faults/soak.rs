@@ -18,7 +18,7 @@ use super::cloud::Cloud;
 use super::proxy::Proxy;
 use super::support::{pair, restart_terminal};
 use crate::harness::{start_terminal_at, Opts, Terminal, PATIENCE};
-use cloud::engine::lifecycle::{CompletedBy, Completion, Phase};
+use cloud::domain::lifecycle::{CompletedBy, Completion, Phase};
 use pos::{PollOutcome, PosClient, TransactionSpec};
 use protocol::pos_api::TransactionEnvelope;
 use protocol::{Cents, Function, RegisterKey, TransactionId, TransactionResult};

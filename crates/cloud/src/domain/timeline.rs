@@ -2,7 +2,6 @@
 //! result, acknowledgement, cancellation, callbacks. Written in the same commit as the state
 //! change it describes, so the timeline never disagrees with the state.
 
-use super::lifecycle::{CompletedBy, Effect, Event, Phase, Step};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -108,55 +107,6 @@ impl TimelineEvent {
     }
 }
 
-/// The events one step of the state machine produces. Pure, like the step itself.
-pub fn events_of(
-    prev: &Phase,
-    event: &Event,
-    step: &Step,
-    now: DateTime<Utc>,
-) -> Vec<TimelineEvent> {
-    let mut out = Vec::new();
-    let mut push = |kind, detail: String| out.push(TimelineEvent::new(now, kind, detail));
-    if matches!(event, Event::CancelRequested) && !step.effects.contains(&Effect::AlreadyCompleted)
-    {
-        push(EventKind::CancelRequested, String::new());
-    }
-    for effect in &step.effects {
-        match effect {
-            Effect::SendStart => {
-                if matches!(prev, Phase::Offered { .. }) {
-                    push(EventKind::Accepted, String::new());
-                    push(EventKind::Started, String::new());
-                }
-            }
-            Effect::SendAbort(reason) => push(EventKind::Aborted, (*reason).to_string()),
-            Effect::SendCancel => push(EventKind::CancelSent, String::new()),
-            Effect::SendResultAck => {
-                // Only the result that completed the transaction is worth a line; duplicates
-                // are answered without noise.
-                if let Some(Phase::Completed(c)) = &step.next {
-                    if c.by == CompletedBy::Device {
-                        push(EventKind::Result, outcome_text(c));
-                        push(EventKind::ResultAcknowledged, String::new());
-                    }
-                }
-            }
-            Effect::Completed => {
-                if let Some(Phase::Completed(c)) = &step.next {
-                    push(EventKind::Completed, outcome_text(c));
-                }
-            }
-            Effect::Conflict => push(
-                EventKind::Conflict,
-                "result after the cloud ended the transaction; stored outcome kept".into(),
-            ),
-            Effect::RejectResult(why) => push(EventKind::ResultRefused, (*why).to_string()),
-            Effect::AlreadyCompleted => {}
-        }
-    }
-    out
-}
-
 /// `OK-ACCEPTED / OK: APPROVED`, or `OK: READY` for non-financial functions.
 pub fn outcome_text(c: &super::lifecycle::Completion) -> String {
     match c.transaction_result {
@@ -168,7 +118,7 @@ pub fn outcome_text(c: &super::lifecycle::Completion) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::lifecycle::step;
+    use crate::domain::lifecycle::{step, Event, Phase};
     use protocol::Function;
 
     #[test]
@@ -185,14 +135,11 @@ mod tests {
             accept_deadline: now + chrono::Duration::seconds(5),
         };
         let s = step(Function::CardPurchase, &prev, &Event::Accepted, now);
-        let kinds: Vec<_> = events_of(&prev, &Event::Accepted, &s, now)
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
+        let kinds: Vec<_> = s.timeline.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec![EventKind::Accepted, EventKind::Started]);
         // A duplicate accept records nothing more.
         let started = s.next.unwrap_or(prev);
         let s2 = step(Function::CardPurchase, &started, &Event::Accepted, now);
-        assert!(events_of(&started, &Event::Accepted, &s2, now).is_empty());
+        assert!(s2.timeline.is_empty());
     }
 }
