@@ -706,8 +706,11 @@ mod tests {
     const LATE: CloudReason = CloudReason::NoAcceptInTime;
     const CANCELLED: CloudReason = CloudReason::CancelledByPos;
 
+    /// One row: phase, event, where it goes, the effects, the timeline kinds.
+    type Row = (P, E, N, Vec<Effect>, Vec<EventKind>);
+
     #[rustfmt::skip]
-    fn table() -> Vec<(P, E, N, Vec<Effect>, Vec<EventKind>)> {
+    fn table() -> Vec<Row> {
         use Effect::*;
         let refuse = || RejectResult("");
         vec![
