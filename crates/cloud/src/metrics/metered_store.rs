@@ -78,6 +78,14 @@ impl Store for MeteredStore {
             .await
     }
 
+    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.timed(
+            "purge_unused_self_enrolled",
+            self.inner.purge_unused_self_enrolled(before),
+        )
+        .await
+    }
+
     async fn replace_pairing_code(
         &self,
         device: &DeviceId,
