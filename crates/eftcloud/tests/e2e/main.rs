@@ -20,5 +20,6 @@ mod polling;
 mod postgres;
 mod restart;
 mod security;
+mod security_access;
 mod tls;
 mod transactions;
