@@ -190,17 +190,33 @@ impl Application {
             },
             shutdown.clone(),
         );
-        let gateway = Gateway {
-            engine: engine.clone(),
-            connections: connections.clone(),
-            settings: config.gateway.clone(),
-            shutdown: shutdown.clone(),
-            tasks: tasks.clone(),
-        };
+        let gateway = Gateway::new(
+            engine.clone(),
+            connections.clone(),
+            config.gateway.clone(),
+            config.api_limits.pairing.trust_forwarded_for,
+            shutdown.clone(),
+            tasks.clone(),
+        );
+        let enrollment = config.self_enrollment();
+        let by_default = crate::config::VirtualTerminals::Auto
+            .decide(config.has_credentials(), &config.listen_addrs());
+        match (enrollment, by_default) {
+            (Ok(()), Err(why)) => tracing::warn!(
+                %why,
+                "--virtual-terminals: anyone who reaches /virtual-terminal may enroll a device"
+            ),
+            (Ok(()), Ok(())) => tracing::info!(
+                ttl = ?config.engine.virtual_terminal_ttl,
+                "the virtual terminal page may enroll devices (removed once unused for the ttl)"
+            ),
+            (Err(why), _) => tracing::debug!(%why, "virtual terminal self-enrollment is off"),
+        }
         let web = crate::web::WebState::new(
             engine.clone(),
-            config.virtual_terminals,
+            enrollment,
             config.admin_token.as_deref(),
+            &config.api_limits,
             shutdown.clone(),
         );
         // Without its own listener, /metrics is one more route of the main one.

@@ -52,6 +52,7 @@ fn device(id: &str) -> DeviceRecord {
         created_at: Utc::now(),
         connected_at: None,
         last_seen_at: None,
+        self_enrolled: false,
     }
 }
 
@@ -765,6 +766,109 @@ async fn purge(s: Arc<dyn Store>) {
     assert_eq!(s.purge_completed_before(cutoff).await.unwrap(), 0);
 }
 
+/// Self-enrolled devices unused since the cutoff go, with their codes and registers; operator
+/// devices, connected ones, recently seen ones and busy ones stay.
+async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
+    let long_ago = ms_now() - Duration::days(3);
+    let cutoff = ms_now() - Duration::days(1);
+    let virtual_device = |id: &str, created_at| DeviceRecord {
+        self_enrolled: true,
+        created_at,
+        ..device(id)
+    };
+    let id = |s: &str| DeviceId::parse(s).unwrap();
+    // Enrolled long ago and never connected: goes, with its code and register.
+    s.insert_device(&virtual_device("v-never", long_ago))
+        .await
+        .unwrap();
+    let code = PairingCode::parse("12345678").unwrap();
+    assert!(s
+        .replace_pairing_code(&id("v-never"), &code, Utc::now() + Duration::minutes(2))
+        .await
+        .unwrap());
+    s.pair_register(&register("r-never", "v-never"))
+        .await
+        .unwrap();
+    // Seen long ago, gone since: goes.
+    s.insert_device(&virtual_device("v-stale", long_ago))
+        .await
+        .unwrap();
+    s.set_device_connection(&id("v-stale"), "n", true, long_ago)
+        .await
+        .unwrap();
+    s.set_device_connection(&id("v-stale"), "n", false, long_ago)
+        .await
+        .unwrap();
+    // Enrolled long ago but seen recently: stays.
+    s.insert_device(&virtual_device("v-recent", long_ago))
+        .await
+        .unwrap();
+    s.set_device_connection(&id("v-recent"), "n", true, long_ago)
+        .await
+        .unwrap();
+    s.set_device_connection(&id("v-recent"), "n", false, Utc::now())
+        .await
+        .unwrap();
+    // Connected since long ago (last seen is its connect time): stays.
+    s.insert_device(&virtual_device("v-online", long_ago))
+        .await
+        .unwrap();
+    s.set_device_connection(&id("v-online"), "n", true, long_ago)
+        .await
+        .unwrap();
+    // Never connected, but enrolled recently: stays.
+    s.insert_device(&virtual_device("v-new", ms_now()))
+        .await
+        .unwrap();
+    // Unused, but with a transaction in progress: stays (only it can report the outcome).
+    s.insert_device(&virtual_device("v-busy", long_ago))
+        .await
+        .unwrap();
+    s.insert_transaction(
+        &transaction(
+            "v-busy",
+            Phase::Started {
+                started_at: long_ago,
+            },
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    // Enrolled by an operator long ago and never connected: never purged.
+    s.insert_device(&DeviceRecord {
+        created_at: long_ago,
+        ..device("operator")
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(s.purge_unused_self_enrolled(cutoff).await.unwrap(), 2);
+    let mut left: Vec<String> = s
+        .devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["operator", "v-busy", "v-new", "v-online", "v-recent"]
+    );
+    assert!(s.register(&key("r-never")).await.unwrap().is_none());
+    assert_eq!(s.take_pairing_code(&code, Utc::now()).await.unwrap(), None);
+    assert!(s.device(&id("v-new")).await.unwrap().unwrap().self_enrolled);
+    assert!(
+        !s.device(&id("operator"))
+            .await
+            .unwrap()
+            .unwrap()
+            .self_enrolled
+    );
+    assert_eq!(s.purge_unused_self_enrolled(cutoff).await.unwrap(), 0);
+}
+
 /// What many nodes do at once: each race has exactly one winner.
 async fn races(s: Arc<dyn Store>) {
     const N: usize = 10;
@@ -888,6 +992,7 @@ contract!(
     secrets,
     probe_writes,
     purge,
+    unused_self_enrolled_devices_are_purged,
     races
 );
 

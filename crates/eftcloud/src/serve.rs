@@ -1,7 +1,7 @@
 //! `eftcloud serve`.
 
 use crate::database::DatabaseArgs;
-use cloud::config::ListenerSettings;
+use cloud::config::{ListenerSettings, VirtualTerminals};
 use cloud::device_gateway::GatewaySettings;
 use cloud::engine::EngineSettings;
 use cloud::pos_api::callbacks::CallbackSettings;
@@ -87,10 +87,17 @@ pub struct ServeArgs {
     /// terminal page enrolling its own devices).
     #[arg(long, env = "EFTCLOUD_PRODUCTION")]
     production: bool,
-    /// Lets /virtual-terminal enroll its own devices even with --production.
+    /// Lets /virtual-terminal enroll its own devices whatever the rest of the configuration.
+    /// Without it they may only on a local development cloud: loopback listen addresses, no
+    /// --admin-token or --pos-api-key, not --production.
     #[arg(long, env = "EFTCLOUD_VIRTUAL_TERMINALS")]
     virtual_terminals: bool,
-    /// Token for the operator dashboard (/dashboard); without one the dashboard is off.
+    /// How long a device the virtual terminal page enrolled is kept while unused (never
+    /// connected, or not seen since); then the hourly sweep removes it.
+    #[arg(long, env = "EFTCLOUD_VIRTUAL_TERMINAL_TTL", default_value = "24h", value_parser = duration)]
+    virtual_terminal_ttl: Duration,
+    /// Token for the operator dashboard (/dashboard), at least 16 characters; without one the
+    /// dashboard is off.
     #[arg(long, env = "EFTCLOUD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Largest request body in bytes; larger ones get 413.
@@ -110,8 +117,9 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pairing_failures_global_per_minute: u32,
-    /// Count pairing attempts by the last X-Forwarded-For address (only behind a proxy that
-    /// sets it; otherwise clients could choose their own source).
+    /// Count attempts (pairing, virtual terminal enrollment, device hellos, admin tokens) by
+    /// the last X-Forwarded-For address (only behind a proxy that sets it; otherwise clients
+    /// could choose their own source).
     #[arg(long, env = "EFTCLOUD_TRUST_FORWARDED_FOR")]
     trust_forwarded_for: bool,
     /// Serve GET /metrics (Prometheus) on this address only, instead of on --listen.
@@ -253,6 +261,7 @@ impl ServeArgs {
                 token_ttl: positive("token-ttl", self.token_ttl)?,
                 delayed_after: self.delayed_after,
                 retention: positive("retention", self.retention)?,
+                virtual_terminal_ttl: positive("virtual-terminal-ttl", self.virtual_terminal_ttl)?,
             },
             gateway: GatewaySettings {
                 heartbeat_interval: positive("heartbeat-interval", self.heartbeat_interval)?,
@@ -270,8 +279,19 @@ impl ServeArgs {
                 max_attempts: self.callback_max_attempts.max(1),
                 ..CallbackSettings::default()
             },
-            virtual_terminals: self.virtual_terminals || !self.production,
-            admin_token: self.admin_token.clone().filter(|t| !t.trim().is_empty()),
+            virtual_terminals: if self.virtual_terminals {
+                VirtualTerminals::On
+            } else if self.production {
+                VirtualTerminals::Off
+            } else {
+                VirtualTerminals::Auto
+            },
+            admin_token: self
+                .admin_token
+                .as_deref()
+                .map(cloud::config::parse_admin_token)
+                .transpose()?
+                .flatten(),
             api_limits: cloud::pos_api::ApiLimits {
                 max_body_bytes: self.max_body_bytes_checked()?,
                 pairing: cloud::pos_api::pairing_guard::PairingGuardSettings {
@@ -280,6 +300,7 @@ impl ServeArgs {
                     window: Duration::from_secs(60),
                     trust_forwarded_for: self.trust_forwarded_for,
                 },
+                ..Default::default()
             },
             metrics_listen: self.metrics_listen,
             listeners: ListenerSettings {
@@ -337,6 +358,10 @@ pub fn check(
         "effective database = {}",
         crate::database::without_password(&config.database_url)
     );
+    match config.self_enrollment() {
+        Ok(()) => println!("effective virtual terminal enrollment = on"),
+        Err(why) => println!("effective virtual terminal enrollment = off ({why})"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

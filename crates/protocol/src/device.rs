@@ -41,6 +41,9 @@ pub mod close {
     pub const UNSUPPORTED_VERSION: u16 = 4005;
     /// A frame was larger than `MAX_FRAME_BYTES`.
     pub const FRAME_TOO_LARGE: u16 = 4009;
+    /// Too many refused handshakes from this address: retry after the reason's delay (like
+    /// HTTP 429).
+    pub const TOO_MANY_ATTEMPTS: u16 = 4029;
 }
 
 /// A prompt the device is showing (`progress.prompt`). Free text is in `progress.text`.

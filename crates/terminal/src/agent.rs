@@ -626,6 +626,7 @@ impl Agent {
             close::PROTOCOL_ERROR => "the cloud reported a protocol error",
             close::HEARTBEAT_TIMEOUT => "the cloud heard nothing from us in time",
             close::FRAME_TOO_LARGE => "the cloud refused a frame as too large",
+            close::TOO_MANY_ATTEMPTS => "too many refused connections from this address",
             close::GOING_AWAY => "the cloud is going away",
             _ => "the cloud closed the connection",
         };
@@ -635,6 +636,7 @@ impl Agent {
                 | close::HELLO_REQUIRED
                 | close::UNSUPPORTED_VERSION
                 | close::REPLACED
+                | close::TOO_MANY_ATTEMPTS
         );
         let reason = if reason.is_empty() {
             format!("{meaning} (close code {code})")

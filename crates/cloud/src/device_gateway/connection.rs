@@ -11,6 +11,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use chrono::Utc;
 use protocol::device::{close, CloudMessage, DeviceMessage, Hello, PROTOCOL_VERSION};
 use protocol::DeviceId;
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -30,11 +31,38 @@ impl Closing {
 }
 
 /// Runs one connection to the end.
-pub async fn run(mut socket: WebSocket, gw: Gateway) {
+pub async fn run(mut socket: WebSocket, gw: Gateway, source: Option<IpAddr>) {
+    // Only refused handshakes count, so a fleet reconnecting at once from one address is never
+    // held back; past the budget the source is refused before its hello is even read.
+    if let Some(refused) = gw
+        .hello_guard
+        .refusal(source.as_ref(), std::time::Instant::now())
+    {
+        let c = Closing::new(
+            close::TOO_MANY_ATTEMPTS,
+            format!(
+                "too many refused hellos from this address; retry in {} s",
+                refused.retry_after_secs()
+            ),
+        );
+        tracing::debug!(source = ?source, code = c.code, "device refused");
+        close_socket(&mut socket, c).await;
+        return;
+    }
     let hello = match Box::pin(read_hello(&mut socket, &gw)).await {
         Ok(h) => h,
         Err(c) => {
-            tracing::info!(code = c.code, reason = %c.reason, "device refused");
+            // One line per source and window at info, the rest at debug (the guard warns when
+            // the budget is spent): a flood of bad hellos does not flood the log.
+            match gw.hello_guard.failed(source, std::time::Instant::now()) {
+                Ok(1) => tracing::info!(
+                    source = ?source, code = c.code, reason = %c.reason,
+                    "device refused (further refusals from this source this minute at debug)"
+                ),
+                _ => {
+                    tracing::debug!(source = ?source, code = c.code, reason = %c.reason, "device refused")
+                }
+            }
             close_socket(&mut socket, c).await;
             return;
         }
@@ -76,11 +104,15 @@ async fn read_hello(socket: &mut WebSocket, gw: &Gateway) -> Result<Hello, Closi
                 "first frame must be a JSON hello",
             ))
         }
+        // An oversized hello is closed like any oversized frame (4009); other transport errors
+        // before hello are protocol errors.
         Some(Err(e)) => {
-            return Err(Closing::new(
-                close::PROTOCOL_ERROR,
-                format!("receive error: {e}"),
-            ))
+            let c = receive_error(e);
+            return Err(if c.code == close::FRAME_TOO_LARGE {
+                c
+            } else {
+                Closing::new(close::PROTOCOL_ERROR, c.reason)
+            });
         }
         None => return Err(Closing::new(close::GOING_AWAY, "closed before hello")),
     };
@@ -328,13 +360,25 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
         DeviceMessage::Hello(_) => Ok(Some(CloudMessage::Error {
             message: "already authenticated: hello is only the first frame".into(),
         })),
-        DeviceMessage::PairingCodeRequest => match engine.issue_pairing_code(device).await {
-            Ok((code, ttl)) => Ok(Some(CloudMessage::PairingCode {
-                code,
-                expires_in_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-            })),
-            Err(e) => Err(e),
-        },
+        DeviceMessage::PairingCodeRequest => {
+            // Answered, not closed: the connection (and any transaction on it) stays up, and
+            // the last code stays valid until it expires.
+            let now = std::time::Instant::now();
+            if let Err(refused) = gw.pairing_code_guard.begin(Some(device.clone()), now) {
+                return Handled::Done(Some(CloudMessage::Error {
+                    message: format!(
+                        "too many pairing code requests: the last code stays valid until it expires; ask again in {} s",
+                        refused.retry_after_secs()
+                    ),
+                }));
+            }
+            engine.issue_pairing_code(device).await.map(|(code, ttl)| {
+                Some(CloudMessage::PairingCode {
+                    code,
+                    expires_in_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                })
+            })
+        }
         DeviceMessage::Unpair { register } => engine
             .unpair(device, register.as_ref())
             .await

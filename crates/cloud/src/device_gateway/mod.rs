@@ -5,10 +5,12 @@ pub mod connections;
 pub mod retries;
 
 use crate::engine::Engine;
+use crate::pos_api::pairing_guard::{ClientAddr, ForwardedFor, PairingGuard, PairingGuardSettings};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
 use connections::Connections;
+use protocol::DeviceId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -23,14 +25,37 @@ pub struct GatewaySettings {
     pub hello_timeout: Duration,
     /// This node's name, recorded with the devices it holds.
     pub node: String,
+    /// Refused handshakes (wrong secret, bad or missing `hello`) allowed per source address;
+    /// past it the source's connections are closed at once with 4029 until the window ends.
+    pub hello_failures: PairingGuardSettings,
+    /// `pairing_code_request`s allowed per device; past it the device gets an `error` frame.
+    pub pairing_code_requests: PairingGuardSettings,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
+        let minute = Duration::from_secs(60);
         Self {
             heartbeat_interval: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(10),
             node: "local".into(),
+            // Generous: the terminals of a shop share one address, and a misconfigured one
+            // retries every 10 s at most (the reference agent's backoff). No global budget:
+            // it would let anyone stop every device from reconnecting.
+            hello_failures: PairingGuardSettings {
+                failures_per_source: 20,
+                failures_global: 0,
+                window: minute,
+                trust_forwarded_for: false,
+            },
+            // A device asks once per code lifetime (2 min by default), a person clicking
+            // "new code" a few times more.
+            pairing_code_requests: PairingGuardSettings {
+                failures_per_source: 5,
+                failures_global: 0,
+                window: minute,
+                trust_forwarded_for: false,
+            },
         }
     }
 }
@@ -45,10 +70,55 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Refused handshakes per source address.
+    pub hello_guard: Arc<PairingGuard>,
+    /// `pairing_code_request`s per device.
+    pub pairing_code_guard: Arc<PairingGuard<DeviceId>>,
+    /// Whether a connection's source is the last `X-Forwarded-For` entry of its upgrade request.
+    pub trust_forwarded_for: bool,
+}
+
+impl Gateway {
+    /// The gateway's shared state, its guards built from `settings`.
+    pub fn new(
+        engine: Engine,
+        connections: Arc<Connections>,
+        settings: GatewaySettings,
+        trust_forwarded_for: bool,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        Self {
+            hello_guard: Arc::new(PairingGuard::named(
+                "device hello",
+                settings.hello_failures.clone(),
+            )),
+            pairing_code_guard: Arc::new(PairingGuard::named(
+                "pairing code request",
+                settings.pairing_code_requests.clone(),
+            )),
+            engine,
+            connections,
+            settings,
+            shutdown,
+            tasks,
+            trust_forwarded_for,
+        }
+    }
+}
+
+impl ForwardedFor for Gateway {
+    fn trust_forwarded_for(&self) -> bool {
+        self.trust_forwarded_for
+    }
 }
 
 /// `GET /device/v1`: upgrades to a WebSocket and hands it to its own task.
-pub async fn upgrade(State(gateway): State<Gateway>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(gateway): State<Gateway>,
+    ClientAddr(source): ClientAddr,
+    ws: WebSocketUpgrade,
+) -> Response {
     let max = protocol::device::MAX_FRAME_BYTES;
     // Device frames are small: a 4 KiB read buffer (it grows for a larger frame, up to `max`)
     // instead of tungstenite's 128 KiB default, which made an idle connection cost ~146 KiB of
@@ -60,6 +130,6 @@ pub async fn upgrade(State(gateway): State<Gateway>, ws: WebSocketUpgrade) -> Re
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let tasks = gateway.tasks.clone();
-            tasks.track_future(connection::run(socket, gateway))
+            tasks.track_future(connection::run(socket, gateway, source))
         })
 }

@@ -59,6 +59,26 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Engine {
     /// Enrolls a device and returns its secret, which is not stored and cannot be shown again.
     pub async fn enroll_device(&self, id: &DeviceId, d: &NewDevice) -> Result<String, EnrollError> {
+        self.enroll(id, d, false).await
+    }
+
+    /// Enrolls a device the virtual terminal page asked for (no operator involved): like
+    /// [`Engine::enroll_device`], but marked so that the retention sweep removes it once it is
+    /// unused for `virtual_terminal_ttl`.
+    pub async fn enroll_virtual_device(
+        &self,
+        id: &DeviceId,
+        d: &NewDevice,
+    ) -> Result<String, EnrollError> {
+        self.enroll(id, d, true).await
+    }
+
+    async fn enroll(
+        &self,
+        id: &DeviceId,
+        d: &NewDevice,
+        self_enrolled: bool,
+    ) -> Result<String, EnrollError> {
         let secret = new_secret();
         let record = DeviceRecord {
             id: id.clone(),
@@ -70,6 +90,7 @@ impl Engine {
             created_at: Utc::now(),
             connected_at: None,
             last_seen_at: None,
+            self_enrolled,
         };
         match self.store().insert_device(&record).await {
             Ok(()) => Ok(secret),

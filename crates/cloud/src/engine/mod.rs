@@ -33,6 +33,8 @@ pub struct EngineSettings {
     pub delayed_after: Duration,
     /// How long completed transactions are kept (lookup by reference or id works until then).
     pub retention: Duration,
+    /// How long a device the virtual terminal page enrolled is kept while unused.
+    pub virtual_terminal_ttl: Duration,
 }
 
 impl Default for EngineSettings {
@@ -43,6 +45,7 @@ impl Default for EngineSettings {
             token_ttl: Duration::from_secs(15 * 60),
             delayed_after: Duration::from_secs(60),
             retention: Duration::from_secs(180 * 24 * 3600),
+            virtual_terminal_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Retention: completed transactions are kept for `retention` (lookup by reference or id works
-//! all that time), then deleted with their timelines by a background sweep.
+//! all that time), then deleted with their timelines by a background sweep. The same sweep
+//! removes devices the virtual terminal page enrolled once they are unused for
+//! `virtual_terminal_ttl`, so that enrollments anyone may ask for cannot fill the store.
 
 use super::Engine;
 use chrono::Utc;
@@ -14,6 +16,7 @@ impl Engine {
     pub async fn run_retention(self, shutdown: CancellationToken) {
         loop {
             self.sweep_once().await;
+            self.purge_unused_virtual_devices().await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -35,6 +38,30 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "retention sweep failed");
+                0
+            }
+        }
+    }
+
+    /// Deletes self-enrolled (virtual terminal) devices that are not connected and were not
+    /// seen for `virtual_terminal_ttl` (or never connected since their enrollment that long
+    /// ago); returns how many. Their registers go with them: a register paired to a virtual
+    /// terminal nobody uses does not keep it alive (or anyone could keep theirs forever by
+    /// pairing one). A device with a transaction in progress stays: only it can report a
+    /// started payment's outcome.
+    pub async fn purge_unused_virtual_devices(&self) -> u64 {
+        let Ok(ttl) = chrono::Duration::from_std(self.settings().virtual_terminal_ttl) else {
+            return 0;
+        };
+        let before = Utc::now() - ttl;
+        match self.store().purge_unused_self_enrolled(before).await {
+            Ok(0) => 0,
+            Ok(n) => {
+                tracing::info!(deleted = n, "unused virtual terminals removed");
+                n
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "removing unused virtual terminals failed");
                 0
             }
         }

@@ -39,6 +39,7 @@ const WRITES: &[&str] = &[
     "append_events",
     "set_display_text",
     "purge_completed_before",
+    "purge_unused_self_enrolled",
     "claim_callbacks",
     "record_callback_attempt",
     "secret",
@@ -140,6 +141,14 @@ impl Store for MeteredStore {
     async fn clear_connections(&self, node: &str) -> Result<(), StoreError> {
         self.timed("clear_connections", self.inner.clear_connections(node))
             .await
+    }
+
+    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.timed(
+            "purge_unused_self_enrolled",
+            self.inner.purge_unused_self_enrolled(before),
+        )
+        .await
     }
 
     async fn replace_pairing_code(

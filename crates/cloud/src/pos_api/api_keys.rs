@@ -23,8 +23,9 @@ pub struct ApiKeys {
     by_digest: HashMap<[u8; 32], String>,
 }
 
-/// Shortest key accepted: a key is a password that never changes hands by hand.
-const MIN_KEY_LEN: usize = 16;
+/// Shortest key accepted: a key is a password that never changes hands by hand. The admin
+/// token is held to the same minimum.
+pub const MIN_KEY_LEN: usize = 16;
 
 impl ApiKeys {
     /// Parses `VENDOR=KEY` entries.

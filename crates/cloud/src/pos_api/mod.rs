@@ -39,21 +39,42 @@ pub struct ApiSettings {
     pub limits: ApiLimits,
 }
 
-/// Limits that keep hostile or broken clients harmless. Field count and length limits are
-/// constants in [`fields`]; `SaleData` limits in [`sale_data`].
+/// Limits that keep hostile or broken clients harmless, on the POS API and on the pages' own
+/// endpoints (same listener). Field count and length limits are constants in [`fields`];
+/// `SaleData` limits in [`sale_data`].
 #[derive(Debug, Clone)]
 pub struct ApiLimits {
     /// Largest request body in bytes; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Failed pairing attempts allowed per source and globally.
+    /// Failed pairing attempts allowed per source and globally. Its `trust_forwarded_for`
+    /// says how every HTTP budget finds a request's source.
     pub pairing: PairingGuardSettings,
+    /// Devices the virtual terminal page may enroll per source and globally (each counts).
+    pub enrollment: PairingGuardSettings,
+    /// Wrong admin tokens allowed per source.
+    pub admin_tokens: PairingGuardSettings,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
+        let minute = std::time::Duration::from_secs(60);
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             pairing: PairingGuardSettings::default(),
+            // A developer clicks "create" a few times; a script gets five, then waits.
+            enrollment: PairingGuardSettings {
+                failures_per_source: 5,
+                failures_global: 100,
+                window: minute,
+                trust_forwarded_for: false,
+            },
+            // No global budget: it would let anyone lock the operator out.
+            admin_tokens: PairingGuardSettings {
+                failures_per_source: 10,
+                failures_global: 0,
+                window: minute,
+                trust_forwarded_for: false,
+            },
         }
     }
 }

@@ -7,12 +7,19 @@
 //! succeeds, so concurrent guesses from one source cannot slip past the budget while the first
 //! ones are still being answered. In memory: a restart forgets the counts, which only hands an
 //! attacker one more window.
+//!
+//! The same guard, under other names, is every other per-source budget of the cloud (one
+//! limiter, several budgets): self-enrollment from the virtual terminal page, failed device
+//! `hello`s, wrong admin tokens (per source address), and `pairing_code_request`s (per device).
 
 use super::ApiState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use protocol::DeviceId;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::fmt;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -73,25 +80,53 @@ impl Window {
     }
 }
 
+/// What a guard counts by.
+pub trait GuardKey: Clone + Eq + Hash + fmt::Display + Send + 'static {
+    /// The key an attempt is counted under (several addresses may be one source).
+    fn counted_as(self) -> Self {
+        self
+    }
+}
+
+impl GuardKey for IpAddr {
+    fn counted_as(self) -> Self {
+        source_key(self)
+    }
+}
+
+impl GuardKey for DeviceId {}
+
 #[derive(Debug)]
-struct Counts {
-    sources: HashMap<IpAddr, Window>,
+struct Counts<K> {
+    sources: HashMap<K, Window>,
     global: Window,
 }
 
-/// Counts failed pairing attempts; see the module documentation.
+/// Counts failed attempts per source (an address by default); see the module documentation.
 #[derive(Debug)]
-pub struct PairingGuard {
+pub struct PairingGuard<K = IpAddr> {
+    /// What is counted, for the log (`pairing`, `device hello`, ...).
+    what: &'static str,
     settings: PairingGuardSettings,
-    counts: Mutex<Counts>,
+    counts: Mutex<Counts<K>>,
 }
 
 /// An attempt in progress, counted as a failure unless [`PairingGuard::succeeded`] refunds it.
 #[derive(Debug)]
 #[must_use = "an attempt counts as failed unless it is refunded"]
-pub struct Attempt {
-    source: Option<IpAddr>,
+pub struct Attempt<K = IpAddr> {
+    source: Option<K>,
     at: Instant,
+    /// Failures counted for its source in this window, this one included (0: not tracked).
+    failures: u32,
+}
+
+impl<K> Attempt<K> {
+    /// Failures counted for the source in the current window, this attempt included; 1 for
+    /// the first of a burst (worth a log line when the rest are not). 0 when not tracked.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
 }
 
 /// Why an attempt was refused: which budget is spent, and for how long.
@@ -110,10 +145,18 @@ impl Refused {
 }
 
 impl PairingGuard {
-    /// A guard with these settings.
+    /// The pairing guard, with these settings.
     pub fn new(settings: PairingGuardSettings) -> Self {
+        Self::named("pairing", settings)
+    }
+}
+
+impl<K: GuardKey> PairingGuard<K> {
+    /// A guard counting `what` (named in its log lines) with these settings.
+    pub fn named(what: &'static str, settings: PairingGuardSettings) -> Self {
         let now = Instant::now();
         Self {
+            what,
             settings,
             counts: Mutex::new(Counts {
                 sources: HashMap::new(),
@@ -124,9 +167,9 @@ impl PairingGuard {
 
     /// Starts an attempt from `source` at `now`, counting it as failed until refunded;
     /// `Err` when the source's or the global budget is spent.
-    pub fn begin(&self, source: Option<IpAddr>, now: Instant) -> Result<Attempt, Refused> {
+    pub fn begin(&self, source: Option<K>, now: Instant) -> Result<Attempt<K>, Refused> {
         let s = &self.settings;
-        let source = source.map(source_key);
+        let source = source.map(GuardKey::counted_as);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.global.roll(now, s.window);
         if s.failures_global > 0 && counts.global.failures >= s.failures_global {
@@ -135,7 +178,8 @@ impl PairingGuard {
                 global: true,
             });
         }
-        if let (Some(ip), true) = (source, s.failures_per_source > 0) {
+        let mut failures = 0;
+        if let (Some(ip), true) = (source.clone(), s.failures_per_source > 0) {
             if !counts.sources.contains_key(&ip) && counts.sources.len() >= MAX_SOURCES {
                 let window = s.window;
                 counts
@@ -144,7 +188,10 @@ impl PairingGuard {
             }
             let tracked = counts.sources.len() < MAX_SOURCES || counts.sources.contains_key(&ip);
             if tracked {
-                let w = counts.sources.entry(ip).or_insert_with(|| Window::new(now));
+                let w = counts
+                    .sources
+                    .entry(ip.clone())
+                    .or_insert_with(|| Window::new(now));
                 w.roll(now, s.window);
                 if w.failures >= s.failures_per_source {
                     return Err(Refused {
@@ -153,12 +200,14 @@ impl PairingGuard {
                     });
                 }
                 w.failures += 1;
+                failures = w.failures;
                 if w.failures == s.failures_per_source {
                     tracing::warn!(
+                        limit = self.what,
                         source = %ip,
                         failures = w.failures,
                         window_secs = s.window.as_secs(),
-                        "pairing: too many attempts from one source; refusing it until the window ends"
+                        "too many attempts from one source; refusing it until the window ends"
                     );
                 }
             }
@@ -166,17 +215,52 @@ impl PairingGuard {
         counts.global.failures += 1;
         if counts.global.failures == s.failures_global {
             tracing::warn!(
-                source = ?source,
+                limit = self.what,
+                source = %source.as_ref().map(ToString::to_string).unwrap_or_default(),
                 failures = counts.global.failures,
                 window_secs = s.window.as_secs(),
-                "pairing: global failure budget spent (distributed guessing?); refusing all pairing attempts until the window ends"
+                "global failure budget spent; refusing every source until the window ends"
             );
         }
-        Ok(Attempt { source, at: now })
+        Ok(Attempt {
+            source,
+            at: now,
+            failures,
+        })
+    }
+
+    /// Counts a failure that has already happened (no attempt to refund): the source's failure
+    /// count in this window, or `Err` when its budget was already spent.
+    pub fn failed(&self, source: Option<K>, now: Instant) -> Result<u32, Refused> {
+        self.begin(source, now).map(|a| a.failures)
+    }
+
+    /// Whether an attempt from `source` at `now` would be refused, without counting one: for
+    /// checks that count only failures, so that many concurrent successes never trip them.
+    pub fn refusal(&self, source: Option<&K>, now: Instant) -> Option<Refused> {
+        let s = &self.settings;
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.global.roll(now, s.window);
+        if s.failures_global > 0 && counts.global.failures >= s.failures_global {
+            return Some(Refused {
+                retry_after: counts.global.retry_after(now, s.window),
+                global: true,
+            });
+        }
+        let key = source.cloned().map(GuardKey::counted_as)?;
+        if s.failures_per_source == 0 {
+            return None;
+        }
+        let w = counts.sources.get_mut(&key)?;
+        w.roll(now, s.window);
+        (w.failures >= s.failures_per_source).then(|| Refused {
+            retry_after: w.retry_after(now, s.window),
+            global: false,
+        })
     }
 
     /// Refunds an attempt that did not fail (the code paired, or the store failed).
-    pub fn succeeded(&self, attempt: Attempt) {
+    pub fn succeeded(&self, attempt: Attempt<K>) {
         let window = self.settings.window;
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         // Only refund into the window the attempt was counted in.
@@ -184,7 +268,11 @@ impl PairingGuard {
         if same_window(&counts.global) {
             counts.global.failures = counts.global.failures.saturating_sub(1);
         }
-        if let Some(w) = attempt.source.and_then(|ip| counts.sources.get_mut(&ip)) {
+        if let Some(w) = attempt
+            .source
+            .as_ref()
+            .and_then(|ip| counts.sources.get_mut(ip))
+        {
             if same_window(w) {
                 w.failures = w.failures.saturating_sub(1);
             }
@@ -221,18 +309,27 @@ fn source_key(ip: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl FromRequestParts<ApiState> for ClientAddr {
+/// A router state that knows whether to believe `X-Forwarded-For` (`--trust-forwarded-for`).
+pub trait ForwardedFor {
+    /// Whether the last `X-Forwarded-For` entry is the client's address.
+    fn trust_forwarded_for(&self) -> bool;
+}
+
+impl ForwardedFor for ApiState {
+    fn trust_forwarded_for(&self) -> bool {
+        self.settings.limits.pairing.trust_forwarded_for
+    }
+}
+
+impl<S: ForwardedFor + Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &ApiState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(a)| a.ip());
-        if state.settings.limits.pairing.trust_forwarded_for {
+        if state.trust_forwarded_for() {
             let forwarded = parts
                 .headers
                 .get_all("x-forwarded-for")
@@ -339,6 +436,52 @@ mod tests {
         let later = t + Duration::from_secs(61);
         assert!(g.begin(ip("192.168.0.1"), later).is_ok());
         assert_eq!(g.tracked_sources(), 1);
+    }
+
+    #[test]
+    fn counting_only_failures_never_refuses_concurrent_successes() {
+        let g = guard(2, 0);
+        let t = Instant::now();
+        let src = ip("10.0.0.1");
+        // Checks alone count nothing.
+        for _ in 0..100 {
+            assert_eq!(g.refusal(src.as_ref(), t), None);
+        }
+        assert_eq!(g.failed(src, t), Ok(1));
+        assert_eq!(g.refusal(src.as_ref(), t), None);
+        assert_eq!(g.failed(src, t), Ok(2));
+        let refused = g.refusal(src.as_ref(), t + Duration::from_secs(15));
+        assert_eq!(
+            refused,
+            Some(Refused {
+                retry_after: Duration::from_secs(45),
+                global: false
+            })
+        );
+        assert!(g.failed(src, t).is_err());
+        // Unknown sources are never refused by the per-source budget.
+        assert_eq!(g.refusal(None, t), None);
+        assert_eq!(g.refusal(ip("10.0.0.2").as_ref(), t), None);
+        assert_eq!(g.refusal(src.as_ref(), t + Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn devices_can_be_the_source() {
+        let g: PairingGuard<DeviceId> = PairingGuard::named(
+            "pairing code request",
+            PairingGuardSettings {
+                failures_per_source: 2,
+                failures_global: 0,
+                window: Duration::from_secs(60),
+                trust_forwarded_for: false,
+            },
+        );
+        let t = Instant::now();
+        let d = |s: &str| DeviceId::parse(s).ok();
+        assert_eq!(g.begin(d("a"), t).map(|a| a.failures()).ok(), Some(1));
+        assert_eq!(g.begin(d("a"), t).map(|a| a.failures()).ok(), Some(2));
+        assert!(g.begin(d("a"), t).is_err());
+        assert!(g.begin(d("b"), t).is_ok());
     }
 
     #[test]

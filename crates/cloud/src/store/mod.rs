@@ -140,6 +140,9 @@ pub struct DeviceRecord {
     /// Set while a node holds the device's connection.
     pub connected_at: Option<DateTime<Utc>>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Enrolled by the virtual terminal page rather than by an operator: removed once unused
+    /// (see [`Store::purge_unused_self_enrolled`]).
+    pub self_enrolled: bool,
 }
 
 /// A paired register.
@@ -208,6 +211,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Marks every device held by `node` as disconnected (at startup, after a crash).
     async fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
+    /// Deletes self-enrolled devices not connected and not seen since `before` (never
+    /// connected: enrolled before it), with their pairing codes and registers; a device with a
+    /// transaction in progress is kept. Returns how many were deleted.
+    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     // Pairing.
     /// Makes `code` the device's only valid code. False if the code is taken by another device.

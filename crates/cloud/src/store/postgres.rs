@@ -74,6 +74,7 @@ impl PostgresStore {
             created_at: from_ms(row.try_get("created_at")?),
             connected_at: row.try_get::<Option<i64>, _>("connected_at")?.map(from_ms),
             last_seen_at: row.try_get::<Option<i64>, _>("last_seen_at")?.map(from_ms),
+            self_enrolled: row.try_get("self_enrolled")?,
         })
     }
 
@@ -197,8 +198,8 @@ async fn insert_events(
 impl Store for PostgresStore {
     async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
         let r = sqlx::query(
-            "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(d.id.as_str())
         .bind(&d.secret_hash)
@@ -207,6 +208,7 @@ impl Store for PostgresStore {
         .bind(&d.merchant)
         .bind(&d.merchant_id)
         .bind(ms(d.created_at))
+        .bind(d.self_enrolled)
         .execute(&self.pool)
         .await;
         match r {
@@ -650,6 +652,36 @@ impl Store for PostgresStore {
                 "DELETE FROM transactions WHERE id IN (
                    SELECT id FROM transactions WHERE state = 'completed' AND created_at < $1
                    LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(ms(before))
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await?;
+            total += r.rows_affected();
+            if r.rows_affected() < PURGE_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // The conditions are repeated outside the batch's subquery: a row another node updated
+        // meanwhile (the device connected) is re-checked against them before it is deleted.
+        let mut total = 0;
+        loop {
+            let r = sqlx::query(
+                "DELETE FROM devices d
+                 WHERE d.id IN (SELECT id FROM devices
+                                WHERE self_enrolled AND connected_at IS NULL
+                                  AND COALESCE(last_seen_at, created_at) < $1
+                                  AND NOT EXISTS (SELECT 1 FROM transactions t
+                                                  WHERE t.device_id = devices.id
+                                                    AND t.state <> 'completed')
+                                LIMIT $2 FOR UPDATE SKIP LOCKED)
+                   AND d.self_enrolled AND d.connected_at IS NULL
+                   AND COALESCE(d.last_seen_at, d.created_at) < $1
+                   AND NOT EXISTS (SELECT 1 FROM transactions t
+                                   WHERE t.device_id = d.id AND t.state <> 'completed')",
             )
             .bind(ms(before))
             .bind(PURGE_BATCH)

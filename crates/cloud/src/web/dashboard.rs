@@ -5,8 +5,10 @@
 use super::{asset, WebState};
 use crate::domain::lifecycle::{CompletedBy, Phase};
 use crate::pos_api::error::ApiError;
+use crate::pos_api::pairing_guard::ClientAddr;
 use crate::store::{DeviceRecord, RegisterRecord, TransactionQuery, TransactionRecord};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 const HTML: &str = include_str!("dashboard.html");
 const SCRIPT: &str = include_str!("dashboard.js");
@@ -57,12 +60,50 @@ pub async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
-/// Checks the admin token: 404 when the dashboard is off, 401 when the token is missing or
-/// wrong. Both sides are hashed first so the comparison takes the same time wherever they differ.
-fn authorize(state: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// An operator's request: the admin token checked. 404 when the dashboard is off, 401 when the
+/// token is missing or wrong, 429 (with `Retry-After`) after too many wrong ones from one
+/// source. Both sides are hashed first so the comparison takes the same time wherever they
+/// differ. As an extractor, no admin handler can forget the check.
+pub struct Admin;
+
+impl FromRequestParts<WebState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &WebState,
+    ) -> Result<Self, Self::Rejection> {
+        let ClientAddr(source) = match ClientAddr::from_request_parts(parts, state).await {
+            Ok(a) => a,
+            Err(never) => match never {},
+        };
+        authorize(state, &parts.headers, source)?;
+        Ok(Admin)
+    }
+}
+
+fn authorize(
+    state: &WebState,
+    headers: &HeaderMap,
+    source: Option<IpAddr>,
+) -> Result<(), ApiError> {
     let Some(expected) = state.admin_token.as_deref() else {
         return Err(ApiError::not_found(DISABLED));
     };
+    // Counted from the start and refunded when right, so concurrent guesses cannot overtake
+    // the count; a lockout refuses the right token too, so guessing does not resume.
+    let attempt = state
+        .admin_guard
+        .begin(source, Instant::now())
+        .map_err(|refused| {
+            ApiError::too_many(
+                format!(
+                    "Too many wrong admin tokens from this address; retry in {} s",
+                    refused.retry_after_secs()
+                ),
+                Some(refused.retry_after_secs()),
+            )
+        })?;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -77,10 +118,14 @@ fn authorize(state: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0;
     if presented.is_empty() || !same {
+        if attempt.failures() == 1 {
+            tracing::info!(source = ?source, "wrong admin token (further ones this minute are not logged)");
+        }
         return Err(ApiError::unauthorized(
             "admin token required: send Authorization: Bearer <token>",
         ));
     }
+    state.admin_guard.succeeded(attempt);
     Ok(())
 }
 
@@ -329,9 +374,8 @@ async fn device_views(
 /// `GET /admin/devices`: every device with its state and registers.
 pub async fn devices(
     State(state): State<WebState>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> Result<Json<Vec<DeviceView>>, ApiError> {
-    authorize(&state, &headers)?;
     let devices = state
         .engine
         .store()
@@ -344,10 +388,9 @@ pub async fn devices(
 /// `GET /admin/transactions`: recent transactions, newest first, filtered.
 pub async fn transactions(
     State(state): State<WebState>,
-    headers: HeaderMap,
+    _: Admin,
     Query(filter): Query<TransactionFilter>,
 ) -> Result<Json<Vec<TransactionView>>, ApiError> {
-    authorize(&state, &headers)?;
     Ok(Json(filter.run(&state).await?))
 }
 
@@ -372,10 +415,9 @@ pub struct EventView {
 /// its timeline.
 pub async fn transaction(
     State(state): State<WebState>,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionDetail>, ApiError> {
-    authorize(&state, &headers)?;
     let id: TransactionId = id
         .parse()
         .map_err(|_| ApiError::not_found("Transaction not found"))?;
@@ -428,8 +470,7 @@ async fn snapshot(state: &WebState) -> Result<String, ApiError> {
 
 /// `GET /admin/events`: server-sent events. A `snapshot` event (devices and recent transactions)
 /// at once and whenever something changed; the stream ends when the cloud shuts down.
-pub async fn live(State(state): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+pub async fn live(State(state): State<WebState>, _: Admin) -> Result<Response, ApiError> {
     Ok(Sse::new(live_stream(state))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -494,10 +535,9 @@ fn enroll_error(e: crate::engine::devices::EnrollError) -> ApiError {
 /// working and a connection made with it is closed at once.
 pub async fn rotate_secret(
     State(state): State<WebState>,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    authorize(&state, &headers)?;
     let id = protocol::DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let secret = state
         .engine
@@ -515,10 +555,9 @@ pub async fn rotate_secret(
 /// at once (rotating its secret later brings it back).
 pub async fn revoke(
     State(state): State<WebState>,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers)?;
     let id = protocol::DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state.engine.revoke(&id).await.map_err(enroll_error)?;
     tracing::warn!(device = %id, "device revoked by an operator");

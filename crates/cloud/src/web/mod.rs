@@ -5,7 +5,10 @@
 pub mod dashboard;
 pub mod virtual_terminal;
 
+use crate::config::EnrollmentOff;
 use crate::engine::Engine;
+use crate::pos_api::pairing_guard::{ForwardedFor, PairingGuard};
+use crate::pos_api::ApiLimits;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,10 +20,17 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct WebState {
     pub engine: Engine,
-    /// Whether `POST /virtual-terminal/devices` may enroll devices (dev deployments).
-    pub virtual_terminals: bool,
+    /// Whether `POST /virtual-terminal/devices` may enroll devices (a developer's local
+    /// cloud, or `--virtual-terminals`), or why not.
+    pub enrollment: Result<(), EnrollmentOff>,
     /// The dashboard's token; `None` turns the dashboard off.
     pub admin_token: Option<Arc<str>>,
+    /// Self-enrollments per source address (every one counts).
+    pub enrollment_guard: Arc<PairingGuard>,
+    /// Wrong admin tokens per source address.
+    pub admin_guard: Arc<PairingGuard>,
+    /// Whether sources are taken from `X-Forwarded-For`.
+    trust_forwarded_for: bool,
     /// Cancelled on shutdown: ends the dashboard's live streams.
     pub shutdown: CancellationToken,
 }
@@ -29,16 +39,32 @@ impl WebState {
     /// The pages' state; an empty admin token counts as none.
     pub fn new(
         engine: Engine,
-        virtual_terminals: bool,
+        enrollment: Result<(), EnrollmentOff>,
         admin_token: Option<&str>,
+        limits: &ApiLimits,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             engine,
-            virtual_terminals,
+            enrollment,
             admin_token: admin_token.filter(|t| !t.trim().is_empty()).map(Arc::from),
+            enrollment_guard: Arc::new(PairingGuard::named(
+                "virtual terminal enrollment",
+                limits.enrollment.clone(),
+            )),
+            admin_guard: Arc::new(PairingGuard::named(
+                "admin token",
+                limits.admin_tokens.clone(),
+            )),
+            trust_forwarded_for: limits.pairing.trust_forwarded_for,
             shutdown,
         }
+    }
+}
+
+impl ForwardedFor for WebState {
+    fn trust_forwarded_for(&self) -> bool {
+        self.trust_forwarded_for
     }
 }
 

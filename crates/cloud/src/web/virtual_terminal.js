@@ -55,7 +55,8 @@
   const WALLETS = ['ALIPAY', 'WECHAT PAY'];
 
   // ---- state ---------------------------------------------------------------------------------
-  const vtEnabled = document.body.dataset.virtualTerminals === 'true';
+  // Whether this page may create its own device; a 403 from the cloud turns it off.
+  let vtEnabled = document.body.dataset.virtualTerminals === 'true';
   let creds = null; // {deviceId, secret}
   let ws = null;
   let welcomed = false;
@@ -280,8 +281,12 @@
       return;
     }
     // Retrying fast will not help these: back off to the maximum.
-    if (code === 4000 || code === 4001 || code === 4005) backoffMs = BACKOFF_MAX_MS;
-    if (code === 4001) notice = 'Authentication failed: unknown device or wrong secret.';
+    if (code === 4000 || code === 4001 || code === 4005 || code === 4029) backoffMs = BACKOFF_MAX_MS;
+    if (code === 4001) {
+      notice = 'Authentication failed: unknown device or wrong secret (a virtual terminal unused '
+        + 'for a while is removed: forget it and create a new one).';
+    }
+    if (code === 4029) notice = `Cloud: ${reason || 'too many refused connections from this address'}`;
     scheduleReconnect();
     render();
   }
@@ -892,7 +897,12 @@
       const response = await fetch('/virtual-terminal/devices', { method: 'POST' });
       const body = await response.json().catch(() => ({}));
       if (!response.ok) {
-        if (response.status === 404) $('vt-disabled').hidden = false;
+        // 403: creating devices is off here (the message says how to turn it on); 429: too
+        // many from this address (the message says when to retry).
+        if (response.status === 403 || response.status === 404) {
+          vtEnabled = false;
+          render();
+        }
         throw new Error(body.error || `HTTP ${response.status}`);
       }
       logNote(`enrolled ${body.deviceId}`);

@@ -5,6 +5,7 @@
 use super::{asset, WebState};
 use crate::engine::devices::{EnrollError, NewDevice};
 use crate::pos_api::error::ApiError;
+use crate::pos_api::pairing_guard::ClientAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,7 +26,7 @@ const MERCHANT: &str = "Virtual terminals";
 /// `GET /virtual-terminal`. Whether the page may enroll its own device is written into it, so
 /// it can say so before anyone clicks.
 pub async fn page(State(state): State<WebState>) -> Response {
-    let enabled = if state.virtual_terminals {
+    let enabled = if state.enrollment.is_ok() {
         "true"
     } else {
         "false"
@@ -55,15 +56,36 @@ pub struct CreatedDevice {
 }
 
 /// `POST /virtual-terminal/devices`: enrolls a fresh `virtual-…` device and returns its
-/// credentials; 404 unless virtual terminals are enabled.
-pub async fn create_device(State(state): State<WebState>) -> Result<Response, ApiError> {
-    if !state.virtual_terminals {
-        return Err(ApiError::not_found(
-            "virtual terminals are disabled on this cloud (production mode); an operator can \
-             enable them with --virtual-terminals, or enroll a device with `eftcloud device add` \
-             and type its id and secret into the page",
-        ));
+/// credentials. 403 unless self-enrollment is on (it hands out device credentials to anyone
+/// who asks), 429 past the per-source budget. Such devices are removed when unused (see
+/// `engine/retention.rs`).
+pub async fn create_device(
+    State(state): State<WebState>,
+    ClientAddr(source): ClientAddr,
+) -> Result<Response, ApiError> {
+    if let Err(why) = state.enrollment {
+        return Err(ApiError::forbidden(format!(
+            "creating virtual terminals from this page is off on this cloud: {why}. It is on by \
+             itself only on a local development cloud (loopback listen address, no admin token or \
+             POS API key, not --production); an operator can turn it on with \
+             --virtual-terminals, or enroll a device with `eftcloud device add` and type its id \
+             and secret into the page"
+        )));
     }
+    // Every enrollment counts: the budget bounds how fast the store can be filled.
+    let attempt = state
+        .enrollment_guard
+        .begin(source, std::time::Instant::now())
+        .map_err(|refused| {
+            ApiError::too_many(
+                format!(
+                    "Too many virtual terminals created from here; retry in {} s",
+                    refused.retry_after_secs()
+                ),
+                Some(refused.retry_after_secs()),
+            )
+        })?;
+    drop(attempt);
     let details = NewDevice {
         vendor: VENDOR.into(),
         model: MODEL.into(),
@@ -73,7 +95,7 @@ pub async fn create_device(State(state): State<WebState>) -> Result<Response, Ap
     for _ in 0..2 {
         let raw = format!("virtual-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let id = DeviceId::parse(&raw).map_err(ApiError::internal)?;
-        match state.engine.enroll_device(&id, &details).await {
+        match state.engine.enroll_virtual_device(&id, &details).await {
             Ok(secret) => {
                 tracing::info!(device = %id, "virtual terminal enrolled");
                 let body = CreatedDevice {

@@ -512,7 +512,11 @@ async fn spawn_custom(virtual_terminals: bool, admin_token: Option<&str>) -> Cus
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", dir.path().join("eftcloud.db").display()),
         poll_interval_min: Duration::ZERO,
-        virtual_terminals,
+        virtual_terminals: if virtual_terminals {
+            cloud::config::VirtualTerminals::On
+        } else {
+            cloud::config::VirtualTerminals::Off
+        },
         admin_token: admin_token.map(str::to_string),
         engine: cloud::engine::EngineSettings {
             accept_timeout: Duration::from_secs(2),
@@ -570,10 +574,13 @@ async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("disabled"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--virtual-terminals"),
         "{body}"
     );
     // No admin token configured: the dashboard and its data are off, and say so.
@@ -598,7 +605,7 @@ async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
         c.goto(&page).await.unwrap();
         let notice = c.find(Locator::Id("vt-disabled")).await.unwrap();
         assert!(notice.is_displayed().await.unwrap());
-        assert!(notice.text().await.unwrap().contains("disabled"));
+        assert!(notice.text().await.unwrap().contains("--virtual-terminals"));
         let create = c.find(Locator::Id("create-device")).await.unwrap();
         assert!(!create.is_displayed().await.unwrap());
         screenshot(&c, "virtual-terminal-disabled").await;
@@ -622,6 +629,46 @@ async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
             .unwrap();
         pairing_code(&c).await;
         assert_eq!(text_of(&c, "device-id").await, "shop-till-7");
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_says_when_this_address_created_too_many_terminals() {
+    let app = spawn_app_with(Opts {
+        api_limits: cloud::pos_api::ApiLimits {
+            enrollment: cloud::pos_api::pairing_guard::PairingGuardSettings {
+                failures_per_source: 1,
+                failures_global: 0,
+                window: Duration::from_secs(60),
+                trust_forwarded_for: false,
+            },
+            ..Default::default()
+        },
+        ..Opts::default()
+    })
+    .await;
+    let page = app.url("/virtual-terminal");
+    with_browser(|c| async move {
+        c.goto(&page).await.unwrap();
+        click(&c, "create-device").await;
+        pairing_code(&c).await;
+        // A fresh tab state: the page offers to create another one, and the cloud says no.
+        c.execute("sessionStorage.clear();", vec![]).await.unwrap();
+        c.goto(&page).await.unwrap();
+        click(&c, "create-device").await;
+        let shown = wait_js(
+            &c,
+            "the refusal",
+            "document.getElementById('setup-error').textContent",
+            |v| v.as_str().is_some_and(|t| t.contains("Too many")),
+        )
+        .await;
+        assert!(shown.as_str().unwrap().contains("retry in"), "{shown}");
+        // Creating stays offered: the refusal is for now, not for good.
+        let create = c.find(Locator::Id("create-device")).await.unwrap();
+        assert!(create.is_displayed().await.unwrap());
     })
     .await;
     app.stop().await;

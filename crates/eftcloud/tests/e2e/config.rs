@@ -196,6 +196,17 @@ async fn bad_files_and_values_are_named_exactly() {
             vec![],
             vec!["--accept-timeout must be greater than zero"],
         ),
+        // An admin token as short as a guessable password: the POS key minimum applies.
+        (
+            "admin-token = \"abc\"\n".into(),
+            vec![],
+            vec!["--admin-token is too short: at least 16 characters"],
+        ),
+        (
+            String::new(),
+            vec!["--admin-token", "abc"],
+            vec!["--admin-token is too short"],
+        ),
         (
             format!("data-dir = \"{blocker}/data\"\n"),
             vec![],
@@ -244,4 +255,46 @@ async fn bad_files_and_values_are_named_exactly() {
         err.contains("cannot read configuration file") && err.contains("missing.toml"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn config_check_says_whether_the_virtual_terminal_page_may_enroll_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let cases: [(&[&str], &str); 6] = [
+        (&[], "on"),
+        (
+            &["--admin-token", "0123456789abcdef"],
+            "off (a credential is configured (--admin-token or --pos-api-key))",
+        ),
+        (
+            &["--pos-api-key", "Till2Go=0123456789abcdef"],
+            "off (a credential is configured (--admin-token or --pos-api-key))",
+        ),
+        (
+            &["--listen", "0.0.0.0:8080"],
+            "off (the cloud listens on a non-loopback address)",
+        ),
+        (&["--production"], "off (production mode (--production))"),
+        (
+            &[
+                "--production",
+                "--admin-token",
+                "0123456789abcdef",
+                "--virtual-terminals",
+            ],
+            "on",
+        ),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["config", "check", "--data-dir", &data];
+        args.extend(flags.iter().copied());
+        let (status, out, err) = run(&args, &[]).await;
+        assert_eq!(status, 0, "{flags:?}: {err}");
+        assert_eq!(
+            line(&out, "effective virtual terminal enrollment"),
+            format!("effective virtual terminal enrollment = {want}"),
+            "{flags:?}"
+        );
+    }
 }

@@ -53,6 +53,15 @@ pub struct Opts {
     pub max_connections_per_source: usize,
     /// Commit failures on demand (SQLite store only).
     pub store_faults: Arc<cloud::store::StoreFaults>,
+    /// Whether the virtual terminal page may enroll devices (`On` here, so that the page's
+    /// tests need no setup; `Auto` is the rule of `serve`).
+    pub virtual_terminals: cloud::config::VirtualTerminals,
+    /// How long an unused self-enrolled device is kept.
+    pub virtual_terminal_ttl: Duration,
+    /// Refused device handshakes allowed per source.
+    pub hello_failures: cloud::pos_api::pairing_guard::PairingGuardSettings,
+    /// `pairing_code_request`s allowed per device.
+    pub pairing_code_requests: cloud::pos_api::pairing_guard::PairingGuardSettings,
 }
 
 /// The callback signing secret of test apps.
@@ -79,6 +88,10 @@ impl Default for Opts {
             max_connections_per_source: 0,
             api_limits: Default::default(),
             store_faults: Arc::default(),
+            virtual_terminals: cloud::config::VirtualTerminals::On,
+            virtual_terminal_ttl: EngineSettings::default().virtual_terminal_ttl,
+            hello_failures: GatewaySettings::default().hello_failures,
+            pairing_code_requests: GatewaySettings::default().pairing_code_requests,
         }
     }
 }
@@ -140,11 +153,14 @@ pub async fn spawn_app_on(
             token_ttl: opts.token_ttl,
             delayed_after: opts.delayed_after,
             retention: opts.retention,
+            virtual_terminal_ttl: opts.virtual_terminal_ttl,
         },
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,
             hello_timeout: opts.hello_timeout,
             node: opts.node.clone(),
+            hello_failures: opts.hello_failures.clone(),
+            pairing_code_requests: opts.pairing_code_requests.clone(),
         },
         poll_interval_min: opts.poll_interval_min,
         sync_timeout: opts.sync_timeout,
@@ -155,7 +171,7 @@ pub async fn spawn_app_on(
             max_attempts: 5,
             timeout: Duration::from_secs(2),
         },
-        virtual_terminals: true,
+        virtual_terminals: opts.virtual_terminals,
         admin_token: opts.admin_token.clone(),
         api_limits: opts.api_limits.clone(),
         metrics_listen: None,

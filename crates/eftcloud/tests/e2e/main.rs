@@ -20,6 +20,7 @@ mod polling;
 mod postgres;
 mod restart;
 mod security;
+mod security_access;
 mod storage;
 mod tls;
 mod transactions;

@@ -225,6 +225,7 @@ fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
         created_at: from_ms(row.get("created_at")?),
         connected_at: row.get::<_, Option<i64>>("connected_at")?.map(from_ms),
         last_seen_at: row.get::<_, Option<i64>>("last_seen_at")?.map(from_ms),
+        self_enrolled: row.get::<_, i64>("self_enrolled")? != 0,
     })
 }
 
@@ -340,8 +341,8 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let r = conn
                     .prepare_cached(
-                        "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )
                     .map_err(StoreError::from)?
                     .execute(params![
@@ -351,7 +352,8 @@ impl Store for SqliteStore {
                         d.model,
                         d.merchant,
                         d.merchant_id,
-                        ms(d.created_at)
+                        ms(d.created_at),
+                        i64::from(d.self_enrolled)
                     ]);
                 match r {
                     Ok(_) => Ok(()),
@@ -435,6 +437,35 @@ impl Store for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // In batches, like the transaction purge. The single writer runs each statement alone,
+        // so a device cannot connect between the check and the delete.
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer
+                .write(move |conn| {
+                    Ok::<_, StoreError>(
+                        conn.prepare_cached(
+                            "DELETE FROM devices WHERE id IN (
+                               SELECT d.id FROM devices d
+                               WHERE d.self_enrolled = 1 AND d.connected_at IS NULL
+                                 AND COALESCE(d.last_seen_at, d.created_at) < ?1
+                                 AND NOT EXISTS (SELECT 1 FROM transactions t
+                                                 WHERE t.device_id = d.id AND t.state <> 'completed')
+                               LIMIT 1000)",
+                        )?
+                        .execute([ms(before)])?,
+                    )
+                })
+                .await?;
+            total += n as u64;
+            if n < 1000 {
+                return Ok(total);
+            }
+        }
     }
 
     async fn replace_pairing_code(
