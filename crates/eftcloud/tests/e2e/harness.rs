@@ -51,6 +51,10 @@ pub struct Opts {
     pub admin_token: Option<String>,
     /// Most open connections per source address (0: no limit).
     pub max_connections_per_source: usize,
+    /// A connection's time to deliver a request header (the server's default unless set).
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body (the server's default unless set).
+    pub body_read_timeout: Duration,
 }
 
 /// The callback signing secret of test apps.
@@ -76,6 +80,8 @@ impl Default for Opts {
             admin_token: None,
             max_connections_per_source: 0,
             api_limits: Default::default(),
+            header_read_timeout: cloud::config::ListenerSettings::default().header_read_timeout,
+            body_read_timeout: cloud::config::ListenerSettings::default().body_read_timeout,
         }
     }
 }
@@ -154,6 +160,8 @@ pub async fn spawn_app_on(
         metrics_listen: None,
         listeners: cloud::config::ListenerSettings {
             max_connections_per_source: opts.max_connections_per_source,
+            header_read_timeout: opts.header_read_timeout,
+            body_read_timeout: opts.body_read_timeout,
             ..Default::default()
         },
         pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&opts.pos_api_keys).unwrap(),

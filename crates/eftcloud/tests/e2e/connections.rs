@@ -1,0 +1,216 @@
+//! Connections the server must not keep waiting on, through real sockets: silent ones, idle
+//! keep-alive ones and HTTP/2 prior-knowledge ones.
+
+use crate::harness::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The header read timeout of these tests: short, so they run fast, and long enough that a
+/// loaded machine still serves a prompt client within it.
+const TIMEOUT: Duration = Duration::from_millis(600);
+
+async fn app_with_timeout() -> TestApp {
+    spawn_app_with(Opts {
+        header_read_timeout: TIMEOUT,
+        ..Opts::default()
+    })
+    .await
+}
+
+/// Reads until the server closes the connection (EOF or reset), at most `PATIENCE`; returns
+/// what it sent.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+    got
+}
+
+/// Asserts the server closes `stream` no sooner than about the timeout after `since` (half of
+/// it: only the lower bound of a timer can be trusted on a loaded machine) and within
+/// `PATIENCE`.
+async fn assert_closed_by_timeout(stream: &mut TcpStream, since: Instant, what: &str) -> Vec<u8> {
+    let got = read_until_closed(stream).await;
+    let after = since.elapsed();
+    assert!(
+        after >= TIMEOUT / 2,
+        "{what}: closed after {after:?}, too early"
+    );
+    got
+}
+
+/// One HTTP/1.1 response with a `Content-Length` body, read without waiting for the close.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            assert_ne!(n, 0, "closed before a whole response: {text}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("a response in time")
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let app = app_with_timeout().await;
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    let got = assert_closed_by_timeout(&mut silent, started, "silent").await;
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+
+    // Part of the HTTP/2 preface leaves the server unable to tell HTTP/1 from HTTP/2; it must
+    // not wait for the rest forever either.
+    let started = Instant::now();
+    let mut partial = TcpStream::connect(app.addr).await.unwrap();
+    partial.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    assert_closed_by_timeout(&mut partial, started, "partial preface").await;
+
+    // The server still serves (the closed connections took nothing with them).
+    let (status, _) = app.get_json(&app.url("/healthz")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_between_requests() {
+    let app = app_with_timeout().await;
+    let mut conn = TcpStream::connect(app.addr).await.unwrap();
+    // Two requests on one connection: keep-alive works...
+    for _ in 0..2 {
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_response(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // ...and once idle, the connection has the header read timeout to send the next request.
+    let idle_since = Instant::now();
+    let got = assert_closed_by_timeout(&mut conn, idle_since, "idle keep-alive").await;
+    assert!(
+        !String::from_utf8_lossy(&got).contains("200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// The HTTP/2 client preface.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+const SETTINGS: u8 = 0x4;
+const HEADERS: u8 = 0x1;
+const PING: u8 = 0x6;
+
+/// The frames in `bytes` as (type, stream id, payload); a cut-off last frame is left out.
+fn frames(bytes: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        if rest.len() < 9 + len {
+            break;
+        }
+        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        out.push((rest[3], stream, rest[9..9 + len].to_vec()));
+        rest = &rest[9 + len..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_connections_are_bounded_too() {
+    let app = app_with_timeout().await;
+
+    // The preface alone, and the preface with the client's settings but no request: closed
+    // like a silent HTTP/1 connection.
+    for (what, hello) in [
+        ("preface only", PREFACE.to_vec()),
+        (
+            "preface and settings",
+            [PREFACE, &frame(SETTINGS, 0, 0, &[])].concat(),
+        ),
+    ] {
+        let started = Instant::now();
+        let mut conn = TcpStream::connect(app.addr).await.unwrap();
+        conn.write_all(&hello).await.unwrap();
+        let got = assert_closed_by_timeout(&mut conn, started, what).await;
+        assert!(
+            !frames(&got).iter().any(|(kind, ..)| *kind == HEADERS),
+            "{what}: answered a request it never got"
+        );
+    }
+
+    // A request is served over HTTP/2; then the client goes quiet and ignores the server's
+    // ping, as a vanished peer would: the server pings it and closes the connection.
+    let mut conn = TcpStream::connect(app.addr).await.unwrap();
+    // GET /healthz: `:method GET`, `:scheme http` (indexed), `:path` (literal, name indexed).
+    let mut block = vec![0x82, 0x86, 0x04, 8];
+    block.extend(b"/healthz");
+    let hello = [
+        PREFACE,
+        &frame(SETTINGS, 0, 0, &[]),
+        &frame(HEADERS, 0x1 | 0x4, 1, &block),
+    ]
+    .concat();
+    let sent = Instant::now();
+    conn.write_all(&hello).await.unwrap();
+    let got = read_until_closed(&mut conn).await;
+    let frames = frames(&got);
+    let response = frames
+        .iter()
+        .position(|(kind, stream, payload)| {
+            // `:status 200`, indexed.
+            *kind == HEADERS && *stream == 1 && payload.first() == Some(&0x88)
+        })
+        .unwrap_or_else(|| panic!("no 200 on stream 1: {frames:?}"));
+    assert!(
+        frames[response..].iter().any(|(kind, ..)| *kind == PING),
+        "closed without a ping: {frames:?}"
+    );
+    // Pinged after the timeout of silence, closed after another without an answer.
+    assert!(
+        sent.elapsed() >= TIMEOUT,
+        "closed after {:?}",
+        sent.elapsed()
+    );
+}
