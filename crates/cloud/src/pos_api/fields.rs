@@ -3,8 +3,10 @@
 
 use super::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 
 /// Most fields one request may carry (query and body together); SmartConnect requests use
@@ -18,6 +20,34 @@ pub const MAX_VALUE_BYTES: usize = super::DEFAULT_MAX_BODY_BYTES;
 /// The body limit in force, put in the request's extensions so the 413 can say it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
+
+/// The 413 answer, naming the limit when it is known.
+fn too_large(limit: Option<usize>) -> ApiError {
+    ApiError::payload_too_large(match limit {
+        Some(n) => format!("Request body too large: at most {n} bytes"),
+        None => "Request body too large".to_owned(),
+    })
+}
+
+/// Answers 413 at once when the declared `Content-Length` is over the body limit, before any
+/// of the body is read: the request would be refused anyway, and waiting for a body the client
+/// may never send would hold the connection until the body read timeout.
+pub async fn refuse_declared_oversize(
+    State(limit): State<BodyLimit>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit.0 as u64 => too_large(Some(limit.0)).into_response(),
+        // No length (chunked), or one within the limit: the body limit counts what arrives.
+        _ => next.run(req).await,
+    }
+}
 
 /// The fields of a POS request.
 #[derive(Debug, Default)]
@@ -129,10 +159,7 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             .map(|v| v.0.clone());
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(match limit {
-                    Some(n) => format!("Request body too large: at most {n} bytes"),
-                    None => "Request body too large".to_owned(),
-                })
+                too_large(limit)
             } else {
                 ApiError::bad_request(format!("Unreadable request body: {e}"))
             }

@@ -1,5 +1,5 @@
 //! Connections the server must not keep waiting on, through real sockets: silent ones, idle
-//! keep-alive ones and HTTP/2 prior-knowledge ones.
+//! keep-alive ones, HTTP/2 prior-knowledge ones, and bodies declared larger than the limit.
 
 use crate::harness::*;
 use std::time::{Duration, Instant};
@@ -213,4 +213,45 @@ async fn http2_prior_knowledge_connections_are_bounded_too() {
         "closed after {:?}",
         sent.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_before_it_is_read() {
+    // A long body timeout: an answer that waited for the body would come far too late.
+    let app = spawn_app_with(Opts {
+        body_read_timeout: Duration::from_secs(30),
+        ..Opts::default()
+    })
+    .await;
+    for (path, method) in [
+        ("/POS/Transaction", "POST"),
+        ("/POS/Pairing/12345678", "PUT"),
+    ] {
+        let mut conn = TcpStream::connect(app.addr).await.unwrap();
+        let started = Instant::now();
+        // Ten megabytes announced, a few bytes sent, and then nothing.
+        conn.write_all(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 10000000\r\n\r\nPOSRegisterID="
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let answer = read_response(&mut conn).await;
+        let took = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(
+            answer.contains(r#"{"error":"Request body too large: at most 65536 bytes"}"#),
+            "{answer}"
+        );
+        assert!(took < Duration::from_secs(5), "{path}: 413 after {took:?}");
+    }
+    // A declared length within the limit is read as usual (and refused for what it says).
+    let (status, body) = app
+        .post_form("/POS/Transaction", &[("TransactionType", "Card.Purchase")])
+        .await;
+    assert_eq!(status, 400, "{body}");
 }
