@@ -1,5 +1,6 @@
 //! Connections the server must not keep waiting on, through real sockets: silent ones, idle
-//! keep-alive ones, HTTP/2 prior-knowledge ones, and bodies declared larger than the limit.
+//! keep-alive ones, HTTP/2 prior-knowledge ones, and bodies declared larger than the limit; and
+//! requests it must not guess at: a field given twice.
 
 use crate::harness::*;
 use std::time::{Duration, Instant};
@@ -254,4 +255,170 @@ async fn a_declared_oversized_body_is_refused_before_it_is_read() {
         .post_form("/POS/Transaction", &[("TransactionType", "Card.Purchase")])
         .await;
     assert_eq!(status, 400, "{body}");
+}
+
+/// A form body from pairs, URL-encoded (repeats kept, which reqwest's `.form` cannot be told).
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// Sends `body` as `content_type`: status and JSON body.
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> (u16, serde_json::Value) {
+    let r = app
+        .http
+        .request(method, app.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+fn assert_refused_naming(answer: &(u16, serde_json::Value), field: &str) {
+    let (status, body) = answer;
+    assert_eq!(*status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        format!("Field {field} given more than once"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicated_amount_is_refused_and_creates_no_transaction() {
+    let app = spawn_app().await;
+    let (mut device, reg) = RawDevice::paired(&app, "dev-dup-amount").await;
+    let form = "application/x-www-form-urlencoded";
+    let mut twice = purchase(&reg, "100");
+    twice.push(("AmountTotal", "200"));
+
+    let answer = send(
+        &app,
+        reqwest::Method::POST,
+        "/POS/Transaction",
+        form,
+        form_body(&twice),
+    )
+    .await;
+    assert_refused_naming(&answer, "AmountTotal");
+
+    // JSON: serde_json would keep the last value of a repeated key, so the body is written
+    // out by hand.
+    let json = format!(
+        r#"{{"POSRegisterID": "{}", "POSBusinessName": "{}", "POSVendorName": "{}",
+            "TransactionMode": "ASYNC", "TransactionType": "Card.Purchase",
+            "AmountTotal": "100", "AmountTotal": "200"}}"#,
+        reg.register_id, reg.business_name, reg.vendor_name
+    );
+    let answer = send(
+        &app,
+        reqwest::Method::POST,
+        "/POS/Transaction",
+        "application/json",
+        json,
+    )
+    .await;
+    assert_refused_naming(&answer, "AmountTotal");
+
+    // The query string is read too, and refused the same way.
+    let without_amount: Vec<_> = purchase(&reg, "100")
+        .into_iter()
+        .filter(|(k, _)| *k != "AmountTotal")
+        .collect();
+    let answer = send(
+        &app,
+        reqwest::Method::POST,
+        "/POS/Transaction?AmountTotal=100&AmountTotal=200",
+        form,
+        form_body(&without_amount),
+    )
+    .await;
+    assert_refused_naming(&answer, "AmountTotal");
+
+    // Nothing was stored, and nothing reached the device.
+    let stored = app
+        .engine
+        .store()
+        .query_transactions(&cloud::store::TransactionQuery {
+            register: Some(reg.register_id.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    device.expect_silence(Duration::from_millis(200)).await;
+
+    // The same register's well-formed request goes through.
+    let (status, body) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["AmountTotal"], "100");
+
+    // A repeated polling token is refused too.
+    let url = body["data"]["PollingUrl"].as_str().unwrap();
+    let (status, body) = app.get_json(&format!("{url}&merchantAccessToken=x")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "Field merchantAccessToken given more than once"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicated_register_id_does_not_pair() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-dup-pair").await;
+    let mut device = RawDevice::connect(&app, "dev-dup-pair", &secret).await;
+    let code = device.code().await;
+    let reg = register("dup-pair");
+    let path = format!("/POS/Pairing/{code}");
+    let mut pairs = register_form(&reg);
+    pairs.push(("POSRegisterName", "Main Register"));
+    let mut twice = pairs.clone();
+    twice.push(("POSRegisterID", "someone-else"));
+
+    let answer = send(
+        &app,
+        reqwest::Method::PUT,
+        &path,
+        "application/x-www-form-urlencoded",
+        form_body(&twice),
+    )
+    .await;
+    assert_refused_naming(&answer, "POSRegisterID");
+    let json = format!(
+        r#"{{"POSRegisterID": "{}", "POSRegisterID": "someone-else", "POSBusinessName": "{}",
+            "POSVendorName": "{}", "POSRegisterName": "Main Register"}}"#,
+        reg.register_id, reg.business_name, reg.vendor_name
+    );
+    let answer = send(&app, reqwest::Method::PUT, &path, "application/json", json).await;
+    assert_refused_naming(&answer, "POSRegisterID");
+    device.expect_silence(Duration::from_millis(200)).await;
+
+    // The code was not used up: the well-formed request pairs with it.
+    let (status, body) = send(
+        &app,
+        reqwest::Method::PUT,
+        &path,
+        "application/x-www-form-urlencoded",
+        form_body(&pairs),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    match device.recv().await {
+        protocol::device::CloudMessage::Paired { register } => assert_eq!(register.key, reg),
+        other => panic!("expected paired, got {other:?}"),
+    }
 }
