@@ -41,8 +41,8 @@ pub fn wait_param(v: Option<&str>) -> Result<Option<Duration>, ApiError> {
     path = "/pos/transaction/{id}",
     tag = "SmartConnect",
     params(
-        ("id" = String, Path, description = "The `transactionId`"),
-        ("merchantAccessToken" = String, Query, description = "The polling token from the envelope"),
+        ("id" = String, Path, min_length = 1, description = "The `transactionId`"),
+        ("merchantAccessToken" = String, Query, min_length = 1, description = "The polling token from the envelope"),
         ("wait" = Option<f64>, Query, nullable = false, minimum = 0, maximum = 60, description = "eftcloud extension: long-poll up to this many seconds (capped at 60) while the transaction is pending"),
     ),
     responses(
