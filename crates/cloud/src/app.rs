@@ -500,6 +500,11 @@ fn routes(
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::Extension(pos_api::fields::BodyLimit(max_body)))
+        // A declared length over the limit is refused before the body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            pos_api::fields::BodyLimit(max_body),
+            pos_api::fields::refuse_declared_oversize,
+        ))
         // Browser-based POS software calls the API cross-origin; preflights are answered here.
         .layer(CorsLayer::permissive())
         // Outermost, so every error answer is counted, whichever layer or handler made it.

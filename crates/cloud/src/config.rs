@@ -72,7 +72,9 @@ pub struct ListenerSettings {
     pub device: Option<SocketAddr>,
     /// TLS on the POS and device listeners; none: plain HTTP and WebSocket.
     pub tls: Option<crate::tls::TlsSource>,
-    /// Longest time to receive a complete request header (slow-loris clients are cut off).
+    /// Longest time to receive a complete request header, from the connection's start and
+    /// between keep-alive requests (slow-loris and silent clients are cut off); also the TLS
+    /// handshake's bound and the HTTP/2 ping interval and timeout.
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_read_timeout: Duration,

@@ -95,9 +95,30 @@ async fn callback_secret(database: database::DatabaseArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// Dependencies whose log lines are the client's doing, quieted unless the filter names them
+/// (`--log rustls=warn` brings them back). rustls warns once per TLS client that sends an IP
+/// address (or another invalid name) as SNI, so one scan of the port wrote hundreds of lines;
+/// handshake failures are already logged by the accept loop, at debug.
+const QUIET_DEPENDENCIES: &[(&str, &str)] = &[("rustls", "rustls=error")];
+
+/// The filter of `--log` (`info` when it does not parse), with [`QUIET_DEPENDENCIES`].
+fn log_filter(filter: &str) -> tracing_subscriber::EnvFilter {
+    let (mut env_filter, given) = match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(f) => (f, filter),
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), "info"),
+    };
+    for (name, directive) in QUIET_DEPENDENCIES {
+        if !given.contains(name) {
+            if let Ok(d) = directive.parse() {
+                env_filter = env_filter.add_directive(d);
+            }
+        }
+    }
+    env_filter
+}
+
 fn init_logging(filter: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(filter);
     // Logs go to stderr: stdout carries the commands' own output (secrets, pairing codes).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -145,5 +166,30 @@ async fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Whether a WARN of rustls's handshake parser passes `filter`, and an INFO of ours.
+    fn passes(filter: &str) -> (bool, bool) {
+        let subscriber = tracing_subscriber::registry().with(log_filter(filter));
+        tracing::subscriber::with_default(subscriber, || {
+            (
+                tracing::enabled!(target: "rustls::msgs::handshake", tracing::Level::WARN),
+                tracing::enabled!(target: "eftcloud_cloud::server", tracing::Level::INFO),
+            )
+        })
+    }
+
+    #[test]
+    fn rustls_warnings_are_quiet_unless_asked_for() {
+        assert_eq!(passes("info"), (false, true));
+        assert_eq!(passes("debug"), (false, true));
+        assert_eq!(passes("eftcloud=loud"), (false, true));
+        assert_eq!(passes("info,rustls=warn"), (true, true));
     }
 }

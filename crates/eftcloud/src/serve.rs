@@ -141,8 +141,9 @@ pub struct ServeArgs {
     /// kept in <data-dir>/tls/dev-cert.pem for terminals and POS tools to trust (--ca-cert).
     #[arg(long, env = "EFTCLOUD_TLS_SELF_SIGNED")]
     tls_self_signed: bool,
-    /// Longest time a client may take to send a request header (and the TLS handshake);
-    /// slow clients are disconnected.
+    /// Longest time a client may take to send a request header, from the connection's start
+    /// (and for the TLS handshake) and between keep-alive requests; slow and silent clients
+    /// are disconnected, quiet HTTP/2 connections pinged.
     #[arg(long, env = "EFTCLOUD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
     header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body; the request fails after it.

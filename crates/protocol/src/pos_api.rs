@@ -24,17 +24,20 @@ pub struct TransactionEnvelope {
     /// The transaction's id (a UUID issued by the cloud); also `data.RequestId` once completed.
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "f363c7de-102c-4d80-a902-ed37413ca599")
+        schema(example = "f363c7de-102c-4d80-a902-ed37413ca599", min_length = 1)
     )]
     pub transaction_id: String,
     /// When the cloud received the request: UTC `yyyyMMddHHmmss` followed by four
     /// fractional-second digits.
-    #[cfg_attr(feature = "openapi", schema(example = "201809182353193193"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "201809182353193193", min_length = 1)
+    )]
     pub transaction_time_stamp: String,
     /// The merchant the device is enrolled for.
     pub merchant_id: String,
     /// The device running the transaction (also `data.DeviceID`).
-    #[cfg_attr(feature = "openapi", schema(example = "7070714000"))]
+    #[cfg_attr(feature = "openapi", schema(example = "7070714000", min_length = 1))]
     pub device_id: String,
     pub transaction_status: TransactionStatus,
     #[cfg_attr(feature = "openapi", schema(schema_with = openapi::data_schema))]
@@ -43,7 +46,7 @@ pub struct TransactionEnvelope {
     /// expires some time after the POST (15 minutes by default), not after completion.
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "a4934205-e3fa-47ea-88c3-6f6422a0af72")
+        schema(example = "a4934205-e3fa-47ea-88c3-6f6422a0af72", min_length = 1)
     )]
     pub merchant_access_token: String,
 }
@@ -68,7 +71,10 @@ impl TransactionEnvelope {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// What went wrong, in words meant for the operator or the integrator.
-    #[cfg_attr(feature = "openapi", schema(example = "device is busy"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "device is busy", min_length = 1)
+    )]
     pub error: String,
 }
 
@@ -77,7 +83,7 @@ pub struct ErrorBody {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PairingResponse {
     /// Always `success`.
-    #[cfg_attr(feature = "openapi", schema(example = "success"))]
+    #[cfg_attr(feature = "openapi", schema(example = "success", min_length = 1))]
     pub result: String,
 }
 

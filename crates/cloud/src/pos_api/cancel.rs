@@ -48,7 +48,7 @@ pub struct CancelForm {
     path = "/pos/transaction/{id}/cancel",
     tag = "eftcloud extensions",
     params(
-        ("id" = String, Path, description = "The `transactionId`"),
+        ("id" = String, Path, min_length = 1, description = "The `transactionId`"),
     ),
     request_body(
         description = "The token or the register triple, and optionally `wait` (the query string works too).",
@@ -59,7 +59,8 @@ pub struct CancelForm {
     ),
     responses(
         (status = 200, description = "The envelope after the cancel request: `COMPLETED` with `CANCELLED` if it stopped in time, else still `PENDING` (the device was asked to stop) or the real outcome", body = TransactionEnvelope),
-        (status = 400, description = "`wait` is not a number of seconds", body = ErrorBody),
+        (status = 400, description = "`wait` is not a number of seconds, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = ErrorBody),
         (status = 401, description = "`Invalid token` or `Token expired`", body = ErrorBody),
         (status = 404, description = "`Transaction not found` (also for another register's or vendor's transaction)", body = ErrorBody),
         (status = 409, description = "The transaction had already completed: `Transaction already completed (<outcome>); it cannot be cancelled`", body = ErrorBody),

@@ -1,11 +1,15 @@
 //! Lenient request fields: form bodies (with or without a charset, `+` or `%20` for spaces),
-//! JSON bodies, and the query string, merged with the body winning. Unknown keys are ignored.
+//! JSON bodies, and the query string, merged with the body winning. Unknown keys are ignored;
+//! a key given twice in the query or twice in the body is refused (400), never resolved by
+//! picking one of the values.
 
 use super::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
-use std::collections::HashMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::{HashMap, HashSet};
 
 /// Most fields one request may carry (query and body together); SmartConnect requests use
 /// about twenty.
@@ -19,21 +23,94 @@ pub const MAX_VALUE_BYTES: usize = super::DEFAULT_MAX_BODY_BYTES;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// The 413 answer, naming the limit when it is known.
+fn too_large(limit: Option<usize>) -> ApiError {
+    ApiError::payload_too_large(match limit {
+        Some(n) => format!("Request body too large: at most {n} bytes"),
+        None => "Request body too large".to_owned(),
+    })
+}
+
+/// Answers 413 at once when the declared `Content-Length` is over the body limit, before any
+/// of the body is read: the request would be refused anyway, and waiting for a body the client
+/// may never send would hold the connection until the body read timeout.
+pub async fn refuse_declared_oversize(
+    State(limit): State<BodyLimit>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit.0 as u64 => too_large(Some(limit.0)).into_response(),
+        // No length (chunked), or one within the limit: the body limit counts what arrives.
+        _ => next.run(req).await,
+    }
+}
+
+/// 400 for a key given twice in one part of a request.
+pub fn repeated(key: &str) -> ApiError {
+    ApiError::bad_request(format!("Field {key} given more than once"))
+}
+
 /// The fields of a POS request.
 #[derive(Debug, Default)]
 pub struct Fields {
-    exact: HashMap<String, String>,
-    /// Lower-cased keys, for clients that spell a key in another case (`PosRegisterID`).
-    folded: HashMap<String, String>,
+    /// By lower-cased key (clients spell `POSRegisterID` as `PosRegisterID` too); one entry per
+    /// key, since a source may not repeat a key and the body replaces the query's.
+    by_key: HashMap<String, String>,
     /// Fields seen so far, duplicates included.
     count: usize,
     /// The vendor of the request's POS API key, when keys are required.
     vendor: Option<String>,
 }
 
+/// Keys seen so far in one part of the request (the query string, or the body).
+#[derive(Default)]
+struct Seen(HashSet<String>);
+
+/// A JSON object's members in order, duplicates kept (`serde_json::Map` keeps only the last
+/// value of a repeated key, which would hide the duplicate).
+struct JsonMembers(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = JsonMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonMembers, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(JsonMembers(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
 impl Fields {
-    /// Adds a field, counting it against the limits (duplicates count too).
-    fn insert(&mut self, k: String, v: String) -> Result<(), ApiError> {
+    /// Adds a field of one part of the request, counting it against the limits (duplicates
+    /// count too). A key that part already gave, in any case, is refused: `AmountTotal=100&
+    /// AmountTotal=200` has no right reading, and guessing one could charge the wrong amount.
+    fn insert(&mut self, seen: &mut Seen, k: String, v: String) -> Result<(), ApiError> {
+        let folded = self.admit(seen, &k, v.len())?;
+        self.by_key.insert(folded, v);
+        Ok(())
+    }
+
+    /// Checks a field against the limits and the part's keys so far; its lower-cased key.
+    fn admit(&mut self, seen: &mut Seen, k: &str, value_len: usize) -> Result<String, ApiError> {
         self.count += 1;
         if self.count > MAX_FIELDS {
             return Err(ApiError::bad_request(format!(
@@ -45,19 +122,23 @@ impl Fields {
                 "Field name too long: at most {MAX_KEY_BYTES} bytes"
             )));
         }
-        if v.len() > MAX_VALUE_BYTES {
+        if value_len > MAX_VALUE_BYTES {
             return Err(ApiError::bad_request(format!(
                 "Field {k} too long: at most {MAX_VALUE_BYTES} bytes"
             )));
         }
-        self.folded.insert(k.to_ascii_lowercase(), v.clone());
-        self.exact.insert(k, v);
-        Ok(())
+        let folded = k.to_ascii_lowercase();
+        // An empty key (`=x`, a stray `&=`) names no field a handler reads.
+        if !k.is_empty() && !seen.0.insert(folded.clone()) {
+            return Err(repeated(k));
+        }
+        Ok(folded)
     }
 
     fn insert_urlencoded(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
+        let mut seen = Seen::default();
         for (k, v) in url::form_urlencoded::parse(bytes) {
-            self.insert(k.into_owned(), v.into_owned())?;
+            self.insert(&mut seen, k.into_owned(), v.into_owned())?;
         }
         Ok(())
     }
@@ -74,16 +155,21 @@ impl Fields {
         }
         let is_json = content_type.to_ascii_lowercase().contains("json");
         if is_json && !body.is_empty() {
-            let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            let JsonMembers(members) = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))?;
-            for (k, v) in v {
+            let mut seen = Seen::default();
+            for (k, v) in members {
                 let s = match v {
                     serde_json::Value::String(s) => s,
-                    serde_json::Value::Null => continue,
+                    // As if absent (the query's value, if any, stays), but a use of the key.
+                    serde_json::Value::Null => {
+                        f.admit(&mut seen, &k, 0)?;
+                        continue;
+                    }
                     // SaleData sent as an object rather than a string is kept as its JSON text.
                     other => other.to_string(),
                 };
-                f.insert(k, s)?;
+                f.insert(&mut seen, k, s)?;
             }
         } else {
             f.insert_urlencoded(body)?;
@@ -91,11 +177,10 @@ impl Fields {
         Ok(f)
     }
 
-    /// A field by its exact name, else by the name in any case. Blank values count as absent.
+    /// A field by its name in any case. Blank values count as absent.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.exact
-            .get(key)
-            .or_else(|| self.folded.get(&key.to_ascii_lowercase()))
+        self.by_key
+            .get(&key.to_ascii_lowercase())
             .map(String::as_str)
             .filter(|v| !v.trim().is_empty())
     }
@@ -129,10 +214,7 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             .map(|v| v.0.clone());
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(match limit {
-                    Some(n) => format!("Request body too large: at most {n} bytes"),
-                    None => "Request body too large".to_owned(),
-                })
+                too_large(limit)
             } else {
                 ApiError::bad_request(format!("Unreadable request body: {e}"))
             }
@@ -197,8 +279,8 @@ mod tests {
         };
         let many: Vec<String> = (0..=MAX_FIELDS).map(|i| format!("k{i}=v")).collect();
         assert_eq!(status(None, "", many.join("&").as_bytes()).err(), Some(400));
-        // Duplicates count; the query and the body count together.
-        let half: Vec<String> = (0..60).map(|_| "k=v".to_owned()).collect();
+        // The query and the body count together, a key in both twice.
+        let half: Vec<String> = (0..60).map(|i| format!("k{i}=v")).collect();
         let half = half.join("&");
         assert_eq!(status(Some(&half), "", half.as_bytes()).err(), Some(400));
         assert!(status(Some("a=1"), "", half.as_bytes()).is_ok());
@@ -211,5 +293,118 @@ mod tests {
             status(None, "application/json", json_key.as_bytes()).err(),
             Some(400)
         );
+    }
+
+    /// The error message of a refused request, or `None` when it parses.
+    async fn refusal(q: Option<&str>, ct: &str, body: &[u8]) -> Option<(u16, String)> {
+        let e = Fields::from_parts(q, ct, body).err()?;
+        let status = e.status().as_u16();
+        let body = axum::response::IntoResponse::into_response(e).into_body();
+        let bytes = axum::body::to_bytes(body, 4096).await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        Some((status, v["error"].as_str()?.to_owned()))
+    }
+
+    #[tokio::test]
+    async fn a_key_repeated_in_one_part_is_refused_naming_it() {
+        let form = "application/x-www-form-urlencoded";
+        let json = "application/json";
+        let dup = |e: &str| Some((400, format!("Field {e} given more than once")));
+        for (query, ct, body, expected) in [
+            (
+                None,
+                form,
+                "AmountTotal=100&AmountTotal=200",
+                dup("AmountTotal"),
+            ),
+            // In another case it is the same field (lookups ignore case).
+            (
+                None,
+                form,
+                "AmountTotal=100&amounttotal=200",
+                dup("amounttotal"),
+            ),
+            // A blank repeat is still a repeat.
+            (
+                None,
+                form,
+                "AmountTotal=&AmountTotal=200",
+                dup("AmountTotal"),
+            ),
+            (
+                None,
+                json,
+                r#"{"AmountTotal": "100", "AmountTotal": "200"}"#,
+                dup("AmountTotal"),
+            ),
+            (
+                None,
+                json,
+                r#"{"AmountTotal": 100, "AMOUNTTOTAL": 200}"#,
+                dup("AMOUNTTOTAL"),
+            ),
+            (
+                None,
+                json,
+                r#"{"AmountTotal": null, "AmountTotal": "200"}"#,
+                dup("AmountTotal"),
+            ),
+            // The query string is a part of its own, refused the same way.
+            (Some("wait=1&wait=2"), form, "", dup("wait")),
+            (
+                Some("POSRegisterID=a&posregisterid=b"),
+                json,
+                "{}",
+                dup("posregisterid"),
+            ),
+        ] {
+            assert_eq!(
+                refusal(query, ct, body.as_bytes()).await,
+                expected,
+                "{query:?} {body}"
+            );
+        }
+        // Nested objects are SaleData's own business; only top-level keys are fields.
+        let nested = br#"{"SaleData": {"a": 1, "a": 2}, "AmountTotal": "5"}"#;
+        assert_eq!(refusal(None, json, nested).await, None);
+        // Empty keys name nothing and are not fields a handler could read.
+        assert_eq!(refusal(None, form, b"=1&=2&AmountTotal=5").await, None);
+    }
+
+    #[test]
+    fn the_body_replaces_the_query_in_any_case() {
+        // One key in the query and in the body is not a duplicate: the body wins, whatever the
+        // case of either spelling.
+        for (query, body) in [
+            ("AmountTotal=100", "AmountTotal=200"),
+            ("AmountTotal=100", "amounttotal=200"),
+            ("amounttotal=100", "AmountTotal=200"),
+        ] {
+            let f = Fields::from_parts(Some(query), "", body.as_bytes());
+            let Ok(f) = f else {
+                panic!("{query} {body} parses")
+            };
+            assert_eq!(f.get("AmountTotal"), Some("200"), "{query} {body}");
+        }
+        // A JSON null leaves the query's value, as if the key were absent.
+        let f = Fields::from_parts(
+            Some("AmountTotal=100"),
+            "application/json",
+            br#"{"AmountTotal": null}"#,
+        );
+        let Ok(f) = f else { panic!("parses") };
+        assert_eq!(f.get("AmountTotal"), Some("100"));
+    }
+
+    #[tokio::test]
+    async fn a_json_body_must_be_an_object() {
+        for body in [&b"[1, 2]"[..], b"\"s\"", b"3"] {
+            let r = refusal(None, "application/json", body).await;
+            assert!(
+                r.as_ref()
+                    .is_some_and(|(s, m)| *s == 400 && m.contains("JSON object")),
+                "{r:?}"
+            );
+        }
     }
 }

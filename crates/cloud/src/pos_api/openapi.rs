@@ -18,8 +18,10 @@ use utoipa::OpenApi;
 extensions (marked \"eftcloud extension\"; tag `eftcloud extensions`).
 
 Conventions: request fields are read from an `application/x-www-form-urlencoded` body, a JSON \
-body, and the query string (the body wins where both have a key; keys match exactly, then \
-case-insensitively; unknown keys are ignored). Responses are JSON. Paths match \
+body, and the query string (the body wins where both have a key; keys match \
+case-insensitively; unknown keys are ignored; a key given twice in the body, or twice in the \
+query string, is refused with 400 `Field <name> given more than once`). A body whose \
+`Content-Length` is over the server's limit gets 413 before it is read. Responses are JSON. Paths match \
 case-insensitively and a trailing slash is ignored. A known path with the wrong method is 404. \
 CORS is open (`*`) and preflight `OPTIONS` requests are answered. Every error body is \
 `{\"error\": \"<message>\"}`. There is no API key: a register is identified by the triple \

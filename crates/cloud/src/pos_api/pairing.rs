@@ -35,6 +35,7 @@ pub struct PairingForm {
     #[schema(
         rename = "POSRegisterID",
         example = "7444ae07-dc63-e49c-33e3-59a7c108cc80",
+        min_length = 1,
         max_length = 200
     )]
     pub register_id: String,
@@ -42,12 +43,23 @@ pub struct PairingForm {
     #[schema(
         rename = "POSRegisterName",
         example = "Main Register",
+        min_length = 1,
         max_length = 200
     )]
     pub register_name: String,
-    #[schema(rename = "POSBusinessName", example = "Toys Shop", max_length = 200)]
+    #[schema(
+        rename = "POSBusinessName",
+        example = "Toys Shop",
+        min_length = 1,
+        max_length = 200
+    )]
     pub business_name: String,
-    #[schema(rename = "POSVendorName", example = "Till2Go", max_length = 200)]
+    #[schema(
+        rename = "POSVendorName",
+        example = "Till2Go",
+        min_length = 1,
+        max_length = 200
+    )]
     pub vendor_name: String,
     /// Contact metadata stored with the register (`ContactName` is accepted too). Contact
     /// values are cut to 200 characters.
@@ -77,7 +89,7 @@ pub struct PairingForm {
     path = "/POS/Pairing/{pairingCode}",
     tag = "SmartConnect",
     params(
-        ("pairingCode" = String, Path, description = "The 8 digits shown on the device (spaces and dashes are ignored)", example = "12345678"),
+        ("pairingCode" = String, Path, min_length = 1, description = "The 8 digits shown on the device (spaces and dashes are ignored)", example = "12345678"),
     ),
     request_body(
         description = "The register triple, its name and optional contact metadata.",
@@ -88,7 +100,8 @@ pub struct PairingForm {
     ),
     responses(
         (status = 200, description = "Paired", body = PairingResponse),
-        (status = 400, description = "Missing or too long field, or `Invalid Pairing Code. Please make sure you entered the code correctly` for an unknown, used or expired code", body = ErrorBody),
+        (status = 400, description = "Missing or too long field, or `Invalid Pairing Code. Please make sure you entered the code correctly` for an unknown, used or expired code, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = ErrorBody),
         (status = 429, description = "Too many failed pairing attempts from this source (or from everywhere); retry after `Retry-After` seconds", body = ErrorBody),
         (status = 500, description = "Internal error; retry", body = ErrorBody),
     ),

@@ -41,13 +41,13 @@ pub fn wait_param(v: Option<&str>) -> Result<Option<Duration>, ApiError> {
     path = "/pos/transaction/{id}",
     tag = "SmartConnect",
     params(
-        ("id" = String, Path, description = "The `transactionId`"),
-        ("merchantAccessToken" = String, Query, description = "The polling token from the envelope"),
+        ("id" = String, Path, min_length = 1, description = "The `transactionId`"),
+        ("merchantAccessToken" = String, Query, min_length = 1, description = "The polling token from the envelope"),
         ("wait" = Option<f64>, Query, nullable = false, minimum = 0, maximum = 60, description = "eftcloud extension: long-poll up to this many seconds (capped at 60) while the transaction is pending"),
     ),
     responses(
         (status = 200, description = "The transaction envelope as it stands", body = TransactionEnvelope),
-        (status = 400, description = "`wait` is not a number of seconds", body = ErrorBody),
+        (status = 400, description = "`wait` is not a number of seconds, or a query key given twice (`Field <name> given more than once`)", body = ErrorBody),
         (status = 401, description = "`Invalid token` (missing or wrong) or `Token expired`", body = ErrorBody),
         (status = 404, description = "`Transaction not found` (unknown or malformed id)", body = ErrorBody),
         (status = 429, description = "Polled faster than the server's minimum interval (about 2 s by default)", body = ErrorBody,
@@ -63,12 +63,18 @@ pub async fn poll(
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
     let not_found = || ApiError::not_found("Transaction not found");
     let id: TransactionId = id.parse().map_err(|_| not_found())?;
-    let mut token = None;
-    let mut wait = None;
+    let (mut token, mut wait) = (None, None);
+    let mut wait_given = false;
+    // A repeated key is refused, as in every other POS request (see `fields`).
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if k.eq_ignore_ascii_case("merchantAccessToken") {
-            token = Some(v.into_owned());
+            if token.replace(v.into_owned()).is_some() {
+                return Err(super::fields::repeated(&k));
+            }
         } else if k.eq_ignore_ascii_case("wait") {
+            if std::mem::replace(&mut wait_given, true) {
+                return Err(super::fields::repeated(&k));
+            }
             wait = wait_param(Some(&v))?;
         }
     }

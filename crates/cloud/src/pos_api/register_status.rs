@@ -50,13 +50,14 @@ pub struct RegisterStatus {
     path = "/pos/register",
     tag = "eftcloud extensions",
     params(
-        ("POSRegisterID" = String, Query, description = "Register identity"),
-        ("POSBusinessName" = String, Query, description = "Register identity"),
-        ("POSVendorName" = String, Query, description = "Register identity"),
+        ("POSRegisterID" = String, Query, min_length = 1, description = "Register identity"),
+        ("POSBusinessName" = String, Query, min_length = 1, description = "Register identity"),
+        ("POSVendorName" = String, Query, min_length = 1, description = "Register identity"),
     ),
     responses(
         (status = 200, description = "The register's status (also for an unknown register: `paired: false`)", body = RegisterStatus),
-        (status = 400, description = "Missing or too long register field", body = ErrorBody),
+        (status = 400, description = "Missing or too long register field, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
     ),
 )]

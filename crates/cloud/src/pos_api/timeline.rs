@@ -60,7 +60,7 @@ pub struct TimelineEntry {
     path = "/pos/transaction/{id}/events",
     tag = "eftcloud extensions",
     params(
-        ("id" = String, Path, description = "The `transactionId`"),
+        ("id" = String, Path, min_length = 1, description = "The `transactionId`"),
         ("merchantAccessToken" = Option<String>, Query, nullable = false, description = "The polling token (valid until it expires)"),
         ("POSRegisterID" = Option<String>, Query, nullable = false, description = "Register identity (instead of the token)"),
         ("POSBusinessName" = Option<String>, Query, nullable = false, description = "Register identity"),
@@ -68,8 +68,10 @@ pub struct TimelineEntry {
     ),
     responses(
         (status = 200, description = "The timeline", body = Timeline),
+        (status = 400, description = "A field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = ErrorBody),
         (status = 401, description = "`Invalid token` or `Token expired`", body = ErrorBody),
         (status = 404, description = "`Transaction not found` (also for another register's or vendor's transaction)", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
     ),
 )]

@@ -148,12 +148,23 @@ pub struct TransactionForm {
     #[schema(
         rename = "POSRegisterID",
         example = "7444ae07-dc63-e49c-33e3-59a7c108cc80",
+        min_length = 1,
         max_length = 200
     )]
     pub register_id: String,
-    #[schema(rename = "POSBusinessName", example = "Toys Shop", max_length = 200)]
+    #[schema(
+        rename = "POSBusinessName",
+        example = "Toys Shop",
+        min_length = 1,
+        max_length = 200
+    )]
     pub business_name: String,
-    #[schema(rename = "POSVendorName", example = "Till2Go", max_length = 200)]
+    #[schema(
+        rename = "POSVendorName",
+        example = "Till2Go",
+        min_length = 1,
+        max_length = 200
+    )]
     pub vendor_name: String,
     #[schema(rename = "TransactionMode", required = false, schema_with = mode_schema)]
     pub transaction_mode: String,
@@ -264,7 +275,8 @@ pub struct TransactionForm {
                 },
                 "merchantAccessToken": "a4934205-e3fa-47ea-88c3-6f6422a0af72"
             })),
-        (status = 400, description = "Bad request: missing or invalid field (the message names it), or `This register is not paired to a device, please pair it first.`", body = ErrorBody),
+        (status = 400, description = "Bad request: missing or invalid field (the message names it), or `This register is not paired to a device, please pair it first.`, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = ErrorBody),
         (status = 409, description = "eftcloud extension: the `PosReference` was already used by this register for a different request", body = ErrorBody),
         (status = 429, description = "`device is busy`: the device already runs a transaction", body = ErrorBody),
         (status = 500, description = "Internal error; retry with the same `PosReference` to be safe", body = ErrorBody),

@@ -62,6 +62,10 @@ pub struct Opts {
     pub hello_failures: cloud::pos_api::pairing_guard::PairingGuardSettings,
     /// `pairing_code_request`s allowed per device.
     pub pairing_code_requests: cloud::pos_api::pairing_guard::PairingGuardSettings,
+    /// A connection's time to deliver a request header (the server's default unless set).
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body (the server's default unless set).
+    pub body_read_timeout: Duration,
 }
 
 /// The callback signing secret of test apps.
@@ -92,6 +96,8 @@ impl Default for Opts {
             virtual_terminal_ttl: EngineSettings::default().virtual_terminal_ttl,
             hello_failures: GatewaySettings::default().hello_failures,
             pairing_code_requests: GatewaySettings::default().pairing_code_requests,
+            header_read_timeout: cloud::config::ListenerSettings::default().header_read_timeout,
+            body_read_timeout: cloud::config::ListenerSettings::default().body_read_timeout,
         }
     }
 }
@@ -177,6 +183,8 @@ pub async fn spawn_app_on(
         metrics_listen: None,
         listeners: cloud::config::ListenerSettings {
             max_connections_per_source: opts.max_connections_per_source,
+            header_read_timeout: opts.header_read_timeout,
+            body_read_timeout: opts.body_read_timeout,
             ..Default::default()
         },
         pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&opts.pos_api_keys).unwrap(),

@@ -8,6 +8,7 @@ mod callbacks;
 mod cli;
 mod cluster;
 mod config;
+mod connections;
 mod device_protocol;
 mod durability;
 mod extensions;

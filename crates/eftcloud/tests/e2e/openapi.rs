@@ -137,4 +137,87 @@ async fn openapi_document_covers_every_pos_route() {
     assert!(poll["responses"]["429"]["headers"]
         .get("Retry-After")
         .is_some());
+
+    // Every request that has a body documents the 413 its limit gives, and the 400 of a
+    // field given twice; so do the routes that read fields from an optional body.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let reads_fields = op.get("requestBody").is_some()
+                || [
+                    "/pos/lookup",
+                    "/pos/register",
+                    "/pos/transaction/{id}/events",
+                ]
+                .contains(&path.as_str());
+            if !reads_fields {
+                continue;
+            }
+            let responses = &op["responses"];
+            assert!(responses.get("413").is_some(), "{method} {path}: no 413");
+            let bad = responses["400"]["description"].as_str().unwrap_or_default();
+            assert!(
+                bad.contains("given more than once"),
+                "{method} {path}: 400 does not mention repeated fields: {bad}"
+            );
+        }
+    }
+
+    // A required string is never empty: every required string parameter and request body
+    // field says `minLength: 1` (enumerations list their non-empty values instead).
+    let non_empty = |schema: &Value, what: &str| {
+        if schema["type"] == "string" && schema.get("enum").is_none() {
+            assert!(
+                schema["minLength"].as_u64().unwrap_or(0) >= 1,
+                "{what}: no minLength: {schema}"
+            );
+        }
+    };
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["required"] == true {
+                    non_empty(&p["schema"], &format!("{method} {path} {}", p["name"]));
+                }
+            }
+        }
+    }
+    for form in ["PairingForm", "TransactionForm", "CancelForm", "ErrorBody"] {
+        let schema = &schemas[form];
+        let required = schema["required"].as_array().cloned().unwrap_or_default();
+        for name in &required {
+            let name = name.as_str().unwrap();
+            non_empty(&schema["properties"][name], &format!("{form}.{name}"));
+        }
+    }
+    assert_eq!(
+        schemas["PairingForm"]["properties"]["POSRegisterID"]["minLength"],
+        1
+    );
+    assert_eq!(
+        schemas["TransactionForm"]["properties"]["POSVendorName"]["minLength"],
+        1
+    );
+
+    // Lookup says that one of its two keys is required, on the operation and on each key.
+    let lookup = &paths["/pos/lookup"]["get"];
+    let rule = "One of `PosReference` or `TransactionId` is required";
+    assert!(
+        lookup["description"].as_str().unwrap().contains(rule),
+        "{}",
+        lookup["description"]
+    );
+    for key in ["PosReference", "TransactionId"] {
+        let p = lookup["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == key)
+            .unwrap_or_else(|| panic!("lookup parameter {key}"));
+        assert_ne!(p["required"], true, "{key}");
+        assert!(
+            p["description"].as_str().unwrap().contains(rule),
+            "{key}: {}",
+            p["description"]
+        );
+    }
 }
