@@ -1,8 +1,8 @@
 //! Builds the whole cloud from a [`Config`] and runs it until shutdown.
 
+use crate::bus::connections::Connections;
 use crate::bus::{Bus, LocalBus, NatsBus};
 use crate::config::Config;
-use crate::device_gateway::connections::Connections;
 use crate::device_gateway::{self, Gateway};
 use crate::engine::Engine;
 use crate::health::{Health, PROBE_INTERVAL};
@@ -112,7 +112,7 @@ impl Application {
     /// Opens the store, binds the port (0 picks one) and wires the parts together.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::new());
-        let health = Arc::new(Health::new(metrics.clone()));
+        let health = Arc::new(Health::new(metrics.store_availability()));
         let store: Arc<dyn store::Store> = Arc::new(MeteredStore::new(
             store::open_with_faults(&config.database_url, config.store_faults.clone()).await?,
             metrics.clone(),
@@ -362,7 +362,7 @@ impl Application {
             tasks.spawn(server::serve(listener, app, plain, shutdown.clone()));
         }
         if let Some(nats) = nats {
-            tasks.spawn(nats.run_completions(engine.clone(), shutdown.clone()));
+            tasks.spawn(nats.run_completions(Arc::new(engine.clone()), shutdown.clone()));
         }
         tasks.spawn(callbacks.run(shutdown.clone()));
         tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));

@@ -4,8 +4,9 @@
 //! `eftcloud_store_available` gauge at 0), POS requests are answered 503 `storage unavailable`
 //! with `Retry-After`, `/readyz` says not ready, and a probe writes until a write succeeds.
 
-use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,17 +23,22 @@ pub struct Health {
     outage: Mutex<Option<(Instant, String)>>,
     /// Wakes the probe when an outage begins.
     went_down: Notify,
-    metrics: Arc<Metrics>,
+    /// `eftcloud_store_available` and `eftcloud_store_outages_total`.
+    available: Gauge,
+    outages: Counter,
 }
 
 impl Health {
-    /// Healthy until a write fails.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// Healthy until a write fails; reports into the gauge and counter given (the metrics'
+    /// own, from [`crate::metrics::Metrics::store_availability`]).
+    pub fn new((available, outages): (Gauge, Counter)) -> Self {
+        available.set(1);
         Self {
             store_down: AtomicBool::new(false),
             outage: Mutex::new(None),
             went_down: Notify::new(),
-            metrics,
+            available,
+            outages,
         }
     }
 
@@ -57,7 +63,8 @@ impl Health {
         }
         if !self.store_down.swap(true, Ordering::SeqCst) {
             *lock(&self.outage) = Some((Instant::now(), e.to_string()));
-            self.metrics.store_availability(false);
+            self.available.set(0);
+            self.outages.inc();
             tracing::error!(error = %e, "storage unavailable: POS requests are answered 503 and device frames are retried until a write succeeds");
             self.went_down.notify_one();
         }
@@ -67,7 +74,7 @@ impl Health {
     pub fn store_wrote(&self) {
         if self.store_down.swap(false, Ordering::SeqCst) {
             let began = lock(&self.outage).take().map(|(at, _)| at.elapsed());
-            self.metrics.store_availability(true);
+            self.available.set(1);
             tracing::warn!(
                 outage_ms = began.map(|d| d.as_millis() as u64).unwrap_or(0),
                 "storage available again"
@@ -113,21 +120,25 @@ mod tests {
 
     #[test]
     fn an_outage_begins_on_an_unavailable_error_and_ends_on_a_write() {
-        let metrics = Arc::new(Metrics::new());
-        let h = Health::new(metrics);
+        let (available, outages) = (Gauge::default(), Counter::default());
+        let h = Health::new((available.clone(), outages.clone()));
+        assert_eq!(available.get(), 1);
         assert!(h.store_available());
         h.store_failed(&StoreError::Corrupt("bad row".into()));
         assert!(h.store_available(), "a corrupt row is not an outage");
         h.store_failed(&StoreError::Commit("disk full".into()));
         assert!(!h.store_available());
+        assert_eq!((available.get(), outages.get()), (0, 1));
         assert!(h.store_problem().is_some_and(|p| p.contains("disk full")));
         h.store_failed(&StoreError::Closed);
         assert!(
             h.store_problem().is_some_and(|p| p.contains("disk full")),
             "first cause kept"
         );
+        assert_eq!(outages.get(), 1, "one outage, however many failures");
         h.store_wrote();
         assert!(h.store_available());
         assert_eq!(h.store_problem(), None);
+        assert_eq!((available.get(), outages.get()), (1, 1));
     }
 }

@@ -284,12 +284,9 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The store became unavailable (`false`, counted as an outage) or available again.
-    pub fn store_availability(&self, available: bool) {
-        self.store_available.set(i64::from(available));
-        if !available {
-            self.store_outages.inc();
-        }
+    /// The store-availability gauge and outage counter, for [`crate::health::Health`] to set.
+    pub fn store_availability(&self) -> (Gauge, Counter) {
+        (self.store_available.clone(), self.store_outages.clone())
     }
 
     /// Counts a request answered with an error.

@@ -1,8 +1,8 @@
 //! `eftcloud device add|list`: enrollment and the fleet at a glance.
 
 use crate::database::DatabaseArgs;
+use cloud::bus::connections::Connections;
 use cloud::bus::LocalBus;
-use cloud::device_gateway::connections::Connections;
 use cloud::engine::devices::{EnrollError, NewDevice};
 use cloud::engine::{Engine, EngineSettings};
 use protocol::{DeviceId, RegisterKey};

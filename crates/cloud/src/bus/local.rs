@@ -1,7 +1,7 @@
 //! The single-node bus: frames go straight to this process's connection table.
 
+use super::connections::Connections;
 use super::{Bus, Undeliverable};
-use crate::device_gateway::connections::Connections;
 use async_trait::async_trait;
 use protocol::device::CloudMessage;
 use protocol::{DeviceId, TerminalStatus};

@@ -5,6 +5,7 @@
 //! only carries messages: the store stays the source of truth, so a lost message is repaired
 //! from it (offers are re-sent when a device reconnects, deadlines are rows).
 
+pub mod connections;
 mod local;
 pub mod nats;
 
@@ -19,6 +20,13 @@ use protocol::{DeviceId, TerminalStatus, TransactionId};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("device {0} is not reachable")]
 pub struct Undeliverable(pub DeviceId);
+
+/// Where a cluster bus hands what other nodes announce: the engine implements it, so the bus
+/// needs nothing of the engine.
+pub trait Announcements: Send + Sync + 'static {
+    /// Another node completed `id`: wake the waiters for it on this node.
+    fn completed_elsewhere(&self, id: TransactionId);
+}
 
 /// Routes frames to devices.
 #[async_trait]

@@ -7,9 +7,8 @@
 //! wakes at once. NATS only carries messages: every state change is in the store first, so a
 //! lost message is repaired from it (offers are re-sent on reconnect; waiters re-read).
 
-use super::{Bus, Undeliverable};
-use crate::device_gateway::connections::Connections;
-use crate::engine::Engine;
+use super::connections::Connections;
+use super::{Announcements, Bus, Undeliverable};
 use async_nats::client::RequestErrorKind;
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -130,8 +129,13 @@ impl NatsBus {
         }
     }
 
-    /// Wakes this node's waiters when any node announces a completion, until shutdown.
-    pub async fn run_completions(self: Arc<Self>, engine: Engine, shutdown: CancellationToken) {
+    /// Hands every completion any node announces to `to` (the engine wakes its waiters),
+    /// until shutdown.
+    pub async fn run_completions(
+        self: Arc<Self>,
+        to: Arc<dyn Announcements>,
+        shutdown: CancellationToken,
+    ) {
         let mut sub = match self.client.subscribe(COMPLETED_SUBJECT).await {
             Ok(s) => s,
             Err(e) => {
@@ -145,7 +149,7 @@ impl NatsBus {
                 msg = sub.next() => match msg {
                     Some(msg) => {
                         if let Ok(id) = std::str::from_utf8(&msg.payload).unwrap_or_default().parse::<TransactionId>() {
-                            engine.wake_completed(id);
+                            to.completed_elsewhere(id);
                         }
                     }
                     None => break,

@@ -1,9 +1,9 @@
 //! One device connection: authenticate with `hello`, then relay frames between the socket and
 //! the engine until either side goes away. The task owns the socket; nothing else writes to it.
 
-use super::connections::Outbound;
 use super::retries::{self, Full, Kept, Retries};
 use super::Gateway;
+use crate::bus::connections::Outbound;
 use crate::engine::devices::AuthError;
 use crate::engine::transactions::Applied;
 use crate::engine::EngineError;

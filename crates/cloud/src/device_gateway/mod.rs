@@ -1,15 +1,14 @@
 //! The device gateway: the WebSocket endpoint `/device/v1`, one task per connected device.
 
 pub mod connection;
-pub mod connections;
 pub mod retries;
 
+use crate::bus::connections::Connections;
 use crate::engine::Engine;
 use crate::pos_api::pairing_guard::{ClientAddr, ForwardedFor, PairingGuard, PairingGuardSettings};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
-use connections::Connections;
 use protocol::DeviceId;
 use std::sync::Arc;
 use std::time::Duration;

@@ -75,6 +75,12 @@ struct Inner {
     metrics: Arc<Metrics>,
 }
 
+impl crate::bus::Announcements for Engine {
+    fn completed_elsewhere(&self, id: TransactionId) {
+        self.wake_completed(id);
+    }
+}
+
 /// A failure inside the engine that is not the caller's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -144,7 +150,7 @@ impl Engine {
         &self.inner.metrics
     }
 
-    /// Wakes this node's waiters for a transaction completed elsewhere (called by the bus).
+    /// Wakes this node's waiters for a transaction completed elsewhere.
     pub fn wake_completed(&self, id: TransactionId) {
         // It may have been pending here (offered through this node, completed on another).
         self.inner.metrics.forget_pending(&id);

@@ -6,6 +6,7 @@ pub mod faults;
 mod postgres;
 mod sqlite;
 
+pub use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 pub use faults::StoreFaults;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -17,10 +18,7 @@ use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::TimelineEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use protocol::{
-    DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest,
-};
-use std::collections::BTreeMap;
+use protocol::{DeviceId, PairingCode, RegisterKey, TransactionId};
 use std::sync::Arc;
 
 /// A failure of the store itself (not "not found", which is an `Option`).
@@ -127,34 +125,6 @@ pub enum InsertError {
     Store(#[from] StoreError),
 }
 
-/// A device as enrolled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceRecord {
-    pub id: DeviceId,
-    pub secret_hash: String,
-    pub vendor: String,
-    pub model: String,
-    pub merchant: String,
-    pub merchant_id: String,
-    pub created_at: DateTime<Utc>,
-    /// Set while a node holds the device's connection.
-    pub connected_at: Option<DateTime<Utc>>,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    /// Enrolled by the virtual terminal page rather than by an operator: removed once unused
-    /// (see [`Store::purge_unused_self_enrolled`]).
-    pub self_enrolled: bool,
-}
-
-/// A paired register.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegisterRecord {
-    pub info: RegisterInfo,
-    pub device_id: DeviceId,
-    /// Contact metadata sent at pairing (`Contact Name`, `Address`, ...).
-    pub contact: BTreeMap<String, String>,
-    pub paired_at: DateTime<Utc>,
-}
-
 /// Where a new transaction of a register goes: the register's pairing, its device, and whether
 /// that device has a transaction in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,29 +132,6 @@ pub struct Route {
     pub register: RegisterRecord,
     pub device: DeviceRecord,
     pub busy: bool,
-}
-
-/// A transaction and everything needed to answer any poll about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransactionRecord {
-    pub id: TransactionId,
-    pub device_id: DeviceId,
-    pub register: RegisterInfo,
-    pub merchant_id: String,
-    pub merchant: String,
-    pub request: TransactionRequest,
-    pub sale_data: Option<String>,
-    pub callback_url: Option<String>,
-    /// The POS's own reference for this transaction (idempotency key), if it gave one.
-    pub pos_reference: Option<String>,
-    /// Digest of the request, to tell a retry from a different request under the same reference.
-    pub fingerprint: String,
-    pub token: String,
-    pub token_expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub phase: Phase,
-    /// The prompt the device last showed, while it runs.
-    pub display_text: Option<String>,
 }
 
 /// The store. Every method is one atomic step; conditional writes say whether they applied.

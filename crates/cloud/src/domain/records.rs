@@ -1,0 +1,58 @@
+//! The records the cloud keeps: a device, a paired register, a transaction. Plain data; the
+//! store persists them and the engine moves them through the lifecycle.
+
+use super::lifecycle::Phase;
+use chrono::{DateTime, Utc};
+use protocol::{DeviceId, RegisterInfo, TransactionId, TransactionRequest};
+use std::collections::BTreeMap;
+
+/// A device as enrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub secret_hash: String,
+    pub vendor: String,
+    pub model: String,
+    pub merchant: String,
+    pub merchant_id: String,
+    pub created_at: DateTime<Utc>,
+    /// Set while a node holds the device's connection.
+    pub connected_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Enrolled by the virtual terminal page rather than by an operator: removed once unused
+    /// (see [`Store::purge_unused_self_enrolled`]).
+    pub self_enrolled: bool,
+}
+
+/// A paired register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterRecord {
+    pub info: RegisterInfo,
+    pub device_id: DeviceId,
+    /// Contact metadata sent at pairing (`Contact Name`, `Address`, ...).
+    pub contact: BTreeMap<String, String>,
+    pub paired_at: DateTime<Utc>,
+}
+
+/// A transaction and everything needed to answer any poll about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRecord {
+    pub id: TransactionId,
+    pub device_id: DeviceId,
+    pub register: RegisterInfo,
+    pub merchant_id: String,
+    pub merchant: String,
+    pub request: TransactionRequest,
+    pub sale_data: Option<String>,
+    pub callback_url: Option<String>,
+    /// The POS's own reference for this transaction (idempotency key), if it gave one.
+    pub pos_reference: Option<String>,
+    /// Digest of the request, to tell a retry from a different request under the same reference.
+    pub fingerprint: String,
+    pub token: String,
+    pub token_expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub phase: Phase,
+    /// The prompt the device last showed, while it runs.
+    pub display_text: Option<String>,
+}
