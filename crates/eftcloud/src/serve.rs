@@ -263,6 +263,7 @@ impl ServeArgs {
                 delayed_after: self.delayed_after,
                 retention: positive("retention", self.retention)?,
                 virtual_terminal_ttl: positive("virtual-terminal-ttl", self.virtual_terminal_ttl)?,
+                ..EngineSettings::default()
             },
             gateway: GatewaySettings {
                 heartbeat_interval: positive("heartbeat-interval", self.heartbeat_interval)?,

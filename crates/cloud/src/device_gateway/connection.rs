@@ -8,7 +8,6 @@ use crate::engine::devices::AuthError;
 use crate::engine::transactions::Applied;
 use crate::engine::EngineError;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use chrono::Utc;
 use protocol::device::{close, CloudMessage, DeviceMessage, Hello, PROTOCOL_VERSION};
 use protocol::DeviceId;
 use std::net::IpAddr;
@@ -81,7 +80,7 @@ pub async fn run(mut socket: WebSocket, gw: Gateway, source: Option<IpAddr>) {
         if let Err(e) = gw
             .engine
             .store()
-            .set_device_connection(&device, &gw.settings.node, false, Utc::now())
+            .set_device_connection(&device, &gw.settings.node, false, gw.engine.now())
             .await
         {
             tracing::warn!(device = %device, error = %e, "could not record disconnect");
@@ -166,7 +165,7 @@ async fn serve(
     let engine = &gw.engine;
     let store = engine.store();
     if let Err(e) = store
-        .set_device_connection(&device, &gw.settings.node, true, Utc::now())
+        .set_device_connection(&device, &gw.settings.node, true, gw.engine.now())
         .await
     {
         tracing::warn!(device = %device, error = %e, "could not record connect");

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Mutex;
 
 /// Where "now" comes from.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// The current time (wall-clock, UTC, as stored).
     fn now(&self) -> DateTime<Utc>;
 }

@@ -37,7 +37,7 @@ impl Engine {
                     ERROR_BACKOFF
                 }
             };
-            let wake = Utc::now() + chrono::Duration::from_std(sleep).unwrap_or_default();
+            let wake = self.now() + chrono::Duration::from_std(sleep).unwrap_or_default();
             self.inner
                 .deadline_wake_ms
                 .store(wake.timestamp_millis(), Ordering::SeqCst);
@@ -59,13 +59,13 @@ impl Engine {
 
     /// Ends every offer whose deadline passed; returns how long to sleep until the next one.
     async fn expire_due_offers(&self) -> Result<Duration, super::EngineError> {
-        let now = Utc::now();
+        let now = self.now();
         for id in self.store().expired_offers(now).await? {
             self.apply(&id, Event::AcceptDeadlineCheck, None).await?;
         }
         let next = self.store().next_offer_deadline().await?;
         Ok(match next {
-            Some(at) => (at - Utc::now())
+            Some(at) => (at - self.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(MAX_SLEEP),

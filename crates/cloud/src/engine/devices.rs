@@ -3,7 +3,6 @@
 
 use super::Engine;
 use crate::store::{DeviceRecord, InsertError, StoreError};
-use chrono::Utc;
 use protocol::DeviceId;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -87,7 +86,7 @@ impl Engine {
             model: d.model.clone(),
             merchant: d.merchant.clone(),
             merchant_id: uuid::Uuid::new_v4().to_string(),
-            created_at: Utc::now(),
+            created_at: self.now(),
             connected_at: None,
             last_seen_at: None,
             self_enrolled,

@@ -11,6 +11,7 @@ pub mod retention;
 pub mod transactions;
 
 use crate::bus::Bus;
+use crate::domain::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use active::{ActiveTransactions, Inserting};
@@ -33,6 +34,8 @@ pub struct EngineSettings {
     pub delayed_after: Duration,
     /// How long completed transactions are kept (lookup by reference or id works until then).
     pub retention: Duration,
+    /// Where "now" comes from: the system's clock, or a test's.
+    pub clock: Arc<dyn Clock>,
     /// How long a device the virtual terminal page enrolled is kept while unused.
     pub virtual_terminal_ttl: Duration,
 }
@@ -45,6 +48,7 @@ impl Default for EngineSettings {
             token_ttl: Duration::from_secs(15 * 60),
             delayed_after: Duration::from_secs(60),
             retention: Duration::from_secs(180 * 24 * 3600),
+            clock: Arc::new(SystemClock),
             virtual_terminal_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -143,6 +147,11 @@ impl Engine {
     /// The timing rules.
     pub fn settings(&self) -> &EngineSettings {
         &self.inner.settings
+    }
+
+    /// Now, by the engine's clock (every deadline, expiry and timestamp is taken from it).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.settings.clock.now()
     }
 
     /// The metrics this engine records into.

@@ -3,7 +3,6 @@
 
 use super::{Engine, EngineError};
 use crate::store::{RegisterRecord, StoreError};
-use chrono::Utc;
 use protocol::device::CloudMessage;
 use protocol::{DeviceId, PairingCode, RegisterInfo, RegisterKey};
 use rand::Rng;
@@ -31,7 +30,7 @@ impl Engine {
         device: &DeviceId,
     ) -> Result<(PairingCode, Duration), EngineError> {
         let ttl = self.settings().pairing_code_ttl;
-        let expires_at = Utc::now() + ttl;
+        let expires_at = self.now() + ttl;
         for _ in 0..CODE_ATTEMPTS {
             let code = PairingCode::from_number(rand::thread_rng().gen_range(0..100_000_000));
             if self
@@ -53,7 +52,7 @@ impl Engine {
         register: RegisterInfo,
         contact: BTreeMap<String, String>,
     ) -> Result<DeviceId, PairError> {
-        let now = Utc::now();
+        let now = self.now();
         let device = self
             .store()
             .take_pairing_code(code, now)

@@ -4,7 +4,6 @@
 //! `virtual_terminal_ttl`, so that enrollments anyone may ask for cannot fill the store.
 
 use super::Engine;
-use chrono::Utc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +28,7 @@ impl Engine {
         let Ok(retention) = chrono::Duration::from_std(self.settings().retention) else {
             return 0;
         };
-        let before = Utc::now() - retention;
+        let before = self.now() - retention;
         match self.store().purge_completed_before(before).await {
             Ok(0) => 0,
             Ok(n) => {
@@ -53,7 +52,7 @@ impl Engine {
         let Ok(ttl) = chrono::Duration::from_std(self.settings().virtual_terminal_ttl) else {
             return 0;
         };
-        let before = Utc::now() - ttl;
+        let before = self.now() - ttl;
         match self.store().purge_unused_self_enrolled(before).await {
             Ok(0) => 0,
             Ok(n) => {

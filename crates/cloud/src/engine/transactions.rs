@@ -145,7 +145,7 @@ impl Engine {
         let (register, device, mut busy) = (route.register, route.device, route.busy);
         // Stored with millisecond precision; truncate now so the POST's body and every poll's
         // body show the same `transactionTimeStamp`.
-        let now = chrono::DateTime::<Utc>::from_timestamp_millis(Utc::now().timestamp_millis())
+        let now = chrono::DateTime::<Utc>::from_timestamp_millis(self.now().timestamp_millis())
             .unwrap_or_default();
         let function = new.request.function;
         // An offer of this node may be out while its insert commits: wait for it and ask the
@@ -282,7 +282,7 @@ impl Engine {
             if device.is_some_and(|d| *d != tx.device_id) {
                 return Ok(Applied::Unknown);
             }
-            let now = Utc::now();
+            let now = self.now();
             let step = lifecycle::step(tx.request.function, &tx.phase, &event, now);
             // A step that writes no new phase is not checked by a compare-and-set, so it is
             // only ever decided on what the store holds.
@@ -399,7 +399,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         Ok(self
             .store()
-            .set_display_text(id, device, text, Utc::now())
+            .set_display_text(id, device, text, self.now())
             .await?)
     }
 

@@ -5,7 +5,6 @@
 use super::error::ApiError;
 use super::fields::Fields;
 use crate::store::TransactionRecord;
-use chrono::Utc;
 use protocol::RegisterKey;
 
 /// The register identity in the request, if all three fields are present.
@@ -29,8 +28,12 @@ pub fn require_register(fields: &Fields) -> Result<RegisterKey, ApiError> {
 }
 
 /// Checks that the request may access `record`: a valid token (`merchantAccessToken`) or the
-/// register triple that started it.
-pub fn authorize(record: &TransactionRecord, fields: &Fields) -> Result<(), ApiError> {
+/// register triple that started it; a token is checked against its expiry at `now`.
+pub fn authorize(
+    record: &TransactionRecord,
+    fields: &Fields,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
     // With POS API keys, another vendor's transaction does not exist for this key.
     if fields
         .key_vendor()
@@ -49,7 +52,7 @@ pub fn authorize(record: &TransactionRecord, fields: &Fields) -> Result<(), ApiE
         Some(t)
             if crate::engine::devices::constant_time_eq(t.as_bytes(), record.token.as_bytes()) =>
         {
-            if Utc::now() >= record.token_expires_at {
+            if now >= record.token_expires_at {
                 Err(ApiError::unauthorized("Token expired"))
             } else {
                 Ok(())
@@ -74,6 +77,6 @@ pub async fn authorized_transaction(
         .await
         .map_err(ApiError::from)?
         .ok_or_else(not_found)?;
-    authorize(&record, fields)?;
+    authorize(&record, fields, state.engine.now())?;
     Ok(record)
 }

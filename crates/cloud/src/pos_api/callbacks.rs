@@ -11,7 +11,6 @@ use super::envelope;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use crate::engine::Engine;
 use crate::store::CallbackJob;
-use chrono::Utc;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
@@ -140,7 +139,7 @@ impl Dispatcher {
         let store = self.engine.store();
         loop {
             // Claimed for longer than one attempt can take, so no other node posts them too.
-            let now = Utc::now();
+            let now = self.engine.now();
             let lease =
                 chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5))
                     .unwrap_or_else(|_| chrono::Duration::seconds(30));
@@ -152,7 +151,7 @@ impl Dispatcher {
             }
         }
         Ok(match store.next_callback_at().await? {
-            Some(at) => (at - Utc::now())
+            Some(at) => (at - self.engine.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(MAX_SLEEP),
@@ -163,7 +162,7 @@ impl Dispatcher {
     async fn deliver(&self, job: CallbackJob) {
         let id = job.transaction_id;
         let outcome = self.attempt(&job).await;
-        let now = Utc::now();
+        let now = self.engine.now();
         let attempts = job.attempts + 1;
         let (delivered, retry_at, event, error) = match outcome {
             Ok(status) => (
@@ -221,11 +220,11 @@ impl Dispatcher {
         let body = envelope::build(
             &tx,
             &self.public_url,
-            Utc::now(),
+            self.engine.now(),
             self.engine.settings().delayed_after,
         );
         let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-        let t = Utc::now().timestamp();
+        let t = self.engine.now().timestamp();
         let signature = format!("t={t},v1={}", sign(&self.secret, t, &body));
         let response = self
             .http

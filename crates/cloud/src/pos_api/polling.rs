@@ -5,7 +5,6 @@ use super::ApiState;
 use crate::domain::lifecycle::Phase;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
-use chrono::Utc;
 use protocol::pos_api::{ErrorBody, TransactionEnvelope};
 use protocol::TransactionId;
 use std::time::{Duration, Instant};
@@ -98,7 +97,7 @@ pub async fn poll(
             if crate::engine::devices::constant_time_eq(t.as_bytes(), record.token.as_bytes()) => {}
         _ => return Err(ApiError::unauthorized("Invalid token")),
     }
-    if Utc::now() >= record.token_expires_at {
+    if state.engine.now() >= record.token_expires_at {
         return Err(ApiError::unauthorized("Token expired"));
     }
     let pending = !matches!(record.phase, Phase::Completed(_));

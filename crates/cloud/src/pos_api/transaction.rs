@@ -366,7 +366,7 @@ impl ApiState {
         envelope::build(
             record,
             &self.settings.public_url,
-            chrono::Utc::now(),
+            self.engine.now(),
             self.engine.settings().delayed_after,
         )
     }

@@ -136,8 +136,9 @@ async fn disconnect_before_accept_fails_at_once() {
 
 #[tokio::test]
 async fn device_away_mid_transaction_shows_delayed_then_reports_once() {
+    let clock = manual_clock();
     let app = spawn_app_with(Opts {
-        delayed_after: Duration::from_millis(200),
+        clock: clock.clone(),
         ..Opts::default()
     })
     .await;
@@ -153,7 +154,12 @@ async fn device_away_mid_transaction_shows_delayed_then_reports_once() {
     assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
     drop(d);
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Pending, not yet late, until `delayed_after` has passed since the start.
+    clock.advance(Opts::default().delayed_after - Duration::from_millis(1));
+    let (_, b) = app.get_json(&url).await;
+    assert_eq!(b["transactionStatus"], "PENDING");
+    assert_eq!(b["data"]["TransactionResult"], "");
+    clock.advance(Duration::from_millis(1));
     let (_, b) = app.get_json(&url).await;
     assert_eq!(b["transactionStatus"], "PENDING");
     assert_eq!(b["data"]["TransactionResult"], "OK-DELAYED");

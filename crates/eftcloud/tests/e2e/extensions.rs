@@ -138,8 +138,9 @@ async fn racing_duplicates_resolve_to_one_transaction() {
 
 #[tokio::test]
 async fn lookup_outlives_the_polling_token() {
+    let clock = manual_clock();
     let app = spawn_app_with(Opts {
-        token_ttl: Duration::from_millis(300),
+        clock: clock.clone(),
         ..Opts::default()
     })
     .await;
@@ -152,7 +153,7 @@ async fn lookup_outlives_the_polling_token() {
         .await;
     let url = env["data"]["PollingUrl"].as_str().unwrap().to_string();
     let done = poll_until_completed(&app, &url).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    clock.advance(Opts::default().token_ttl);
     let (s, _) = app.get_json(&url).await;
     assert_eq!(s, 401, "token expired");
 
@@ -180,18 +181,14 @@ async fn lookup_outlives_the_polling_token() {
     assert_eq!(s, 404);
     t.stop().await;
 
-    // After the retention period the sweep deletes it.
-    let app2 = spawn_app_in(
-        app.dir.clone(),
-        Opts {
-            retention: Duration::from_millis(1),
-            ..Opts::default()
-        },
-        None,
-    )
-    .await;
-    assert!(app2.engine.sweep_once().await >= 1);
-    let (s, _) = app2.get_json(&app2.url(&q("&PosReference=ORDER-77"))).await;
+    // Kept for the whole retention period, then the sweep deletes it.
+    clock.advance(Opts::default().retention - Opts::default().token_ttl - Duration::from_secs(1));
+    assert_eq!(app.engine.sweep_once().await, 0);
+    let (s, _) = app.get_json(&app.url(&q("&PosReference=ORDER-77"))).await;
+    assert_eq!(s, 200);
+    clock.advance(Duration::from_secs(2));
+    assert!(app.engine.sweep_once().await >= 1);
+    let (s, _) = app.get_json(&app.url(&q("&PosReference=ORDER-77"))).await;
     assert_eq!(s, 404);
 }
 

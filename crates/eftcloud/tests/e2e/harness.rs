@@ -53,6 +53,9 @@ pub struct Opts {
     pub max_connections_per_source: usize,
     /// Commit failures on demand (SQLite store only).
     pub store_faults: Arc<cloud::store::StoreFaults>,
+    /// Where the cloud's "now" comes from (a test's [`cloud::domain::ManualClock`] to move
+    /// time without sleeping).
+    pub clock: Arc<dyn cloud::domain::Clock>,
     /// Whether the virtual terminal page may enroll devices (`On` here, so that the page's
     /// tests need no setup; `Auto` is the rule of `serve`).
     pub virtual_terminals: cloud::config::VirtualTerminals,
@@ -92,6 +95,7 @@ impl Default for Opts {
             max_connections_per_source: 0,
             api_limits: Default::default(),
             store_faults: Arc::default(),
+            clock: Arc::new(cloud::domain::SystemClock),
             virtual_terminals: cloud::config::VirtualTerminals::On,
             virtual_terminal_ttl: EngineSettings::default().virtual_terminal_ttl,
             hello_failures: GatewaySettings::default().hello_failures,
@@ -115,6 +119,14 @@ pub struct TestApp {
     pub dir: Arc<tempfile::TempDir>,
     stop: CancellationToken,
     handle: Option<JoinHandle<()>>,
+}
+
+/// A clock stopped at the current time, for [`Opts::clock`]: the test moves it.
+pub fn manual_clock() -> Arc<cloud::domain::ManualClock> {
+    // Whole milliseconds, as the store keeps times.
+    let now = chrono::Utc::now();
+    let ms = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    Arc::new(cloud::domain::ManualClock::at(ms))
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -160,6 +172,7 @@ pub async fn spawn_app_on(
             delayed_after: opts.delayed_after,
             retention: opts.retention,
             virtual_terminal_ttl: opts.virtual_terminal_ttl,
+            clock: opts.clock.clone(),
         },
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,

@@ -34,8 +34,9 @@ fn approved(id: protocol::TransactionId) -> DeviceMessage {
 
 #[tokio::test]
 async fn poll_statuses_and_errors() {
+    let clock = manual_clock();
     let app = spawn_app_with(Opts {
-        token_ttl: Duration::from_millis(1500),
+        clock: clock.clone(),
         ..Opts::default()
     })
     .await;
@@ -135,8 +136,12 @@ async fn poll_statuses_and_errors() {
         .await;
     assert_eq!(upper, done);
 
-    // The token expires counted from the POST, completed or not.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // The token expires counted from the POST, completed or not: still valid to the last
+    // millisecond, expired from then on.
+    clock.advance(Opts::default().token_ttl - Duration::from_millis(1));
+    let (s, _) = app.get_json(&url).await;
+    assert_eq!(s, 200);
+    clock.advance(Duration::from_millis(1));
     let (s, b) = app.get_json(&url).await;
     assert_eq!((s, b["error"].as_str()), (401, Some("Token expired")));
 }

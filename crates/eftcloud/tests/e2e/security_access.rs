@@ -232,11 +232,12 @@ async fn enrollment_is_rate_limited_per_source() {
 
 #[tokio::test]
 async fn unused_virtual_terminals_are_removed_and_operator_devices_stay() {
-    // Short enough to wait out, long enough that the sweep the cloud runs at start-up cannot
-    // catch the devices made below; the test then runs the sweep itself.
-    let ttl = Duration::from_millis(500);
+    // The default lifetime, passed on the cloud's clock, not waited for; the test runs the
+    // sweep itself.
+    let ttl = Opts::default().virtual_terminal_ttl;
+    let clock = manual_clock();
     let app = spawn_app_with(Opts {
-        virtual_terminal_ttl: ttl,
+        clock: clock.clone(),
         ..Opts::default()
     })
     .await;
@@ -247,7 +248,7 @@ async fn unused_virtual_terminals_are_removed_and_operator_devices_stay() {
     let used_secret = used["secret"].as_str().unwrap().to_string();
     let mut d = RawDevice::connect(&app, &used_id, &used_secret).await;
     let reg = d.pair(&app).await;
-    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    clock.advance(ttl + Duration::from_secs(1));
 
     // The never-connected one goes; the connected one and the operator's stay.
     assert_eq!(app.engine.purge_unused_virtual_devices().await, 1);
@@ -284,7 +285,9 @@ async fn unused_virtual_terminals_are_removed_and_operator_devices_stay() {
         0,
         "just seen"
     );
-    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    clock.advance(ttl - Duration::from_secs(1));
+    assert_eq!(app.engine.purge_unused_virtual_devices().await, 0);
+    clock.advance(Duration::from_secs(2));
     assert_eq!(app.engine.purge_unused_virtual_devices().await, 1);
     assert!(app.engine.store().register(&reg).await.unwrap().is_none());
     assert_eq!(
