@@ -4,6 +4,7 @@ use crate::bus::connections::Connections;
 use crate::bus::{Bus, LocalBus, NatsBus};
 use crate::config::Config;
 use crate::device_gateway::{self, Gateway};
+use crate::engine::queries::Unready;
 use crate::engine::Engine;
 use crate::health::{Health, PROBE_INTERVAL};
 use crate::metrics::{self, MeteredStore, Metrics};
@@ -104,6 +105,9 @@ pub struct Application {
     metrics: Arc<Metrics>,
     /// Whether the store commits; `/readyz` and the store probe use it.
     health: Arc<Health>,
+    /// The store, for the probe that writes while it is unavailable (all else goes through
+    /// the engine).
+    store: Arc<dyn store::Store>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -136,7 +140,8 @@ impl Application {
             }
             None => (Arc::new(LocalBus::new(connections.clone())), None),
         };
-        let engine = Engine::with_metrics(store, bus, config.engine.clone(), metrics.clone());
+        let engine =
+            Engine::with_metrics(store.clone(), bus, config.engine.clone(), metrics.clone());
 
         // Certificates first: a bad one should stop the start before any port is taken.
         let (tls, dev_cert) = match &config.listeners.tls {
@@ -260,6 +265,7 @@ impl Application {
             metrics_listener,
             metrics,
             health,
+            store,
             shutdown,
             tasks,
         })
@@ -347,9 +353,10 @@ impl Application {
             metrics_listener,
             metrics,
             health,
+            store,
             ..
         } = self;
-        tasks.spawn(health.run_probe(engine.store().clone(), PROBE_INTERVAL, shutdown.clone()));
+        tasks.spawn(health.run_probe(store, PROBE_INTERVAL, shutdown.clone()));
         if let Some(listener) = metrics_listener {
             let app = Router::new()
                 .route("/metrics", get(metrics::serve))
@@ -419,12 +426,12 @@ async fn readyz(
     if let Some(problem) = health.store_problem() {
         return ApiError::storage_unavailable_because(&problem).into_response();
     }
-    if let Err(why) = engine.bus().health() {
-        return ApiError::unavailable(format!("bus unavailable: {why}")).into_response();
-    }
-    match engine.store().ping().await {
+    match engine.ready().await {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        Err(e) => ApiError::storage_unavailable_because(&e.to_string()).into_response(),
+        Err(Unready::Store(e)) => {
+            ApiError::storage_unavailable_because(&e.to_string()).into_response()
+        }
+        Err(e @ Unready::Bus(_)) => ApiError::unavailable(e.to_string()).into_response(),
     }
 }
 

@@ -68,7 +68,7 @@ pub async fn run(mut socket: WebSocket, gw: Gateway, source: Option<IpAddr>) {
     };
     let device = hello.device_id.clone();
     let (conn_id, outbound) = gw.connections.attach(&device);
-    gw.engine.bus().device_attached(&device).await;
+    gw.engine.device_attached(&device, &gw.settings.node).await;
     tracing::info!(device = %device, vendor = %hello.vendor, model = %hello.model, "device connected");
     // Boxed, like the handlers below: the task of an idle connection then holds only the
     // state it waits in (~4 KiB less per device than with everything inlined).
@@ -76,18 +76,7 @@ pub async fn run(mut socket: WebSocket, gw: Gateway, source: Option<IpAddr>) {
     tracing::info!(device = %device, code = closing.code, reason = %closing.reason, "device disconnected");
     close_socket(&mut socket, closing).await;
     if gw.connections.detach(&device, conn_id) {
-        gw.engine.bus().device_detached(&device).await;
-        if let Err(e) = gw
-            .engine
-            .store()
-            .set_device_connection(&device, &gw.settings.node, false, gw.engine.now())
-            .await
-        {
-            tracing::warn!(device = %device, error = %e, "could not record disconnect");
-        }
-        if let Err(e) = Box::pin(gw.engine.on_device_gone(&device)).await {
-            tracing::error!(device = %device, error = %e, "could not end offers of a gone device");
-        }
+        Box::pin(gw.engine.device_detached(&device, &gw.settings.node)).await;
     }
 }
 
@@ -163,14 +152,7 @@ async fn serve(
 ) -> Closing {
     let device = hello.device_id.clone();
     let engine = &gw.engine;
-    let store = engine.store();
-    if let Err(e) = store
-        .set_device_connection(&device, &gw.settings.node, true, gw.engine.now())
-        .await
-    {
-        tracing::warn!(device = %device, error = %e, "could not record connect");
-    }
-    let registers = match store.registers_of(&device).await {
+    let registers = match engine.registers_of(&device).await {
         Ok(r) => r.into_iter().map(|r| r.info).collect(),
         Err(e) => {
             return Closing::new(close::GOING_AWAY, format!("cloud storage unavailable: {e}"))

@@ -143,6 +143,37 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// This node now holds the device's connection: the bus routes its frames here and the
+    /// store records it (a failure to record is logged: the connection works without it).
+    pub async fn device_attached(&self, device: &DeviceId, node: &str) {
+        self.bus().device_attached(device).await;
+        if let Err(e) = self
+            .store()
+            .set_device_connection(device, node, true, self.now())
+            .await
+        {
+            tracing::warn!(device = %device, error = %e, "could not record connect");
+        }
+    }
+
+    /// This node no longer holds the device's connection (and no newer one replaced it here):
+    /// routing stops, the store records it, and an offer it had not accepted ends now.
+    pub async fn device_detached(&self, device: &DeviceId, node: &str) {
+        self.bus().device_detached(device).await;
+        if let Err(e) = self
+            .store()
+            .set_device_connection(device, node, false, self.now())
+            .await
+        {
+            tracing::warn!(device = %device, error = %e, "could not record disconnect");
+        }
+        if let Err(e) = Box::pin(self.on_device_gone(device)).await {
+            tracing::error!(device = %device, error = %e, "could not end offers of a gone device");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,9 @@ mod active;
 pub mod completions;
 pub mod deadlines;
 pub mod devices;
+pub mod outbox;
 pub mod pairing;
+pub mod queries;
 pub mod retention;
 pub mod transactions;
 
@@ -134,13 +136,13 @@ impl Engine {
         }
     }
 
-    /// The store, for read-only views (device list, polls).
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store: the engine's alone (its submodules included). Edges ask the engine.
+    fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 
-    /// The bus.
-    pub fn bus(&self) -> &Arc<dyn Bus> {
+    /// The bus: the engine's alone, like the store.
+    fn bus(&self) -> &Arc<dyn Bus> {
         &self.inner.bus
     }
 

@@ -91,7 +91,7 @@ impl Dispatcher {
     ) -> Result<Self, crate::store::StoreError> {
         let secret = match &settings.secret {
             Some(s) => s.clone(),
-            None => engine.store().secret(SECRET_NAME, &generate_secret).await?,
+            None => engine.secret(SECRET_NAME, &generate_secret).await?,
         };
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
@@ -135,22 +135,22 @@ impl Dispatcher {
     }
 
     /// Delivers what is due; returns how long to sleep until the next one.
-    async fn pass(&self) -> Result<Duration, crate::store::StoreError> {
-        let store = self.engine.store();
+    async fn pass(&self) -> Result<Duration, crate::engine::EngineError> {
+        let engine = &self.engine;
         loop {
             // Claimed for longer than one attempt can take, so no other node posts them too.
             let now = self.engine.now();
             let lease =
                 chrono::Duration::from_std(self.settings.timeout * 2 + Duration::from_secs(5))
                     .unwrap_or_else(|_| chrono::Duration::seconds(30));
-            let jobs = store.claim_callbacks(now, BATCH, now + lease).await?;
+            let jobs = engine.claim_callbacks(now, BATCH, now + lease).await?;
             let n = jobs.len();
             futures_util::future::join_all(jobs.into_iter().map(|j| self.deliver(j))).await;
             if n < BATCH as usize {
                 break;
             }
         }
-        Ok(match store.next_callback_at().await? {
+        Ok(match engine.next_callback_at().await? {
             Some(at) => (at - self.engine.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -201,7 +201,6 @@ impl Dispatcher {
             .callback_attempt(delivered, !delivered && retry_at.is_none());
         if let Err(e) = self
             .engine
-            .store()
             .record_callback_attempt(&id, delivered, retry_at, &error, &event)
             .await
         {

@@ -51,7 +51,6 @@ pub async fn lookup(
     let record = if let Some(reference) = fields.get("PosReference") {
         state
             .engine
-            .store()
             .transaction_by_reference(&register, reference.trim())
             .await
             .map_err(ApiError::from)?

@@ -5,6 +5,7 @@ use super::access::require_register;
 use super::error::ApiError;
 use super::fields::Fields;
 use super::ApiState;
+use crate::engine::queries::RegisterOverview;
 use axum::extract::State;
 use axum::Json;
 use protocol::pos_api::ErrorBody;
@@ -66,8 +67,12 @@ pub async fn status(
     fields: Fields,
 ) -> Result<Json<RegisterStatus>, ApiError> {
     let key = require_register(&fields)?;
-    let store = state.engine.store();
-    let Some(register) = store.register(&key).await.map_err(ApiError::from)? else {
+    let Some(overview) = state
+        .engine
+        .register_overview(&key)
+        .await
+        .map_err(ApiError::from)?
+    else {
         return Ok(Json(RegisterStatus {
             paired: false,
             register_name: None,
@@ -78,15 +83,12 @@ pub async fn status(
             last_seen: None,
         }));
     };
-    let device = store
-        .device(&register.device_id)
-        .await
-        .map_err(ApiError::from)?;
-    let active = store
-        .active_transaction(&register.device_id)
-        .await
-        .map_err(ApiError::from)?;
-    let online = state.engine.bus().is_online(&register.device_id).await;
+    let RegisterOverview {
+        register,
+        device,
+        online,
+        active,
+    } = overview;
     let last_seen = device
         .and_then(|d| d.last_seen_at)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));

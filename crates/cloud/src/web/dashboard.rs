@@ -6,7 +6,7 @@ use super::{asset, WebState};
 use crate::domain::lifecycle::{CompletedBy, Phase};
 use crate::pos_api::error::ApiError;
 use crate::pos_api::pairing_guard::ClientAddr;
-use crate::store::{DeviceRecord, RegisterRecord, TransactionQuery, TransactionRecord};
+use crate::store::{RegisterRecord, TransactionQuery, TransactionRecord};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -321,8 +321,7 @@ impl TransactionFilter {
         };
         let found = state
             .engine
-            .store()
-            .query_transactions(&query)
+            .search_transactions(&query)
             .await
             .map_err(ApiError::from)?;
         Ok(found
@@ -341,34 +340,30 @@ impl TransactionFilter {
 /// How many recent transactions an outcome search looks through.
 const OUTCOME_SCAN: u32 = 5000;
 
-async fn device_views(
-    state: &WebState,
-    devices: Vec<DeviceRecord>,
-) -> Result<Vec<DeviceView>, ApiError> {
-    let engine = &state.engine;
-    let store = engine.store();
-    let mut out = Vec::with_capacity(devices.len());
-    for d in devices {
-        let registers = store.registers_of(&d.id).await.map_err(ApiError::from)?;
-        let active = store
-            .active_transaction(&d.id)
-            .await
-            .map_err(ApiError::from)?;
-        let online = engine.bus().is_online(&d.id).await;
-        out.push(DeviceView {
-            device_id: d.id.to_string(),
-            vendor: d.vendor,
-            model: d.model,
-            merchant: d.merchant,
-            online,
-            busy: active.is_some(),
-            active_transaction_id: active.map(|t| t.id.to_string()),
-            last_seen: d.last_seen_at.map(rfc3339),
-            enrolled_at: rfc3339(d.created_at),
-            registers: registers.into_iter().map(RegisterView::from).collect(),
-        });
-    }
-    Ok(out)
+async fn device_views(state: &WebState) -> Result<Vec<DeviceView>, ApiError> {
+    let devices = state
+        .engine
+        .device_overviews()
+        .await
+        .map_err(ApiError::from)?;
+    Ok(devices
+        .into_iter()
+        .map(|o| {
+            let d = o.device;
+            DeviceView {
+                device_id: d.id.to_string(),
+                vendor: d.vendor,
+                model: d.model,
+                merchant: d.merchant,
+                online: o.online,
+                busy: o.active.is_some(),
+                active_transaction_id: o.active.map(|t| t.id.to_string()),
+                last_seen: d.last_seen_at.map(rfc3339),
+                enrolled_at: rfc3339(d.created_at),
+                registers: o.registers.into_iter().map(RegisterView::from).collect(),
+            }
+        })
+        .collect())
 }
 
 /// `GET /admin/devices`: every device with its state and registers.
@@ -376,13 +371,7 @@ pub async fn devices(
     State(state): State<WebState>,
     _: Admin,
 ) -> Result<Json<Vec<DeviceView>>, ApiError> {
-    let devices = state
-        .engine
-        .store()
-        .devices()
-        .await
-        .map_err(ApiError::from)?;
-    Ok(Json(device_views(&state, devices).await?))
+    Ok(Json(device_views(&state).await?))
 }
 
 /// `GET /admin/transactions`: recent transactions, newest first, filtered.
@@ -421,11 +410,11 @@ pub async fn transaction(
     let id: TransactionId = id
         .parse()
         .map_err(|_| ApiError::not_found("Transaction not found"))?;
-    let store = state.engine.store();
-    let Some(tx) = store.transaction(&id).await.map_err(ApiError::from)? else {
+    let engine = &state.engine;
+    let Some(tx) = engine.transaction(&id).await.map_err(ApiError::from)? else {
         return Err(ApiError::not_found("Transaction not found"));
     };
-    let events = store.events(&id).await.map_err(ApiError::from)?;
+    let events = engine.timeline(&id).await.map_err(ApiError::from)?;
     let view = TransactionView::from(&tx);
     Ok(Json(TransactionDetail {
         transaction: view,
@@ -448,13 +437,7 @@ struct Snapshot {
 }
 
 async fn snapshot(state: &WebState) -> Result<String, ApiError> {
-    let devices = state
-        .engine
-        .store()
-        .devices()
-        .await
-        .map_err(ApiError::from)?;
-    let devices = device_views(state, devices).await?;
+    let devices = device_views(state).await?;
     let transactions = TransactionFilter {
         limit: Some(LIVE_TRANSACTIONS),
         ..TransactionFilter::default()

@@ -348,8 +348,7 @@ async fn a_duplicated_amount_is_refused_and_creates_no_transaction() {
     // Nothing was stored, and nothing reached the device.
     let stored = app
         .engine
-        .store()
-        .query_transactions(&cloud::store::TransactionQuery {
+        .search_transactions(&cloud::store::TransactionQuery {
             register: Some(reg.register_id.clone()),
             limit: 10,
             ..Default::default()

@@ -218,7 +218,6 @@ async fn newest_connection_wins() {
     assert_eq!(new.recv().await, CloudMessage::Start { transaction_id: id });
     let online = app
         .engine
-        .store()
         .device(&DeviceId::parse("dev-twice").unwrap())
         .await
         .unwrap()

@@ -70,7 +70,7 @@ async fn pairing_codes_are_single_use_and_replaced() {
         }
         other => panic!("{other:?}"),
     }
-    let stored = app.engine.store().register(&reg).await.unwrap().unwrap();
+    let stored = app.engine.register(&reg).await.unwrap().unwrap();
     assert_eq!(
         stored.contact.get("ContactName").map(String::as_str),
         Some("Jo Bloggs")
@@ -128,7 +128,6 @@ async fn register_moves_between_devices_and_device_unpairs() {
     }
     assert_eq!(
         app.engine
-            .store()
             .register(&reg)
             .await
             .unwrap()

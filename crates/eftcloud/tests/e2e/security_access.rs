@@ -181,7 +181,7 @@ async fn enrollment_is_off_once_a_credential_is_set_or_the_cloud_is_public_unles
                 "{what}: says how to turn it on: {error}"
             );
             assert!(
-                app.engine.store().devices().await.unwrap().is_empty(),
+                app.engine.devices().await.unwrap().is_empty(),
                 "{what}: nothing enrolled"
             );
         } else {
@@ -227,7 +227,7 @@ async fn enrollment_is_rate_limited_per_source() {
         let (s, _, body) = create(&app, Some(from)).await;
         assert_eq!(s, want, "{from}: {body}");
     }
-    assert_eq!(app.engine.store().devices().await.unwrap().len(), 5);
+    assert_eq!(app.engine.devices().await.unwrap().len(), 5);
 }
 
 #[tokio::test]
@@ -267,7 +267,6 @@ async fn unused_virtual_terminals_are_removed_and_operator_devices_stay() {
         let dev = protocol::DeviceId::parse(&used_id).unwrap();
         while app
             .engine
-            .store()
             .device(&dev)
             .await
             .unwrap()
@@ -289,7 +288,7 @@ async fn unused_virtual_terminals_are_removed_and_operator_devices_stay() {
     assert_eq!(app.engine.purge_unused_virtual_devices().await, 0);
     clock.advance(Duration::from_secs(2));
     assert_eq!(app.engine.purge_unused_virtual_devices().await, 1);
-    assert!(app.engine.store().register(&reg).await.unwrap().is_none());
+    assert!(app.engine.register(&reg).await.unwrap().is_none());
     assert_eq!(
         hello_from(&app, None, &used_id, &used_secret)
             .await

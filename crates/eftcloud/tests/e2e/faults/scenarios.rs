@@ -390,7 +390,7 @@ async fn offline_device_fails_at_once() {
     rig.proxy.blackhole();
     rig.proxy.cut();
     tokio::time::timeout(PATIENCE, async {
-        while rig.cloud.engine.bus().is_online(&device).await {
+        while rig.cloud.engine.is_online(&device).await {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -466,7 +466,7 @@ async fn a_stalled_connection_is_replaced_by_the_newer_one() {
     );
     // The old connection is gone from the cloud: the device is still online through the new one.
     let device = DeviceId::parse("dev-half-open").unwrap();
-    assert!(rig.cloud.engine.bus().is_online(&device).await);
+    assert!(rig.cloud.engine.is_online(&device).await);
     rig.proxy.resume();
     let (_, url2) = post(&pos, &rig.reg, 1300).await;
     assert_eq!(
@@ -538,7 +538,7 @@ async fn cloud_killed_at_any_point_every_transaction_ends_as_the_device_recorded
         // The device is back before the next POST.
         let device = DeviceId::parse("dev-cloud-kill").unwrap();
         tokio::time::timeout(PATIENCE, async {
-            while !rig.cloud.engine.bus().is_online(&device).await {
+            while !rig.cloud.engine.is_online(&device).await {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
