@@ -1,5 +1,9 @@
 //! One device connection: authenticate with `hello`, then relay frames between the socket and
 //! the engine until either side goes away. The task owns the socket; nothing else writes to it.
+//!
+//! The socket is anything that is a stream and a sink of WebSocket messages ([`FrameSocket`]):
+//! axum's `WebSocket` in the cloud, channels in this module's tests, which drive a connection
+//! without a network (hello checks, heartbeats on paused time, frames kept during an outage).
 
 use super::retries::{self, Full, Kept, Retries};
 use super::Gateway;
@@ -7,7 +11,8 @@ use crate::bus::connections::Outbound;
 use crate::engine::devices::AuthError;
 use crate::engine::transactions::Applied;
 use crate::engine::EngineError;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use protocol::device::{close, CloudMessage, DeviceMessage, Hello, PROTOCOL_VERSION};
 use protocol::DeviceId;
 use std::net::IpAddr;
@@ -29,8 +34,22 @@ impl Closing {
     }
 }
 
+/// What a connection reads frames from and writes frames to.
+pub trait FrameSocket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin + Send
+{
+}
+
+impl<T> FrameSocket for T where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Unpin
+        + Send
+{
+}
+
 /// Runs one connection to the end.
-pub async fn run(mut socket: WebSocket, gw: Gateway, source: Option<IpAddr>) {
+pub async fn run<S: FrameSocket>(mut socket: S, gw: Gateway, source: Option<IpAddr>) {
     // Only refused handshakes count, so a fleet reconnecting at once from one address is never
     // held back; past the budget the source is refused before its hello is even read.
     if let Some(refused) = gw
@@ -80,8 +99,8 @@ pub async fn run(mut socket: WebSocket, gw: Gateway, source: Option<IpAddr>) {
     }
 }
 
-async fn read_hello(socket: &mut WebSocket, gw: &Gateway) -> Result<Hello, Closing> {
-    let frame = tokio::time::timeout(gw.settings.hello_timeout, socket.recv())
+async fn read_hello<S: FrameSocket>(socket: &mut S, gw: &Gateway) -> Result<Hello, Closing> {
+    let frame = tokio::time::timeout(gw.settings.hello_timeout, socket.next())
         .await
         .map_err(|_| Closing::new(close::HELLO_REQUIRED, "no hello received in time"))?;
     let text = match frame {
@@ -143,8 +162,8 @@ async fn read_hello(socket: &mut WebSocket, gw: &Gateway) -> Result<Hello, Closi
     }
 }
 
-async fn serve(
-    socket: &mut WebSocket,
+async fn serve<S: FrameSocket>(
+    socket: &mut S,
     gw: &Gateway,
     hello: Hello,
     mut outbound: tokio::sync::mpsc::Receiver<Outbound>,
@@ -184,7 +203,7 @@ async fn serve(
     let mut nonce: u64 = 0;
     loop {
         tokio::select! {
-            frame = socket.recv() => {
+            frame = socket.next() => {
                 last_heard = Instant::now();
                 let msg = match frame {
                     None => return Closing::new(close::GOING_AWAY, "device closed the connection"),
@@ -204,11 +223,11 @@ async fn serve(
             _ = until(retries.due()) => {
                 let Some(msg) = retries.take() else { continue };
                 match Box::pin(handle(gw, &device, conn_id, msg.clone())).await {
-                    Handled::Done(reply) => {
+                    Handled::Done(replies) => {
                         retries.applied(Instant::now());
                         tracing::info!(device = %device, waiting = retries.len(), "device frame applied after a storage outage");
-                        if let Some(reply) = reply {
-                            if send(socket, &reply).await.is_err() {
+                        for reply in &replies {
+                            if send(socket, reply).await.is_err() {
                                 return Closing::new(close::GOING_AWAY, "send failed");
                             }
                         }
@@ -241,8 +260,8 @@ async fn serve(
 
 /// Handles a frame, or keeps it for later while earlier ones wait for the store (so frames
 /// are applied in the order they came). `Err` closes the connection.
-async fn take_frame(
-    socket: &mut WebSocket,
+async fn take_frame<S: FrameSocket>(
+    socket: &mut S,
     gw: &Gateway,
     device: &DeviceId,
     conn_id: u64,
@@ -258,9 +277,9 @@ async fn take_frame(
     // Boxed: the handler's state (an engine step) would otherwise be part of every idle
     // connection's task, ~4 KiB each.
     match Box::pin(handle(gw, device, conn_id, msg)).await {
-        Handled::Done(reply) => {
-            if let Some(reply) = reply {
-                send(socket, &reply)
+        Handled::Done(replies) => {
+            for reply in &replies {
+                send(socket, reply)
                     .await
                     .map_err(|()| Closing::new(close::GOING_AWAY, "send failed"))?;
             }
@@ -274,8 +293,8 @@ async fn take_frame(
 }
 
 /// Keeps a frame the store could not take; tells the device once why its answer is late.
-async fn keep(
-    socket: &mut WebSocket,
+async fn keep<S: FrameSocket>(
+    socket: &mut S,
     device: &DeviceId,
     retries: &mut Retries,
     msg: DeviceMessage,
@@ -315,11 +334,9 @@ async fn until(at: Option<Instant>) {
 }
 
 /// What handling one device frame came to.
-// Built and consumed at once, never stored: boxing the reply would only add an allocation.
-#[allow(clippy::large_enum_variant)]
 enum Handled {
-    /// Applied, or refused for good; the direct reply, if any.
-    Done(Option<CloudMessage>),
+    /// Applied, or refused for good; the direct replies, in order.
+    Done(Vec<CloudMessage>),
     /// The store could not take it now (unavailable, or a write kept losing a race): the
     /// frame is to be applied again later.
     Retry(String),
@@ -337,42 +354,42 @@ fn passes(e: &EngineError) -> bool {
 /// Handles one frame from an authenticated device.
 async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessage) -> Handled {
     let engine = &gw.engine;
-    let outcome: Result<Option<CloudMessage>, EngineError> = match msg {
-        DeviceMessage::Hello(_) => Ok(Some(CloudMessage::Error {
+    let outcome: Result<Vec<CloudMessage>, EngineError> = match msg {
+        DeviceMessage::Hello(_) => Ok(vec![CloudMessage::Error {
             message: "already authenticated: hello is only the first frame".into(),
-        })),
+        }]),
         DeviceMessage::PairingCodeRequest => {
             // Answered, not closed: the connection (and any transaction on it) stays up, and
             // the last code stays valid until it expires.
             let now = std::time::Instant::now();
             if let Err(refused) = gw.pairing_code_guard.begin(Some(device.clone()), now) {
-                return Handled::Done(Some(CloudMessage::Error {
+                return Handled::Done(vec![CloudMessage::Error {
                     message: format!(
                         "too many pairing code requests: the last code stays valid until it expires; ask again in {} s",
                         refused.retry_after_secs()
                     ),
-                }));
+                }]);
             }
             engine.issue_pairing_code(device).await.map(|(code, ttl)| {
-                Some(CloudMessage::PairingCode {
+                vec![CloudMessage::PairingCode {
                     code,
                     expires_in_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-                })
+                }]
             })
         }
         DeviceMessage::Unpair { register } => engine
             .unpair(device, register.as_ref())
             .await
-            .map(|registers| Some(CloudMessage::Unpaired { registers })),
+            .map(|registers| vec![CloudMessage::Unpaired { registers }]),
         DeviceMessage::Accept { transaction_id } => {
             match engine.on_accept(device, &transaction_id).await {
-                // The engine already sent start/abort through the bus.
-                Ok(Applied::Done { .. }) => Ok(None),
+                // `start`, or `abort` for an accept too late.
+                Ok(Applied::Done { replies, .. }) => Ok(replies),
                 // Never let a device run something the cloud does not know.
-                Ok(Applied::Unknown) => Ok(Some(CloudMessage::Abort {
+                Ok(Applied::Unknown) => Ok(vec![CloudMessage::Abort {
                     transaction_id,
                     reason: "unknown transaction".into(),
-                })),
+                }]),
                 Err(e) => Err(e),
             }
         }
@@ -386,25 +403,26 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
             engine
                 .on_progress(device, &transaction_id, &shown)
                 .await
-                .map(|()| None)
+                .map(|()| Vec::new())
         }
         DeviceMessage::Result(result) => {
             let id = result.transaction_id;
             match engine.on_result(device, result).await {
-                Ok(Applied::Done { .. }) => Ok(None),
+                // `result_ack`, or `error` for a result that cannot be stored as it is.
+                Ok(Applied::Done { replies, .. }) => Ok(replies),
                 // Not acknowledged: the device keeps the result in its journal, nothing is lost.
-                Ok(Applied::Unknown) => Ok(Some(CloudMessage::Error {
+                Ok(Applied::Unknown) => Ok(vec![CloudMessage::Error {
                     message: format!("unknown transaction {id}: result kept unacknowledged"),
-                })),
+                }]),
                 Err(e) => Err(e),
             }
         }
         DeviceMessage::Status { status } => {
             tracing::info!(device = %device, status = %status, "device status");
             gw.connections.set_status(device, conn_id, status);
-            Ok(None)
+            Ok(Vec::new())
         }
-        DeviceMessage::Pong { .. } => Ok(None),
+        DeviceMessage::Pong { .. } => Ok(Vec::new()),
     };
     match outcome {
         Ok(reply) => Handled::Done(reply),
@@ -412,9 +430,9 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
         Err(e) if passes(&e) => Handled::Retry(e.to_string()),
         Err(e) => {
             tracing::error!(device = %device, error = %e, "could not handle device frame");
-            Handled::Done(Some(CloudMessage::Error {
+            Handled::Done(vec![CloudMessage::Error {
                 message: format!("cloud error: {e}"),
-            }))
+            }])
         }
     }
 }
@@ -437,7 +455,7 @@ fn receive_error(e: axum::Error) -> Closing {
     }
 }
 
-async fn send(socket: &mut WebSocket, msg: &CloudMessage) -> Result<(), ()> {
+async fn send<S: FrameSocket>(socket: &mut S, msg: &CloudMessage) -> Result<(), ()> {
     let text = serde_json::to_string(msg).map_err(|_| ())?;
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -448,7 +466,7 @@ async fn send(socket: &mut WebSocket, msg: &CloudMessage) -> Result<(), ()> {
     .map_err(|_| ())
 }
 
-async fn close_socket(socket: &mut WebSocket, c: Closing) {
+async fn close_socket<S: FrameSocket>(socket: &mut S, c: Closing) {
     // A close reason may be at most 123 bytes; cut on a character boundary.
     let mut reason = c.reason;
     while reason.len() > 123 {
@@ -463,4 +481,292 @@ async fn close_socket(socket: &mut WebSocket, c: Closing) {
         socket.send(Message::Close(Some(frame))),
     )
     .await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    //! A connection driven through channels: the real engine on a real SQLite file, no
+    //! network. Timing tests use short configured intervals (paused tokio time would jump
+    //! ahead while the SQLite threads answer) and assert lower bounds only.
+
+    use super::*;
+    use crate::bus::connections::Connections;
+    use crate::bus::LocalBus;
+    use crate::device_gateway::GatewaySettings;
+    use crate::engine::devices::NewDevice;
+    use crate::engine::{Engine, EngineSettings};
+    use crate::store::{SqliteStore, StoreFaults};
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::sync::PollSender;
+    use tokio_util::task::TaskTracker;
+
+    /// The cloud's end of a test connection: frames from the test in, frames to it out.
+    struct Duplex {
+        incoming: mpsc::Receiver<Result<Message, axum::Error>>,
+        outgoing: PollSender<Message>,
+    }
+
+    impl Stream for Duplex {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx)
+        }
+    }
+
+    impl Sink<Message> for Duplex {
+        type Error = axum::Error;
+        fn poll_ready(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing)
+                .poll_ready(cx)
+                .map_err(axum::Error::new)
+        }
+        fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            Pin::new(&mut self.outgoing)
+                .start_send(item)
+                .map_err(axum::Error::new)
+        }
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing)
+                .poll_flush(cx)
+                .map_err(axum::Error::new)
+        }
+        fn poll_close(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing)
+                .poll_close(cx)
+                .map_err(axum::Error::new)
+        }
+    }
+
+    /// The test's end: what a device sends and receives.
+    struct Device {
+        to_cloud: mpsc::Sender<Result<Message, axum::Error>>,
+        from_cloud: mpsc::Receiver<Message>,
+    }
+
+    impl Device {
+        async fn send(&mut self, m: &DeviceMessage) {
+            let text = serde_json::to_string(m).unwrap();
+            self.to_cloud
+                .send(Ok(Message::Text(text.into())))
+                .await
+                .unwrap();
+        }
+
+        async fn recv(&mut self) -> Message {
+            tokio::time::timeout(Duration::from_secs(30), self.from_cloud.recv())
+                .await
+                .expect("a frame in time")
+                .expect("the connection is open")
+        }
+
+        async fn frame(&mut self) -> CloudMessage {
+            match self.recv().await {
+                Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+
+        async fn closed(&mut self) -> (u16, String) {
+            match self.recv().await {
+                Message::Close(Some(f)) => (f.code, f.reason.to_string()),
+                other => panic!("expected a close, got {other:?}"),
+            }
+        }
+    }
+
+    struct Rig {
+        gw: Gateway,
+        faults: Arc<StoreFaults>,
+        secret: String,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn rig(settings: GatewaySettings) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let faults = Arc::new(StoreFaults::default());
+        let store = Arc::new(
+            SqliteStore::open_with_faults(&url, faults.clone())
+                .await
+                .unwrap(),
+        );
+        let connections = Arc::new(Connections::default());
+        let bus = Arc::new(LocalBus::new(connections.clone()));
+        let engine = Engine::new(store, bus, EngineSettings::default());
+        let secret = engine
+            .enroll_device(&DeviceId::parse("dev-1").unwrap(), &NewDevice::default())
+            .await
+            .unwrap();
+        let gw = Gateway::new(
+            engine,
+            connections,
+            settings,
+            false,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        );
+        Rig {
+            gw,
+            faults,
+            secret,
+            _dir: dir,
+        }
+    }
+
+    fn connect(rig: &Rig) -> (Device, tokio::task::JoinHandle<()>) {
+        let (to_cloud, incoming) = mpsc::channel(16);
+        let (outgoing, from_cloud) = mpsc::channel(16);
+        let task = tokio::spawn(run(
+            Duplex {
+                incoming,
+                outgoing: PollSender::new(outgoing),
+            },
+            rig.gw.clone(),
+            Some(IpAddr::from([192, 0, 2, 1])),
+        ));
+        (
+            Device {
+                to_cloud,
+                from_cloud,
+            },
+            task,
+        )
+    }
+
+    fn hello(secret: &str) -> DeviceMessage {
+        DeviceMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            device_id: DeviceId::parse("dev-1").unwrap(),
+            secret: secret.into(),
+            vendor: String::new(),
+            model: String::new(),
+            agent_version: String::new(),
+            unacknowledged: Vec::new(),
+            in_progress: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_closed_with_its_code_and_reason() {
+        let rig = rig(GatewaySettings::default()).await;
+        let (mut d, task) = connect(&rig);
+        d.send(&hello("not-the-secret")).await;
+        let (code, reason) = d.closed().await;
+        assert_eq!(code, close::AUTH_FAILED);
+        assert!(reason.contains("authentication failed"), "{reason}");
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_first_frame_must_be_hello() {
+        let rig = rig(GatewaySettings::default()).await;
+        let (mut d, task) = connect(&rig);
+        d.send(&DeviceMessage::PairingCodeRequest).await;
+        assert_eq!(d.closed().await.0, close::HELLO_REQUIRED);
+        task.await.unwrap();
+    }
+
+    fn quick() -> GatewaySettings {
+        GatewaySettings {
+            heartbeat_interval: Duration::from_millis(40),
+            hello_timeout: Duration::from_millis(40),
+            ..GatewaySettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn no_hello_in_time_is_closed() {
+        let rig = rig(quick()).await;
+        let (mut d, task) = connect(&rig);
+        let begun = Instant::now();
+        let (code, reason) = d.closed().await;
+        assert!(begun.elapsed() >= quick().hello_timeout);
+        assert_eq!(code, close::HELLO_REQUIRED);
+        assert_eq!(reason, "no hello received in time");
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_silent_device_is_pinged_then_dropped_after_three_heartbeats() {
+        let rig = rig(quick()).await;
+        let (mut d, task) = connect(&rig);
+        d.send(&hello(&rig.secret)).await;
+        assert!(matches!(d.frame().await, CloudMessage::Welcome { .. }));
+        let begun = Instant::now();
+        let mut pings = 0;
+        let (code, _) = loop {
+            match d.recv().await {
+                Message::Text(t) => {
+                    let m: CloudMessage = serde_json::from_str(t.as_str()).unwrap();
+                    assert!(matches!(m, CloudMessage::Ping { .. }), "{m:?}");
+                    pings += 1;
+                }
+                Message::Close(Some(f)) => break (f.code, f.reason.to_string()),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(code, close::HEARTBEAT_TIMEOUT);
+        // Pinged at each heartbeat until the device has been silent for three of them.
+        assert!(pings >= 2, "{pings}");
+        let waited = begun.elapsed();
+        assert!(waited > quick().heartbeat_interval * 3, "{waited:?}");
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_answered_ping_keeps_the_connection() {
+        let rig = rig(quick()).await;
+        let (mut d, task) = connect(&rig);
+        d.send(&hello(&rig.secret)).await;
+        assert!(matches!(d.frame().await, CloudMessage::Welcome { .. }));
+        // Six heartbeats, twice the silence that drops a connection.
+        for _ in 0..6 {
+            let CloudMessage::Ping { nonce } = d.frame().await else {
+                panic!("expected a ping")
+            };
+            d.send(&DeviceMessage::Pong { nonce }).await;
+        }
+        rig.gw.shutdown.cancel();
+        let (code, reason) = d.closed().await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (close::GOING_AWAY, "server shutting down")
+        );
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_pairing_request_refused_by_the_store_is_answered_once_it_recovers() {
+        let rig = rig(GatewaySettings::default()).await;
+        let (mut d, task) = connect(&rig);
+        d.send(&hello(&rig.secret)).await;
+        assert!(matches!(d.frame().await, CloudMessage::Welcome { .. }));
+        rig.faults.fail_commits();
+        d.send(&DeviceMessage::PairingCodeRequest).await;
+        let CloudMessage::Error { message } = d.frame().await else {
+            panic!("expected the note")
+        };
+        assert!(
+            message.starts_with("cloud storage unavailable"),
+            "{message}"
+        );
+        rig.faults.heal();
+        assert!(matches!(d.frame().await, CloudMessage::PairingCode { .. }));
+        drop(d);
+        task.await.unwrap();
+    }
 }

@@ -623,6 +623,20 @@ mod tests {
     }
 
     #[test]
+    fn success_is_an_approval_or_an_ok_status() {
+        let approved = Completion::from_device(&device_result(TransactionResult::Accepted), t0());
+        assert!(approved.is_success());
+        let declined = Completion::from_device(&device_result(TransactionResult::Declined), t0());
+        assert!(!declined.is_success());
+        let mut status = device_result(TransactionResult::Accepted);
+        status.transaction_result = None;
+        assert!(Completion::from_device(&status, t0()).is_success());
+        status.result = ResultCode::FailedInterface;
+        assert!(!Completion::from_device(&status, t0()).is_success());
+        assert!(Completion::busy_status(None, t0()).is_success());
+    }
+
+    #[test]
     fn status_of_offline_device() {
         let c = Completion::by_cloud(
             Function::TerminalGetStatus,

@@ -71,6 +71,10 @@ pub enum Applied {
     Done {
         record: Box<TransactionRecord>,
         effects: Vec<Effect>,
+        /// For an event from the device's own frame: the frames to answer it with
+        /// (`start`, `abort`, `result_ack`, `error`), which the device's connection sends
+        /// itself instead of a round through the bus.
+        replies: Vec<CloudMessage>,
     },
 }
 
@@ -313,17 +317,27 @@ impl Engine {
             } else {
                 self.store().append_events(id, events).await?;
             }
-            self.carry_out(&tx, &step.effects).await;
+            let replies = self.carry_out(&tx, &step.effects, device.is_some()).await;
             return Ok(Applied::Done {
                 record: Box::new(tx),
                 effects: step.effects,
+                replies,
             });
         }
         Err(EngineError::Contended(*id))
     }
 
-    async fn carry_out(&self, tx: &TransactionRecord, effects: &[Effect]) {
+    /// Carries out a step's effects. Frames for the device go through the bus, or, when
+    /// `reply` (the step answers the device's own frame), are returned for its connection to
+    /// send.
+    async fn carry_out(
+        &self,
+        tx: &TransactionRecord,
+        effects: &[Effect],
+        reply: bool,
+    ) -> Vec<CloudMessage> {
         let id = tx.id;
+        let mut replies = Vec::new();
         for effect in effects {
             let msg = match effect {
                 Effect::SendOffer => offer_message(tx),
@@ -364,10 +378,15 @@ impl Engine {
                     }
                 }
             };
+            if reply {
+                replies.push(msg);
+                continue;
+            }
             // A device that is gone gets the frame again when needed: offers are re-sent on
             // reconnect and results are re-sent by the device until acknowledged.
             let _ = self.bus().deliver(&tx.device_id, msg).await;
         }
+        replies
     }
 
     /// A device sent `accept`.
@@ -417,7 +436,15 @@ impl Engine {
         // An offer that went out during its insert is in the store once the insert is over.
         self.inner.inserting.settled(device, None).await;
         if let Some(tx) = self.store().active_transaction(device).await? {
-            self.apply(&tx.id, Event::DeviceGone, Some(device)).await?;
+            // Not an answer to a frame: whatever it says to the device goes through the bus
+            // (a connection that took over meanwhile, on any node, hears it).
+            if let Applied::Done { replies, .. } =
+                self.apply(&tx.id, Event::DeviceGone, Some(device)).await?
+            {
+                for msg in replies {
+                    let _ = self.bus().deliver(device, msg).await;
+                }
+            }
         }
         Ok(())
     }

@@ -77,7 +77,9 @@ pub async fn cancel(
     let wait = wait_param(fields.get("wait"))?;
     let record = match state.engine.cancel(&id).await.map_err(ApiError::from)? {
         Applied::Unknown => return Err(not_found()),
-        Applied::Done { record, effects } => {
+        Applied::Done {
+            record, effects, ..
+        } => {
             if effects.contains(&Effect::AlreadyCompleted) {
                 let outcome = match &record.phase {
                     Phase::Completed(c) => outcome_text(c),
