@@ -1075,3 +1075,40 @@ async fn postgres_nodes_share_one_database() {
     })
     .await;
 }
+
+/// A row the schema allows but the record cannot be (an offer without its deadline, a time out
+/// of range) is reported as corrupt, never read as a default (the epoch, zero).
+#[tokio::test]
+async fn sqlite_rows_that_cannot_be_records_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let s = cloud::store::open(&url).await.unwrap();
+    s.insert_device(&device("d1")).await.unwrap();
+    let offered = transaction(
+        "d1",
+        Phase::Offered {
+            accept_deadline: Utc::now(),
+        },
+    );
+    s.insert_transaction(&offered, &[]).await.unwrap();
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let corrupt = |sql: &'static str| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query(sql).execute(&raw).await.unwrap();
+        }
+    };
+    corrupt("UPDATE transactions SET accept_deadline = NULL").await;
+    let e = s.transaction(&offered.id).await.unwrap_err();
+    assert!(matches!(e, cloud::store::StoreError::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("accept_deadline"), "{e}");
+
+    corrupt("UPDATE transactions SET state = 'started', started_at = NULL").await;
+    let e = s.transaction(&offered.id).await.unwrap_err();
+    assert!(e.to_string().contains("started_at"), "{e}");
+
+    corrupt("UPDATE transactions SET started_at = 9223372036854775807").await;
+    let e = s.transaction(&offered.id).await.unwrap_err();
+    assert!(e.to_string().contains("out of range"), "{e}");
+    raw.close().await;
+}

@@ -1,19 +1,173 @@
-//! What both SQL backends share: times as milliseconds, the columns a phase occupies, and the
-//! transaction columns in the order both schemas list them.
+//! What both SQL backends share: times as milliseconds, the columns a phase occupies, the
+//! transaction columns, and one decoding of every record by column name ([`Columns`] is the
+//! little each backend's row type has to offer), so the two cannot drift apart. A value that
+//! cannot be what the schema says (a missing deadline, a time out of range, a negative count)
+//! is a corruption error, never a silent default.
 
-use super::StoreError;
-use crate::domain::lifecycle::Phase;
+use super::{CallbackJob, StoreError};
+use crate::domain::lifecycle::{Completion, Phase};
+use crate::domain::{DeviceRecord, RegisterRecord, TransactionRecord};
 use chrono::{DateTime, Utc};
-use protocol::DeviceId;
+use protocol::{DeviceId, RegisterInfo, RegisterKey, TransactionId, TransactionRequest};
+use std::str::FromStr;
+
+/// A row, read by column name.
+pub(super) trait Columns {
+    /// A text column that is never null.
+    fn text(&self, name: &'static str) -> Result<String, StoreError>;
+    /// A text column that may be null.
+    fn opt_text(&self, name: &'static str) -> Result<Option<String>, StoreError>;
+    /// A 64-bit integer column that is never null.
+    fn int(&self, name: &'static str) -> Result<i64, StoreError>;
+    /// A 64-bit integer column that may be null.
+    fn opt_int(&self, name: &'static str) -> Result<Option<i64>, StoreError>;
+    /// A boolean column (an integer 0/1 in SQLite).
+    fn flag(&self, name: &'static str) -> Result<bool, StoreError>;
+    /// A count column (`INTEGER`: 64 bits in SQLite, 32 in PostgreSQL), never negative.
+    fn count(&self, name: &'static str) -> Result<u32, StoreError>;
+}
+
+/// A stored time column.
+fn time(row: &impl Columns, name: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    from_ms(row.int(name)?)
+}
+
+/// A time column that may be null.
+fn opt_time(row: &impl Columns, name: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.opt_int(name)?.map(from_ms).transpose()
+}
+
+/// A time column that the row's state requires.
+fn required_time(
+    row: &impl Columns,
+    name: &'static str,
+    id: &TransactionId,
+) -> Result<DateTime<Utc>, StoreError> {
+    match row.opt_int(name)? {
+        Some(v) => from_ms(v),
+        None => Err(StoreError::Corrupt(format!(
+            "transaction {id} has no {name}"
+        ))),
+    }
+}
+
+/// A stored count that must fit.
+pub(super) fn count_of(v: i64, name: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} {v} out of range")))
+}
+
+/// A device row.
+pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord, StoreError> {
+    Ok(DeviceRecord {
+        id: parse_device_id(row.text("id")?)?,
+        secret_hash: row.text("secret_hash")?,
+        vendor: row.text("vendor")?,
+        model: row.text("model")?,
+        merchant: row.text("merchant")?,
+        merchant_id: row.text("merchant_id")?,
+        created_at: time(row, "created_at")?,
+        connected_at: opt_time(row, "connected_at")?,
+        last_seen_at: opt_time(row, "last_seen_at")?,
+        self_enrolled: row.flag("self_enrolled")?,
+    })
+}
+
+/// The register key of a row (registers and transactions both have one).
+pub(super) fn register_key(row: &impl Columns) -> Result<RegisterKey, StoreError> {
+    Ok(RegisterKey {
+        register_id: row.text("register_id")?,
+        business_name: row.text("business_name")?,
+        vendor_name: row.text("vendor_name")?,
+    })
+}
+
+/// A register row.
+pub(super) fn register(row: &impl Columns) -> Result<RegisterRecord, StoreError> {
+    let contact = row.text("contact")?;
+    Ok(RegisterRecord {
+        info: RegisterInfo {
+            key: register_key(row)?,
+            register_name: row.text("register_name")?,
+        },
+        device_id: parse_device_id(row.text("device_id")?)?,
+        contact: serde_json::from_str(&contact)
+            .map_err(|e| StoreError::Corrupt(format!("register contact: {e}")))?,
+        paired_at: time(row, "paired_at")?,
+    })
+}
+
+/// A stored transaction id.
+pub(super) fn parse_transaction_id(s: &str) -> Result<TransactionId, StoreError> {
+    TransactionId::from_str(s).map_err(|e| StoreError::Corrupt(format!("transaction id {s}: {e}")))
+}
+
+/// A transaction row (the columns of [`tx_columns`]).
+pub(super) fn transaction(row: &impl Columns) -> Result<TransactionRecord, StoreError> {
+    let id = parse_transaction_id(&row.text("id")?)?;
+    let request: TransactionRequest = serde_json::from_str(&row.text("request")?)
+        .map_err(|e| StoreError::Corrupt(format!("transaction {id} request: {e}")))?;
+    let phase =
+        match row.text("state")?.as_str() {
+            "offered" => Phase::Offered {
+                accept_deadline: required_time(row, "accept_deadline", &id)?,
+            },
+            "started" => Phase::Started {
+                started_at: required_time(row, "started_at", &id)?,
+            },
+            "completed" => {
+                let c = row.opt_text("completion")?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("transaction {id} has no completion"))
+                })?;
+                Phase::Completed(serde_json::from_str::<Completion>(&c).map_err(|e| {
+                    StoreError::Corrupt(format!("transaction {id} completion: {e}"))
+                })?)
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "transaction {id} state {other}"
+                )))
+            }
+        };
+    Ok(TransactionRecord {
+        id,
+        device_id: parse_device_id(row.text("device_id")?)?,
+        register: RegisterInfo {
+            key: register_key(row)?,
+            register_name: row.text("register_name")?,
+        },
+        merchant_id: row.text("merchant_id")?,
+        merchant: row.text("merchant")?,
+        request,
+        sale_data: row.opt_text("sale_data")?,
+        callback_url: row.opt_text("callback_url")?,
+        pos_reference: row.opt_text("pos_reference")?,
+        fingerprint: row.text("fingerprint")?,
+        token: row.text("token")?,
+        token_expires_at: time(row, "token_expires_at")?,
+        created_at: time(row, "created_at")?,
+        phase,
+        display_text: row.opt_text("display_text")?,
+    })
+}
+
+/// A callback outbox row (`transaction_id`, `url`, `attempts`).
+pub(super) fn callback_job(row: &impl Columns) -> Result<CallbackJob, StoreError> {
+    Ok(CallbackJob {
+        transaction_id: parse_transaction_id(&row.text("transaction_id")?)?,
+        url: row.text("url")?,
+        attempts: row.count("attempts")?,
+    })
+}
 
 /// A time as stored: milliseconds since the epoch.
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-/// A stored time.
-pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp_millis(v).unwrap_or_default()
+/// A stored time; one out of range is corrupt.
+pub(super) fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::<Utc>::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {v} ms out of range")))
 }
 
 /// A stored device id, checked again on the way out.

@@ -7,19 +7,18 @@
 //! `DELETE ... RETURNING`.
 
 use super::columns::{
-    callback_status, from_ms, ms, parse_device_id, phase_columns, phase_kind, TX_COLUMNS,
+    self, callback_status, from_ms, ms, parse_device_id, parse_transaction_id, phase_columns,
+    phase_kind, TX_COLUMNS,
 };
 use super::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
     TransactionRecord,
 };
-use crate::domain::lifecycle::{Completion, Phase};
+use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use protocol::{
-    DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest,
-};
+use protocol::{DeviceId, PairingCode, RegisterKey, TransactionId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 use std::str::FromStr;
@@ -64,98 +63,41 @@ impl PostgresStore {
     }
 
     fn device_from_row(row: &PgRow) -> Result<DeviceRecord, StoreError> {
-        Ok(DeviceRecord {
-            id: parse_device_id(row.try_get("id")?)?,
-            secret_hash: row.try_get("secret_hash")?,
-            vendor: row.try_get("vendor")?,
-            model: row.try_get("model")?,
-            merchant: row.try_get("merchant")?,
-            merchant_id: row.try_get("merchant_id")?,
-            created_at: from_ms(row.try_get("created_at")?),
-            connected_at: row.try_get::<Option<i64>, _>("connected_at")?.map(from_ms),
-            last_seen_at: row.try_get::<Option<i64>, _>("last_seen_at")?.map(from_ms),
-            self_enrolled: row.try_get("self_enrolled")?,
-        })
+        columns::device(row)
     }
 
     fn register_from_row(row: &PgRow) -> Result<RegisterRecord, StoreError> {
-        let contact: String = row.try_get("contact")?;
-        Ok(RegisterRecord {
-            info: RegisterInfo {
-                key: register_key_from_row(row)?,
-                register_name: row.try_get("register_name")?,
-            },
-            device_id: parse_device_id(row.try_get("device_id")?)?,
-            contact: serde_json::from_str(&contact)
-                .map_err(|e| StoreError::Corrupt(format!("register contact: {e}")))?,
-            paired_at: from_ms(row.try_get("paired_at")?),
-        })
+        columns::register(row)
     }
 
     fn transaction_from_row(row: &PgRow) -> Result<TransactionRecord, StoreError> {
-        let id = parse_transaction_id(&row.try_get::<String, _>("id")?)?;
-        let request: String = row.try_get("request")?;
-        let request: TransactionRequest = serde_json::from_str(&request)
-            .map_err(|e| StoreError::Corrupt(format!("transaction {id} request: {e}")))?;
-        let state: String = row.try_get("state")?;
-        let phase = match state.as_str() {
-            "offered" => Phase::Offered {
-                accept_deadline: from_ms(
-                    row.try_get::<Option<i64>, _>("accept_deadline")?
-                        .unwrap_or(0),
-                ),
-            },
-            "started" => Phase::Started {
-                started_at: from_ms(row.try_get::<Option<i64>, _>("started_at")?.unwrap_or(0)),
-            },
-            "completed" => {
-                let c: Option<String> = row.try_get("completion")?;
-                let c = c.ok_or_else(|| {
-                    StoreError::Corrupt(format!("transaction {id} has no completion"))
-                })?;
-                Phase::Completed(serde_json::from_str::<Completion>(&c).map_err(|e| {
-                    StoreError::Corrupt(format!("transaction {id} completion: {e}"))
-                })?)
-            }
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "transaction {id} state {other}"
-                )))
-            }
-        };
-        Ok(TransactionRecord {
-            id,
-            device_id: parse_device_id(row.try_get("device_id")?)?,
-            register: RegisterInfo {
-                key: register_key_from_row(row)?,
-                register_name: row.try_get("register_name")?,
-            },
-            merchant_id: row.try_get("merchant_id")?,
-            merchant: row.try_get("merchant")?,
-            request,
-            sale_data: row.try_get("sale_data")?,
-            callback_url: row.try_get("callback_url")?,
-            pos_reference: row.try_get("pos_reference")?,
-            fingerprint: row.try_get("fingerprint")?,
-            token: row.try_get("token")?,
-            token_expires_at: from_ms(row.try_get("token_expires_at")?),
-            created_at: from_ms(row.try_get("created_at")?),
-            phase,
-            display_text: row.try_get("display_text")?,
-        })
+        columns::transaction(row)
     }
 }
 
 fn register_key_from_row(row: &PgRow) -> Result<RegisterKey, StoreError> {
-    Ok(RegisterKey {
-        register_id: row.try_get("register_id")?,
-        business_name: row.try_get("business_name")?,
-        vendor_name: row.try_get("vendor_name")?,
-    })
+    columns::register_key(row)
 }
 
-fn parse_transaction_id(s: &str) -> Result<TransactionId, StoreError> {
-    TransactionId::from_str(s).map_err(|e| StoreError::Corrupt(format!("transaction id {s}: {e}")))
+impl columns::Columns for PgRow {
+    fn text(&self, name: &'static str) -> Result<String, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_text(&self, name: &'static str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn int(&self, name: &'static str) -> Result<i64, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_int(&self, name: &'static str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn flag(&self, name: &'static str) -> Result<bool, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn count(&self, name: &'static str) -> Result<u32, StoreError> {
+        columns::count_of(i64::from(self.try_get::<i32, _>(name)?), name)
+    }
 }
 
 /// Queues the completion callback of a transaction that has a callback URL (no-op otherwise).
@@ -605,7 +547,7 @@ impl Store for PostgresStore {
             .map(|row| {
                 let kind: String = row.try_get("kind")?;
                 Ok(TimelineEvent {
-                    at: from_ms(row.try_get("at")?),
+                    at: from_ms(row.try_get("at")?)?,
                     kind: EventKind::parse(&kind)
                         .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
                     detail: row.try_get("detail")?,
@@ -740,7 +682,7 @@ impl Store for PostgresStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(v.map(from_ms))
+        v.map(from_ms).transpose()
     }
 
     async fn record_callback_attempt(
@@ -870,15 +812,10 @@ impl Store for PostgresStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(v.map(from_ms))
+        v.map(from_ms).transpose()
     }
 }
 
 fn callback_job(row: &PgRow) -> Result<CallbackJob, StoreError> {
-    let attempts: i32 = row.try_get("attempts")?;
-    Ok(CallbackJob {
-        transaction_id: parse_transaction_id(&row.try_get::<String, _>("transaction_id")?)?,
-        url: row.try_get("url")?,
-        attempts: u32::try_from(attempts).unwrap_or(0),
-    })
+    columns::callback_job(row)
 }

@@ -15,7 +15,8 @@
 mod writer;
 
 use super::columns::{
-    callback_status, from_ms, ms, parse_device_id, phase_columns, phase_kind, tx_columns,
+    self, callback_status, from_ms, ms, parse_device_id, parse_transaction_id, phase_columns,
+    phase_kind, tx_columns,
 };
 use super::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError, StoreFaults,
@@ -24,13 +25,11 @@ use super::{
 
 /// The probe's write: one row of `secrets` overwritten (see [`Store::probe_write`]).
 const PROBE_SQL: &str = "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)";
-use crate::domain::lifecycle::{Completion, Phase};
+use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use protocol::{
-    DeviceId, PairingCode, RegisterInfo, RegisterKey, TransactionId, TransactionRequest,
-};
+use protocol::{DeviceId, PairingCode, RegisterKey, TransactionId};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use std::path::{Path, PathBuf};
@@ -214,103 +213,41 @@ fn all<T>(
     Ok(out)
 }
 
+impl super::columns::Columns for Row<'_> {
+    fn text(&self, name: &'static str) -> Result<String, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn opt_text(&self, name: &'static str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn int(&self, name: &'static str) -> Result<i64, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn opt_int(&self, name: &'static str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn flag(&self, name: &'static str) -> Result<bool, StoreError> {
+        Ok(self.get::<_, i64>(name)? != 0)
+    }
+    fn count(&self, name: &'static str) -> Result<u32, StoreError> {
+        super::columns::count_of(self.get(name)?, name)
+    }
+}
+
 fn device_from_row(row: &Row) -> Result<DeviceRecord, StoreError> {
-    Ok(DeviceRecord {
-        id: parse_device_id(row.get("id")?)?,
-        secret_hash: row.get("secret_hash")?,
-        vendor: row.get("vendor")?,
-        model: row.get("model")?,
-        merchant: row.get("merchant")?,
-        merchant_id: row.get("merchant_id")?,
-        created_at: from_ms(row.get("created_at")?),
-        connected_at: row.get::<_, Option<i64>>("connected_at")?.map(from_ms),
-        last_seen_at: row.get::<_, Option<i64>>("last_seen_at")?.map(from_ms),
-        self_enrolled: row.get::<_, i64>("self_enrolled")? != 0,
-    })
+    columns::device(row)
 }
 
 fn register_from_row(row: &Row) -> Result<RegisterRecord, StoreError> {
-    let contact: String = row.get("contact")?;
-    Ok(RegisterRecord {
-        info: RegisterInfo {
-            key: RegisterKey {
-                register_id: row.get("register_id")?,
-                business_name: row.get("business_name")?,
-                vendor_name: row.get("vendor_name")?,
-            },
-            register_name: row.get("register_name")?,
-        },
-        device_id: parse_device_id(row.get("device_id")?)?,
-        contact: serde_json::from_str(&contact)
-            .map_err(|e| StoreError::Corrupt(format!("register contact: {e}")))?,
-        paired_at: from_ms(row.get("paired_at")?),
-    })
+    columns::register(row)
 }
 
-fn parse_transaction_id(s: &str) -> Result<TransactionId, StoreError> {
-    TransactionId::from_str(s).map_err(|e| StoreError::Corrupt(format!("transaction id {s}: {e}")))
-}
-
-/// A row of `SELECT tx_columns!()`, by position (the order of [`tx_columns`]).
 fn transaction_from_row(row: &Row) -> Result<TransactionRecord, StoreError> {
-    let id = parse_transaction_id(row.get_ref(0)?.as_str()?)?;
-    let request: TransactionRequest = serde_json::from_str(row.get_ref(8)?.as_str()?)
-        .map_err(|e| StoreError::Corrupt(format!("transaction {id} request: {e}")))?;
-    let phase =
-        match row.get_ref(14)?.as_str()? {
-            "offered" => Phase::Offered {
-                accept_deadline: from_ms(row.get::<_, Option<i64>>(15)?.unwrap_or(0)),
-            },
-            "started" => Phase::Started {
-                started_at: from_ms(row.get::<_, Option<i64>>(16)?.unwrap_or(0)),
-            },
-            "completed" => {
-                let c = row.get_ref(18)?.as_str_or_null()?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("transaction {id} has no completion"))
-                })?;
-                Phase::Completed(serde_json::from_str::<Completion>(c).map_err(|e| {
-                    StoreError::Corrupt(format!("transaction {id} completion: {e}"))
-                })?)
-            }
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "transaction {id} state {other}"
-                )))
-            }
-        };
-    Ok(TransactionRecord {
-        id,
-        device_id: parse_device_id(row.get(1)?)?,
-        register: RegisterInfo {
-            key: RegisterKey {
-                register_id: row.get(2)?,
-                business_name: row.get(3)?,
-                vendor_name: row.get(4)?,
-            },
-            register_name: row.get(5)?,
-        },
-        merchant_id: row.get(6)?,
-        merchant: row.get(7)?,
-        request,
-        sale_data: row.get(9)?,
-        callback_url: row.get(10)?,
-        token: row.get(11)?,
-        token_expires_at: from_ms(row.get(12)?),
-        created_at: from_ms(row.get(13)?),
-        display_text: row.get(19)?,
-        pos_reference: row.get(20)?,
-        fingerprint: row.get(21)?,
-        phase,
-    })
+    columns::transaction(row)
 }
 
 fn callback_job(row: &Row) -> Result<CallbackJob, StoreError> {
-    let attempts: i64 = row.get(2)?;
-    Ok(CallbackJob {
-        transaction_id: parse_transaction_id(row.get_ref(0)?.as_str()?)?,
-        url: row.get(1)?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-    })
+    columns::callback_job(row)
 }
 
 /// Queues the completion callback of a transaction that has a callback URL (no-op otherwise).
@@ -659,6 +596,29 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| {
                 let id = t.id.to_string();
+                // Which rule a unique violation broke is told by asking first, not by reading
+                // the error's message: this thread is the only writer, so nothing can come
+                // between the check and the insert.
+                if let Some(reference) = &t.pos_reference {
+                    let key = &t.register.key;
+                    let used = conn
+                        .prepare_cached(
+                            "SELECT 1 FROM transactions WHERE register_id = ?1 AND business_name = ?2 \
+                             AND vendor_name = ?3 AND pos_reference = ?4",
+                        )
+                        .and_then(|mut q| {
+                            q.exists(params![
+                                key.register_id,
+                                key.business_name,
+                                key.vendor_name,
+                                reference
+                            ])
+                        })
+                        .map_err(StoreError::from)?;
+                    if used {
+                        return Err(InsertError::DuplicateReference);
+                    }
+                }
                 let r = conn
                     .prepare_cached(concat!(
                         "INSERT INTO transactions (",
@@ -692,16 +652,9 @@ impl Store for SqliteStore {
                     ]);
                 match r {
                     Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        // The primary key is a fresh UUID, so the violation is either the
-                        // reference index or the one-active-transaction-per-device index; the
-                        // message names the columns of the one that failed.
-                        return Err(if e.to_string().contains("pos_reference") {
-                            InsertError::DuplicateReference
-                        } else {
-                            InsertError::DeviceBusy
-                        });
-                    }
+                    // The primary key is a fresh UUID and the reference was checked above: what
+                    // is left is the one-transaction-in-progress-per-device index.
+                    Err(e) if is_unique_violation(&e) => return Err(InsertError::DeviceBusy),
                     Err(e) => return Err(StoreError::from(e).into()),
                 }
                 insert_events(conn, &id, &events)?;
@@ -761,7 +714,7 @@ impl Store for SqliteStore {
                 |row| {
                     let kind = row.get_ref(1)?.as_str()?;
                     Ok(TimelineEvent {
-                        at: from_ms(row.get(0)?),
+                        at: from_ms(row.get(0)?)?,
                         kind: EventKind::parse(kind)
                             .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
                         detail: row.get(2)?,
@@ -816,7 +769,7 @@ impl Store for SqliteStore {
                     "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",
                 )?
                 .query_row([], |row| row.get(0))?;
-            Ok(v.map(from_ms))
+            v.map(from_ms).transpose()
         })
     }
 
@@ -1038,7 +991,7 @@ impl Store for SqliteStore {
                     "SELECT MIN(accept_deadline) FROM transactions WHERE state = 'offered'",
                 )?
                 .query_row([], |row| row.get(0))?;
-            Ok(v.map(from_ms))
+            v.map(from_ms).transpose()
         })
     }
 }
