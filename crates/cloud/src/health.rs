@@ -72,7 +72,10 @@ impl Health {
 
     /// A write committed: an outage, if any, is over.
     pub fn store_wrote(&self) {
-        if self.store_down.swap(false, Ordering::SeqCst) {
+        // Read first: a healthy store (nearly always) costs every write a shared load, not a
+        // read-modify-write that bounces the cache line between cores.
+        if self.store_down.load(Ordering::Acquire) && self.store_down.swap(false, Ordering::SeqCst)
+        {
             let began = lock(&self.outage).take().map(|(at, _)| at.elapsed());
             self.available.set(1);
             tracing::warn!(
