@@ -77,6 +77,23 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// 400 `This register is not paired to a device, please pair it first.` (SmartConnect's
+    /// wording, which clients match).
+    pub fn not_paired() -> Self {
+        Self {
+            reason: Some("not_paired"),
+            ..Self::bad_request(protocol::pos_api::NOT_PAIRED)
+        }
+    }
+
+    /// 429 `device is busy`: the device runs another transaction (one at a time per device).
+    pub fn device_busy() -> Self {
+        Self {
+            reason: Some("busy"),
+            ..Self::too_many(protocol::pos_api::DEVICE_BUSY, None)
+        }
+    }
+
     /// 401: the polling token is wrong or expired.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, message)
@@ -130,21 +147,12 @@ impl ApiError {
         self.status
     }
 
-    /// The short reason counted in `eftcloud_rejected_requests_total`: the status's own, told
-    /// apart where one status has several causes a dashboard wants to see separately.
+    /// The short reason counted in `eftcloud_rejected_requests_total`: the status's own, or
+    /// the one the constructor named where one status has several causes a dashboard wants to
+    /// see apart (`not_paired`, `busy`, `storage_unavailable`), never read from the message.
     pub fn reason(&self) -> &'static str {
-        if let Some(reason) = self.reason {
-            return reason;
-        }
-        match self.status {
-            StatusCode::BAD_REQUEST if self.message == protocol::pos_api::NOT_PAIRED => {
-                "not_paired"
-            }
-            StatusCode::TOO_MANY_REQUESTS if self.message == protocol::pos_api::DEVICE_BUSY => {
-                "busy"
-            }
-            status => crate::metrics::reason_of_status(status),
-        }
+        self.reason
+            .unwrap_or_else(|| crate::metrics::reason_of_status(self.status))
     }
 }
 

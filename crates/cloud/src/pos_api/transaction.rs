@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::pos_api::{ErrorBody, TransactionEnvelope, DEVICE_BUSY};
+use protocol::pos_api::{ErrorBody, TransactionEnvelope};
 use protocol::{RegisterKey, TransactionRequest};
 
 /// Whether the POS waits on this request or polls.
@@ -294,8 +294,8 @@ pub async fn create(
         .start_transaction(new)
         .await
         .map_err(|e| match e {
-            StartError::NotPaired => ApiError::bad_request(e.to_string()),
-            StartError::DeviceBusy => ApiError::too_many(DEVICE_BUSY, None),
+            StartError::NotPaired => ApiError::not_paired(),
+            StartError::DeviceBusy => ApiError::device_busy(),
             StartError::ReferenceConflict(_) => ApiError::conflict(e.to_string()),
             StartError::Engine(e) => ApiError::engine(e),
         })?;
