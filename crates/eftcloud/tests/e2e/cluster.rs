@@ -202,32 +202,10 @@ async fn a_result_reported_while_postgres_restarts_completes_on_the_same_connect
     let a = Cloud::start(opts("pg-a", nats.clone())).await;
     let b = Cloud::start(opts("pg-b", through(&nats, bus.addr))).await;
 
-    // The terminal would re-send only after a minute: the result is stored by the cloud's
-    // own retry on the connection that stays up.
-    let secret = a.enroll("dev-pg-restart").await;
-    let journal = a.dir.path().join("pg.journal");
-    let mut t = start_terminal_with(
-        &a.base,
-        "dev-pg-restart",
-        &secret,
-        &journal,
-        terminal::SimulatorConfig {
-            step_delay: Duration::from_millis(5),
-            slow: Duration::from_millis(300),
-        },
-        |c| {
-            c.result_resend_min = Duration::from_secs(60);
-            c.result_resend_max = Duration::from_secs(60);
-        },
-    );
-    let code = t.next_code().await;
-    let reg = register("pg-restart");
-    b.pos()
-        .pair(&code, &reg, &PairingDetails::new("Till"))
-        .await
-        .unwrap();
-    t.wait_for(|e| matches!(e, TerminalEvent::Paired { .. }).then_some(()))
-        .await;
+    // The device on A, the POS on B; the result is stored by the cloud's own retry on the
+    // connection that stays up.
+    let (mut t, reg) =
+        paired_terminal_without_resend(&a, &b, "dev-pg-restart", Duration::from_millis(300)).await;
 
     let started = b
         .pos()

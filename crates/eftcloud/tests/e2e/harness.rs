@@ -441,6 +441,36 @@ pub async fn paired_terminal_with(
     (t, reg)
 }
 
+/// Enrolls `id` on `devices` (the app its terminal connects to), starts a terminal with a slow
+/// amount of `slow` that re-sends unacknowledged results only after a minute (so what stores a
+/// refused result is the cloud's own retry), and pairs a new register through `pos`.
+pub async fn paired_terminal_without_resend(
+    devices: &TestApp,
+    pos: &TestApp,
+    id: &str,
+    slow: Duration,
+) -> (Terminal, RegisterKey) {
+    let secret = devices.enroll(id).await;
+    let journal = devices.dir.path().join(format!("{id}.journal"));
+    let sim = SimulatorConfig {
+        step_delay: Duration::from_millis(5),
+        slow,
+    };
+    let mut t = start_terminal_with(&devices.base, id, &secret, &journal, sim, |c| {
+        c.result_resend_min = Duration::from_secs(60);
+        c.result_resend_max = Duration::from_secs(60);
+    });
+    let code = t.next_code().await;
+    let reg = register(id);
+    pos.pos()
+        .pair(&code, &reg, &PairingDetails::new("Till"))
+        .await
+        .unwrap();
+    t.wait_for(|e| matches!(e, TerminalEvent::Paired { .. }).then_some(()))
+        .await;
+    (t, reg)
+}
+
 /// A device speaking the protocol by hand, for tests of the cloud's side of it.
 pub struct RawDevice {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,

@@ -60,32 +60,10 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
 #[tokio::test]
 async fn a_result_refused_by_a_full_disk_is_stored_on_the_same_connection() {
     let app = spawn_app().await;
-    // The terminal would re-send only after a minute: what stores the result here is the
-    // cloud's own retry, on the connection that stays up.
-    let secret = app.enroll("dev-disk-full").await;
-    let journal = app.dir.path().join("dev-disk-full.journal");
-    let mut t = start_terminal_with(
-        &app.base,
-        "dev-disk-full",
-        &secret,
-        &journal,
-        terminal::SimulatorConfig {
-            step_delay: Duration::from_millis(5),
-            slow: Duration::from_millis(600),
-        },
-        |c| {
-            c.result_resend_min = Duration::from_secs(60);
-            c.result_resend_max = Duration::from_secs(60);
-        },
-    );
-    let code = t.next_code().await;
-    let reg = register("disk-full");
-    app.pos()
-        .pair(&code, &reg, &pos::PairingDetails::new("Till"))
-        .await
-        .unwrap();
-    t.wait_for(|e| matches!(e, TerminalEvent::Paired { .. }).then_some(()))
-        .await;
+    // What stores the result here is the cloud's own retry, on the connection that stays up.
+    let (mut t, reg) =
+        paired_terminal_without_resend(&app, &app, "dev-disk-full", Duration::from_millis(600))
+            .await;
 
     // A slow purchase (cents end in 53): the card is charged while the disk is full.
     let (s, env) = app
