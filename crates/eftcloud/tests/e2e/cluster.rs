@@ -8,17 +8,12 @@ use crate::harness::*;
 use eftcloud_testing::FreshDatabase;
 use pos::{PairingDetails, TransactionSpec};
 use protocol::{Cents, Function};
-use std::io::Write;
 use std::time::Duration;
 use terminal::TerminalEvent;
 
 #[tokio::test]
 async fn three_nodes_route_requests_and_survive_losing_the_devices_node() {
-    let Ok(nats) = std::env::var("EFTCLOUD_TEST_NATS_URL") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "cluster test skipped: EFTCLOUD_TEST_NATS_URL not set"
-        );
+    let Some(nats) = nats_url_or_skip("cluster test") else {
         return;
     };
     let Some(db) = FreshDatabase::create("cluster test").await else {
@@ -172,18 +167,9 @@ fn through(url: &str, addr: std::net::SocketAddr) -> String {
     u.to_string()
 }
 
-async fn readyz(app: &TestApp) -> (u16, serde_json::Value) {
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_result_reported_while_postgres_restarts_completes_on_the_same_connection() {
-    let Ok(nats) = std::env::var("EFTCLOUD_TEST_NATS_URL") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "cluster test skipped: EFTCLOUD_TEST_NATS_URL not set"
-        );
+    let Some(nats) = nats_url_or_skip("cluster test") else {
         return;
     };
     let Some(db) = FreshDatabase::create("cluster test").await else {
@@ -247,28 +233,12 @@ async fn a_result_reported_while_postgres_restarts_completes_on_the_same_connect
         done.field("AuthId"),
         result.fields.get("AuthId").map(String::as_str)
     );
-    tokio::time::timeout(PATIENCE, async {
-        while readyz(&a).await.0 != 200 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("A ready again");
+    a.until_ready(true).await;
 
     // B loses NATS: not ready (a load balancer moves POS traffic to A), ready when it is back.
     bus.refuse();
     bus.cut();
-    let (s, body) = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let r = readyz(&b).await;
-            if r.0 != 200 {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("B not ready without NATS");
+    let (s, body, _) = b.until_ready(false).await;
     assert_eq!(s, 503, "{body}");
     assert!(
         body["error"]
@@ -278,13 +248,7 @@ async fn a_result_reported_while_postgres_restarts_completes_on_the_same_connect
         "{body}"
     );
     bus.resume();
-    tokio::time::timeout(PATIENCE, async {
-        while readyz(&b).await.0 != 200 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("B ready again with NATS back");
+    b.until_ready(true).await;
 
     t.stop().await;
     drop((a, b));

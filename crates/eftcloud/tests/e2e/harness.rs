@@ -121,6 +121,19 @@ pub struct TestApp {
     handle: Option<JoinHandle<()>>,
 }
 
+/// The cluster's NATS URL, or `None` after saying that `what` is skipped (CI sets it).
+pub fn nats_url_or_skip(what: &str) -> Option<String> {
+    let url = std::env::var("EFTCLOUD_TEST_NATS_URL").ok();
+    if url.is_none() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "{what} skipped: EFTCLOUD_TEST_NATS_URL not set"
+        );
+    }
+    url
+}
+
 /// A clock stopped at the current time, for [`Opts::clock`]: the test moves it.
 pub fn manual_clock() -> Arc<cloud::domain::ManualClock> {
     // Whole milliseconds, as the store keeps times.
@@ -267,6 +280,32 @@ impl TestApp {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `GET /readyz`: status, body and `Retry-After`.
+    pub async fn readyz(&self) -> (u16, serde_json::Value, Option<String>) {
+        let r = self.http.get(self.url("/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, r.json().await.unwrap(), retry)
+    }
+
+    /// Waits until `/readyz` answers `ready` (200) or not (503), returning its last answer.
+    pub async fn until_ready(&self, ready: bool) -> (u16, serde_json::Value, Option<String>) {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let r = self.readyz().await;
+                if (r.0 == 200) == ready {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("readiness in time")
     }
 
     pub async fn get_json(&self, url: &str) -> (u16, serde_json::Value) {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use std::time::Duration;
 
 /// The scrape, as text.
-async fn scrape(http: &reqwest::Client, base: &str) -> String {
+pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
     let r = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let ct = r.headers()["content-type"].to_str().unwrap().to_string();
@@ -16,7 +16,7 @@ async fn scrape(http: &reqwest::Client, base: &str) -> String {
 
 /// The value of one sample (`name{labels}` exactly as exposed), 0 when absent (a labelled
 /// counter appears with its first increment).
-fn sample(text: &str, series: &str) -> f64 {
+pub fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {

@@ -5,6 +5,7 @@
 //! `storage unavailable` meanwhile, and `/readyz` says not ready.
 
 use crate::harness::*;
+use crate::metrics::{sample, scrape};
 use protocol::device::{close, CloudMessage, DeviceMessage, DeviceResult};
 use protocol::{ResultCode, TransactionId, TransactionResult};
 use std::time::Duration;
@@ -22,39 +23,8 @@ async fn until_injected(app: &TestApp, from: u64, n: u64) {
     .expect("commits failed in time");
 }
 
-async fn readyz(app: &TestApp) -> (u16, serde_json::Value, Option<String>) {
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
-    let status = r.status().as_u16();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    (status, r.json().await.unwrap(), retry)
-}
-
-async fn until_ready(app: &TestApp) {
-    tokio::time::timeout(PATIENCE, async {
-        while readyz(app).await.0 != 200 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("ready again in time");
-}
-
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    sample(&scrape(&app.http, &app.base).await, series)
 }
 
 #[tokio::test]
@@ -111,7 +81,7 @@ async fn a_result_refused_by_a_full_disk_is_stored_on_the_same_connection() {
     assert_eq!(r.headers()["retry-after"], "1");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "storage unavailable, retry later");
-    let (s, body, retry) = readyz(&app).await;
+    let (s, body, retry) = app.readyz().await;
     assert_eq!(s, 503, "{body}");
     assert!(
         body["error"]
@@ -121,7 +91,7 @@ async fn a_result_refused_by_a_full_disk_is_stored_on_the_same_connection() {
         "{body}"
     );
     assert_eq!(retry.as_deref(), Some("1"));
-    assert_eq!(metric(&app, "eftcloud_store_available ").await, 0.0);
+    assert_eq!(metric(&app, "eftcloud_store_available").await, 0.0);
 
     // The disk has room again: the result is stored and acknowledged on the same connection,
     // with no reconnect and no re-send by the terminal.
@@ -138,9 +108,9 @@ async fn a_result_refused_by_a_full_disk_is_stored_on_the_same_connection() {
         done["data"]["AuthId"].as_str(),
         result.fields.get("AuthId").map(String::as_str)
     );
-    until_ready(&app).await;
-    assert_eq!(metric(&app, "eftcloud_store_available ").await, 1.0);
-    assert_eq!(metric(&app, "eftcloud_store_outages_total ").await, 1.0);
+    app.until_ready(true).await;
+    assert_eq!(metric(&app, "eftcloud_store_available").await, 1.0);
+    assert_eq!(metric(&app, "eftcloud_store_outages_total").await, 1.0);
     // And the device takes new work.
     let (s, body) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
@@ -236,12 +206,12 @@ async fn the_node_recovers_by_itself_when_no_request_comes() {
         (s, body["error"].as_str()),
         (503, Some("storage unavailable, retry later"))
     );
-    let (s, _, _) = readyz(&app).await;
+    let (s, _, _) = app.readyz().await;
     assert_eq!(s, 503);
     // Healed, and nothing writes but the store's own probe (`/readyz` only reads): a load
     // balancer that moved traffic away sees the node ready again.
     app.faults.heal();
-    until_ready(&app).await;
+    app.until_ready(true).await;
     assert!(app.health.store_available());
     let (s, body) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))

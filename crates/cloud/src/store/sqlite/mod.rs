@@ -213,6 +213,34 @@ fn all<T>(
     Ok(out)
 }
 
+/// Rows a purge deletes per write (its statement's `LIMIT`).
+const PURGE_BATCH: usize = 1000;
+
+impl SqliteStore {
+    /// Runs `sql` (a `DELETE ... LIMIT 1000` of rows older than `?1`) until a batch deletes
+    /// fewer than [`PURGE_BATCH`]: each batch is its own write, so a large purge never holds the
+    /// writer for long. Returns how many rows went.
+    async fn delete_in_batches(
+        &self,
+        sql: &'static str,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer
+                .write(move |conn| {
+                    Ok::<_, StoreError>(conn.prepare_cached(sql)?.execute([ms(before)])?)
+                })
+                .await?;
+            total += n as u64;
+            if n < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
 impl super::columns::Columns for Row<'_> {
     fn text(&self, name: &'static str) -> Result<String, StoreError> {
         Ok(self.get(name)?)
@@ -377,32 +405,19 @@ impl Store for SqliteStore {
     }
 
     async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        // In batches, like the transaction purge. The single writer runs each statement alone,
-        // so a device cannot connect between the check and the delete.
-        let mut total = 0;
-        loop {
-            let n = self
-                .writer
-                .write(move |conn| {
-                    Ok::<_, StoreError>(
-                        conn.prepare_cached(
-                            "DELETE FROM devices WHERE id IN (
-                               SELECT d.id FROM devices d
-                               WHERE d.self_enrolled = 1 AND d.connected_at IS NULL
-                                 AND COALESCE(d.last_seen_at, d.created_at) < ?1
-                                 AND NOT EXISTS (SELECT 1 FROM transactions t
-                                                 WHERE t.device_id = d.id AND t.state <> 'completed')
-                               LIMIT 1000)",
-                        )?
-                        .execute([ms(before)])?,
-                    )
-                })
-                .await?;
-            total += n as u64;
-            if n < 1000 {
-                return Ok(total);
-            }
-        }
+        // The single writer runs each batch alone, so a device cannot connect between the
+        // check and the delete.
+        self.delete_in_batches(
+            "DELETE FROM devices WHERE id IN (
+               SELECT d.id FROM devices d
+               WHERE d.self_enrolled = 1 AND d.connected_at IS NULL
+                 AND COALESCE(d.last_seen_at, d.created_at) < ?1
+                 AND NOT EXISTS (SELECT 1 FROM transactions t
+                                 WHERE t.device_id = d.id AND t.state <> 'completed')
+               LIMIT 1000)",
+            before,
+        )
+        .await
     }
 
     async fn replace_pairing_code(
@@ -826,26 +841,12 @@ impl Store for SqliteStore {
     }
 
     async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        // In batches, each its own write, so a large purge never holds the writer for long.
-        let mut total = 0;
-        loop {
-            let n = self
-                .writer
-                .write(move |conn| {
-                    Ok::<_, StoreError>(
-                        conn.prepare_cached(
-                            "DELETE FROM transactions WHERE id IN (
-                               SELECT id FROM transactions WHERE state = 'completed' AND created_at < ?1 LIMIT 1000)",
-                        )?
-                        .execute([ms(before)])?,
-                    )
-                })
-                .await?;
-            total += n as u64;
-            if n < 1000 {
-                return Ok(total);
-            }
-        }
+        self.delete_in_batches(
+            "DELETE FROM transactions WHERE id IN (
+               SELECT id FROM transactions WHERE state = 'completed' AND created_at < ?1 LIMIT 1000)",
+            before,
+        )
+        .await
     }
 
     async fn transaction(
