@@ -7,7 +7,7 @@ use crate::device_gateway::{self, Gateway};
 use crate::engine::queries::Unready;
 use crate::engine::Engine;
 use crate::health::{Health, PROBE_INTERVAL};
-use crate::metrics::{self, MeteredStore, Metrics};
+use crate::metrics::{self, Metrics};
 use crate::pos_api::callbacks::Dispatcher;
 use crate::pos_api::{self, error::not_found, ApiSettings, ApiState};
 use crate::server::{self, ServeSettings};
@@ -117,7 +117,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::new(metrics.store_availability()));
-        let store: Arc<dyn store::Store> = Arc::new(MeteredStore::new(
+        let store: Arc<dyn store::Store> = Arc::new(metrics::metered(
             store::open_with_faults(&config.database_url, config.store_faults.clone()).await?,
             metrics.clone(),
             health.clone(),

@@ -8,7 +8,7 @@
 
 mod metered_store;
 
-pub use metered_store::MeteredStore;
+pub use metered_store::{metered, MeteredStore, StoreMeter};
 
 use crate::domain::lifecycle::{Completion, Phase};
 use axum::extract::{Request, State};

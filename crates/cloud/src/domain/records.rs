@@ -20,7 +20,7 @@ pub struct DeviceRecord {
     pub connected_at: Option<DateTime<Utc>>,
     pub last_seen_at: Option<DateTime<Utc>>,
     /// Enrolled by the virtual terminal page rather than by an operator: removed once unused
-    /// (see [`Store::purge_unused_self_enrolled`]).
+    /// (the store purges those unused for a while).
     pub self_enrolled: bool,
 }
 

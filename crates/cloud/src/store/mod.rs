@@ -1,24 +1,30 @@
-//! Durable state behind one trait of domain-level methods. The backend is chosen from the
-//! database URL at startup; the engine only ever sees `Arc<dyn Store>`.
+//! Durable state behind small per-aggregate traits of domain-level methods ([`Store`] is all of
+//! them). Every method is one atomic step; conditional writes say whether they applied. The
+//! backend is chosen from the database URL at startup; the engine only ever sees
+//! `Arc<dyn Store>`.
 
+mod aggregates;
 mod columns;
 pub mod faults;
+pub mod observed;
 mod postgres;
 mod sqlite;
+
+pub use aggregates::{
+    DeviceStore, Housekeeping, OutboxStore, PairingStore, Store, TimelineStore, TransactionStore,
+    OPERATIONS,
+};
 
 pub use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 pub use faults::StoreFaults;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// The row of `secrets` that [`Store::probe_write`] overwrites; never read as a secret.
+/// The row of `secrets` that [`Housekeeping::probe_write`] overwrites; never read as a secret.
 const PROBE_NAME: &str = "store-probe";
 
-use crate::domain::lifecycle::Phase;
-use crate::domain::timeline::TimelineEvent;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use protocol::{DeviceId, PairingCode, RegisterKey, TransactionId};
+use protocol::TransactionId;
 use std::sync::Arc;
 
 /// A failure of the store itself (not "not found", which is an `Option`).
@@ -132,189 +138,6 @@ pub struct Route {
     pub register: RegisterRecord,
     pub device: DeviceRecord,
     pub busy: bool,
-}
-
-/// The store. Every method is one atomic step; conditional writes say whether they applied.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Devices.
-    /// Enrolls a device.
-    async fn insert_device(&self, device: &DeviceRecord) -> Result<(), InsertError>;
-    /// One device.
-    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
-    /// Replaces a device's secret hash (rotation, or revocation with a hash no secret has);
-    /// false if the device is not enrolled.
-    async fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError>;
-    /// Every device, by id.
-    async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
-    /// Records that `node` now holds the device's connection (or, with `None`, that the
-    /// connection `node` held closed; a newer holder is left alone).
-    async fn set_device_connection(
-        &self,
-        id: &DeviceId,
-        node: &str,
-        connected: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Marks every device held by `node` as disconnected (at startup, after a crash).
-    async fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
-    /// Deletes self-enrolled devices not connected and not seen since `before` (never
-    /// connected: enrolled before it), with their pairing codes and registers; a device with a
-    /// transaction in progress is kept. Returns how many were deleted.
-    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-
-    // Pairing.
-    /// Makes `code` the device's only valid code. False if the code is taken by another device.
-    async fn replace_pairing_code(
-        &self,
-        device: &DeviceId,
-        code: &PairingCode,
-        expires_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    /// Consumes a valid code (single use): the device it belonged to, if it was valid at `now`.
-    async fn take_pairing_code(
-        &self,
-        code: &PairingCode,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DeviceId>, StoreError>;
-    /// Pairs (or re-pairs) a register; returns the device it was paired to before, if another.
-    async fn pair_register(
-        &self,
-        register: &RegisterRecord,
-    ) -> Result<Option<DeviceId>, StoreError>;
-    /// The register with this identity, if paired.
-    async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError>;
-    /// The register with this identity, its device and whether the device is busy, in one
-    /// consistent read (a POST's only read on the SQLite store).
-    async fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError> {
-        let Some(register) = self.register(key).await? else {
-            return Ok(None);
-        };
-        let Some(device) = self.device(&register.device_id).await? else {
-            return Ok(None);
-        };
-        let busy = self.active_transaction(&device.id).await?.is_some();
-        Ok(Some(Route {
-            register,
-            device,
-            busy,
-        }))
-    }
-    /// The registers paired to a device.
-    async fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError>;
-    /// Unpairs one register of the device, or all of them; returns those removed.
-    async fn unpair(
-        &self,
-        device: &DeviceId,
-        register: Option<&RegisterKey>,
-    ) -> Result<Vec<RegisterKey>, StoreError>;
-
-    // Transactions.
-    /// Stores a new transaction with its first timeline events; `DeviceBusy` if the device
-    /// already has one in progress, `DuplicateReference` if the register used the reference.
-    async fn insert_transaction(
-        &self,
-        tx: &TransactionRecord,
-        events: &[TimelineEvent],
-    ) -> Result<(), InsertError>;
-    /// The register's transaction with this POS reference.
-    async fn transaction_by_reference(
-        &self,
-        register: &RegisterKey,
-        reference: &str,
-    ) -> Result<Option<TransactionRecord>, StoreError>;
-    /// One transaction.
-    async fn transaction(
-        &self,
-        id: &TransactionId,
-    ) -> Result<Option<TransactionRecord>, StoreError>;
-    /// Moves a transaction from the phase `from` (compared by kind) to `to`, appending `events`
-    /// in the same commit. False if it was no longer in phase `from`: someone else moved it
-    /// first and the caller must re-read (nothing is written then).
-    async fn transition(
-        &self,
-        id: &TransactionId,
-        from: &Phase,
-        to: &Phase,
-        events: &[TimelineEvent],
-    ) -> Result<bool, StoreError>;
-    /// Appends timeline events.
-    async fn append_events(
-        &self,
-        id: &TransactionId,
-        events: &[TimelineEvent],
-    ) -> Result<(), StoreError>;
-    /// The timeline, oldest first.
-    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError>;
-    /// Records the prompt the device shows (and a `prompt` event), while the transaction is
-    /// the device's and not completed.
-    async fn set_display_text(
-        &self,
-        id: &TransactionId,
-        device: &DeviceId,
-        text: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Deletes completed transactions created before `before` (with their timelines); returns
-    /// how many. Transactions still running are never deleted.
-    async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-
-    // Callbacks. A transaction with a callback URL gets an outbox entry in the same commit
-    // that completes it (`transition` or `insert_transaction` to a completed phase).
-    /// Callbacks due at `now`, oldest first, at most `limit`.
-    async fn due_callbacks(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<CallbackJob>, StoreError>;
-    /// Takes the callbacks due at `now` for delivery by this node: their next attempt moves to
-    /// `lease_until`, so other nodes leave them alone meanwhile, and a node that dies
-    /// mid-delivery only delays them until the lease ends.
-    async fn claim_callbacks(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<CallbackJob>, StoreError>;
-    /// The earliest time a pending callback is due.
-    async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Records an attempt: delivered, retry at `retry_at`, or given up (`retry_at` none and not
-    /// delivered); appends the timeline event in the same commit.
-    async fn record_callback_attempt(
-        &self,
-        id: &TransactionId,
-        delivered: bool,
-        retry_at: Option<DateTime<Utc>>,
-        error: &str,
-        event: &TimelineEvent,
-    ) -> Result<(), StoreError>;
-    /// Checks that the store answers (readiness probe).
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.next_offer_deadline().await.map(|_| ())
-    }
-    /// Commits one small real write (a row of `secrets` overwritten with the time): tells a
-    /// store that can be read but not written (a full disk) from a healthy one.
-    async fn probe_write(&self) -> Result<(), StoreError>;
-    /// The named secret, created with `generate` the first time.
-    async fn secret(
-        &self,
-        name: &str,
-        generate: &(dyn Fn() -> String + Send + Sync),
-    ) -> Result<String, StoreError>;
-    /// Transactions matching `q`, newest first (the operator dashboard's search).
-    async fn query_transactions(
-        &self,
-        q: &TransactionQuery,
-    ) -> Result<Vec<TransactionRecord>, StoreError>;
-    /// The device's transaction in progress (offered or started), if any.
-    async fn active_transaction(
-        &self,
-        device: &DeviceId,
-    ) -> Result<Option<TransactionRecord>, StoreError>;
-    /// Offers whose accept deadline is at or before `now`.
-    async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError>;
-    /// The earliest accept deadline of any offer, to know how long the deadline loop may sleep.
-    async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
 /// A search over transactions; every criterion is optional, text matches are case-insensitive

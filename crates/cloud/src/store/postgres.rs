@@ -11,8 +11,9 @@ use super::columns::{
     phase_kind, TX_COLUMNS,
 };
 use super::{
-    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, StoreError, TransactionQuery,
-    TransactionRecord,
+    CallbackJob, DeviceRecord, DeviceStore, Housekeeping, InsertError, OutboxStore, PairingStore,
+    RegisterRecord, Route, StoreError, TimelineStore, TransactionQuery, TransactionRecord,
+    TransactionStore,
 };
 use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
@@ -137,7 +138,7 @@ async fn insert_events(
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl DeviceStore for PostgresStore {
     async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
         let r = sqlx::query(
             "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled)
@@ -229,6 +230,56 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        // The conditions are repeated outside the batch's subquery: a row another node updated
+        // meanwhile (the device connected) is re-checked against them before it is deleted.
+        let mut total = 0;
+        loop {
+            let r = sqlx::query(
+                "DELETE FROM devices d
+                 WHERE d.id IN (SELECT id FROM devices
+                                WHERE self_enrolled AND connected_at IS NULL
+                                  AND COALESCE(last_seen_at, created_at) < $1
+                                  AND NOT EXISTS (SELECT 1 FROM transactions t
+                                                  WHERE t.device_id = devices.id
+                                                    AND t.state <> 'completed')
+                                LIMIT $2 FOR UPDATE SKIP LOCKED)
+                   AND d.self_enrolled AND d.connected_at IS NULL
+                   AND COALESCE(d.last_seen_at, d.created_at) < $1
+                   AND NOT EXISTS (SELECT 1 FROM transactions t
+                                   WHERE t.device_id = d.id AND t.state <> 'completed')",
+            )
+            .bind(ms(before))
+            .bind(PURGE_BATCH)
+            .execute(&self.pool)
+            .await?;
+            total += r.rows_affected();
+            if r.rows_affected() < PURGE_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PairingStore for PostgresStore {
+    // Three point reads in the pool's autocommit: each is consistent on its own, and a device
+    // busy by the time of the insert is caught by the insert's own constraint.
+    async fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError> {
+        let Some(register) = self.register(key).await? else {
+            return Ok(None);
+        };
+        let Some(device) = self.device(&register.device_id).await? else {
+            return Ok(None);
+        };
+        let busy = self.active_transaction(&device.id).await?.is_some();
+        Ok(Some(Route {
+            register,
+            device,
+            busy,
+        }))
     }
 
     async fn replace_pairing_code(
@@ -391,7 +442,10 @@ impl Store for PostgresStore {
         };
         rows.iter().map(register_key_from_row).collect()
     }
+}
 
+#[async_trait]
+impl TransactionStore for PostgresStore {
     async fn insert_transaction(
         &self,
         t: &TransactionRecord,
@@ -522,40 +576,6 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn append_events(
-        &self,
-        id: &TransactionId,
-        events: &[TimelineEvent],
-    ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        insert_events(&mut tx, id, events).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, kind, detail FROM transaction_events WHERE transaction_id = $1 ORDER BY seq",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                Ok(TimelineEvent {
-                    at: from_ms(row.try_get("at")?)?,
-                    kind: EventKind::parse(&kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
-                    detail: row.try_get("detail")?,
-                })
-            })
-            .collect()
-    }
-
     async fn set_display_text(
         &self,
         id: &TransactionId,
@@ -606,36 +626,112 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        // The conditions are repeated outside the batch's subquery: a row another node updated
-        // meanwhile (the device connected) is re-checked against them before it is deleted.
-        let mut total = 0;
-        loop {
-            let r = sqlx::query(
-                "DELETE FROM devices d
-                 WHERE d.id IN (SELECT id FROM devices
-                                WHERE self_enrolled AND connected_at IS NULL
-                                  AND COALESCE(last_seen_at, created_at) < $1
-                                  AND NOT EXISTS (SELECT 1 FROM transactions t
-                                                  WHERE t.device_id = devices.id
-                                                    AND t.state <> 'completed')
-                                LIMIT $2 FOR UPDATE SKIP LOCKED)
-                   AND d.self_enrolled AND d.connected_at IS NULL
-                   AND COALESCE(d.last_seen_at, d.created_at) < $1
-                   AND NOT EXISTS (SELECT 1 FROM transactions t
-                                   WHERE t.device_id = d.id AND t.state <> 'completed')",
-            )
-            .bind(ms(before))
-            .bind(PURGE_BATCH)
-            .execute(&self.pool)
-            .await?;
-            total += r.rows_affected();
-            if r.rows_affected() < PURGE_BATCH.unsigned_abs() {
-                return Ok(total);
-            }
-        }
+    async fn query_transactions(
+        &self,
+        q: &TransactionQuery,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        // Absent criteria bind NULL and drop out: one statement, no SQL built from input.
+        let like = |o: &Option<String>| o.as_deref().map(TransactionQuery::like);
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions
+             WHERE ($1::BIGINT IS NULL OR created_at >= $1) AND ($2::BIGINT IS NULL OR created_at < $2)
+               AND ($3::TEXT IS NULL OR register_id ILIKE $3 OR register_name ILIKE $3)
+               AND ($4::TEXT IS NULL OR device_id ILIKE $4)
+               AND ($5::TEXT IS NULL OR pos_reference ILIKE $5 OR id ILIKE $5)
+               AND (NOT $6 OR state <> 'completed')
+             ORDER BY created_at DESC LIMIT $7"
+        ))
+        .bind(q.since.map(ms))
+        .bind(q.until.map(ms))
+        .bind(like(&q.register))
+        .bind(like(&q.device))
+        .bind(like(&q.reference))
+        .bind(q.pending_only)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::transaction_from_row)
+        .collect()
     }
 
+    async fn active_transaction(
+        &self,
+        device: &DeviceId,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE device_id = $1 AND state <> 'completed'"
+        ))
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(Self::transaction_from_row)
+        .transpose()
+    }
+
+    async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError> {
+        // A plain read: every node's deadline loop may see the same offer, and the engine's
+        // compare-and-set `transition` lets exactly one of them end it.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM transactions WHERE state = 'offered' AND accept_deadline <= $1
+             ORDER BY accept_deadline LIMIT 500",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|s| parse_transaction_id(s)).collect()
+    }
+
+    async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(accept_deadline) FROM transactions WHERE state = 'offered'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        v.map(from_ms).transpose()
+    }
+}
+
+#[async_trait]
+impl TimelineStore for PostgresStore {
+    async fn append_events(
+        &self,
+        id: &TransactionId,
+        events: &[TimelineEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        insert_events(&mut tx, id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, detail FROM transaction_events WHERE transaction_id = $1 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(TimelineEvent {
+                    at: from_ms(row.try_get("at")?)?,
+                    kind: EventKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PostgresStore {
     async fn due_callbacks(
         &self,
         now: DateTime<Utc>,
@@ -710,7 +806,10 @@ impl Store for PostgresStore {
         tx.commit().await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Housekeeping for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -747,72 +846,6 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
-    }
-
-    async fn query_transactions(
-        &self,
-        q: &TransactionQuery,
-    ) -> Result<Vec<TransactionRecord>, StoreError> {
-        // Absent criteria bind NULL and drop out: one statement, no SQL built from input.
-        let like = |o: &Option<String>| o.as_deref().map(TransactionQuery::like);
-        sqlx::query(&format!(
-            "SELECT {TX_COLUMNS} FROM transactions
-             WHERE ($1::BIGINT IS NULL OR created_at >= $1) AND ($2::BIGINT IS NULL OR created_at < $2)
-               AND ($3::TEXT IS NULL OR register_id ILIKE $3 OR register_name ILIKE $3)
-               AND ($4::TEXT IS NULL OR device_id ILIKE $4)
-               AND ($5::TEXT IS NULL OR pos_reference ILIKE $5 OR id ILIKE $5)
-               AND (NOT $6 OR state <> 'completed')
-             ORDER BY created_at DESC LIMIT $7"
-        ))
-        .bind(q.since.map(ms))
-        .bind(q.until.map(ms))
-        .bind(like(&q.register))
-        .bind(like(&q.device))
-        .bind(like(&q.reference))
-        .bind(q.pending_only)
-        .bind(i64::from(q.limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(Self::transaction_from_row)
-        .collect()
-    }
-
-    async fn active_transaction(
-        &self,
-        device: &DeviceId,
-    ) -> Result<Option<TransactionRecord>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {TX_COLUMNS} FROM transactions WHERE device_id = $1 AND state <> 'completed'"
-        ))
-        .bind(device.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(Self::transaction_from_row)
-        .transpose()
-    }
-
-    async fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError> {
-        // A plain read: every node's deadline loop may see the same offer, and the engine's
-        // compare-and-set `transition` lets exactly one of them end it.
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM transactions WHERE state = 'offered' AND accept_deadline <= $1
-             ORDER BY accept_deadline LIMIT 500",
-        )
-        .bind(ms(now))
-        .fetch_all(&self.pool)
-        .await?;
-        ids.iter().map(|s| parse_transaction_id(s)).collect()
-    }
-
-    async fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(accept_deadline) FROM transactions WHERE state = 'offered'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        v.map(from_ms).transpose()
     }
 }
 

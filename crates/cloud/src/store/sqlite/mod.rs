@@ -19,11 +19,12 @@ use super::columns::{
     phase_kind, tx_columns,
 };
 use super::{
-    CallbackJob, DeviceRecord, InsertError, RegisterRecord, Route, Store, StoreError, StoreFaults,
-    TransactionQuery, TransactionRecord, PROBE_NAME,
+    CallbackJob, DeviceRecord, DeviceStore, Housekeeping, InsertError, OutboxStore, PairingStore,
+    RegisterRecord, Route, StoreError, StoreFaults, TimelineStore, TransactionQuery,
+    TransactionRecord, TransactionStore, PROBE_NAME,
 };
 
-/// The probe's write: one row of `secrets` overwritten (see [`Store::probe_write`]).
+/// The probe's write: one row of `secrets` overwritten (see [`Housekeeping::probe_write`]).
 const PROBE_SQL: &str = "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)";
 use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
@@ -299,7 +300,7 @@ fn insert_events(conn: &Connection, id: &str, events: &[TimelineEvent]) -> Resul
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl DeviceStore for SqliteStore {
     async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
         let d = d.clone();
         self.writer
@@ -419,7 +420,10 @@ impl Store for SqliteStore {
         )
         .await
     }
+}
 
+#[async_trait]
+impl PairingStore for SqliteStore {
     async fn replace_pairing_code(
         &self,
         device: &DeviceId,
@@ -597,7 +601,10 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl TransactionStore for SqliteStore {
     async fn insert_transaction(
         &self,
         t: &TransactionRecord,
@@ -704,140 +711,6 @@ impl Store for SqliteStore {
                 transaction_from_row,
             )
         })
-    }
-
-    async fn append_events(
-        &self,
-        id: &TransactionId,
-        events: &[TimelineEvent],
-    ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let (id, events) = (id.to_string(), events.to_vec());
-        self.writer
-            .write(move |conn| insert_events(conn, &id, &events))
-            .await
-    }
-
-    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError> {
-        self.read(|conn| {
-            all(
-                conn,
-                "SELECT at, kind, detail FROM transaction_events WHERE transaction_id = ?1 ORDER BY seq",
-                [id.to_string()],
-                |row| {
-                    let kind = row.get_ref(1)?.as_str()?;
-                    Ok(TimelineEvent {
-                        at: from_ms(row.get(0)?)?,
-                        kind: EventKind::parse(kind)
-                            .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
-                        detail: row.get(2)?,
-                    })
-                },
-            )
-        })
-    }
-
-    async fn due_callbacks(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<CallbackJob>, StoreError> {
-        self.read(|conn| {
-            all(
-                conn,
-                "SELECT transaction_id, url, attempts FROM callback_outbox
-                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
-                [ms(now), i64::from(limit)],
-                callback_job,
-            )
-        })
-    }
-
-    async fn claim_callbacks(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<CallbackJob>, StoreError> {
-        self.writer
-            .write(move |conn| {
-                all(
-                    conn,
-                    "UPDATE callback_outbox SET next_attempt_at = ?1
-                     WHERE transaction_id IN (
-                       SELECT transaction_id FROM callback_outbox
-                       WHERE status = 'pending' AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3)
-                     RETURNING transaction_id, url, attempts",
-                    [ms(lease_until), ms(now), i64::from(limit)],
-                    callback_job,
-                )
-            })
-            .await
-    }
-
-    async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.read(|conn| {
-            let v: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",
-                )?
-                .query_row([], |row| row.get(0))?;
-            v.map(from_ms).transpose()
-        })
-    }
-
-    async fn record_callback_attempt(
-        &self,
-        id: &TransactionId,
-        delivered: bool,
-        retry_at: Option<DateTime<Utc>>,
-        error: &str,
-        event: &TimelineEvent,
-    ) -> Result<(), StoreError> {
-        let status = callback_status(delivered, retry_at.is_some());
-        let (id, error, event) = (id.to_string(), error.to_string(), event.clone());
-        self.writer
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE callback_outbox SET attempts = attempts + 1, status = ?1, last_error = ?2,
-                       next_attempt_at = COALESCE(?3, next_attempt_at)
-                     WHERE transaction_id = ?4 AND status = 'pending'",
-                )?
-                .execute(params![status, error, retry_at.map(ms), id])?;
-                insert_events(conn, &id, std::slice::from_ref(&event))
-            })
-            .await
-    }
-
-    async fn probe_write(&self) -> Result<(), StoreError> {
-        let now = ms(Utc::now()).to_string();
-        self.writer
-            .write(move |conn| {
-                conn.prepare_cached(PROBE_SQL)?
-                    .execute([PROBE_NAME, now.as_str()])?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn secret(
-        &self,
-        name: &str,
-        generate: &(dyn Fn() -> String + Send + Sync),
-    ) -> Result<String, StoreError> {
-        let (name, candidate) = (name.to_string(), generate());
-        self.writer
-            .write(move |conn| {
-                // INSERT OR IGNORE then read: concurrent first starts agree on one value.
-                conn.prepare_cached("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)")?
-                    .execute([&name, &candidate])?;
-                Ok(conn
-                    .prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
-                    .query_row([&name], |row| row.get(0))?)
-            })
-            .await
     }
 
     async fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -994,5 +867,152 @@ impl Store for SqliteStore {
                 .query_row([], |row| row.get(0))?;
             v.map(from_ms).transpose()
         })
+    }
+}
+
+#[async_trait]
+impl TimelineStore for SqliteStore {
+    async fn append_events(
+        &self,
+        id: &TransactionId,
+        events: &[TimelineEvent],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (id, events) = (id.to_string(), events.to_vec());
+        self.writer
+            .write(move |conn| insert_events(conn, &id, &events))
+            .await
+    }
+
+    async fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError> {
+        self.read(|conn| {
+            all(
+                conn,
+                "SELECT at, kind, detail FROM transaction_events WHERE transaction_id = ?1 ORDER BY seq",
+                [id.to_string()],
+                |row| {
+                    let kind = row.get_ref(1)?.as_str()?;
+                    Ok(TimelineEvent {
+                        at: from_ms(row.get(0)?)?,
+                        kind: EventKind::parse(kind)
+                            .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind}")))?,
+                        detail: row.get(2)?,
+                    })
+                },
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn due_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        self.read(|conn| {
+            all(
+                conn,
+                "SELECT transaction_id, url, attempts FROM callback_outbox
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+                [ms(now), i64::from(limit)],
+                callback_job,
+            )
+        })
+    }
+
+    async fn claim_callbacks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<CallbackJob>, StoreError> {
+        self.writer
+            .write(move |conn| {
+                all(
+                    conn,
+                    "UPDATE callback_outbox SET next_attempt_at = ?1
+                     WHERE transaction_id IN (
+                       SELECT transaction_id FROM callback_outbox
+                       WHERE status = 'pending' AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3)
+                     RETURNING transaction_id, url, attempts",
+                    [ms(lease_until), ms(now), i64::from(limit)],
+                    callback_job,
+                )
+            })
+            .await
+    }
+
+    async fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            let v: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_at) FROM callback_outbox WHERE status = 'pending'",
+                )?
+                .query_row([], |row| row.get(0))?;
+            v.map(from_ms).transpose()
+        })
+    }
+
+    async fn record_callback_attempt(
+        &self,
+        id: &TransactionId,
+        delivered: bool,
+        retry_at: Option<DateTime<Utc>>,
+        error: &str,
+        event: &TimelineEvent,
+    ) -> Result<(), StoreError> {
+        let status = callback_status(delivered, retry_at.is_some());
+        let (id, error, event) = (id.to_string(), error.to_string(), event.clone());
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE callback_outbox SET attempts = attempts + 1, status = ?1, last_error = ?2,
+                       next_attempt_at = COALESCE(?3, next_attempt_at)
+                     WHERE transaction_id = ?4 AND status = 'pending'",
+                )?
+                .execute(params![status, error, retry_at.map(ms), id])?;
+                insert_events(conn, &id, std::slice::from_ref(&event))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Housekeeping for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.next_offer_deadline().await.map(|_| ())
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let now = ms(Utc::now()).to_string();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(PROBE_SQL)?
+                    .execute([PROBE_NAME, now.as_str()])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn secret(
+        &self,
+        name: &str,
+        generate: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<String, StoreError> {
+        let (name, candidate) = (name.to_string(), generate());
+        self.writer
+            .write(move |conn| {
+                // INSERT OR IGNORE then read: concurrent first starts agree on one value.
+                conn.prepare_cached("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)")?
+                    .execute([&name, &candidate])?;
+                Ok(conn
+                    .prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+                    .query_row([&name], |row| row.get(0))?)
+            })
+            .await
     }
 }

@@ -1,0 +1,243 @@
+//! The store's operations, one small trait per aggregate (devices, pairing and registers,
+//! transactions, timeline, outbox, housekeeping), declared once: the same declaration generates
+//! each trait and its forwarding through [`Observed`], so a new operation cannot be forgotten by
+//! the metrics or the health tracking, and whether it writes is said where it is declared.
+
+use super::observed::{Observed, Operation, StoreObserver};
+use super::{CallbackJob, InsertError, Route, StoreError, TransactionQuery};
+use crate::domain::lifecycle::Phase;
+use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
+use crate::domain::timeline::TimelineEvent;
+use chrono::{DateTime, Utc};
+use protocol::{DeviceId, PairingCode, RegisterKey, TransactionId};
+
+/// `read` or `write`: whether an operation commits (one committing proves the store writable).
+macro_rules! writes {
+    (read) => {
+        false
+    };
+    (write) => {
+        true
+    };
+}
+
+/// Declares store traits: each `read fn` / `write fn` becomes an async method of the trait and
+/// a timed, observed forwarding of it on [`Observed`].
+macro_rules! store_aggregates {
+    ($(
+        $(#[doc = $trait_doc:literal])*
+        trait $trait:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $access:ident fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+            )*
+        }
+    )*) => {
+        $(
+            $(#[doc = $trait_doc])*
+            #[async_trait::async_trait]
+            pub trait $trait: Send + Sync + 'static {
+                $(
+                    $(#[doc = $doc])*
+                    async fn $name(&self $(, $arg: $ty)*) -> $ret;
+                )*
+            }
+
+            #[async_trait::async_trait]
+            impl<O: StoreObserver> $trait for Observed<O> {
+                $(
+                    async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                        const OPERATION: Operation =
+                            Operation { name: stringify!($name), writes: writes!($access) };
+                        self.observe(OPERATION, self.inner().$name($($arg),*)).await
+                    }
+                )*
+            }
+        )*
+
+        /// Every store operation, in declaration order.
+        pub const OPERATIONS: &[Operation] = &[
+            $($(Operation { name: stringify!($name), writes: writes!($access) },)*)*
+        ];
+    };
+}
+
+store_aggregates! {
+    /// Enrolled devices and where their connections are held.
+    trait DeviceStore {
+        /// Enrolls a device.
+        write fn insert_device(&self, device: &DeviceRecord) -> Result<(), InsertError>;
+        /// One device.
+        read fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+        /// Replaces a device's secret hash (rotation, or revocation with a hash no secret has);
+        /// false if the device is not enrolled.
+        write fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError>;
+        /// Every device, by id.
+        read fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+        /// Records that `node` now holds the device's connection (or, with `connected` false,
+        /// that the connection `node` held closed; a newer holder is left alone).
+        write fn set_device_connection(
+            &self,
+            id: &DeviceId,
+            node: &str,
+            connected: bool,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError>;
+        /// Marks every device held by `node` as disconnected (at startup, after a crash).
+        write fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
+        /// Deletes self-enrolled devices not connected and not seen since `before` (never
+        /// connected: enrolled before it), with their pairing codes and registers; a device
+        /// with a transaction in progress is kept. Returns how many were deleted.
+        write fn purge_unused_self_enrolled(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    }
+
+    /// Pairing codes and the registers paired to devices.
+    trait PairingStore {
+        /// Makes `code` the device's only valid code. False if the code is taken by another
+        /// device.
+        write fn replace_pairing_code(
+            &self,
+            device: &DeviceId,
+            code: &PairingCode,
+            expires_at: DateTime<Utc>,
+        ) -> Result<bool, StoreError>;
+        /// Consumes a valid code (single use): the device it belonged to, if it was valid at
+        /// `now`.
+        write fn take_pairing_code(
+            &self,
+            code: &PairingCode,
+            now: DateTime<Utc>,
+        ) -> Result<Option<DeviceId>, StoreError>;
+        /// Pairs (or re-pairs) a register; returns the device it was paired to before, if
+        /// another.
+        write fn pair_register(&self, register: &RegisterRecord) -> Result<Option<DeviceId>, StoreError>;
+        /// The register with this identity, if paired.
+        read fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError>;
+        /// The register with this identity, its device and whether the device is busy, in one
+        /// consistent read (a POST's only read on the SQLite store).
+        read fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError>;
+        /// The registers paired to a device.
+        read fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError>;
+        /// Unpairs one register of the device, or all of them; returns those removed.
+        write fn unpair(
+            &self,
+            device: &DeviceId,
+            register: Option<&RegisterKey>,
+        ) -> Result<Vec<RegisterKey>, StoreError>;
+    }
+
+    /// Transactions and their phases.
+    trait TransactionStore {
+        /// Stores a new transaction with its first timeline events; `DeviceBusy` if the device
+        /// already has one in progress, `DuplicateReference` if the register used the
+        /// reference. A completed transaction with a callback URL gets its outbox entry in the
+        /// same commit.
+        write fn insert_transaction(
+            &self,
+            tx: &TransactionRecord,
+            events: &[TimelineEvent],
+        ) -> Result<(), InsertError>;
+        /// The register's transaction with this POS reference.
+        read fn transaction_by_reference(
+            &self,
+            register: &RegisterKey,
+            reference: &str,
+        ) -> Result<Option<TransactionRecord>, StoreError>;
+        /// One transaction.
+        read fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, StoreError>;
+        /// Moves a transaction from the phase `from` (compared by kind) to `to`, appending
+        /// `events` in the same commit (and, to a completed phase, its outbox entry). False if
+        /// it was no longer in phase `from`: someone else moved it first and the caller must
+        /// re-read (nothing is written then).
+        write fn transition(
+            &self,
+            id: &TransactionId,
+            from: &Phase,
+            to: &Phase,
+            events: &[TimelineEvent],
+        ) -> Result<bool, StoreError>;
+        /// Records the prompt the device shows (and a `prompt` event), while the transaction
+        /// is the device's and not completed.
+        write fn set_display_text(
+            &self,
+            id: &TransactionId,
+            device: &DeviceId,
+            text: &str,
+            at: DateTime<Utc>,
+        ) -> Result<(), StoreError>;
+        /// Deletes completed transactions created before `before` (with their timelines);
+        /// returns how many. Transactions still running are never deleted.
+        write fn purge_completed_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+        /// Transactions matching `q`, newest first (the operator dashboard's search).
+        read fn query_transactions(&self, q: &TransactionQuery) -> Result<Vec<TransactionRecord>, StoreError>;
+        /// The device's transaction in progress (offered or started), if any.
+        read fn active_transaction(&self, device: &DeviceId) -> Result<Option<TransactionRecord>, StoreError>;
+        /// Offers whose accept deadline is at or before `now`.
+        read fn expired_offers(&self, now: DateTime<Utc>) -> Result<Vec<TransactionId>, StoreError>;
+        /// The earliest accept deadline of any offer, to know how long the deadline loop may
+        /// sleep.
+        read fn next_offer_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    }
+
+    /// Each transaction's event timeline.
+    trait TimelineStore {
+        /// Appends timeline events.
+        write fn append_events(&self, id: &TransactionId, events: &[TimelineEvent]) -> Result<(), StoreError>;
+        /// The timeline, oldest first.
+        read fn events(&self, id: &TransactionId) -> Result<Vec<TimelineEvent>, StoreError>;
+    }
+
+    /// The callback outbox. Entries are made by the commit that completes a transaction.
+    trait OutboxStore {
+        /// Callbacks due at `now`, oldest first, at most `limit`.
+        read fn due_callbacks(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<CallbackJob>, StoreError>;
+        /// Takes the callbacks due at `now` for delivery by this node: their next attempt moves
+        /// to `lease_until`, so other nodes leave them alone meanwhile, and a node that dies
+        /// mid-delivery only delays them until the lease ends.
+        write fn claim_callbacks(
+            &self,
+            now: DateTime<Utc>,
+            limit: u32,
+            lease_until: DateTime<Utc>,
+        ) -> Result<Vec<CallbackJob>, StoreError>;
+        /// The earliest time a pending callback is due.
+        read fn next_callback_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+        /// Records an attempt: delivered, retry at `retry_at`, or given up (`retry_at` none and
+        /// not delivered); appends the timeline event in the same commit.
+        write fn record_callback_attempt(
+            &self,
+            id: &TransactionId,
+            delivered: bool,
+            retry_at: Option<DateTime<Utc>>,
+            error: &str,
+            event: &TimelineEvent,
+        ) -> Result<(), StoreError>;
+    }
+
+    /// The store as a whole: probes and the installation's secrets.
+    trait Housekeeping {
+        /// Checks that the store answers (readiness probe).
+        read fn ping(&self) -> Result<(), StoreError>;
+        /// Commits one small real write (a row of `secrets` overwritten with the time): tells
+        /// a store that can be read but not written (a full disk) from a healthy one.
+        write fn probe_write(&self) -> Result<(), StoreError>;
+        /// The named secret, created with `generate` the first time.
+        write fn secret(
+            &self,
+            name: &str,
+            generate: &(dyn Fn() -> String + Send + Sync),
+        ) -> Result<String, StoreError>;
+    }
+}
+
+/// The whole store: every aggregate's operations on one durable state. The backend is chosen
+/// from the database URL at startup; the engine only ever sees `Arc<dyn Store>`.
+pub trait Store:
+    DeviceStore + PairingStore + TransactionStore + TimelineStore + OutboxStore + Housekeeping
+{
+}
+
+impl<T> Store for T where
+    T: DeviceStore + PairingStore + TransactionStore + TimelineStore + OutboxStore + Housekeeping
+{
+}
