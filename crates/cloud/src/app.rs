@@ -422,16 +422,18 @@ async fn readyz(
     axum::extract::State((engine, health)): axum::extract::State<(Engine, Arc<Health>)>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    use pos_api::error::ApiError;
+    use pos_api::error::{ApiError, ServiceError};
     if let Some(problem) = health.store_problem() {
-        return ApiError::storage_unavailable_because(&problem).into_response();
+        return ApiError::from(ServiceError::StorageUnavailableBecause(problem)).into_response();
     }
     match engine.ready().await {
         Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
         Err(Unready::Store(e)) => {
-            ApiError::storage_unavailable_because(&e.to_string()).into_response()
+            ApiError::from(ServiceError::StorageUnavailableBecause(e.to_string())).into_response()
         }
-        Err(e @ Unready::Bus(_)) => ApiError::unavailable(e.to_string()).into_response(),
+        Err(e @ Unready::Bus(_)) => {
+            ApiError::from(ServiceError::Unavailable(e.to_string())).into_response()
+        }
     }
 }
 

@@ -2,10 +2,56 @@
 //! expires), or the register that started it (its identity triple, which never expires — the
 //! API's only identity, as in SmartConnect).
 
-use super::error::ApiError;
-use super::fields::Fields;
+use super::error::{ApiError, HttpError};
+use super::fields::{FieldError, Fields};
 use crate::store::TransactionRecord;
+use axum::http::StatusCode;
 use protocol::RegisterKey;
+
+/// Reading or acting on one transaction (polling, lookup, cancel, timeline): the family of
+/// every handler that names an existing transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// 404, also for another register's or vendor's transaction, so ids cannot be probed.
+    #[error("Transaction not found")]
+    NotFound,
+    /// 401: the polling token is wrong.
+    #[error("Invalid token")]
+    InvalidToken,
+    /// 401: the polling token expired.
+    #[error("Token expired")]
+    TokenExpired,
+    /// 429: short polls of one transaction come faster than the limiter allows.
+    #[error("Polling too fast: poll this transaction at most every {interval_secs} s")]
+    PollingTooFast {
+        /// The least interval, as shown (`0.5`).
+        interval_secs: String,
+        retry_after_secs: u64,
+    },
+    /// 409: a cancel of a transaction that had already completed.
+    #[error("Transaction already completed ({0}); it cannot be cancelled")]
+    AlreadyCompleted(String),
+}
+
+impl HttpError for AccessError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::InvalidToken | Self::TokenExpired => StatusCode::UNAUTHORIZED,
+            Self::PollingTooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AlreadyCompleted(_) => StatusCode::CONFLICT,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::PollingTooFast {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
 
 /// The register identity in the request, if all three fields are present.
 pub fn register_of(fields: &Fields) -> Option<RegisterKey> {
@@ -18,13 +64,13 @@ pub fn register_of(fields: &Fields) -> Option<RegisterKey> {
 }
 
 /// The register identity, required.
-pub fn require_register(fields: &Fields) -> Result<RegisterKey, ApiError> {
+pub fn require_register(fields: &Fields) -> Result<RegisterKey, FieldError> {
     RegisterKey::parse(
         fields.get("POSRegisterID"),
         fields.get("POSBusinessName"),
         fields.get("POSVendorName"),
     )
-    .map_err(|e| ApiError::bad_request(e.to_string()))
+    .map_err(FieldError::invalid)
 }
 
 /// Checks that the request may access `record`: a valid token (`merchantAccessToken`) or the
@@ -33,32 +79,32 @@ pub fn authorize(
     record: &TransactionRecord,
     fields: &Fields,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), AccessError> {
     // With POS API keys, another vendor's transaction does not exist for this key.
     if fields
         .key_vendor()
         .is_some_and(|v| v != record.register.key.vendor_name)
     {
-        return Err(ApiError::not_found("Transaction not found"));
+        return Err(AccessError::NotFound);
     }
     if let Some(key) = register_of(fields) {
         if key == record.register.key {
             return Ok(());
         }
         // The same answer as for an unknown id, so ids of other registers cannot be probed.
-        return Err(ApiError::not_found("Transaction not found"));
+        return Err(AccessError::NotFound);
     }
     match fields.get("merchantAccessToken") {
         Some(t)
             if crate::engine::devices::constant_time_eq(t.as_bytes(), record.token.as_bytes()) =>
         {
             if now >= record.token_expires_at {
-                Err(ApiError::unauthorized("Token expired"))
+                Err(AccessError::TokenExpired)
             } else {
                 Ok(())
             }
         }
-        _ => Err(ApiError::unauthorized("Invalid token")),
+        _ => Err(AccessError::InvalidToken),
     }
 }
 
@@ -69,14 +115,12 @@ pub async fn authorized_transaction(
     id: &str,
     fields: &Fields,
 ) -> Result<TransactionRecord, ApiError> {
-    let not_found = || ApiError::not_found("Transaction not found");
-    let id: protocol::TransactionId = id.parse().map_err(|_| not_found())?;
+    let id: protocol::TransactionId = id.parse().map_err(|_| AccessError::NotFound)?;
     let record = state
         .engine
         .transaction(&id)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(not_found)?;
+        .await?
+        .ok_or(AccessError::NotFound)?;
     authorize(&record, fields, state.engine.now())?;
     Ok(record)
 }

@@ -3,14 +3,25 @@
 //! configured, every POS route requires one, and a key only acts for its own vendor's
 //! registers (`POSVendorName` must match, and another vendor's transactions are not found).
 
-use super::error::ApiError;
+use super::error::{ApiError, HttpError};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// 401 (with `WWW-Authenticate: Bearer`): keys are required and none valid was presented.
+#[derive(Debug, thiserror::Error)]
+#[error("A valid POS API key is required: Authorization: Bearer <key>")]
+pub struct KeyRequired;
+
+impl HttpError for KeyRequired {
+    fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+}
 
 /// The vendor a request's API key belongs to (a request extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,10 +102,7 @@ pub async fn require_key(
             next.run(req).await
         }
         None => {
-            let mut r = ApiError::unauthorized(
-                "A valid POS API key is required: Authorization: Bearer <key>",
-            )
-            .into_response();
+            let mut r = ApiError::from(KeyRequired).into_response();
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             r

@@ -3,7 +3,7 @@
 //! outcome follows (`CANCELLED` if it stopped in time). `wait=<seconds>` holds the answer until
 //! the outcome is known.
 
-use super::access::authorized_transaction;
+use super::access::{authorized_transaction, AccessError};
 use super::error::ApiError;
 use super::fields::Fields;
 use super::polling::wait_param;
@@ -73,10 +73,10 @@ pub async fn cancel(
     fields: Fields,
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
     let record = authorized_transaction(&state, &id, &fields).await?;
-    let (id, not_found) = (record.id, || ApiError::not_found("Transaction not found"));
+    let id = record.id;
     let wait = wait_param(fields.get("wait"))?;
-    let record = match state.engine.cancel(&id).await.map_err(ApiError::from)? {
-        Applied::Unknown => return Err(not_found()),
+    let record = match state.engine.cancel(&id).await? {
+        Applied::Unknown => return Err(AccessError::NotFound.into()),
         Applied::Done {
             record, effects, ..
         } => {
@@ -85,9 +85,7 @@ pub async fn cancel(
                     Phase::Completed(c) => outcome_text(c),
                     _ => String::new(),
                 };
-                return Err(ApiError::conflict(format!(
-                    "Transaction already completed ({outcome}); it cannot be cancelled"
-                )));
+                return Err(AccessError::AlreadyCompleted(outcome).into());
             }
             *record
         }

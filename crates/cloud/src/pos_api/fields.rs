@@ -3,7 +3,7 @@
 //! a key given twice in the query or twice in the body is refused (400), never resolved by
 //! picking one of the values.
 
-use super::error::ApiError;
+use super::error::{ApiError, HttpError};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, StatusCode};
@@ -23,12 +23,48 @@ pub const MAX_VALUE_BYTES: usize = super::DEFAULT_MAX_BODY_BYTES;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// The 413 answer, naming the limit when it is known.
-fn too_large(limit: Option<usize>) -> ApiError {
-    ApiError::payload_too_large(match limit {
-        Some(n) => format!("Request body too large: at most {n} bytes"),
-        None => "Request body too large".to_owned(),
-    })
+/// A request whose fields cannot be read, or a field whose value is wrong: the family of
+/// every handler's input. The message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    /// 413: the body is over the limit (named when known).
+    #[error("Request body too large{}", .0.map(|n| format!(": at most {n} bytes")).unwrap_or_default())]
+    TooLarge(Option<usize>),
+    #[error("Field {0} given more than once")]
+    Repeated(String),
+    #[error("Too many fields: at most {MAX_FIELDS}")]
+    TooMany,
+    #[error("Field name too long: at most {MAX_KEY_BYTES} bytes")]
+    KeyTooLong,
+    #[error("Field {0} too long: at most {MAX_VALUE_BYTES} bytes")]
+    ValueTooLong(String),
+    #[error("Invalid JSON body: {0}")]
+    InvalidJson(String),
+    #[error("Unreadable request body: {0}")]
+    Unreadable(String),
+    /// 403: the POS API key belongs to another vendor than the request names.
+    #[error("This POS API key does not belong to the POSVendorName in the request")]
+    WrongVendor,
+    /// A field is missing or its value is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FieldError {
+    /// A missing or wrong field, saying what to fix.
+    pub fn invalid(message: impl std::fmt::Display) -> Self {
+        Self::Invalid(message.to_string())
+    }
+}
+
+impl HttpError for FieldError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::WrongVendor => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 /// Answers 413 at once when the declared `Content-Length` is over the body limit, before any
@@ -45,15 +81,12 @@ pub async fn refuse_declared_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
-        Some(n) if n > limit.0 as u64 => too_large(Some(limit.0)).into_response(),
+        Some(n) if n > limit.0 as u64 => {
+            ApiError::from(FieldError::TooLarge(Some(limit.0))).into_response()
+        }
         // No length (chunked), or one within the limit: the body limit counts what arrives.
         _ => next.run(req).await,
     }
-}
-
-/// 400 for a key given twice in one part of a request.
-pub fn repeated(key: &str) -> ApiError {
-    ApiError::bad_request(format!("Field {key} given more than once"))
 }
 
 /// The fields of a POS request.
@@ -103,39 +136,33 @@ impl Fields {
     /// Adds a field of one part of the request, counting it against the limits (duplicates
     /// count too). A key that part already gave, in any case, is refused: `AmountTotal=100&
     /// AmountTotal=200` has no right reading, and guessing one could charge the wrong amount.
-    fn insert(&mut self, seen: &mut Seen, k: String, v: String) -> Result<(), ApiError> {
+    fn insert(&mut self, seen: &mut Seen, k: String, v: String) -> Result<(), FieldError> {
         let folded = self.admit(seen, &k, v.len())?;
         self.by_key.insert(folded, v);
         Ok(())
     }
 
     /// Checks a field against the limits and the part's keys so far; its lower-cased key.
-    fn admit(&mut self, seen: &mut Seen, k: &str, value_len: usize) -> Result<String, ApiError> {
+    fn admit(&mut self, seen: &mut Seen, k: &str, value_len: usize) -> Result<String, FieldError> {
         self.count += 1;
         if self.count > MAX_FIELDS {
-            return Err(ApiError::bad_request(format!(
-                "Too many fields: at most {MAX_FIELDS}"
-            )));
+            return Err(FieldError::TooMany);
         }
         if k.len() > MAX_KEY_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "Field name too long: at most {MAX_KEY_BYTES} bytes"
-            )));
+            return Err(FieldError::KeyTooLong);
         }
         if value_len > MAX_VALUE_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "Field {k} too long: at most {MAX_VALUE_BYTES} bytes"
-            )));
+            return Err(FieldError::ValueTooLong(k.to_string()));
         }
         let folded = k.to_ascii_lowercase();
         // An empty key (`=x`, a stray `&=`) names no field a handler reads.
         if !k.is_empty() && !seen.0.insert(folded.clone()) {
-            return Err(repeated(k));
+            return Err(FieldError::Repeated(k.to_string()));
         }
         Ok(folded)
     }
 
-    fn insert_urlencoded(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
+    fn insert_urlencoded(&mut self, bytes: &[u8]) -> Result<(), FieldError> {
         let mut seen = Seen::default();
         for (k, v) in url::form_urlencoded::parse(bytes) {
             self.insert(&mut seen, k.into_owned(), v.into_owned())?;
@@ -148,15 +175,15 @@ impl Fields {
         query: Option<&str>,
         content_type: &str,
         body: &[u8],
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, FieldError> {
         let mut f = Fields::default();
         if let Some(q) = query {
             f.insert_urlencoded(q.as_bytes())?;
         }
         let is_json = content_type.to_ascii_lowercase().contains("json");
         if is_json && !body.is_empty() {
-            let JsonMembers(members) = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))?;
+            let JsonMembers(members) =
+                serde_json::from_slice(body).map_err(|e| FieldError::InvalidJson(e.to_string()))?;
             let mut seen = Seen::default();
             for (k, v) in members {
                 let s = match v {
@@ -214,9 +241,9 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             .map(|v| v.0.clone());
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large(limit)
+                FieldError::TooLarge(limit)
             } else {
-                ApiError::bad_request(format!("Unreadable request body: {e}"))
+                FieldError::Unreadable(e.to_string())
             }
         })?;
         let mut fields = Fields::from_parts(query.as_deref(), &content_type, &body)?;
@@ -226,9 +253,7 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
                 .get("POSVendorName")
                 .is_some_and(|v| v.trim() != vendor)
             {
-                return Err(ApiError::forbidden(
-                    "This POS API key does not belong to the POSVendorName in the request",
-                ));
+                return Err(FieldError::WrongVendor.into());
             }
             fields.vendor = Some(vendor);
         }
@@ -299,7 +324,7 @@ mod tests {
     async fn refusal(q: Option<&str>, ct: &str, body: &[u8]) -> Option<(u16, String)> {
         let e = Fields::from_parts(q, ct, body).err()?;
         let status = e.status().as_u16();
-        let body = axum::response::IntoResponse::into_response(e).into_body();
+        let body = axum::response::IntoResponse::into_response(ApiError::from(e)).into_body();
         let bytes = axum::body::to_bytes(body, 4096).await.ok()?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         Some((status, v["error"].as_str()?.to_owned()))

@@ -2,8 +2,9 @@
 //! register's identity, for as long as transactions are retained (long after the polling token
 //! expired). `wait=<seconds>` long-polls as on the polling URL.
 
-use super::access::require_register;
+use super::access::{require_register, AccessError};
 use super::error::ApiError;
+use super::fields::FieldError;
 use super::fields::Fields;
 use super::polling::wait_param;
 use super::ApiState;
@@ -47,29 +48,23 @@ pub async fn lookup(
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
     let register = require_register(&fields)?;
     let wait = wait_param(fields.get("wait"))?;
-    let not_found = || ApiError::not_found("Transaction not found");
     let record = if let Some(reference) = fields.get("PosReference") {
         state
             .engine
             .transaction_by_reference(&register, reference.trim())
-            .await
-            .map_err(ApiError::from)?
+            .await?
     } else if let Some(id) = fields.get("TransactionId") {
-        let id: TransactionId = id.parse().map_err(|_| not_found())?;
-        state
-            .engine
-            .transaction(&id)
-            .await
-            .map_err(ApiError::from)?
+        let id: TransactionId = id.parse().map_err(|_| AccessError::NotFound)?;
+        state.engine.transaction(&id).await?
     } else {
-        return Err(ApiError::bad_request(
-            "Missing required field: PosReference or TransactionId",
-        ));
+        return Err(
+            FieldError::invalid("Missing required field: PosReference or TransactionId").into(),
+        );
     };
     // Another register's transaction is reported as not found, so ids cannot be probed.
     let record = record
         .filter(|r| r.register.key == register)
-        .ok_or_else(not_found)?;
+        .ok_or(AccessError::NotFound)?;
     let record = state
         .wait_completed(record, wait.unwrap_or_default())
         .await?;

@@ -1,16 +1,45 @@
 //! `PUT /POS/Pairing/{pairingCode}`.
 
-use super::error::ApiError;
-use super::fields::Fields;
+use super::error::{ApiError, HttpError};
+use super::fields::{FieldError, Fields};
 use super::pairing_guard::ClientAddr;
 use super::ApiState;
 use crate::engine::pairing::PairError;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use protocol::pos_api::{ErrorBody, PairingResponse, INVALID_PAIRING_CODE};
 use protocol::register::required_field;
 use protocol::{PairingCode, RegisterInfo, RegisterKey};
 use std::collections::BTreeMap;
+
+/// Pairing a register: the family of `PUT /POS/Pairing/{code}`.
+#[derive(Debug, thiserror::Error)]
+pub enum PairingError {
+    /// 400 with SmartConnect's wording (clients match it): malformed, unknown, used or
+    /// expired; which one is not said, so codes cannot be probed.
+    #[error("{INVALID_PAIRING_CODE}")]
+    InvalidCode,
+    /// 429: too many wrong codes from this source.
+    #[error("Too many failed pairing attempts; wait before trying again")]
+    TooManyAttempts { retry_after_secs: u64 },
+}
+
+impl HttpError for PairingError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidCode => StatusCode::BAD_REQUEST,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::InvalidCode => None,
+            Self::TooManyAttempts { retry_after_secs } => Some(*retry_after_secs),
+        }
+    }
+}
 
 /// Contact metadata stored with the register: (stored key, accepted spellings).
 const CONTACT_FIELDS: &[(&str, &[&str])] = &[
@@ -117,21 +146,17 @@ pub async fn pair(
         fields.get("POSBusinessName"),
         fields.get("POSVendorName"),
     )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    .map_err(FieldError::invalid)?;
     let register_name = required_field("POSRegisterName", fields.get("POSRegisterName"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(FieldError::invalid)?;
     // Every guess counts, malformed codes too; only a successful pairing is refunded.
     let attempt = state
         .pairing_guard
         .begin(source, std::time::Instant::now())
-        .map_err(|refused| {
-            ApiError::too_many(
-                "Too many failed pairing attempts; wait before trying again",
-                Some(refused.retry_after_secs()),
-            )
+        .map_err(|refused| PairingError::TooManyAttempts {
+            retry_after_secs: refused.retry_after_secs(),
         })?;
-    let code =
-        PairingCode::parse(&code).map_err(|_| ApiError::bad_request(INVALID_PAIRING_CODE))?;
+    let code = PairingCode::parse(&code).map_err(|_| PairingError::InvalidCode)?;
     let contact: BTreeMap<String, String> = CONTACT_FIELDS
         .iter()
         .filter_map(|(stored, spellings)| {
@@ -151,7 +176,7 @@ pub async fn pair(
                 result: "success".into(),
             }))
         }
-        Err(PairError::InvalidCode) => Err(ApiError::bad_request(INVALID_PAIRING_CODE)),
+        Err(PairError::InvalidCode) => Err(PairingError::InvalidCode.into()),
         Err(PairError::Store(e)) => {
             // Our failure, not a wrong guess.
             state.pairing_guard.succeeded(attempt);

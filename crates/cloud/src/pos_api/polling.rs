@@ -1,6 +1,8 @@
 //! `GET /pos/transaction/{id}?merchantAccessToken=...` — the polling URL.
 
+use super::access::AccessError;
 use super::error::ApiError;
+use super::fields::FieldError;
 use super::ApiState;
 use crate::domain::lifecycle::Phase;
 use axum::extract::{Path, RawQuery, State};
@@ -13,14 +15,14 @@ use std::time::{Duration, Instant};
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Parses `wait=<seconds>` (an eftcloud extension), capped at [`MAX_WAIT`].
-pub fn wait_param(v: Option<&str>) -> Result<Option<Duration>, ApiError> {
+pub fn wait_param(v: Option<&str>) -> Result<Option<Duration>, FieldError> {
     let Some(v) = v else { return Ok(None) };
     let secs: f64 = v
         .trim()
         .parse()
         .ok()
         .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-        .ok_or_else(|| ApiError::bad_request("Invalid wait: expected a number of seconds"))?;
+        .ok_or_else(|| FieldError::invalid("Invalid wait: expected a number of seconds"))?;
     Ok(Some(Duration::from_secs_f64(
         secs.min(MAX_WAIT.as_secs_f64()),
     )))
@@ -60,19 +62,18 @@ pub async fn poll(
     RawQuery(query): RawQuery,
     key_vendor: Option<axum::Extension<super::api_keys::Vendor>>,
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
-    let not_found = || ApiError::not_found("Transaction not found");
-    let id: TransactionId = id.parse().map_err(|_| not_found())?;
+    let id: TransactionId = id.parse().map_err(|_| AccessError::NotFound)?;
     let (mut token, mut wait) = (None, None);
     let mut wait_given = false;
     // A repeated key is refused, as in every other POS request (see `fields`).
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if k.eq_ignore_ascii_case("merchantAccessToken") {
             if token.replace(v.into_owned()).is_some() {
-                return Err(super::fields::repeated(&k));
+                return Err(FieldError::Repeated(k.to_string()).into());
             }
         } else if k.eq_ignore_ascii_case("wait") {
             if std::mem::replace(&mut wait_given, true) {
-                return Err(super::fields::repeated(&k));
+                return Err(FieldError::Repeated(k.to_string()).into());
             }
             wait = wait_param(Some(&v))?;
         }
@@ -84,36 +85,32 @@ pub async fn poll(
     let record = state
         .engine
         .transaction(&id)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(not_found)?;
+        .await?
+        .ok_or(AccessError::NotFound)?;
     // With POS API keys, another vendor's transaction does not exist for this key.
     if key_vendor.is_some_and(|v| v.0 .0 != record.register.key.vendor_name) {
-        return Err(not_found());
+        return Err(AccessError::NotFound.into());
     }
     // Compared in constant time, so response timing tells nothing about how much of a guess matched.
     match token {
         Some(t)
             if crate::engine::devices::constant_time_eq(t.as_bytes(), record.token.as_bytes()) => {}
-        _ => return Err(ApiError::unauthorized("Invalid token")),
+        _ => return Err(AccessError::InvalidToken.into()),
     }
     if state.engine.now() >= record.token_expires_at {
-        return Err(ApiError::unauthorized("Token expired"));
+        return Err(AccessError::TokenExpired.into());
     }
     let pending = !matches!(record.phase, Phase::Completed(_));
     let long_poll = wait.filter(|w| !w.is_zero() && pending);
     // A long-poll of a pending transaction paces itself, so the limiter does not apply to it.
     if long_poll.is_none() {
-        state.limiter.check(id, Instant::now()).map_err(|retry| {
-            let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
-            ApiError::too_many(
-                format!(
-                    "Polling too fast: poll this transaction at most every {} s",
-                    state.limiter_interval_secs()
-                ),
-                Some(secs),
-            )
-        })?;
+        state
+            .limiter
+            .check(id, Instant::now())
+            .map_err(|retry| AccessError::PollingTooFast {
+                interval_secs: state.limiter_interval_secs(),
+                retry_after_secs: retry.as_secs_f64().ceil().max(1.0) as u64,
+            })?;
     }
     let record = match (long_poll, waiter) {
         (Some(w), Some(waiter)) => state.wait_completed_with(waiter, record, w).await?,

@@ -67,12 +67,7 @@ pub async fn status(
     fields: Fields,
 ) -> Result<Json<RegisterStatus>, ApiError> {
     let key = require_register(&fields)?;
-    let Some(overview) = state
-        .engine
-        .register_overview(&key)
-        .await
-        .map_err(ApiError::from)?
-    else {
+    let Some(overview) = state.engine.register_overview(&key).await? else {
         return Ok(Json(RegisterStatus {
             paired: false,
             register_name: None,

@@ -82,7 +82,7 @@ pub async fn events(
 ) -> Result<Json<Timeline>, ApiError> {
     let record = authorized_transaction(&state, &id, &fields).await?;
     let id = record.id;
-    let events = state.engine.timeline(&id).await.map_err(ApiError::from)?;
+    let events = state.engine.timeline(&id).await?;
     Ok(Json(Timeline {
         transaction_id: id.to_string(),
         transaction_status: state.envelope(&record).transaction_status,

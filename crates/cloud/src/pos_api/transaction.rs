@@ -1,16 +1,59 @@
 //! `POST /POS/Transaction`: asynchronous (`TransactionMode=ASYNC`) and legacy synchronous mode.
 
-use super::error::ApiError;
-use super::fields::Fields;
+use super::error::{ApiError, HttpError, ServiceError};
+use super::fields::{FieldError, Fields};
 use super::{envelope, sale_data, ApiState};
 use crate::engine::transactions::{NewTransaction, StartError};
 use crate::store::TransactionRecord;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::pos_api::{ErrorBody, TransactionEnvelope};
 use protocol::{RegisterKey, TransactionRequest};
+
+/// Starting a transaction: the family of `POST /POS/Transaction`, beside its fields'.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactionError {
+    /// 400 with SmartConnect's wording, which clients match.
+    #[error("{}", protocol::pos_api::NOT_PAIRED)]
+    NotPaired,
+    /// 429: the device runs another transaction (one at a time per device).
+    #[error("{}", protocol::pos_api::DEVICE_BUSY)]
+    DeviceBusy,
+    /// 409: the register used this reference for a different request.
+    #[error("PosReference '{0}' was already used by this register for a different request")]
+    ReferenceConflict(String),
+}
+
+impl HttpError for TransactionError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotPaired => StatusCode::BAD_REQUEST,
+            Self::DeviceBusy => StatusCode::TOO_MANY_REQUESTS,
+            Self::ReferenceConflict(_) => StatusCode::CONFLICT,
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::NotPaired => Some("not_paired"),
+            Self::DeviceBusy => Some("busy"),
+            Self::ReferenceConflict(_) => None,
+        }
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::NotPaired => TransactionError::NotPaired.into(),
+            StartError::DeviceBusy => TransactionError::DeviceBusy.into(),
+            StartError::ReferenceConflict(r) => TransactionError::ReferenceConflict(r).into(),
+            StartError::Engine(e) => ServiceError::engine(e).into(),
+        }
+    }
+}
 
 /// Whether the POS waits on this request or polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,23 +62,23 @@ enum Mode {
     Sync,
 }
 
-fn mode(fields: &Fields) -> Result<Mode, ApiError> {
+fn mode(fields: &Fields) -> Result<Mode, FieldError> {
     match fields.get("TransactionMode").map(str::trim) {
         None => Ok(Mode::Sync),
         Some(m) if m.eq_ignore_ascii_case("ASYNC") => Ok(Mode::Async),
         Some(m) if m.eq_ignore_ascii_case("SYNC") => Ok(Mode::Sync),
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(FieldError::invalid(format!(
             "Invalid TransactionMode '{other}': use ASYNC, or leave it out for the synchronous mode"
         ))),
     }
 }
 
-fn callback_url(fields: &Fields) -> Result<Option<String>, ApiError> {
+fn callback_url(fields: &Fields) -> Result<Option<String>, FieldError> {
     let Some(raw) = fields.get("PosNotificationCallbackUrl") else {
         return Ok(None);
     };
     let bad = || {
-        ApiError::bad_request(
+        FieldError::invalid(
             "Invalid PosNotificationCallbackUrl: expected an absolute http or https URL",
         )
     };
@@ -50,13 +93,12 @@ fn callback_url(fields: &Fields) -> Result<Option<String>, ApiError> {
 const MAX_REFERENCE_LEN: usize = 128;
 
 /// The POS's reference: the `PosReference` field, else the `Idempotency-Key` header.
-fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>, FieldError> {
     let from_header = headers
         .get("idempotency-key")
         .map(|v| {
-            v.to_str().map_err(|_| {
-                ApiError::bad_request("Invalid Idempotency-Key: must be printable text")
-            })
+            v.to_str()
+                .map_err(|_| FieldError::invalid("Invalid Idempotency-Key: must be printable text"))
         })
         .transpose()?;
     let Some(r) = fields
@@ -68,7 +110,7 @@ fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>,
         return Ok(None);
     };
     if r.chars().count() > MAX_REFERENCE_LEN || r.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
+        return Err(FieldError::invalid(format!(
             "Invalid PosReference: at most {MAX_REFERENCE_LEN} printable characters"
         )));
     }
@@ -76,19 +118,18 @@ fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>,
 }
 
 /// Parses the whole request before anything is stored, so a bad request changes nothing.
-fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction), ApiError> {
+fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction), FieldError> {
     let register = RegisterKey::parse(
         fields.get("POSRegisterID"),
         fields.get("POSBusinessName"),
         fields.get("POSVendorName"),
     )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    .map_err(FieldError::invalid)?;
     let mode = mode(fields)?;
-    let request = TransactionRequest::parse(|k| fields.get(k))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let request = TransactionRequest::parse(|k| fields.get(k)).map_err(FieldError::invalid)?;
     let sale_data = match fields.get("SaleData") {
         Some(raw) => {
-            sale_data::validate(raw).map_err(ApiError::bad_request)?;
+            sale_data::validate(raw).map_err(FieldError::invalid)?;
             Some(raw.to_string())
         }
         None => None,
@@ -289,16 +330,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let begun = std::time::Instant::now();
     let (mode, new) = parse(&fields, &headers)?;
-    let started = state
-        .engine
-        .start_transaction(new)
-        .await
-        .map_err(|e| match e {
-            StartError::NotPaired => ApiError::not_paired(),
-            StartError::DeviceBusy => ApiError::device_busy(),
-            StartError::ReferenceConflict(_) => ApiError::conflict(e.to_string()),
-            StartError::Engine(e) => ApiError::engine(e),
-        })?;
+    let started = state.engine.start_transaction(new).await?;
     // Still offered when it returns: the offer went to the bus (a failed hand-over completes
     // it with FAILED-INTERFACE instead).
     if !started.replayed
@@ -339,7 +371,7 @@ impl ApiState {
             return Ok(record);
         }
         let waited = tokio::select! {
-            r = self.engine.wait_completed(&record.id, timeout) => r.map_err(ApiError::from)?,
+            r = self.engine.wait_completed(&record.id, timeout) => r?,
             _ = self.shutdown.cancelled() => None,
         };
         Ok(waited.unwrap_or(record))
@@ -356,7 +388,7 @@ impl ApiState {
             return Ok(record);
         }
         let done = tokio::select! {
-            r = self.engine.wait_with(waiter, &record, timeout) => r.map_err(ApiError::from)?,
+            r = self.engine.wait_with(waiter, &record, timeout) => r?,
             _ = self.shutdown.cancelled() => None,
         };
         Ok(done.unwrap_or(record))

@@ -4,7 +4,8 @@
 
 use super::{asset, WebState};
 use crate::domain::lifecycle::{CompletedBy, Phase};
-use crate::pos_api::error::ApiError;
+use crate::engine::devices::EnrollError;
+use crate::pos_api::error::{ApiError, HttpError, ServiceError};
 use crate::pos_api::pairing_guard::ClientAddr;
 use crate::store::{RegisterRecord, TransactionQuery, TransactionRecord};
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -34,6 +35,58 @@ const LIVE_TRANSACTIONS: usize = 300;
 
 const DISABLED: &str = "dashboard disabled: no admin token is configured (start the cloud with \
                         --admin-token or EFTCLOUD_ADMIN_TOKEN)";
+
+/// The dashboard's and the admin API's family of errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    /// 404: no admin token is configured, so the admin API does not exist.
+    #[error("{DISABLED}")]
+    Disabled,
+    /// 429: too many wrong tokens from this source.
+    #[error("Too many wrong admin tokens from this address; retry in {retry_after_secs} s")]
+    TooManyWrongTokens { retry_after_secs: u64 },
+    /// 401.
+    #[error("admin token required: send Authorization: Bearer <token>")]
+    TokenRequired,
+    /// 400: a search bound that is not a time.
+    #[error("invalid time '{0}': use RFC 3339 or yyyy-mm-dd")]
+    InvalidTime(String),
+    /// 404.
+    #[error("Transaction not found")]
+    TransactionNotFound,
+    /// 400: a device id in the path that is not one.
+    #[error("{0}")]
+    InvalidDeviceId(String),
+    /// 404.
+    #[error("no device '{0}' is enrolled")]
+    DeviceNotEnrolled(protocol::DeviceId),
+}
+
+impl DashboardError {
+    fn invalid_device_id(e: impl std::fmt::Display) -> Self {
+        Self::InvalidDeviceId(e.to_string())
+    }
+}
+
+impl HttpError for DashboardError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Disabled | Self::TransactionNotFound | Self::DeviceNotEnrolled(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::TooManyWrongTokens { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TokenRequired => StatusCode::UNAUTHORIZED,
+            Self::InvalidTime(_) | Self::InvalidDeviceId(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::TooManyWrongTokens { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
 
 /// `GET /dashboard`: the page (it asks for the token), or a 404 page saying it is off.
 pub async fn page(State(state): State<WebState>) -> Response {
@@ -88,21 +141,15 @@ fn authorize(
     source: Option<IpAddr>,
 ) -> Result<(), ApiError> {
     let Some(expected) = state.admin_token.as_deref() else {
-        return Err(ApiError::not_found(DISABLED));
+        return Err(DashboardError::Disabled.into());
     };
     // Counted from the start and refunded when right, so concurrent guesses cannot overtake
     // the count; a lockout refuses the right token too, so guessing does not resume.
     let attempt = state
         .admin_guard
         .begin(source, Instant::now())
-        .map_err(|refused| {
-            ApiError::too_many(
-                format!(
-                    "Too many wrong admin tokens from this address; retry in {} s",
-                    refused.retry_after_secs()
-                ),
-                Some(refused.retry_after_secs()),
-            )
+        .map_err(|refused| DashboardError::TooManyWrongTokens {
+            retry_after_secs: refused.retry_after_secs(),
         })?;
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -121,9 +168,7 @@ fn authorize(
         if attempt.failures() == 1 {
             tracing::info!(source = ?source, "wrong admin token (further ones this minute are not logged)");
         }
-        return Err(ApiError::unauthorized(
-            "admin token required: send Authorization: Bearer <token>",
-        ));
+        return Err(DashboardError::TokenRequired.into());
     }
     state.admin_guard.succeeded(attempt);
     Ok(())
@@ -274,9 +319,8 @@ fn parse_time(s: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-        ApiError::bad_request(format!("invalid time '{s}': use RFC 3339 or yyyy-mm-dd"))
-    })?;
+    let day = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| DashboardError::InvalidTime(s.to_string()))?;
     let day = if end_of_day {
         day.succ_opt().unwrap_or(day)
     } else {
@@ -319,11 +363,7 @@ impl TransactionFilter {
                 limit as u32
             },
         };
-        let found = state
-            .engine
-            .search_transactions(&query)
-            .await
-            .map_err(ApiError::from)?;
+        let found = state.engine.search_transactions(&query).await?;
         Ok(found
             .iter()
             .map(TransactionView::from)
@@ -341,11 +381,7 @@ impl TransactionFilter {
 const OUTCOME_SCAN: u32 = 5000;
 
 async fn device_views(state: &WebState) -> Result<Vec<DeviceView>, ApiError> {
-    let devices = state
-        .engine
-        .device_overviews()
-        .await
-        .map_err(ApiError::from)?;
+    let devices = state.engine.device_overviews().await?;
     Ok(devices
         .into_iter()
         .map(|o| {
@@ -409,12 +445,12 @@ pub async fn transaction(
 ) -> Result<Json<TransactionDetail>, ApiError> {
     let id: TransactionId = id
         .parse()
-        .map_err(|_| ApiError::not_found("Transaction not found"))?;
+        .map_err(|_| DashboardError::TransactionNotFound)?;
     let engine = &state.engine;
-    let Some(tx) = engine.transaction(&id).await.map_err(ApiError::from)? else {
-        return Err(ApiError::not_found("Transaction not found"));
+    let Some(tx) = engine.transaction(&id).await? else {
+        return Err(DashboardError::TransactionNotFound.into());
     };
-    let events = engine.timeline(&id).await.map_err(ApiError::from)?;
+    let events = engine.timeline(&id).await?;
     let view = TransactionView::from(&tx);
     Ok(Json(TransactionDetail {
         transaction: view,
@@ -448,7 +484,7 @@ async fn snapshot(state: &WebState) -> Result<String, ApiError> {
         devices,
         transactions,
     })
-    .map_err(ApiError::internal)
+    .map_err(|e| ServiceError::internal(e).into())
 }
 
 /// `GET /admin/events`: server-sent events. A `snapshot` event (devices and recent transactions)
@@ -507,10 +543,11 @@ pub struct RotatedSecret {
     pub secret: String,
 }
 
-fn enroll_error(e: crate::engine::devices::EnrollError) -> ApiError {
+fn enroll_error(e: EnrollError) -> ApiError {
     match e {
-        crate::engine::devices::EnrollError::NotEnrolled(_) => ApiError::not_found(e.to_string()),
-        e => ApiError::internal(e),
+        EnrollError::NotEnrolled(id) => DashboardError::DeviceNotEnrolled(id).into(),
+        EnrollError::Store(e) => ServiceError::store(e).into(),
+        e @ EnrollError::AlreadyEnrolled(_) => ServiceError::internal(e).into(),
     }
 }
 
@@ -521,7 +558,7 @@ pub async fn rotate_secret(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    let id = protocol::DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let id = protocol::DeviceId::parse(&id).map_err(DashboardError::invalid_device_id)?;
     let secret = state
         .engine
         .rotate_secret(&id)
@@ -541,7 +578,7 @@ pub async fn revoke(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = protocol::DeviceId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let id = protocol::DeviceId::parse(&id).map_err(DashboardError::invalid_device_id)?;
     state.engine.revoke(&id).await.map_err(enroll_error)?;
     tracing::warn!(device = %id, "device revoked by an operator");
     Ok(StatusCode::NO_CONTENT)

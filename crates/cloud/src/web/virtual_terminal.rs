@@ -4,7 +4,7 @@
 
 use super::{asset, WebState};
 use crate::engine::devices::{EnrollError, NewDevice};
-use crate::pos_api::error::ApiError;
+use crate::pos_api::error::{ApiError, HttpError, ServiceError};
 use crate::pos_api::pairing_guard::ClientAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -55,6 +55,39 @@ pub struct CreatedDevice {
     pub secret: String,
 }
 
+/// The virtual terminal page's family of errors (enrolling a device from the page).
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollmentError {
+    /// 403: self-enrollment is off, and why.
+    #[error(
+        "creating virtual terminals from this page is off on this cloud: {0}. It is on by \
+         itself only on a local development cloud (loopback listen address, no admin token or \
+         POS API key, not --production); an operator can turn it on with \
+         --virtual-terminals, or enroll a device with `eftcloud device add` and type its id \
+         and secret into the page"
+    )]
+    Off(String),
+    /// 429: the per-source budget is spent.
+    #[error("Too many virtual terminals created from here; retry in {retry_after_secs} s")]
+    TooMany { retry_after_secs: u64 },
+}
+
+impl HttpError for EnrollmentError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Off(_) => StatusCode::FORBIDDEN,
+            Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Off(_) => None,
+            Self::TooMany { retry_after_secs } => Some(*retry_after_secs),
+        }
+    }
+}
+
 /// `POST /virtual-terminal/devices`: enrolls a fresh `virtual-…` device and returns its
 /// credentials. 403 unless self-enrollment is on (it hands out device credentials to anyone
 /// who asks), 429 past the per-source budget. Such devices are removed when unused (see
@@ -64,26 +97,14 @@ pub async fn create_device(
     ClientAddr(source): ClientAddr,
 ) -> Result<Response, ApiError> {
     if let Err(why) = state.enrollment {
-        return Err(ApiError::forbidden(format!(
-            "creating virtual terminals from this page is off on this cloud: {why}. It is on by \
-             itself only on a local development cloud (loopback listen address, no admin token or \
-             POS API key, not --production); an operator can turn it on with \
-             --virtual-terminals, or enroll a device with `eftcloud device add` and type its id \
-             and secret into the page"
-        )));
+        return Err(EnrollmentError::Off(why.to_string()).into());
     }
     // Every enrollment counts: the budget bounds how fast the store can be filled.
     let attempt = state
         .enrollment_guard
         .begin(source, std::time::Instant::now())
-        .map_err(|refused| {
-            ApiError::too_many(
-                format!(
-                    "Too many virtual terminals created from here; retry in {} s",
-                    refused.retry_after_secs()
-                ),
-                Some(refused.retry_after_secs()),
-            )
+        .map_err(|refused| EnrollmentError::TooMany {
+            retry_after_secs: refused.retry_after_secs(),
         })?;
     drop(attempt);
     let details = NewDevice {
@@ -94,7 +115,7 @@ pub async fn create_device(
     // 48 random bits: a collision is practically impossible, and retried once anyway.
     for _ in 0..2 {
         let raw = format!("virtual-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-        let id = DeviceId::parse(&raw).map_err(ApiError::internal)?;
+        let id = DeviceId::parse(&raw).map_err(ServiceError::internal)?;
         match state.engine.enroll_virtual_device(&id, &details).await {
             Ok(secret) => {
                 tracing::info!(device = %id, "virtual terminal enrolled");
@@ -105,12 +126,9 @@ pub async fn create_device(
                 return Ok((StatusCode::CREATED, Json(body)).into_response());
             }
             Err(EnrollError::AlreadyEnrolled(_)) => continue,
-            Err(e @ (EnrollError::Store(_) | EnrollError::NotEnrolled(_))) => {
-                return Err(ApiError::internal(e))
-            }
+            Err(EnrollError::Store(e)) => return Err(ServiceError::store(e).into()),
+            Err(e @ EnrollError::NotEnrolled(_)) => return Err(ServiceError::internal(e).into()),
         }
     }
-    Err(ApiError::internal(
-        "could not pick a free virtual device id",
-    ))
+    Err(ServiceError::internal("could not pick a free virtual device id").into())
 }
