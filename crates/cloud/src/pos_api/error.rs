@@ -61,11 +61,6 @@ impl ApiError {
         self.reason
             .unwrap_or_else(|| crate::metrics::reason_of_status(self.status))
     }
-
-    /// The body's message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
 }
 
 /// The service itself could not answer: the family every handler shares.
