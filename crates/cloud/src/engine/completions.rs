@@ -44,6 +44,11 @@ impl Completions {
         }
     }
 
+    /// How many requests wait, over all transactions.
+    pub fn waiters(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
     /// How many transactions have waiters.
     #[cfg(test)]
     fn waited_for(&self) -> usize {
@@ -91,14 +96,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Whether the waiter is woken within a short while.
+    /// Whether the waiter is woken within a short while (paused time: the wait is instant when
+    /// nothing can wake it, and never flakes).
     async fn woken(w: &mut Waiter) -> bool {
         tokio::time::timeout(Duration::from_millis(20), w.completed())
             .await
             .is_ok()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_completion_wakes_only_its_own_waiters_and_dropped_waiters_leave_no_trace() {
         let c = Arc::new(Completions::default());
         let (a, b) = (TransactionId::new(), TransactionId::new());
@@ -106,6 +112,7 @@ mod tests {
         let mut wa2 = c.wait(a);
         let mut wb = c.wait(b);
         assert_eq!(c.waited_for(), 2);
+        assert_eq!(c.waiters(), 3);
         c.notify(&a, None);
         assert!(woken(&mut wa1).await);
         assert!(woken(&mut wa2).await);
@@ -120,7 +127,7 @@ mod tests {
         assert_eq!(c.waited_for(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_waiter_dropped_before_the_completion_does_not_disturb_the_others() {
         let c = Arc::new(Completions::default());
         let id = TransactionId::new();

@@ -44,7 +44,7 @@ impl Engine {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.inner.deadline_changed.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
+                () = self.sleep(sleep) => {}
             }
         }
     }

@@ -156,6 +156,11 @@ impl Engine {
         self.inner.settings.clock.now()
     }
 
+    /// Waits `d` by the engine's clock (the background loops' sleeps).
+    pub fn sleep(&self, d: Duration) -> crate::domain::clock::Sleep {
+        self.inner.settings.clock.sleep(d)
+    }
+
     /// The metrics this engine records into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
@@ -182,6 +187,11 @@ impl Engine {
     /// completion in between is not missed).
     pub fn completion_waiter(&self, id: TransactionId) -> Waiter {
         self.inner.completions.wait(id)
+    }
+
+    /// How many requests on this node wait for a completion (long-polls, synchronous POSTs).
+    pub fn requests_waiting(&self) -> usize {
+        self.inner.completions.waiters()
     }
 
     /// Resolves when a completion on this node queued a callback.

@@ -18,7 +18,7 @@ impl Engine {
             self.purge_unused_virtual_devices().await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = self.sleep(SWEEP_EVERY) => {}
             }
         }
     }

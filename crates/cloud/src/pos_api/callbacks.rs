@@ -129,7 +129,7 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => return,
                 // A completion here queued a callback (others' are found by the periodic pass).
                 () = self.engine.callback_queued() => {}
-                _ = tokio::time::sleep(sleep) => {}
+                () = self.engine.sleep(sleep) => {}
             }
         }
     }

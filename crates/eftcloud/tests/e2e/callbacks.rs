@@ -49,19 +49,34 @@ fn serve_receiver(listener: tokio::net::TcpListener, fail_first: usize) -> Recei
 }
 
 async fn wait_for_requests(r: &Receiver, n: usize) -> Vec<(HeaderMap, String)> {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            {
-                let seen = r.seen.lock().unwrap();
-                if seen.len() >= n {
-                    return seen.clone();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually(&format!("{n} callback requests"), || async {
+        let seen = r.seen.lock().unwrap();
+        (seen.len() >= n).then(|| seen.clone())
     })
     .await
-    .expect("callbacks in time")
+}
+
+/// The callback events of a transaction's timeline, once it has `n` of them (the dispatcher
+/// records each attempt just after making it).
+async fn callback_events(app: &TestApp, env: &serde_json::Value, n: usize) -> Vec<String> {
+    let url = format!(
+        "{}/pos/transaction/{}/events?merchantAccessToken={}",
+        app.base,
+        env["transactionId"].as_str().unwrap(),
+        env["merchantAccessToken"].as_str().unwrap()
+    );
+    eventually(&format!("{n} callback events"), || async {
+        let (_, tl) = app.get_json(&url).await;
+        let found: Vec<String> = tl["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"].as_str().unwrap().starts_with("callback_"))
+            .map(|e| format!("{} {}", e["event"].as_str().unwrap(), e["detail"]))
+            .collect();
+        (found.len() >= n).then_some(found)
+    })
+    .await
 }
 
 fn verify(headers: &HeaderMap, body: &str) {
@@ -93,29 +108,73 @@ async fn callbacks_are_signed_retried_and_delivered_once_accepted() {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v, done, "the callback carries the completed poll body");
     }
-    // Delivered on the third attempt, and not again.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Delivered on the third attempt, and not again: recorded as delivered, nothing left due.
+    let events = callback_events(&app, &env, 3).await;
+    assert!(events[0].starts_with("callback_failed"), "{events:?}");
+    assert!(events[1].starts_with("callback_failed"), "{events:?}");
+    assert!(events[2].starts_with("callback_delivered"), "{events:?}");
+    assert_eq!(app.engine.next_callback_at().await.unwrap(), None);
     assert_eq!(receiver.seen.lock().unwrap().len(), 3);
-    let id = env["transactionId"].as_str().unwrap();
-    let (_, tl) = app
-        .get_json(&format!(
-            "{}/pos/transaction/{id}/events?merchantAccessToken={}",
-            app.base,
-            env["merchantAccessToken"].as_str().unwrap()
-        ))
-        .await;
-    let kinds: Vec<&str> = tl["events"]
-        .as_array()
+    t.stop().await;
+}
+
+/// How long after `now` the next callback attempt is due.
+async fn next_attempt_in(app: &TestApp, now: chrono::DateTime<chrono::Utc>) -> Duration {
+    let at = app
+        .engine
+        .next_callback_at()
+        .await
         .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds.iter().filter(|k| **k == "callback_failed").count(),
-        2,
-        "{kinds:?}"
+        .expect("a retry is due");
+    (at - now).to_std().expect("due in the future")
+}
+
+#[tokio::test]
+async fn callback_retries_back_off_on_the_cloud_clock_doubling_each_time() {
+    use cloud::domain::Clock;
+    let clock = manual_clock();
+    let min = Duration::from_secs(60);
+    let app = spawn_app_with(Opts {
+        clock: clock.clone(),
+        callback_retry_min: min,
+        callback_retry_max: Duration::from_secs(3600),
+        ..Opts::default()
+    })
+    .await;
+    let (t, reg) = paired_terminal(&app, "dev-hook-backoff").await;
+    let (url, receiver) = start_receiver(2).await;
+    let mut form = purchase(&reg, "1000");
+    form.push(("PosNotificationCallbackUrl", &url));
+    let (_, env) = app.post_form("/POS/Transaction", &form).await;
+    poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
+
+    // The first attempt fails; the next is due `retry_min` later (±20% jitter) by the cloud's
+    // clock, which has not moved: no real time passing makes it due.
+    let events = callback_events(&app, &env, 1).await;
+    assert!(events[0].contains("HTTP 500; retry in"), "{events:?}");
+    let first = next_attempt_in(&app, clock.now()).await;
+    assert!(
+        first >= min.mul_f64(0.8) && first <= min.mul_f64(1.2),
+        "{first:?}"
     );
-    assert_eq!(kinds.last(), Some(&"callback_delivered"));
+    clock.advance(first - Duration::from_millis(1));
+    assert!(app.engine.next_callback_at().await.unwrap().is_some());
+    assert_eq!(receiver.seen.lock().unwrap().len(), 1, "retried early");
+
+    // Once due, the dispatcher (asleep on the same clock) retries at once; the delay doubles.
+    clock.advance(Duration::from_millis(1));
+    wait_for_requests(&receiver, 2).await;
+    callback_events(&app, &env, 2).await;
+    let second = next_attempt_in(&app, clock.now()).await;
+    assert!(
+        second >= (min * 2).mul_f64(0.8) && second <= (min * 2).mul_f64(1.2),
+        "{second:?}"
+    );
+    clock.advance(second);
+    wait_for_requests(&receiver, 3).await;
+    let events = callback_events(&app, &env, 3).await;
+    assert!(events[2].starts_with("callback_delivered"), "{events:?}");
+    assert_eq!(app.engine.next_callback_at().await.unwrap(), None);
     t.stop().await;
 }
 

@@ -94,20 +94,12 @@ async fn three_nodes_route_requests_and_survive_losing_the_devices_node() {
         .await
         .unwrap();
     let url = slow.field("PollingUrl").unwrap().to_string();
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let (_, p) = b.get_json(&url).await;
-            if p["data"]["DisplayText"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually("the device running the payment", || async {
+        let (_, p) = b.get_json(&url).await;
+        let shown = p["data"]["DisplayText"].as_str();
+        shown.is_some_and(|s| !s.is_empty()).then_some(())
     })
-    .await
-    .unwrap();
+    .await;
     let _ = a.kill().await;
     // The device moves to B or C and reports what it journaled; the POS sees it on C.
     let finished = c

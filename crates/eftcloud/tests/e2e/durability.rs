@@ -34,8 +34,9 @@ async fn completed_transactions_survive_a_restart_identically() {
 
 #[tokio::test]
 async fn an_offer_pending_when_the_cloud_died_still_ends_definitely() {
+    let clock = manual_clock();
     let cloud = Cloud::start(Opts {
-        accept_timeout: Duration::from_millis(500),
+        clock: clock.clone(),
         ..Opts::default()
     })
     .await;
@@ -50,10 +51,11 @@ async fn an_offer_pending_when_the_cloud_died_still_ends_definitely() {
     let (dir, addr, opts) = cloud.kill().await;
     drop(d);
     // The deadline passes while the cloud is down; it is a row, so the new process honours it.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(opts.accept_timeout);
     let app = Cloud::start_in(dir, opts, Some(addr)).await;
     let done = poll_until_completed(&app, &url).await;
     assert_eq!(done["data"]["Result"], "FAILED-INTERFACE");
+    assert_eq!(done["data"]["ResultText"], "Device did not respond in time");
 }
 
 #[tokio::test]
@@ -132,17 +134,11 @@ async fn status_shows_reversal_pending_until_the_reversal_is_reported() {
     t.wait_for(|e| matches!(e, TerminalEvent::Connected { .. }).then_some(()))
         .await;
     let status = TransactionSpec::new(Function::TerminalGetStatus);
-    let seen = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let s = pos.start(&reg, &status).await.unwrap();
-            if s.field("Status") == Some("REVERSAL_PENDING") {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let seen = eventually("REVERSAL_PENDING reported", || async {
+        let s = pos.start(&reg, &status).await.unwrap();
+        (s.field("Status") == Some("REVERSAL_PENDING")).then_some(s)
     })
-    .await
-    .expect("REVERSAL_PENDING reported");
+    .await;
     assert!(seen.is_completed());
     let done = pos
         .wait_for_completion(&started, quick(), |_| {})

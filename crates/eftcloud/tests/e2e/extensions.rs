@@ -252,26 +252,17 @@ async fn cancel_while_the_device_runs_gives_the_real_outcome() {
         .await;
     let id = env["transactionId"].as_str().unwrap();
     // Wait until the device runs it.
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let (_, b) = app
-                .get_json(env["data"]["PollingUrl"].as_str().unwrap())
-                .await;
-            if b["data"]["DisplayText"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually("the device running the payment", || async {
+        let (_, b) = app
+            .get_json(env["data"]["PollingUrl"].as_str().unwrap())
+            .await;
+        let shown = b["data"]["DisplayText"].as_str();
+        shown.is_some_and(|s| !s.is_empty()).then_some(())
     })
-    .await
-    .unwrap();
+    .await;
     // Cancel with the register identity, waiting for the outcome.
     let mut form = register_form(&reg);
     form.push(("wait", "10"));
-    let t0 = std::time::Instant::now();
     let r = app
         .http
         .post(app.url(&format!("/POS/Transaction/{id}/Cancel")))
@@ -281,10 +272,7 @@ async fn cancel_while_the_device_runs_gives_the_real_outcome() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let b: serde_json::Value = r.json().await.unwrap();
-    assert!(
-        t0.elapsed() < Duration::from_secs(4),
-        "the device stopped, no waiting for the slow approval"
-    );
+    // Cancelled: the device stopped (the slow approval would have answered OK-ACCEPTED).
     assert_eq!(b["transactionStatus"], "COMPLETED");
     assert_eq!(b["data"]["TransactionResult"], "CANCELLED");
     t.stop().await;
@@ -371,18 +359,12 @@ async fn register_status_tells_paired_online_and_busy() {
     assert_eq!(b["busy"], true);
     assert_eq!(b["activeTransactionId"], env["transactionId"]);
     drop(d);
-    let b = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let (_, b) = app.get_json(&app.url(&q(&reg))).await;
-            // The offer ends just after the connection is dropped from the table.
-            if b["online"] == false && b["busy"] == false {
-                return b;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let b = eventually("offline and not busy", || async {
+        let (_, b) = app.get_json(&app.url(&q(&reg))).await;
+        // The offer ends just after the connection is dropped from the table.
+        (b["online"] == false && b["busy"] == false).then_some(b)
     })
-    .await
-    .unwrap();
+    .await;
     assert!(b["lastSeen"].is_string());
 }
 

@@ -25,6 +25,30 @@ use tokio_util::sync::CancellationToken;
 /// How long any single expectation may take before the test fails (never a sleep).
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How often [`eventually`] asks again.
+const ASK_EVERY: Duration = Duration::from_millis(20);
+
+/// Asks `check` every 20 ms until it gives `Some`, for at most [`PATIENCE`] (then the test fails
+/// naming `what`). The one place tests wait for a state they are not told about (a row written,
+/// a connection counted, a journal flushed): it waits only as long as the state takes to arrive,
+/// and no check depends on how long that is.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(ASK_EVERY).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
 /// Timing knobs, short by default so tests run fast.
 #[derive(Clone)]
 pub struct Opts {
@@ -38,6 +62,7 @@ pub struct Opts {
     pub sync_timeout: Duration,
     pub retention: Duration,
     pub callback_retry_min: Duration,
+    pub callback_retry_max: Duration,
     pub api_limits: cloud::pos_api::ApiLimits,
     /// The cluster's NATS server, for multi-node tests.
     pub nats_url: Option<String>,
@@ -87,6 +112,7 @@ impl Default for Opts {
             sync_timeout: Duration::from_secs(20),
             retention: Duration::from_secs(3600),
             callback_retry_min: Duration::from_millis(50),
+            callback_retry_max: Duration::from_secs(1),
             nats_url: None,
             database_url: None,
             node: "test".into(),
@@ -199,7 +225,7 @@ pub async fn spawn_app_on(
         callbacks: cloud::pos_api::callbacks::CallbackSettings {
             secret: Some(CALLBACK_SECRET.into()),
             retry_min: opts.callback_retry_min,
-            retry_max: Duration::from_secs(1),
+            retry_max: opts.callback_retry_max,
             max_attempts: 5,
             timeout: Duration::from_secs(2),
         },
@@ -295,17 +321,11 @@ impl TestApp {
 
     /// Waits until `/readyz` answers `ready` (200) or not (503), returning its last answer.
     pub async fn until_ready(&self, ready: bool) -> (u16, serde_json::Value, Option<String>) {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let r = self.readyz().await;
-                if (r.0 == 200) == ready {
-                    return r;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        eventually("readiness", || async {
+            let r = self.readyz().await;
+            ((r.0 == 200) == ready).then_some(r)
         })
         .await
-        .expect("readiness in time")
     }
 
     pub async fn get_json(&self, url: &str) -> (u16, serde_json::Value) {
@@ -660,18 +680,12 @@ pub fn purchase<'a>(r: &'a RegisterKey, amount: &'a str) -> Vec<(&'static str, &
 
 /// Polls a URL until the transaction completes (the test apps have no poll rate limit).
 pub async fn poll_until_completed(app: &TestApp, url: &str) -> serde_json::Value {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let (status, body) = app.get_json(url).await;
-            assert_eq!(status, 200, "{body}");
-            if body["transactionStatus"] == "COMPLETED" {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually("the transaction's completion", || async {
+        let (status, body) = app.get_json(url).await;
+        assert_eq!(status, 200, "{body}");
+        (body["transactionStatus"] == "COMPLETED").then_some(body)
     })
     .await
-    .expect("completed in time")
 }
 
 // Used by the `faults` test binary until it is folded into this one.

@@ -3,7 +3,6 @@
 
 use crate::harness::*;
 use axum::http::StatusCode;
-use std::time::Duration;
 
 /// The scrape, as text.
 pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
@@ -28,18 +27,11 @@ pub fn sample(text: &str, series: &str) -> f64 {
 
 /// Scrapes until `series` has `want` (gauges follow connections asynchronously).
 async fn wait_sample(app: &TestApp, series: &str, want: f64) {
-    let mut last = String::new();
-    let ok = tokio::time::timeout(PATIENCE, async {
-        loop {
-            last = scrape(&app.http, &app.base).await;
-            if sample(&last, series) == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually(&format!("{series} to become {want}"), || async {
+        let last = scrape(&app.http, &app.base).await;
+        (sample(&last, series) == want).then_some(())
     })
     .await;
-    assert!(ok.is_ok(), "{series} never became {want}:\n{last}");
 }
 
 const STARTED: &str = r#"eftcloud_transactions_started_total{function="Card.Purchase"}"#;

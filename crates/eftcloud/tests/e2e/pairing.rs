@@ -88,15 +88,16 @@ async fn pairing_codes_are_single_use_and_replaced() {
 
 #[tokio::test]
 async fn pairing_codes_expire() {
+    let clock = manual_clock();
     let app = spawn_app_with(Opts {
-        pairing_code_ttl: Duration::from_millis(200),
+        clock: clock.clone(),
         ..Opts::default()
     })
     .await;
     let secret = app.enroll("dev-exp").await;
     let mut d = RawDevice::connect(&app, "dev-exp", &secret).await;
     let code = d.code().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Opts::default().pairing_code_ttl + Duration::from_millis(1));
     let (s, body) = put_pairing(
         &app,
         &format!("/POS/Pairing/{code}"),

@@ -6,12 +6,13 @@
 
 use crate::faults::cloud::{free_port, BinaryCloud};
 use crate::faults::support::{assert_matches_journal, completed, journal_entry, pair, poll};
-use crate::harness::{start_terminal_at, PATIENCE};
+use crate::harness::{eventually, start_terminal_at};
 use pos::{PosClient, TransactionSpec};
 use protocol::pos_api::TransactionEnvelope;
 use protocol::{Cents, Function, RegisterKey, TransactionId};
 use std::collections::HashSet;
 use std::time::Duration;
+use terminal::journal::{EntryState, JournalEntry};
 use terminal::{Journal, SimulatorConfig};
 use tokio::sync::watch;
 
@@ -30,17 +31,16 @@ async fn post(
     let spec = TransactionSpec::new(Function::CardPurchase)
         .with_amount(Cents::new(cents).unwrap())
         .with_pos_reference(reference);
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            match pos.start(reg, &spec).await {
-                Ok(env) => return env,
-                Err(e) => assert!(e.is_retryable(), "{reference}: {e}"),
+    eventually("the POST's answer", || async {
+        match pos.start(reg, &spec).await {
+            Ok(env) => Some(env),
+            Err(e) => {
+                assert!(e.is_retryable(), "{reference}: {e}");
+                None
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
-    .expect("the POST was answered in time")
 }
 
 #[tokio::test]
@@ -90,8 +90,14 @@ async fn sigterm_and_restart_mid_stream_lose_nothing() {
 
     let ids: HashSet<TransactionId> = seen.iter().map(|(id, _, _)| *id).collect();
     assert_eq!(ids.len(), PURCHASES, "one transaction per purchase");
-    // Results reach the journal's acknowledged state shortly after the cloud stored them.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every result the device journaled reaches its acknowledged state (the cloud's
+    // `result_ack`, whichever restart it crossed).
+    eventually("every journaled result acknowledged", || async {
+        let j = Journal::open(&journal).unwrap();
+        let acked = |e: &JournalEntry| matches!(e.state, EntryState::Acknowledged { .. });
+        j.entries().iter().all(acked).then_some(())
+    })
+    .await;
     for (i, (id, url, done)) in seen.iter().enumerate() {
         let ctx = format!("purchase {i} ({id})");
         // Exactly one final state: polling again gives the same body, byte for byte.

@@ -117,16 +117,10 @@ async fn the_lockout_ends_with_the_window_and_successes_do_not_count() {
     let (s, retry, _) = pair(&app, wrong, &reg, None).await;
     assert_eq!((s, retry), (429, Some(1)));
     // Once the window has passed, the source may try again.
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if pair(&app, wrong, &reg, None).await.0 == 400 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    eventually("the lockout's end", || async {
+        (pair(&app, wrong, &reg, None).await.0 == 400).then_some(())
     })
-    .await
-    .expect("lockout ends");
+    .await;
 }
 
 #[tokio::test]
@@ -418,15 +412,13 @@ async fn connections_per_source_are_bounded_websockets_included() {
     drop(d1);
     let _ = futures_util::SinkExt::close(&mut second).await;
     drop(second);
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(r) = reqwest::Client::new().get(app.url("/healthz")).send().await {
-                assert_eq!(r.status(), 200);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    let r = eventually("a free connection slot", || async {
+        reqwest::Client::new()
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .ok()
     })
-    .await
-    .expect("a slot is free again");
+    .await;
+    assert_eq!(r.status(), 200);
 }

@@ -14,13 +14,10 @@ use terminal::TerminalEvent;
 /// Waits until the store has failed `n` more commits than `from` (so the outage has been
 /// met by the writes the test wants to fail), without sleeping a fixed time.
 async fn until_injected(app: &TestApp, from: u64, n: u64) {
-    tokio::time::timeout(PATIENCE, async {
-        while app.faults.injected() < from + n {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually("the failed commits", || async {
+        (app.faults.injected() >= from + n).then_some(())
     })
-    .await
-    .expect("commits failed in time");
+    .await;
 }
 
 async fn metric(app: &TestApp, series: &str) -> f64 {

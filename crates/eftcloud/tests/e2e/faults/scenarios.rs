@@ -4,13 +4,13 @@ use super::cloud::{free_port, BinaryCloud, Cloud};
 use super::proxy::Proxy;
 use super::support::*;
 use crate::harness::{
-    close_of, fast_simulator, start_terminal_at, Opts, RawDevice, TestApp, PATIENCE,
+    close_of, eventually, fast_simulator, start_terminal_at, Opts, RawDevice, TestApp, PATIENCE,
 };
 use cloud::domain::lifecycle::{CompletedBy, Phase};
 use pos::PosClient;
 use protocol::pos_api::DELAYED_TEXT;
 use protocol::{DeviceId, TransactionId};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use terminal::journal::EntryState;
 use terminal::{SimulatorConfig, TerminalEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,13 +93,10 @@ async fn proxy_forwards_cuts_stalls_blackholes_and_resumes() {
     assert_eq!(proxy.cut(), 2);
     assert_eq!(read_some(&mut a, PATIENCE).await.unwrap(), b"");
     assert_eq!(read_some(&mut b, PATIENCE).await.unwrap(), b"");
-    tokio::time::timeout(PATIENCE, async {
-        while proxy.open_connections() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    eventually("cut connections to leave the table", || async {
+        (proxy.open_connections() == 0).then_some(())
     })
-    .await
-    .expect("cut connections leave the table");
+    .await;
 
     // Blackhole: accepted, never forwarded, closed on resume.
     proxy.blackhole();
@@ -143,18 +140,12 @@ async fn device_dropped_after_start_is_delayed_then_completed_once() {
     let pending = poll(&pos, &url).await;
     assert!(!pending.is_completed(), "{pending:?}");
     // After `delayed_after`, the POS is told the transaction is late, not that it failed.
-    let delayed = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let env = poll(&pos, &url).await;
-            assert!(!env.is_completed(), "completed while the device was away");
-            if env.field("TransactionResult") == Some("OK-DELAYED") {
-                return env;
-            }
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
+    let delayed = eventually("OK-DELAYED", || async {
+        let env = poll(&pos, &url).await;
+        assert!(!env.is_completed(), "completed while the device was away");
+        (env.field("TransactionResult") == Some("OK-DELAYED")).then_some(env)
     })
-    .await
-    .expect("OK-DELAYED in time");
+    .await;
     assert_eq!(delayed.field("Result"), Some("DELAYED-TRANSACTION"));
     assert_eq!(delayed.field("ResultText"), Some(DELAYED_TEXT));
 
@@ -336,7 +327,7 @@ async fn terminal_killed_at_any_point_ends_as_its_journal_recorded() {
 // The device is offline or silent before `start`.
 
 #[tokio::test]
-async fn silent_device_fails_within_the_accept_timeout_and_never_runs_the_late_offer() {
+async fn silent_device_fails_at_the_accept_deadline_and_never_runs_the_late_offer() {
     let accept_timeout = Duration::from_millis(600);
     let opts = Opts {
         accept_timeout,
@@ -346,16 +337,14 @@ async fn silent_device_fails_within_the_accept_timeout_and_never_runs_the_late_o
     let pos = rig.pos();
     // The link goes half-open: the cloud still believes the device is there.
     assert_eq!(rig.proxy.stall(), 1);
-    let t0 = Instant::now();
     let (id, url) = post(&pos, &rig.reg, 1000).await;
     let done = completed(&pos, &url).await;
-    assert!(
-        t0.elapsed() < accept_timeout + Duration::from_secs(1),
-        "took {:?}",
-        t0.elapsed()
-    );
     assert_eq!(done.field("TransactionResult"), Some("CANCELLED"));
     assert_eq!(done.field("Result"), Some("FAILED-INTERFACE"));
+    assert_eq!(
+        done.field("ResultText"),
+        Some("Device did not respond in time")
+    );
 
     // The link recovers: the stale offer reaches the device, which accepts it too late.
     rig.proxy.resume();
@@ -389,19 +378,16 @@ async fn offline_device_fails_at_once() {
     let device = DeviceId::parse("dev-offline").unwrap();
     rig.proxy.blackhole();
     rig.proxy.cut();
-    tokio::time::timeout(PATIENCE, async {
-        while rig.cloud.engine.is_online(&device).await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    eventually("the cloud to notice the cut", || async {
+        (!rig.cloud.engine.is_online(&device).await).then_some(())
     })
-    .await
-    .expect("the cloud noticed the cut");
-    let t0 = Instant::now();
+    .await;
     let (id, url) = post(&pos, &rig.reg, 1000).await;
     let done = completed(&pos, &url).await;
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     assert_eq!(done.field("TransactionResult"), Some("CANCELLED"));
     assert_eq!(done.field("Result"), Some("FAILED-INTERFACE"));
+    // At once: by the first decision, not at the accept deadline.
+    assert_eq!(done.field("ResultText"), Some("Device is offline"));
     rig.proxy.resume();
     rig.term
         .wait_for(|e| matches!(e, TerminalEvent::Connected { .. }).then_some(()))
@@ -425,11 +411,10 @@ async fn stalled_then_cut_before_accept_fails_at_once() {
     rig.proxy.stall();
     let (id, url) = post(&pos, &rig.reg, 1000).await;
     assert!(matches!(phase(&rig.cloud, id).await, Phase::Offered { .. }));
-    let t0 = Instant::now();
     rig.proxy.cut();
     let done = completed(&pos, &url).await;
-    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert_eq!(done.field("Result"), Some("FAILED-INTERFACE"));
+    // Ended by the disconnect, not at the accept deadline ("did not respond in time").
     assert_eq!(done.field("ResultText"), Some("Device is offline"));
     rig.term
         .wait_for(|e| matches!(e, TerminalEvent::Connected { .. }).then_some(()))
@@ -451,13 +436,13 @@ async fn a_stalled_connection_is_replaced_by_the_newer_one() {
     let mut rig = Rig::new(opts, fast_simulator(), "dev-half-open").await;
     let pos = rig.pos();
     rig.proxy.stall();
-    let t0 = Instant::now();
     let (id, url) = post(&pos, &rig.reg, 1000).await;
     // The offer is stuck in the old connection. The device (rebooted, or moved to another
     // network) connects again while the cloud still holds the old, half-open one.
     rig.term = restart_terminal(rig.term, &rig.proxy.base, rig.sim).await;
+    // Approved: the new connection ran it (the accept deadline would have cancelled it, and
+    // the heartbeat could not drop the old one within the test's patience).
     let done = completed(&pos, &url).await;
-    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     assert_eq!(done.field("TransactionResult"), Some("OK-ACCEPTED"));
     assert_matches_journal(
         &done,
@@ -627,12 +612,14 @@ async fn binary_killed_with_sigkill_and_restarted_loses_nothing() {
     bin.kill().await;
     let bin = BinaryCloud::start(port, &data, &flags).await;
     let done2 = completed(&pos, &url2).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_matches_journal(
-        &done2,
-        journal_entry(&journal, id2).as_ref(),
-        "binary killed after POST",
-    );
+    // A started entry must become a result (journaled before it is reported); none is fine.
+    let entry = eventually("the device's journal to settle", || async {
+        let entry = journal_entry(&journal, id2);
+        let started = matches!(entry.as_ref().map(|e| &e.state), Some(EntryState::Started));
+        (!started).then_some(entry)
+    })
+    .await;
+    assert_matches_journal(&done2, entry.as_ref(), "binary killed after POST");
     term.stop().await;
     bin.kill().await;
 }

@@ -3,12 +3,11 @@
 
 use super::cloud::Cloud;
 use super::proxy::Proxy;
-use crate::harness::{register, start_terminal_at, Opts, Terminal, PATIENCE};
+use crate::harness::{eventually, register, start_terminal_at, Opts, Terminal};
 use pos::{PairingDetails, PollOutcome, PosClient, TransactionSpec};
 use protocol::pos_api::TransactionEnvelope;
 use protocol::{Cents, Function, RegisterKey, TransactionId, TransactionResult};
 use std::path::Path;
-use std::time::Duration;
 use terminal::journal::{EntryState, JournalEntry};
 use terminal::{Journal, SimulatorConfig, TerminalEvent};
 
@@ -80,33 +79,26 @@ pub async fn post(pos: &PosClient, reg: &RegisterKey, cents: u64) -> (Transactio
 
 /// One poll that must answer (retried through a restarting cloud).
 pub async fn poll(pos: &PosClient, url: &str) -> TransactionEnvelope {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            match pos.poll(url).await {
-                Ok(PollOutcome::Envelope(env)) => return env,
-                Ok(PollOutcome::TooFast { .. }) => {}
-                Err(e) => assert!(e.is_retryable(), "poll failed: {e}"),
+    eventually("the cloud's answer to a poll", || async {
+        match pos.poll(url).await {
+            Ok(PollOutcome::Envelope(env)) => Some(env),
+            Ok(PollOutcome::TooFast { .. }) => None,
+            Err(e) => {
+                assert!(e.is_retryable(), "poll failed: {e}");
+                None
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
-    .expect("the cloud answered a poll in time")
 }
 
 /// Polls until COMPLETED, riding out restarts.
 pub async fn completed(pos: &PosClient, url: &str) -> TransactionEnvelope {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let env = poll(pos, url).await;
-            if env.is_completed() {
-                return env;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually("the transaction's completion", || async {
+        let env = poll(pos, url).await;
+        env.is_completed().then_some(env)
     })
     .await
-    .expect("the transaction completed in time")
 }
 
 /// The device's journal entry for a transaction, as on disk now.
