@@ -6,7 +6,9 @@
 //! tests print "skipped" and pass. `EFTCLOUD_SCREENSHOTS=<dir>` also saves screenshots of the
 //! main states there (`EFTCLOUD_SCREENSHOTS=docs/screenshots` refreshes the README's).
 
-use crate::harness::{poll_until_completed, purchase, register, spawn_app_with, Opts, PATIENCE};
+use crate::harness::{
+    eventually, poll_until_completed, purchase, register, spawn_app_with, Opts, PATIENCE,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
 use pos::PairingDetails;
@@ -58,16 +60,12 @@ async fn browser() -> Option<Browser> {
         .spawn()
         .expect("chromedriver starts");
     let webdriver = format!("http://127.0.0.1:{port}");
-    tokio::time::timeout(PATIENCE, async {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+    eventually("chromedriver to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .ok()
     })
-    .await
-    .expect("chromedriver listens");
+    .await;
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -279,17 +277,15 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
         .await;
         screenshot(&c, "virtual-terminal-transaction").await;
         // The prompt travels page -> WebSocket -> cloud -> store: wait for it to land.
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let display = app.get_json(&poll).await.1["data"]["DisplayText"].clone();
-                if display.as_str().unwrap_or("").contains("Tip $2.00") {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        eventually("the tip prompt to reach the cloud", || async {
+            let display = app.get_json(&poll).await.1["data"]["DisplayText"].clone();
+            display
+                .as_str()
+                .unwrap_or("")
+                .contains("Tip $2.00")
+                .then_some(())
         })
-        .await
-        .expect("the tip prompt reaches the cloud");
+        .await;
         click(&c, "btn-approve").await;
         let done = poll_until_completed(&app, &poll).await;
         let data = &done["data"];
@@ -360,18 +356,12 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
             v == &json!("unplugged")
         })
         .await;
-        let delayed = tokio::time::timeout(PATIENCE, async {
-            loop {
-                let (_, body) = app.get_json(&poll).await;
-                assert_eq!(body["transactionStatus"], "PENDING", "{body}");
-                if body["data"]["TransactionResult"] == "OK-DELAYED" {
-                    return body;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        let delayed = eventually("OK-DELAYED while unplugged", || async {
+            let (_, body) = app.get_json(&poll).await;
+            assert_eq!(body["transactionStatus"], "PENDING", "{body}");
+            (body["data"]["TransactionResult"] == "OK-DELAYED").then_some(body)
         })
-        .await
-        .expect("OK-DELAYED while unplugged");
+        .await;
         assert_eq!(delayed["data"]["Result"], "DELAYED-TRANSACTION");
         click(&c, "btn-present-card").await;
         click(&c, "btn-approve").await;
@@ -773,19 +763,15 @@ async fn admin_api_needs_the_token_and_filters_transactions() {
     assert_eq!(status, 400, "{bad}");
 
     // The device never accepts: the cloud ends it, and the list and the timeline say so.
-    let done = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            let (_, list) = app
-                .admin("/admin/transactions?outcome=CANCELLED", Some(ADMIN_TOKEN))
-                .await;
-            if list.as_array().is_some_and(|l| !l.is_empty()) {
-                return list;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let done = eventually("the cloud to end it at the accept deadline", || async {
+        let (_, list) = app
+            .admin("/admin/transactions?outcome=CANCELLED", Some(ADMIN_TOKEN))
+            .await;
+        list.as_array()
+            .is_some_and(|l| !l.is_empty())
+            .then_some(list)
     })
-    .await
-    .expect("completed by the cloud");
+    .await;
     assert_eq!(done[0]["completedBy"], "cloud");
     assert!(done[0]["durationMs"].as_i64().unwrap() >= 0);
     let (status, detail) = app
@@ -933,17 +919,11 @@ async fn dashboard_follows_a_virtual_terminal_live() {
             click(&c, "btn-present-card").await;
             click(&c, button).await;
             c.switch_to_window(tab.handle.clone()).await.unwrap();
-            let done = tokio::time::timeout(PATIENCE, async {
-                loop {
-                    let v: Value = http.get(&poll).send().await.unwrap().json().await.unwrap();
-                    if v["transactionStatus"] == "COMPLETED" {
-                        return v;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            let done = eventually("the transaction's completion", || async {
+                let v: Value = http.get(&poll).send().await.unwrap().json().await.unwrap();
+                (v["transactionStatus"] == "COMPLETED").then_some(v)
             })
-            .await
-            .unwrap();
+            .await;
             assert_ne!(done["data"]["TransactionResult"], "OK-ACCEPTED");
         }
         let rows = "document.querySelectorAll('#transactions tbody tr').length";

@@ -11,7 +11,7 @@ use pos::PosClient;
 use protocol::pos_api::DELAYED_TEXT;
 use protocol::{DeviceId, TransactionId};
 use std::time::Duration;
-use terminal::journal::EntryState;
+use terminal::journal::{EntryState, JournalEntry};
 use terminal::{SimulatorConfig, TerminalEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -275,13 +275,10 @@ async fn terminal_killed_at_any_point_ends_as_its_journal_recorded() {
             }
             After(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             PowerFailure => {
-                tokio::time::timeout(PATIENCE, async {
-                    while !rig.term.has_exited() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
+                eventually("the power failure", || async {
+                    rig.term.has_exited().then_some(())
                 })
-                .await
-                .expect("power failure in time");
+                .await;
             }
         }
         // What the device knows at the moment it dies decides what must come out.
@@ -494,15 +491,15 @@ async fn cloud_killed_at_any_point_every_transaction_ends_as_the_device_recorded
         rig.cloud = rig.cloud.restart().await;
         let done = completed(&pos, &url).await;
         // Let the device settle (result acknowledged, or nothing to report) before comparing.
-        tokio::time::timeout(PATIENCE, async {
-            while journal_entry(&rig.term.journal, id)
-                .is_some_and(|e| !matches!(e.state, EntryState::Acknowledged { .. }))
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{ctx}: the device's result was never acknowledged"));
+        eventually(
+            &format!("{ctx}: the device's result acknowledged"),
+            || async {
+                let entry = journal_entry(&rig.term.journal, id);
+                let acked = |e: JournalEntry| matches!(e.state, EntryState::Acknowledged { .. });
+                entry.is_none_or(acked).then_some(())
+            },
+        )
+        .await;
         let entry = journal_entry(&rig.term.journal, id);
         assert_matches_journal(&done, entry.as_ref(), &ctx);
         let Phase::Completed(c) = phase(&rig.cloud, id).await else {
@@ -522,13 +519,10 @@ async fn cloud_killed_at_any_point_every_transaction_ends_as_the_device_recorded
         assert_eq!(poll(&pos, &url).await, done, "{ctx}: re-poll differs");
         // The device is back before the next POST.
         let device = DeviceId::parse("dev-cloud-kill").unwrap();
-        tokio::time::timeout(PATIENCE, async {
-            while !rig.cloud.engine.is_online(&device).await {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        eventually("the device to reconnect", || async {
+            rig.cloud.engine.is_online(&device).await.then_some(())
         })
-        .await
-        .expect("device reconnected");
+        .await;
     }
     assert!(by_device >= 3, "the kills never hit a started transaction");
 }
