@@ -44,6 +44,8 @@ pub enum BuildError {
     Nats(#[from] crate::bus::nats::NatsError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Callbacks(#[from] crate::pos_api::callbacks::DispatcherError),
 }
 
 /// Which parts of the cloud a listener serves (`/healthz` and `/readyz` are on every one).

@@ -15,7 +15,10 @@ pub mod transactions;
 use crate::bus::Bus;
 use crate::domain::{Clock, SystemClock};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+
+/// What a failed store read or write says; engine methods that only read pass it on.
+pub use crate::store::StoreError;
 use active::{ActiveTransactions, Inserting};
 use completions::{Completions, Waiter};
 use protocol::TransactionId;
@@ -197,5 +200,21 @@ impl Engine {
     /// Resolves when a completion on this node queued a callback.
     pub async fn callback_queued(&self) {
         self.inner.callbacks_queued.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unavailable_store_makes_an_engine_error_unavailable() {
+        // Unavailable: the loops back off quietly (the outage is reported once, by `Health`).
+        assert!(EngineError::Store(StoreError::Closed).is_unavailable());
+        assert!(EngineError::Store(StoreError::Commit("disk full".into())).is_unavailable());
+        // Anything else is a fault worth an error line.
+        assert!(!EngineError::Store(StoreError::Corrupt("bad row".into())).is_unavailable());
+        assert!(!EngineError::Contended(TransactionId::new()).is_unavailable());
+        assert!(!EngineError::DuplicateReference.is_unavailable());
     }
 }

@@ -4,7 +4,9 @@
 
 use super::{Engine, EngineError};
 use crate::domain::timeline::TimelineEvent;
-use crate::store::{CallbackJob, StoreError};
+use crate::store::StoreError;
+
+pub use crate::store::CallbackJob;
 use chrono::{DateTime, Utc};
 use protocol::TransactionId;
 

@@ -5,7 +5,9 @@
 use super::{Engine, EngineError};
 use crate::domain::timeline::TimelineEvent;
 use crate::domain::{DeviceRecord, RegisterRecord, TransactionRecord};
-use crate::store::{StoreError, TransactionQuery};
+use crate::store::StoreError;
+
+pub use crate::store::TransactionQuery;
 use protocol::{DeviceId, RegisterKey, TransactionId};
 
 /// A device as the operator sees it: the record, its registers, whether it is connected and

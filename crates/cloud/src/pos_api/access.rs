@@ -4,7 +4,7 @@
 
 use super::error::{ApiError, HttpError};
 use super::fields::{FieldError, Fields};
-use crate::store::TransactionRecord;
+use crate::domain::TransactionRecord;
 use axum::http::StatusCode;
 use protocol::RegisterKey;
 

@@ -10,7 +10,8 @@
 use super::envelope;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use crate::engine::Engine;
-use crate::store::CallbackJob;
+use crate::engine::outbox::CallbackJob;
+use crate::engine::StoreError;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
@@ -73,6 +74,15 @@ pub fn generate_secret() -> String {
     hex::encode(bytes)
 }
 
+/// Why the dispatcher could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("callback signing secret: {0}")]
+    Secret(#[from] StoreError),
+    #[error("callback HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// Delivers callbacks until shutdown.
 pub struct Dispatcher {
     engine: Engine,
@@ -88,7 +98,7 @@ impl Dispatcher {
         engine: Engine,
         settings: CallbackSettings,
         public_url: Url,
-    ) -> Result<Self, crate::store::StoreError> {
+    ) -> Result<Self, DispatcherError> {
         let secret = match &settings.secret {
             Some(s) => s.clone(),
             None => engine.secret(SECRET_NAME, &generate_secret).await?,
@@ -99,8 +109,7 @@ impl Dispatcher {
             // A callback URL must not bounce the cloud somewhere else.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("eftcloud/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| crate::store::StoreError::Open(format!("callback HTTP client: {e}")))?;
+            .build()?;
         Ok(Self {
             engine,
             settings,

@@ -2,7 +2,7 @@
 //! record always builds the same body, so every re-poll is identical.
 
 use crate::domain::lifecycle::{self, Phase};
-use crate::store::TransactionRecord;
+use crate::domain::TransactionRecord;
 use chrono::{DateTime, Utc};
 use protocol::pos_api::{keys, TransactionEnvelope, TransactionStatus, DELAYED_TEXT};
 use protocol::timestamp::{transaction_timestamp, utc_compact};

@@ -92,7 +92,7 @@ impl ServiceError {
     }
 
     /// A store failure: 503 when the store is unavailable, else 500 (logged).
-    pub fn store(e: crate::store::StoreError) -> Self {
+    pub fn store(e: crate::engine::StoreError) -> Self {
         if e.is_unavailable() {
             // Logged once per outage by `Health`, not per request.
             Self::StorageUnavailable
@@ -175,8 +175,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<crate::engine::StoreError> for ApiError {
+    fn from(e: crate::engine::StoreError) -> Self {
         ServiceError::store(e).into()
     }
 }

@@ -4,7 +4,7 @@ use super::error::{ApiError, HttpError, ServiceError};
 use super::fields::{FieldError, Fields};
 use super::{envelope, sale_data, ApiState};
 use crate::engine::transactions::{NewTransaction, StartError};
-use crate::store::TransactionRecord;
+use crate::domain::TransactionRecord;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
