@@ -7,7 +7,7 @@
 //! write is a compare-and-set on the phase, which then fails and sends the engine back to the
 //! store. At most one entry per device, removed when its transaction completes here.
 
-use crate::store::TransactionRecord;
+use crate::domain::TransactionRecord;
 use protocol::{DeviceId, TransactionId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -107,5 +107,117 @@ impl Drop for InsertClaim {
     fn drop(&mut self) {
         self.inserting.lock().remove(&self.device);
         let _ = self.done.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::Phase;
+    use protocol::{Cents, Function, RegisterInfo, RegisterKey, TransactionRequest};
+    use std::time::Duration;
+
+    fn device(name: &str) -> DeviceId {
+        DeviceId::parse(name).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn tx(on: &str) -> TransactionRecord {
+        let now = chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        TransactionRecord {
+            id: TransactionId::new(),
+            device_id: device(on),
+            register: RegisterInfo {
+                key: RegisterKey {
+                    register_id: "r1".into(),
+                    business_name: "Shop".into(),
+                    vendor_name: "Vendor".into(),
+                },
+                register_name: "Main".into(),
+            },
+            merchant_id: "mid".into(),
+            merchant: "Shop".into(),
+            request: TransactionRequest {
+                function: Function::CardPurchase,
+                amount_total: Cents::new(500).ok(),
+                amount_cash: None,
+                amount_auth: None,
+                amount_final: None,
+                transaction_reference: None,
+                date: None,
+            },
+            sale_data: None,
+            callback_url: None,
+            pos_reference: None,
+            fingerprint: "f".into(),
+            token: "tok".into(),
+            token_expires_at: now,
+            created_at: now,
+            phase: Phase::Offered {
+                accept_deadline: now,
+            },
+            display_text: None,
+        }
+    }
+
+    #[test]
+    fn a_device_keeps_its_latest_transaction_and_forgets_only_that_one() {
+        let active = ActiveTransactions::default();
+        let (a, b) = (tx("dev-a"), tx("dev-b"));
+        assert_eq!(active.get(&a.device_id, &a.id), None);
+        active.put(&a);
+        active.put(&b);
+        assert_eq!(active.get(&a.device_id, &a.id), Some(a.clone()));
+        assert_eq!(active.get(&b.device_id, &b.id), Some(b.clone()));
+        // Asked for another transaction of the device: not this record.
+        assert_eq!(active.get(&a.device_id, &b.id), None);
+
+        // A newer transaction of the device replaces the older, whose removal leaves it alone.
+        let mut newer = tx("dev-a");
+        newer.id = TransactionId::new();
+        active.put(&newer);
+        assert_eq!(active.get(&a.device_id, &a.id), None);
+        active.remove(&a.device_id, &a.id);
+        assert_eq!(active.get(&a.device_id, &newer.id), Some(newer.clone()));
+        active.remove(&a.device_id, &newer.id);
+        assert_eq!(active.get(&a.device_id, &newer.id), None);
+        assert_eq!(active.get(&b.device_id, &b.id), Some(b), "other devices keep theirs");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_insert_per_device_and_its_frames_wait_until_it_is_over() {
+        let inserting = Arc::new(Inserting::default());
+        let (a, b) = (device("dev-a"), device("dev-b"));
+        let (id, other) = (TransactionId::new(), TransactionId::new());
+        // Nothing to wait for before a claim.
+        assert!(!inserting.settled(&a, Some(&id)).await);
+        assert!(!inserting.settled(&a, None).await);
+
+        let claim = inserting.claim(&a, id).expect("free");
+        assert!(inserting.claim(&a, other).is_none(), "one insert per device");
+        let claim_b = inserting.claim(&b, other).expect("another device is free");
+        // A frame about another transaction of the device does not wait for this insert.
+        assert!(!inserting.settled(&a, Some(&other)).await);
+
+        // A frame about it (or about any transaction of the device) waits for the claim's end.
+        let waiting = {
+            let inserting = inserting.clone();
+            let a = a.clone();
+            tokio::spawn(async move { inserting.settled(&a, Some(&id)).await })
+        };
+        let any = {
+            let inserting = inserting.clone();
+            let a = a.clone();
+            tokio::spawn(async move { inserting.settled(&a, None).await })
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!waiting.is_finished() && !any.is_finished());
+        drop(claim);
+        assert!(waiting.await.unwrap_or(false), "woken, and there was one");
+        assert!(any.await.unwrap_or(false));
+        // Released: the device may be claimed again; the other device's claim is untouched.
+        assert!(inserting.claim(&a, other).is_some());
+        assert!(inserting.claim(&b, id).is_none());
+        drop(claim_b);
+        assert!(inserting.claim(&b, id).is_some());
     }
 }
