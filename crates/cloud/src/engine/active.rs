@@ -122,7 +122,8 @@ mod tests {
     }
 
     fn tx(on: &str) -> TransactionRecord {
-        let now = chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let now =
+            chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         TransactionRecord {
             id: TransactionId::new(),
             device_id: device(on),
@@ -180,7 +181,11 @@ mod tests {
         assert_eq!(active.get(&a.device_id, &newer.id), Some(newer.clone()));
         active.remove(&a.device_id, &newer.id);
         assert_eq!(active.get(&a.device_id, &newer.id), None);
-        assert_eq!(active.get(&b.device_id, &b.id), Some(b), "other devices keep theirs");
+        assert_eq!(
+            active.get(&b.device_id, &b.id),
+            Some(b),
+            "other devices keep theirs"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -193,7 +198,10 @@ mod tests {
         assert!(!inserting.settled(&a, None).await);
 
         let claim = inserting.claim(&a, id).expect("free");
-        assert!(inserting.claim(&a, other).is_none(), "one insert per device");
+        assert!(
+            inserting.claim(&a, other).is_none(),
+            "one insert per device"
+        );
         let claim_b = inserting.claim(&b, other).expect("another device is free");
         // A frame about another transaction of the device does not wait for this insert.
         assert!(!inserting.settled(&a, Some(&other)).await);

@@ -9,8 +9,8 @@
 
 use super::envelope;
 use crate::domain::timeline::{EventKind, TimelineEvent};
-use crate::engine::Engine;
 use crate::engine::outbox::CallbackJob;
+use crate::engine::Engine;
 use crate::engine::StoreError;
 use hmac::{Hmac, Mac};
 use rand::Rng;

@@ -3,8 +3,8 @@
 use super::error::{ApiError, HttpError, ServiceError};
 use super::fields::{FieldError, Fields};
 use super::{envelope, sale_data, ApiState};
-use crate::engine::transactions::{NewTransaction, StartError};
 use crate::domain::TransactionRecord;
+use crate::engine::transactions::{NewTransaction, StartError};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

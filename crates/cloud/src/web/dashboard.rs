@@ -4,11 +4,11 @@
 
 use super::{asset, WebState};
 use crate::domain::lifecycle::{CompletedBy, Phase};
+use crate::domain::{RegisterRecord, TransactionRecord};
 use crate::engine::devices::EnrollError;
+use crate::engine::queries::TransactionQuery;
 use crate::pos_api::error::{ApiError, HttpError, ServiceError};
 use crate::pos_api::pairing_guard::ClientAddr;
-use crate::domain::{RegisterRecord, TransactionRecord};
-use crate::engine::queries::TransactionQuery;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};

@@ -193,6 +193,41 @@ async fn lookup_outlives_the_polling_token() {
 }
 
 #[tokio::test]
+async fn the_retention_sweep_runs_by_itself_each_hour_of_the_cloud_clock() {
+    let clock = manual_clock();
+    let app = spawn_app_with(Opts {
+        clock: clock.clone(),
+        ..Opts::default()
+    })
+    .await;
+    let (d, reg) = RawDevice::paired(&app, "dev-sweep").await;
+    let device = protocol::DeviceId::parse("dev-sweep").unwrap();
+    drop(d);
+    eventually("the device offline", || async {
+        (!app.engine.is_online(&device).await).then_some(())
+    })
+    .await;
+    // Offline: completed at once, at the clock's time.
+    let (_, env) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert_eq!(env["transactionStatus"], "COMPLETED", "{env}");
+    let id: protocol::TransactionId = env["transactionId"].as_str().unwrap().parse().unwrap();
+    assert!(app.engine.transaction(&id).await.unwrap().is_some());
+    // Past its retention: the sweep, asleep on the same clock for its hour, wakes and deletes it.
+    clock.advance(Opts::default().retention + Duration::from_secs(1));
+    eventually("the background sweep", || async {
+        app.engine
+            .transaction(&id)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn cancel_before_start_is_immediate_and_after_completion_is_refused() {
     let app = spawn_app().await;
     let (mut d, reg) = RawDevice::paired(&app, "dev-cancel").await;
