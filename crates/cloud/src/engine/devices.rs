@@ -50,9 +50,11 @@ fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Compares two equal-length strings in time independent of where they differ.
+/// Compares secrets in time independent of where they differ (`subtle`; unequal lengths are
+/// unequal at once, and the length of a hash or token is no secret).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 impl Engine {
@@ -183,6 +185,8 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+        // Two differences that a XOR-fold would cancel out still differ.
+        assert!(!constant_time_eq(b"ab", b"ba"));
     }
 
     #[test]
