@@ -197,12 +197,16 @@ mod tests {
         assert!(!inserting.settled(&a, Some(&id)).await);
         assert!(!inserting.settled(&a, None).await);
 
-        let claim = inserting.claim(&a, id).expect("free");
+        let Some(claim) = inserting.claim(&a, id) else {
+            panic!("a free device is claimed")
+        };
         assert!(
             inserting.claim(&a, other).is_none(),
             "one insert per device"
         );
-        let claim_b = inserting.claim(&b, other).expect("another device is free");
+        let Some(claim_b) = inserting.claim(&b, other) else {
+            panic!("another device is free")
+        };
         // A frame about another transaction of the device does not wait for this insert.
         assert!(!inserting.settled(&a, Some(&other)).await);
 
