@@ -228,3 +228,28 @@ async fn a_callback_url_must_be_http() {
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_dispatcher_sleeps_rather_than_polling_the_store() {
+    use crate::metrics::{sample, scrape};
+    let app = spawn_app_with(Opts {
+        clock: manual_clock(),
+        ..Opts::default()
+    })
+    .await;
+    let claims = || async {
+        let text = scrape(&app.http, &app.base).await;
+        sample(
+            &text,
+            r#"eftcloud_store_operation_seconds_count{operation="claim_callbacks"}"#,
+        )
+    };
+    eventually("the dispatcher's first pass", || async {
+        (claims().await >= 1.0).then_some(())
+    })
+    .await;
+    // Nothing completes and its clock stands still: it waits to be woken. (A dispatcher that
+    // polled would have claimed again within these 200 ms, hundreds of times if it spun.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(claims().await, 1.0);
+}
