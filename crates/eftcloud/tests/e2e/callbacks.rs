@@ -80,13 +80,17 @@ async fn callback_events(app: &TestApp, env: &serde_json::Value, n: usize) -> Ve
 }
 
 fn verify(headers: &HeaderMap, body: &str) {
+    verify_with(CALLBACK_SECRET, headers, body);
+}
+
+fn verify_with(secret: &str, headers: &HeaderMap, body: &str) {
     let header = headers["eftcloud-signature"].to_str().unwrap();
     let (t, v1) = header.split_once(',').unwrap();
     let t: i64 = t.strip_prefix("t=").unwrap().parse().unwrap();
     let v1 = v1.strip_prefix("v1=").unwrap();
     assert_eq!(
         v1,
-        cloud::pos_api::callbacks::sign(CALLBACK_SECRET, t, body.as_bytes())
+        cloud::pos_api::callbacks::sign(secret, t, body.as_bytes())
     );
     assert!((chrono::Utc::now().timestamp() - t).abs() < 60);
 }
@@ -252,4 +256,31 @@ async fn an_idle_dispatcher_sleeps_rather_than_polling_the_store() {
     // polled would have claimed again within these 200 ms, hundreds of times if it spun.)
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(claims().await, 1.0);
+}
+
+#[tokio::test]
+async fn without_a_configured_secret_callbacks_are_signed_with_one_generated_and_kept() {
+    let app = spawn_app_with(Opts {
+        callback_secret: None,
+        ..Opts::default()
+    })
+    .await;
+    // Generated at start-up and stored: asking again finds it, and does not generate another.
+    let name = cloud::pos_api::callbacks::SECRET_NAME;
+    let kept = app
+        .engine
+        .secret(name, &|| "generated again".to_string())
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 64, "{kept}");
+    assert!(kept.chars().all(|c| c.is_ascii_hexdigit()), "{kept}");
+    let (t, reg) = paired_terminal(&app, "dev-hook-secret").await;
+    let (url, receiver) = start_receiver(0).await;
+    let mut form = purchase(&reg, "1000");
+    form.push(("PosNotificationCallbackUrl", &url));
+    let (_, env) = app.post_form("/POS/Transaction", &form).await;
+    poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
+    let seen = wait_for_requests(&receiver, 1).await;
+    verify_with(&kept, &seen[0].0, &seen[0].1);
+    t.stop().await;
 }

@@ -63,6 +63,8 @@ pub struct Opts {
     pub retention: Duration,
     pub callback_retry_min: Duration,
     pub callback_retry_max: Duration,
+    /// The callback signing secret (none: generated and kept in the store, as by default).
+    pub callback_secret: Option<String>,
     pub api_limits: cloud::pos_api::ApiLimits,
     /// The cluster's NATS server, for multi-node tests.
     pub nats_url: Option<String>,
@@ -113,6 +115,7 @@ impl Default for Opts {
             retention: Duration::from_secs(3600),
             callback_retry_min: Duration::from_millis(50),
             callback_retry_max: Duration::from_secs(1),
+            callback_secret: Some(CALLBACK_SECRET.into()),
             nats_url: None,
             database_url: None,
             node: "test".into(),
@@ -223,7 +226,7 @@ pub async fn spawn_app_on(
         poll_interval_min: opts.poll_interval_min,
         sync_timeout: opts.sync_timeout,
         callbacks: cloud::pos_api::callbacks::CallbackSettings {
-            secret: Some(CALLBACK_SECRET.into()),
+            secret: opts.callback_secret.clone(),
             retry_min: opts.callback_retry_min,
             retry_max: opts.callback_retry_max,
             max_attempts: 5,
