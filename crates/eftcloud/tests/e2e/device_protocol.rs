@@ -525,3 +525,25 @@ async fn an_operator_rotates_or_revokes_a_device_and_it_is_disconnected_at_once(
     let r = admin("/admin/devices/nobody/revoke".into()).await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn welcome_lists_the_registers_paired_to_the_device() {
+    let app = spawn_app().await;
+    let secret = app.enroll("dev-welcome").await;
+    let mut d = RawDevice::connect(&app, "dev-welcome", &secret).await;
+    let reg = d.pair(&app).await;
+    drop(d);
+    // Reconnecting (after a reboot, say), the device learns from `welcome` that it is paired.
+    let mut d = RawDevice {
+        ws: ws_connect(&app).await,
+        id: DeviceId::parse("dev-welcome").unwrap(),
+    };
+    d.send(&hello("dev-welcome", &secret)).await;
+    match d.recv().await {
+        CloudMessage::Welcome { registers, .. } => {
+            let keys: Vec<_> = registers.iter().map(|r| &r.key).collect();
+            assert_eq!(keys, vec![&reg]);
+        }
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
