@@ -215,3 +215,26 @@ async fn the_node_recovers_by_itself_when_no_request_comes() {
         .await;
     assert_eq!(s, 200, "{body}");
 }
+
+#[tokio::test]
+async fn an_offer_sent_ahead_of_an_insert_that_fails_is_withdrawn() {
+    let app = spawn_app().await;
+    let (mut d, reg) = RawDevice::paired(&app, "dev-withdrawn").await;
+    // On one node the offer goes out while its insert commits (one commit sooner); the insert
+    // fails here, so the device is told to drop it, and the POS gets 503, not an id.
+    app.faults.fail_commits();
+    let (s, body) = app
+        .post_form("/POS/Transaction", &purchase(&reg, "100"))
+        .await;
+    assert_eq!(s, 503, "{body}");
+    let offered = match d.recv().await {
+        CloudMessage::Transaction(o) => o.transaction_id,
+        other => panic!("expected the early offer, got {other:?}"),
+    };
+    match d.recv().await {
+        CloudMessage::Abort { transaction_id, .. } => assert_eq!(transaction_id, offered),
+        other => panic!("expected the offer withdrawn, got {other:?}"),
+    }
+    assert_eq!(app.engine.transaction(&offered).await.unwrap(), None);
+    app.faults.heal();
+}
