@@ -5,7 +5,7 @@
 
 use super::stats::Errors;
 use futures_util::{SinkExt, StreamExt};
-use protocol::device::{CloudMessage, DeviceMessage, DeviceResult, Hello, PROTOCOL_VERSION};
+use protocol::device::{close, CloudMessage, DeviceMessage, DeviceResult, Hello, PROTOCOL_VERSION};
 use protocol::{Cents, DeviceId, ResultCode, TransactionId, TransactionResult};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -82,6 +82,9 @@ pub struct FleetCounters {
     pub disconnects: AtomicU64,
     /// Connection attempts that failed (refused, timed out, rejected handshake).
     pub connect_failures: AtomicU64,
+    /// Devices the cloud refused for good (bad credentials, unsupported protocol): the fleet
+    /// can never be whole, so waiting for it ends at once.
+    pub refused: AtomicU64,
 }
 
 /// A running fleet.
@@ -166,7 +169,7 @@ impl Fleet {
     async fn wait_until(&self, timeout: Duration, done: impl Fn() -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         while !done() {
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || self.counters.refused.load(Ordering::Relaxed) > 0 {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -258,6 +261,10 @@ async fn run_device(
     }
 }
 
+/// Close codes that retrying cannot change: the credentials are wrong (or revoked), or the
+/// cloud does not speak this protocol version.
+const DEFINITE_REFUSALS: [u16; 2] = [close::AUTH_FAILED, close::UNSUPPORTED_VERSION];
+
 /// One connection: `hello`, then answer the cloud until the connection ends or the fleet
 /// stops. Returns whether a `welcome` arrived (and so `connected` was counted up).
 async fn session(
@@ -295,6 +302,18 @@ async fn session(
         };
         let text = match frame {
             Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(Some(c))))
+                if !welcomed && DEFINITE_REFUSALS.contains(&u16::from(c.code)) =>
+            {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                errors.add(format!(
+                    "device {} refused: {} ({})",
+                    device.credentials.id,
+                    c.reason,
+                    u16::from(c.code)
+                ));
+                return welcomed;
+            }
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return welcomed,
             Some(Ok(_)) => continue,
         };

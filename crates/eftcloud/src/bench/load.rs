@@ -422,11 +422,19 @@ async fn traffic(
         args.parallel_connects,
         errors.clone(),
     );
-    anyhow::ensure!(
-        fleet.wait_connected(n, FLEET_TIMEOUT).await,
-        "only {} of {n} devices connected to the {target:?}",
-        fleet.connected()
-    );
+    if !fleet.wait_connected(n, FLEET_TIMEOUT).await {
+        // What went wrong, e.g. "device bench-3 refused: bad device credentials (4001)".
+        let why: Vec<String> = errors.snapshot().into_keys().take(3).collect();
+        anyhow::bail!(
+            "only {} of {n} devices connected to the {target:?}: {}",
+            fleet.connected(),
+            if why.is_empty() {
+                "no error reported".to_string()
+            } else {
+                why.join("; ")
+            }
+        );
+    }
     let base = server.base();
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)

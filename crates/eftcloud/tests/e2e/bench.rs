@@ -65,3 +65,33 @@ fn bench_idle_fleet_reconnects_after_a_restart() {
         assert!(r["errors"].as_object().unwrap().is_empty(), "{side}: {r}");
     }
 }
+
+#[tokio::test]
+async fn bench_load_against_a_cloud_that_refuses_its_devices_fails_at_once_saying_why() {
+    // The devices are enrolled in another store than the target's: the target refuses every
+    // one of them, which no retry changes. The bench says so instead of waiting out its
+    // five-minute connect timeout.
+    let app = crate::harness::spawn_app().await;
+    let other = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", other.path().join("other.db").display());
+    let out = tokio::time::timeout(
+        crate::harness::PATIENCE,
+        tokio::process::Command::new(BIN)
+            .args([
+                "bench",
+                "load",
+                "--target",
+                &app.base,
+                "--database-url",
+                &store,
+            ])
+            .args(["--concurrency", "2", "--duration", "1s"])
+            .output(),
+    )
+    .await
+    .expect("the bench gave up at once")
+    .expect("run eftcloud bench load");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+}
