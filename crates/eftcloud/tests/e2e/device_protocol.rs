@@ -84,12 +84,7 @@ async fn bad_credentials_and_bad_first_frames_are_closed_with_reasons() {
 
 #[tokio::test]
 async fn unaccepted_offer_fails_definitely_and_late_accept_is_aborted() {
-    let clock = manual_clock();
-    let app = spawn_app_with(Opts {
-        clock: clock.clone(),
-        ..Opts::default()
-    })
-    .await;
+    let (app, clock) = spawn_app_on_manual_clock().await;
     let (mut d, reg) = RawDevice::paired(&app, "dev-late").await;
     let (_, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))
@@ -141,12 +136,7 @@ async fn disconnect_before_accept_fails_at_once() {
 
 #[tokio::test]
 async fn device_away_mid_transaction_shows_delayed_then_reports_once() {
-    let clock = manual_clock();
-    let app = spawn_app_with(Opts {
-        clock: clock.clone(),
-        ..Opts::default()
-    })
-    .await;
+    let (app, clock) = spawn_app_on_manual_clock().await;
     let secret = app.enroll("dev-away").await;
     let mut d = RawDevice::connect(&app, "dev-away", &secret).await;
     let reg = d.pair(&app).await;

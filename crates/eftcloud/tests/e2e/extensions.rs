@@ -138,12 +138,7 @@ async fn racing_duplicates_resolve_to_one_transaction() {
 
 #[tokio::test]
 async fn lookup_outlives_the_polling_token() {
-    let clock = manual_clock();
-    let app = spawn_app_with(Opts {
-        clock: clock.clone(),
-        ..Opts::default()
-    })
-    .await;
+    let (app, clock) = spawn_app_on_manual_clock().await;
     let (t, reg) = paired_terminal(&app, "dev-lookup").await;
     let (_, env) = app
         .post_form(
@@ -194,12 +189,7 @@ async fn lookup_outlives_the_polling_token() {
 
 #[tokio::test]
 async fn the_retention_sweep_runs_by_itself_each_hour_of_the_cloud_clock() {
-    let clock = manual_clock();
-    let app = spawn_app_with(Opts {
-        clock: clock.clone(),
-        ..Opts::default()
-    })
-    .await;
+    let (app, clock) = spawn_app_on_manual_clock().await;
     let (d, reg) = RawDevice::paired(&app, "dev-sweep").await;
     let device = protocol::DeviceId::parse("dev-sweep").unwrap();
     drop(d);

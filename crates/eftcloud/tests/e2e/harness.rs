@@ -171,6 +171,17 @@ pub fn manual_clock() -> Arc<cloud::domain::ManualClock> {
     Arc::new(cloud::domain::ManualClock::at(ms))
 }
 
+/// A cloud on its default options whose clock stands still until the test moves it.
+pub async fn spawn_app_on_manual_clock() -> (TestApp, Arc<cloud::domain::ManualClock>) {
+    let clock = manual_clock();
+    let app = spawn_app_with(Opts {
+        clock: clock.clone(),
+        ..Opts::default()
+    })
+    .await;
+    (app, clock)
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Opts::default()).await
 }

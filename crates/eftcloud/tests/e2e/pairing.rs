@@ -88,12 +88,7 @@ async fn pairing_codes_are_single_use_and_replaced() {
 
 #[tokio::test]
 async fn pairing_codes_expire() {
-    let clock = manual_clock();
-    let app = spawn_app_with(Opts {
-        clock: clock.clone(),
-        ..Opts::default()
-    })
-    .await;
+    let (app, clock) = spawn_app_on_manual_clock().await;
     let secret = app.enroll("dev-exp").await;
     let mut d = RawDevice::connect(&app, "dev-exp", &secret).await;
     let code = d.code().await;

@@ -34,12 +34,7 @@ fn approved(id: protocol::TransactionId) -> DeviceMessage {
 
 #[tokio::test]
 async fn poll_statuses_and_errors() {
-    let clock = manual_clock();
-    let app = spawn_app_with(Opts {
-        clock: clock.clone(),
-        ..Opts::default()
-    })
-    .await;
+    let (app, clock) = spawn_app_on_manual_clock().await;
     let (mut d, reg) = RawDevice::paired(&app, "dev-poll").await;
     let (s, env) = app
         .post_form("/POS/Transaction", &purchase(&reg, "100"))

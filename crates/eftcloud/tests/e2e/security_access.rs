@@ -235,12 +235,7 @@ async fn unused_virtual_terminals_are_removed_and_operator_devices_stay() {
     // The default lifetime, passed on the cloud's clock, not waited for; the test runs the
     // sweep itself.
     let ttl = Opts::default().virtual_terminal_ttl;
-    let clock = manual_clock();
-    let app = spawn_app_with(Opts {
-        clock: clock.clone(),
-        ..Opts::default()
-    })
-    .await;
+    let (app, clock) = spawn_app_on_manual_clock().await;
     let (_, _, never) = create(&app, None).await;
     let (_, _, used) = create(&app, None).await;
     let operator_secret = app.enroll("shop-till-1").await;
