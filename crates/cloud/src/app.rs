@@ -194,6 +194,10 @@ impl Application {
                 poll_interval_min: config.poll_interval_min,
                 sync_timeout: config.sync_timeout,
                 limits: config.api_limits.clone(),
+                auth: pos_api::credentials::PosAuth {
+                    keys: config.pos_api_keys.clone(),
+                    keyless: config.require_pos_keys.clone(),
+                },
             },
             shutdown.clone(),
         );
@@ -228,7 +232,6 @@ impl Application {
         );
         // Without its own listener, /metrics is one more route of the main one.
         let metrics_here = config.metrics_listen.is_none().then(|| metrics.clone());
-        let keys = Arc::new(config.pos_api_keys.clone());
         let listeners = bound
             .into_iter()
             .map(|(listener, _)| {
@@ -238,7 +241,6 @@ impl Application {
                     web.clone(),
                     (metrics.clone(), health.clone()),
                     metrics_here.clone(),
-                    keys.clone(),
                     listener.serves,
                 );
                 (listener, router)
@@ -445,45 +447,50 @@ fn routes(
     web: crate::web::WebState,
     (metrics, health): (Arc<Metrics>, Arc<Health>),
     metrics_route: Option<Arc<Metrics>>,
-    api_keys: Arc<pos_api::api_keys::ApiKeys>,
     serves: Serves,
 ) -> Router {
+    use crate::domain::accounts::Scope;
     let max_body = api.settings.limits.max_body_bytes;
     let ready = (api.engine.clone(), health);
+    // Every POS route authenticates its request and requires one scope; the API description
+    // stays public.
+    let guarded = |route: axum::routing::MethodRouter<ApiState>, scope: Scope| {
+        route
+            .route_layer(axum::middleware::from_fn_with_state(
+                (api.clone(), scope),
+                pos_api::credentials::authenticate,
+            ))
+            .fallback(not_found)
+    };
     let pos = Router::new()
         .route(
             "/pos/pairing/{code}",
-            put(pos_api::pairing::pair).fallback(not_found),
+            guarded(put(pos_api::pairing::pair), Scope::PosTransact),
         )
         .route(
             "/pos/transaction",
-            post(pos_api::transaction::create).fallback(not_found),
+            guarded(post(pos_api::transaction::create), Scope::PosTransact),
         )
         .route(
             "/pos/transaction/{id}",
-            get(pos_api::polling::poll).fallback(not_found),
+            guarded(get(pos_api::polling::poll), Scope::PosRead),
         )
         .route(
             "/pos/transaction/{id}/cancel",
-            post(pos_api::cancel::cancel).fallback(not_found),
+            guarded(post(pos_api::cancel::cancel), Scope::PosTransact),
         )
         .route(
             "/pos/transaction/{id}/events",
-            get(pos_api::timeline::events).fallback(not_found),
+            guarded(get(pos_api::timeline::events), Scope::PosRead),
         )
         .route(
             "/pos/lookup",
-            get(pos_api::lookup::lookup).fallback(not_found),
+            guarded(get(pos_api::lookup::lookup), Scope::PosRead),
         )
         .route(
             "/pos/register",
-            get(pos_api::register_status::status).fallback(not_found),
+            guarded(get(pos_api::register_status::status), Scope::PosRead),
         )
-        // POS API keys (when configured) guard the routes above; the API description stays public.
-        .route_layer(axum::middleware::from_fn_with_state(
-            api_keys,
-            pos_api::api_keys::require_key,
-        ))
         .route(
             "/openapi.json",
             get(pos_api::openapi::serve).fallback(not_found),

@@ -33,8 +33,12 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Separate POS and device listeners, TLS, and the slow-client timeouts.
     pub listeners: ListenerSettings,
-    /// POS API keys per vendor; empty (the default): no key required, as in SmartConnect.
-    pub pos_api_keys: crate::pos_api::api_keys::ApiKeys,
+    /// POS API keys per vendor given on the command line; when any is given, every POS
+    /// request needs a key (command-line or created), as before keys lived in the store.
+    pub pos_api_keys: crate::pos_api::credentials::ApiKeys,
+    /// Vendors (or all) whose registers must send a key; empty (the default): keyless
+    /// SmartConnect clients are accepted.
+    pub require_pos_keys: crate::domain::accounts::KeylessPolicy,
     /// Commit failures on demand (tests and the soak only; `serve` never sets it).
     pub store_faults: Option<std::sync::Arc<crate::store::StoreFaults>>,
 }
@@ -56,6 +60,7 @@ impl Default for Config {
             admin_token: None,
             api_limits: Default::default(),
             pos_api_keys: Default::default(),
+            require_pos_keys: Default::default(),
             metrics_listen: None,
             listeners: ListenerSettings::default(),
             store_faults: None,
@@ -106,13 +111,15 @@ impl Config {
         }
     }
 
-    /// Whether a credential is configured: an admin token or POS API keys. Such a cloud is
-    /// meant to be protected, so it does not hand out device credentials to anyone.
+    /// Whether a credential is configured: an admin token, POS API keys, or keys required.
+    /// Such a cloud is meant to be protected, so it does not hand out device credentials to
+    /// anyone.
     pub fn has_credentials(&self) -> bool {
         self.admin_token
             .as_deref()
             .is_some_and(|t| !t.trim().is_empty())
             || self.pos_api_keys.enabled()
+            || self.require_pos_keys.requires_any()
     }
 
     /// Whether the virtual terminal page may enroll its own devices, or why not.
@@ -170,7 +177,7 @@ pub fn parse_admin_token(token: &str) -> Result<Option<String>, ConfigError> {
     if token.is_empty() {
         return Ok(None);
     }
-    let min = crate::pos_api::api_keys::MIN_KEY_LEN;
+    let min = crate::pos_api::credentials::MIN_KEY_LEN;
     if token.len() < min {
         return Err(ConfigError::AdminToken { min });
     }
@@ -266,7 +273,7 @@ mod tests {
         assert_eq!(c.self_enrollment(), Err(EnrollmentOff::Credentials));
         c.admin_token = None;
         c.pos_api_keys =
-            crate::pos_api::api_keys::ApiKeys::parse(&["Till2Go=0123456789abcdef".into()]).unwrap();
+            crate::pos_api::credentials::ApiKeys::parse(&["Till2Go=0123456789abcdef".into()]).unwrap();
         assert_eq!(c.self_enrollment(), Err(EnrollmentOff::Credentials));
     }
 

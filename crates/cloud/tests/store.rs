@@ -152,13 +152,13 @@ async fn pairing_codes(s: Arc<dyn Store>) {
     assert!(!s.replace_pairing_code(&d2, &a, later).await.unwrap());
     // A new code for d1 invalidates the old one.
     assert!(s.replace_pairing_code(&d1, &b, later).await.unwrap());
-    assert_eq!(s.take_pairing_code(&a, Utc::now()).await.unwrap(), None);
+    assert_eq!(s.take_pairing_code(&a, Utc::now(), None).await.unwrap(), None);
     assert_eq!(
-        s.take_pairing_code(&b, Utc::now()).await.unwrap(),
+        s.take_pairing_code(&b, Utc::now(), None).await.unwrap(),
         Some(d1.clone())
     );
     assert_eq!(
-        s.take_pairing_code(&b, Utc::now()).await.unwrap(),
+        s.take_pairing_code(&b, Utc::now(), None).await.unwrap(),
         None,
         "single use"
     );
@@ -168,7 +168,7 @@ async fn pairing_codes(s: Arc<dyn Store>) {
         .await
         .unwrap());
     assert_eq!(
-        s.take_pairing_code(&a, Utc::now() + Duration::seconds(1))
+        s.take_pairing_code(&a, Utc::now() + Duration::seconds(1), None)
             .await
             .unwrap(),
         None
@@ -857,7 +857,7 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
         ["operator", "v-busy", "v-new", "v-online", "v-recent"]
     );
     assert!(s.register(&key("r-never")).await.unwrap().is_none());
-    assert_eq!(s.take_pairing_code(&code, Utc::now()).await.unwrap(), None);
+    assert_eq!(s.take_pairing_code(&code, Utc::now(), None).await.unwrap(), None);
     assert!(s.device(&id("v-new")).await.unwrap().unwrap().self_enrolled);
     assert!(
         !s.device(&id("operator"))
@@ -934,7 +934,7 @@ async fn races(s: Arc<dyn Store>) {
     let taken = join_all((0..N).map(|_| {
         let s = s.clone();
         let code = code.clone();
-        async move { s.take_pairing_code(&code, Utc::now()).await.unwrap() }
+        async move { s.take_pairing_code(&code, Utc::now(), None).await.unwrap() }
     }))
     .await;
     assert_eq!(taken.iter().flatten().collect::<Vec<_>>(), vec![&d0]);

@@ -273,7 +273,7 @@ impl ServeArgs {
             nats_url: self.nats_url.clone(),
             poll_interval_min: self.poll_interval_min,
             sync_timeout: self.sync_timeout,
-            pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&self.pos_api_keys)
+            pos_api_keys: cloud::pos_api::credentials::ApiKeys::parse(&self.pos_api_keys)
                 .map_err(|e| anyhow::anyhow!(e))?,
             callbacks: CallbackSettings {
                 secret: self.callback_secret.clone().filter(|s| !s.is_empty()),

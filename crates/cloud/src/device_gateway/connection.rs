@@ -378,7 +378,14 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
             })
         }
         DeviceMessage::Unpair { register } => engine
-            .unpair(device, register.as_ref())
+            .unpair(
+                device,
+                register.as_ref(),
+                &crate::engine::accounts::Actor {
+                    name: format!("device:{device}"),
+                    source: None,
+                },
+            )
             .await
             .map(|registers| vec![CloudMessage::Unpaired { registers }]),
         DeviceMessage::Accept { transaction_id } => {

@@ -1,9 +1,10 @@
 //! What the business is, with no I/O: the records (device, register, transaction), the
-//! transaction lifecycle as a pure state machine, its timeline, and the clock time comes in
-//! through. Everything else depends on this module and
-//! it depends on nothing of the cloud's: store, metrics, engine, bus and the edges import it,
+//! accounts (merchants, sites, keys, principals), the transaction lifecycle as a pure state
+//! machine, its timeline, and the clock time comes in through. Everything else depends on this
+//! module and it depends on nothing of the cloud's: store, metrics, engine, bus and the edges import it,
 //! never the other way round.
 
+pub mod accounts;
 pub mod clock;
 pub mod lifecycle;
 pub mod records;

@@ -1,6 +1,7 @@
 //! The records the cloud keeps: a device, a paired register, a transaction. Plain data; the
 //! store persists them and the engine moves them through the lifecycle.
 
+use super::accounts::{MerchantId, SiteId};
 use super::lifecycle::Phase;
 use chrono::{DateTime, Utc};
 use protocol::{DeviceId, RegisterInfo, TransactionId, TransactionRequest};
@@ -13,8 +14,12 @@ pub struct DeviceRecord {
     pub secret_hash: String,
     pub vendor: String,
     pub model: String,
+    /// The merchant's name as the POS is told it (`Merchant`).
     pub merchant: String,
-    pub merchant_id: String,
+    /// The merchant the device belongs to.
+    pub merchant_id: MerchantId,
+    /// The site (store) it stands in, if the operator said.
+    pub site_id: Option<SiteId>,
     pub created_at: DateTime<Utc>,
     /// Set while a node holds the device's connection.
     pub connected_at: Option<DateTime<Utc>>,
@@ -40,7 +45,8 @@ pub struct TransactionRecord {
     pub id: TransactionId,
     pub device_id: DeviceId,
     pub register: RegisterInfo,
-    pub merchant_id: String,
+    /// The merchant of the device when the transaction started: whose transaction it is.
+    pub merchant_id: MerchantId,
     pub merchant: String,
     pub request: TransactionRequest,
     pub sale_data: Option<String>,

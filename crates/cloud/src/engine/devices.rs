@@ -1,6 +1,7 @@
 //! Device enrollment and authentication. Secrets are 256 random bits shown once; only their
 //! SHA-256 is stored (a slow password hash adds nothing for a secret with that much entropy).
 
+use super::accounts::{AccountsError, Actor};
 use super::Engine;
 use crate::store::{DeviceRecord, InsertError, StoreError};
 use protocol::DeviceId;
@@ -14,6 +15,9 @@ pub enum EnrollError {
     AlreadyEnrolled(DeviceId),
     #[error("no device '{0}' is enrolled")]
     NotEnrolled(DeviceId),
+    /// The merchant or site named is not one.
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -33,7 +37,11 @@ pub enum AuthError {
 pub struct NewDevice {
     pub vendor: String,
     pub model: String,
+    /// The merchant's id or name; a name no merchant has yet creates that merchant (empty:
+    /// the merchant "Unnamed merchant").
     pub merchant: String,
+    /// A site of that merchant, by id or name.
+    pub site: Option<String>,
 }
 
 /// The stored "hash" of a revoked device: not hex, so no secret's SHA-256 ever equals it.
@@ -60,7 +68,17 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Engine {
     /// Enrolls a device and returns its secret, which is not stored and cannot be shown again.
     pub async fn enroll_device(&self, id: &DeviceId, d: &NewDevice) -> Result<String, EnrollError> {
-        self.enroll(id, d, false).await
+        self.enroll(id, d, false, &Actor::cli()).await
+    }
+
+    /// Like [`Engine::enroll_device`], recording `actor` in the audit log.
+    pub async fn enroll_device_as(
+        &self,
+        id: &DeviceId,
+        d: &NewDevice,
+        actor: &Actor,
+    ) -> Result<String, EnrollError> {
+        self.enroll(id, d, false, actor).await
     }
 
     /// Enrolls a device the virtual terminal page asked for (no operator involved): like
@@ -71,7 +89,11 @@ impl Engine {
         id: &DeviceId,
         d: &NewDevice,
     ) -> Result<String, EnrollError> {
-        self.enroll(id, d, true).await
+        let actor = Actor {
+            name: "virtual-terminal".into(),
+            source: None,
+        };
+        self.enroll(id, d, true, &actor).await
     }
 
     async fn enroll(
@@ -79,22 +101,46 @@ impl Engine {
         id: &DeviceId,
         d: &NewDevice,
         self_enrolled: bool,
+        actor: &Actor,
     ) -> Result<String, EnrollError> {
+        let merchant = self.merchant_for_device(&d.merchant, actor).await?;
+        let site = match &d.site {
+            Some(s) => Some(self.find_site(&merchant.id, s).await?.id),
+            None => None,
+        };
+        // The POS is told the name it was enrolled with, as before merchants existed (empty
+        // stays empty); enrolled by merchant id, the merchant's name.
+        let merchant_name = if crate::domain::accounts::MerchantId::parse(&d.merchant)
+            .is_ok_and(|id| id == merchant.id)
+        {
+            merchant.name.clone()
+        } else {
+            d.merchant.trim().to_string()
+        };
         let secret = new_secret();
         let record = DeviceRecord {
             id: id.clone(),
             secret_hash: hash_secret(&secret),
             vendor: d.vendor.clone(),
             model: d.model.clone(),
-            merchant: d.merchant.clone(),
-            merchant_id: uuid::Uuid::new_v4().to_string(),
+            merchant: merchant_name,
+            merchant_id: merchant.id.clone(),
+            site_id: site.clone(),
             created_at: self.now(),
             connected_at: None,
             last_seen_at: None,
             self_enrolled,
         };
         match self.store().insert_device(&record).await {
-            Ok(()) => Ok(secret),
+            Ok(()) => {
+                let detail = serde_json::json!({
+                    "vendor": d.vendor, "model": d.model, "merchant": merchant.name,
+                    "site": site.map(|s| s.to_string()), "selfEnrolled": self_enrolled,
+                });
+                self.audit_quietly(actor, "device.enrolled", id, Some(&merchant.id), detail)
+                    .await;
+                Ok(secret)
+            }
             Err(InsertError::AlreadyExists) => Err(EnrollError::AlreadyEnrolled(id.clone())),
             Err(InsertError::DeviceBusy | InsertError::DuplicateReference) => {
                 Err(EnrollError::AlreadyEnrolled(id.clone()))
@@ -105,7 +151,7 @@ impl Engine {
 
     /// Gives a device a new secret (shown once); the old one stops working at once and a
     /// connection made with it is closed.
-    pub async fn rotate_secret(&self, id: &DeviceId) -> Result<String, EnrollError> {
+    pub async fn rotate_secret(&self, id: &DeviceId, actor: &Actor) -> Result<String, EnrollError> {
         let secret = new_secret();
         if !self
             .store()
@@ -115,19 +161,50 @@ impl Engine {
             return Err(EnrollError::NotEnrolled(id.clone()));
         }
         self.bus().disconnect(id, "device secret rotated").await;
+        self.audit_device(actor, "device.secret_rotated", id).await;
         Ok(secret)
     }
 
     /// Revokes a device: no secret opens it any more (the stored hash matches none) and its
     /// connection is closed at once; rotating its secret later brings it back.
-    pub async fn revoke(&self, id: &DeviceId) -> Result<(), EnrollError> {
+    pub async fn revoke(&self, id: &DeviceId, actor: &Actor) -> Result<(), EnrollError> {
         if !self.store().set_secret_hash(id, REVOKED).await? {
             return Err(EnrollError::NotEnrolled(id.clone()));
         }
         self.bus()
             .disconnect(id, "device credentials revoked")
             .await;
+        self.audit_device(actor, "device.revoked", id).await;
         Ok(())
+    }
+
+    /// Records a device action in the audit log, under the device's merchant.
+    pub(crate) async fn audit_device(&self, actor: &Actor, action: &str, id: &DeviceId) {
+        let merchant = match self.store().device(id).await {
+            Ok(d) => d.map(|d| d.merchant_id),
+            Err(_) => None,
+        };
+        self.audit_quietly(actor, action, id, merchant.as_ref(), serde_json::json!({}))
+            .await;
+    }
+
+    /// Appends to the audit log after the change committed. The change stands even if this
+    /// fails (the device store's writes do not carry the entry in their own commit yet), so
+    /// the failure is logged loudly rather than returned.
+    async fn audit_quietly(
+        &self,
+        actor: &Actor,
+        action: &str,
+        id: &DeviceId,
+        merchant: Option<&crate::domain::accounts::MerchantId>,
+        detail: serde_json::Value,
+    ) {
+        if let Err(e) = self
+            .audit_action(actor, action, id.as_str(), merchant, detail)
+            .await
+        {
+            tracing::error!(device = %id, action, error = %e, "could not write the audit log");
+        }
     }
 
     /// Checks a device's credentials.

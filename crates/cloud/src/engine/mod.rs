@@ -2,6 +2,7 @@
 //! ([`crate::domain::lifecycle`]) — store reads and compare-and-set writes, frames to devices through the bus,
 //! wake-ups for waiting POS requests, and the deadline loop.
 
+pub mod accounts;
 mod active;
 pub mod completions;
 pub mod deadlines;

@@ -44,18 +44,20 @@ impl Engine {
         Err(StoreError::Corrupt("no free pairing code found".into()).into())
     }
 
-    /// Pairs a register using a code. Tells the device (and the previous device, if the register
+    /// Pairs a register using a code (with `merchant`, only a code of that merchant's
+    /// devices: a key of one merchant cannot pair to another's). Tells the device (and the previous device, if the register
     /// moved) when they are connected; pairing does not require the device to be online.
     pub async fn pair(
         &self,
         code: &PairingCode,
         register: RegisterInfo,
         contact: BTreeMap<String, String>,
+        merchant: Option<&crate::domain::accounts::MerchantId>,
     ) -> Result<DeviceId, PairError> {
         let now = self.now();
         let device = self
             .store()
-            .take_pairing_code(code, now)
+            .take_pairing_code(code, now, merchant)
             .await?
             .ok_or(PairError::InvalidCode)?;
         let record = RegisterRecord {
@@ -85,12 +87,31 @@ impl Engine {
         Ok(device)
     }
 
-    /// Unpairs one register of the device, or all of them (done on the device).
+    /// Unpairs one register of the device, or all of them (done on the device, or by the
+    /// operator); recorded in the audit log when any register went.
     pub async fn unpair(
         &self,
         device: &DeviceId,
         register: Option<&RegisterKey>,
+        actor: &super::accounts::Actor,
     ) -> Result<Vec<RegisterKey>, EngineError> {
-        Ok(self.store().unpair(device, register).await?)
+        let removed = self.store().unpair(device, register).await?;
+        if !removed.is_empty() {
+            let registers: Vec<String> = removed.iter().map(|k| k.to_string()).collect();
+            let merchant = self.store().device(device).await?.map(|d| d.merchant_id);
+            if let Err(e) = self
+                .audit_action(
+                    actor,
+                    "device.unpaired",
+                    device.as_str(),
+                    merchant.as_ref(),
+                    serde_json::json!({ "registers": registers }),
+                )
+                .await
+            {
+                tracing::error!(device = %device, error = %e, "could not write the audit log");
+            }
+        }
+        Ok(removed)
     }
 }

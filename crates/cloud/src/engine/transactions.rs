@@ -18,6 +18,9 @@ pub struct NewTransaction {
     pub callback_url: Option<String>,
     /// The POS's reference (idempotency key): a retry with it returns the same transaction.
     pub pos_reference: Option<String>,
+    /// For a merchant's key: the merchant it is confined to. A register paired to another
+    /// merchant's device is not paired for it, and that merchant's transactions do not exist.
+    pub merchant: Option<crate::domain::accounts::MerchantId>,
 }
 
 impl NewTransaction {
@@ -87,8 +90,12 @@ impl Engine {
     /// reference already used by the register, the existing transaction is returned instead.
     pub async fn start_transaction(&self, new: NewTransaction) -> Result<Started, StartError> {
         let fingerprint = new.fingerprint();
+        let merchant = new.merchant.clone();
         if let Some(reference) = &new.pos_reference {
-            if let Some(existing) = self.replay(&new.register, reference, &fingerprint).await? {
+            if let Some(existing) = self
+                .replay(&new.register, reference, &fingerprint, merchant.as_ref())
+                .await?
+            {
                 return Ok(existing);
             }
         }
@@ -104,7 +111,10 @@ impl Engine {
                 let Some(reference) = reference else {
                     return Err(e);
                 };
-                match self.replay(&register_key, &reference, &fingerprint).await? {
+                match self
+                    .replay(&register_key, &reference, &fingerprint, merchant.as_ref())
+                    .await?
+                {
                     Some(existing) => Ok(existing),
                     None => Err(e),
                 }
@@ -121,12 +131,17 @@ impl Engine {
         register: &RegisterKey,
         reference: &str,
         fingerprint: &str,
+        merchant: Option<&crate::domain::accounts::MerchantId>,
     ) -> Result<Option<Started>, StartError> {
         match self
             .store()
             .transaction_by_reference(register, reference)
             .await?
         {
+            // Another merchant's transaction (the register moved): not this key's to see.
+            Some(existing) if merchant.is_some_and(|m| *m != existing.merchant_id) => {
+                Err(StartError::NotPaired)
+            }
             Some(existing) if existing.fingerprint == fingerprint => Ok(Some(Started {
                 record: existing,
                 replayed: true,
@@ -145,6 +160,11 @@ impl Engine {
         let route = store
             .route(&new.register)
             .await?
+            .filter(|r| {
+                new.merchant
+                    .as_ref()
+                    .is_none_or(|m| *m == r.device.merchant_id)
+            })
             .ok_or(StartError::NotPaired)?;
         let (register, device, mut busy) = (route.register, route.device, route.busy);
         // Stored with millisecond precision; truncate now so the POST's body and every poll's

@@ -2,6 +2,7 @@
 //! expires), or the register that started it (its identity triple, which never expires — the
 //! API's only identity, as in SmartConnect).
 
+use super::credentials::{Credential, Refusal};
 use super::error::{ApiError, HttpError};
 use super::fields::{FieldError, Fields};
 use crate::domain::TransactionRecord;
@@ -31,13 +32,18 @@ pub enum AccessError {
     /// 409: a cancel of a transaction that had already completed.
     #[error("Transaction already completed ({0}); it cannot be cancelled")]
     AlreadyCompleted(String),
+    /// 401: a keyless request for a vendor whose registers must send a key.
+    #[error("A valid POS API key is required: Authorization: Bearer <key>")]
+    KeyRequired,
 }
 
 impl HttpError for AccessError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::InvalidToken | Self::TokenExpired => StatusCode::UNAUTHORIZED,
+            Self::InvalidToken | Self::TokenExpired | Self::KeyRequired => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::PollingTooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::AlreadyCompleted(_) => StatusCode::CONFLICT,
         }
@@ -80,13 +86,7 @@ pub fn authorize(
     fields: &Fields,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), AccessError> {
-    // With POS API keys, another vendor's transaction does not exist for this key.
-    if fields
-        .key_vendor()
-        .is_some_and(|v| v != record.register.key.vendor_name)
-    {
-        return Err(AccessError::NotFound);
-    }
+    visible(record, fields.credential())?;
     if let Some(key) = register_of(fields) {
         if key == record.register.key {
             return Ok(());
@@ -106,6 +106,17 @@ pub fn authorize(
         }
         _ => Err(AccessError::InvalidToken),
     }
+}
+
+/// Whether the credential may know of `record` at all: another merchant's or vendor's
+/// transaction does not exist for a key; a keyless request needs its vendor to allow it.
+pub fn visible(record: &TransactionRecord, credential: &Credential) -> Result<(), AccessError> {
+    credential
+        .check(&record.merchant_id, &record.register.key.vendor_name)
+        .map_err(|r| match r {
+            Refusal::NotFound => AccessError::NotFound,
+            Refusal::KeyRequired => AccessError::KeyRequired,
+        })
 }
 
 /// Loads the transaction named in the path and checks the request may access it; an id that

@@ -118,7 +118,7 @@ pub fn build(
     TransactionEnvelope {
         transaction_id: tx.id.to_string(),
         transaction_time_stamp: transaction_timestamp(tx.created_at),
-        merchant_id: tx.merchant_id.clone(),
+        merchant_id: tx.merchant_id.to_string(),
         device_id: tx.device_id.to_string(),
         transaction_status: status,
         data,

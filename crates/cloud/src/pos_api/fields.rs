@@ -97,8 +97,8 @@ pub struct Fields {
     by_key: HashMap<String, String>,
     /// Fields seen so far, duplicates included.
     count: usize,
-    /// The vendor of the request's POS API key, when keys are required.
-    vendor: Option<String>,
+    /// Who the request acts as (keyless outside the POS routes' middleware).
+    credential: super::credentials::Credential,
 }
 
 /// Keys seen so far in one part of the request (the query string, or the body).
@@ -212,9 +212,9 @@ impl Fields {
             .filter(|v| !v.trim().is_empty())
     }
 
-    /// The vendor of the request's POS API key, when keys are required.
-    pub fn key_vendor(&self) -> Option<&str> {
-        self.vendor.as_deref()
+    /// Who the request acts as.
+    pub fn credential(&self) -> &super::credentials::Credential {
+        &self.credential
     }
 
     /// The first of several spellings that is present (`Contact Name` / `ContactName`).
@@ -235,10 +235,10 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             .unwrap_or("")
             .to_owned();
         let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
-        let vendor = req
+        let credential = req
             .extensions()
-            .get::<super::api_keys::Vendor>()
-            .map(|v| v.0.clone());
+            .get::<super::credentials::Credential>()
+            .cloned();
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 FieldError::TooLarge(limit)
@@ -247,15 +247,15 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             }
         })?;
         let mut fields = Fields::from_parts(query.as_deref(), &content_type, &body)?;
-        if let Some(vendor) = vendor {
-            // A key acts only for its own vendor's registers.
-            if fields
-                .get("POSVendorName")
-                .is_some_and(|v| v.trim() != vendor)
-            {
-                return Err(FieldError::WrongVendor.into());
+        if let Some(credential) = credential {
+            if let Some(named) = fields.get("POSVendorName").map(str::trim) {
+                // A vendor key acts only for its own vendor's registers.
+                if credential.vendor().is_some_and(|v| v != named) {
+                    return Err(FieldError::WrongVendor.into());
+                }
+                credential.check_vendor(named)?;
             }
-            fields.vendor = Some(vendor);
+            fields.credential = credential;
         }
         Ok(fields)
     }

@@ -65,6 +65,7 @@ pub async fn lookup(
     let record = record
         .filter(|r| r.register.key == register)
         .ok_or(AccessError::NotFound)?;
+    super::access::visible(&record, fields.credential())?;
     let record = state
         .wait_completed(record, wait.unwrap_or_default())
         .await?;

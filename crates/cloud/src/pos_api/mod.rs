@@ -1,9 +1,9 @@
 //! The POS API: SmartConnect's routes (pairing, transactions, polling) and eftcloud's additions.
 
 pub mod access;
-pub mod api_keys;
 pub mod callbacks;
 pub mod cancel;
+pub mod credentials;
 pub mod envelope;
 pub mod error;
 pub mod fields;
@@ -37,6 +37,8 @@ pub struct ApiSettings {
     pub sync_timeout: Duration,
     /// Abuse limits: body size, pairing brute force.
     pub limits: ApiLimits,
+    /// Command-line keys and where keyless requests are accepted.
+    pub auth: credentials::PosAuth,
 }
 
 /// Limits that keep hostile or broken clients harmless, on the POS API and on the pages' own
@@ -93,6 +95,8 @@ pub struct ApiState {
     pub pairing_guard: Arc<PairingGuard>,
     /// Cancelled on shutdown, to release held requests (sync mode, long-poll) at once.
     pub shutdown: CancellationToken,
+    /// How credentials are checked.
+    pub auth: Arc<credentials::PosAuth>,
 }
 
 impl ApiState {
@@ -100,7 +104,9 @@ impl ApiState {
     pub fn new(engine: Engine, settings: ApiSettings, shutdown: CancellationToken) -> Self {
         let limiter = Arc::new(PollLimiter::new(settings.poll_interval_min));
         let pairing_guard = Arc::new(PairingGuard::new(settings.limits.pairing.clone()));
+        let auth = Arc::new(settings.auth.clone());
         Self {
+            auth,
             engine,
             settings: Arc::new(settings),
             limiter,

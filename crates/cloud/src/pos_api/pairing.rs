@@ -169,7 +169,12 @@ pub async fn pair(
         })
         .collect();
     let register = RegisterInfo { key, register_name };
-    match state.engine.pair(&code, register, contact).await {
+    let merchant = fields.credential().merchant().cloned();
+    match state
+        .engine
+        .pair(&code, register, contact, merchant.as_ref())
+        .await
+    {
         Ok(_) => {
             state.pairing_guard.succeeded(attempt);
             Ok(Json(PairingResponse {

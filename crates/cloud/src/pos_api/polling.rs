@@ -60,7 +60,7 @@ pub async fn poll(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-    key_vendor: Option<axum::Extension<super::api_keys::Vendor>>,
+    credential: Option<axum::Extension<super::credentials::Credential>>,
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
     let id: TransactionId = id.parse().map_err(|_| AccessError::NotFound)?;
     let (mut token, mut wait) = (None, None);
@@ -87,10 +87,8 @@ pub async fn poll(
         .transaction(&id)
         .await?
         .ok_or(AccessError::NotFound)?;
-    // With POS API keys, another vendor's transaction does not exist for this key.
-    if key_vendor.is_some_and(|v| v.0 .0 != record.register.key.vendor_name) {
-        return Err(AccessError::NotFound.into());
-    }
+    // Another merchant's or vendor's transaction does not exist for a key.
+    super::access::visible(&record, &credential.map(|c| c.0).unwrap_or_default())?;
     // Compared in constant time, so response timing tells nothing about how much of a guess matched.
     match token {
         Some(t)

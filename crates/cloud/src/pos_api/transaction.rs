@@ -143,6 +143,7 @@ fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction),
             sale_data,
             callback_url,
             pos_reference: pos_reference(fields, headers)?,
+            merchant: fields.credential().merchant().cloned(),
         },
     ))
 }

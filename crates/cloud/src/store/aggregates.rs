@@ -5,6 +5,9 @@
 
 use super::observed::{Observed, Operation, StoreObserver};
 use super::{CallbackJob, InsertError, Route, StoreError, TransactionQuery};
+use crate::domain::accounts::{
+    ApiKeyRecord, AuditEntry, AuditQuery, MerchantId, MerchantRecord, SiteId, SiteRecord,
+};
 use crate::domain::lifecycle::Phase;
 use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 use crate::domain::timeline::TimelineEvent;
@@ -102,11 +105,13 @@ store_aggregates! {
             expires_at: DateTime<Utc>,
         ) -> Result<bool, StoreError>;
         /// Consumes a valid code (single use): the device it belonged to, if it was valid at
-        /// `now`.
+        /// `now`. With `merchant`, only a code of that merchant's devices is consumed (another
+        /// merchant's code is left alone, as if it did not exist).
         write fn take_pairing_code(
             &self,
             code: &PairingCode,
             now: DateTime<Utc>,
+            merchant: Option<&MerchantId>,
         ) -> Result<Option<DeviceId>, StoreError>;
         /// Pairs (or re-pairs) a register; returns the device it was paired to before, if
         /// another.
@@ -214,6 +219,40 @@ store_aggregates! {
         ) -> Result<(), StoreError>;
     }
 
+    /// Merchants, sites, API keys and the audit log. Every change made here is recorded in the
+    /// audit log in the same commit, so no change exists without its entry.
+    trait AccountStore {
+        /// Adds a merchant; `AlreadyExists` if its name is taken.
+        write fn create_merchant(&self, merchant: &MerchantRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        /// One merchant.
+        read fn merchant(&self, id: &MerchantId) -> Result<Option<MerchantRecord>, StoreError>;
+        /// The merchant with this name.
+        read fn merchant_named(&self, name: &str) -> Result<Option<MerchantRecord>, StoreError>;
+        /// Every merchant, by name.
+        read fn merchants(&self) -> Result<Vec<MerchantRecord>, StoreError>;
+        /// Adds a site to its merchant; `AlreadyExists` if the merchant has a site of that name.
+        write fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        /// One site.
+        read fn site(&self, id: &SiteId) -> Result<Option<SiteRecord>, StoreError>;
+        /// The sites of one merchant, or of all, by merchant and name.
+        read fn sites(&self, merchant: Option<&MerchantId>) -> Result<Vec<SiteRecord>, StoreError>;
+        /// Stores a new API key.
+        write fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        /// One API key by its public id (a request's only read to authenticate it).
+        read fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+        /// The keys of one merchant, or all keys, newest first.
+        read fn api_keys(&self, merchant: Option<&MerchantId>) -> Result<Vec<ApiKeyRecord>, StoreError>;
+        /// Revokes a key at `at`; false (and nothing recorded) if it does not exist or was
+        /// already revoked.
+        write fn revoke_api_key(&self, id: &str, at: DateTime<Utc>, audit: &AuditEntry) -> Result<bool, StoreError>;
+        /// Records when a key was last used.
+        write fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+        /// Appends an entry for an action recorded elsewhere (device administration).
+        write fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+        /// Entries matching `q`, newest first.
+        read fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    }
+
     /// The store as a whole: probes and the installation's secrets.
     trait Housekeeping {
         /// Checks that the store answers (readiness probe).
@@ -233,11 +272,23 @@ store_aggregates! {
 /// The whole store: every aggregate's operations on one durable state. The backend is chosen
 /// from the database URL at startup; the engine only ever sees `Arc<dyn Store>`.
 pub trait Store:
-    DeviceStore + PairingStore + TransactionStore + TimelineStore + OutboxStore + Housekeeping
+    DeviceStore
+    + PairingStore
+    + TransactionStore
+    + TimelineStore
+    + OutboxStore
+    + AccountStore
+    + Housekeeping
 {
 }
 
 impl<T> Store for T where
-    T: DeviceStore + PairingStore + TransactionStore + TimelineStore + OutboxStore + Housekeeping
+    T: DeviceStore
+        + PairingStore
+        + TransactionStore
+        + TimelineStore
+        + OutboxStore
+        + AccountStore
+        + Housekeeping
 {
 }

@@ -5,6 +5,9 @@
 //! is a corruption error, never a silent default.
 
 use super::{CallbackJob, StoreError};
+use crate::domain::accounts::{
+    ApiKeyRecord, AuditEntry, KeyOwner, MerchantId, MerchantRecord, Scopes, SiteId, SiteRecord,
+};
 use crate::domain::lifecycle::{Completion, Phase};
 use crate::domain::{DeviceRecord, RegisterRecord, TransactionRecord};
 use chrono::{DateTime, Utc};
@@ -56,6 +59,81 @@ pub(super) fn count_of(v: i64, name: &'static str) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} {v} out of range")))
 }
 
+/// A merchant row.
+pub(super) fn merchant(row: &impl Columns) -> Result<MerchantRecord, StoreError> {
+    Ok(MerchantRecord {
+        id: MerchantId::from_stored(row.text("id")?),
+        name: row.text("name")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// A site row.
+pub(super) fn site(row: &impl Columns) -> Result<SiteRecord, StoreError> {
+    Ok(SiteRecord {
+        id: SiteId::from_stored(row.text("id")?),
+        merchant_id: MerchantId::from_stored(row.text("merchant_id")?),
+        name: row.text("name")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// How a key's owner is stored: the `owner` column and the one of `merchant_id` / `vendor`
+/// it uses.
+pub(super) fn key_owner_columns(owner: &KeyOwner) -> (&'static str, Option<&str>, Option<&str>) {
+    match owner {
+        KeyOwner::Installation => ("installation", None, None),
+        KeyOwner::Merchant(m) => ("merchant", Some(m.as_str()), None),
+        KeyOwner::Vendor(v) => ("vendor", None, Some(v.as_str())),
+    }
+}
+
+/// An API key row.
+pub(super) fn api_key(row: &impl Columns) -> Result<ApiKeyRecord, StoreError> {
+    let id = row.text("id")?;
+    let owner = match (
+        row.text("owner")?.as_str(),
+        row.opt_text("merchant_id")?,
+        row.opt_text("vendor")?,
+    ) {
+        ("installation", _, _) => KeyOwner::Installation,
+        ("merchant", Some(m), _) => KeyOwner::Merchant(MerchantId::from_stored(m)),
+        ("vendor", _, Some(v)) => KeyOwner::Vendor(v),
+        (other, _, _) => {
+            return Err(StoreError::Corrupt(format!(
+                "API key {id} has owner '{other}' without what it names"
+            )))
+        }
+    };
+    let scopes = Scopes::parse(&row.text("scopes")?)
+        .map_err(|e| StoreError::Corrupt(format!("API key {id}: {e}")))?;
+    Ok(ApiKeyRecord {
+        secret_hash: row.text("secret_hash")?,
+        owner,
+        scopes,
+        label: row.text("label")?,
+        created_at: time(row, "created_at")?,
+        expires_at: opt_time(row, "expires_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+        last_used_at: opt_time(row, "last_used_at")?,
+        id,
+    })
+}
+
+/// An audit log row.
+pub(super) fn audit_entry(row: &impl Columns) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: row.int("seq")?,
+        at: time(row, "at")?,
+        actor: row.text("actor")?,
+        source: row.opt_text("source")?,
+        action: row.text("action")?,
+        target: row.text("target")?,
+        merchant_id: row.opt_text("merchant_id")?.map(MerchantId::from_stored),
+        detail: row.text("detail")?,
+    })
+}
+
 /// A device row.
 pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord, StoreError> {
     Ok(DeviceRecord {
@@ -64,7 +142,8 @@ pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord, StoreError> {
         vendor: row.text("vendor")?,
         model: row.text("model")?,
         merchant: row.text("merchant")?,
-        merchant_id: row.text("merchant_id")?,
+        merchant_id: MerchantId::from_stored(row.text("merchant_id")?),
+        site_id: row.opt_text("site_id")?.map(SiteId::from_stored),
         created_at: time(row, "created_at")?,
         connected_at: opt_time(row, "connected_at")?,
         last_seen_at: opt_time(row, "last_seen_at")?,
@@ -135,7 +214,7 @@ pub(super) fn transaction(row: &impl Columns) -> Result<TransactionRecord, Store
             key: register_key(row)?,
             register_name: row.text("register_name")?,
         },
-        merchant_id: row.text("merchant_id")?,
+        merchant_id: MerchantId::from_stored(row.text("merchant_id")?),
         merchant: row.text("merchant")?,
         request,
         sale_data: row.opt_text("sale_data")?,

@@ -11,8 +11,8 @@ mod postgres;
 mod sqlite;
 
 pub use aggregates::{
-    DeviceStore, Housekeeping, OutboxStore, PairingStore, Store, TimelineStore, TransactionStore,
-    OPERATIONS,
+    AccountStore, DeviceStore, Housekeeping, OutboxStore, PairingStore, Store, TimelineStore,
+    TransactionStore, OPERATIONS,
 };
 
 pub use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
@@ -156,6 +156,8 @@ pub struct TransactionQuery {
     pub reference: Option<String>,
     /// Only transactions not completed yet.
     pub pending_only: bool,
+    /// Only this merchant's (a merchant's own view).
+    pub merchant: Option<crate::domain::accounts::MerchantId>,
     /// At most this many.
     pub limit: u32,
 }

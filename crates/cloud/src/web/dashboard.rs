@@ -3,7 +3,9 @@
 //! with no token configured the dashboard is off and says so.
 
 use super::{asset, WebState};
+use crate::domain::accounts::{MerchantId, Principal, Scope};
 use crate::domain::lifecycle::{CompletedBy, Phase};
+use crate::engine::accounts::{Actor, KeyRefused, KEY_PREFIX};
 use crate::domain::{RegisterRecord, TransactionRecord};
 use crate::engine::devices::EnrollError;
 use crate::engine::queries::TransactionQuery;
@@ -11,7 +13,7 @@ use crate::pos_api::error::{ApiError, HttpError, ServiceError};
 use crate::pos_api::pairing_guard::ClientAddr;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -35,7 +37,8 @@ const LIVE_INTERVAL: Duration = Duration::from_secs(1);
 const LIVE_TRANSACTIONS: usize = 300;
 
 const DISABLED: &str = "dashboard disabled: no admin token is configured (start the cloud with \
-                        --admin-token or EFTCLOUD_ADMIN_TOKEN)";
+                        --admin-token or EFTCLOUD_ADMIN_TOKEN, or present an API key with the \
+                        admin scope: eftcloud api-key create --scope admin)";
 
 /// The dashboard's and the admin API's family of errors.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +50,11 @@ pub enum DashboardError {
     #[error("Too many wrong admin tokens from this address; retry in {retry_after_secs} s")]
     TooManyWrongTokens { retry_after_secs: u64 },
     /// 401.
-    #[error("admin token required: send Authorization: Bearer <token>")]
+    #[error("admin credential required: send Authorization: Bearer <admin token or API key>")]
     TokenRequired,
+    /// 403: the credential is valid but lacks the route's scope.
+    #[error("this credential lacks the scope {0}")]
+    MissingScope(Scope),
     /// 400: a search bound that is not a time.
     #[error("invalid time '{0}': use RFC 3339 or yyyy-mm-dd")]
     InvalidTime(String),
@@ -77,6 +83,7 @@ impl HttpError for DashboardError {
             }
             Self::TooManyWrongTokens { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TokenRequired => StatusCode::UNAUTHORIZED,
+            Self::MissingScope(_) => StatusCode::FORBIDDEN,
             Self::InvalidTime(_) | Self::InvalidDeviceId(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -114,11 +121,47 @@ pub async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
-/// An operator's request: the admin token checked. 404 when the dashboard is off, 401 when the
-/// token is missing or wrong, 429 (with `Retry-After`) after too many wrong ones from one
-/// source. Both sides are hashed first so the comparison takes the same time wherever they
-/// differ. As an extractor, no admin handler can forget the check.
-pub struct Admin;
+/// An operator's request, its credential checked: the admin token (the installation's owner)
+/// or an API key (`eftk_…`, checked against the store on every request). 404 when no admin
+/// token is configured and no API key is presented (the dashboard is off), 401 when the
+/// credential is missing or wrong, 429 (with `Retry-After`) after too many wrong ones from one
+/// source. As an extractor, no admin handler can forget the check; each handler then requires
+/// its scope ([`Admin::require`]) and sees only what the principal may ([`Admin::sees`]).
+pub struct Admin {
+    pub principal: Principal,
+    /// Who acts and from where, for the audit log.
+    pub actor: Actor,
+}
+
+impl Admin {
+    /// 403 unless the credential holds `scope` (`admin` holds every admin scope).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.principal.allows(scope) {
+            Ok(())
+        } else {
+            Err(DashboardError::MissingScope(scope).into())
+        }
+    }
+
+    /// 403 unless the credential holds one of `scopes`.
+    pub fn require_any(&self, scopes: &[Scope]) -> Result<(), ApiError> {
+        match scopes.iter().find(|s| self.principal.allows(**s)) {
+            Some(_) => Ok(()),
+            None => Err(DashboardError::MissingScope(scopes[0]).into()),
+        }
+    }
+
+    /// Whether something of `merchant` exists for this credential (a merchant's key sees its
+    /// own merchant only).
+    pub fn sees(&self, merchant: &MerchantId) -> bool {
+        self.principal.merchant().is_none_or(|m| m == merchant)
+    }
+
+    /// The merchant the credential is confined to, if one.
+    pub fn merchant(&self) -> Option<&MerchantId> {
+        self.principal.merchant()
+    }
+}
 
 impl FromRequestParts<WebState> for Admin {
     type Rejection = ApiError;
@@ -131,48 +174,53 @@ impl FromRequestParts<WebState> for Admin {
             Ok(a) => a,
             Err(never) => match never {},
         };
-        authorize(state, &parts.headers, source)?;
-        Ok(Admin)
+        let principal = authorize(state, &parts.headers, source).await?;
+        let actor = Actor::of(&principal, source);
+        Ok(Admin { principal, actor })
     }
 }
 
-fn authorize(
+async fn authorize(
     state: &WebState,
     headers: &HeaderMap,
     source: Option<IpAddr>,
-) -> Result<(), ApiError> {
-    let Some(expected) = state.admin_token.as_deref() else {
+) -> Result<Principal, ApiError> {
+    let presented = crate::pos_api::credentials::bearer(headers).unwrap_or("");
+    let is_key = presented.starts_with(KEY_PREFIX);
+    if state.admin_token.is_none() && !is_key {
         return Err(DashboardError::Disabled.into());
-    };
+    }
     // Counted from the start and refunded when right, so concurrent guesses cannot overtake
-    // the count; a lockout refuses the right token too, so guessing does not resume.
+    // the count; a lockout refuses the right credential too, so guessing does not resume.
     let attempt = state
         .admin_guard
         .begin(source, Instant::now())
         .map_err(|refused| DashboardError::TooManyWrongTokens {
             retry_after_secs: refused.retry_after_secs(),
         })?;
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    let a = Sha256::digest(expected.as_bytes());
-    let b = Sha256::digest(presented.as_bytes());
-    let same = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0;
-    if presented.is_empty() || !same {
+    let principal = if is_key {
+        match state.engine.authenticate_key(presented).await {
+            Ok(p) => Some(p),
+            Err(KeyRefused::Store(e)) => return Err(ServiceError::store(e).into()),
+            Err(KeyRefused::Malformed | KeyRefused::Invalid) => None,
+        }
+    } else {
+        let expected = state.admin_token.as_deref().unwrap_or("");
+        // Both sides hashed first, so the comparison takes the same time wherever they differ.
+        let same = crate::engine::devices::constant_time_eq(
+            &Sha256::digest(expected.as_bytes()),
+            &Sha256::digest(presented.as_bytes()),
+        );
+        (!presented.is_empty() && same).then(Principal::owner_token)
+    };
+    let Some(principal) = principal else {
         if attempt.failures() == 1 {
-            tracing::info!(source = ?source, "wrong admin token (further ones this minute are not logged)");
+            tracing::info!(source = ?source, "wrong admin credential (further ones this minute are not logged)");
         }
         return Err(DashboardError::TokenRequired.into());
-    }
+    };
     state.admin_guard.succeeded(attempt);
-    Ok(())
+    Ok(principal)
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -334,7 +382,11 @@ impl TransactionFilter {
     /// The matching transactions from the store, newest first. Every criterion but the outcome
     /// is part of the store query; the outcome (inside the stored completion) is checked here,
     /// over a larger page so the limit still holds.
-    async fn run(&self, state: &WebState) -> Result<Vec<TransactionView>, ApiError> {
+    async fn run(
+        &self,
+        state: &WebState,
+        merchant: Option<&MerchantId>,
+    ) -> Result<Vec<TransactionView>, ApiError> {
         let text = |o: &Option<String>| {
             o.as_deref()
                 .map(str::trim)
@@ -358,6 +410,7 @@ impl TransactionFilter {
             device: text(&self.device),
             reference: text(&self.reference),
             pending_only,
+            merchant: merchant.cloned(),
             limit: if by_outcome.is_some() {
                 OUTCOME_SCAN
             } else {
@@ -381,10 +434,14 @@ impl TransactionFilter {
 /// How many recent transactions an outcome search looks through.
 const OUTCOME_SCAN: u32 = 5000;
 
-async fn device_views(state: &WebState) -> Result<Vec<DeviceView>, ApiError> {
+async fn device_views(
+    state: &WebState,
+    merchant: Option<&MerchantId>,
+) -> Result<Vec<DeviceView>, ApiError> {
     let devices = state.engine.device_overviews().await?;
     Ok(devices
         .into_iter()
+        .filter(|o| merchant.is_none_or(|m| *m == o.device.merchant_id))
         .map(|o| {
             let d = o.device;
             DeviceView {
@@ -403,21 +460,24 @@ async fn device_views(state: &WebState) -> Result<Vec<DeviceView>, ApiError> {
         .collect())
 }
 
-/// `GET /admin/devices`: every device with its state and registers.
+/// `GET /admin/devices`: every device (of the key's merchant) with its state and registers.
 pub async fn devices(
     State(state): State<WebState>,
-    _: Admin,
+    admin: Admin,
 ) -> Result<Json<Vec<DeviceView>>, ApiError> {
-    Ok(Json(device_views(&state).await?))
+    admin.require_any(&[Scope::DevicesManage, Scope::ReportsRead])?;
+    Ok(Json(device_views(&state, admin.merchant()).await?))
 }
 
-/// `GET /admin/transactions`: recent transactions, newest first, filtered.
+/// `GET /admin/transactions`: recent transactions (of the key's merchant), newest first,
+/// filtered.
 pub async fn transactions(
     State(state): State<WebState>,
-    _: Admin,
+    admin: Admin,
     Query(filter): Query<TransactionFilter>,
 ) -> Result<Json<Vec<TransactionView>>, ApiError> {
-    Ok(Json(filter.run(&state).await?))
+    admin.require(Scope::ReportsRead)?;
+    Ok(Json(filter.run(&state, admin.merchant()).await?))
 }
 
 /// A transaction with its timeline.
@@ -441,14 +501,19 @@ pub struct EventView {
 /// its timeline.
 pub async fn transaction(
     State(state): State<WebState>,
-    _: Admin,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionDetail>, ApiError> {
+    admin.require(Scope::ReportsRead)?;
     let id: TransactionId = id
         .parse()
         .map_err(|_| DashboardError::TransactionNotFound)?;
     let engine = &state.engine;
-    let Some(tx) = engine.transaction(&id).await? else {
+    let Some(tx) = engine
+        .transaction(&id)
+        .await?
+        .filter(|t| admin.sees(&t.merchant_id))
+    else {
         return Err(DashboardError::TransactionNotFound.into());
     };
     let events = engine.timeline(&id).await?;
@@ -473,13 +538,13 @@ struct Snapshot {
     transactions: Vec<TransactionView>,
 }
 
-async fn snapshot(state: &WebState) -> Result<String, ApiError> {
-    let devices = device_views(state).await?;
+async fn snapshot(state: &WebState, merchant: Option<&MerchantId>) -> Result<String, ApiError> {
+    let devices = device_views(state, merchant).await?;
     let transactions = TransactionFilter {
         limit: Some(LIVE_TRANSACTIONS),
         ..TransactionFilter::default()
     }
-    .run(state)
+    .run(state, merchant)
     .await?;
     serde_json::to_string(&Snapshot {
         devices,
@@ -490,15 +555,20 @@ async fn snapshot(state: &WebState) -> Result<String, ApiError> {
 
 /// `GET /admin/events`: server-sent events. A `snapshot` event (devices and recent transactions)
 /// at once and whenever something changed; the stream ends when the cloud shuts down.
-pub async fn live(State(state): State<WebState>, _: Admin) -> Result<Response, ApiError> {
-    Ok(Sse::new(live_stream(state))
+pub async fn live(State(state): State<WebState>, admin: Admin) -> Result<Response, ApiError> {
+    admin.require(Scope::ReportsRead)?;
+    Ok(Sse::new(live_stream(state, admin.merchant().cloned()))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
 
-fn live_stream(state: WebState) -> impl Stream<Item = Result<Event, Infallible>> {
+fn live_stream(
+    state: WebState,
+    merchant: Option<MerchantId>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     struct Live {
         state: WebState,
+        merchant: Option<MerchantId>,
         last: Option<String>,
         ticker: tokio::time::Interval,
     }
@@ -507,6 +577,7 @@ fn live_stream(state: WebState) -> impl Stream<Item = Result<Event, Infallible>>
     futures_util::stream::unfold(
         Live {
             state,
+            merchant,
             last: None,
             ticker,
         },
@@ -516,7 +587,7 @@ fn live_stream(state: WebState) -> impl Stream<Item = Result<Event, Infallible>>
                     _ = live.state.shutdown.cancelled() => return None,
                     _ = live.ticker.tick() => {}
                 }
-                match snapshot(&live.state).await {
+                match snapshot(&live.state, live.merchant.as_ref()).await {
                     Ok(json) if live.last.as_deref() != Some(json.as_str()) => {
                         let event = Event::default().event("snapshot").data(json.clone());
                         live.last = Some(json);
@@ -548,7 +619,24 @@ fn enroll_error(e: EnrollError) -> ApiError {
     match e {
         EnrollError::NotEnrolled(id) => DashboardError::DeviceNotEnrolled(id).into(),
         EnrollError::Store(e) => ServiceError::store(e).into(),
-        e @ EnrollError::AlreadyEnrolled(_) => ServiceError::internal(e).into(),
+        e @ (EnrollError::AlreadyEnrolled(_) | EnrollError::Accounts(_)) => {
+            ServiceError::internal(e).into()
+        }
+    }
+}
+
+/// The device named in the path, if the credential may manage it (another merchant's device
+/// is not enrolled, for a merchant's key).
+async fn managed_device(
+    state: &WebState,
+    admin: &Admin,
+    id: &str,
+) -> Result<protocol::DeviceId, ApiError> {
+    admin.require(Scope::DevicesManage)?;
+    let id = protocol::DeviceId::parse(id).map_err(DashboardError::invalid_device_id)?;
+    match state.engine.device(&id).await? {
+        Some(d) if admin.sees(&d.merchant_id) => Ok(id),
+        _ => Err(DashboardError::DeviceNotEnrolled(id).into()),
     }
 }
 
@@ -556,13 +644,13 @@ fn enroll_error(e: EnrollError) -> ApiError {
 /// working and a connection made with it is closed at once.
 pub async fn rotate_secret(
     State(state): State<WebState>,
-    _: Admin,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    let id = protocol::DeviceId::parse(&id).map_err(DashboardError::invalid_device_id)?;
+    let id = managed_device(&state, &admin, &id).await?;
     let secret = state
         .engine
-        .rotate_secret(&id)
+        .rotate_secret(&id, &admin.actor)
         .await
         .map_err(enroll_error)?;
     tracing::warn!(device = %id, "device secret rotated by an operator");
@@ -576,11 +664,15 @@ pub async fn rotate_secret(
 /// at once (rotating its secret later brings it back).
 pub async fn revoke(
     State(state): State<WebState>,
-    _: Admin,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = protocol::DeviceId::parse(&id).map_err(DashboardError::invalid_device_id)?;
-    state.engine.revoke(&id).await.map_err(enroll_error)?;
+    let id = managed_device(&state, &admin, &id).await?;
+    state
+        .engine
+        .revoke(&id, &admin.actor)
+        .await
+        .map_err(enroll_error)?;
     tracing::warn!(device = %id, "device revoked by an operator");
     Ok(StatusCode::NO_CONTENT)
 }

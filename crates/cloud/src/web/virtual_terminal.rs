@@ -111,6 +111,7 @@ pub async fn create_device(
         vendor: VENDOR.into(),
         model: MODEL.into(),
         merchant: MERCHANT.into(),
+        site: None,
     };
     // 48 random bits: a collision is practically impossible, and retried once anyway.
     for _ in 0..2 {
@@ -127,7 +128,12 @@ pub async fn create_device(
             }
             Err(EnrollError::AlreadyEnrolled(_)) => continue,
             Err(EnrollError::Store(e)) => return Err(ServiceError::store(e).into()),
-            Err(e @ EnrollError::NotEnrolled(_)) => return Err(ServiceError::internal(e).into()),
+            Err(EnrollError::Accounts(crate::engine::accounts::AccountsError::Store(e))) => {
+                return Err(ServiceError::store(e).into())
+            }
+            Err(e @ (EnrollError::NotEnrolled(_) | EnrollError::Accounts(_))) => {
+                return Err(ServiceError::internal(e).into())
+            }
         }
     }
     Err(ServiceError::internal("could not pick a free virtual device id").into())

@@ -253,7 +253,7 @@ pub async fn spawn_app_on(
             body_read_timeout: opts.body_read_timeout,
             ..Default::default()
         },
-        pos_api_keys: cloud::pos_api::api_keys::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
+        pos_api_keys: cloud::pos_api::credentials::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
         store_faults: Some(opts.store_faults.clone()),
     };
     let app = Application::build(config).await.expect("cloud builds");

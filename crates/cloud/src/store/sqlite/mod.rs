@@ -12,6 +12,7 @@
 //! keep one migration history); the statements themselves go through rusqlite, whose direct
 //! calls avoid a thread hand-off per statement.
 
+mod accounts;
 mod writer;
 
 use super::columns::{
@@ -26,6 +27,7 @@ use super::{
 
 /// The probe's write: one row of `secrets` overwritten (see [`Housekeeping::probe_write`]).
 const PROBE_SQL: &str = "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)";
+use crate::domain::accounts::MerchantId;
 use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
@@ -307,8 +309,8 @@ impl DeviceStore for SqliteStore {
             .write(move |conn| {
                 let r = conn
                     .prepare_cached(
-                        "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled, site_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )
                     .map_err(StoreError::from)?
                     .execute(params![
@@ -317,9 +319,10 @@ impl DeviceStore for SqliteStore {
                         d.vendor,
                         d.model,
                         d.merchant,
-                        d.merchant_id,
+                        d.merchant_id.as_str(),
                         ms(d.created_at),
-                        i64::from(d.self_enrolled)
+                        i64::from(d.self_enrolled),
+                        d.site_id.as_ref().map(|s| s.as_str())
                     ]);
                 match r {
                     Ok(_) => Ok(()),
@@ -462,8 +465,10 @@ impl PairingStore for SqliteStore {
         &self,
         code: &PairingCode,
         now: DateTime<Utc>,
+        merchant: Option<&MerchantId>,
     ) -> Result<Option<DeviceId>, StoreError> {
         let code = code.clone();
+        let merchant = merchant.map(|m| m.as_str().to_string());
         let taken = self
             .writer
             .write(move |conn| {
@@ -471,8 +476,10 @@ impl PairingStore for SqliteStore {
                 // code cannot both pair.
                 one(
                     conn,
-                    "DELETE FROM pairing_codes WHERE code = ?1 RETURNING device_id, expires_at",
-                    [code.as_str()],
+                    "DELETE FROM pairing_codes WHERE code = ?1
+                       AND (?2 IS NULL OR device_id IN (SELECT id FROM devices WHERE merchant_id = ?2))
+                     RETURNING device_id, expires_at",
+                    params![code.as_str(), merchant],
                     |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
                 )
             })
@@ -655,7 +662,7 @@ impl TransactionStore for SqliteStore {
                         t.register.key.business_name,
                         t.register.key.vendor_name,
                         t.register.register_name,
-                        t.merchant_id,
+                        t.merchant_id.as_str(),
                         t.merchant,
                         request,
                         t.sale_data,
@@ -807,6 +814,7 @@ impl TransactionStore for SqliteStore {
         let (register, device, reference) =
             (like(&q.register), like(&q.device), like(&q.reference));
         let (pending_only, limit) = (q.pending_only, i64::from(q.limit));
+        let merchant = q.merchant.as_ref().map(|m| m.as_str().to_string());
         self.scan(move |conn| {
             all(
                 conn,
@@ -819,9 +827,10 @@ impl TransactionStore for SqliteStore {
                        AND (?4 IS NULL OR device_id LIKE ?4 ESCAPE '\\')
                        AND (?5 IS NULL OR pos_reference LIKE ?5 ESCAPE '\\' OR id LIKE ?5 ESCAPE '\\')
                        AND (?6 = 0 OR state <> 'completed')
+                       AND (?8 IS NULL OR merchant_id = ?8)
                      ORDER BY created_at DESC LIMIT ?7"
                 ),
-                params![since, until, register, device, reference, pending_only, limit],
+                params![since, until, register, device, reference, pending_only, limit, merchant],
                 transaction_from_row,
             )
         })

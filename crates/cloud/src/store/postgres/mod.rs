@@ -6,6 +6,8 @@
 //! transaction per device" are unique indexes, and pairing codes are consumed by a single
 //! `DELETE ... RETURNING`.
 
+mod accounts;
+
 use super::columns::{
     self, callback_status, from_ms, ms, parse_device_id, parse_transaction_id, phase_columns,
     phase_kind, TX_COLUMNS,
@@ -15,6 +17,7 @@ use super::{
     RegisterRecord, Route, StoreError, TimelineStore, TransactionQuery, TransactionRecord,
     TransactionStore,
 };
+use crate::domain::accounts::MerchantId;
 use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
@@ -141,17 +144,18 @@ async fn insert_events(
 impl DeviceStore for PostgresStore {
     async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
         let r = sqlx::query(
-            "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled, site_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(d.id.as_str())
         .bind(&d.secret_hash)
         .bind(&d.vendor)
         .bind(&d.model)
         .bind(&d.merchant)
-        .bind(&d.merchant_id)
+        .bind(d.merchant_id.as_str())
         .bind(ms(d.created_at))
         .bind(d.self_enrolled)
+        .bind(d.site_id.as_ref().map(|s| s.as_str()))
         .execute(&self.pool)
         .await;
         match r {
@@ -323,13 +327,17 @@ impl PairingStore for PostgresStore {
         &self,
         code: &PairingCode,
         now: DateTime<Utc>,
+        merchant: Option<&MerchantId>,
     ) -> Result<Option<DeviceId>, StoreError> {
         // One statement consumes the code: of two POS racing with it, on any nodes, one gets
         // the row and the other nothing.
         let row = sqlx::query(
-            "DELETE FROM pairing_codes WHERE code = $1 RETURNING device_id, expires_at",
+            "DELETE FROM pairing_codes WHERE code = $1
+               AND ($2::TEXT IS NULL OR device_id IN (SELECT id FROM devices WHERE merchant_id = $2))
+             RETURNING device_id, expires_at",
         )
         .bind(code.as_str())
+        .bind(merchant.map(|m| m.as_str()))
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -465,7 +473,7 @@ impl TransactionStore for PostgresStore {
         .bind(&t.register.key.business_name)
         .bind(&t.register.key.vendor_name)
         .bind(&t.register.register_name)
-        .bind(&t.merchant_id)
+        .bind(t.merchant_id.as_str())
         .bind(&t.merchant)
         .bind(request)
         .bind(&t.sale_data)
@@ -639,6 +647,7 @@ impl TransactionStore for PostgresStore {
                AND ($4::TEXT IS NULL OR device_id ILIKE $4)
                AND ($5::TEXT IS NULL OR pos_reference ILIKE $5 OR id ILIKE $5)
                AND (NOT $6 OR state <> 'completed')
+               AND ($8::TEXT IS NULL OR merchant_id = $8)
              ORDER BY created_at DESC LIMIT $7"
         ))
         .bind(q.since.map(ms))
@@ -648,6 +657,7 @@ impl TransactionStore for PostgresStore {
         .bind(like(&q.reference))
         .bind(q.pending_only)
         .bind(i64::from(q.limit))
+        .bind(q.merchant.as_ref().map(|m| m.as_str()))
         .fetch_all(&self.pool)
         .await?
         .iter()

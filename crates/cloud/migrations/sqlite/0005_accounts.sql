@@ -1,0 +1,68 @@
+-- Accounts: the installation serves merchants; a merchant has sites; devices belong to a
+-- merchant (and optionally a site); API keys with scopes; the audit log of admin actions.
+
+CREATE TABLE merchants (
+    id         TEXT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE sites (
+    id          TEXT PRIMARY KEY NOT NULL,
+    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (merchant_id, name)
+) STRICT;
+
+-- Existing data moves over: each distinct merchant name of the devices becomes a merchant
+-- (devices with none share one named 'Unnamed merchant'), whose id is the smallest merchant
+-- id its devices had, so a POS sees no new merchantId for at least one of them.
+INSERT INTO merchants (id, name, created_at)
+SELECT MIN(merchant_id), COALESCE(NULLIF(merchant, ''), 'Unnamed merchant'), MIN(created_at)
+FROM devices
+GROUP BY COALESCE(NULLIF(merchant, ''), 'Unnamed merchant');
+UPDATE devices SET merchant_id = (
+    SELECT m.id FROM merchants m
+    WHERE m.name = COALESCE(NULLIF(devices.merchant, ''), 'Unnamed merchant'));
+-- Transactions belong to the merchant of their device.
+UPDATE transactions SET merchant_id = (
+    SELECT d.merchant_id FROM devices d WHERE d.id = transactions.device_id)
+WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = transactions.device_id);
+
+ALTER TABLE devices ADD COLUMN site_id TEXT REFERENCES sites(id);
+CREATE INDEX devices_by_merchant ON devices(merchant_id);
+CREATE INDEX transactions_by_merchant ON transactions(merchant_id, created_at);
+
+-- API keys. Only the SHA-256 of the secret part is kept; `id` is the visible prefix.
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY NOT NULL,
+    secret_hash  TEXT NOT NULL,
+    -- 'installation' | 'merchant' | 'vendor'
+    owner        TEXT NOT NULL,
+    merchant_id  TEXT REFERENCES merchants(id),
+    vendor       TEXT,
+    scopes       TEXT NOT NULL,
+    label        TEXT NOT NULL DEFAULT '',
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    revoked_at   INTEGER,
+    last_used_at INTEGER
+) STRICT;
+
+-- Every admin action, append-only: the triggers refuse any change or deletion.
+CREATE TABLE audit_log (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    source      TEXT,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    merchant_id TEXT,
+    detail      TEXT NOT NULL DEFAULT '{}'
+) STRICT;
+CREATE INDEX audit_log_by_merchant ON audit_log(merchant_id, seq);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
