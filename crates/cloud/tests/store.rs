@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{DateTime, Duration, Utc};
+use cloud::domain::accounts::{
+    ApiKeyRecord, AuditEntry, AuditQuery, KeyOwner, MerchantId, MerchantRecord, Scope, Scopes,
+    SiteId, SiteRecord,
+};
 use cloud::domain::lifecycle::{CloudReason, Completion, Phase};
 use cloud::domain::timeline::{EventKind, TimelineEvent};
 use cloud::store::{
@@ -48,7 +52,8 @@ fn device(id: &str) -> DeviceRecord {
         vendor: "v".into(),
         model: "m".into(),
         merchant: "Shop".into(),
-        merchant_id: "mid".into(),
+        merchant_id: MerchantId::from_stored("mid".into()),
+        site_id: None,
         created_at: Utc::now(),
         connected_at: None,
         last_seen_at: None,
@@ -83,7 +88,7 @@ fn transaction(device: &str, phase: Phase) -> TransactionRecord {
         id: TransactionId::new(),
         device_id: DeviceId::parse(device).unwrap(),
         register: register("r1", device).info,
-        merchant_id: "mid".into(),
+        merchant_id: MerchantId::from_stored("mid".into()),
         merchant: "Shop".into(),
         request: TransactionRequest {
             function: Function::CardPurchase,
@@ -175,6 +180,218 @@ async fn pairing_codes(s: Arc<dyn Store>) {
     );
 }
 
+/// A code is consumed only for the merchant asked for: another merchant's code stays valid.
+async fn pairing_codes_by_merchant(s: Arc<dyn Store>) {
+    let mut other = device("d2");
+    other.merchant_id = MerchantId::from_stored("other".into());
+    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&other).await.unwrap();
+    let later = Utc::now() + Duration::minutes(2);
+    let code = PairingCode::parse("33333333").unwrap();
+    let d2 = DeviceId::parse("d2").unwrap();
+    assert!(s.replace_pairing_code(&d2, &code, later).await.unwrap());
+    let mid = MerchantId::from_stored("mid".into());
+    assert_eq!(
+        s.take_pairing_code(&code, Utc::now(), Some(&mid))
+            .await
+            .unwrap(),
+        None
+    );
+    let theirs = MerchantId::from_stored("other".into());
+    assert_eq!(
+        s.take_pairing_code(&code, Utc::now(), Some(&theirs))
+            .await
+            .unwrap(),
+        Some(d2),
+        "still valid for its own merchant"
+    );
+}
+
+fn audit(action: &str, target: &str, merchant: Option<&MerchantId>) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at: ms_now(),
+        actor: "cli".into(),
+        source: Some("127.0.0.1".into()),
+        action: action.into(),
+        target: target.into(),
+        merchant_id: merchant.cloned(),
+        detail: r#"{"name":"x"}"#.into(),
+    }
+}
+
+fn api_key(id: &str, owner: KeyOwner) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        secret_hash: "hash".into(),
+        owner,
+        scopes: Scopes::of([Scope::PosTransact, Scope::PosRead]),
+        label: "till software".into(),
+        created_at: ms_now(),
+        expires_at: Some(ms_now() + Duration::days(1)),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+async fn accounts(s: Arc<dyn Store>) {
+    let shop = MerchantRecord {
+        id: MerchantId::new(),
+        name: "Toys Shop".into(),
+        created_at: ms_now(),
+    };
+    s.create_merchant(&shop, &audit("merchant.created", shop.id.as_str(), Some(&shop.id)))
+        .await
+        .unwrap();
+    let clash = MerchantRecord {
+        id: MerchantId::new(),
+        ..shop.clone()
+    };
+    assert!(matches!(
+        s.create_merchant(&clash, &audit("merchant.created", "x", None)).await,
+        Err(InsertError::AlreadyExists)
+    ));
+    assert_eq!(s.merchant(&shop.id).await.unwrap(), Some(shop.clone()));
+    assert_eq!(s.merchant_named("Toys Shop").await.unwrap(), Some(shop.clone()));
+    assert_eq!(s.merchant_named("toys shop").await.unwrap(), None);
+    assert_eq!(s.merchants().await.unwrap(), vec![shop.clone()]);
+
+    let site = SiteRecord {
+        id: SiteId::new(),
+        merchant_id: shop.id.clone(),
+        name: "Main Street".into(),
+        created_at: ms_now(),
+    };
+    s.create_site(&site, &audit("site.created", site.id.as_str(), Some(&shop.id)))
+        .await
+        .unwrap();
+    let same_name = SiteRecord {
+        id: SiteId::new(),
+        ..site.clone()
+    };
+    assert!(matches!(
+        s.create_site(&same_name, &audit("site.created", "x", None)).await,
+        Err(InsertError::AlreadyExists)
+    ));
+    assert_eq!(s.site(&site.id).await.unwrap(), Some(site.clone()));
+    assert_eq!(s.sites(Some(&shop.id)).await.unwrap(), vec![site.clone()]);
+    assert_eq!(s.sites(Some(&MerchantId::new())).await.unwrap(), vec![]);
+    assert_eq!(s.sites(None).await.unwrap().len(), 1);
+
+    // Keys of every owner kind read back as written.
+    let of_shop = api_key("aaaaaaaaaaaa", KeyOwner::Merchant(shop.id.clone()));
+    let of_vendor = api_key("bbbbbbbbbbbb", KeyOwner::Vendor("Till2Go".into()));
+    let operator = ApiKeyRecord {
+        expires_at: None,
+        scopes: Scopes::of([Scope::Admin]),
+        ..api_key("cccccccccccc", KeyOwner::Installation)
+    };
+    for k in [&of_shop, &of_vendor, &operator] {
+        s.insert_api_key(k, &audit("api_key.created", &k.id, None))
+            .await
+            .unwrap();
+        assert_eq!(s.api_key(&k.id).await.unwrap().as_ref(), Some(k));
+    }
+    assert!(matches!(
+        s.insert_api_key(&of_shop, &audit("api_key.created", "x", None)).await,
+        Err(InsertError::AlreadyExists)
+    ));
+    assert_eq!(s.api_key("dddddddddddd").await.unwrap(), None);
+    assert_eq!(s.api_keys(None).await.unwrap().len(), 3);
+    assert_eq!(s.api_keys(Some(&shop.id)).await.unwrap(), vec![of_shop.clone()]);
+
+    let used = ms_now();
+    s.touch_api_key(&of_shop.id, used).await.unwrap();
+    assert_eq!(
+        s.api_key(&of_shop.id).await.unwrap().unwrap().last_used_at,
+        Some(used)
+    );
+    // Revoked once: the second revocation changes nothing and records nothing.
+    let at = ms_now();
+    assert!(s
+        .revoke_api_key(&of_shop.id, at, &audit("api_key.revoked", &of_shop.id, Some(&shop.id)))
+        .await
+        .unwrap());
+    assert!(!s
+        .revoke_api_key(&of_shop.id, at, &audit("api_key.revoked", &of_shop.id, Some(&shop.id)))
+        .await
+        .unwrap());
+    assert!(!s
+        .revoke_api_key("nothere", at, &audit("api_key.revoked", "nothere", None))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.api_key(&of_shop.id).await.unwrap().unwrap().revoked_at,
+        Some(at)
+    );
+
+    // The audit log: newest first, filtered, paged; a failed change left no entry.
+    s.append_audit(&audit("device.enrolled", "d1", Some(&shop.id)))
+        .await
+        .unwrap();
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    let all = s.audit(&q(|_| {})).await.unwrap();
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "device.enrolled",
+            "api_key.revoked",
+            "api_key.created",
+            "api_key.created",
+            "api_key.created",
+            "site.created",
+            "merchant.created"
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert_eq!(all[0].source.as_deref(), Some("127.0.0.1"));
+    assert_eq!(all[0].detail, r#"{"name":"x"}"#);
+    let shops = s
+        .audit(&AuditQuery {
+            merchant: Some(shop.id.clone()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(shops.len(), 4, "{shops:?}");
+    let keys = s
+        .audit(&AuditQuery {
+            action: Some("api_key.".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 4);
+    let page = s
+        .audit(&AuditQuery {
+            before: Some(all[1].seq),
+            limit: 2,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page, all[2..4].to_vec());
+    let by_actor = s
+        .audit(&AuditQuery {
+            actor: Some("someone".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_actor.is_empty());
+}
+
 async fn registers(s: Arc<dyn Store>) {
     s.insert_device(&device("d1")).await.unwrap();
     s.insert_device(&device("d2")).await.unwrap();
@@ -220,7 +437,7 @@ async fn routes(s: Arc<dyn Store>) {
         Some("a@b.c")
     );
     assert_eq!(route.device.id.as_str(), "d1");
-    assert_eq!(route.device.merchant_id, "mid");
+    assert_eq!(route.device.merchant_id.as_str(), "mid");
     assert!(!route.busy);
     // A transaction in progress makes the device busy; once completed it no longer does.
     let t = transaction(
@@ -983,6 +1200,8 @@ contract!(
     callbacks_are_claimed_by_one_node,
     devices_and_connections,
     pairing_codes,
+    pairing_codes_by_merchant,
+    accounts,
     registers,
     routes,
     transactions,
@@ -1110,5 +1329,108 @@ async fn sqlite_rows_that_cannot_be_records_are_corrupt() {
     corrupt("UPDATE transactions SET started_at = 9223372036854775807").await;
     let e = s.transaction(&offered.id).await.unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
+    raw.close().await;
+}
+
+/// The audit log refuses changes and deletions whatever writes to the database.
+#[tokio::test]
+async fn the_audit_log_is_append_only_even_to_raw_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let s = cloud::store::open(&url).await.unwrap();
+    s.append_audit(&audit("device.enrolled", "d1", None))
+        .await
+        .unwrap();
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+    ] {
+        let e = sqlx::query(sql).execute(&raw).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    raw.close().await;
+    eftcloud_testing::FreshDatabase::run("PostgreSQL store tests", |url| async move {
+        let s = cloud::store::open(&url).await.unwrap();
+        s.append_audit(&audit("device.enrolled", "d1", None))
+            .await
+            .unwrap();
+        let raw = sqlx::PgPool::connect(&url).await.unwrap();
+        for sql in [
+            "UPDATE audit_log SET actor = 'someone else'",
+            "DELETE FROM audit_log",
+        ] {
+            let e = sqlx::query(sql).execute(&raw).await.unwrap_err();
+            assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+        }
+        raw.close().await;
+    })
+    .await;
+}
+
+/// Data from before accounts existed moves over: each distinct merchant name of the devices
+/// becomes a merchant, and devices and their transactions carry its id.
+#[tokio::test]
+async fn sqlite_devices_before_accounts_become_merchants() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    for (id, merchant, mid) in [
+        ("d1", "Toys Shop", "00000000-0000-4000-8000-000000000002"),
+        ("d2", "Toys Shop", "00000000-0000-4000-8000-000000000001"),
+        ("d3", "", "00000000-0000-4000-8000-000000000003"),
+    ] {
+        sqlx::query(
+            "INSERT INTO devices (id, secret_hash, merchant, merchant_id, created_at) VALUES (?, 'h', ?, ?, 0)",
+        )
+        .bind(id)
+        .bind(merchant)
+        .bind(mid)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO transactions (id, device_id, register_id, business_name, vendor_name, register_name,
+           merchant_id, merchant, request, token, token_expires_at, created_at, state)
+         VALUES ('00000000-0000-4000-8000-00000000000a', 'd1', 'r', 'b', 'v', 'n',
+           '00000000-0000-4000-8000-000000000002', 'Toys Shop', '{}', 't', 0, 0, 'completed')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let s = cloud::store::open(&url).await.unwrap();
+    let merchants = s.merchants().await.unwrap();
+    let names: Vec<&str> = merchants.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["Toys Shop", "Unnamed merchant"]);
+    let toys = &merchants[0];
+    assert_eq!(toys.id.as_str(), "00000000-0000-4000-8000-000000000001");
+    for d in s.devices().await.unwrap() {
+        let want = if d.id.as_str() == "d3" {
+            &merchants[1].id
+        } else {
+            &toys.id
+        };
+        assert_eq!(&d.merchant_id, want, "{}", d.id);
+    }
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (tx_merchant,): (String,) = sqlx::query_as("SELECT merchant_id FROM transactions")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(tx_merchant, toys.id.as_str());
     raw.close().await;
 }

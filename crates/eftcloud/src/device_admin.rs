@@ -3,6 +3,7 @@
 use crate::database::DatabaseArgs;
 use cloud::bus::connections::Connections;
 use cloud::bus::LocalBus;
+use cloud::engine::accounts::Actor;
 use cloud::engine::devices::{EnrollError, NewDevice};
 use cloud::engine::{Engine, EngineSettings};
 use protocol::{DeviceId, RegisterKey};
@@ -21,9 +22,13 @@ pub enum DeviceCommand {
         vendor: String,
         #[arg(long, default_value = "")]
         model: String,
-        /// Merchant name, returned to the POS as `Merchant`.
+        /// The merchant, by id or name (returned to the POS as `Merchant`); a name no merchant
+        /// has yet creates that merchant.
         #[arg(long, default_value = "")]
         merchant: String,
+        /// A site of that merchant, by id or name (`eftcloud site add`).
+        #[arg(long)]
+        site: Option<String>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -73,6 +78,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             vendor,
             model,
             merchant,
+            site,
             database,
         } => {
             let id = DeviceId::parse(&id).map_err(|e| anyhow::anyhow!("--id '{id}': {e}"))?;
@@ -87,6 +93,7 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                         vendor,
                         model,
                         merchant,
+                        site,
                     },
                 )
                 .await
@@ -95,7 +102,9 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                     println!("{secret}");
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e @ EnrollError::AlreadyEnrolled(_)) => Err(anyhow::anyhow!("{e}")),
+                Err(e @ (EnrollError::AlreadyEnrolled(_) | EnrollError::Accounts(_))) => {
+                    Err(anyhow::anyhow!("{e}"))
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -113,13 +122,17 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             if store.device(&id).await?.is_none() {
                 anyhow::bail!("no device '{id}' is enrolled");
             }
+            let bus = Arc::new(LocalBus::new(Arc::new(Connections::default())));
+            let engine = Engine::new(store, bus, EngineSettings::default());
             let key = register_id
                 .map(|r| {
                     RegisterKey::parse(Some(&r), business.as_deref(), vendor.as_deref())
                         .map_err(|e| anyhow::anyhow!("{e}"))
                 })
                 .transpose()?;
-            let removed = store.unpair(&id, key.as_ref()).await?;
+            let removed = engine
+                .unpair(&id, key.as_ref(), &cloud::engine::accounts::Actor::cli())
+                .await?;
             if removed.is_empty() {
                 println!("nothing to unpair");
             }
@@ -132,7 +145,14 @@ pub async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             let store = database.open().await?;
             let mut devices = store.devices().await?;
             if let Some(m) = &merchant {
-                devices.retain(|d| &d.merchant == m);
+                // By merchant id, or by name (the merchant's or the one the device was given).
+                let account = store.merchant_named(m.trim()).await?.map(|a| a.id);
+                let by_id = cloud::domain::accounts::MerchantId::parse(m).ok();
+                devices.retain(|d| {
+                    &d.merchant == m
+                        || Some(&d.merchant_id) == account.as_ref()
+                        || Some(&d.merchant_id) == by_id.as_ref()
+                });
             }
             if devices.is_empty() {
                 println!("no devices enrolled (add one with `eftcloud device add --id <id>`)");
@@ -179,9 +199,9 @@ async fn credentials(id: &str, database: &DatabaseArgs, rotate: bool) -> anyhow:
     let bus = Arc::new(LocalBus::new(Arc::new(Connections::default())));
     let engine = Engine::new(store, bus, EngineSettings::default());
     if rotate {
-        println!("{}", engine.rotate_secret(&id).await?);
+        println!("{}", engine.rotate_secret(&id, &Actor::cli()).await?);
     } else {
-        engine.revoke(&id).await?;
+        engine.revoke(&id, &Actor::cli()).await?;
         println!("revoked {id}");
     }
     // This process holds no connections: a running cloud closes the device's current

@@ -1,6 +1,7 @@
 //! `eftcloud`: the cloud (`serve`), device administration (`device`), the device-side client
 //! (`terminal`) and a POS client (`pos`), in one binary.
 
+mod accounts_admin;
 mod bench;
 mod config_file;
 mod database;
@@ -39,6 +40,17 @@ enum Command {
     /// Enroll and list devices.
     #[command(subcommand)]
     Device(device_admin::DeviceCommand),
+    /// Add and list merchants (the businesses this installation serves).
+    #[command(subcommand)]
+    Merchant(accounts_admin::MerchantCommand),
+    /// Add and list sites (a merchant's stores).
+    #[command(subcommand)]
+    Site(accounts_admin::SiteCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(accounts_admin::ApiKeyCommand),
+    /// Show the audit log of admin actions.
+    Audit(accounts_admin::AuditArgs),
     /// Create or upgrade the database schema, then exit (serve also does it at start-up).
     Migrate {
         #[command(flatten)]
@@ -146,6 +158,10 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Config(ConfigCommand::Check(args)) => serve::check(args, &root, &matches, &loaded),
         Command::Device(cmd) => device_admin::run(cmd).await,
+        Command::Merchant(cmd) => accounts_admin::merchant(cmd).await,
+        Command::Site(cmd) => accounts_admin::site(cmd).await,
+        Command::ApiKey(cmd) => accounts_admin::api_key(cmd).await,
+        Command::Audit(args) => accounts_admin::audit(args).await,
         Command::CallbackSecret { database } => callback_secret(database).await,
         Command::Migrate { database } => database.open().await.map(|_| {
             println!("database schema is up to date");

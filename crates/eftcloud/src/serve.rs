@@ -59,8 +59,10 @@ pub struct ServeArgs {
     /// How long completed transactions are kept (lookup by reference works until then).
     #[arg(long, env = "EFTCLOUD_RETENTION", default_value = "180days", value_parser = duration)]
     retention: Duration,
-    /// Require POS API keys: `VENDOR=KEY` (repeatable; env: comma-separated). A key acts only
-    /// for its vendor's registers. None (the default): no key, as in SmartConnect.
+    /// A vendor key given here rather than created (`eftcloud api-key create --vendor`):
+    /// `VENDOR=KEY` (repeatable; env: comma-separated). It acts only for its vendor's registers
+    /// with the POS scopes, and with any given every POS request needs a key. None (the
+    /// default): keyless requests are accepted, as in SmartConnect.
     #[arg(
         long = "pos-api-key",
         env = "EFTCLOUD_POS_API_KEYS",
@@ -68,6 +70,16 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pos_api_keys: Vec<String>,
+    /// Refuse keyless POS requests: `all`, or the vendors (`POSVendorName`) whose registers
+    /// must send an API key (repeatable; env: comma-separated). See SECURITY.md.
+    #[arg(
+        long = "require-pos-keys",
+        env = "EFTCLOUD_REQUIRE_POS_KEYS",
+        value_delimiter = ',',
+        num_args = 0..=1,
+        default_missing_value = "all"
+    )]
+    require_pos_keys: Vec<String>,
     /// Secret for signing completion callbacks (HMAC-SHA256); generated and stored when unset.
     #[arg(long, env = "EFTCLOUD_CALLBACK_SECRET", hide_env_values = true)]
     callback_secret: Option<String>,
@@ -273,6 +285,9 @@ impl ServeArgs {
             nats_url: self.nats_url.clone(),
             poll_interval_min: self.poll_interval_min,
             sync_timeout: self.sync_timeout,
+            require_pos_keys: cloud::domain::accounts::KeylessPolicy::parse(
+                &self.require_pos_keys,
+            ),
             pos_api_keys: cloud::pos_api::credentials::ApiKeys::parse(&self.pos_api_keys)
                 .map_err(|e| anyhow::anyhow!(e))?,
             callbacks: CallbackSettings {

@@ -135,7 +135,7 @@ mod tests {
                 },
                 register_name: "Main".into(),
             },
-            merchant_id: "mid".into(),
+            merchant_id: crate::domain::accounts::MerchantId::from_stored("mid".into()),
             merchant: "Shop".into(),
             request: TransactionRequest {
                 function: Function::CardPurchase,

@@ -619,9 +619,8 @@ fn enroll_error(e: EnrollError) -> ApiError {
     match e {
         EnrollError::NotEnrolled(id) => DashboardError::DeviceNotEnrolled(id).into(),
         EnrollError::Store(e) => ServiceError::store(e).into(),
-        e @ (EnrollError::AlreadyEnrolled(_) | EnrollError::Accounts(_)) => {
-            ServiceError::internal(e).into()
-        }
+        EnrollError::Accounts(e) => e.into(),
+        e @ EnrollError::AlreadyEnrolled(_) => ServiceError::internal(e).into(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! operator dashboard. Assets are compiled into the binary: no front-end build step, no CDN,
 //! nothing to deploy beside it.
 
+pub mod accounts_api;
 pub mod dashboard;
 pub mod virtual_terminal;
 
@@ -118,6 +119,29 @@ pub fn routes(state: WebState) -> Router {
             get(dashboard::transaction).fallback(not_found),
         )
         .route("/admin/events", get(dashboard::live).fallback(not_found))
+        .route(
+            "/admin/merchants",
+            get(accounts_api::merchants)
+                .post(accounts_api::create_merchant)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/merchants/{id}/sites",
+            get(accounts_api::sites)
+                .post(accounts_api::create_site)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/api-keys",
+            get(accounts_api::api_keys)
+                .post(accounts_api::create_api_key)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/api-keys/{id}/revoke",
+            post(accounts_api::revoke_api_key).fallback(not_found),
+        )
+        .route("/admin/audit", get(accounts_api::audit).fallback(not_found))
         .with_state(state)
 }
 

@@ -342,6 +342,7 @@ async fn enroll(
         vendor: "eftcloud-bench".into(),
         model: "sim".into(),
         merchant: "Bench".into(),
+        site: None,
     };
     let results: Vec<anyhow::Result<Credentials>> = futures_util::stream::iter(0..n)
         .map(|i| {

@@ -74,6 +74,8 @@ pub struct Opts {
     pub node: String,
     /// POS API keys, `VENDOR=KEY` (none: not required).
     pub pos_api_keys: Vec<String>,
+    /// `--require-pos-keys` values (`all` or vendors; none: keyless accepted).
+    pub require_pos_keys: Vec<String>,
     /// The operator's admin token (none: dashboard and admin API off).
     pub admin_token: Option<String>,
     /// Most open connections per source address (0: no limit).
@@ -120,6 +122,7 @@ impl Default for Opts {
             database_url: None,
             node: "test".into(),
             pos_api_keys: Vec::new(),
+            require_pos_keys: Vec::new(),
             admin_token: None,
             max_connections_per_source: 0,
             api_limits: Default::default(),
@@ -254,6 +257,7 @@ pub async fn spawn_app_on(
             ..Default::default()
         },
         pos_api_keys: cloud::pos_api::credentials::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
+        require_pos_keys: cloud::domain::accounts::KeylessPolicy::parse(&opts.require_pos_keys),
         store_faults: Some(opts.store_faults.clone()),
     };
     let app = Application::build(config).await.expect("cloud builds");
@@ -295,6 +299,7 @@ impl TestApp {
                     vendor: "Acme".into(),
                     model: "T1".into(),
                     merchant: "Toys Shop Pty Ltd".into(),
+                    site: None,
                 },
             )
             .await

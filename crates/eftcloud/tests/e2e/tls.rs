@@ -116,6 +116,7 @@ impl TlsApp {
                     vendor: "Acme".into(),
                     model: "T1".into(),
                     merchant: "Toys Shop Pty Ltd".into(),
+                    site: None,
                 },
             )
             .await
