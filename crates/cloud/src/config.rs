@@ -273,7 +273,8 @@ mod tests {
         assert_eq!(c.self_enrollment(), Err(EnrollmentOff::Credentials));
         c.admin_token = None;
         c.pos_api_keys =
-            crate::pos_api::credentials::ApiKeys::parse(&["Till2Go=0123456789abcdef".into()]).unwrap();
+            crate::pos_api::credentials::ApiKeys::parse(&["Till2Go=0123456789abcdef".into()])
+                .unwrap();
         assert_eq!(c.self_enrollment(), Err(EnrollmentOff::Credentials));
     }
 

@@ -157,7 +157,10 @@ async fn pairing_codes(s: Arc<dyn Store>) {
     assert!(!s.replace_pairing_code(&d2, &a, later).await.unwrap());
     // A new code for d1 invalidates the old one.
     assert!(s.replace_pairing_code(&d1, &b, later).await.unwrap());
-    assert_eq!(s.take_pairing_code(&a, Utc::now(), None).await.unwrap(), None);
+    assert_eq!(
+        s.take_pairing_code(&a, Utc::now(), None).await.unwrap(),
+        None
+    );
     assert_eq!(
         s.take_pairing_code(&b, Utc::now(), None).await.unwrap(),
         Some(d1.clone())
@@ -240,19 +243,26 @@ async fn accounts(s: Arc<dyn Store>) {
         name: "Toys Shop".into(),
         created_at: ms_now(),
     };
-    s.create_merchant(&shop, &audit("merchant.created", shop.id.as_str(), Some(&shop.id)))
-        .await
-        .unwrap();
+    s.create_merchant(
+        &shop,
+        &audit("merchant.created", shop.id.as_str(), Some(&shop.id)),
+    )
+    .await
+    .unwrap();
     let clash = MerchantRecord {
         id: MerchantId::new(),
         ..shop.clone()
     };
     assert!(matches!(
-        s.create_merchant(&clash, &audit("merchant.created", "x", None)).await,
+        s.create_merchant(&clash, &audit("merchant.created", "x", None))
+            .await,
         Err(InsertError::AlreadyExists)
     ));
     assert_eq!(s.merchant(&shop.id).await.unwrap(), Some(shop.clone()));
-    assert_eq!(s.merchant_named("Toys Shop").await.unwrap(), Some(shop.clone()));
+    assert_eq!(
+        s.merchant_named("Toys Shop").await.unwrap(),
+        Some(shop.clone())
+    );
     assert_eq!(s.merchant_named("toys shop").await.unwrap(), None);
     assert_eq!(s.merchants().await.unwrap(), vec![shop.clone()]);
 
@@ -262,15 +272,19 @@ async fn accounts(s: Arc<dyn Store>) {
         name: "Main Street".into(),
         created_at: ms_now(),
     };
-    s.create_site(&site, &audit("site.created", site.id.as_str(), Some(&shop.id)))
-        .await
-        .unwrap();
+    s.create_site(
+        &site,
+        &audit("site.created", site.id.as_str(), Some(&shop.id)),
+    )
+    .await
+    .unwrap();
     let same_name = SiteRecord {
         id: SiteId::new(),
         ..site.clone()
     };
     assert!(matches!(
-        s.create_site(&same_name, &audit("site.created", "x", None)).await,
+        s.create_site(&same_name, &audit("site.created", "x", None))
+            .await,
         Err(InsertError::AlreadyExists)
     ));
     assert_eq!(s.site(&site.id).await.unwrap(), Some(site.clone()));
@@ -293,12 +307,16 @@ async fn accounts(s: Arc<dyn Store>) {
         assert_eq!(s.api_key(&k.id).await.unwrap().as_ref(), Some(k));
     }
     assert!(matches!(
-        s.insert_api_key(&of_shop, &audit("api_key.created", "x", None)).await,
+        s.insert_api_key(&of_shop, &audit("api_key.created", "x", None))
+            .await,
         Err(InsertError::AlreadyExists)
     ));
     assert_eq!(s.api_key("dddddddddddd").await.unwrap(), None);
     assert_eq!(s.api_keys(None).await.unwrap().len(), 3);
-    assert_eq!(s.api_keys(Some(&shop.id)).await.unwrap(), vec![of_shop.clone()]);
+    assert_eq!(
+        s.api_keys(Some(&shop.id)).await.unwrap(),
+        vec![of_shop.clone()]
+    );
 
     let used = ms_now();
     s.touch_api_key(&of_shop.id, used).await.unwrap();
@@ -309,11 +327,19 @@ async fn accounts(s: Arc<dyn Store>) {
     // Revoked once: the second revocation changes nothing and records nothing.
     let at = ms_now();
     assert!(s
-        .revoke_api_key(&of_shop.id, at, &audit("api_key.revoked", &of_shop.id, Some(&shop.id)))
+        .revoke_api_key(
+            &of_shop.id,
+            at,
+            &audit("api_key.revoked", &of_shop.id, Some(&shop.id))
+        )
         .await
         .unwrap());
     assert!(!s
-        .revoke_api_key(&of_shop.id, at, &audit("api_key.revoked", &of_shop.id, Some(&shop.id)))
+        .revoke_api_key(
+            &of_shop.id,
+            at,
+            &audit("api_key.revoked", &of_shop.id, Some(&shop.id))
+        )
         .await
         .unwrap());
     assert!(!s
@@ -1074,7 +1100,10 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
         ["operator", "v-busy", "v-new", "v-online", "v-recent"]
     );
     assert!(s.register(&key("r-never")).await.unwrap().is_none());
-    assert_eq!(s.take_pairing_code(&code, Utc::now(), None).await.unwrap(), None);
+    assert_eq!(
+        s.take_pairing_code(&code, Utc::now(), None).await.unwrap(),
+        None
+    );
     assert!(s.device(&id("v-new")).await.unwrap().unwrap().self_enrolled);
     assert!(
         !s.device(&id("operator"))

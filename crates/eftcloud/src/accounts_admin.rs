@@ -185,7 +185,9 @@ pub async fn site(cmd: SiteCommand) -> anyhow::Result<ExitCode> {
             };
             let sites = engine.sites(m.as_ref()).await?;
             if sites.is_empty() {
-                println!("no sites (add one with `eftcloud site add --merchant <m> --name <name>`)");
+                println!(
+                    "no sites (add one with `eftcloud site add --merchant <m> --name <name>`)"
+                );
             } else {
                 println!("{:<36}  {:<36}  NAME", "SITE", "MERCHANT");
                 for s in sites {
@@ -211,8 +213,12 @@ pub async fn api_key(cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
         } => {
             let engine = engine(&database).await?;
             let owner = match (merchant, vendor) {
-                (Some(m), _) => KeyOwner::Merchant(engine.find_merchant(&m).await.map_err(fail)?.id),
-                (None, Some(v)) if v.trim().is_empty() => anyhow::bail!("--vendor must not be empty"),
+                (Some(m), _) => {
+                    KeyOwner::Merchant(engine.find_merchant(&m).await.map_err(fail)?.id)
+                }
+                (None, Some(v)) if v.trim().is_empty() => {
+                    anyhow::bail!("--vendor must not be empty")
+                }
                 (None, Some(v)) => KeyOwner::Vendor(v.trim().to_string()),
                 (None, None) => KeyOwner::Installation,
             };

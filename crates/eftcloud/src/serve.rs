@@ -285,9 +285,7 @@ impl ServeArgs {
             nats_url: self.nats_url.clone(),
             poll_interval_min: self.poll_interval_min,
             sync_timeout: self.sync_timeout,
-            require_pos_keys: cloud::domain::accounts::KeylessPolicy::parse(
-                &self.require_pos_keys,
-            ),
+            require_pos_keys: cloud::domain::accounts::KeylessPolicy::parse(&self.require_pos_keys),
             pos_api_keys: cloud::pos_api::credentials::ApiKeys::parse(&self.pos_api_keys)
                 .map_err(|e| anyhow::anyhow!(e))?,
             callbacks: CallbackSettings {

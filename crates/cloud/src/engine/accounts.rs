@@ -244,7 +244,10 @@ impl Engine {
     }
 
     /// The sites of one merchant or all.
-    pub async fn sites(&self, merchant: Option<&MerchantId>) -> Result<Vec<SiteRecord>, StoreError> {
+    pub async fn sites(
+        &self,
+        merchant: Option<&MerchantId>,
+    ) -> Result<Vec<SiteRecord>, StoreError> {
         self.store().sites(merchant).await
     }
 
@@ -329,11 +332,7 @@ impl Engine {
     /// at most once a minute per key.
     pub async fn authenticate_key(&self, presented: &str) -> Result<Principal, KeyRefused> {
         let (id, secret) = parse_key(presented).ok_or(KeyRefused::Malformed)?;
-        let record = self
-            .store()
-            .api_key(id)
-            .await?
-            .ok_or(KeyRefused::Invalid)?;
+        let record = self.store().api_key(id).await?.ok_or(KeyRefused::Invalid)?;
         let now = self.now();
         if !constant_time_eq(hash(secret).as_bytes(), record.secret_hash.as_bytes())
             || !record.is_live(now)

@@ -41,9 +41,7 @@ impl HttpError for AccessError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::InvalidToken | Self::TokenExpired | Self::KeyRequired => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::InvalidToken | Self::TokenExpired | Self::KeyRequired => StatusCode::UNAUTHORIZED,
             Self::PollingTooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::AlreadyCompleted(_) => StatusCode::CONFLICT,
         }

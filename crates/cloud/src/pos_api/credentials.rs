@@ -301,7 +301,10 @@ mod tests {
     fn bearer_tokens_are_read_in_either_case_and_blank_is_none() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer  k1 "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer  k1 "),
+        );
         assert_eq!(bearer(&h), Some("k1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer k2"));
         assert_eq!(bearer(&h), Some("k2"));

@@ -55,9 +55,9 @@ impl From<AccountsError> for ApiError {
             e @ (AccountsError::MerchantExists(_) | AccountsError::SiteExists(..)) => {
                 AccountsApiError::Conflict(e.to_string()).into()
             }
-            e @ (AccountsError::NoMerchant(_) | AccountsError::NoSite(_) | AccountsError::NoKey(_)) => {
-                AccountsApiError::NotFound(e.to_string()).into()
-            }
+            e @ (AccountsError::NoMerchant(_)
+            | AccountsError::NoSite(_)
+            | AccountsError::NoKey(_)) => AccountsApiError::NotFound(e.to_string()).into(),
             e @ (AccountsError::Invalid(_) | AccountsError::ExpiryPassed) => {
                 AccountsApiError::Invalid(e.to_string()).into()
             }
@@ -303,10 +303,9 @@ pub async fn create_api_key(
     let b: NewKeyBody = body(&bytes)?;
     let owner = match (b.merchant_id, b.vendor) {
         (Some(_), Some(_)) => {
-            return Err(AccountsApiError::Invalid(
-                "give merchantId or vendor, not both".into(),
+            return Err(
+                AccountsApiError::Invalid("give merchantId or vendor, not both".into()).into(),
             )
-            .into())
         }
         (Some(m), None) => KeyOwner::Merchant(seen_merchant(&state, &admin, &m).await?.id),
         (None, Some(v)) if !v.trim().is_empty() => KeyOwner::Vendor(v.trim().to_string()),

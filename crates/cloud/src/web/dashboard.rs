@@ -5,8 +5,8 @@
 use super::{asset, WebState};
 use crate::domain::accounts::{MerchantId, Principal, Scope};
 use crate::domain::lifecycle::{CompletedBy, Phase};
-use crate::engine::accounts::{Actor, KeyRefused, KEY_PREFIX};
 use crate::domain::{RegisterRecord, TransactionRecord};
+use crate::engine::accounts::{Actor, KeyRefused, KEY_PREFIX};
 use crate::engine::devices::EnrollError;
 use crate::engine::queries::TransactionQuery;
 use crate::pos_api::error::{ApiError, HttpError, ServiceError};

@@ -2,6 +2,7 @@
 //! file per test, real terminal agents and the POS client. One test binary for the crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod bench;
 mod browser;
 mod callbacks;

@@ -127,7 +127,11 @@ impl AccountStore for PostgresStore {
         .collect()
     }
 
-    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEntry) -> Result<(), InsertError> {
+    async fn insert_api_key(
+        &self,
+        k: &ApiKeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), InsertError> {
         let (owner, merchant, vendor) = columns::key_owner_columns(&k.owner);
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         inserted(
@@ -184,14 +188,13 @@ impl AccountStore for PostgresStore {
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(ms(at))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(ms(at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if n == 1 {
             insert_audit(&mut tx, audit).await?;
         }

@@ -140,7 +140,11 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEntry) -> Result<(), InsertError> {
+    async fn insert_api_key(
+        &self,
+        k: &ApiKeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), InsertError> {
         let (k, audit) = (k.clone(), audit.clone());
         self.writer
             .write(move |conn| {

@@ -1,0 +1,564 @@
+//! Accounts end to end: two merchants, two POS vendors, every kind of credential against every
+//! `/pos` and `/admin` route, on SQLite and on PostgreSQL; keys created and revoked through the
+//! admin API; a key revoked on one node refused by another at once.
+
+use crate::harness::*;
+use cloud::domain::accounts::{KeyOwner, MerchantRecord, Scope, Scopes};
+use cloud::engine::accounts::{Actor, NewApiKey};
+use cloud::engine::devices::NewDevice;
+use eftcloud_testing::FreshDatabase;
+use pos::PairingDetails;
+use protocol::{DeviceId, RegisterKey};
+use reqwest::Method;
+use std::sync::Arc;
+use terminal::TerminalEvent;
+
+const ADMIN_TOKEN: &str = "accounts-admin-token";
+
+/// The credentials of the table, in the order of each row's expectations.
+const CREDENTIALS: [&str; 12] = [
+    "none",
+    "key A",
+    "key A read",
+    "key B",
+    "vendor 1",
+    "vendor 2",
+    "admin A",
+    "operator",
+    "reports",
+    "revoked",
+    "malformed",
+    "admin token",
+];
+
+/// A merchant with a device running a real terminal, a register paired to it (of `vendor`)
+/// and one completed purchase made with POS reference `ref`.
+struct Shop {
+    merchant: MerchantRecord,
+    register: RegisterKey,
+    transaction_id: String,
+    token: String,
+    /// A second device of the merchant, never connected (rotating its secret harms no one).
+    spare: DeviceId,
+    _terminal: Terminal,
+}
+
+async fn shop(app: &TestApp, name: &str, vendor: &str, device: &str) -> Shop {
+    let engine = &app.engine;
+    let merchant = engine.create_merchant(name, &Actor::cli()).await.unwrap();
+    let enroll = |id: String| {
+        let merchant = merchant.id.to_string();
+        async move {
+            let id = DeviceId::parse(&id).unwrap();
+            let details = NewDevice {
+                merchant,
+                ..NewDevice::default()
+            };
+            let secret = engine.enroll_device(&id, &details).await.unwrap();
+            (id, secret)
+        }
+    };
+    let (id, secret) = enroll(device.to_string()).await;
+    let (spare, _) = enroll(format!("{device}-spare")).await;
+    let journal = app.dir.path().join(format!("{device}.journal"));
+    let mut t = start_terminal(app, id.as_str(), &secret, &journal, fast_simulator()).await;
+    let code = t.next_code().await;
+    let register = RegisterKey {
+        register_id: format!("till-{}", uuid::Uuid::new_v4()),
+        business_name: name.into(),
+        vendor_name: vendor.into(),
+    };
+    app.pos()
+        .pair(&code, &register, &PairingDetails::new("Front"))
+        .await
+        .unwrap();
+    t.wait_for(|e| matches!(e, TerminalEvent::Paired { .. }).then_some(()))
+        .await;
+    let (status, started) = app
+        .post_form("/pos/transaction", &purchase_ref(&register))
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let url = started["data"]["PollingUrl"].as_str().unwrap().to_string();
+    poll_until_completed(app, &url).await;
+    Shop {
+        merchant,
+        transaction_id: started["transactionId"].as_str().unwrap().into(),
+        token: started["merchantAccessToken"].as_str().unwrap().into(),
+        register,
+        spare,
+        _terminal: t,
+    }
+}
+
+fn purchase_ref(r: &RegisterKey) -> Vec<(&'static str, &str)> {
+    let mut f = purchase(r, "1500");
+    f.push(("PosReference", "ref-1"));
+    f
+}
+
+async fn key(app: &TestApp, owner: KeyOwner, scopes: &[Scope]) -> String {
+    app.engine
+        .create_api_key(
+            NewApiKey {
+                owner,
+                scopes: Scopes::of(scopes.iter().copied()),
+                label: String::new(),
+                expires_at: None,
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap()
+        .key
+}
+
+/// One request of the table.
+struct Call {
+    what: String,
+    method: Method,
+    path: String,
+    form: Vec<(String, String)>,
+    /// What a 200 must say beside its status (a check on the JSON body).
+    check: Option<fn(&str, &serde_json::Value)>,
+}
+
+fn call(method: Method, path: String, form: &[(&str, &str)]) -> Call {
+    Call {
+        what: format!("{method} {path}"),
+        method,
+        path,
+        form: form
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        check: None,
+    }
+}
+
+async fn send(app: &TestApp, c: &Call, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    let url = app.url(&c.path);
+    let mut req = app.http.request(c.method.clone(), &url);
+    req = if c.method == Method::GET {
+        req.query(&c.form)
+    } else if c.path.starts_with("/admin/merchants") && c.method == Method::POST {
+        req.json(&serde_json::json!({ "name": format!("New merchant {}", uuid::Uuid::new_v4()) }))
+    } else {
+        req.form(&c.form)
+    };
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// Every credential against every route: status by credential, in [`CREDENTIALS`] order.
+async fn credential_table(app: TestApp) {
+    let a = shop(&app, "Merchant A", "VendorOne", "dev-a").await;
+    let b = shop(&app, "Merchant B", "VendorTwo", "dev-b").await;
+    let pos = [Scope::PosTransact, Scope::PosRead];
+    let key_a = key(&app, KeyOwner::Merchant(a.merchant.id.clone()), &pos).await;
+    let key_a_read = key(
+        &app,
+        KeyOwner::Merchant(a.merchant.id.clone()),
+        &[Scope::PosRead],
+    )
+    .await;
+    let key_b = key(&app, KeyOwner::Merchant(b.merchant.id.clone()), &pos).await;
+    let vendor_1 = key(&app, KeyOwner::Vendor("VendorOne".into()), &pos).await;
+    let vendor_2 = key(&app, KeyOwner::Vendor("VendorTwo".into()), &pos).await;
+    let admin_a = key(
+        &app,
+        KeyOwner::Merchant(a.merchant.id.clone()),
+        &[Scope::Admin],
+    )
+    .await;
+    let operator = key(&app, KeyOwner::Installation, &[Scope::Admin]).await;
+    let reports = key(&app, KeyOwner::Installation, &[Scope::ReportsRead]).await;
+    let revoked = key(&app, KeyOwner::Installation, &Scope::ALL).await;
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
+    app.engine
+        .revoke_api_key(
+            &revoked_id,
+            &cloud::domain::accounts::Principal::owner_token(),
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
+    let malformed = "eftk_nothing_like_a_key".to_string();
+    let bearers: [Option<&str>; 12] = [
+        None,
+        Some(&key_a),
+        Some(&key_a_read),
+        Some(&key_b),
+        Some(&vendor_1),
+        Some(&vendor_2),
+        Some(&admin_a),
+        Some(&operator),
+        Some(&reports),
+        Some(&revoked),
+        Some(&malformed),
+        Some(ADMIN_TOKEN),
+    ];
+
+    let triple = register_form(&a.register);
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut f = triple.clone();
+        f.extend_from_slice(extra);
+        f
+    };
+    let (tx_a, tx_b) = (a.transaction_id.as_str(), b.transaction_id.as_str());
+    let paired = |want: bool| -> fn(&str, &serde_json::Value) {
+        if want {
+            |who, body| assert_eq!(body["paired"], true, "{who}: {body}")
+        } else {
+            |who, body| assert_eq!(body["paired"], false, "{who}: {body}")
+        }
+    };
+    let only_a_devices: fn(&str, &serde_json::Value) = |who, body| {
+        let ids: Vec<&str> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["deviceId"].as_str().unwrap())
+            .collect();
+        if who == "admin A" {
+            assert_eq!(ids, ["dev-a", "dev-a-spare"], "{who}");
+        } else {
+            assert_eq!(ids.len(), 4, "{who}: {ids:?}");
+        }
+    };
+    let only_a_transactions: fn(&str, &serde_json::Value) = |who, body| {
+        let devices: Vec<&str> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["deviceId"].as_str().unwrap())
+            .collect();
+        if who == "admin A" {
+            assert_eq!(devices, ["dev-a"], "{who}");
+        } else {
+            assert_eq!(devices.len(), 2, "{who}: {devices:?}");
+        }
+    };
+    let merchants_seen: fn(&str, &serde_json::Value) = |who, body| {
+        let n = body.as_array().unwrap().len();
+        if who == "admin A" {
+            assert_eq!(n, 1, "{who}: {body}");
+        } else {
+            assert!(n >= 2, "{who}: {body}");
+        }
+    };
+
+    use Method as M;
+    #[rustfmt::skip]
+    let rows: Vec<(Call, [u16; 12])> = vec![
+        //                                                      none key-A A-read key-B vend1 vend2 adm-A oper  repo  revok malf  token
+        (call(M::POST, "/pos/transaction".into(), &purchase_ref(&a.register)),
+                                                                [200, 200, 403, 400, 200, 403, 403, 403, 403, 401, 401, 401]),
+        (call(M::GET, format!("/pos/transaction/{tx_a}"), &[("merchantAccessToken", &a.token)]),
+                                                                [200, 200, 200, 404, 200, 404, 403, 403, 403, 401, 401, 401]),
+        (call(M::POST, format!("/pos/transaction/{tx_a}/cancel"), &triple),
+                                                                [409, 409, 403, 404, 409, 403, 403, 403, 403, 401, 401, 401]),
+        (call(M::GET, format!("/pos/transaction/{tx_a}/events"), &triple),
+                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401]),
+        (call(M::GET, "/pos/lookup".into(), &with(&[("PosReference", "ref-1")])),
+                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401]),
+        (Call { check: Some(paired(true)), ..call(M::GET, "/pos/register".into(), &triple) },
+                                                                [200, 200, 200, 0, 200, 403, 403, 403, 403, 401, 401, 401]),
+        (Call { check: Some(paired(false)), what: "GET /pos/register (as key B)".into(), ..call(M::GET, "/pos/register".into(), &triple) },
+                                                                [0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0]),
+        (Call { check: Some(only_a_devices), ..call(M::GET, "/admin/devices".into(), &[]) },
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200]),
+        (Call { check: Some(only_a_transactions), ..call(M::GET, "/admin/transactions".into(), &[]) },
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200]),
+        (call(M::GET, format!("/admin/transactions/{tx_a}"), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200]),
+        (call(M::GET, format!("/admin/transactions/{tx_b}"), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 404, 200, 200, 401, 401, 200]),
+        (call(M::POST, format!("/admin/devices/{}/rotate-secret", a.spare), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+        (call(M::POST, format!("/admin/devices/{}/rotate-secret", b.spare), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 404, 200, 403, 401, 401, 200]),
+        (Call { check: Some(merchants_seen), ..call(M::GET, "/admin/merchants".into(), &[]) },
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+        (call(M::POST, "/admin/merchants".into(), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 403, 201, 403, 401, 401, 201]),
+        (call(M::GET, format!("/admin/merchants/{}/sites", a.merchant.id), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+        (call(M::GET, format!("/admin/merchants/{}/sites", b.merchant.id), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 404, 200, 403, 401, 401, 200]),
+        (call(M::GET, "/admin/api-keys".into(), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+        (call(M::GET, "/admin/audit".into(), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+        (call(M::GET, "/admin/events".into(), &[]),
+                                                                [401, 403, 403, 403, 403, 403, 0, 0, 0, 401, 401, 0]),
+    ];
+    let mut wrong = Vec::new();
+    for (c, expected) in &rows {
+        for (i, want) in expected.iter().enumerate() {
+            if *want == 0 {
+                continue;
+            }
+            let (status, body) = send(&app, c, bearers[i]).await;
+            if status != *want {
+                wrong.push(format!(
+                    "{} as {}: {status} (want {want}) {body}",
+                    c.what, CREDENTIALS[i]
+                ));
+            } else if status == 200 {
+                if let Some(check) = c.check {
+                    check(CREDENTIALS[i], &body);
+                }
+            } else if status >= 400 {
+                assert!(
+                    body["error"].is_string(),
+                    "{} as {}: {body}",
+                    c.what,
+                    CREDENTIALS[i]
+                );
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+
+    // A merchant's key cannot pair with another merchant's code (as if the code did not
+    // exist), and the code stays valid for its own merchant.
+    let mut device = RawDevice::connect(&app, "dev-a-spare", &rotate(&app, &a.spare).await).await;
+    let code = device.code().await;
+    let newcomer = RegisterKey {
+        register_id: "till-new".into(),
+        business_name: "Merchant A".into(),
+        vendor_name: "VendorOne".into(),
+    };
+    let mut form = register_form(&newcomer);
+    form.push(("POSRegisterName", "New"));
+    let pair = |bearer: String| {
+        let (app, form, code) = (&app, form.clone(), code.clone());
+        async move {
+            let r = app
+                .http
+                .put(app.url(&format!("/pos/pairing/{code}")))
+                .bearer_auth(bearer)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(pair(key_b.clone()).await, 400);
+    assert_eq!(pair(key_a.clone()).await, 200);
+    app.stop().await;
+}
+
+/// A new secret for a device (printed once), through the engine.
+async fn rotate(app: &TestApp, id: &DeviceId) -> String {
+    app.engine.rotate_secret(id, &Actor::cli()).await.unwrap()
+}
+
+fn opts() -> Opts {
+    let mut opts = Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    };
+    // The table presents dozens of wrong credentials from one address on purpose.
+    opts.api_limits.admin_tokens.failures_per_source = 10_000;
+    opts
+}
+
+#[tokio::test]
+async fn every_credential_against_every_route_on_sqlite() {
+    credential_table(spawn_app_with(opts()).await).await;
+}
+
+#[tokio::test]
+async fn every_credential_against_every_route_on_postgres() {
+    FreshDatabase::run("PostgreSQL accounts test", |url| async move {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        credential_table(spawn_app_on(url, dir, opts(), None).await).await;
+    })
+    .await;
+}
+
+/// Keys made and revoked through the admin API; a revocation on one node is refused by
+/// another sharing the store, on its next request.
+#[tokio::test]
+async fn a_key_revoked_on_one_node_is_refused_by_another_at_once() {
+    FreshDatabase::run("PostgreSQL accounts test", |url| async move {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let node_a = spawn_app_on(url.clone(), dir.clone(), opts(), None).await;
+        let node_b = spawn_app_on(url, dir, opts(), None).await;
+        let admin = |app: &TestApp, method: Method, path: &str| {
+            app.http
+                .request(method, app.url(path))
+                .bearer_auth(ADMIN_TOKEN)
+        };
+        let r = admin(&node_a, Method::POST, "/admin/merchants")
+            .json(&serde_json::json!({ "name": "Corner Shop" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let merchant: serde_json::Value = r.json().await.unwrap();
+        let r = admin(&node_a, Method::POST, "/admin/api-keys")
+            .json(&serde_json::json!({
+                "merchantId": merchant["merchantId"],
+                "scopes": ["pos:read"],
+                "label": "till app",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let created: serde_json::Value = r.json().await.unwrap();
+        let key = created["apiKey"].as_str().unwrap().to_string();
+        let id = created["keyId"].as_str().unwrap().to_string();
+        assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+        assert_eq!(created["scopes"], serde_json::json!(["pos:read"]));
+
+        let status_on_b = || async {
+            node_b
+                .http
+                .get(node_b.url("/pos/register"))
+                .query(&register_form(&register("x")))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(status_on_b().await, 200);
+        let r = admin(
+            &node_a,
+            Method::POST,
+            &format!("/admin/api-keys/{id}/revoke"),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(status_on_b().await, 401);
+        // Revoked once: a second revocation is a 404, and the list shows it revoked.
+        let r = admin(
+            &node_b,
+            Method::POST,
+            &format!("/admin/api-keys/{id}/revoke"),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 404);
+        let keys: serde_json::Value = admin(&node_b, Method::GET, "/admin/api-keys")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(keys[0]["revokedAt"].is_string(), "{keys}");
+        assert!(
+            keys[0].get("apiKey").is_none(),
+            "the key is shown only once"
+        );
+
+        // The audit log has both, with the admin token as actor.
+        let log: serde_json::Value = admin(&node_b, Method::GET, "/admin/audit?action=api_key.")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let actions: Vec<&str> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["api_key.revoked", "api_key.created"]);
+        assert_eq!(log[0]["actor"], "admin-token");
+        assert_eq!(log[0]["source"], "127.0.0.1");
+        assert_eq!(log[1]["detail"]["scopes"], "pos:read");
+        node_a.stop().await;
+        node_b.stop().await;
+    })
+    .await;
+}
+
+/// Bad input to the accounts API gets a clear error.
+#[tokio::test]
+async fn bad_account_requests_are_refused_clearly() {
+    let app = spawn_app_with(opts()).await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .post(app.url(path))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (
+                status,
+                body["error"].as_str().unwrap_or_default().to_string(),
+            )
+        }
+    };
+    let (s, e) = post(
+        "/admin/api-keys",
+        serde_json::json!({"scopes": ["pos:write"]}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        e.contains("unknown scope 'pos:write'") && e.contains("pos:transact"),
+        "{e}"
+    );
+    let (s, e) = post("/admin/api-keys", serde_json::json!({"scopes": []})).await;
+    assert_eq!(s, 400, "{e}");
+    let (s, e) = post(
+        "/admin/api-keys",
+        serde_json::json!({"vendor": "Till2Go", "scopes": ["admin"]}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(e.contains("pos:*"), "{e}");
+    let (s, _) = post(
+        "/admin/api-keys",
+        serde_json::json!({"merchantId": uuid::Uuid::new_v4(), "scopes": ["pos:read"]}),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, e) = post(
+        "/admin/api-keys",
+        serde_json::json!({"scopes": ["admin"], "expiresAt": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(e.contains("future"), "{e}");
+    let (s, _) = post("/admin/merchants", serde_json::json!({"name": "Dup"})).await;
+    assert_eq!(s, 201);
+    let (s, e) = post("/admin/merchants", serde_json::json!({"name": " Dup "})).await;
+    assert_eq!(s, 409);
+    assert!(e.contains("already exists"), "{e}");
+    let (s, _) = post("/admin/merchants", serde_json::json!({"name": ""})).await;
+    assert_eq!(s, 400);
+    let (s, e) = post("/admin/merchants", serde_json::json!({"nom": "x"})).await;
+    assert_eq!(s, 400);
+    assert!(e.contains("invalid JSON body"), "{e}");
+    app.stop().await;
+}
