@@ -112,6 +112,8 @@ pub struct Application {
     store: Arc<dyn store::Store>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The first owner's one-time setup link, while nobody has an account.
+    setup_url: Option<Url>,
 }
 
 impl Application {
@@ -223,12 +225,27 @@ impl Application {
             ),
             (Err(why), _) => tracing::debug!(%why, "virtual terminal self-enrollment is off"),
         }
-        let web = crate::web::WebState::new(
+        // A new installation greets its first owner with a one-time link (not in production,
+        // where `eftcloud user add --role owner` does it).
+        let setup = if config.first_run_setup && !engine.has_users().await? {
+            let token = hex::encode(rand::random::<[u8; 32]>());
+            let link = crate::web::sign_in::SetupLink::new(&token, engine.now() + SETUP_LINK_TTL);
+            let mut url = public_url.clone();
+            url.set_path("/dashboard/setup");
+            url.set_query(Some(&format!("token={token}")));
+            Some((Arc::new(link), url))
+        } else {
+            None
+        };
+        let secure_cookies = tls.is_some() || public_url.scheme() == "https";
+        let web = crate::web::WebState::with_people(
             engine.clone(),
             enrollment,
             config.admin_token.as_deref(),
             &config.api_limits,
             shutdown.clone(),
+            setup.as_ref().map(|(link, _)| link.clone()),
+            secure_cookies,
         );
         // Without its own listener, /metrics is one more route of the main one.
         let metrics_here = config.metrics_listen.is_none().then(|| metrics.clone());
@@ -272,7 +289,14 @@ impl Application {
             store,
             shutdown,
             tasks,
+            setup_url: setup.map(|(_, url)| url),
         })
+    }
+
+    /// The first owner's one-time setup link, when the installation has nobody yet (and
+    /// first-run setup is on): `serve` prints it.
+    pub fn setup_url(&self) -> Option<&Url> {
+        self.setup_url.as_ref()
     }
 
     /// Whether the store and the bus are available (what `/readyz` answers).
@@ -404,6 +428,9 @@ impl Application {
         Ok(())
     }
 }
+
+/// How long the first owner's setup link works.
+const SETUP_LINK_TTL: chrono::Duration = chrono::Duration::hours(24);
 
 fn default_public_url(addr: SocketAddr, tls: bool) -> Url {
     let host = if addr.ip().is_unspecified() {

@@ -41,6 +41,9 @@ pub struct Config {
     pub require_pos_keys: crate::domain::accounts::KeylessPolicy,
     /// Commit failures on demand (tests and the soak only; `serve` never sets it).
     pub store_faults: Option<std::sync::Arc<crate::store::StoreFaults>>,
+    /// Whether a cloud with nobody signed up yet makes a one-time setup link for its first
+    /// owner (off under `--production`).
+    pub first_run_setup: bool,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             metrics_listen: None,
             listeners: ListenerSettings::default(),
             store_faults: None,
+            first_run_setup: true,
         }
     }
 }

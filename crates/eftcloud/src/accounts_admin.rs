@@ -351,3 +351,159 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+fn parse_role(s: &str) -> Result<cloud::domain::people::Role, String> {
+    s.parse()
+        .map_err(|e: cloud::domain::people::PersonError| e.to_string())
+}
+
+/// People who sign in to the dashboard.
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a person. Prints a generated password unless --password-stdin gives one.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// owner, operator, merchant-admin or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: cloud::domain::people::Role,
+        /// Their merchant (id or name): required for a merchant-admin, optional for a viewer.
+        #[arg(long)]
+        merchant: Option<String>,
+        /// Read the password from the first line of standard input instead.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List people.
+    List {
+        /// Only this merchant's (id or name).
+        #[arg(long)]
+        merchant: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Remove a person; their sessions end at once.
+    Remove {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Set a new password (generated and printed, or read with --password-stdin); the
+    /// person's sessions end at once.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// The password to set: the first line of stdin, or a generated one (printed).
+fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let p = line.trim_end_matches(['\r', '\n']).to_string();
+        if p.is_empty() {
+            anyhow::bail!("--password-stdin: no password on standard input");
+        }
+        return Ok((p, false));
+    }
+    Ok((cloud::engine::people::generate_password(), true))
+}
+
+/// Runs a user command.
+pub async fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    use cloud::engine::people::NewUser;
+    match cmd {
+        UserCommand::Add {
+            email,
+            role,
+            merchant,
+            password_stdin,
+            database,
+        } => {
+            let engine = engine(&database).await?;
+            let merchant = match merchant {
+                Some(m) => Some(engine.find_merchant(&m).await.map_err(fail)?.id),
+                None => None,
+            };
+            let (password, generated) = password(password_stdin)?;
+            let user = engine
+                .create_user(
+                    NewUser {
+                        email,
+                        password: password.clone(),
+                        role,
+                        merchant,
+                    },
+                    &Actor::cli(),
+                )
+                .await
+                .map_err(fail)?;
+            if generated {
+                println!("{password}");
+            }
+            eprintln!("added {} ({})", user.email, user.role);
+        }
+        UserCommand::List { merchant, database } => {
+            let engine = engine(&database).await?;
+            let principal = match merchant {
+                Some(m) => cloud::domain::accounts::Principal::Key {
+                    id: "cli".into(),
+                    owner: KeyOwner::Merchant(engine.find_merchant(&m).await.map_err(fail)?.id),
+                    scopes: Scopes::of([Scope::Admin]),
+                },
+                None => cloud::domain::accounts::Principal::owner_token(),
+            };
+            let users = engine.users(&principal).await?;
+            if users.is_empty() {
+                println!(
+                    "nobody yet (add an owner with `eftcloud user add --email <e> --role owner`)"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<40}  {:<15}  MERCHANT", "EMAIL", "ROLE");
+            for u in users {
+                println!(
+                    "{:<40}  {:<15}  {}",
+                    u.email.as_str(),
+                    u.role.as_str(),
+                    u.merchant_id
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        UserCommand::Remove { email, database } => {
+            let engine = engine(&database).await?;
+            let u = engine
+                .remove_user(&email, &Actor::cli())
+                .await
+                .map_err(fail)?;
+            println!("removed {}", u.email);
+        }
+        UserCommand::ResetPassword {
+            email,
+            password_stdin,
+            database,
+        } => {
+            let engine = engine(&database).await?;
+            let (password, generated) = password(password_stdin)?;
+            let u = engine
+                .reset_password(&email, &password, &Actor::cli())
+                .await
+                .map_err(fail)?;
+            if generated {
+                println!("{password}");
+            }
+            eprintln!("new password set for {}; their sessions ended", u.email);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -51,6 +51,9 @@ enum Command {
     ApiKey(accounts_admin::ApiKeyCommand),
     /// Show the audit log of admin actions.
     Audit(accounts_admin::AuditArgs),
+    /// Add, list and remove the people who sign in to the dashboard.
+    #[command(subcommand)]
+    User(accounts_admin::UserCommand),
     /// Create or upgrade the database schema, then exit (serve also does it at start-up).
     Migrate {
         #[command(flatten)]
@@ -162,6 +165,7 @@ async fn main() -> ExitCode {
         Command::Site(cmd) => accounts_admin::site(cmd).await,
         Command::ApiKey(cmd) => accounts_admin::api_key(cmd).await,
         Command::Audit(args) => accounts_admin::audit(args).await,
+        Command::User(cmd) => accounts_admin::user(cmd).await,
         Command::CallbackSecret { database } => callback_secret(database).await,
         Command::Migrate { database } => database.open().await.map(|_| {
             println!("database schema is up to date");

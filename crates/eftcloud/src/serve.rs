@@ -327,6 +327,7 @@ impl ServeArgs {
                 max_connections_per_source: self.max_connections_per_source,
             },
             store_faults: None,
+            first_run_setup: !self.production,
         })
     }
 }
@@ -416,6 +417,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = app.metrics_addr() {
         println!("eftcloud metrics on http://{addr}/metrics");
     }
+    let page = |path: &str| format!("{}{path}", app.public_url().as_str().trim_end_matches('/'));
+    match app.setup_url() {
+        Some(url) => {
+            println!("dashboard: {url} (one-time link to create the owner account, valid 24 h)")
+        }
+        None => println!("dashboard: {}", page("/dashboard")),
+    }
+    println!("virtual terminal: {}", page("/virtual-terminal"));
+    println!("API reference: {}", page("/openapi.json"));
     tracing::info!(
         listen = %app.local_addr(),
         device_listen = %app.device_addr(),

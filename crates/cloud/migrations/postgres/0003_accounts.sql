@@ -65,3 +65,30 @@ CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
 FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+
+-- People who sign in to the dashboard. Passwords are argon2id hashes (PHC strings).
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY,
+    -- Lower-cased, so one person has one account.
+    email           TEXT NOT NULL UNIQUE,
+    password_hash   TEXT NOT NULL,
+    -- 'owner' | 'operator' | 'merchant-admin' | 'viewer'
+    role            TEXT NOT NULL,
+    merchant_id     TEXT REFERENCES merchants(id),
+    created_at      BIGINT NOT NULL,
+    -- Wrong passwords since the last sign-in, and the lockout they caused; in the store, so
+    -- every node counts the same guesses.
+    failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+    locked_until    BIGINT
+);
+
+-- Dashboard sessions, stored so that they hold on every node. `id` is the SHA-256 of the
+-- cookie's token.
+CREATE TABLE sessions (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf_token   TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions(user_id);

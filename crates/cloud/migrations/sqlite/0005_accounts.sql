@@ -66,3 +66,30 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+-- People who sign in to the dashboard. Passwords are argon2id hashes (PHC strings).
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY NOT NULL,
+    -- Lower-cased, so one person has one account.
+    email           TEXT NOT NULL UNIQUE,
+    password_hash   TEXT NOT NULL,
+    -- 'owner' | 'operator' | 'merchant-admin' | 'viewer'
+    role            TEXT NOT NULL,
+    merchant_id     TEXT REFERENCES merchants(id),
+    created_at      INTEGER NOT NULL,
+    -- Wrong passwords since the last sign-in, and the lockout they caused; in the store, so
+    -- every node counts the same guesses.
+    failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+    locked_until    INTEGER
+) STRICT;
+
+-- Dashboard sessions, stored so that they hold on every node. `id` is the SHA-256 of the
+-- cookie's token.
+CREATE TABLE sessions (
+    id           TEXT PRIMARY KEY NOT NULL,
+    user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf_token   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_user ON sessions(user_id);

@@ -303,6 +303,15 @@ pub enum Principal {
         owner: KeyOwner,
         scopes: Scopes,
     },
+    /// A person signed in to the dashboard: their role's scopes over the installation or
+    /// their merchant.
+    Person {
+        user_id: String,
+        email: String,
+        role: super::people::Role,
+        /// Installation, or the person's merchant (never a vendor).
+        owner: KeyOwner,
+    },
 }
 
 impl Principal {
@@ -321,6 +330,7 @@ impl Principal {
         match self {
             Principal::Keyless => matches!(scope, Scope::PosTransact | Scope::PosRead),
             Principal::Key { scopes, .. } => scopes.grants(scope),
+            Principal::Person { role, .. } => role.scopes().grants(scope),
         }
     }
 
@@ -330,7 +340,7 @@ impl Principal {
         match self {
             // Keyless access is bounded by the register triple or the token, checked apart.
             Principal::Keyless => true,
-            Principal::Key { owner, .. } => match owner {
+            Principal::Key { owner, .. } | Principal::Person { owner, .. } => match owner {
                 KeyOwner::Installation => true,
                 KeyOwner::Merchant(m) => m == merchant,
                 KeyOwner::Vendor(v) => vendor.is_some_and(|x| x == v),
@@ -342,6 +352,10 @@ impl Principal {
     pub fn merchant(&self) -> Option<&MerchantId> {
         match self {
             Principal::Key {
+                owner: KeyOwner::Merchant(m),
+                ..
+            }
+            | Principal::Person {
                 owner: KeyOwner::Merchant(m),
                 ..
             } => Some(m),
@@ -365,6 +379,7 @@ impl Principal {
         match self {
             Principal::Keyless => "keyless".into(),
             Principal::Key { id, .. } => format!("key:{id}"),
+            Principal::Person { email, .. } => format!("user:{email}"),
         }
     }
 }
@@ -411,7 +426,7 @@ pub struct AuditEntry {
     /// Order of recording; assigned by the store (0 before it is stored).
     pub seq: i64,
     pub at: DateTime<Utc>,
-    /// Who: `key:<id>`, `admin-token`, `cli`, `user:<email>`.
+    /// Who: `key:<id>`, `admin-token`, `cli`, `user:<email>`, `device:<id>`.
     pub actor: String,
     /// The source address, when it came over the network.
     pub source: Option<String>,

@@ -9,6 +9,7 @@ pub mod deadlines;
 pub mod devices;
 pub mod outbox;
 pub mod pairing;
+pub mod people;
 pub mod queries;
 pub mod retention;
 pub mod transactions;
@@ -44,6 +45,10 @@ pub struct EngineSettings {
     pub clock: Arc<dyn Clock>,
     /// How long a device the virtual terminal page enrolled is kept while unused.
     pub virtual_terminal_ttl: Duration,
+    /// A dashboard session ends after this long unused.
+    pub session_idle: Duration,
+    /// A dashboard session ends this long after sign-in, however busy.
+    pub session_ttl: Duration,
 }
 
 impl Default for EngineSettings {
@@ -56,6 +61,8 @@ impl Default for EngineSettings {
             retention: Duration::from_secs(180 * 24 * 3600),
             clock: Arc::new(SystemClock),
             virtual_terminal_ttl: Duration::from_secs(24 * 3600),
+            session_idle: Duration::from_secs(8 * 3600),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct ApiLimits {
     pub enrollment: PairingGuardSettings,
     /// Wrong admin tokens allowed per source.
     pub admin_tokens: PairingGuardSettings,
+    /// Failed dashboard sign-ins allowed per source (each account also locks itself after
+    /// five wrong passwords in a row).
+    pub sign_ins: PairingGuardSettings,
 }
 
 impl Default for ApiLimits {
@@ -72,6 +75,12 @@ impl Default for ApiLimits {
             },
             // No global budget: it would let anyone lock the operator out.
             admin_tokens: PairingGuardSettings {
+                failures_per_source: 10,
+                failures_global: 0,
+                window: minute,
+                trust_forwarded_for: false,
+            },
+            sign_ins: PairingGuardSettings {
                 failures_per_source: 10,
                 failures_global: 0,
                 window: minute,

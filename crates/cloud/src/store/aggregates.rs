@@ -9,6 +9,7 @@ use crate::domain::accounts::{
     ApiKeyRecord, AuditEntry, AuditQuery, MerchantId, MerchantRecord, SiteId, SiteRecord,
 };
 use crate::domain::lifecycle::Phase;
+use crate::domain::people::{Email, SessionRecord, UserRecord};
 use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 use crate::domain::timeline::TimelineEvent;
 use chrono::{DateTime, Utc};
@@ -253,6 +254,36 @@ store_aggregates! {
         read fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
     }
 
+    /// People and their dashboard sessions.
+    trait PeopleStore {
+        /// Adds a person; `AlreadyExists` if the email is taken.
+        write fn create_user(&self, user: &UserRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        /// Adds the first person, only while there is none (the setup link); false if someone
+        /// was first.
+        write fn create_first_user(&self, user: &UserRecord, audit: &AuditEntry) -> Result<bool, StoreError>;
+        /// One person by id.
+        read fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+        /// One person by (lower-cased) email.
+        read fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
+        /// People of one merchant, or all, by email.
+        read fn users(&self, merchant: Option<&MerchantId>) -> Result<Vec<UserRecord>, StoreError>;
+        /// Removes a person and their sessions; false if there was none.
+        write fn delete_user(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError>;
+        /// Replaces a password and ends the person's sessions; false if there was none.
+        write fn set_password(&self, id: &str, password_hash: &str, audit: &AuditEntry) -> Result<bool, StoreError>;
+        /// Counts a wrong password; from the `max`th in a row, sign-in is locked until
+        /// `lock_until`. Recorded in the audit log in the same commit.
+        write fn record_failed_sign_in(&self, id: &str, max: u32, lock_until: DateTime<Utc>, audit: &AuditEntry) -> Result<(), StoreError>;
+        /// Starts a session: the failure count is reset and the sign-in recorded, in one commit.
+        write fn insert_session(&self, session: &SessionRecord, audit: &AuditEntry) -> Result<(), StoreError>;
+        /// One session by id (the SHA-256 of its token).
+        read fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+        /// Records the session's use.
+        write fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+        /// Ends a session; false if there was none.
+        write fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
+    }
+
     /// The store as a whole: probes and the installation's secrets.
     trait Housekeeping {
         /// Checks that the store answers (readiness probe).
@@ -278,6 +309,7 @@ pub trait Store:
     + TimelineStore
     + OutboxStore
     + AccountStore
+    + PeopleStore
     + Housekeeping
 {
 }
@@ -289,6 +321,7 @@ impl<T> Store for T where
         + TimelineStore
         + OutboxStore
         + AccountStore
+        + PeopleStore
         + Housekeeping
 {
 }

@@ -9,6 +9,7 @@ use crate::domain::accounts::{
     ApiKeyRecord, AuditEntry, KeyOwner, MerchantId, MerchantRecord, Scopes, SiteId, SiteRecord,
 };
 use crate::domain::lifecycle::{Completion, Phase};
+use crate::domain::people::{Email, Role, SessionRecord, UserRecord};
 use crate::domain::{DeviceRecord, RegisterRecord, TransactionRecord};
 use chrono::{DateTime, Utc};
 use protocol::{DeviceId, RegisterInfo, RegisterKey, TransactionId, TransactionRequest};
@@ -131,6 +132,36 @@ pub(super) fn audit_entry(row: &impl Columns) -> Result<AuditEntry, StoreError> 
         target: row.text("target")?,
         merchant_id: row.opt_text("merchant_id")?.map(MerchantId::from_stored),
         detail: row.text("detail")?,
+    })
+}
+
+/// A user row.
+pub(super) fn user(row: &impl Columns) -> Result<UserRecord, StoreError> {
+    let id = row.text("id")?;
+    let role = row
+        .text("role")?
+        .parse::<Role>()
+        .map_err(|e| StoreError::Corrupt(format!("user {id}: {e}")))?;
+    Ok(UserRecord {
+        email: Email::from_stored(row.text("email")?),
+        password_hash: row.text("password_hash")?,
+        role,
+        merchant_id: row.opt_text("merchant_id")?.map(MerchantId::from_stored),
+        created_at: time(row, "created_at")?,
+        failed_sign_ins: row.count("failed_sign_ins")?,
+        locked_until: opt_time(row, "locked_until")?,
+        id,
+    })
+}
+
+/// A session row.
+pub(super) fn session(row: &impl Columns) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id: row.text("id")?,
+        user_id: row.text("user_id")?,
+        csrf_token: row.text("csrf_token")?,
+        created_at: time(row, "created_at")?,
+        last_seen_at: time(row, "last_seen_at")?,
     })
 }
 

@@ -13,7 +13,7 @@ use crate::pos_api::error::{ApiError, HttpError, ServiceError};
 use crate::pos_api::pairing_guard::ClientAddr;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -50,8 +50,14 @@ pub enum DashboardError {
     #[error("Too many wrong admin tokens from this address; retry in {retry_after_secs} s")]
     TooManyWrongTokens { retry_after_secs: u64 },
     /// 401.
-    #[error("admin credential required: send Authorization: Bearer <admin token or API key>")]
+    #[error("sign in at /dashboard, or send Authorization: Bearer <admin token or API key>")]
     TokenRequired,
+    /// 401: the session cookie names no live session (signed out, idle or too old).
+    #[error("the session has ended; sign in again")]
+    SessionEnded,
+    /// 403: a change made with the session cookie but without its CSRF token.
+    #[error("CSRF token missing or wrong: send the session's X-CSRF-Token")]
+    Csrf,
     /// 403: the credential is valid but lacks the route's scope.
     #[error("this credential lacks the scope {0}")]
     MissingScope(Scope),
@@ -82,8 +88,8 @@ impl HttpError for DashboardError {
                 StatusCode::NOT_FOUND
             }
             Self::TooManyWrongTokens { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::TokenRequired => StatusCode::UNAUTHORIZED,
-            Self::MissingScope(_) => StatusCode::FORBIDDEN,
+            Self::TokenRequired | Self::SessionEnded => StatusCode::UNAUTHORIZED,
+            Self::MissingScope(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::InvalidTime(_) | Self::InvalidDeviceId(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -174,18 +180,49 @@ impl FromRequestParts<WebState> for Admin {
             Ok(a) => a,
             Err(never) => match never {},
         };
-        let principal = authorize(state, &parts.headers, source).await?;
+        let principal = match crate::pos_api::credentials::bearer(&parts.headers) {
+            Some(presented) => authorize(state, presented, source).await?,
+            None => from_session(state, &parts.method, &parts.headers).await?,
+        };
         let actor = Actor::of(&principal, source);
         Ok(Admin { principal, actor })
     }
 }
 
+/// The person a session cookie signs in. A change (any method but GET and HEAD) must carry the
+/// session's CSRF token: another site's page can make the browser send the cookie (were it
+/// not `SameSite=Strict`), never read the token.
+async fn from_session(
+    state: &WebState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    let Some(token) = super::sign_in::session_token(headers) else {
+        return Err(DashboardError::TokenRequired.into());
+    };
+    let Some(active) = state.engine.session(token).await? else {
+        return Err(DashboardError::SessionEnded.into());
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let sent = headers
+            .get(super::sign_in::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !crate::engine::devices::constant_time_eq(
+            sent.as_bytes(),
+            active.session.csrf_token.as_bytes(),
+        ) {
+            return Err(DashboardError::Csrf.into());
+        }
+    }
+    Ok(active.principal)
+}
+
 async fn authorize(
     state: &WebState,
-    headers: &HeaderMap,
+    presented: &str,
     source: Option<IpAddr>,
 ) -> Result<Principal, ApiError> {
-    let presented = crate::pos_api::credentials::bearer(headers).unwrap_or("");
     let is_key = presented.starts_with(KEY_PREFIX);
     if state.admin_token.is_none() && !is_key {
         return Err(DashboardError::Disabled.into());
@@ -211,7 +248,7 @@ async fn authorize(
             &Sha256::digest(expected.as_bytes()),
             &Sha256::digest(presented.as_bytes()),
         );
-        (!presented.is_empty() && same).then(Principal::owner_token)
+        same.then(Principal::owner_token)
     };
     let Some(principal) = principal else {
         if attempt.failures() == 1 {

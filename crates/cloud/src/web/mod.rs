@@ -4,6 +4,7 @@
 
 pub mod accounts_api;
 pub mod dashboard;
+pub mod sign_in;
 pub mod virtual_terminal;
 
 use crate::config::EnrollmentOff;
@@ -30,6 +31,12 @@ pub struct WebState {
     pub enrollment_guard: Arc<PairingGuard>,
     /// Wrong admin tokens per source address.
     pub admin_guard: Arc<PairingGuard>,
+    /// Failed sign-ins per source address (each account counts its own in the store).
+    pub sign_in_guard: Arc<PairingGuard>,
+    /// The first owner's setup link, while nobody has an account.
+    pub setup: Option<Arc<sign_in::SetupLink>>,
+    /// Whether session cookies are `Secure` (served over TLS).
+    pub secure_cookies: bool,
     /// Whether sources are taken from `X-Forwarded-For`.
     trust_forwarded_for: bool,
     /// Cancelled on shutdown: ends the dashboard's live streams.
@@ -45,6 +52,27 @@ impl WebState {
         limits: &ApiLimits,
         shutdown: CancellationToken,
     ) -> Self {
+        Self::with_people(
+            engine,
+            enrollment,
+            admin_token,
+            limits,
+            shutdown,
+            None,
+            false,
+        )
+    }
+
+    /// The pages' state with the first owner's setup link and the cookies' `Secure` flag.
+    pub fn with_people(
+        engine: Engine,
+        enrollment: Result<(), EnrollmentOff>,
+        admin_token: Option<&str>,
+        limits: &ApiLimits,
+        shutdown: CancellationToken,
+        setup: Option<Arc<sign_in::SetupLink>>,
+        secure_cookies: bool,
+    ) -> Self {
         Self {
             engine,
             enrollment,
@@ -57,6 +85,12 @@ impl WebState {
                 "admin token",
                 limits.admin_tokens.clone(),
             )),
+            sign_in_guard: Arc::new(PairingGuard::named(
+                "dashboard sign-in",
+                limits.sign_ins.clone(),
+            )),
+            setup,
+            secure_cookies,
             trust_forwarded_for: limits.pairing.trust_forwarded_for,
             shutdown,
         }
@@ -73,6 +107,7 @@ impl ForwardedFor for WebState {
 pub fn routes(state: WebState) -> Router {
     use crate::pos_api::error::not_found;
     Router::new()
+        .route("/", get(index).fallback(not_found))
         .route(
             "/virtual-terminal",
             get(virtual_terminal::page).fallback(not_found),
@@ -90,6 +125,28 @@ pub fn routes(state: WebState) -> Router {
             post(virtual_terminal::create_device).fallback(not_found),
         )
         .route("/dashboard", get(dashboard::page).fallback(not_found))
+        .route(
+            "/dashboard/sign-in",
+            post(sign_in::sign_in).fallback(not_found),
+        )
+        .route(
+            "/dashboard/sign-out",
+            post(sign_in::sign_out).fallback(not_found),
+        )
+        .route(
+            "/dashboard/session",
+            get(sign_in::session).fallback(not_found),
+        )
+        .route(
+            "/dashboard/setup",
+            get(sign_in::setup_page)
+                .post(sign_in::setup)
+                .fallback(not_found),
+        )
+        .route(
+            "/dashboard/setup.js",
+            get(sign_in::setup_script).fallback(not_found),
+        )
         .route(
             "/dashboard/app.js",
             get(dashboard::script).fallback(not_found),
@@ -143,6 +200,23 @@ pub fn routes(state: WebState) -> Router {
         )
         .route("/admin/audit", get(accounts_api::audit).fallback(not_found))
         .with_state(state)
+}
+
+/// `GET /`: where the pages are.
+async fn index() -> Response {
+    asset(
+        "text/html; charset=utf-8",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>eftcloud</title><link rel=\"stylesheet\" href=\"/dashboard/style.css\"></head>\
+         <body><header class=\"topbar\"><h1>eftcloud</h1></header><main class=\"layout\">\
+         <section class=\"panel\"><h2>This cloud</h2><ul>\
+         <li><a href=\"/dashboard\">Dashboard</a>: devices, transactions, keys and the audit log \
+         (sign in)</li>\
+         <li><a href=\"/virtual-terminal\">Virtual terminal</a>: a payment terminal in the browser</li>\
+         <li><a href=\"/openapi.json\">API reference</a> (OpenAPI 3.1) of the POS API</li>\
+         </ul></section></main></body></html>",
+    )
 }
 
 /// A compiled-in asset with its content type. Pages load only their own assets and talk only

@@ -76,6 +76,11 @@ pub struct Opts {
     pub pos_api_keys: Vec<String>,
     /// `--require-pos-keys` values (`all` or vendors; none: keyless accepted).
     pub require_pos_keys: Vec<String>,
+    /// Whether a cloud with nobody signed up makes a setup link (off unless a test asks).
+    pub first_run_setup: bool,
+    /// Dashboard sessions: idle and absolute expiry.
+    pub session_idle: Duration,
+    pub session_ttl: Duration,
     /// The operator's admin token (none: dashboard and admin API off).
     pub admin_token: Option<String>,
     /// Most open connections per source address (0: no limit).
@@ -123,6 +128,9 @@ impl Default for Opts {
             node: "test".into(),
             pos_api_keys: Vec::new(),
             require_pos_keys: Vec::new(),
+            first_run_setup: false,
+            session_idle: Duration::from_secs(8 * 3600),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
             admin_token: None,
             max_connections_per_source: 0,
             api_limits: Default::default(),
@@ -229,6 +237,8 @@ pub async fn spawn_app_on(
             retention: opts.retention,
             virtual_terminal_ttl: opts.virtual_terminal_ttl,
             clock: opts.clock.clone(),
+            session_idle: opts.session_idle,
+            session_ttl: opts.session_ttl,
         },
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,
@@ -259,6 +269,7 @@ pub async fn spawn_app_on(
         pos_api_keys: cloud::pos_api::credentials::ApiKeys::parse(&opts.pos_api_keys).unwrap(),
         require_pos_keys: cloud::domain::accounts::KeylessPolicy::parse(&opts.require_pos_keys),
         store_faults: Some(opts.store_faults.clone()),
+        first_run_setup: opts.first_run_setup,
     };
     let app = Application::build(config).await.expect("cloud builds");
     let addr = app.local_addr();

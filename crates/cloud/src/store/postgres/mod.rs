@@ -7,6 +7,7 @@
 //! `DELETE ... RETURNING`.
 
 mod accounts;
+mod people;
 
 use super::columns::{
     self, callback_status, from_ms, ms, parse_device_id, parse_transaction_id, phase_columns,

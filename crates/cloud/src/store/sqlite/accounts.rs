@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 
-fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
+pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO audit_log (at, actor, source, action, target, merchant_id, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

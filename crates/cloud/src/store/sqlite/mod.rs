@@ -13,6 +13,7 @@
 //! calls avoid a thread hand-off per statement.
 
 mod accounts;
+mod people;
 mod writer;
 
 use super::columns::{
