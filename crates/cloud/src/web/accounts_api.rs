@@ -369,6 +369,41 @@ pub async fn revoke_api_key(
     Ok(Json(revoked.into()))
 }
 
+/// A person as the API shows them (never the password hash).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub email: String,
+    pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<String>,
+    pub created_at: String,
+    /// Sign-in refused until then, after too many wrong passwords.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+}
+
+/// `GET /admin/users`: the people the credential sees (its merchant's, or all).
+pub async fn users(
+    State(state): State<WebState>,
+    admin: Admin,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    admin.require(Scope::Admin)?;
+    let users = state.engine.users(&admin.principal).await?;
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|u| UserView {
+                email: u.email.to_string(),
+                role: u.role.as_str(),
+                merchant_id: u.merchant_id.map(|m| m.to_string()),
+                created_at: rfc3339(u.created_at),
+                locked_until: u.locked_until.map(rfc3339),
+            })
+            .collect(),
+    ))
+}
+
 /// Filters of `GET /admin/audit`.
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditFilter {

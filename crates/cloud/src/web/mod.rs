@@ -199,6 +199,7 @@ pub fn routes(state: WebState) -> Router {
             post(accounts_api::revoke_api_key).fallback(not_found),
         )
         .route("/admin/audit", get(accounts_api::audit).fallback(not_found))
+        .route("/admin/users", get(accounts_api::users).fallback(not_found))
         .with_state(state)
 }
 

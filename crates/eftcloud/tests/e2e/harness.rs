@@ -157,6 +157,8 @@ pub struct TestApp {
     pub engine: Engine,
     pub http: reqwest::Client,
     pub dir: Arc<tempfile::TempDir>,
+    /// The first owner's setup link (with `Opts::first_run_setup` on a cloud with nobody).
+    pub setup_url: Option<String>,
     stop: CancellationToken,
     handle: Option<JoinHandle<()>>,
 }
@@ -275,6 +277,7 @@ pub async fn spawn_app_on(
     let addr = app.local_addr();
     let health = app.health().clone();
     let engine = app.engine().clone();
+    let setup_url = app.setup_url().map(|u| u.to_string());
     let stop = CancellationToken::new();
     let s = stop.clone();
     let handle = tokio::spawn(async move {
@@ -288,6 +291,7 @@ pub async fn spawn_app_on(
         engine,
         http: reqwest::Client::new(),
         dir,
+        setup_url,
         stop,
         handle: Some(handle),
     }
