@@ -562,3 +562,357 @@ async fn bad_account_requests_are_refused_clearly() {
     assert!(e.contains("invalid JSON body"), "{e}");
     app.stop().await;
 }
+
+mod people {
+    use super::*;
+    use cloud::domain::people::Role;
+    use cloud::engine::people::NewUser;
+
+    const PASSWORD: &str = "correct horse battery staple";
+
+    async fn person(app: &TestApp, email: &str, role: Role, merchant: Option<&MerchantRecord>) {
+        app.engine
+            .create_user(
+                NewUser {
+                    email: email.into(),
+                    password: PASSWORD.into(),
+                    role,
+                    merchant: merchant.map(|m| m.id.clone()),
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Signs in; returns the status, the session cookie (`name=value`) and the body.
+    async fn sign_in(
+        app: &TestApp,
+        email: &str,
+        password: &str,
+    ) -> (
+        u16,
+        Option<String>,
+        reqwest::header::HeaderMap,
+        serde_json::Value,
+    ) {
+        let r = app
+            .http
+            .post(app.url("/dashboard/sign-in"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let cookie = headers
+            .get("set-cookie")
+            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string());
+        (status, cookie, headers, r.json().await.unwrap())
+    }
+
+    fn with_cookie(
+        app: &TestApp,
+        method: Method,
+        path: &str,
+        cookie: &str,
+    ) -> reqwest::RequestBuilder {
+        app.http
+            .request(method, app.url(path))
+            .header("cookie", cookie)
+    }
+
+    #[tokio::test]
+    async fn people_sign_in_with_a_session_that_needs_its_csrf_token_for_changes() {
+        let app = spawn_app_with(opts()).await;
+        let shop = app
+            .engine
+            .create_merchant("Corner Shop", &Actor::cli())
+            .await
+            .unwrap();
+        person(&app, "Owner@Example.com", Role::Owner, None).await;
+        person(&app, "viewer@example.com", Role::Viewer, Some(&shop)).await;
+        let id = DeviceId::parse("till-1").unwrap();
+        app.engine
+            .enroll_device(
+                &id,
+                &NewDevice {
+                    merchant: shop.id.to_string(),
+                    ..NewDevice::default()
+                },
+            )
+            .await
+            .unwrap();
+
+        // Wrong password and unknown email: the same generic 401.
+        let (s, cookie, _, body) = sign_in(&app, "owner@example.com", "wrong password!!").await;
+        assert_eq!((s, cookie.is_none()), (401, true));
+        let (s2, _, _, body2) = sign_in(&app, "nobody@example.com", PASSWORD).await;
+        assert_eq!(s2, 401);
+        assert_eq!(body, body2);
+        assert_eq!(body["error"], "wrong email or password");
+
+        // The email is matched in any case; the cookie is HttpOnly and SameSite=Strict.
+        let (s, cookie, headers, me) = sign_in(&app, "OWNER@example.com", PASSWORD).await;
+        assert_eq!(s, 200, "{me}");
+        let set_cookie = headers["set-cookie"].to_str().unwrap();
+        assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+        assert!(!set_cookie.contains("Secure"), "plain HTTP: no Secure flag");
+        assert_eq!(me["role"], "owner");
+        assert_eq!(me["email"], "owner@example.com");
+        let cookie = cookie.unwrap();
+        let csrf = me["csrfToken"].as_str().unwrap().to_string();
+
+        let r = with_cookie(&app, Method::GET, "/admin/devices", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let rotate = format!("/admin/devices/{id}/rotate-secret");
+        let r = with_cookie(&app, Method::POST, &rotate, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "a change without the CSRF token");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("CSRF"), "{body}");
+        let r = with_cookie(&app, Method::POST, &rotate, &cookie)
+            .header("x-csrf-token", "not-the-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = with_cookie(&app, Method::POST, &rotate, &cookie)
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = with_cookie(&app, Method::GET, "/dashboard/session", &cookie)
+            .send()
+            .await
+            .unwrap();
+        let me: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(me["csrfToken"], csrf.as_str());
+
+        // A viewer reads but changes nothing.
+        let (_, viewer, _, vme) = sign_in(&app, "viewer@example.com", PASSWORD).await;
+        let viewer = viewer.unwrap();
+        let r = with_cookie(&app, Method::GET, "/admin/transactions", &viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = with_cookie(&app, Method::POST, &rotate, &viewer)
+            .header("x-csrf-token", vme["csrfToken"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = with_cookie(&app, Method::GET, "/admin/api-keys", &viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+
+        // Sign-out ends the session on the server: the same cookie opens nothing after.
+        let r = with_cookie(&app, Method::POST, "/dashboard/sign-out", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "sign-out is a change too");
+        let r = with_cookie(&app, Method::POST, "/dashboard/sign-out", &cookie)
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert!(r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+        let r = with_cookie(&app, Method::GET, "/admin/devices", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+
+        // Everything was recorded, failures included, with the source.
+        let log = app
+            .engine
+            .audit_log(
+                &cloud::domain::accounts::Principal::owner_token(),
+                cloud::domain::accounts::AuditQuery {
+                    action: Some("user.".into()),
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "user.signed_out",
+                "user.signed_in",
+                "user.signed_in",
+                "user.sign_in_failed",
+                "user.added",
+                "user.added"
+            ]
+        );
+        assert_eq!(log[0].source.as_deref(), Some("127.0.0.1"));
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn wrong_passwords_lock_the_account_on_every_node_and_sessions_expire() {
+        FreshDatabase::run("PostgreSQL accounts test", |url| async move {
+            let clock = manual_clock();
+            let dir = Arc::new(tempfile::tempdir().unwrap());
+            let mut o = opts();
+            o.clock = clock.clone();
+            o.session_idle = std::time::Duration::from_secs(600);
+            o.session_ttl = std::time::Duration::from_secs(3600);
+            let node_a = spawn_app_on(url.clone(), dir.clone(), o.clone(), None).await;
+            let node_b = spawn_app_on(url, dir, o, None).await;
+            person(&node_a, "ana@example.com", Role::Operator, None).await;
+
+            // A session made on one node holds on the other.
+            let (_, cookie, _, _) = sign_in(&node_a, "ana@example.com", PASSWORD).await;
+            let cookie = cookie.unwrap();
+            async fn devices(app: &TestApp, cookie: &str) -> u16 {
+                with_cookie(app, Method::GET, "/admin/devices", cookie)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+            let status = |app| devices(app, &cookie);
+            assert_eq!(status(&node_b).await, 200);
+            // Idle expiry: used within ten minutes it lives; ten idle minutes end it.
+            clock.advance(std::time::Duration::from_secs(599));
+            assert_eq!(status(&node_b).await, 200);
+            clock.advance(std::time::Duration::from_secs(599));
+            assert_eq!(status(&node_a).await, 200);
+            clock.advance(std::time::Duration::from_secs(600));
+            assert_eq!(status(&node_a).await, 401);
+
+            // Absolute expiry: however busy, an hour after sign-in.
+            let (_, busy, _, _) = sign_in(&node_a, "ana@example.com", PASSWORD).await;
+            let busy = busy.unwrap();
+            for _ in 0..6 {
+                clock.advance(std::time::Duration::from_secs(590));
+                let s = with_cookie(&node_b, Method::GET, "/admin/devices", &busy)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(s, 200);
+            }
+            clock.advance(std::time::Duration::from_secs(60));
+            let s = with_cookie(&node_b, Method::GET, "/admin/devices", &busy)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(s, 401, "an hour after sign-in");
+
+            // Five wrong passwords, spread over both nodes, lock the account everywhere,
+            // the right password included, with Retry-After; the lock ends on its own.
+            for i in 0..5 {
+                let node = if i % 2 == 0 { &node_a } else { &node_b };
+                let (s, ..) = sign_in(node, "ana@example.com", "not the password").await;
+                assert_eq!(s, 401);
+            }
+            let (s, _, headers, body) = sign_in(&node_b, "ana@example.com", PASSWORD).await;
+            assert_eq!(s, 429, "{body}");
+            let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=900).contains(&retry), "{retry}");
+            clock.advance(std::time::Duration::from_secs(901));
+            let (s, ..) = sign_in(&node_a, "ana@example.com", PASSWORD).await;
+            assert_eq!(s, 200);
+            node_a.stop().await;
+            node_b.stop().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn too_many_failed_sign_ins_from_one_address_are_refused() {
+        let mut o = opts();
+        o.api_limits.sign_ins.failures_per_source = 3;
+        let app = spawn_app_with(o).await;
+        for _ in 0..3 {
+            let (s, ..) = sign_in(&app, "x@example.com", "nope nope nope").await;
+            assert_eq!(s, 401);
+        }
+        let (s, _, headers, _) = sign_in(&app, "x@example.com", "nope nope nope").await;
+        assert_eq!(s, 429);
+        assert!(headers.contains_key("retry-after"));
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_setup_link_creates_the_first_owner_once() {
+        let app = spawn_app_with(Opts {
+            first_run_setup: true,
+            ..opts()
+        })
+        .await;
+        let link = url::Url::parse(app.setup_url.as_deref().unwrap()).unwrap();
+        assert_eq!(link.path(), "/dashboard/setup");
+        let token = link
+            .query_pairs()
+            .find(|(k, _)| k == "token")
+            .unwrap()
+            .1
+            .to_string();
+        let page = app.http.get(link.as_str()).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let wrong = app
+            .http
+            .get(app.url("/dashboard/setup?token=wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 404);
+        let setup = |password: &'static str, token: String| {
+            let app = &app;
+            async move {
+                let r = app
+                    .http
+                    .post(app.url("/dashboard/setup"))
+                    .json(&serde_json::json!({
+                        "token": token, "email": "first@example.com", "password": password
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let cookie = r.headers().get("set-cookie").is_some();
+                (status, cookie, r.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        // A weak password is refused without spending the link.
+        let (s, _, body) = setup("short", token.clone()).await;
+        assert_eq!(s, 400);
+        assert!(
+            body["error"].as_str().unwrap().contains("12 characters"),
+            "{body}"
+        );
+        let (s, cookie, body) = setup(PASSWORD, token.clone()).await;
+        assert_eq!((s, cookie), (201, true), "{body}");
+        assert_eq!(body["role"], "owner");
+        // Used: neither the page nor the form works again.
+        let (s, _, _) = setup(PASSWORD, token.clone()).await;
+        assert_eq!(s, 404);
+        let again = app.http.get(link.as_str()).send().await.unwrap();
+        assert_eq!(again.status(), 404);
+        let (s, ..) = sign_in(&app, "first@example.com", PASSWORD).await;
+        assert_eq!(s, 200);
+        app.stop().await;
+    }
+}
