@@ -34,6 +34,15 @@ pub struct PosArgs {
     /// self-signed or private certificate (e.g. `eftcloud-data/tls/dev-cert.pem`).
     #[arg(long, env = "EFTCLOUD_CA_CERT", global = true)]
     ca_cert: Option<std::path::PathBuf>,
+    /// An eftcloud API key (`eftcloud api-key create`), sent as `Authorization: Bearer`; none
+    /// for a keyless SmartConnect register.
+    #[arg(
+        long,
+        env = "EFTCLOUD_POS_API_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: PosCommand,
 }
@@ -230,10 +239,11 @@ impl CliError {
 /// Runs a `pos` subcommand. `Ok` carries the exit code of a completed command (0 or 1); on
 /// `Err` the caller prints `error: {err}` to stderr and exits with [`CliError::exit_code`].
 pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
-    let client = match &args.ca_cert {
-        Some(ca) => PosClient::with_ca_cert(&args.cloud, ca)?,
-        None => PosClient::new(&args.cloud)?,
-    };
+    let client = PosClient::with_options(
+        &args.cloud,
+        args.ca_cert.as_deref(),
+        args.api_key.as_deref(),
+    )?;
     match args.command {
         PosCommand::Pair(a) => pair(&client, a).await,
         PosCommand::Transact(a) => transact(&client, a).await,

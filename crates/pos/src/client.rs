@@ -50,18 +50,40 @@ impl PosClient {
     /// A client that trusts the CA certificates in the PEM file `ca_cert` besides the public
     /// roots: for a cloud with a self-signed or private certificate.
     pub fn with_ca_cert(base: &str, ca_cert: &std::path::Path) -> Result<Self, PosError> {
-        let bad = |reason: String| PosError::CaCert(format!("{}: {reason}", ca_cert.display()));
-        let pem = std::fs::read(ca_cert).map_err(|e| bad(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| bad(format!("not valid PEM ({e})")))?;
-        if certs.is_empty() {
-            return Err(bad("no CERTIFICATE block in the file".into()));
+        Self::with_options(base, Some(ca_cert), None)
+    }
+
+    /// A client with an optional CA certificate file (see [`PosClient::with_ca_cert`]) and an
+    /// optional API key, sent as `Authorization: Bearer <key>` with every request (eftcloud
+    /// keys from `eftcloud api-key create`; SmartConnect clients send none).
+    pub fn with_options(
+        base: &str,
+        ca_cert: Option<&std::path::Path>,
+        api_key: Option<&str>,
+    ) -> Result<Self, PosError> {
+        let mut builder = http_builder();
+        if let Some(key) = api_key {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                    .map_err(|_| PosError::ApiKey)?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
         }
-        let http = certs
-            .into_iter()
-            .fold(http_builder(), |b, cert| b.add_root_certificate(cert))
-            .build()?;
-        Self::with_http_client(base, http)
+        if let Some(ca_cert) = ca_cert {
+            let bad = |reason: String| PosError::CaCert(format!("{}: {reason}", ca_cert.display()));
+            let pem = std::fs::read(ca_cert).map_err(|e| bad(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad(format!("not valid PEM ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad("no CERTIFICATE block in the file".into()));
+            }
+            builder = certs
+                .into_iter()
+                .fold(builder, |b, cert| b.add_root_certificate(cert));
+        }
+        Self::with_http_client(base, builder.build()?)
     }
 
     /// A client that uses the given reqwest client (its own timeouts, TLS roots or proxy);

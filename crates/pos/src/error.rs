@@ -28,6 +28,9 @@ pub enum PosError {
     /// The CA certificate to trust cannot be used.
     #[error("CA certificate {0}")]
     CaCert(String),
+    /// The API key cannot be sent in a header (control characters).
+    #[error("the API key contains characters a header cannot carry")]
+    ApiKey,
 }
 
 impl PosError {
@@ -40,7 +43,8 @@ impl PosError {
             PosError::BadResponse(_)
             | PosError::Timeout
             | PosError::InvalidUrl(_)
-            | PosError::CaCert(_) => false,
+            | PosError::CaCert(_)
+            | PosError::ApiKey => false,
         }
     }
 

@@ -391,3 +391,290 @@ async fn configured_from_the_environment_alone_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(exit.code(), Some(0), "graceful exit on SIGTERM");
 }
+
+/// Accounts through the binary: merchants, sites, keys, people and the audit log, against the
+/// database of a running cloud (a key revoked by the CLI is refused by the cloud at once).
+#[tokio::test]
+async fn accounts_with_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (mut server, mut server_out) =
+        spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data]);
+    let listening = line_matching(&mut server_out, "eftcloud listening on ").await;
+    let url = listening.split_whitespace().next().unwrap().to_string();
+    // Nobody has an account yet: serve prints the first owner's one-time link.
+    let dashboard = line_matching(&mut server_out, "dashboard: ").await;
+    assert!(
+        dashboard.starts_with(&format!("{url}/dashboard/setup?token=")),
+        "{dashboard}"
+    );
+    assert_eq!(
+        line_matching(&mut server_out, "virtual terminal: ").await,
+        format!("{url}/virtual-terminal")
+    );
+
+    let run = |args: Vec<&str>| {
+        let mut args = args;
+        args.extend(["--data-dir", data]);
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            output(&args).await
+        }
+    };
+    let (code, merchant, err) = run(vec!["merchant", "add", "--name", "Toys Shop"]).await;
+    assert_eq!(code, 0, "{err}");
+    let merchant = merchant.trim().to_string();
+    assert_eq!(merchant.len(), 36, "{merchant}");
+    let (code, _, err) = run(vec!["merchant", "add", "--name", "Toys Shop"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, site, err) = run(vec![
+        "site",
+        "add",
+        "--merchant",
+        "Toys Shop",
+        "--name",
+        "Main St",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(vec![
+        "device",
+        "add",
+        "--id",
+        "till-7",
+        "--merchant",
+        &merchant,
+        "--site",
+        "Main St",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(vec![
+        "device",
+        "add",
+        "--id",
+        "till-8",
+        "--merchant",
+        &merchant,
+        "--site",
+        "Nowhere",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("no site 'Nowhere'"), "{err}");
+    let (code, out, _) = run(vec!["merchant", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&merchant) && out.contains("Toys Shop"),
+        "{out}"
+    );
+
+    // Keys: scopes are checked and listed, an owner is required.
+    let (code, _, err) = run(vec![
+        "api-key",
+        "create",
+        "--merchant",
+        "Toys Shop",
+        "--scope",
+        "pos:write",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown scope 'pos:write'") && err.contains("pos:transact"),
+        "{err}"
+    );
+    let (code, _, err) = run(vec!["api-key", "create", "--scope", "admin"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--merchant") || err.contains("required"),
+        "{err}"
+    );
+    let (code, key, err) = run(vec![
+        "api-key",
+        "create",
+        "--merchant",
+        "Toys Shop",
+        "--scope",
+        "pos:transact,pos:read",
+        "--label",
+        "till app",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim().to_string();
+    assert!(key.starts_with("eftk_"), "{key}");
+    let key_id = key.split('_').nth(1).unwrap().to_string();
+    let (code, out, _) = run(vec!["api-key", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&key_id) && out.contains("active") && out.contains("till app"),
+        "{out}"
+    );
+    assert!(!out.contains(&key), "the key itself is never listed");
+
+    // The POS CLI presents the key; the cloud knows its merchant.
+    let status = |key: String| {
+        let url = url.clone();
+        async move {
+            output(&[
+                "pos",
+                "--cloud",
+                &url,
+                "--api-key",
+                &key,
+                "status",
+                "--register-id",
+                "r1",
+                "--business",
+                "Toys Shop",
+                "--vendor",
+                "Till2Go",
+            ])
+            .await
+        }
+    };
+    let (code, out, err) = status(key.clone()).await;
+    assert_eq!(code, 1, "unpaired: {out}{err}");
+    assert!(out.contains("paired:  no"), "{out}");
+    let (code, _, _) = run(vec!["api-key", "revoke", &key]).await;
+    assert_eq!(code, 0);
+    let (code, _, err) = status(key.clone()).await;
+    assert_eq!(code, 2, "refused at once after revocation");
+    assert!(
+        err.contains("401") || err.contains("Invalid API key"),
+        "{err}"
+    );
+    let (code, _, err) = run(vec!["api-key", "revoke", &key_id]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("revoked already"), "{err}");
+
+    // People.
+    let (code, password, err) = run(vec![
+        "user",
+        "add",
+        "--email",
+        "Ana@Example.com",
+        "--role",
+        "owner",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(password.trim().len(), 24);
+    let (code, _, err) = run(vec![
+        "user",
+        "add",
+        "--email",
+        "b@example.com",
+        "--role",
+        "boss",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("merchant-admin"), "{err}");
+    let (code, _, err) = run(vec![
+        "user",
+        "add",
+        "--email",
+        "b@example.com",
+        "--role",
+        "merchant-admin",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--merchant"), "{err}");
+    let (code, _, err) = run(vec![
+        "user",
+        "add",
+        "--email",
+        "b@example.com",
+        "--role",
+        "merchant-admin",
+        "--merchant",
+        "Toys Shop",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(vec![
+        "user",
+        "add",
+        "--email",
+        "ana@example.com",
+        "--role",
+        "viewer",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("exists already"), "{err}");
+    let (code, out, _) = run(vec!["user", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ana@example.com")
+            && out.contains("merchant-admin")
+            && out.contains(&merchant),
+        "{out}"
+    );
+    let (code, _, err) = run(vec![
+        "user",
+        "reset-password",
+        "--email",
+        "ana@example.com",
+        "--password-stdin",
+    ])
+    .await;
+    assert_eq!(code, 2, "stdin is empty");
+    assert!(err.contains("no password"), "{err}");
+    let (code, new_password, _) =
+        run(vec!["user", "reset-password", "--email", "ana@example.com"]).await;
+    assert_eq!(code, 0);
+    assert_ne!(new_password.trim(), password.trim());
+    let (code, _, _) = run(vec!["user", "remove", "--email", "b@example.com"]).await;
+    assert_eq!(code, 0);
+    let (code, _, err) = run(vec!["user", "remove", "--email", "b@example.com"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("no person"), "{err}");
+
+    // Every change is in the audit log, newest first.
+    let (code, out, _) = run(vec!["audit", "--json"]).await;
+    assert_eq!(code, 0);
+    let actions: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["actor"], "cli");
+            v["action"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.removed",
+            "user.password_reset",
+            "user.added",
+            "user.added",
+            "api_key.revoked",
+            "api_key.created",
+            "device.enrolled",
+            "site.created",
+            "merchant.created"
+        ]
+    );
+    let (code, out, _) = run(vec![
+        "audit",
+        "--merchant",
+        "Toys Shop",
+        "--action",
+        "site.",
+    ])
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("site.created") && out.contains(site.trim()),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 1, "{out}");
+    server.kill().await.unwrap();
+}
