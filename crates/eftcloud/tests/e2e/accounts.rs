@@ -916,3 +916,107 @@ mod people {
         app.stop().await;
     }
 }
+
+/// `--require-pos-keys VENDOR`: that vendor's registers must send a key (everything of theirs,
+/// polling by token included); other vendors stay keyless, as SmartConnect clients are.
+#[tokio::test]
+async fn keys_required_of_one_vendor_leave_the_others_keyless() {
+    let app = spawn_app_with(opts()).await;
+    let a = shop(&app, "Merchant A", "VendorOne", "dev-a").await;
+    let b = shop(&app, "Merchant B", "VendorTwo", "dev-b").await;
+    let dir = app.dir.clone();
+    app.stop().await;
+    // The same store, now with keys required of VendorOne.
+    let url = format!("sqlite://{}", dir.path().join("eftcloud.db").display());
+    let app = spawn_app_on(
+        url,
+        dir,
+        Opts {
+            require_pos_keys: vec!["VendorOne".into()],
+            ..opts()
+        },
+        None,
+    )
+    .await;
+    let get = |path: String, form: Vec<(&'static str, String)>, key: Option<String>| {
+        let app = &app;
+        async move {
+            let mut r = app.http.get(app.url(&path)).query(&form);
+            if let Some(k) = key {
+                r = r.bearer_auth(k);
+            }
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), ())
+        }
+    };
+    let triple = |r: &RegisterKey| -> Vec<(&'static str, String)> {
+        register_form(r)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        get("/pos/register".into(), triple(&a.register), None)
+            .await
+            .0,
+        401
+    );
+    let poll_a = format!("/pos/transaction/{}", a.transaction_id);
+    let token_a = vec![("merchantAccessToken", a.token.clone())];
+    assert_eq!(get(poll_a.clone(), token_a.clone(), None).await.0, 401);
+    assert_eq!(
+        get("/pos/register".into(), triple(&b.register), None)
+            .await
+            .0,
+        200
+    );
+    let poll_b = format!("/pos/transaction/{}", b.transaction_id);
+    let token_b = vec![("merchantAccessToken", b.token.clone())];
+    assert_eq!(get(poll_b, token_b, None).await.0, 200);
+    let vendor_key = key(
+        &app,
+        KeyOwner::Vendor("VendorOne".into()),
+        &[Scope::PosTransact, Scope::PosRead],
+    )
+    .await;
+    assert_eq!(
+        get(
+            "/pos/register".into(),
+            triple(&a.register),
+            Some(vendor_key.clone())
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(get(poll_a, token_a, Some(vendor_key)).await.0, 200);
+    app.stop().await;
+}
+
+/// `--require-pos-keys` alone (all vendors): any keyless POS request is refused before it is
+/// read, with `WWW-Authenticate: Bearer`; the API description stays public.
+#[tokio::test]
+async fn keys_required_of_all_vendors_refuse_every_keyless_request() {
+    let app = spawn_app_with(Opts {
+        require_pos_keys: vec!["all".into()],
+        ..opts()
+    })
+    .await;
+    let r = app
+        .http
+        .get(app.url("/pos/register"))
+        .query(&register_form(&register("x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("API key"),
+        "{body}"
+    );
+    let r = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
