@@ -6,7 +6,8 @@ use super::ApiState;
 use axum::extract::State;
 use axum::Json;
 use protocol::pos_api::{ErrorBody, PairingResponse, TransactionEnvelope, TransactionStatus};
-use utoipa::openapi::{OpenApi as Document, Required, Server};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, Ref, Required, Server};
 use utoipa::OpenApi;
 
 /// The document, as derived from the code.
@@ -24,9 +25,16 @@ query string, is refused with 400 `Field <name> given more than once`). A body w
 `Content-Length` is over the server's limit gets 413 before it is read. Responses are JSON. Paths match \
 case-insensitively and a trailing slash is ignored. A known path with the wrong method is 404. \
 CORS is open (`*`) and preflight `OPTIONS` requests are answered. Every error body is \
-`{\"error\": \"<message>\"}`. There is no API key: a register is identified by the triple \
-`POSRegisterID` + `POSBusinessName` + `POSVendorName`; a transaction's polling token \
-(`merchantAccessToken`) is the credential of its polling URL. Amounts are whole cents as \
+`{\"error\": \"<message>\"}`. Credentials: as in SmartConnect, a keyless register is \
+identified by the triple `POSRegisterID` + `POSBusinessName` + `POSVendorName`, and a \
+transaction's polling token (`merchantAccessToken`) is the credential of its polling URL. An \
+eftcloud API key (`Authorization: Bearer eftk_...`) is optional unless the operator requires \
+keys; a key acts within its scopes (`pos:transact` to pair, start and cancel; `pos:read` to \
+poll, look up, read timelines and register status) and for its merchant or vendor only: \
+another merchant's registers and transactions are answered as if they did not exist. 401 \
+(with `WWW-Authenticate: Bearer`): keys are required and none was sent, or the key is \
+malformed, unknown, expired or revoked; 403: the key lacks the route's scope, or a vendor key \
+names another vendor. See docs/accounts.md. Amounts are whole cents as \
 decimal strings. See docs/pos-api.md in the repository for examples.",
     ),
     paths(
@@ -68,6 +76,56 @@ pub fn document(public_url: &str) -> Document {
             if let Some(body) = op.request_body.as_mut() {
                 body.required = Some(Required::False);
             }
+        }
+    }
+    // An API key is optional on every route (keyless SmartConnect clients send none), and
+    // every route may refuse a credential the same two ways.
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.security_schemes.insert(
+        "apiKey".into(),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("eftk_<id>_<secret>")
+                .description(Some("An eftcloud API key (`eftcloud api-key create`)."))
+                .build(),
+        ),
+    );
+    let error = || {
+        utoipa::openapi::ResponseBuilder::new().content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.put, &mut item.post]
+            .into_iter()
+            .flatten()
+        {
+            op.security = Some(vec![
+                SecurityRequirement::default(),
+                SecurityRequirement::new("apiKey", Vec::<String>::new()),
+            ]);
+            let responses = &mut op.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| {
+                error()
+                    .description(
+                        "Keys are required and none was sent, or the API key is malformed, \
+                         unknown, expired or revoked (`WWW-Authenticate: Bearer`)",
+                    )
+                    .build()
+                    .into()
+            });
+            responses.entry("403".into()).or_insert_with(|| {
+                error()
+                    .description(
+                        "The API key lacks this route's scope, or a vendor key names another vendor",
+                    )
+                    .build()
+                    .into()
+            });
         }
     }
     doc
