@@ -16,7 +16,7 @@ use terminal::TerminalEvent;
 const ADMIN_TOKEN: &str = "accounts-admin-token";
 
 /// The credentials of the table, in the order of each row's expectations.
-const CREDENTIALS: [&str; 12] = [
+const CREDENTIALS: [&str; 17] = [
     "none",
     "key A",
     "key A read",
@@ -29,7 +29,55 @@ const CREDENTIALS: [&str; 12] = [
     "revoked",
     "malformed",
     "admin token",
+    "owner",
+    "operator person",
+    "merchant-admin A",
+    "viewer A",
+    "viewer",
 ];
+
+/// How a credential is presented.
+#[derive(Clone)]
+enum Cred {
+    None,
+    Bearer(String),
+    /// A person's session: the cookie, and the CSRF token sent with changes.
+    Session {
+        cookie: String,
+        csrf: String,
+    },
+}
+
+/// Signs a person in; their session.
+async fn session_of(app: &TestApp, email: &str) -> Cred {
+    let r = app
+        .http
+        .post(app.url("/dashboard/sign-in"))
+        .json(&serde_json::json!({ "email": email, "password": PEOPLE_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{email} signs in");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me: serde_json::Value = r.json().await.unwrap();
+    Cred::Session {
+        cookie,
+        csrf: me["csrfToken"].as_str().unwrap().to_string(),
+    }
+}
+
+const PEOPLE_PASSWORD: &str = "a long enough password";
+
+/// Whether a credential is confined to merchant A (its lists must show A's things only).
+fn confined_to_a(who: &str) -> bool {
+    matches!(who, "admin A" | "merchant-admin A" | "viewer A")
+}
 
 /// A merchant with a device running a real terminal, a register paired to it (of `vendor`)
 /// and one completed purchase made with POS reference `ref`.
@@ -135,7 +183,7 @@ fn call(method: Method, path: String, form: &[(&str, &str)]) -> Call {
     }
 }
 
-async fn send(app: &TestApp, c: &Call, bearer: Option<&str>) -> (u16, serde_json::Value) {
+async fn send(app: &TestApp, c: &Call, cred: &Cred) -> (u16, serde_json::Value) {
     let url = app.url(&c.path);
     let mut req = app.http.request(c.method.clone(), &url);
     req = if c.method == Method::GET {
@@ -145,8 +193,15 @@ async fn send(app: &TestApp, c: &Call, bearer: Option<&str>) -> (u16, serde_json
     } else {
         req.form(&c.form)
     };
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
+    match cred {
+        Cred::None => {}
+        Cred::Bearer(b) => req = req.bearer_auth(b),
+        Cred::Session { cookie, csrf } => {
+            req = req.header("cookie", cookie);
+            if c.method != Method::GET {
+                req = req.header("x-csrf-token", csrf);
+            }
+        }
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
@@ -188,19 +243,54 @@ async fn credential_table(app: TestApp) {
         .await
         .unwrap();
     let malformed = "eftk_nothing_like_a_key".to_string();
-    let bearers: [Option<&str>; 12] = [
-        None,
-        Some(&key_a),
-        Some(&key_a_read),
-        Some(&key_b),
-        Some(&vendor_1),
-        Some(&vendor_2),
-        Some(&admin_a),
-        Some(&operator),
-        Some(&reports),
-        Some(&revoked),
-        Some(&malformed),
-        Some(ADMIN_TOKEN),
+    use cloud::domain::people::Role;
+    for (email, role, merchant) in [
+        ("owner@example.com", Role::Owner, None),
+        ("operator@example.com", Role::Operator, None),
+        (
+            "admin-a@example.com",
+            Role::MerchantAdmin,
+            Some(a.merchant.id.clone()),
+        ),
+        (
+            "viewer-a@example.com",
+            Role::Viewer,
+            Some(a.merchant.id.clone()),
+        ),
+        ("viewer@example.com", Role::Viewer, None),
+    ] {
+        app.engine
+            .create_user(
+                cloud::engine::people::NewUser {
+                    email: email.into(),
+                    password: PEOPLE_PASSWORD.into(),
+                    role,
+                    merchant,
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap();
+    }
+    let bearer = |k: &str| Cred::Bearer(k.to_string());
+    let creds: [Cred; 17] = [
+        Cred::None,
+        bearer(&key_a),
+        bearer(&key_a_read),
+        bearer(&key_b),
+        bearer(&vendor_1),
+        bearer(&vendor_2),
+        bearer(&admin_a),
+        bearer(&operator),
+        bearer(&reports),
+        bearer(&revoked),
+        bearer(&malformed),
+        bearer(ADMIN_TOKEN),
+        session_of(&app, "owner@example.com").await,
+        session_of(&app, "operator@example.com").await,
+        session_of(&app, "admin-a@example.com").await,
+        session_of(&app, "viewer-a@example.com").await,
+        session_of(&app, "viewer@example.com").await,
     ];
 
     let triple = register_form(&a.register);
@@ -224,7 +314,7 @@ async fn credential_table(app: TestApp) {
             .iter()
             .map(|d| d["deviceId"].as_str().unwrap())
             .collect();
-        if who == "admin A" {
+        if confined_to_a(who) {
             assert_eq!(ids, ["dev-a", "dev-a-spare"], "{who}");
         } else {
             assert_eq!(ids.len(), 4, "{who}: {ids:?}");
@@ -237,7 +327,7 @@ async fn credential_table(app: TestApp) {
             .iter()
             .map(|t| t["deviceId"].as_str().unwrap())
             .collect();
-        if who == "admin A" {
+        if confined_to_a(who) {
             assert_eq!(devices, ["dev-a"], "{who}");
         } else {
             assert_eq!(devices.len(), 2, "{who}: {devices:?}");
@@ -245,7 +335,7 @@ async fn credential_table(app: TestApp) {
     };
     let merchants_seen: fn(&str, &serde_json::Value) = |who, body| {
         let n = body.as_array().unwrap().len();
-        if who == "admin A" {
+        if confined_to_a(who) {
             assert_eq!(n, 1, "{who}: {body}");
         } else {
             assert!(n >= 2, "{who}: {body}");
@@ -254,48 +344,48 @@ async fn credential_table(app: TestApp) {
 
     use Method as M;
     #[rustfmt::skip]
-    let rows: Vec<(Call, [u16; 12])> = vec![
-        //                                                      none key-A A-read key-B vend1 vend2 adm-A oper  repo  revok malf  token
+    let rows: Vec<(Call, [u16; 17])> = vec![
+        // people (cookies) are keyless on the POS API    none key-A A-read key-B vend1 vend2 adm-A oper  repo  revok malf  token owner op   m-a-A view-A view
         (call(M::POST, "/pos/transaction".into(), &purchase_ref(&a.register)),
-                                                                [200, 200, 403, 400, 200, 403, 403, 403, 403, 401, 401, 401]),
+                                                                [200, 200, 403, 400, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
         (call(M::GET, format!("/pos/transaction/{tx_a}"), &[("merchantAccessToken", &a.token)]),
-                                                                [200, 200, 200, 404, 200, 404, 403, 403, 403, 401, 401, 401]),
+                                                                [200, 200, 200, 404, 200, 404, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
         (call(M::POST, format!("/pos/transaction/{tx_a}/cancel"), &triple),
-                                                                [409, 409, 403, 404, 409, 403, 403, 403, 403, 401, 401, 401]),
+                                                                [409, 409, 403, 404, 409, 403, 403, 403, 403, 401, 401, 401, 409, 409, 409, 409, 409]),
         (call(M::GET, format!("/pos/transaction/{tx_a}/events"), &triple),
-                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401]),
+                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
         (call(M::GET, "/pos/lookup".into(), &with(&[("PosReference", "ref-1")])),
-                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401]),
+                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
         (Call { check: Some(paired(true)), ..call(M::GET, "/pos/register".into(), &triple) },
-                                                                [200, 200, 200, 0, 200, 403, 403, 403, 403, 401, 401, 401]),
+                                                                [200, 200, 200, 0, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
         (Call { check: Some(paired(false)), what: "GET /pos/register (as key B)".into(), ..call(M::GET, "/pos/register".into(), &triple) },
-                                                                [0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0]),
+                                                                [0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
         (Call { check: Some(only_a_devices), ..call(M::GET, "/admin/devices".into(), &[]) },
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200, 200, 200, 200, 200, 200]),
         (Call { check: Some(only_a_transactions), ..call(M::GET, "/admin/transactions".into(), &[]) },
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200, 200, 200, 200, 200, 200]),
         (call(M::GET, format!("/admin/transactions/{tx_a}"), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 200, 401, 401, 200, 200, 200, 200, 200, 200]),
         (call(M::GET, format!("/admin/transactions/{tx_b}"), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 404, 200, 200, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 404, 200, 200, 401, 401, 200, 200, 200, 404, 404, 200]),
         (call(M::POST, format!("/admin/devices/{}/rotate-secret", a.spare), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200, 200, 200, 200, 403, 403]),
         (call(M::POST, format!("/admin/devices/{}/rotate-secret", b.spare), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 404, 200, 403, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 404, 200, 403, 401, 401, 200, 200, 200, 404, 403, 403]),
         (Call { check: Some(merchants_seen), ..call(M::GET, "/admin/merchants".into(), &[]) },
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200, 200, 200, 200, 403, 403]),
         (call(M::POST, "/admin/merchants".into(), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 403, 201, 403, 401, 401, 201]),
+                                                                [401, 403, 403, 403, 403, 403, 403, 201, 403, 401, 401, 201, 201, 201, 403, 403, 403]),
         (call(M::GET, format!("/admin/merchants/{}/sites", a.merchant.id), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200, 200, 200, 200, 403, 403]),
         (call(M::GET, format!("/admin/merchants/{}/sites", b.merchant.id), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 404, 200, 403, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 404, 200, 403, 401, 401, 200, 200, 200, 404, 403, 403]),
         (call(M::GET, "/admin/api-keys".into(), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200, 200, 200, 200, 403, 403]),
         (call(M::GET, "/admin/audit".into(), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200]),
+                                                                [401, 403, 403, 403, 403, 403, 200, 200, 403, 401, 401, 200, 200, 200, 200, 403, 403]),
         (call(M::GET, "/admin/events".into(), &[]),
-                                                                [401, 403, 403, 403, 403, 403, 0, 0, 0, 401, 401, 0]),
+                                                                [401, 403, 403, 403, 403, 403, 0, 0, 0, 401, 401, 0, 0, 0, 0, 0, 0]),
     ];
     let mut wrong = Vec::new();
     for (c, expected) in &rows {
@@ -303,7 +393,7 @@ async fn credential_table(app: TestApp) {
             if *want == 0 {
                 continue;
             }
-            let (status, body) = send(&app, c, bearers[i]).await;
+            let (status, body) = send(&app, c, &creds[i]).await;
             if status != *want {
                 wrong.push(format!(
                     "{} as {}: {status} (want {want}) {body}",
