@@ -1,8 +1,11 @@
 //! What the edges read: the POS API's lookups, a register's status, a transaction's timeline,
 //! the dashboard's device list and search, readiness. The engine is the only door to the store
-//! and the bus; these are its read side.
+//! and the bus; these are its read side. Each read of merchants' data takes the principal
+//! asking and returns only what it may see ([`Principal::sees`]): another merchant's devices,
+//! registers and transactions are not there for it.
 
 use super::{Engine, EngineError};
+use crate::domain::accounts::Principal;
 use crate::domain::timeline::TimelineEvent;
 use crate::domain::{DeviceRecord, RegisterRecord, TransactionRecord};
 use crate::store::StoreError;
@@ -29,17 +32,33 @@ pub struct RegisterOverview {
     pub active: Option<TransactionRecord>,
 }
 
+/// Whether `principal` sees the transaction: its merchant's, or its register's vendor's.
+fn sees(principal: &Principal, t: &TransactionRecord) -> bool {
+    principal.sees(&t.merchant_id, Some(&t.register.key.vendor_name))
+}
+
 impl Engine {
-    /// The register's transaction with this POS reference.
+    /// The register's transaction with this POS reference, if `principal` sees it.
     pub async fn transaction_by_reference(
         &self,
+        principal: &Principal,
         register: &RegisterKey,
         reference: &str,
     ) -> Result<Option<TransactionRecord>, EngineError> {
         Ok(self
             .store()
             .transaction_by_reference(register, reference)
-            .await?)
+            .await?
+            .filter(|t| sees(principal, t)))
+    }
+
+    /// One transaction, if `principal` sees it.
+    pub async fn transaction_as(
+        &self,
+        principal: &Principal,
+        id: &TransactionId,
+    ) -> Result<Option<TransactionRecord>, EngineError> {
+        Ok(self.transaction(id).await?.filter(|t| sees(principal, t)))
     }
 
     /// A transaction's timeline, oldest first.
@@ -47,9 +66,11 @@ impl Engine {
         Ok(self.store().events(id).await?)
     }
 
-    /// A register's pairing and its device's state; none if the register is not paired.
+    /// A register's pairing and its device's state; none if the register is not paired (or
+    /// paired to a device `principal` does not see).
     pub async fn register_overview(
         &self,
+        principal: &Principal,
         key: &RegisterKey,
     ) -> Result<Option<RegisterOverview>, EngineError> {
         let store = self.store();
@@ -57,6 +78,12 @@ impl Engine {
             return Ok(None);
         };
         let device = store.device(&register.device_id).await?;
+        if !device
+            .as_ref()
+            .is_some_and(|d| principal.sees(&d.merchant_id, Some(&key.vendor_name)))
+        {
+            return Ok(None);
+        }
         let active = store.active_transaction(&register.device_id).await?;
         let online = self.bus().is_online(&register.device_id).await;
         Ok(Some(RegisterOverview {
@@ -67,10 +94,14 @@ impl Engine {
         }))
     }
 
-    /// Every device, by id, with its registers and state.
-    pub async fn device_overviews(&self) -> Result<Vec<DeviceOverview>, EngineError> {
+    /// Every device `principal` sees, by id, with its registers and state.
+    pub async fn device_overviews(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<DeviceOverview>, EngineError> {
         let store = self.store();
-        let devices = store.devices().await?;
+        let mut devices = store.devices().await?;
+        devices.retain(|d| principal.merchant().is_none_or(|m| *m == d.merchant_id));
         let mut out = Vec::with_capacity(devices.len());
         for device in devices {
             let registers = store.registers_of(&device.id).await?;
@@ -86,11 +117,23 @@ impl Engine {
         Ok(out)
     }
 
-    /// Transactions matching `q`, newest first (the dashboard's search).
+    /// Transactions matching `q` that `principal` sees, newest first (the dashboard's search).
     pub async fn search_transactions(
         &self,
+        principal: &Principal,
         q: &TransactionQuery,
     ) -> Result<Vec<TransactionRecord>, EngineError> {
+        let confined;
+        let q = match principal.merchant() {
+            Some(m) => {
+                confined = TransactionQuery {
+                    merchant: Some(m.clone()),
+                    ..q.clone()
+                };
+                &confined
+            }
+            None => q,
+        };
         Ok(self.store().query_transactions(q).await?)
     }
 

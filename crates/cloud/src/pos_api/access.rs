@@ -127,7 +127,7 @@ pub async fn authorized_transaction(
     let id: protocol::TransactionId = id.parse().map_err(|_| AccessError::NotFound)?;
     let record = state
         .engine
-        .transaction(&id)
+        .transaction_as(&fields.credential().principal, &id)
         .await?
         .ok_or(AccessError::NotFound)?;
     authorize(&record, fields, state.engine.now())?;

@@ -48,14 +48,15 @@ pub async fn lookup(
 ) -> Result<Json<TransactionEnvelope>, ApiError> {
     let register = require_register(&fields)?;
     let wait = wait_param(fields.get("wait"))?;
+    let principal = &fields.credential().principal;
     let record = if let Some(reference) = fields.get("PosReference") {
         state
             .engine
-            .transaction_by_reference(&register, reference.trim())
+            .transaction_by_reference(principal, &register, reference.trim())
             .await?
     } else if let Some(id) = fields.get("TransactionId") {
         let id: TransactionId = id.parse().map_err(|_| AccessError::NotFound)?;
-        state.engine.transaction(&id).await?
+        state.engine.transaction_as(principal, &id).await?
     } else {
         return Err(
             FieldError::invalid("Missing required field: PosReference or TransactionId").into(),

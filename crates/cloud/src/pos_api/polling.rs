@@ -82,13 +82,14 @@ pub async fn poll(
     let waiter = wait
         .filter(|w| !w.is_zero())
         .map(|_| state.engine.completion_waiter(id));
+    // Another merchant's or vendor's transaction does not exist for a key.
+    let credential = credential.map(|c| c.0).unwrap_or_default();
     let record = state
         .engine
-        .transaction(&id)
+        .transaction_as(&credential.principal, &id)
         .await?
         .ok_or(AccessError::NotFound)?;
-    // Another merchant's or vendor's transaction does not exist for a key.
-    super::access::visible(&record, &credential.map(|c| c.0).unwrap_or_default())?;
+    super::access::visible(&record, &credential)?;
     // Compared in constant time, so response timing tells nothing about how much of a guess matched.
     match token {
         Some(t)

@@ -68,14 +68,10 @@ pub async fn status(
 ) -> Result<Json<RegisterStatus>, ApiError> {
     let key = require_register(&fields)?;
     // A register paired to a device of another merchant is unpaired for this key.
-    let overview = state.engine.register_overview(&key).await?.filter(|o| {
-        o.device.as_ref().is_some_and(|d| {
-            fields
-                .credential()
-                .check(&d.merchant_id, &key.vendor_name)
-                .is_ok()
-        })
-    });
+    let overview = state
+        .engine
+        .register_overview(&fields.credential().principal, &key)
+        .await?;
     let Some(overview) = overview else {
         return Ok(Json(RegisterStatus {
             paired: false,

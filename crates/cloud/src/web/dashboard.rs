@@ -419,7 +419,7 @@ impl TransactionFilter {
     async fn run(
         &self,
         state: &WebState,
-        merchant: Option<&MerchantId>,
+        principal: &Principal,
     ) -> Result<Vec<TransactionView>, ApiError> {
         let text = |o: &Option<String>| {
             o.as_deref()
@@ -444,14 +444,14 @@ impl TransactionFilter {
             device: text(&self.device),
             reference: text(&self.reference),
             pending_only,
-            merchant: merchant.cloned(),
+            merchant: None,
             limit: if by_outcome.is_some() {
                 OUTCOME_SCAN
             } else {
                 limit as u32
             },
         };
-        let found = state.engine.search_transactions(&query).await?;
+        let found = state.engine.search_transactions(principal, &query).await?;
         Ok(found
             .iter()
             .map(TransactionView::from)
@@ -470,12 +470,11 @@ const OUTCOME_SCAN: u32 = 5000;
 
 async fn device_views(
     state: &WebState,
-    merchant: Option<&MerchantId>,
+    principal: &Principal,
 ) -> Result<Vec<DeviceView>, ApiError> {
-    let devices = state.engine.device_overviews().await?;
+    let devices = state.engine.device_overviews(principal).await?;
     Ok(devices
         .into_iter()
-        .filter(|o| merchant.is_none_or(|m| *m == o.device.merchant_id))
         .map(|o| {
             let d = o.device;
             DeviceView {
@@ -502,7 +501,7 @@ pub async fn devices(
     admin: Admin,
 ) -> Result<Json<Vec<DeviceView>>, ApiError> {
     admin.require_any(&[Scope::DevicesManage, Scope::ReportsRead])?;
-    Ok(Json(device_views(&state, admin.merchant()).await?))
+    Ok(Json(device_views(&state, &admin.principal).await?))
 }
 
 /// `GET /admin/transactions`: recent transactions (of the key's merchant), newest first,
@@ -513,7 +512,7 @@ pub async fn transactions(
     Query(filter): Query<TransactionFilter>,
 ) -> Result<Json<Vec<TransactionView>>, ApiError> {
     admin.require(Scope::ReportsRead)?;
-    Ok(Json(filter.run(&state, admin.merchant()).await?))
+    Ok(Json(filter.run(&state, &admin.principal).await?))
 }
 
 /// A transaction with its timeline.
@@ -545,11 +544,7 @@ pub async fn transaction(
         .parse()
         .map_err(|_| DashboardError::TransactionNotFound)?;
     let engine = &state.engine;
-    let Some(tx) = engine
-        .transaction(&id)
-        .await?
-        .filter(|t| admin.sees(&t.merchant_id))
-    else {
+    let Some(tx) = engine.transaction_as(&admin.principal, &id).await? else {
         return Err(DashboardError::TransactionNotFound.into());
     };
     let events = engine.timeline(&id).await?;
@@ -574,13 +569,13 @@ struct Snapshot {
     transactions: Vec<TransactionView>,
 }
 
-async fn snapshot(state: &WebState, merchant: Option<&MerchantId>) -> Result<String, ApiError> {
-    let devices = device_views(state, merchant).await?;
+async fn snapshot(state: &WebState, principal: &Principal) -> Result<String, ApiError> {
+    let devices = device_views(state, principal).await?;
     let transactions = TransactionFilter {
         limit: Some(LIVE_TRANSACTIONS),
         ..TransactionFilter::default()
     }
-    .run(state, merchant)
+    .run(state, principal)
     .await?;
     serde_json::to_string(&Snapshot {
         devices,
@@ -593,18 +588,18 @@ async fn snapshot(state: &WebState, merchant: Option<&MerchantId>) -> Result<Str
 /// at once and whenever something changed; the stream ends when the cloud shuts down.
 pub async fn live(State(state): State<WebState>, admin: Admin) -> Result<Response, ApiError> {
     admin.require(Scope::ReportsRead)?;
-    Ok(Sse::new(live_stream(state, admin.merchant().cloned()))
+    Ok(Sse::new(live_stream(state, admin.principal))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
 
 fn live_stream(
     state: WebState,
-    merchant: Option<MerchantId>,
+    principal: Principal,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     struct Live {
         state: WebState,
-        merchant: Option<MerchantId>,
+        principal: Principal,
         last: Option<String>,
         ticker: tokio::time::Interval,
     }
@@ -613,7 +608,7 @@ fn live_stream(
     futures_util::stream::unfold(
         Live {
             state,
-            merchant,
+            principal,
             last: None,
             ticker,
         },
@@ -623,7 +618,7 @@ fn live_stream(
                     _ = live.state.shutdown.cancelled() => return None,
                     _ = live.ticker.tick() => {}
                 }
-                match snapshot(&live.state, live.merchant.as_ref()).await {
+                match snapshot(&live.state, &live.principal).await {
                     Ok(json) if live.last.as_deref() != Some(json.as_str()) => {
                         let event = Event::default().event("snapshot").data(json.clone());
                         live.last = Some(json);

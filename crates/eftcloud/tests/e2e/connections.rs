@@ -348,11 +348,14 @@ async fn a_duplicated_amount_is_refused_and_creates_no_transaction() {
     // Nothing was stored, and nothing reached the device.
     let stored = app
         .engine
-        .search_transactions(&cloud::store::TransactionQuery {
-            register: Some(reg.register_id.clone()),
-            limit: 10,
-            ..Default::default()
-        })
+        .search_transactions(
+            &cloud::domain::accounts::Principal::owner_token(),
+            &cloud::store::TransactionQuery {
+                register: Some(reg.register_id.clone()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(stored.is_empty(), "{stored:?}");
