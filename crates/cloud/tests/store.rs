@@ -9,6 +9,7 @@ use cloud::domain::accounts::{
     SiteId, SiteRecord,
 };
 use cloud::domain::lifecycle::{CloudReason, Completion, Phase};
+use cloud::domain::people::{Email, Role, SessionRecord, UserRecord};
 use cloud::domain::timeline::{EventKind, TimelineEvent};
 use cloud::store::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, TransactionRecord,
@@ -416,6 +417,188 @@ async fn accounts(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(by_actor.is_empty());
+}
+
+fn user(email: &str, role: Role, merchant: Option<&MerchantId>) -> UserRecord {
+    UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: Email::parse(email).unwrap(),
+        password_hash: "$argon2id$stub".into(),
+        role,
+        merchant_id: merchant.cloned(),
+        created_at: ms_now(),
+        failed_sign_ins: 0,
+        locked_until: None,
+    }
+}
+
+fn session(id: &str, user: &UserRecord, at: DateTime<Utc>) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        user_id: user.id.clone(),
+        csrf_token: "csrf".into(),
+        created_at: at,
+        last_seen_at: at,
+    }
+}
+
+async fn people(s: Arc<dyn Store>) {
+    let shop = MerchantRecord {
+        id: MerchantId::new(),
+        name: "Shop".into(),
+        created_at: ms_now(),
+    };
+    s.create_merchant(&shop, &audit("merchant.created", "x", None))
+        .await
+        .unwrap();
+    let owner = user("owner@example.com", Role::Owner, None);
+    // The first person: only while there is nobody.
+    assert!(s
+        .create_first_user(&owner, &audit("user.added", "owner", None))
+        .await
+        .unwrap());
+    let second = user("second@example.com", Role::Owner, None);
+    assert!(!s
+        .create_first_user(&second, &audit("user.added", "second", None))
+        .await
+        .unwrap());
+    assert_eq!(s.user_by_email(&second.email).await.unwrap(), None);
+    let admin = user("admin@example.com", Role::MerchantAdmin, Some(&shop.id));
+    s.create_user(&admin, &audit("user.added", "admin", Some(&shop.id)))
+        .await
+        .unwrap();
+    let same_email = UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        ..admin.clone()
+    };
+    assert!(matches!(
+        s.create_user(&same_email, &audit("user.added", "x", None))
+            .await,
+        Err(InsertError::AlreadyExists)
+    ));
+    assert_eq!(s.user(&owner.id).await.unwrap(), Some(owner.clone()));
+    assert_eq!(
+        s.user_by_email(&admin.email).await.unwrap(),
+        Some(admin.clone())
+    );
+    assert_eq!(
+        s.users(None).await.unwrap(),
+        vec![admin.clone(), owner.clone()]
+    );
+    assert_eq!(s.users(Some(&shop.id)).await.unwrap(), vec![admin.clone()]);
+
+    // Wrong passwords count, and the `max`th locks.
+    let lock = ms_now() + Duration::minutes(15);
+    for n in 1..=3u32 {
+        s.record_failed_sign_in(&admin.id, 3, lock, &audit("user.sign_in_failed", "a", None))
+            .await
+            .unwrap();
+        let u = s.user(&admin.id).await.unwrap().unwrap();
+        assert_eq!(u.failed_sign_ins, n);
+        assert_eq!(u.locked_until, (n == 3).then_some(lock), "after {n}");
+    }
+    // A session resets the count and the lock.
+    let t0 = ms_now();
+    s.insert_session(
+        &session("s1", &admin, t0),
+        &audit("user.signed_in", "a", None),
+    )
+    .await
+    .unwrap();
+    let u = s.user(&admin.id).await.unwrap().unwrap();
+    assert_eq!((u.failed_sign_ins, u.locked_until), (0, None));
+    assert_eq!(
+        s.session("s1").await.unwrap(),
+        Some(session("s1", &admin, t0))
+    );
+    let later = t0 + Duration::minutes(5);
+    s.touch_session("s1", later).await.unwrap();
+    assert_eq!(s.session("s1").await.unwrap().unwrap().last_seen_at, later);
+    assert!(s.delete_session("s1").await.unwrap());
+    assert!(!s.delete_session("s1").await.unwrap());
+
+    // A new password ends the person's sessions; removing them too.
+    s.insert_session(
+        &session("s2", &admin, t0),
+        &audit("user.signed_in", "a", None),
+    )
+    .await
+    .unwrap();
+    s.insert_session(
+        &session("s3", &owner, t0),
+        &audit("user.signed_in", "o", None),
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .set_password(
+            &admin.id,
+            "$argon2id$new",
+            &audit("user.password_reset", "a", None)
+        )
+        .await
+        .unwrap());
+    assert_eq!(s.session("s2").await.unwrap(), None);
+    assert!(s.session("s3").await.unwrap().is_some(), "others stay");
+    assert_eq!(
+        s.user(&admin.id).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert!(!s
+        .set_password("nobody", "h", &audit("user.password_reset", "n", None))
+        .await
+        .unwrap());
+    assert!(s
+        .delete_user(&owner.id, &audit("user.removed", "o", None))
+        .await
+        .unwrap());
+    assert_eq!(s.session("s3").await.unwrap(), None);
+    assert!(!s
+        .delete_user(&owner.id, &audit("user.removed", "o", None))
+        .await
+        .unwrap());
+
+    // The sweep removes sessions idle or too old, and only those.
+    let now = ms_now();
+    s.insert_session(
+        &session("old", &admin, now - Duration::hours(10)),
+        &audit("user.signed_in", "a", None),
+    )
+    .await
+    .unwrap();
+    let mut idle = session("idle", &admin, now - Duration::hours(1));
+    idle.last_seen_at = now - Duration::minutes(50);
+    s.insert_session(&idle, &audit("user.signed_in", "a", None))
+        .await
+        .unwrap();
+    s.insert_session(
+        &session("fresh", &admin, now),
+        &audit("user.signed_in", "a", None),
+    )
+    .await
+    .unwrap();
+    let n = s
+        .purge_sessions(now - Duration::minutes(30), now - Duration::hours(8))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(s.session("fresh").await.unwrap().is_some());
+    assert_eq!(s.session("idle").await.unwrap(), None);
+
+    // Every change above was recorded, failures included; none for what changed nothing.
+    let log = s
+        .audit(&AuditQuery {
+            action: Some("user.".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let count = |a: &str| log.iter().filter(|e| e.action == a).count();
+    assert_eq!(count("user.added"), 2);
+    assert_eq!(count("user.sign_in_failed"), 3);
+    assert_eq!(count("user.password_reset"), 1);
+    assert_eq!(count("user.removed"), 1);
 }
 
 async fn registers(s: Arc<dyn Store>) {
@@ -1231,6 +1414,7 @@ contract!(
     pairing_codes,
     pairing_codes_by_merchant,
     accounts,
+    people,
     registers,
     routes,
     transactions,

@@ -1,7 +1,8 @@
 //! Retention: completed transactions are kept for `retention` (lookup by reference or id works
 //! all that time), then deleted with their timelines by a background sweep. The same sweep
 //! removes devices the virtual terminal page enrolled once they are unused for
-//! `virtual_terminal_ttl`, so that enrollments anyone may ask for cannot fill the store.
+//! `virtual_terminal_ttl`, so that enrollments anyone may ask for cannot fill the store, and
+//! dashboard sessions that ended (idle or too old) without a sign-out.
 
 use super::Engine;
 use std::time::Duration;
@@ -16,6 +17,7 @@ impl Engine {
         loop {
             self.sweep_once().await;
             self.purge_unused_virtual_devices().await;
+            self.purge_ended_sessions().await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 () = self.sleep(SWEEP_EVERY) => {}
@@ -61,6 +63,26 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, "removing unused virtual terminals failed");
+                0
+            }
+        }
+    }
+
+    /// Deletes sessions idle for `session_idle` or older than `session_ttl` (they open nothing
+    /// already; this only keeps the table small); returns how many.
+    pub async fn purge_ended_sessions(&self) -> u64 {
+        let settings = self.settings();
+        let (Ok(idle), Ok(ttl)) = (
+            chrono::Duration::from_std(settings.session_idle),
+            chrono::Duration::from_std(settings.session_ttl),
+        ) else {
+            return 0;
+        };
+        let now = self.now();
+        match self.store().purge_sessions(now - idle, now - ttl).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "removing ended sessions failed");
                 0
             }
         }

@@ -282,6 +282,9 @@ store_aggregates! {
         write fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
         /// Ends a session; false if there was none.
         write fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
+        /// Deletes sessions last used before `idle_before` or created before `created_before`;
+        /// returns how many.
+        write fn purge_sessions(&self, idle_before: DateTime<Utc>, created_before: DateTime<Utc>) -> Result<u64, StoreError>;
     }
 
     /// The store as a whole: probes and the installation's secrets.

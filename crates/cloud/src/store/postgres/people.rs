@@ -209,4 +209,19 @@ impl PeopleStore for PostgresStore {
             .rows_affected();
         Ok(n == 1)
     }
+
+    async fn purge_sessions(
+        &self,
+        idle_before: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2")
+                .bind(ms(idle_before))
+                .bind(ms(created_before))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
 }

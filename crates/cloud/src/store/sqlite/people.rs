@@ -224,4 +224,21 @@ impl PeopleStore for SqliteStore {
             })
             .await
     }
+
+    async fn purge_sessions(
+        &self,
+        idle_before: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "DELETE FROM sessions WHERE last_seen_at < ?1 OR created_at < ?2",
+                    )?
+                    .execute(params![ms(idle_before), ms(created_before)])?;
+                Ok(n as u64)
+            })
+            .await
+    }
 }
