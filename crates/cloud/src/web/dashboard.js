@@ -1,6 +1,8 @@
 // eftcloud operator dashboard: devices, registers and transactions, live over server-sent
-// events (read with fetch so the admin token travels in a header, not in the URL). Plain
-// JavaScript, no build step, no external resources.
+// events (read with fetch, so a token travels in a header, not in the URL); API keys, the
+// audit log and the people of the installation. Signed in with an email and password (a
+// session cookie the page cannot read, plus a CSRF token it sends with every change), or with
+// an admin token or API key. Plain JavaScript, no build step, no external resources.
 'use strict';
 
 (() => {
@@ -21,12 +23,31 @@
     { label: '5–10s', max: 10000 }, { label: '10–30s', max: 30000 }, { label: '30–60s', max: 60000 },
     { label: '1–5m', max: 300000 }, { label: '>5m', max: Infinity },
   ];
+  const SCOPES = [
+    { scope: 'pos:transact', label: 'pos:transact: run transactions', pos: true },
+    { scope: 'pos:read', label: 'pos:read: read transactions and status', pos: true },
+    { scope: 'pos:refund', label: 'pos:refund: refunds', pos: true },
+    { scope: 'devices:manage', label: 'devices:manage: enroll, rotate, revoke devices', pos: false },
+    { scope: 'reports:read', label: 'reports:read: the dashboard, read only', pos: false },
+    { scope: 'admin', label: 'admin: everything, keys and audit included', pos: false },
+  ];
+  const AUDIT_PAGE = 50;
+  // How long an armed "Confirm …" button waits for its second click.
+  const CONFIRM_MS = 5000;
 
-  let token = sessionStorage.getItem(TOKEN_KEY) || '';
+  // Who is signed in: null, { kind: 'session', email, role, merchantId, csrf } or
+  // { kind: 'token', token }. `can` is what the page offers them (the server decides anyway).
+  let auth = null;
+  let can = { manage: false, admin: false, allMerchants: false };
+  let merchants = []; // [{ merchantId, name }] when the credential may list them
+  let merchantFilter = '';
   let data = { devices: [], transactions: [] };
   let stream = null; // AbortController of the live request
   let retryTimer = null;
   let selected = null;
+  let armed = null; // { key, until }: a button waiting for its confirming click
+  let apiKeys = [];
+  let auditBefore = null; // the page of entries older than this sequence number; null: the newest
 
   // ---- helpers -----------------------------------------------------------------------------------
   function category(t) {
@@ -51,6 +72,9 @@
     if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
     return new Date(iso).toLocaleDateString();
   }
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString() : '';
+  }
   function duration(ms) {
     if (ms === undefined || ms === null) return '';
     return ms < 1000 ? `${ms} ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60000)} min`;
@@ -60,7 +84,7 @@
     for (const [k, v] of Object.entries(attrs)) {
       if (k === 'class') e.className = v;
       else if (k === 'style') e.style.cssText = v;
-      else if (k.startsWith('data-')) e.setAttribute(k, v);
+      else if (k.startsWith('data-') || k.startsWith('aria-')) e.setAttribute(k, v);
       else e[k] = v;
     }
     for (const c of children) if (c !== null && c !== undefined) e.append(c);
@@ -75,32 +99,108 @@
     document.body.dataset.live = state;
     $('live-status').textContent = text;
   }
-
-  async function api(path) {
-    const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const err = new Error(body.error || `HTTP ${response.status}`);
-      err.status = response.status;
-      throw err;
-    }
-    return body;
+  function merchantName(id) {
+    const m = merchants.find((x) => x.merchantId === id);
+    return m ? m.name : id;
+  }
+  // `merchant:<id>` as the merchant's name; other owners as they are.
+  function ownerText(owner) {
+    return owner.startsWith('merchant:') ? `merchant ${merchantName(owner.slice(9))}` : owner;
   }
 
-  // ---- signing in and the live stream ------------------------------------------------------------
-  async function signIn(t) {
-    token = t;
+  // The headers of a request as whoever is signed in: the token, or (for a change made with
+  // the session cookie, which the browser sends by itself) the CSRF token.
+  function headers(method) {
+    const h = {};
+    if (auth && auth.kind === 'token') h.Authorization = `Bearer ${auth.token}`;
+    if (auth && auth.kind === 'session' && method !== 'GET') h['X-CSRF-Token'] = auth.csrf;
+    return h;
+  }
+
+  async function api(path, { method = 'GET', body } = {}) {
+    const h = headers(method);
+    if (body !== undefined) h['Content-Type'] = 'application/json';
+    const response = await fetch(path, {
+      method,
+      headers: h,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+    if (response.status === 204) return null;
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const err = new Error(answer.error || `HTTP ${response.status}`);
+      err.status = response.status;
+      if (response.status === 401 && auth && auth.kind === 'session') sessionEnded();
+      throw err;
+    }
+    return answer;
+  }
+
+  // ---- signing in and out ----------------------------------------------------------------------
+  function showLogin(message) {
+    stopLive();
+    auth = null;
+    document.body.dataset.auth = 'none';
+    document.body.dataset.role = '';
+    $('login').hidden = false;
+    $('board').hidden = true;
+    $('sign-out').hidden = true;
+    $('whoami').hidden = true;
+    if (message !== undefined) $('login-error').textContent = message;
+    setLive('off', 'Signed out');
+  }
+
+  function sessionEnded() {
+    showLogin('Your session has ended; sign in again.');
+  }
+
+  function stopLive() {
+    clearTimeout(retryTimer);
+    if (stream) stream.abort();
+    stream = null;
+  }
+
+  // Opens the board for `a`: checks the credential reads the devices, learns what it may do.
+  async function enter(a) {
+    stopLive();
+    auth = a;
     $('login-error').textContent = '';
     try {
-      data.devices = await api('/admin/devices');
+      data = { devices: await api('/admin/devices'), transactions: [] };
     } catch (e) {
-      token = '';
-      sessionStorage.removeItem(TOKEN_KEY);
-      $('login-error').textContent = e.status === 401 ? 'Wrong admin token.' : e.message;
-      showLogin();
+      const wasToken = a.kind === 'token';
+      if (wasToken) sessionStorage.removeItem(TOKEN_KEY);
+      showLogin(wasToken && e.status === 401 ? 'Wrong admin token or API key.' : e.message);
       return;
     }
-    sessionStorage.setItem(TOKEN_KEY, token);
+    merchants = [];
+    if (a.kind === 'session') {
+      can = {
+        manage: a.role !== 'viewer',
+        admin: a.role !== 'viewer',
+        allMerchants: a.role === 'owner' || a.role === 'operator',
+      };
+    } else {
+      can = { manage: true, admin: false, allMerchants: false };
+    }
+    // A credential with the admin scope may list merchants (a merchant's own, or all).
+    if (can.admin || a.kind === 'token') {
+      try {
+        merchants = await api('/admin/merchants');
+        if (a.kind === 'token') {
+          can.admin = true;
+          can.allMerchants = !a.token.startsWith('eftk_') || merchants.length > 1;
+        }
+      } catch (e) {
+        if (!auth) return; // signed out meanwhile
+        merchants = [];
+      }
+    }
+    if (auth !== a) return;
+    if (a.kind === 'token') sessionStorage.setItem(TOKEN_KEY, a.token);
+    resetBoard();
+    showWho();
     $('login').hidden = true;
     $('board').hidden = false;
     $('sign-out').hidden = false;
@@ -108,29 +208,171 @@
     startLive();
   }
 
-  function showLogin() {
-    $('login').hidden = false;
-    $('board').hidden = true;
-    $('sign-out').hidden = true;
-    setLive('off', 'Signed out');
+  function showWho() {
+    document.body.dataset.auth = auth.kind;
+    if (auth.kind === 'session') {
+      document.body.dataset.role = auth.role;
+      $('whoami-email').textContent = auth.email;
+      $('whoami-role').textContent = auth.role;
+    } else {
+      const key = auth.token.startsWith('eftk_');
+      document.body.dataset.role = key ? 'api-key' : 'owner';
+      $('whoami-email').textContent = key ? `API key ${auth.token.split('_').slice(0, 2).join('_')}_…` : 'Admin token';
+      $('whoami-role').textContent = key ? 'api key' : 'owner';
+    }
+    $('whoami').hidden = false;
   }
 
+  // Builds what depends on who signed in: the tabs, the merchant filter, the devices' columns;
+  // and forgets what the previous person saw.
+  function resetBoard() {
+    selected = null;
+    armed = null;
+    apiKeys = [];
+    merchantFilter = '';
+    auditBefore = null;
+    $('timeline-panel').hidden = true;
+    $('device-secret').hidden = true;
+    $('new-key').hidden = true;
+    $('new-key-value').textContent = '';
+    $('device-secret-value').textContent = '';
+    for (const id of ['device-error', 'api-keys-error', 'api-key-form-error', 'audit-error', 'users-error']) $(id).textContent = '';
+    for (const id of ['api-keys', 'audit', 'users']) $(id).tBodies[0].replaceChildren();
+
+    const tabs = [{ id: 'overview', label: 'Overview' }];
+    if (can.admin) {
+      tabs.push({ id: 'api-keys', label: 'API keys' }, { id: 'audit', label: 'Audit log' }, { id: 'users', label: 'People' });
+    }
+    $('tabs').replaceChildren(...tabs.map((t) => {
+      const b = el('button', { type: 'button', id: `tab-${t.id}`, class: 'tab', 'data-view': t.id }, t.label);
+      b.addEventListener('click', () => showView(t.id));
+      return b;
+    }));
+    showView('overview');
+
+    const slot = $('merchant-filter-slot');
+    if (can.allMerchants) {
+      const select = el('select', { id: 'merchant-filter' });
+      select.addEventListener('change', () => { merchantFilter = select.value; render(); });
+      slot.replaceChildren(el('label', { htmlFor: 'merchant-filter' }, 'Merchant'), select);
+    } else {
+      slot.replaceChildren();
+    }
+    $('audit-merchant-wrap').hidden = !can.allMerchants;
+
+    const columns = ['Device', 'State', 'Last seen', 'Merchant', 'Registers'];
+    const head = columns.map((c) => el('th', { scope: 'col' }, c));
+    if (can.manage) head.push(el('th', { scope: 'col' }, el('span', { class: 'visually-hidden' }, 'Actions')));
+    $('devices').tHead.rows[0].replaceChildren(...head);
+
+    buildKeyForm();
+    fillMerchants();
+  }
+
+  // Puts the merchants into every list of them, keeping what was chosen.
+  function fillMerchants() {
+    const fill = (select, first) => {
+      if (!select) return;
+      const was = select.value;
+      const options = merchants.map((m) => el('option', { value: m.merchantId }, m.name));
+      select.replaceChildren(...(first ? [el('option', { value: '' }, first)] : []), ...options);
+      if (Array.from(select.options).some((o) => o.value === was)) select.value = was;
+    };
+    fill($('merchant-filter'), 'All merchants');
+    fill($('audit-merchant'), 'Any');
+    fill($('key-merchant'), null);
+  }
+
+  // Merchants come and go while someone is signed in: the lists follow.
+  async function refreshMerchants() {
+    if (!can.admin) return;
+    try {
+      merchants = await api('/admin/merchants');
+      fillMerchants();
+    } catch (_) { /* the lists keep what they had */ }
+  }
+
+  function showView(id) {
+    for (const v of document.querySelectorAll('#board > .view')) v.hidden = v.id !== `view-${id}`;
+    for (const t of document.querySelectorAll('#tabs .tab')) {
+      if (t.dataset.view === id) t.setAttribute('aria-current', 'page'); else t.removeAttribute('aria-current');
+    }
+    if (id === 'api-keys') refreshMerchants().then(loadApiKeys);
+    if (id === 'audit') refreshMerchants().then(loadAudit);
+    if (id === 'users') loadUsers();
+  }
+
+  async function signInWithPassword(email, password) {
+    $('login-error').textContent = '';
+    $('sign-in-submit').disabled = true;
+    try {
+      const response = await fetch('/dashboard/sign-in', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email, password }),
+        credentials: 'same-origin',
+      });
+      const body = await response.json().catch(() => ({}));
+      if (response.status === 401) throw new Error('Wrong email or password.');
+      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      $('password').value = '';
+      sessionStorage.removeItem(TOKEN_KEY);
+      await enter(sessionOf(body));
+    } catch (e) {
+      showLogin(e.message);
+    } finally {
+      $('sign-in-submit').disabled = false;
+    }
+  }
+
+  function sessionOf(me) {
+    return { kind: 'session', email: me.email, role: me.role, merchantId: me.merchantId || null, csrf: me.csrfToken };
+  }
+
+  async function signOut() {
+    const was = auth;
+    stopLive();
+    sessionStorage.removeItem(TOKEN_KEY);
+    if (was && was.kind === 'session') {
+      try {
+        await fetch('/dashboard/sign-out', { method: 'POST', headers: headers('POST'), credentials: 'same-origin' });
+      } catch (_) { /* the cookie expires on its own */ }
+    }
+    showLogin('');
+  }
+
+  // On load: a session cookie, else the tab's stored token, else the sign-in form.
+  async function resume() {
+    try {
+      const response = await fetch('/dashboard/session', { credentials: 'same-origin' });
+      if (response.ok) {
+        await enter(sessionOf(await response.json()));
+        return;
+      }
+    } catch (_) { /* offline: try the token, or ask */ }
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) enter({ kind: 'token', token }); else showLogin();
+  }
+
+  // ---- the live stream -------------------------------------------------------------------------
   async function startLive() {
     clearTimeout(retryTimer);
     if (stream) stream.abort();
     const controller = new AbortController();
     stream = controller;
+    const mine = auth;
     setLive('connecting', 'Connecting…');
     try {
       const response = await fetch('/admin/events', {
-        headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' },
+        headers: { ...headers('GET'), Accept: 'text/event-stream' },
         signal: controller.signal,
+        credentials: 'same-origin',
       });
-      if (response.status === 401 || response.status === 404) {
+      if ([401, 403, 404].includes(response.status)) {
         const body = await response.json().catch(() => ({}));
-        $('login-error').textContent = body.error || 'Signed out';
+        if (mine && mine.kind === 'session' && response.status === 401) { sessionEnded(); return; }
         sessionStorage.removeItem(TOKEN_KEY);
-        showLogin();
+        showLogin(body.error || 'Signed out');
         return;
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
@@ -149,7 +391,7 @@
       }
       throw new Error('stream ended');
     } catch (e) {
-      if (controller.signal.aborted) return;
+      if (controller.signal.aborted || stream !== controller) return;
       setLive('error', 'Disconnected, retrying…');
       retryTimer = setTimeout(startLive, 2000);
     }
@@ -177,25 +419,35 @@
     }
   }
 
-  // ---- rendering -------------------------------------------------------------------------------
+  // ---- rendering the overview --------------------------------------------------------------------
+  // The devices and transactions the merchant filter lets through.
+  function shownData() {
+    if (!merchantFilter) return data;
+    return {
+      devices: data.devices.filter((d) => d.merchantId === merchantFilter),
+      transactions: data.transactions.filter((t) => t.merchantId === merchantFilter),
+    };
+  }
+
   function render() {
-    renderTiles();
-    renderCharts();
+    const d = shownData();
+    renderTiles(d);
+    renderCharts(d);
     renderDevices();
     renderTransactions();
     if (selected) refreshTimeline(false);
   }
 
-  function lastHour() {
+  function lastHour(d) {
     const since = Date.now() - 3600 * 1000;
-    return data.transactions.filter((t) => Date.parse(t.createdAt) >= since);
+    return d.transactions.filter((t) => Date.parse(t.createdAt) >= since);
   }
 
-  function renderTiles() {
-    const online = data.devices.filter((d) => d.online).length;
-    $('tile-online').textContent = `${online} / ${data.devices.length}`;
-    $('tile-busy').textContent = String(data.devices.filter((d) => d.busy).length);
-    const hour = lastHour();
+  function renderTiles(d) {
+    const online = d.devices.filter((x) => x.online).length;
+    $('tile-online').textContent = `${online} / ${d.devices.length}`;
+    $('tile-busy').textContent = String(d.devices.filter((x) => x.busy).length);
+    const hour = lastHour(d);
     $('tile-hour').textContent = String(hour.length);
     const financial = hour.filter((t) => t.phase === 'completed' && ['approved', 'declined', 'cancelled', 'failed'].includes(category(t)));
     const approved = financial.filter((t) => category(t) === 'approved').length;
@@ -204,8 +456,8 @@
     $('tile-median').textContent = times.length ? duration(times[Math.floor(times.length / 2)]) : '–';
   }
 
-  function renderCharts() {
-    const hour = lastHour();
+  function renderCharts(d) {
+    const hour = lastHour(d);
     $('legend').replaceChildren(...CATEGORIES.map((c) => el('li', { style: `--c:${c.color}` }, c.label)));
 
     // Transactions per minute, stacked by outcome, oldest on the left.
@@ -283,23 +535,78 @@
     $('chart-latency-desc').textContent = buckets.map((n, i) => `${LATENCY_BUCKETS[i].label}: ${n}`).join(', ');
   }
 
+  // A button that acts on its second click within a few seconds (the first one arms it).
+  function confirmButton(key, attrs, label, confirmLabel, action) {
+    const isArmed = armed && armed.key === key && armed.until > Date.now();
+    const b = el('button', { type: 'button', ...attrs, class: `${attrs.class || ''}${isArmed ? ' armed' : ''}` }, isArmed ? confirmLabel : label);
+    b.addEventListener('click', () => {
+      if (armed && armed.key === key && armed.until > Date.now()) {
+        armed = null;
+        action();
+      } else {
+        armed = { key, until: Date.now() + CONFIRM_MS };
+        setTimeout(() => { if (armed && armed.key === key && armed.until <= Date.now()) { armed = null; rerenderArmed(); } }, CONFIRM_MS + 50);
+      }
+      rerenderArmed();
+    });
+    return b;
+  }
+
+  function rerenderArmed() {
+    if (!$('view-overview').hidden) renderDevices();
+    if (!$('view-api-keys').hidden) renderApiKeys();
+  }
+
   function renderDevices() {
-    $('devices-count').textContent = `(${data.devices.length})`;
-    const rows = data.devices.map((d) => {
+    const devices = shownData().devices;
+    $('devices-count').textContent = `(${devices.length})`;
+    const rows = devices.map((d) => {
       const state = d.busy ? 'busy' : d.online ? 'online' : 'offline';
       const stateText = d.busy ? (d.online ? 'Online, busy' : 'Offline, busy') : d.online ? 'Online' : 'Offline';
       const regs = d.registers.length
         ? d.registers.map((r) => el('span', { class: 'reg' }, r.registerName || r.registerId,
           el('span', { class: 'reg-meta' }, ` ${r.businessName} · ${r.vendorName}${Object.keys(r.contact || {}).length ? ` · ${Object.values(r.contact).join(', ')}` : ''}`)))
         : ['none'];
-      return el('tr', { 'data-device': d.deviceId },
+      const row = el('tr', { 'data-device': d.deviceId, 'data-merchant': d.merchantId },
         el('td', {}, el('span', { class: 'mono' }, d.deviceId), el('span', { class: 'reg-meta' }, ` ${d.vendor} ${d.model}`)),
         el('td', {}, el('span', { class: `state ${d.online ? 'online' : ''} ${d.busy ? 'busy' : ''}`, 'data-state': state }, stateText)),
         el('td', { title: d.lastSeen || '' }, ago(d.lastSeen)),
         el('td', {}, d.merchant),
         el('td', {}, ...regs));
+      // Absent, not disabled, for someone who may not change devices.
+      if (can.manage) {
+        row.append(el('td', { class: 'actions' },
+          confirmButton(`rotate:${d.deviceId}`, { id: `rotate-${d.deviceId}`, class: 'rotate', 'data-device': d.deviceId, title: 'Give the device a new secret' },
+            'Rotate secret', 'Confirm rotate', () => rotate(d.deviceId)),
+          confirmButton(`revoke:${d.deviceId}`, { id: `revoke-${d.deviceId}`, class: 'revoke danger', 'data-device': d.deviceId, title: 'Stop the device connecting' },
+            'Revoke', 'Confirm revoke', () => revoke(d.deviceId))));
+      }
+      return row;
     });
     $('devices').tBodies[0].replaceChildren(...rows);
+  }
+
+  async function rotate(deviceId) {
+    $('device-error').textContent = '';
+    try {
+      const r = await api(`/admin/devices/${encodeURIComponent(deviceId)}/rotate-secret`, { method: 'POST' });
+      $('device-secret-device').textContent = r.deviceId;
+      $('device-secret-value').textContent = r.secret;
+      $('device-secret-copy').textContent = 'Copy';
+      $('device-secret').hidden = false;
+    } catch (e) {
+      $('device-error').textContent = `Rotating ${deviceId}: ${e.message}`;
+    }
+  }
+
+  async function revoke(deviceId) {
+    $('device-error').textContent = '';
+    try {
+      await api(`/admin/devices/${encodeURIComponent(deviceId)}/revoke`, { method: 'POST' });
+      $('device-error').textContent = '';
+    } catch (e) {
+      $('device-error').textContent = `Revoking ${deviceId}: ${e.message}`;
+    }
   }
 
   function filters() {
@@ -327,14 +634,15 @@
 
   function renderTransactions() {
     const f = filters();
-    const shown = data.transactions.filter((t) => matches(t, f));
-    $('tx-count').textContent = `(${shown.length} of ${data.transactions.length})`;
+    const all = shownData().transactions;
+    const shown = all.filter((t) => matches(t, f));
+    $('tx-count').textContent = `(${shown.length} of ${all.length})`;
     const rows = shown.map((t) => {
       const cat = category(t);
       const outcome = t.phase === 'completed' ? t.outcome : `${t.phase}${t.displayText ? `: ${t.displayText.split('\n').pop()}` : ''}`;
       const open = el('button', { type: 'button', class: 'link', title: 'Show the timeline' }, t.transactionId.slice(0, 8));
       open.addEventListener('click', () => showTimeline(t.transactionId));
-      return el('tr', { 'data-transaction': t.transactionId, 'data-outcome': t.phase === 'completed' ? t.outcome : 'pending', class: selected === t.transactionId ? 'selected' : '' },
+      return el('tr', { 'data-transaction': t.transactionId, 'data-merchant': t.merchantId, 'data-outcome': t.phase === 'completed' ? t.outcome : 'pending', class: selected === t.transactionId ? 'selected' : '' },
         el('td', { title: t.createdAt }, new Date(t.createdAt).toLocaleTimeString()),
         el('td', {}, open, t.posReference ? el('span', { class: 'reg-meta' }, ` ${t.posReference}`) : null),
         el('td', {}, t.registerName || t.registerId),
@@ -372,18 +680,212 @@
     }
   }
 
+  // ---- copying a secret shown once ---------------------------------------------------------------
+  async function copy(codeId, buttonId) {
+    const text = $(codeId).textContent;
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (_) {
+      // No clipboard permission: select it, so Ctrl+C copies it.
+      const range = document.createRange();
+      range.selectNodeContents($(codeId));
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      const copied = document.execCommand && document.execCommand('copy');
+      $(buttonId).textContent = copied ? 'Copied' : 'Selected: press Ctrl+C';
+      return;
+    }
+    $(buttonId).textContent = 'Copied';
+  }
+
+  // ---- API keys --------------------------------------------------------------------------------
+  function buildKeyForm() {
+    $('key-scopes').replaceChildren(...SCOPES.map((s) => {
+      const id = `key-scope-${s.scope.replace(':', '-')}`;
+      return el('div', { class: 'choice' },
+        el('input', { type: 'checkbox', id, name: 'scope', value: s.scope, 'data-pos': String(s.pos) }),
+        ' ', el('label', { htmlFor: id }, s.label));
+    }));
+    // A merchant's admin makes keys of its own merchant only.
+    const ownOnly = !can.allMerchants;
+    $('key-owner-vendor-choice').hidden = ownOnly;
+    $('key-owner-installation-choice').hidden = ownOnly;
+    $('key-owner-merchant').checked = true;
+    $('key-vendor').value = '';
+    $('key-label').value = '';
+    $('key-expires').value = '';
+    keyOwnerChanged();
+  }
+
+  function keyOwner() {
+    return document.querySelector('input[name="key-owner"]:checked').value;
+  }
+
+  // A vendor key is for the POS API only: the other scopes are unavailable then.
+  function keyOwnerChanged() {
+    const vendor = keyOwner() === 'vendor';
+    for (const box of document.querySelectorAll('#key-scopes input')) {
+      const off = vendor && box.dataset.pos !== 'true';
+      box.disabled = off;
+      if (off) box.checked = false;
+    }
+    $('key-merchant').disabled = keyOwner() !== 'merchant';
+    $('key-vendor').disabled = !vendor;
+  }
+
+  async function loadApiKeys() {
+    $('api-keys-error').textContent = '';
+    try {
+      apiKeys = await api('/admin/api-keys');
+      renderApiKeys();
+    } catch (e) {
+      $('api-keys-error').textContent = e.message;
+    }
+  }
+
+  function keyStatus(k) {
+    if (k.revokedAt) return 'revoked';
+    if (k.expiresAt && Date.parse(k.expiresAt) <= Date.now()) return 'expired';
+    return 'active';
+  }
+
+  function renderApiKeys() {
+    $('api-keys-count').textContent = `(${apiKeys.length})`;
+    $('api-keys').tBodies[0].replaceChildren(...apiKeys.map((k) => {
+      const status = keyStatus(k);
+      const statusText = status === 'revoked' ? `Revoked ${when(k.revokedAt)}`
+        : status === 'expired' ? `Expired ${when(k.expiresAt)}`
+          : k.expiresAt ? `Active until ${when(k.expiresAt)}` : 'Active';
+      return el('tr', { 'data-key': k.keyId, 'data-status': status },
+        el('td', { class: 'mono' }, `${k.prefix}…`),
+        el('td', {}, ownerText(k.owner)),
+        el('td', {}, k.scopes.join(' ')),
+        el('td', {}, k.label),
+        el('td', { title: k.createdAt }, when(k.createdAt)),
+        el('td', { title: k.lastUsedAt || '' }, ago(k.lastUsedAt)),
+        el('td', {}, el('span', { class: `key-status ${status}` }, statusText)),
+        el('td', { class: 'actions' }, status === 'revoked' ? null
+          : confirmButton(`key:${k.keyId}`, { id: `revoke-key-${k.keyId}`, class: 'revoke-key danger', 'data-key': k.keyId },
+            'Revoke', 'Confirm revoke', () => revokeKey(k.keyId))));
+    }));
+  }
+
+  async function revokeKey(keyId) {
+    $('api-keys-error').textContent = '';
+    try {
+      await api(`/admin/api-keys/${encodeURIComponent(keyId)}/revoke`, { method: 'POST' });
+    } catch (e) {
+      $('api-keys-error').textContent = `Revoking ${keyId}: ${e.message}`;
+    }
+    await loadApiKeys();
+  }
+
+  async function createKey() {
+    $('api-key-form-error').textContent = '';
+    const scopes = Array.from(document.querySelectorAll('#key-scopes input:checked')).map((b) => b.value);
+    if (!scopes.length) {
+      $('api-key-form-error').textContent = 'Choose at least one scope.';
+      return;
+    }
+    const body = { scopes, label: $('key-label').value.trim() };
+    const owner = keyOwner();
+    if (owner === 'merchant') {
+      if (!$('key-merchant').value) {
+        $('api-key-form-error').textContent = 'Choose the merchant.';
+        return;
+      }
+      body.merchantId = $('key-merchant').value;
+    } else if (owner === 'vendor') {
+      body.vendor = $('key-vendor').value.trim();
+      if (!body.vendor) {
+        $('api-key-form-error').textContent = 'Name the POS vendor.';
+        return;
+      }
+    }
+    if ($('key-expires').value) body.expiresAt = new Date(`${$('key-expires').value}T23:59:59`).toISOString();
+    $('key-create').disabled = true;
+    try {
+      const created = await api('/admin/api-keys', { method: 'POST', body });
+      $('new-key-prefix').textContent = `${created.prefix}…`;
+      $('new-key-value').textContent = created.apiKey;
+      $('new-key-copy').textContent = 'Copy';
+      $('new-key').hidden = false;
+      $('key-label').value = '';
+      for (const b of document.querySelectorAll('#key-scopes input')) b.checked = false;
+      await loadApiKeys();
+      $('new-key').scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      $('api-key-form-error').textContent = e.message;
+    } finally {
+      $('key-create').disabled = false;
+    }
+  }
+
+  // ---- the audit log ---------------------------------------------------------------------------
+  async function loadAudit() {
+    $('audit-error').textContent = '';
+    const q = new URLSearchParams({ limit: String(AUDIT_PAGE) });
+    const action = $('audit-action').value.trim();
+    const actor = $('audit-actor').value.trim();
+    const merchant = can.allMerchants ? $('audit-merchant').value : '';
+    if (action) q.set('action', action);
+    if (actor) q.set('actor', actor);
+    if (merchant) q.set('merchant', merchant);
+    if (auditBefore !== null) q.set('before', String(auditBefore));
+    try {
+      const entries = await api(`/admin/audit?${q}`);
+      renderAudit(entries);
+    } catch (e) {
+      $('audit-error').textContent = e.message;
+    }
+  }
+
+  function renderAudit(entries) {
+    const first = entries.length ? entries[0].seq : null;
+    const last = entries.length ? entries[entries.length - 1].seq : null;
+    $('audit-count').textContent = entries.length ? `(#${last} to #${first})` : '(none)';
+    $('audit').tBodies[0].replaceChildren(...entries.map((e) => el('tr', { 'data-seq': String(e.seq), 'data-action': e.action },
+      el('td', { class: 'num' }, String(e.seq)),
+      el('td', { title: e.at }, when(e.at)),
+      el('td', {}, e.actor, e.source ? el('span', { class: 'reg-meta' }, ` from ${e.source}`) : null),
+      el('td', { class: 'mono' }, e.action),
+      el('td', { class: 'mono' }, e.target),
+      el('td', {}, e.merchantId ? merchantName(e.merchantId) : ''),
+      el('td', {}, el('code', { class: 'detail' }, typeof e.detail === 'string' ? e.detail : JSON.stringify(e.detail))))));
+    const older = $('audit-older');
+    older.disabled = entries.length < AUDIT_PAGE;
+    older.dataset.before = last === null ? '' : String(last);
+    $('audit-newest').disabled = auditBefore === null;
+  }
+
+  // ---- people ----------------------------------------------------------------------------------
+  async function loadUsers() {
+    $('users-error').textContent = '';
+    try {
+      const users = await api('/admin/users');
+      $('users-count').textContent = `(${users.length})`;
+      $('users').tBodies[0].replaceChildren(...users.map((u) => el('tr', { 'data-email': u.email, 'data-role': u.role },
+        el('td', {}, u.email),
+        el('td', {}, u.role),
+        el('td', {}, u.merchantId ? merchantName(u.merchantId) : 'all'),
+        el('td', { title: u.createdAt }, when(u.createdAt)),
+        el('td', {}, u.lockedUntil ? when(u.lockedUntil) : ''))));
+    } catch (e) {
+      $('users-error').textContent = e.message;
+    }
+  }
+
   // ---- events ----------------------------------------------------------------------------------
+  $('password-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    signInWithPassword($('email').value.trim(), $('password').value);
+  });
   $('token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    signIn($('token').value.trim());
+    enter({ kind: 'token', token: $('token').value.trim() });
   });
-  $('sign-out').addEventListener('click', () => {
-    if (stream) stream.abort();
-    clearTimeout(retryTimer);
-    token = '';
-    sessionStorage.removeItem(TOKEN_KEY);
-    showLogin();
-  });
+  $('sign-out').addEventListener('click', signOut);
   $('filters').addEventListener('input', renderTransactions);
   $('filters').addEventListener('change', renderTransactions);
   $('filters').addEventListener('reset', () => setTimeout(renderTransactions, 0));
@@ -398,7 +900,37 @@
     $('timeline-panel').hidden = true;
     renderTransactions();
   });
-  setInterval(() => { if (!$('board').hidden) renderDevices(); }, 5000);
+  $('device-secret-copy').addEventListener('click', () => copy('device-secret-value', 'device-secret-copy'));
+  $('device-secret-dismiss').addEventListener('click', () => {
+    $('device-secret').hidden = true;
+    $('device-secret-value').textContent = '';
+  });
+  $('new-key-copy').addEventListener('click', () => copy('new-key-value', 'new-key-copy'));
+  $('new-key-dismiss').addEventListener('click', () => {
+    $('new-key').hidden = true;
+    $('new-key-value').textContent = '';
+  });
+  for (const r of document.querySelectorAll('input[name="key-owner"]')) r.addEventListener('change', keyOwnerChanged);
+  $('api-key-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    createKey();
+  });
+  $('audit-filters').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    auditBefore = null;
+    loadAudit();
+  });
+  $('audit-older').addEventListener('click', () => {
+    const before = $('audit-older').dataset.before;
+    if (!before) return;
+    auditBefore = Number(before);
+    loadAudit();
+  });
+  $('audit-newest').addEventListener('click', () => {
+    auditBefore = null;
+    loadAudit();
+  });
+  setInterval(() => { if (!$('board').hidden && !$('view-overview').hidden) renderDevices(); }, 5000);
 
-  if (token) signIn(token); else showLogin();
+  resume();
 })();

@@ -573,10 +573,12 @@ async fn without_virtual_terminals_the_page_takes_an_enrolled_device() {
             .contains("--virtual-terminals"),
         "{body}"
     );
-    // No admin token configured: the dashboard and its data are off, and say so.
+    // No admin token configured: the dashboard is served all the same (people sign in to
+    // it), but the admin API takes no token and says how to configure one.
     let r = app.http.get(app.url("/dashboard")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert!(r.text().await.unwrap().contains("Dashboard disabled"));
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"password-form\""), "{html}");
     let (status, body) = app.admin("/admin/devices", Some("anything")).await;
     assert_eq!(status, 404);
     assert!(
@@ -845,18 +847,8 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         let tab = c.new_window(true).await.unwrap();
         c.switch_to_window(tab.handle.clone()).await.unwrap();
         c.goto(&format!("{base}/dashboard")).await.unwrap();
-        c.find(Locator::Id("token"))
-            .await
-            .unwrap()
-            .send_keys(ADMIN_TOKEN)
-            .await
-            .unwrap();
-        c.find(Locator::Css("#token-form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        sign_in_with_token(&c, ADMIN_TOKEN).await;
+        signed_in_as(&c, "owner").await;
         let device_state = format!(
             "(document.querySelector('#devices tr[data-device=\"{device}\"] [data-state]') || {{}}).dataset?.state || ''"
         );
@@ -959,6 +951,519 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         click(&c, "plugged").await;
         c.switch_to_window(tab.handle).await.unwrap();
         wait_js(&c, "the device offline", &device_state, |v| v == &json!("offline")).await;
+    })
+    .await;
+    app.stop().await;
+}
+
+// ---- signing in to the dashboard -------------------------------------------------------------
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Waits for the sign-in panel: shown once the page found no session to resume.
+async fn sign_in_panel(c: &Client) {
+    wait_js(
+        c,
+        "the sign-in panel",
+        "!document.getElementById('login').hidden && document.getElementById('board').hidden",
+        |v| v == &json!(true),
+    )
+    .await;
+}
+
+async fn type_into(c: &Client, id: &str, text: &str) {
+    let e = c
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"));
+    e.clear().await.unwrap();
+    e.send_keys(text).await.unwrap();
+}
+
+/// Signs in with the secondary form: an admin token or API key.
+async fn sign_in_with_token(c: &Client, token: &str) {
+    sign_in_panel(c).await;
+    click(c, "token-login-summary").await;
+    type_into(c, "token", token).await;
+    click(c, "token-submit").await;
+}
+
+async fn sign_in_with_password(c: &Client, email: &str, password: &str) {
+    sign_in_panel(c).await;
+    type_into(c, "email", email).await;
+    type_into(c, "password", password).await;
+    click(c, "sign-in-submit").await;
+}
+
+/// Waits until the board is open for someone of `role`.
+async fn signed_in_as(c: &Client, role: &str) {
+    wait_js(
+        c,
+        &format!("signed in as {role}"),
+        "document.getElementById('board').hidden ? '' : document.body.dataset.role",
+        |v| v == &json!(role),
+    )
+    .await;
+}
+
+/// Whether an element with this id is in the page at all.
+async fn present(c: &Client, id: &str) -> bool {
+    c.execute(
+        "return document.getElementById(arguments[0]) !== null",
+        vec![json!(id)],
+    )
+    .await
+    .unwrap()
+        == json!(true)
+}
+
+/// The device ids of the devices table, in order, once it lists `n`.
+async fn device_rows(c: &Client, n: usize) -> Vec<String> {
+    let v = wait_js(
+        c,
+        &format!("{n} device rows"),
+        "Array.from(document.querySelectorAll('#devices tbody tr')).map(r => r.dataset.device)",
+        |v| v.as_array().is_some_and(|a| a.len() == n),
+    )
+    .await;
+    serde_json::from_value(v).unwrap()
+}
+
+/// A request from the page itself (its cookies, its origin), answering its status;
+/// `csrf` adds the session's token as the dashboard does.
+async fn page_fetch(c: &Client, method: &str, path: &str, csrf: bool) -> u16 {
+    let status = c
+        .execute(
+            "const [method, path, csrf] = arguments;
+             const headers = {};
+             const go = () => fetch(path, { method, headers }).then(r => r.status);
+             if (!csrf) return go();
+             return fetch('/dashboard/session').then(r => r.json())
+               .then(s => { headers['X-CSRF-Token'] = s.csrfToken; return go(); });",
+            vec![json!(method), json!(path), json!(csrf)],
+        )
+        .await
+        .unwrap();
+    status.as_u64().unwrap() as u16
+}
+
+/// Two merchants, "Alpha Foods" and "Beta Books", with a device each (`alpha-1`, `beta-1`).
+async fn two_merchants(
+    app: &crate::harness::TestApp,
+) -> (
+    cloud::domain::accounts::MerchantRecord,
+    cloud::domain::accounts::MerchantRecord,
+) {
+    let cli = cloud::engine::accounts::Actor::cli();
+    let alpha = app
+        .engine
+        .create_merchant("Alpha Foods", &cli)
+        .await
+        .unwrap();
+    let beta = app
+        .engine
+        .create_merchant("Beta Books", &cli)
+        .await
+        .unwrap();
+    for (id, m) in [("alpha-1", &alpha), ("beta-1", &beta)] {
+        app.engine
+            .enroll_device(
+                &protocol::DeviceId::parse(id).unwrap(),
+                &cloud::engine::devices::NewDevice {
+                    merchant: m.id.to_string(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    (alpha, beta)
+}
+
+async fn add_person(
+    app: &crate::harness::TestApp,
+    email: &str,
+    role: cloud::domain::people::Role,
+    merchant: Option<&cloud::domain::accounts::MerchantRecord>,
+) {
+    app.engine
+        .create_user(
+            cloud::engine::people::NewUser {
+                email: email.into(),
+                password: PASSWORD.into(),
+                role,
+                merchant: merchant.map(|m| m.id.clone()),
+            },
+            &cloud::engine::accounts::Actor::cli(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_setup_link_creates_the_owner_and_signs_them_in_once() {
+    let app = spawn_app_with(Opts {
+        first_run_setup: true,
+        ..Opts::default()
+    })
+    .await;
+    let link = app.setup_url.clone().expect("a setup link on a new cloud");
+    let page = link.clone();
+    with_browser(|c| async move {
+        c.goto(&page).await.unwrap();
+        type_into(&c, "setup-email", "owner@example.com").await;
+        type_into(&c, "setup-password", PASSWORD).await;
+        click(&c, "setup-submit").await;
+        signed_in_as(&c, "owner").await;
+        assert!(c
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/dashboard"));
+        assert_eq!(text_of(&c, "whoami-email").await, "owner@example.com");
+        for tab in ["tab-api-keys", "tab-audit", "tab-users"] {
+            assert!(present(&c, tab).await, "#{tab}");
+        }
+        // The owner is a person now: the people view lists them.
+        click(&c, "tab-users").await;
+        wait_js(
+            &c,
+            "the owner listed",
+            "Array.from(document.querySelectorAll('#users tbody tr'))\
+             .map(r => r.dataset.email + ' ' + r.dataset.role).join()",
+            |v| v == &json!("owner@example.com owner"),
+        )
+        .await;
+    })
+    .await;
+    // Used: the link opens nothing any more.
+    let r = app.http.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn people_sign_in_and_out_with_email_and_password() {
+    let app = spawn_app_with(Opts::default()).await;
+    let (alpha, _) = two_merchants(&app).await;
+    add_person(
+        &app,
+        "olivia@example.com",
+        cloud::domain::people::Role::Owner,
+        None,
+    )
+    .await;
+    let dashboard = app.url("/dashboard");
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_password(&c, "olivia@example.com", "not the password").await;
+        wait_js(
+            &c,
+            "the refusal",
+            "document.getElementById('login-error').textContent",
+            |v| v == &json!("Wrong email or password."),
+        )
+        .await;
+        screenshot(&c, "dashboard-sign-in").await;
+        let board = c.find(Locator::Id("board")).await.unwrap();
+        assert!(!board.is_displayed().await.unwrap());
+
+        sign_in_with_password(&c, "olivia@example.com", PASSWORD).await;
+        signed_in_as(&c, "owner").await;
+        assert_eq!(text_of(&c, "whoami-email").await, "olivia@example.com");
+        assert_eq!(text_of(&c, "whoami-role").await, "owner");
+        let mut both = device_rows(&c, 2).await;
+        both.sort();
+        assert_eq!(both, ["alpha-1", "beta-1"]);
+        // The owner sees every merchant, and may narrow the view to one.
+        let options = c
+            .execute(
+                "return Array.from(document.querySelectorAll('#merchant-filter option'))\
+                 .map(o => o.textContent)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            options,
+            json!(["All merchants", "Alpha Foods", "Beta Books"])
+        );
+        c.find(Locator::Id("merchant-filter"))
+            .await
+            .unwrap()
+            .select_by_value(alpha.id.as_str())
+            .await
+            .unwrap();
+        assert_eq!(device_rows(&c, 1).await, ["alpha-1"]);
+        screenshot(&c, "dashboard-signed-in").await;
+
+        // A reload resumes the session from its cookie.
+        c.refresh().await.unwrap();
+        signed_in_as(&c, "owner").await;
+        assert_eq!(page_fetch(&c, "GET", "/admin/devices", false).await, 200);
+
+        click(&c, "sign-out").await;
+        sign_in_panel(&c).await;
+        // The cookie no longer opens anything, and a reload asks again.
+        assert_eq!(page_fetch(&c, "GET", "/admin/devices", false).await, 401);
+        c.refresh().await.unwrap();
+        sign_in_panel(&c).await;
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_without_the_csrf_token_is_refused() {
+    let app = spawn_app_with(Opts::default()).await;
+    let (alpha, _) = two_merchants(&app).await;
+    add_person(
+        &app,
+        "mia@example.com",
+        cloud::domain::people::Role::MerchantAdmin,
+        Some(&alpha),
+    )
+    .await;
+    let dashboard = app.url("/dashboard");
+    let engine = app.engine.clone();
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_password(&c, "mia@example.com", PASSWORD).await;
+        signed_in_as(&c, "merchant-admin").await;
+        let rotate = "/admin/devices/alpha-1/rotate-secret";
+        assert_eq!(page_fetch(&c, "POST", rotate, false).await, 403);
+        assert_eq!(page_fetch(&c, "POST", rotate, true).await, 200);
+        // Another merchant's device does not exist for her, token or not.
+        assert_eq!(
+            page_fetch(&c, "POST", "/admin/devices/beta-1/rotate-secret", true).await,
+            404
+        );
+
+        // The page's own button sends the token: a first click arms it, a second rotates.
+        device_rows(&c, 1).await;
+        for _ in 0..2 {
+            c.execute("document.getElementById('rotate-alpha-1').click()", vec![])
+                .await
+                .unwrap();
+        }
+        let secret = wait_js(
+            &c,
+            "the new secret, shown once",
+            "document.getElementById('device-secret').hidden ? '' \
+             : document.getElementById('device-secret-value').textContent",
+            |v| v.as_str().is_some_and(|s| s.len() == 64),
+        )
+        .await;
+        assert_eq!(text_of(&c, "device-error").await, "");
+        click(&c, "device-secret-dismiss").await;
+        assert_eq!(text_of(&c, "device-secret-value").await, "");
+        // The secret shown is the device's secret now.
+        let id = protocol::DeviceId::parse("alpha-1").unwrap();
+        assert!(engine
+            .authenticate(&id, secret.as_str().unwrap())
+            .await
+            .is_ok());
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_merchant_admin_sees_its_merchant_only_and_a_viewer_changes_nothing() {
+    let app = spawn_app_with(Opts::default()).await;
+    let (alpha, _) = two_merchants(&app).await;
+    add_person(
+        &app,
+        "mia@example.com",
+        cloud::domain::people::Role::MerchantAdmin,
+        Some(&alpha),
+    )
+    .await;
+    add_person(
+        &app,
+        "victor@example.com",
+        cloud::domain::people::Role::Viewer,
+        None,
+    )
+    .await;
+    let dashboard = app.url("/dashboard");
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_password(&c, "mia@example.com", PASSWORD).await;
+        signed_in_as(&c, "merchant-admin").await;
+        assert_eq!(device_rows(&c, 1).await, ["alpha-1"]);
+        assert!(!present(&c, "merchant-filter").await);
+        assert!(present(&c, "rotate-alpha-1").await && present(&c, "revoke-alpha-1").await);
+        assert!(present(&c, "tab-api-keys").await && present(&c, "tab-audit").await);
+        click(&c, "sign-out").await;
+
+        sign_in_with_password(&c, "victor@example.com", PASSWORD).await;
+        signed_in_as(&c, "viewer").await;
+        let mut both = device_rows(&c, 2).await;
+        both.sort();
+        assert_eq!(both, ["alpha-1", "beta-1"]);
+        let buttons = c
+            .execute(
+                "return document.querySelectorAll('#devices button, #devices th').length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(buttons, json!(5), "only the five columns, no actions");
+        for id in [
+            "rotate-alpha-1",
+            "revoke-alpha-1",
+            "merchant-filter",
+            "tab-api-keys",
+            "tab-audit",
+            "tab-users",
+        ] {
+            assert!(!present(&c, id).await, "#{id} is not for a viewer");
+        }
+        screenshot(&c, "dashboard-viewer").await;
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_owner_creates_a_key_sees_it_once_revokes_it_and_pages_the_audit_log() {
+    let app = spawn_app_with(Opts::default()).await;
+    let (alpha, _) = two_merchants(&app).await;
+    add_person(
+        &app,
+        "olivia@example.com",
+        cloud::domain::people::Role::Owner,
+        None,
+    )
+    .await;
+    // More entries than a page of the audit log.
+    let cli = cloud::engine::accounts::Actor::cli();
+    for i in 0..50 {
+        app.engine
+            .create_merchant(&format!("Shop {i:02}"), &cli)
+            .await
+            .unwrap();
+    }
+    let dashboard = app.url("/dashboard");
+    let base = app.base.clone();
+    let http = app.http.clone();
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_password(&c, "olivia@example.com", PASSWORD).await;
+        signed_in_as(&c, "owner").await;
+
+        click(&c, "tab-api-keys").await;
+        let count = "document.getElementById('api-keys-count').textContent";
+        wait_js(&c, "the empty key list", count, |v| v == &json!("(0)")).await;
+        c.find(Locator::Id("key-merchant"))
+            .await
+            .unwrap()
+            .select_by_value(alpha.id.as_str())
+            .await
+            .unwrap();
+        click(&c, "key-scope-pos-transact").await;
+        click(&c, "key-scope-pos-read").await;
+        type_into(&c, "key-label", "Front tills").await;
+        click(&c, "key-create").await;
+        let key = wait_js(
+            &c,
+            "the new key",
+            "document.getElementById('new-key').hidden ? '' \
+             : document.getElementById('new-key-value').textContent",
+            |v| v.as_str().is_some_and(|s| s.starts_with("eftk_")),
+        )
+        .await;
+        let key = key.as_str().unwrap().to_string();
+        screenshot(&c, "dashboard-api-keys").await;
+        click(&c, "new-key-copy").await;
+        let copy = "document.getElementById('new-key-copy').textContent";
+        wait_js(&c, "copied", copy, |v| v != &json!("Copy")).await;
+        let row = wait_js(
+            &c,
+            "the key listed",
+            "Array.from(document.querySelectorAll('#api-keys tbody tr'))\
+             .map(r => [r.dataset.key, r.dataset.status, r.textContent])",
+            |v| v.as_array().is_some_and(|a| a.len() == 1),
+        )
+        .await;
+        let key_id = row[0][0].as_str().unwrap().to_string();
+        assert_eq!(row[0][1], "active");
+        let text = row[0][2].as_str().unwrap();
+        assert!(text.contains("merchant Alpha Foods"), "{text}");
+        assert!(text.contains("pos:transact pos:read"), "{text}");
+        assert!(
+            text.contains("Front tills") && !text.contains(&key),
+            "{text}"
+        );
+        // A real key: recognised (403: it lacks the admin scope) until it is revoked (401).
+        let pos_status = || {
+            let (http, base, key) = (http.clone(), base.clone(), key.clone());
+            async move {
+                http.get(format!("{base}/admin/devices"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(pos_status().await, 403, "a POS key is not an admin key");
+        // Shown once: dismissed, it is gone from the page.
+        click(&c, "new-key-dismiss").await;
+        assert_eq!(text_of(&c, "new-key-value").await, "");
+
+        let revoke = format!("document.getElementById('revoke-key-{key_id}').click()");
+        for _ in 0..2 {
+            c.execute(&revoke, vec![]).await.unwrap();
+        }
+        wait_js(
+            &c,
+            "the key revoked",
+            &format!(
+                "(document.querySelector('#api-keys tr[data-key=\"{key_id}\"]') || {{}})\
+                 .dataset?.status"
+            ),
+            |v| v == &json!("revoked"),
+        )
+        .await;
+        assert!(!present(&c, &format!("revoke-key-{key_id}")).await);
+        assert_eq!(pos_status().await, 401, "a revoked key opens nothing");
+
+        // The audit log: newest first, a page at a time, filtered by action.
+        click(&c, "tab-audit").await;
+        let actions =
+            "Array.from(document.querySelectorAll('#audit tbody tr')).map(r => r.dataset.action)";
+        let first = wait_js(&c, "a page of the audit log", actions, |v| {
+            v.as_array().is_some_and(|a| a.len() == 50)
+        })
+        .await;
+        assert_eq!(first[0], "api_key.revoked");
+        assert_eq!(first[1], "api_key.created");
+        let seqs = "Array.from(document.querySelectorAll('#audit tbody tr'))\
+                    .map(r => Number(r.dataset.seq))";
+        let page1 = c.execute(&format!("return {seqs}"), vec![]).await.unwrap();
+        let page1: Vec<i64> = serde_json::from_value(page1).unwrap();
+        assert!(page1.windows(2).all(|w| w[0] > w[1]), "{page1:?}");
+        click(&c, "audit-older").await;
+        let page2 = wait_js(&c, "the older page", seqs, |v| {
+            let newest = v.as_array().and_then(|a| a.first()).and_then(Value::as_i64);
+            newest.is_some_and(|n| Some(n) < page1.last().copied())
+        })
+        .await;
+        let page2: Vec<i64> = serde_json::from_value(page2).unwrap();
+        assert!(page2.len() < 50, "the rest: {page2:?}");
+        let older = c.find(Locator::Id("audit-older")).await.unwrap();
+        assert!(!older.is_enabled().await.unwrap(), "no older entries");
+        type_into(&c, "audit-action", "api_key.").await;
+        click(&c, "audit-search").await;
+        wait_js(&c, "the key's entries only", actions, |v| {
+            v == &json!(["api_key.revoked", "api_key.created"])
+        })
+        .await;
+        screenshot(&c, "dashboard-audit").await;
     })
     .await;
     app.stop().await;
