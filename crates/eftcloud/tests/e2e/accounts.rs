@@ -1110,3 +1110,57 @@ async fn keys_required_of_all_vendors_refuse_every_keyless_request() {
     assert_eq!(r.status(), 200);
     app.stop().await;
 }
+
+/// A key with an expiry opens nothing from that moment on; its last use is recorded (at most
+/// once a minute).
+#[tokio::test]
+async fn keys_expire_on_the_cloud_clock_and_record_their_last_use() {
+    let (app, clock) = spawn_app_on_manual_clock().await;
+    let created = app
+        .engine
+        .create_api_key(
+            NewApiKey {
+                owner: KeyOwner::Installation,
+                scopes: Scopes::of([Scope::PosRead]),
+                label: "expires".into(),
+                expires_at: Some(app.engine.now() + chrono::Duration::hours(1)),
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
+    let status = || async {
+        app.http
+            .get(app.url("/pos/register"))
+            .query(&register_form(&register("x")))
+            .bearer_auth(&created.key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let last_used = || async {
+        app.engine
+            .api_keys(&cloud::domain::accounts::Principal::owner_token())
+            .await
+            .unwrap()[0]
+            .last_used_at
+    };
+    assert_eq!(last_used().await, None);
+    assert_eq!(status().await, 200);
+    let first = last_used().await.expect("recorded");
+    clock.advance(std::time::Duration::from_secs(30));
+    assert_eq!(status().await, 200);
+    assert_eq!(
+        last_used().await,
+        Some(first),
+        "not rewritten within the minute"
+    );
+    clock.advance(std::time::Duration::from_secs(3600 - 30 - 1));
+    assert_eq!(status().await, 200, "a second before expiry");
+    assert!(last_used().await > Some(first));
+    clock.advance(std::time::Duration::from_secs(1));
+    assert_eq!(status().await, 401, "expired");
+    app.stop().await;
+}
