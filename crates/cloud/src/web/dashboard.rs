@@ -1,6 +1,7 @@
 //! `/dashboard`, the operator's view of the fleet, and the admin JSON it reads (`/admin/...`).
-//! Everything but the page's own files needs the admin token (`Authorization: Bearer <token>`);
-//! with no token configured the dashboard is off and says so.
+//! Everything but the page's own files needs an admin credential ([`Admin`]): a person's
+//! session cookie (with its CSRF token for changes), an API key, or the admin token; each
+//! route then requires its scope and shows only what the credential's merchant may see.
 
 use super::{asset, WebState};
 use crate::domain::accounts::{MerchantId, Principal, Scope};
