@@ -487,6 +487,33 @@ mod tests {
     }
 
     #[test]
+    fn stored_ids_read_back_as_they_were_and_print_so() {
+        let m = MerchantId::from_stored("m-1".into());
+        assert_eq!((m.as_str(), m.to_string().as_str()), ("m-1", "m-1"));
+        let s = SiteId::from_stored("s-1".into());
+        assert_eq!((s.as_str(), s.to_string().as_str()), ("s-1", "s-1"));
+        let fresh = SiteId::new();
+        assert_eq!(SiteId::parse(fresh.as_str()), Ok(fresh.clone()));
+        assert_ne!(fresh, SiteId::default());
+        assert_eq!(Scope::PosRefund.to_string(), "pos:refund");
+        assert_eq!(Scope::Admin.to_string(), "admin");
+    }
+
+    #[test]
+    fn each_principal_names_itself_in_the_audit_log() {
+        assert_eq!(Principal::Keyless.actor(), "keyless");
+        assert_eq!(key(KeyOwner::Installation, &[]).actor(), "key:k");
+        let person = Principal::Person {
+            user_id: "u".into(),
+            email: "ana@example.com".into(),
+            role: super::super::people::Role::Viewer,
+            owner: KeyOwner::Installation,
+        };
+        assert_eq!(person.actor(), "user:ana@example.com");
+        assert!(person.allows(Scope::ReportsRead) && !person.allows(Scope::Admin));
+    }
+
+    #[test]
     fn admin_grants_every_admin_scope_but_no_pos_scope() {
         let admin = Scopes::of([Scope::Admin]);
         assert!(admin.grants(Scope::DevicesManage));
@@ -596,6 +623,10 @@ mod tests {
         assert_eq!(
             parse_name(&"x".repeat(MAX_NAME_LEN + 1)),
             Err(AccountError::InvalidName)
+        );
+        assert_eq!(
+            parse_name(&"x".repeat(MAX_NAME_LEN)).map(|n| n.len()),
+            Ok(MAX_NAME_LEN)
         );
         let id = MerchantId::new();
         assert_eq!(

@@ -236,6 +236,18 @@ mod tests {
     }
 
     #[test]
+    fn emails_and_roles_print_as_stored() {
+        let longest = format!("{}@example.com", "a".repeat(254 - "@example.com".len()));
+        let Ok(e) = Email::parse(&longest) else {
+            panic!("254 characters is the most, and allowed")
+        };
+        assert_eq!(e.as_str(), longest);
+        assert!(Email::parse(&format!("a{longest}")).is_err(), "255");
+        assert_eq!(Email::from_stored("x@y.z".into()).to_string(), "x@y.z");
+        assert_eq!(Role::MerchantAdmin.to_string(), "merchant-admin");
+    }
+
+    #[test]
     fn emails_are_checked_and_folded() {
         assert_eq!(
             Email::parse(" Ana@Example.COM ").map(|e| e.to_string()),
