@@ -180,10 +180,20 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 /// Reads commands from stdin on a plain thread: a blocking read cannot be cancelled, and on a
 /// runtime thread it would hold up the runtime's shutdown. The thread owns only a sender and
 /// the shutdown token, and ends with the process.
+///
+/// A terminal's stdin is read only while this process is in its foreground: a shell stops a
+/// background job that reads its terminal (`eftcloud terminal … &` would stop at once and
+/// never show a code), so in the background the reader waits, and starts reading after `fg`.
 fn spawn_stdin_reader(commands: mpsc::Sender<TerminalCommand>, shutdown: CancellationToken) {
     let spawned = std::thread::Builder::new()
         .name("terminal-stdin".into())
         .spawn(move || {
+            while !foreground() {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
             let stdin = std::io::stdin();
             for line in stdin.lock().lines() {
                 let Ok(line) = line else { break };
@@ -209,6 +219,26 @@ fn spawn_stdin_reader(commands: mpsc::Sender<TerminalCommand>, shutdown: Cancell
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot read commands from stdin");
     }
+}
+
+/// Whether reading stdin cannot stop this process: stdin is not a terminal (a pipe, a file,
+/// nothing), or it is one whose foreground process group is ours.
+fn foreground() -> bool {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        match rustix::termios::tcgetpgrp(&stdin) {
+            Ok(group) => group == rustix::process::getpgrp(),
+            // No controlling terminal to stop us.
+            Err(_) => true,
+        }
+    }
+    #[cfg(not(unix))]
+    true
 }
 
 async fn print_events(mut events: mpsc::Receiver<TerminalEvent>, url: String) {

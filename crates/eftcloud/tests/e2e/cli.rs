@@ -678,3 +678,66 @@ async fn accounts_with_the_binary() {
     assert_eq!(out.lines().count(), 1, "{out}");
     server.kill().await.unwrap();
 }
+
+/// The README's `eftcloud terminal … &` in a shell with job control: the background terminal
+/// must not read its terminal (the shell would stop it, and no code would ever show), and must
+/// print its pairing code.
+#[tokio::test]
+async fn a_background_terminal_shows_its_pairing_code() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (mut server, mut server_out) =
+        spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data]);
+    let listening = line_matching(&mut server_out, "eftcloud listening on ").await;
+    let url = listening.split_whitespace().next().unwrap().to_string();
+    let (code, secret, err) = output(&["device", "add", "--id", "bg-1", "--data-dir", data]).await;
+    assert_eq!(code, 0, "{err}");
+    let log = dir.path().join("terminal.out");
+    let script = format!(
+        "'{BIN}' terminal --cloud {url} --device-id bg-1 --secret {} --journal '{}' > '{}' 2>&1 &\n\
+         for i in $(seq 100); do grep -q 'pairing code:' '{}' && break; sleep 0.1; done\n\
+         jobs -l\n\
+         kill %1\n",
+        secret.trim(),
+        dir.path().join("bg.journal").display(),
+        log.display(),
+        log.display(),
+    );
+    let helper = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/e2e/support/job_control.py"
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(40),
+        Command::new("python3")
+            .args([helper, &script, "30"])
+            .output(),
+    )
+    .await
+    .expect("the shell finished in time")
+    .unwrap();
+    let shell = String::from_utf8_lossy(&out.stdout);
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !shell.contains("Stopped"),
+        "the shell stopped the terminal:\n{shell}"
+    );
+    assert!(
+        shell.contains("Running"),
+        "jobs -l shows it running:\n{shell}"
+    );
+    assert!(
+        printed.contains("pairing code: "),
+        "{printed}\n--- shell:\n{shell}"
+    );
+    server.kill().await.unwrap();
+}
