@@ -27,7 +27,7 @@
     { scope: 'pos:transact', label: 'pos:transact: run transactions', pos: true },
     { scope: 'pos:read', label: 'pos:read: read transactions and status', pos: true },
     { scope: 'pos:refund', label: 'pos:refund: refunds', pos: true },
-    { scope: 'devices:manage', label: 'devices:manage: enroll, rotate, revoke devices', pos: false },
+    { scope: 'devices:manage', label: 'devices:manage: see, rotate, revoke devices', pos: false },
     { scope: 'reports:read', label: 'reports:read: the dashboard, read only', pos: false },
     { scope: 'admin', label: 'admin: everything, keys and audit included', pos: false },
   ];
