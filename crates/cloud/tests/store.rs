@@ -1394,6 +1394,10 @@ macro_rules! contract {
         }
         mod on_postgres {
             $(
+                #[cfg_attr(
+                    not(eftcloud_test_postgres),
+                    ignore = "needs PostgreSQL: set EFTCLOUD_TEST_DATABASE_URL (.ci/run does)"
+                )]
                 #[tokio::test]
                 async fn $name() {
                     eftcloud_testing::FreshDatabase::run("PostgreSQL store tests", |url| async move {
@@ -1487,6 +1491,10 @@ async fn sqlite_data_survives_reopening() {
     assert!(cloud::store::open("mysql://x").await.is_err());
 }
 
+#[cfg_attr(
+    not(eftcloud_test_postgres),
+    ignore = "needs PostgreSQL: set EFTCLOUD_TEST_DATABASE_URL (.ci/run does)"
+)]
 #[tokio::test]
 async fn postgres_nodes_share_one_database() {
     eftcloud_testing::FreshDatabase::run("PostgreSQL store tests", |url| async move {
@@ -1563,6 +1571,15 @@ async fn the_audit_log_is_append_only_even_to_raw_sql() {
         assert!(e.to_string().contains("append-only"), "{sql}: {e}");
     }
     raw.close().await;
+}
+
+/// The same on PostgreSQL.
+#[cfg_attr(
+    not(eftcloud_test_postgres),
+    ignore = "needs PostgreSQL: set EFTCLOUD_TEST_DATABASE_URL (.ci/run does)"
+)]
+#[tokio::test]
+async fn the_audit_log_is_append_only_even_to_raw_sql_on_postgres() {
     eftcloud_testing::FreshDatabase::run("PostgreSQL store tests", |url| async move {
         let s = cloud::store::open(&url).await.unwrap();
         s.append_audit(&audit("device.enrolled", "d1", None))

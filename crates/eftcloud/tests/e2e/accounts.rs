@@ -470,6 +470,10 @@ async fn every_credential_against_every_route_on_sqlite() {
     credential_table(spawn_app_with(opts()).await).await;
 }
 
+#[cfg_attr(
+    not(eftcloud_test_postgres),
+    ignore = "needs PostgreSQL: set EFTCLOUD_TEST_DATABASE_URL (.ci/run does)"
+)]
 #[tokio::test]
 async fn every_credential_against_every_route_on_postgres() {
     FreshDatabase::run("PostgreSQL accounts test", |url| async move {
@@ -481,6 +485,10 @@ async fn every_credential_against_every_route_on_postgres() {
 
 /// Keys made and revoked through the admin API; a revocation on one node is refused by
 /// another sharing the store, on its next request.
+#[cfg_attr(
+    not(eftcloud_test_postgres),
+    ignore = "needs PostgreSQL: set EFTCLOUD_TEST_DATABASE_URL (.ci/run does)"
+)]
 #[tokio::test]
 async fn a_key_revoked_on_one_node_is_refused_by_another_at_once() {
     FreshDatabase::run("PostgreSQL accounts test", |url| async move {
@@ -856,6 +864,10 @@ mod people {
         app.stop().await;
     }
 
+    #[cfg_attr(
+        not(eftcloud_test_postgres),
+        ignore = "needs PostgreSQL: set EFTCLOUD_TEST_DATABASE_URL (.ci/run does)"
+    )]
     #[tokio::test]
     async fn wrong_passwords_lock_the_account_on_every_node_and_sessions_expire() {
         FreshDatabase::run("PostgreSQL accounts test", |url| async move {

@@ -11,6 +11,10 @@ use protocol::{Cents, Function};
 use std::time::Duration;
 use terminal::TerminalEvent;
 
+#[cfg_attr(
+    not(all(eftcloud_test_postgres, eftcloud_test_nats)),
+    ignore = "needs PostgreSQL and NATS: set EFTCLOUD_TEST_DATABASE_URL and EFTCLOUD_TEST_NATS_URL (.ci/run does)"
+)]
 #[tokio::test]
 async fn three_nodes_route_requests_and_survive_losing_the_devices_node() {
     let Some(nats) = nats_url_or_skip("cluster test") else {
@@ -159,6 +163,10 @@ fn through(url: &str, addr: std::net::SocketAddr) -> String {
     u.to_string()
 }
 
+#[cfg_attr(
+    not(all(eftcloud_test_postgres, eftcloud_test_nats)),
+    ignore = "needs PostgreSQL and NATS: set EFTCLOUD_TEST_DATABASE_URL and EFTCLOUD_TEST_NATS_URL (.ci/run does)"
+)]
 #[tokio::test]
 async fn a_result_reported_while_postgres_restarts_completes_on_the_same_connection() {
     let Some(nats) = nats_url_or_skip("cluster test") else {

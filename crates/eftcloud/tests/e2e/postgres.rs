@@ -8,6 +8,10 @@ use protocol::{Cents, Function};
 use sqlx::Connection;
 use std::sync::Arc;
 
+#[cfg_attr(
+    not(eftcloud_test_postgres),
+    ignore = "needs PostgreSQL: set EFTCLOUD_TEST_DATABASE_URL (.ci/run does)"
+)]
 #[tokio::test]
 async fn a_purchase_runs_on_postgres() {
     FreshDatabase::run("PostgreSQL end-to-end test", |url| async move {
