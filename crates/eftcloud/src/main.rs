@@ -145,8 +145,37 @@ fn init_logging(filter: &str, format: &str) {
     }
 }
 
+/// Ends the process quietly (exit 0) when stdout or stderr is a pipe closed by its reader
+/// (`eftcloud device list | head -1`). Rust ignores SIGPIPE, so a write to a closed pipe fails,
+/// and `println!` turns that failure into a panic ("failed printing to stdout: Broken pipe",
+/// exit 101). Restoring the signal's default needs `unsafe`, which the workspace forbids; so
+/// the panic is recognised by its message instead, and every other panic is reported as usual.
+fn quiet_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_closed_pipe(message) {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
+/// Whether a panic message is `println!`'s (or `eprintln!`'s) on a pipe closed by its reader.
+fn is_closed_pipe(message: &str) -> bool {
+    // EPIPE is 32 on Linux and the BSDs, and std words it "Broken pipe".
+    message.starts_with("failed printing to std")
+        && (message.contains("Broken pipe") || message.contains("os error 32"))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let root = Cli::command();
     let (matches, loaded) = match config_file::parse(root.clone(), std::env::args_os().collect()) {
         Ok(p) => p,
@@ -203,6 +232,20 @@ mod tests {
                 tracing::enabled!(target: "eftcloud_cloud::server", tracing::Level::INFO),
             )
         })
+    }
+
+    #[test]
+    fn only_printing_to_a_closed_pipe_counts_as_a_closed_pipe() {
+        assert!(super::is_closed_pipe(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(super::is_closed_pipe(
+            "failed printing to stderr: Broken pipe (os error 32)"
+        ));
+        assert!(!super::is_closed_pipe(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!super::is_closed_pipe("Broken pipe (os error 32)"));
     }
 
     #[test]

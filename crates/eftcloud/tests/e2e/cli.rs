@@ -741,3 +741,31 @@ async fn a_background_terminal_shows_its_pairing_code() {
     );
     server.kill().await.unwrap();
 }
+
+/// `eftcloud device list | head -1`: output into a pipe its reader closed ends quietly, exit 0
+/// (Rust ignores SIGPIPE, so each write fails instead; `println!` used to panic, exit 101).
+#[tokio::test]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (code, _, err) = output(&["device", "add", "--id", "d-1", "--data-dir", data]).await;
+    assert_eq!(code, 0, "{err}");
+    for args in [
+        vec!["device", "list", "--data-dir", data],
+        vec!["merchant", "list", "--data-dir", data],
+        vec!["--help"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
