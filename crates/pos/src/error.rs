@@ -70,6 +70,12 @@ fn with_causes(e: &reqwest::Error) -> String {
         }
         source = s.source();
     }
+    // An http:// request to a server that speaks TLS reads a TLS alert as its answer, which
+    // hyper calls an HTTP/0.9 response.
+    let plain = e.url().is_some_and(|u| u.scheme() == "http");
+    if plain && (out.contains("HTTP/0.9") || out.contains("invalid HTTP version")) {
+        out.push_str(" (this server speaks TLS: use https:// for --cloud)");
+    }
     out
 }
 

@@ -65,11 +65,28 @@ pub enum Exit {
     PowerFailure,
 }
 
+/// A connection error, with what to do when the cause is plain: a `ws://` URL to a server that
+/// speaks TLS gets a TLS alert where an HTTP answer should be, which the HTTP parser reports as
+/// "invalid HTTP version".
+fn explained(e: &tokio_tungstenite::tungstenite::Error, url: &url::Url) -> String {
+    let text = e.to_string();
+    if url.scheme() == "ws" && (text.contains("invalid HTTP version") || text.contains("HTTP/0.9"))
+    {
+        format!("{text} (this server speaks TLS: use https:// or wss:// for --cloud)")
+    } else {
+        text
+    }
+}
+
 /// What the agent reports to its user interface.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TerminalEvent {
-    /// Authenticated with the cloud (`welcome`), with the registers paired so far.
-    Connected { registers: Vec<RegisterInfo> },
+    /// Authenticated with the cloud (`welcome`) at `url` (after a failover, the fallback
+    /// actually connected to), with the registers paired so far.
+    Connected {
+        url: String,
+        registers: Vec<RegisterInfo>,
+    },
     /// Not connected (any more); the agent retries by itself.
     Disconnected { reason: String },
     /// The cloud refused this device (unknown device, wrong secret, unsupported version):
@@ -132,6 +149,7 @@ pub async fn run(
         events,
         journal,
         registers: Vec::new(),
+        url: String::new(),
         accepted: None,
         running: None,
         tasks: JoinSet::new(),
@@ -222,6 +240,8 @@ struct Agent {
     events: mpsc::Sender<TerminalEvent>,
     journal: Journal,
     registers: Vec<RegisterInfo>,
+    /// The cloud URL of the connection being made or held.
+    url: String,
     /// Accepted but not started: nothing journaled yet, because nothing touched a card.
     accepted: Option<(TransactionOffer, Instant)>,
     running: Option<Running>,
@@ -333,6 +353,7 @@ impl Agent {
                     Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
                 ),
             );
+            self.url = url.to_string();
             let reason = match self.offline(connect, commands, shutdown).await {
                 Err(stop) => return stop.into(),
                 Ok(Ok(Ok((socket, _response)))) => {
@@ -353,7 +374,7 @@ impl Agent {
                         }
                     }
                 }
-                Ok(Ok(Err(e))) => format!("cannot connect to {url}: {e}"),
+                Ok(Ok(Err(e))) => format!("cannot connect to {url}: {}", explained(&e, url)),
                 Ok(Err(_)) => format!("cannot connect to {url}: timed out"),
             };
             tracing::info!(%reason, "disconnected");
@@ -661,6 +682,7 @@ impl Agent {
         tracing::info!(registers = registers.len(), "connected");
         self.registers = registers;
         self.emit(TerminalEvent::Connected {
+            url: self.url.clone(),
             registers: self.registers.clone(),
         });
         let mut out: Vec<DeviceMessage> = std::mem::take(&mut self.queued);

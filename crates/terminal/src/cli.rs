@@ -113,7 +113,8 @@ pub async fn run(args: TerminalArgs) -> Result<(), TerminalError> {
         ));
     }
     let config = args.config();
-    let url = config.device_url()?;
+    // A bad URL stops here, before anything starts.
+    config.device_url()?;
     let backend =
         Arc::new(Simulator::new(args.simulator()).with_terminal_id(config.device_id.to_string()));
     let (events_tx, events_rx) = mpsc::channel(256);
@@ -121,7 +122,7 @@ pub async fn run(args: TerminalArgs) -> Result<(), TerminalError> {
     let shutdown = CancellationToken::new();
 
     let mut tasks = JoinSet::new();
-    tasks.spawn(print_events(events_rx, url.to_string()));
+    tasks.spawn(print_events(events_rx));
     tasks.spawn(stop_on_signal(shutdown.clone()));
     spawn_stdin_reader(commands_tx, shutdown.clone());
 
@@ -241,10 +242,10 @@ fn foreground() -> bool {
     true
 }
 
-async fn print_events(mut events: mpsc::Receiver<TerminalEvent>, url: String) {
+async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
     while let Some(event) = events.recv().await {
         match event {
-            TerminalEvent::Connected { registers } => {
+            TerminalEvent::Connected { url, registers } => {
                 let names: Vec<&str> = registers.iter().map(|r| r.register_name.as_str()).collect();
                 if names.is_empty() {
                     println!("connected to {url} (not paired)");

@@ -424,3 +424,38 @@ async fn a_duplicated_register_id_does_not_pair() {
         other => panic!("expected paired, got {other:?}"),
     }
 }
+
+/// After a failover the terminal says which cloud it is connected to: the fallback, not the
+/// primary it could not reach.
+#[tokio::test]
+async fn the_terminal_reports_the_url_it_actually_connected_to() {
+    let app = spawn_app().await;
+    let secret = app.enroll("failover-1").await;
+    // A port nothing listens on: the primary is down.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let primary = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let journal = app.dir.path().join("failover-1.journal");
+    let fallback: url::Url = app.base.parse().unwrap();
+    let mut t = start_terminal_with(
+        &primary,
+        "failover-1",
+        &secret,
+        &journal,
+        fast_simulator(),
+        |c| c.fallback_urls = vec![fallback.clone()],
+    );
+    let url = t
+        .wait_for(|e| match e {
+            terminal::TerminalEvent::Connected { url, .. } => Some(url.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(url.starts_with(&format!("ws://{}", app.addr)), "{url}");
+    assert!(
+        !url.contains(primary.trim_start_matches("http://")),
+        "{url}"
+    );
+    t.stop().await;
+    app.stop().await;
+}

@@ -464,3 +464,40 @@ async fn serve_with_a_self_signed_certificate() {
     assert_eq!(r.status(), 200);
     child.kill().await.unwrap();
 }
+
+/// `http://` or `ws://` to a port that speaks TLS: the POS client and the terminal say so and
+/// what to use, instead of an HTTP parser's complaint alone.
+#[tokio::test]
+async fn plain_http_to_a_tls_port_says_to_use_https() {
+    let app = TlsApp::start(true, false, Duration::from_secs(10)).await;
+    let plain = format!("http://{}", app.device_addr);
+    let pos = PosClient::new(&plain).unwrap();
+    let err = pos
+        .pair("12345678", &register("x"), &PairingDetails::new("X"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("this server speaks TLS: use https://"),
+        "{err}"
+    );
+    let secret = app.enroll("tls-plain").await;
+    let journal = app.dir.path().join("tls-plain.journal");
+    let mut t = start_terminal_with(
+        &plain,
+        "tls-plain",
+        &secret,
+        &journal,
+        fast_simulator(),
+        |_| {},
+    );
+    let reason = t
+        .wait_for(|e| match e {
+            TerminalEvent::Disconnected { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains("this server speaks TLS"), "{reason}");
+    t.stop().await;
+    app.stop().await;
+}
