@@ -69,9 +69,9 @@ pub enum PosCommand {
 pub struct LookupArgs {
     #[command(flatten)]
     register: RegisterArgs,
-    /// The PosReference sent with the transaction.
+    /// The PosReference sent with the transaction (`transact --pos-reference`).
     #[arg(long, conflicts_with = "id", required_unless_present = "id")]
-    reference: Option<String>,
+    pos_reference: Option<String>,
     /// The transactionId.
     #[arg(long)]
     id: Option<String>,
@@ -174,9 +174,10 @@ pub struct TransactArgs {
     /// Cash-out part of the total in cents (Card.PurchasePlusCash).
     #[arg(long, value_name = "CENTS", value_parser = parse_cents)]
     cash: Option<Cents>,
-    /// TransactionReference linking Card.Finalise to its Card.Authorise.
+    /// TransactionReference linking Card.Finalise to its Card.Authorise (not the POS's own
+    /// reference: that is --pos-reference).
     #[arg(long, value_name = "REF")]
-    reference: Option<String>,
+    transaction_reference: Option<String>,
     /// Settlement date for Acquirer.Settlement.Inquiry.
     #[arg(long, value_name = "yyyyMMdd")]
     date: Option<String>,
@@ -248,10 +249,10 @@ pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
         PosCommand::Pair(a) => pair(&client, a).await,
         PosCommand::Transact(a) => transact(&client, a).await,
         PosCommand::Lookup(a) => {
-            let by = match (a.reference, a.id) {
+            let by = match (a.pos_reference, a.id) {
                 (Some(r), _) => Lookup::Reference(r),
                 (None, Some(id)) => Lookup::Id(id),
-                (None, None) => return Err(CliError::Usage("give --reference or --id".into())),
+                (None, None) => return Err(CliError::Usage("give --pos-reference or --id".into())),
             };
             let env = client.lookup(&a.register.key()?, &by, a.wait).await?;
             outcome(&env, a.json)
@@ -431,7 +432,7 @@ fn build_spec(a: &TransactArgs) -> Result<TransactionSpec, CliError> {
         spec = spec.with_amount(amount);
     }
     spec.request.amount_cash = a.cash;
-    spec.request.transaction_reference = a.reference.clone();
+    spec.request.transaction_reference = a.transaction_reference.clone();
     spec.request.date = a.date.clone();
     let mut fields = spec.request.pos_fields();
     fields.push(("TransactionType", function.as_str().to_string()));
@@ -469,7 +470,7 @@ fn ignored_flags(given: &TransactionRequest, kept: &TransactionRequest) -> Vec<&
         out.push("--cash");
     }
     if given.transaction_reference.is_some() && kept.transaction_reference.is_none() {
-        out.push("--reference");
+        out.push("--transaction-reference");
     }
     if given.date.is_some() && kept.date.is_none() {
         out.push("--date");
@@ -484,7 +485,7 @@ fn request_error(function: Function, e: &RequestError) -> String {
             "set --cash <cents>"
         }
         RequestError::Missing("TransactionReference") | RequestError::ReferenceTooLong => {
-            "set --reference <ref>"
+            "set --transaction-reference <ref>"
         }
         RequestError::Missing(_) | RequestError::BadAmount(..) => "set --amount <cents>",
         RequestError::CashExceedsTotal => "--cash is part of --amount",
@@ -643,14 +644,26 @@ mod tests {
 
     #[test]
     fn amount_maps_to_the_functions_field() {
-        let s = spec(&["Card.Authorise", "--amount", "100", "--reference", "A1"]);
+        let s = spec(&[
+            "Card.Authorise",
+            "--amount",
+            "100",
+            "--transaction-reference",
+            "A1",
+        ]);
         let r = s.map(|s| s.request);
         assert_eq!(
             r.as_ref().map(|r| r.amount_auth.map(Cents::get)),
             Ok(Some(100))
         );
         assert_eq!(r.as_ref().map(|r| r.amount_total), Ok(None));
-        let s = spec(&["Card.Finalise", "--amount", "90", "--reference", "A1"]);
+        let s = spec(&[
+            "Card.Finalise",
+            "--amount",
+            "90",
+            "--transaction-reference",
+            "A1",
+        ]);
         assert_eq!(
             s.map(|s| s.request.amount_final.map(Cents::get)),
             Ok(Some(90))
@@ -686,7 +699,10 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("AmountTotal") && e.contains("--amount"), "{e}");
         let e = spec(&["Card.Authorise", "--amount", "5"]).map(|_| ());
-        assert!(e.err().unwrap_or_default().contains("--reference"));
+        assert!(e
+            .err()
+            .unwrap_or_default()
+            .contains("--transaction-reference"));
         let e = spec(&["Card.PurchasePlusCash", "--amount", "5", "--cash", "9"]).map(|_| ());
         assert!(e.err().unwrap_or_default().contains("AmountCash"));
         let e = spec(&["Acquirer.Settlement.Inquiry", "--date", "20241332"]).map(|_| ());

@@ -180,7 +180,14 @@ async fn walkthrough_with_the_binary() {
         .last()
         .unwrap()
         .to_string();
-    let mut lookup = vec!["pos", "--cloud", &url, "lookup", "--reference", "ORDER-1"];
+    let mut lookup = vec![
+        "pos",
+        "--cloud",
+        &url,
+        "lookup",
+        "--pos-reference",
+        "ORDER-1",
+    ];
     lookup.extend(register);
     let (status, out, err) = output(&lookup).await;
     assert_eq!(status, 0, "{err}");
@@ -768,4 +775,60 @@ async fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// One name for one thing: `--pos-reference` is the POS's own reference in `transact` and
+/// `lookup`; `--transaction-reference` is SmartConnect's `TransactionReference`.
+#[tokio::test]
+async fn the_pos_cli_names_each_reference_once() {
+    let (code, help, _) = output(&["pos", "transact", "--help"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("--pos-reference") && help.contains("--transaction-reference"),
+        "{help}"
+    );
+    assert!(!help.contains("--reference "), "{help}");
+    let (code, help, _) = output(&["pos", "lookup", "--help"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("--pos-reference") && !help.contains("--reference "),
+        "{help}"
+    );
+    let (code, _, err) = output(&[
+        "pos",
+        "lookup",
+        "--reference",
+        "ORDER-1",
+        "--register-id",
+        "r",
+        "--business",
+        "b",
+        "--vendor",
+        "v",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--pos-reference"),
+        "clap points at the new name: {err}"
+    );
+    // A Finalise without its TransactionReference names the flag to set.
+    let (code, _, err) = output(&[
+        "pos",
+        "--cloud",
+        "http://127.0.0.1:9",
+        "transact",
+        "Card.Finalise",
+        "--amount",
+        "100",
+        "--register-id",
+        "r",
+        "--business",
+        "b",
+        "--vendor",
+        "v",
+    ])
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--transaction-reference"), "{err}");
 }
