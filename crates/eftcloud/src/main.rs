@@ -59,8 +59,9 @@ enum Command {
         #[command(flatten)]
         database: database::DatabaseArgs,
     },
-    /// Write a consistent copy of the live SQLite database to a new file (restore: point
-    /// --database-url or --data-dir at the copy).
+    /// Write a consistent copy of the live SQLite database to a new file. To restore, stop the
+    /// cloud and either start it with --database-url sqlite://<copy>, or put the copy in an
+    /// empty directory as eftcloud.db and start it with --data-dir <that directory>.
     Backup {
         /// The file to create.
         file: std::path::PathBuf,

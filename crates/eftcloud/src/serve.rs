@@ -366,6 +366,11 @@ pub fn check(
         };
         match crate::config_file::source(sub, id, key, loaded) {
             "unset" => println!("{key} = {value}"),
+            // Off means "decided by the rest of the configuration", not "no enrollment".
+            "default" if key == "virtual-terminals" => println!(
+                "{key} = {value} (default: the page enrolls devices only on a local development \
+                 cloud; see the effective line below)"
+            ),
             from => println!("{key} = {value} ({from})"),
         }
     }

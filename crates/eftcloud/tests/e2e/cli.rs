@@ -832,3 +832,74 @@ async fn the_pos_cli_names_each_reference_once() {
     assert_eq!(code, 2);
     assert!(err.contains("--transaction-reference"), "{err}");
 }
+
+/// A backup restores both ways its help says: `--database-url sqlite://<copy>`, or the copy as
+/// `eftcloud.db` in a directory given as `--data-dir`.
+#[tokio::test]
+async fn a_backup_restores_by_database_url_or_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (code, _, err) = output(&["device", "add", "--id", "kept-1", "--data-dir", data]).await;
+    assert_eq!(code, 0, "{err}");
+    let copy = dir.path().join("copy.db");
+    let copy_s = copy.to_str().unwrap();
+    let (code, out, err) = output(&["backup", copy_s, "--data-dir", data]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("backup written"), "{out}");
+    let url = format!("sqlite://{copy_s}");
+    let (code, out, err) = output(&["device", "list", "--database-url", &url]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kept-1"), "{out}");
+    let restored = dir.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    std::fs::copy(&copy, restored.join("eftcloud.db")).unwrap();
+    let (code, out, err) =
+        output(&["device", "list", "--data-dir", restored.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kept-1"), "{out}");
+    let (_, help, _) = output(&["backup", "--help"]).await;
+    assert!(
+        help.contains("eftcloud.db") && help.contains("--database-url sqlite://"),
+        "{help}"
+    );
+}
+
+/// `GET /` links the pages and the API reference; `config check` does not call the virtual
+/// terminal's default "false" without saying what it means.
+#[tokio::test]
+async fn the_root_page_links_the_pages_and_config_check_explains_virtual_terminals() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (mut server, mut server_out) =
+        spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data]);
+    let listening = line_matching(&mut server_out, "eftcloud listening on ").await;
+    let url = listening.split_whitespace().next().unwrap().to_string();
+    assert_eq!(
+        line_matching(&mut server_out, "API reference: ").await,
+        format!("{url}/openapi.json")
+    );
+    let page = reqwest::get(format!("{url}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for link in [
+        "href=\"/dashboard\"",
+        "href=\"/virtual-terminal\"",
+        "href=\"/openapi.json\"",
+    ] {
+        assert!(html.contains(link), "{link} in {html}");
+    }
+    server.kill().await.unwrap();
+    let (code, out, _) = output(&["config", "check", "--data-dir", data]).await;
+    assert_eq!(code, 0);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("virtual-terminals = "))
+        .unwrap();
+    assert!(line.contains("local development cloud"), "{line}");
+    assert!(
+        out.contains("effective virtual terminal enrollment = on"),
+        "{out}"
+    );
+}

@@ -55,8 +55,11 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://...`) and applies the migrations. Nodes starting together
     /// are safe: sqlx serialises migrations with an advisory lock.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options =
-            PgConnectOptions::from_str(url).map_err(|e| StoreError::Open(format!("{e}")))?;
+        // Notices (`relation "_sqlx_migrations" already exists, skipping` on every start) are
+        // the server talking to itself; warnings and errors still reach the log.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("{e}")))?
+            .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
