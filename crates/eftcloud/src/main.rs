@@ -104,6 +104,23 @@ async fn backup(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Creates or upgrades the schema, saying which it did.
+async fn migrate(database: database::DatabaseArgs) -> anyhow::Result<ExitCode> {
+    let url = database.url()?;
+    let before = cloud::store::schema_version(&url).await.ok().flatten();
+    database.open().await?;
+    let after = cloud::store::schema_version(&url).await?;
+    match (before, after) {
+        (None, Some(v)) => println!("database schema created (version {v})"),
+        (Some(b), Some(a)) if b < a => println!("database schema upgraded from version {b} to {a}"),
+        (_, Some(v)) => println!("database schema is up to date (version {v})"),
+        (_, None) => {
+            anyhow::bail!("the migrations left no schema version; is this the right database?")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn callback_secret(database: database::DatabaseArgs) -> anyhow::Result<ExitCode> {
     use cloud::pos_api::callbacks::{generate_secret, SECRET_NAME};
     let store = database.open().await?;
@@ -197,10 +214,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => accounts_admin::audit(args).await,
         Command::User(cmd) => accounts_admin::user(cmd).await,
         Command::CallbackSecret { database } => callback_secret(database).await,
-        Command::Migrate { database } => database.open().await.map(|_| {
-            println!("database schema is up to date");
-            ExitCode::SUCCESS
-        }),
+        Command::Migrate { database } => migrate(database).await,
         Command::Backup { file, database } => backup(file, database).await,
         Command::Terminal(args) => terminal::cli::run(args)
             .await

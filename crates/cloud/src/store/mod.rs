@@ -25,6 +25,7 @@ const PROBE_NAME: &str = "store-probe";
 
 use chrono::{DateTime, Utc};
 use protocol::TransactionId;
+use std::str::FromStr;
 use std::sync::Arc;
 
 /// A failure of the store itself (not "not found", which is an `Option`).
@@ -200,6 +201,44 @@ pub async fn open_with_faults(
         ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// The newest migration applied to the database at `url`, without changing it: `None` for a
+/// database that has none yet (or a SQLite file that does not exist), so `eftcloud migrate` can
+/// say what it did.
+pub async fn schema_version(url: &str) -> Result<Option<i64>, StoreError> {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT MAX(version) FROM _sqlx_migrations";
+    if url.starts_with("sqlite:") {
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
+        if !options.get_filename().exists() {
+            return Ok(None);
+        }
+        let mut conn = sqlx::SqliteConnection::connect_with(&options.read_only(true)).await?;
+        let version: Option<(Option<i64>,)> = sqlx::query_as(SQL)
+            .fetch_optional(&mut conn)
+            .await
+            .ok()
+            .flatten();
+        conn.close().await?;
+        Ok(version.and_then(|(v,)| v))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("{e}")))?
+            .options([("client_min_messages", "warning")]);
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        // No table yet: an empty database.
+        let version: Option<(Option<i64>,)> = sqlx::query_as(SQL)
+            .fetch_optional(&mut conn)
+            .await
+            .ok()
+            .flatten();
+        conn.close().await?;
+        Ok(version.and_then(|(v,)| v))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

@@ -903,3 +903,36 @@ async fn the_root_page_links_the_pages_and_config_check_explains_virtual_termina
         "{out}"
     );
 }
+
+/// `migrate` says whether it created the schema, upgraded it or found it up to date.
+#[tokio::test]
+async fn migrate_says_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (code, out, err) = output(&["migrate", "--data-dir", data]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("database schema created (version "),
+        "{out}"
+    );
+    let (code, out, _) = output(&["migrate", "--data-dir", data]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("database schema is up to date (version "),
+        "{out}"
+    );
+    if let Some(db) = eftcloud_testing::FreshDatabase::create("PostgreSQL migrate test").await {
+        let (code, out, err) = output(&["migrate", "--database-url", &db.url]).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("database schema created"), "{out}");
+        assert!(!err.contains("already exists"), "no notices logged: {err}");
+        let (_, out, err) = output(&["migrate", "--database-url", &db.url]).await;
+        assert!(out.starts_with("database schema is up to date"), "{out}");
+        assert!(
+            !err.contains("_sqlx_migrations"),
+            "no notices logged: {err}"
+        );
+        db.drop().await;
+    }
+}
