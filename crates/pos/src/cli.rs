@@ -288,11 +288,28 @@ pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
         }
         PosCommand::Events(a) => {
             for e in client.events(&a.register.key()?, &a.id).await? {
-                print_stdout(&format!("{}  {:<20} {}\n", e.at, e.event, e.detail));
+                print_stdout(&event_line(&e.at, &e.event, &e.detail));
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One timeline event as a line of columns. A multi-line detail (a prompt of two lines) goes on
+/// indented continuation lines, so the time and event columns stay aligned.
+fn event_line(at: &str, event: &str, detail: &str) -> String {
+    let head = format!("{at}  {event:<20} ");
+    let indent = " ".repeat(head.chars().count());
+    let mut out = head;
+    for (i, line) in detail.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(&indent);
+        }
+        out.push_str(line);
+    }
+    out.push('\n');
+    out
 }
 
 /// Prints an envelope (summary or JSON); exit code 0 only for a success.
@@ -603,6 +620,22 @@ mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
     use protocol::pos_api::TransactionStatus;
+
+    #[test]
+    fn multi_line_event_details_keep_the_columns() {
+        let t = "2026-12-03T10:00:00.000Z";
+        assert_eq!(
+            event_line(t, "prompt", "PURCHASE $5.00\nPresent card"),
+            format!(
+                "{t}  prompt               PURCHASE $5.00\n{}Present card\n",
+                " ".repeat(t.len() + 23)
+            )
+        );
+        assert_eq!(
+            event_line(t, "offered", ""),
+            format!("{t}  offered              \n")
+        );
+    }
 
     #[derive(Debug, Parser)]
     struct Cli {
