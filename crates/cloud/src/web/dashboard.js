@@ -438,6 +438,13 @@
     if (selected) refreshTimeline(false);
   }
 
+  // A time with its date, in the browser's zone: 2026-12-03 10:56:21.
+  function dateTime(iso) {
+    const d = new Date(iso);
+    const p = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  }
+
   function lastHour(d) {
     const since = Date.now() - 3600 * 1000;
     return d.transactions.filter((t) => Date.parse(t.createdAt) >= since);
@@ -449,9 +456,9 @@
     $('tile-busy').textContent = String(d.devices.filter((x) => x.busy).length);
     const hour = lastHour(d);
     $('tile-hour').textContent = String(hour.length);
-    const financial = hour.filter((t) => t.phase === 'completed' && ['approved', 'declined', 'cancelled', 'failed'].includes(category(t)));
-    const approved = financial.filter((t) => category(t) === 'approved').length;
-    $('tile-approved').textContent = financial.length ? `${Math.round((approved / financial.length) * 100)} %` : '–';
+    // Of every transaction of the hour, as the outcome mix counts them (one denominator).
+    const approved = hour.filter((t) => category(t) === 'approved').length;
+    $('tile-approved').textContent = hour.length ? `${Math.round((approved / hour.length) * 100)} %` : '–';
     const times = hour.map((t) => t.durationMs).filter((x) => typeof x === 'number').sort((a, b) => a - b);
     $('tile-median').textContent = times.length ? duration(times[Math.floor(times.length / 2)]) : '–';
   }
@@ -640,10 +647,12 @@
     const rows = shown.map((t) => {
       const cat = category(t);
       const outcome = t.phase === 'completed' ? t.outcome : `${t.phase}${t.displayText ? `: ${t.displayText.split('\n').pop()}` : ''}`;
-      const open = el('button', { type: 'button', class: 'link', title: 'Show the timeline' }, t.transactionId.slice(0, 8));
+      // UUIDv7 ids begin with the time, the same for every transaction of a minute: the tail is
+      // what tells them apart; the whole id is in the title and the timeline.
+      const open = el('button', { type: 'button', class: 'link', title: `${t.transactionId}: show the timeline` }, `…${t.transactionId.slice(-12)}`);
       open.addEventListener('click', () => showTimeline(t.transactionId));
       return el('tr', { 'data-transaction': t.transactionId, 'data-merchant': t.merchantId, 'data-outcome': t.phase === 'completed' ? t.outcome : 'pending', class: selected === t.transactionId ? 'selected' : '' },
-        el('td', { title: t.createdAt }, new Date(t.createdAt).toLocaleTimeString()),
+        el('td', { title: t.createdAt }, dateTime(t.createdAt)),
         el('td', {}, open, t.posReference ? el('span', { class: 'reg-meta' }, ` ${t.posReference}`) : null),
         el('td', {}, t.registerName || t.registerId),
         el('td', { class: 'mono' }, t.deviceId),

@@ -882,6 +882,24 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         let done = http.get(&poll).send().await.unwrap().json::<Value>().await.unwrap();
         assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED");
 
+        // The row shows the part of the id that differs (UUIDv7 ids of one minute share their
+        // head) and the time with its date.
+        let cells = wait_js(
+            &c,
+            "the row's id and time",
+            &format!(
+                "(r => r ? [r.querySelector('button').textContent, r.cells[0].textContent] : null)\
+                 (document.querySelector('#transactions tr[data-transaction=\"{id}\"]'))"
+            ),
+            |v| v.is_array(),
+        )
+        .await;
+        assert_eq!(cells[0], json!(format!("…{}", &id[id.len() - 12..])));
+        let when = cells[1].as_str().unwrap();
+        assert!(
+            when.len() == 19 && when.starts_with("20") && when.as_bytes()[10] == b' ',
+            "{when}"
+        );
         // Its timeline, one click away.
         c.find(Locator::Css(&format!("#transactions tr[data-transaction=\"{id}\"] button")))
             .await
