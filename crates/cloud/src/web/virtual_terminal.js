@@ -433,7 +433,7 @@
       }
       current.phase = 'started';
       const f = current.offer.function;
-      const head = `${LABELS[f] || f}${amountOf(current.offer) !== null ? ` $${money(amountOf(current.offer))}` : ''}`;
+      const head = `${LABELS[f] || f}${amountOf(current.offer) !== null ? ` AUD ${money(amountOf(current.offer))}` : ''}`;
       if (f === 'QR.Merchant.Purchase') prompt('show_qr', `${head}\nScan the QR code`);
       else if (f === 'QR.Consumer.Purchase' || f === 'QR.Refund') prompt('scan_qr', `${head}\nShow your QR code`);
       else if (needsCard(f)) prompt('present_card', `${head}\nPresent card`);
@@ -512,7 +512,7 @@
     current.tip = parseInt(whole, 10) * 100 + parseInt(frac.padEnd(2, '0'), 10);
     notice = '';
     const total = (amountOf(current.offer) || 0) + current.tip;
-    prompt('enter_tip', `Tip $${money(current.tip)}\nTotal $${money(total)}`);
+    prompt('enter_tip', `Tip AUD ${money(current.tip)}\nTotal AUD ${money(total)}`);
     render();
   }
 
@@ -766,10 +766,10 @@
       const amount = amountOf(o);
       $('tx-register').textContent = o.register ? `From ${registerName(o.register)}` : '';
       $('tx-function').textContent = o.function;
-      $('tx-amount').textContent = amount !== null ? `$${money(amount + (current.tip || 0))}` : '';
+      $('tx-amount').textContent = amount !== null ? `AUD ${money(amount + (current.tip || 0))}` : '';
       const extra = [];
-      if (current.tip) extra.push(`incl. tip $${money(current.tip)}`);
-      if (o.amount_cash) extra.push(`incl. cash $${money(o.amount_cash)}`);
+      if (current.tip) extra.push(`incl. tip AUD ${money(current.tip)}`);
+      if (o.amount_cash) extra.push(`incl. cash AUD ${money(o.amount_cash)}`);
       if (o.transaction_reference) extra.push(`ref ${o.transaction_reference}`);
       if (o.date) extra.push(`date ${o.date}`);
       $('tx-extra').textContent = extra.join(' · ');
@@ -815,7 +815,17 @@
       return;
     }
     const code = pairing.code;
-    $('pairing-code').textContent = code.length === 8 ? `${code.slice(0, 4)} ${code.slice(4)}` : code;
+    // Two groups for the eye, but no space in the text: copying the code gives its 8 digits.
+    if (code.length === 8) {
+      const head = document.createElement('span');
+      head.textContent = code.slice(0, 4);
+      const tail = document.createElement('span');
+      tail.className = 'code-gap';
+      tail.textContent = code.slice(4);
+      $('pairing-code').replaceChildren(head, tail);
+    } else {
+      $('pairing-code').textContent = code;
+    }
     $('pairing-code').dataset.code = code;
     const left = pairing.expiresAt - Date.now();
     const total = pairing.expiresAt - pairing.issuedAt;

@@ -236,6 +236,8 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
         // One click enrolls a device and the page connects with it and shows a code.
         click(&c, "create-device").await;
         let code = pairing_code(&c).await;
+        // Shown in two groups, but what is copied (the text) is the 8 digits.
+        assert_eq!(text_of(&c, "pairing-code").await, code);
         let device = text_of(&c, "device-id").await;
         assert!(device.starts_with("virtual-"), "{device}");
         assert!(text_of(&c, "pairing-countdown")
@@ -261,7 +263,7 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
         let (poll, _) = post_purchase(&app, &reg, "1250").await;
         started(&c).await;
         assert_eq!(text_of(&c, "tx-function").await, "Card.Purchase");
-        assert_eq!(text_of(&c, "tx-amount").await, "$12.50");
+        assert_eq!(text_of(&c, "tx-amount").await, "AUD 12.50");
         click(&c, "btn-present-card").await;
         let (_, pending) = app.get_json(&poll).await;
         assert_eq!(pending["transactionStatus"], "PENDING");
@@ -272,7 +274,7 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
             &c,
             "the amount with tip",
             "document.getElementById('tx-amount').textContent",
-            |v| v == &json!("$14.50"),
+            |v| v == &json!("AUD 14.50"),
         )
         .await;
         screenshot(&c, "virtual-terminal-transaction").await;
@@ -282,7 +284,7 @@ async fn virtual_terminal_pairs_and_runs_purchases_by_clicks() {
             display
                 .as_str()
                 .unwrap_or("")
-                .contains("Tip $2.00")
+                .contains("Tip AUD 2.00")
                 .then_some(())
         })
         .await;
