@@ -396,6 +396,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "postgres"
     };
     let app = Application::build(config).await?;
+    let signals = stop_signals();
     let scheme = if app.is_tls() { "https" } else { "http" };
     if app.device_addr() == app.local_addr() {
         println!(
@@ -442,7 +443,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let stop = CancellationToken::new();
     let signal = stop.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.await;
         tracing::info!("shutting down");
         signal.cancel();
     });
@@ -450,24 +451,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or Ctrl-C, listened for from the moment this is called (not from the first poll):
+/// a signal that arrives while start-up is still printing stops the cloud gracefully too,
+/// instead of killing it.
+fn stop_signals() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

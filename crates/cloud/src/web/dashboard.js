@@ -60,9 +60,10 @@
       default: return 'other';
     }
   }
+  // In AUD, as the terminals and their receipts show it, until requests carry a currency.
   function money(cents) {
     if (cents === undefined || cents === null) return '';
-    return `$${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
+    return `AUD ${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
   }
   function ago(iso) {
     if (!iso) return 'never';
