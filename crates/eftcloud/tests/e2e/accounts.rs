@@ -345,19 +345,19 @@ async fn credential_table(app: TestApp) {
     use Method as M;
     #[rustfmt::skip]
     let rows: Vec<(Call, [u16; 17])> = vec![
-        // people (cookies) are keyless on the POS API    none key-A A-read key-B vend1 vend2 adm-A oper  repo  revok malf  token owner op   m-a-A view-A view
+        // people (cookies) and bearers that are not eftk_ keys are keyless on the POS API    none key-A A-read key-B vend1 vend2 adm-A oper  repo  revok malf  token owner op   m-a-A view-A view
         (call(M::POST, "/pos/transaction".into(), &purchase_ref(&a.register)),
-                                                                [200, 200, 403, 400, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
+                                                                [200, 200, 403, 400, 200, 403, 403, 403, 403, 401, 401, 200, 200, 200, 200, 200, 200]),
         (call(M::GET, format!("/pos/transaction/{tx_a}"), &[("merchantAccessToken", &a.token)]),
-                                                                [200, 200, 200, 404, 200, 404, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
+                                                                [200, 200, 200, 404, 200, 404, 403, 403, 403, 401, 401, 200, 200, 200, 200, 200, 200]),
         (call(M::POST, format!("/pos/transaction/{tx_a}/cancel"), &triple),
-                                                                [409, 409, 403, 404, 409, 403, 403, 403, 403, 401, 401, 401, 409, 409, 409, 409, 409]),
+                                                                [409, 409, 403, 404, 409, 403, 403, 403, 403, 401, 401, 409, 409, 409, 409, 409, 409]),
         (call(M::GET, format!("/pos/transaction/{tx_a}/events"), &triple),
-                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
+                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 200, 200, 200, 200, 200, 200]),
         (call(M::GET, "/pos/lookup".into(), &with(&[("PosReference", "ref-1")])),
-                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
+                                                                [200, 200, 200, 404, 200, 403, 403, 403, 403, 401, 401, 200, 200, 200, 200, 200, 200]),
         (Call { check: Some(paired(true)), ..call(M::GET, "/pos/register".into(), &triple) },
-                                                                [200, 200, 200, 0, 200, 403, 403, 403, 403, 401, 401, 401, 200, 200, 200, 200, 200]),
+                                                                [200, 200, 200, 0, 200, 403, 403, 403, 403, 401, 401, 200, 200, 200, 200, 200, 200]),
         (Call { check: Some(paired(false)), what: "GET /pos/register (as key B)".into(), ..call(M::GET, "/pos/register".into(), &triple) },
                                                                 [0, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
         (Call { check: Some(only_a_devices), ..call(M::GET, "/admin/devices".into(), &[]) },
@@ -1175,4 +1175,27 @@ async fn keys_expire_on_the_cloud_clock_and_record_their_last_use() {
     clock.advance(std::time::Duration::from_secs(1));
     assert_eq!(status().await, 401, "expired");
     app.stop().await;
+}
+
+/// A bearer token that is not an eftcloud key (a proxy's, a client's own) leaves a SmartConnect
+/// request keyless, as before keys existed; where keys are required it is no key.
+#[tokio::test]
+async fn a_foreign_bearer_token_is_not_a_key() {
+    for (required, want) in [(vec![], 200), (vec!["all".to_string()], 401)] {
+        let app = spawn_app_with(Opts {
+            require_pos_keys: required,
+            ..opts()
+        })
+        .await;
+        let r = app
+            .http
+            .get(app.url("/pos/register"))
+            .query(&register_form(&register("x")))
+            .bearer_auth("proxy-session-0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want);
+        app.stop().await;
+    }
 }
