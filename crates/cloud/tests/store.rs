@@ -114,9 +114,9 @@ fn transaction(device: &str, phase: Phase) -> TransactionRecord {
 
 async fn devices_and_connections(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
-    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
     assert!(matches!(
-        s.insert_device(&device("d1")).await,
+        s.insert_device(&device("d1"), None).await,
         Err(InsertError::AlreadyExists)
     ));
     let d = s
@@ -146,8 +146,8 @@ async fn devices_and_connections(s: Arc<dyn Store>) {
 }
 
 async fn pairing_codes(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     let d1 = DeviceId::parse("d1").unwrap();
     let d2 = DeviceId::parse("d2").unwrap();
     let later = Utc::now() + Duration::minutes(2);
@@ -188,8 +188,8 @@ async fn pairing_codes(s: Arc<dyn Store>) {
 async fn pairing_codes_by_merchant(s: Arc<dyn Store>) {
     let mut other = device("d2");
     other.merchant_id = MerchantId::from_stored("other".into());
-    s.insert_device(&device("d1")).await.unwrap();
-    s.insert_device(&other).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
+    s.insert_device(&other, None).await.unwrap();
     let later = Utc::now() + Duration::minutes(2);
     let code = PairingCode::parse("33333333").unwrap();
     let d2 = DeviceId::parse("d2").unwrap();
@@ -601,9 +601,65 @@ async fn people(s: Arc<dyn Store>) {
     assert_eq!(count("user.removed"), 1);
 }
 
+/// A device change and its audit entry commit together; a change that did nothing records
+/// nothing.
+async fn device_changes_carry_their_audit_entry(s: Arc<dyn Store>) {
+    let d1 = DeviceId::parse("d1").unwrap();
+    s.insert_device(&device("d1"), Some(&audit("device.enrolled", "d1", None)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.insert_device(
+            &device("d1"),
+            Some(&audit("device.enrolled", "again", None))
+        )
+        .await,
+        Err(InsertError::AlreadyExists)
+    ));
+    assert!(s
+        .set_secret_hash(&d1, "h2", Some(&audit("device.secret_rotated", "d1", None)))
+        .await
+        .unwrap());
+    let nobody = DeviceId::parse("nobody").unwrap();
+    assert!(!s
+        .set_secret_hash(&nobody, "h", Some(&audit("device.revoked", "nobody", None)))
+        .await
+        .unwrap());
+    let none = s
+        .unpair(&d1, None, Some(&audit("device.unpaired", "empty", None)))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    s.pair_register(&register("r1", "d1")).await.unwrap();
+    let gone = s
+        .unpair(&d1, None, Some(&audit("device.unpaired", "d1", None)))
+        .await
+        .unwrap();
+    assert_eq!(gone, vec![key("r1")]);
+    let log = s
+        .audit(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let entries: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("device.unpaired", "d1"),
+            ("device.secret_rotated", "d1"),
+            ("device.enrolled", "d1")
+        ]
+    );
+}
+
 async fn registers(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     assert_eq!(s.pair_register(&register("r1", "d1")).await.unwrap(), None);
     assert_eq!(
         s.pair_register(&register("r1", "d1")).await.unwrap(),
@@ -622,22 +678,22 @@ async fn registers(s: Arc<dyn Store>) {
     let d2 = DeviceId::parse("d2").unwrap();
     assert_eq!(s.registers_of(&d2).await.unwrap().len(), 2);
     assert_eq!(
-        s.unpair(&d2, Some(&key("r1"))).await.unwrap(),
+        s.unpair(&d2, Some(&key("r1")), None).await.unwrap(),
         vec![key("r1")]
     );
     assert_eq!(
-        s.unpair(&DeviceId::parse("d1").unwrap(), None)
+        s.unpair(&DeviceId::parse("d1").unwrap(), None, None)
             .await
             .unwrap(),
         vec![]
     );
-    assert_eq!(s.unpair(&d2, None).await.unwrap(), vec![key("r2")]);
+    assert_eq!(s.unpair(&d2, None, None).await.unwrap(), vec![key("r2")]);
     assert!(s.register(&key("r2")).await.unwrap().is_none());
 }
 
 async fn routes(s: Arc<dyn Store>) {
     assert_eq!(s.route(&key("r1")).await.unwrap(), None, "not paired");
-    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
     s.pair_register(&register("r1", "d1")).await.unwrap();
     let route = s.route(&key("r1")).await.unwrap().unwrap();
     assert_eq!(route.register.info.key, key("r1"));
@@ -663,7 +719,7 @@ async fn routes(s: Arc<dyn Store>) {
         .unwrap());
     assert!(!s.route(&key("r1")).await.unwrap().unwrap().busy);
     // The register follows its pairing.
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     s.pair_register(&register("r1", "d2")).await.unwrap();
     assert_eq!(
         s.route(&key("r1"))
@@ -678,7 +734,7 @@ async fn routes(s: Arc<dyn Store>) {
 }
 
 async fn transactions(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
     let d1 = DeviceId::parse("d1").unwrap();
     // Times are stored with millisecond precision.
     let deadline = chrono::DateTime::<Utc>::from_timestamp_millis(
@@ -782,8 +838,8 @@ async fn transactions(s: Arc<dyn Store>) {
 }
 
 async fn references(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     let d2 = DeviceId::parse("d2").unwrap();
     let mut a = transaction("d1", completed_at(ms_now()));
     a.pos_reference = Some("ref-1".into());
@@ -840,7 +896,7 @@ async fn references(s: Arc<dyn Store>) {
 }
 
 async fn events_in_order(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
     let d1 = DeviceId::parse("d1").unwrap();
     let at = ms_now();
     let offered = Phase::Offered {
@@ -918,8 +974,8 @@ async fn events_in_order(s: Arc<dyn Store>) {
 }
 
 async fn transactions_are_searchable(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     let done = completed_at(ms_now());
     let mut a = transaction("d1", done.clone());
     a.pos_reference = Some("INV_1%".into());
@@ -1005,7 +1061,7 @@ async fn transactions_are_searchable(s: Arc<dyn Store>) {
 }
 
 async fn callbacks_are_claimed_by_one_node(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
     let started = Phase::Started {
         started_at: ms_now(),
     };
@@ -1041,8 +1097,8 @@ async fn callbacks_are_claimed_by_one_node(s: Arc<dyn Store>) {
 }
 
 async fn callbacks_outbox(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     let far = Utc::now() + Duration::days(1);
     let url = "http://pos.example/callback".to_string();
     let started = Phase::Started {
@@ -1150,8 +1206,8 @@ async fn probe_writes(s: Arc<dyn Store>) {
 }
 
 async fn purge(s: Arc<dyn Store>) {
-    s.insert_device(&device("d1")).await.unwrap();
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     let long_ago = ms_now() - Duration::days(10);
     let mut old_done = transaction("d1", completed_at(long_ago));
     old_done.created_at = long_ago;
@@ -1204,7 +1260,7 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
     };
     let id = |s: &str| DeviceId::parse(s).unwrap();
     // Enrolled long ago and never connected: goes, with its code and register.
-    s.insert_device(&virtual_device("v-never", long_ago))
+    s.insert_device(&virtual_device("v-never", long_ago), None)
         .await
         .unwrap();
     let code = PairingCode::parse("12345678").unwrap();
@@ -1216,7 +1272,7 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
         .await
         .unwrap();
     // Seen long ago, gone since: goes.
-    s.insert_device(&virtual_device("v-stale", long_ago))
+    s.insert_device(&virtual_device("v-stale", long_ago), None)
         .await
         .unwrap();
     s.set_device_connection(&id("v-stale"), "n", true, long_ago)
@@ -1226,7 +1282,7 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
         .await
         .unwrap();
     // Enrolled long ago but seen recently: stays.
-    s.insert_device(&virtual_device("v-recent", long_ago))
+    s.insert_device(&virtual_device("v-recent", long_ago), None)
         .await
         .unwrap();
     s.set_device_connection(&id("v-recent"), "n", true, long_ago)
@@ -1236,18 +1292,18 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
         .await
         .unwrap();
     // Connected since long ago (last seen is its connect time): stays.
-    s.insert_device(&virtual_device("v-online", long_ago))
+    s.insert_device(&virtual_device("v-online", long_ago), None)
         .await
         .unwrap();
     s.set_device_connection(&id("v-online"), "n", true, long_ago)
         .await
         .unwrap();
     // Never connected, but enrolled recently: stays.
-    s.insert_device(&virtual_device("v-new", ms_now()))
+    s.insert_device(&virtual_device("v-new", ms_now()), None)
         .await
         .unwrap();
     // Unused, but with a transaction in progress: stays (only it can report the outcome).
-    s.insert_device(&virtual_device("v-busy", long_ago))
+    s.insert_device(&virtual_device("v-busy", long_ago), None)
         .await
         .unwrap();
     s.insert_transaction(
@@ -1262,10 +1318,13 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
     .await
     .unwrap();
     // Enrolled by an operator long ago and never connected: never purged.
-    s.insert_device(&DeviceRecord {
-        created_at: long_ago,
-        ..device("operator")
-    })
+    s.insert_device(
+        &DeviceRecord {
+            created_at: long_ago,
+            ..device("operator")
+        },
+        None,
+    )
     .await
     .unwrap();
 
@@ -1302,7 +1361,9 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
 async fn races(s: Arc<dyn Store>) {
     const N: usize = 10;
     for i in 0..N {
-        s.insert_device(&device(&format!("d{i}"))).await.unwrap();
+        s.insert_device(&device(&format!("d{i}")), None)
+            .await
+            .unwrap();
     }
     let d0 = DeviceId::parse("d0").unwrap();
     let offered = Phase::Offered {
@@ -1419,6 +1480,7 @@ contract!(
     pairing_codes_by_merchant,
     accounts,
     people,
+    device_changes_carry_their_audit_entry,
     registers,
     routes,
     transactions,
@@ -1440,9 +1502,9 @@ async fn a_failed_commit_stores_nothing_and_says_the_store_is_unavailable() {
     let s = cloud::store::open_with_faults(&url, Some(faults.clone()))
         .await
         .unwrap();
-    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
     faults.fail_commits();
-    let e = s.insert_device(&device("d2")).await.unwrap_err();
+    let e = s.insert_device(&device("d2"), None).await.unwrap_err();
     assert!(e.is_unavailable(), "{e}");
     let e = s.probe_write().await.unwrap_err();
     assert!(e.is_unavailable(), "{e}");
@@ -1459,7 +1521,7 @@ async fn a_failed_commit_stores_nothing_and_says_the_store_is_unavailable() {
         .is_some());
     assert_eq!(faults.injected(), 2);
     faults.heal();
-    s.insert_device(&device("d2")).await.unwrap();
+    s.insert_device(&device("d2"), None).await.unwrap();
     s.probe_write().await.unwrap();
 }
 
@@ -1469,7 +1531,7 @@ async fn sqlite_data_survives_reopening() {
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     {
         let s = cloud::store::open(&url).await.unwrap();
-        s.insert_device(&device("d1")).await.unwrap();
+        s.insert_device(&device("d1"), None).await.unwrap();
         s.insert_transaction(
             &transaction(
                 "d1",
@@ -1501,9 +1563,9 @@ async fn postgres_nodes_share_one_database() {
         // Two nodes starting together: migrations run once, both see the same data.
         let (a, b) = tokio::join!(cloud::store::open(&url), cloud::store::open(&url));
         let (a, b) = (a.unwrap(), b.unwrap());
-        a.insert_device(&device("d1")).await.unwrap();
+        a.insert_device(&device("d1"), None).await.unwrap();
         assert!(matches!(
-            b.insert_device(&device("d1")).await,
+            b.insert_device(&device("d1"), None).await,
             Err(InsertError::AlreadyExists)
         ));
         assert_eq!(b.devices().await.unwrap().len(), 1);
@@ -1523,7 +1585,7 @@ async fn sqlite_rows_that_cannot_be_records_are_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let s = cloud::store::open(&url).await.unwrap();
-    s.insert_device(&device("d1")).await.unwrap();
+    s.insert_device(&device("d1"), None).await.unwrap();
     let offered = transaction(
         "d1",
         Phase::Offered {

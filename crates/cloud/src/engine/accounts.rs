@@ -118,7 +118,7 @@ pub fn parse_key(key: &str) -> Option<(&str, &str)> {
     (hexdigits(id, 12) && hexdigits(secret, 64)).then_some((id, secret))
 }
 
-fn entry(actor: &Actor, at: DateTime<Utc>, action: &str, target: &str) -> AuditEntry {
+pub(crate) fn entry(actor: &Actor, at: DateTime<Utc>, action: &str, target: &str) -> AuditEntry {
     AuditEntry {
         seq: 0,
         at,

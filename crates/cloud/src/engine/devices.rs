@@ -1,7 +1,7 @@
 //! Device enrollment and authentication. Secrets are 256 random bits shown once; only their
 //! SHA-256 is stored (a slow password hash adds nothing for a secret with that much entropy).
 
-use super::accounts::{AccountsError, Actor};
+use super::accounts::{entry, AccountsError, Actor};
 use super::Engine;
 use crate::store::{DeviceRecord, InsertError, StoreError};
 use protocol::DeviceId;
@@ -131,16 +131,17 @@ impl Engine {
             last_seen_at: None,
             self_enrolled,
         };
-        match self.store().insert_device(&record).await {
-            Ok(()) => {
-                let detail = serde_json::json!({
-                    "vendor": d.vendor, "model": d.model, "merchant": merchant.name,
-                    "site": site.map(|s| s.to_string()), "selfEnrolled": self_enrolled,
-                });
-                self.audit_quietly(actor, "device.enrolled", id, Some(&merchant.id), detail)
-                    .await;
-                Ok(secret)
-            }
+        let audit = crate::domain::accounts::AuditEntry {
+            merchant_id: Some(merchant.id.clone()),
+            detail: serde_json::json!({
+                "vendor": d.vendor, "model": d.model, "merchant": merchant.name,
+                "site": site.map(|s| s.to_string()), "selfEnrolled": self_enrolled,
+            })
+            .to_string(),
+            ..entry(actor, record.created_at, "device.enrolled", id.as_str())
+        };
+        match self.store().insert_device(&record, Some(&audit)).await {
+            Ok(()) => Ok(secret),
             Err(InsertError::AlreadyExists) => Err(EnrollError::AlreadyEnrolled(id.clone())),
             Err(InsertError::DeviceBusy | InsertError::DuplicateReference) => {
                 Err(EnrollError::AlreadyEnrolled(id.clone()))
@@ -153,58 +154,50 @@ impl Engine {
     /// connection made with it is closed.
     pub async fn rotate_secret(&self, id: &DeviceId, actor: &Actor) -> Result<String, EnrollError> {
         let secret = new_secret();
+        let audit = self
+            .device_audit(actor, "device.secret_rotated", id)
+            .await?;
         if !self
             .store()
-            .set_secret_hash(id, &hash_secret(&secret))
+            .set_secret_hash(id, &hash_secret(&secret), Some(&audit))
             .await?
         {
             return Err(EnrollError::NotEnrolled(id.clone()));
         }
         self.bus().disconnect(id, "device secret rotated").await;
-        self.audit_device(actor, "device.secret_rotated", id).await;
         Ok(secret)
     }
 
     /// Revokes a device: no secret opens it any more (the stored hash matches none) and its
     /// connection is closed at once; rotating its secret later brings it back.
     pub async fn revoke(&self, id: &DeviceId, actor: &Actor) -> Result<(), EnrollError> {
-        if !self.store().set_secret_hash(id, REVOKED).await? {
+        let audit = self.device_audit(actor, "device.revoked", id).await?;
+        if !self
+            .store()
+            .set_secret_hash(id, REVOKED, Some(&audit))
+            .await?
+        {
             return Err(EnrollError::NotEnrolled(id.clone()));
         }
         self.bus()
             .disconnect(id, "device credentials revoked")
             .await;
-        self.audit_device(actor, "device.revoked", id).await;
         Ok(())
     }
 
-    /// Records a device action in the audit log, under the device's merchant.
-    pub(crate) async fn audit_device(&self, actor: &Actor, action: &str, id: &DeviceId) {
-        let merchant = match self.store().device(id).await {
-            Ok(d) => d.map(|d| d.merchant_id),
-            Err(_) => None,
-        };
-        self.audit_quietly(actor, action, id, merchant.as_ref(), serde_json::json!({}))
-            .await;
-    }
-
-    /// Appends to the audit log after the change committed. The change stands even if this
-    /// fails (the device store's writes do not carry the entry in their own commit yet), so
-    /// the failure is logged loudly rather than returned.
-    async fn audit_quietly(
+    /// The audit entry of an action on a device, under the device's merchant; written by the
+    /// store in the same commit as the change.
+    pub(crate) async fn device_audit(
         &self,
         actor: &Actor,
         action: &str,
         id: &DeviceId,
-        merchant: Option<&crate::domain::accounts::MerchantId>,
-        detail: serde_json::Value,
-    ) {
-        if let Err(e) = self
-            .audit_action(actor, action, id.as_str(), merchant, detail)
-            .await
-        {
-            tracing::error!(device = %id, action, error = %e, "could not write the audit log");
-        }
+    ) -> Result<crate::domain::accounts::AuditEntry, StoreError> {
+        let merchant = self.store().device(id).await?.map(|d| d.merchant_id);
+        Ok(crate::domain::accounts::AuditEntry {
+            merchant_id: merchant,
+            ..entry(actor, self.now(), action, id.as_str())
+        })
     }
 
     /// Checks a device's credentials.

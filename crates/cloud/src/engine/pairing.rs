@@ -95,23 +95,12 @@ impl Engine {
         register: Option<&RegisterKey>,
         actor: &super::accounts::Actor,
     ) -> Result<Vec<RegisterKey>, EngineError> {
-        let removed = self.store().unpair(device, register).await?;
-        if !removed.is_empty() {
-            let registers: Vec<String> = removed.iter().map(|k| k.to_string()).collect();
-            let merchant = self.store().device(device).await?.map(|d| d.merchant_id);
-            if let Err(e) = self
-                .audit_action(
-                    actor,
-                    "device.unpaired",
-                    device.as_str(),
-                    merchant.as_ref(),
-                    serde_json::json!({ "registers": registers }),
-                )
-                .await
-            {
-                tracing::error!(device = %device, error = %e, "could not write the audit log");
-            }
-        }
+        let mut audit = self.device_audit(actor, "device.unpaired", device).await?;
+        audit.detail = serde_json::json!({
+            "register": register.map(|k| k.to_string()).unwrap_or_else(|| "all".into()),
+        })
+        .to_string();
+        let removed = self.store().unpair(device, register, Some(&audit)).await?;
         Ok(removed)
     }
 }

@@ -69,13 +69,14 @@ macro_rules! store_aggregates {
 store_aggregates! {
     /// Enrolled devices and where their connections are held.
     trait DeviceStore {
-        /// Enrolls a device.
-        write fn insert_device(&self, device: &DeviceRecord) -> Result<(), InsertError>;
+        /// Enrolls a device, with its audit entry (if given) in the same commit.
+        write fn insert_device(&self, device: &DeviceRecord, audit: Option<&AuditEntry>) -> Result<(), InsertError>;
         /// One device.
         read fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
-        /// Replaces a device's secret hash (rotation, or revocation with a hash no secret has);
-        /// false if the device is not enrolled.
-        write fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError>;
+        /// Replaces a device's secret hash (rotation, or revocation with a hash no secret has),
+        /// with its audit entry (if given) in the same commit; false (and nothing recorded) if
+        /// the device is not enrolled.
+        write fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str, audit: Option<&AuditEntry>) -> Result<bool, StoreError>;
         /// Every device, by id.
         read fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
         /// Records that `node` now holds the device's connection (or, with `connected` false,
@@ -124,11 +125,13 @@ store_aggregates! {
         read fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError>;
         /// The registers paired to a device.
         read fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError>;
-        /// Unpairs one register of the device, or all of them; returns those removed.
+        /// Unpairs one register of the device, or all of them; returns those removed. The audit
+        /// entry (if given) is written in the same commit when any register went.
         write fn unpair(
             &self,
             device: &DeviceId,
             register: Option<&RegisterKey>,
+            audit: Option<&AuditEntry>,
         ) -> Result<Vec<RegisterKey>, StoreError>;
     }
 

@@ -147,9 +147,9 @@ mod tests {
             self_enrolled: false,
         };
         assert!(store.device(&id).await.unwrap().is_none());
-        store.insert_device(&device).await.unwrap();
+        store.insert_device(&device, None).await.unwrap();
         assert!(matches!(
-            store.insert_device(&device).await,
+            store.insert_device(&device, None).await,
             Err(InsertError::AlreadyExists)
         ));
         faults.fail_commits();

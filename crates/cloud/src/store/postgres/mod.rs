@@ -18,7 +18,7 @@ use super::{
     RegisterRecord, Route, StoreError, TimelineStore, TransactionQuery, TransactionRecord,
     TransactionStore,
 };
-use crate::domain::accounts::MerchantId;
+use crate::domain::accounts::{AuditEntry, MerchantId};
 use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
@@ -146,7 +146,12 @@ async fn insert_events(
 
 #[async_trait]
 impl DeviceStore for PostgresStore {
-    async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
+    async fn insert_device(
+        &self,
+        d: &DeviceRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), InsertError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let r = sqlx::query(
             "INSERT INTO devices (id, secret_hash, vendor, model, merchant, merchant_id, created_at, self_enrolled, site_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -160,13 +165,18 @@ impl DeviceStore for PostgresStore {
         .bind(ms(d.created_at))
         .bind(d.self_enrolled)
         .bind(d.site_id.as_ref().map(|s| s.as_str()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match r {
-            Ok(_) => Ok(()),
-            Err(e) if unique_violation(&e).is_some() => Err(InsertError::AlreadyExists),
-            Err(e) => Err(StoreError::from(e).into()),
+            Ok(_) => {}
+            Err(e) if unique_violation(&e).is_some() => return Err(InsertError::AlreadyExists),
+            Err(e) => return Err(StoreError::from(e).into()),
         }
+        if let Some(a) = audit {
+            accounts::insert_audit(&mut tx, a).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
     }
 
     async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
@@ -179,13 +189,24 @@ impl DeviceStore for PostgresStore {
             .transpose()
     }
 
-    async fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError> {
+    async fn set_secret_hash(
+        &self,
+        id: &DeviceId,
+        secret_hash: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("UPDATE devices SET secret_hash = $1 WHERE id = $2")
             .bind(secret_hash)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = r.rows_affected() == 1;
+        if let (true, Some(a)) = (changed, audit) {
+            accounts::insert_audit(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -427,7 +448,9 @@ impl PairingStore for PostgresStore {
         &self,
         device: &DeviceId,
         register: Option<&RegisterKey>,
+        audit: Option<&AuditEntry>,
     ) -> Result<Vec<RegisterKey>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let rows = match register {
             Some(k) => {
                 sqlx::query(
@@ -439,7 +462,7 @@ impl PairingStore for PostgresStore {
                 .bind(&k.register_id)
                 .bind(&k.business_name)
                 .bind(&k.vendor_name)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
             }
             None => {
@@ -448,11 +471,19 @@ impl PairingStore for PostgresStore {
                      RETURNING register_id, business_name, vendor_name",
                 )
                 .bind(device.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
             }
         };
-        rows.iter().map(register_key_from_row).collect()
+        let removed: Vec<RegisterKey> = rows
+            .iter()
+            .map(register_key_from_row)
+            .collect::<Result<_, _>>()?;
+        if let (false, Some(a)) = (removed.is_empty(), audit) {
+            accounts::insert_audit(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 }
 

@@ -28,7 +28,7 @@ use super::{
 
 /// The probe's write: one row of `secrets` overwritten (see [`Housekeeping::probe_write`]).
 const PROBE_SQL: &str = "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)";
-use crate::domain::accounts::MerchantId;
+use crate::domain::accounts::{AuditEntry, MerchantId};
 use crate::domain::lifecycle::Phase;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
@@ -304,8 +304,12 @@ fn insert_events(conn: &Connection, id: &str, events: &[TimelineEvent]) -> Resul
 
 #[async_trait]
 impl DeviceStore for SqliteStore {
-    async fn insert_device(&self, d: &DeviceRecord) -> Result<(), InsertError> {
-        let d = d.clone();
+    async fn insert_device(
+        &self,
+        d: &DeviceRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), InsertError> {
+        let (d, audit) = (d.clone(), audit.cloned());
         self.writer
             .write(move |conn| {
                 let r = conn
@@ -326,10 +330,14 @@ impl DeviceStore for SqliteStore {
                         d.site_id.as_ref().map(|s| s.as_str())
                     ]);
                 match r {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_unique_violation(&e) => Err(InsertError::AlreadyExists),
-                    Err(e) => Err(StoreError::from(e).into()),
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(InsertError::AlreadyExists),
+                    Err(e) => return Err(StoreError::from(e).into()),
                 }
+                if let Some(a) = &audit {
+                    accounts::insert_audit(conn, a)?;
+                }
+                Ok(())
             })
             .await
     }
@@ -345,13 +353,21 @@ impl DeviceStore for SqliteStore {
         })
     }
 
-    async fn set_secret_hash(&self, id: &DeviceId, secret_hash: &str) -> Result<bool, StoreError> {
-        let (id, hash) = (id.clone(), secret_hash.to_string());
+    async fn set_secret_hash(
+        &self,
+        id: &DeviceId,
+        secret_hash: &str,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
+        let (id, hash, audit) = (id.clone(), secret_hash.to_string(), audit.cloned());
         self.writer
             .write(move |conn| {
                 let n = conn
                     .prepare_cached("UPDATE devices SET secret_hash = ?1 WHERE id = ?2")?
                     .execute([hash.as_str(), id.as_str()])?;
+                if let (1, Some(a)) = (n, &audit) {
+                    accounts::insert_audit(conn, a)?;
+                }
                 Ok(n == 1)
             })
             .await
@@ -580,8 +596,9 @@ impl PairingStore for SqliteStore {
         &self,
         device: &DeviceId,
         register: Option<&RegisterKey>,
+        audit: Option<&AuditEntry>,
     ) -> Result<Vec<RegisterKey>, StoreError> {
-        let (device, register) = (device.clone(), register.cloned());
+        let (device, register, audit) = (device.clone(), register.cloned(), audit.cloned());
         self.writer
             .write(move |conn| {
                 let key = |row: &Row| {
@@ -591,7 +608,7 @@ impl PairingStore for SqliteStore {
                         vendor_name: row.get(2)?,
                     })
                 };
-                match &register {
+                let removed = match &register {
                     Some(k) => all(
                         conn,
                         "DELETE FROM registers WHERE device_id = ?1 AND register_id = ?2 AND business_name = ?3 AND vendor_name = ?4
@@ -605,7 +622,11 @@ impl PairingStore for SqliteStore {
                         [device.as_str()],
                         key,
                     ),
+                }?;
+                if let (false, Some(a)) = (removed.is_empty(), &audit) {
+                    accounts::insert_audit(conn, a)?;
                 }
+                Ok(removed)
             })
             .await
     }
