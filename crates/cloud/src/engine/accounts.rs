@@ -352,23 +352,6 @@ impl Engine {
         })
     }
 
-    /// Records an admin action done elsewhere (device administration).
-    pub async fn audit_action(
-        &self,
-        actor: &Actor,
-        action: &str,
-        target: &str,
-        merchant: Option<&MerchantId>,
-        detail: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let e = AuditEntry {
-            merchant_id: merchant.cloned(),
-            detail: detail.to_string(),
-            ..entry(actor, self.now(), action, target)
-        };
-        self.store().append_audit(&e).await
-    }
-
     /// Audit entries, newest first; a merchant's principal sees its merchant's only.
     pub async fn audit_log(
         &self,
