@@ -228,7 +228,7 @@ impl Application {
         // A new installation greets its first owner with a one-time link (not in production,
         // where `eftcloud user add --role owner` does it).
         let setup = if config.first_run_setup && !engine.has_users().await? {
-            let token = hex::encode(rand::random::<[u8; 32]>());
+            let token = crate::engine::devices::random_hex(32);
             let link = crate::web::sign_in::SetupLink::new(&token, engine.now() + SETUP_LINK_TTL);
             let mut url = public_url.clone();
             url.set_path("/dashboard/setup");

@@ -131,6 +131,21 @@ async fn engine(database: &DatabaseArgs) -> anyhow::Result<Engine> {
     Ok(Engine::new(store, bus, EngineSettings::default()))
 }
 
+/// What a list shows from the command line: one merchant's (by id or name), or everything.
+async fn seeing(
+    engine: &Engine,
+    merchant: Option<&str>,
+) -> anyhow::Result<cloud::domain::accounts::Principal> {
+    Ok(match merchant {
+        Some(m) => cloud::domain::accounts::Principal::Key {
+            id: "cli".into(),
+            owner: KeyOwner::Merchant(engine.find_merchant(m).await.map_err(fail)?.id),
+            scopes: Scopes::of([Scope::Admin]),
+        },
+        None => cloud::domain::accounts::Principal::owner_token(),
+    })
+}
+
 fn fail(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
@@ -248,14 +263,7 @@ pub async fn api_key(cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
         }
         ApiKeyCommand::List { merchant, database } => {
             let engine = engine(&database).await?;
-            let principal = match merchant {
-                Some(m) => cloud::domain::accounts::Principal::Key {
-                    id: "cli".into(),
-                    owner: KeyOwner::Merchant(engine.find_merchant(&m).await.map_err(fail)?.id),
-                    scopes: Scopes::of([Scope::Admin]),
-                },
-                None => cloud::domain::accounts::Principal::owner_token(),
-            };
+            let principal = seeing(&engine, merchant.as_deref()).await?;
             let keys = engine.api_keys(&principal).await?;
             if keys.is_empty() {
                 println!("no API keys (create one with `eftcloud api-key create`)");
@@ -453,14 +461,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
         }
         UserCommand::List { merchant, database } => {
             let engine = engine(&database).await?;
-            let principal = match merchant {
-                Some(m) => cloud::domain::accounts::Principal::Key {
-                    id: "cli".into(),
-                    owner: KeyOwner::Merchant(engine.find_merchant(&m).await.map_err(fail)?.id),
-                    scopes: Scopes::of([Scope::Admin]),
-                },
-                None => cloud::domain::accounts::Principal::owner_token(),
-            };
+            let principal = seeing(&engine, merchant.as_deref()).await?;
             let users = engine.users(&principal).await?;
             if users.is_empty() {
                 println!(

@@ -6,7 +6,7 @@
 //! SHA-256 is stored (a slow hash adds nothing at that entropy). Every request with a key
 //! reads its row, so a revocation holds at once on every node sharing the store.
 
-use super::devices::constant_time_eq;
+use super::devices::{constant_time_eq, hash_secret, random_hex};
 use super::Engine;
 use crate::domain::accounts::{
     AccountError, ApiKeyRecord, AuditEntry, AuditQuery, KeyOwner, MerchantId, MerchantRecord,
@@ -14,8 +14,6 @@ use crate::domain::accounts::{
 };
 use crate::store::{InsertError, StoreError};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 /// What every key starts with, so a leaked one is recognised (secret scanners, logs).
 pub const KEY_PREFIX: &str = "eftk_";
@@ -98,16 +96,6 @@ pub struct NewApiKey {
 pub struct CreatedKey {
     pub record: ApiKeyRecord,
     pub key: String,
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
-fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Splits a presented key into its id and secret.
@@ -271,7 +259,7 @@ impl Engine {
         let secret = random_hex(32);
         let record = ApiKeyRecord {
             id: id.clone(),
-            secret_hash: hash(&secret),
+            secret_hash: hash_secret(&secret),
             owner: new.owner,
             scopes: new.scopes,
             label: new.label,
@@ -334,8 +322,10 @@ impl Engine {
         let (id, secret) = parse_key(presented).ok_or(KeyRefused::Malformed)?;
         let record = self.store().api_key(id).await?.ok_or(KeyRefused::Invalid)?;
         let now = self.now();
-        if !constant_time_eq(hash(secret).as_bytes(), record.secret_hash.as_bytes())
-            || !record.is_live(now)
+        if !constant_time_eq(
+            hash_secret(secret).as_bytes(),
+            record.secret_hash.as_bytes(),
+        ) || !record.is_live(now)
         {
             return Err(KeyRefused::Invalid);
         }

@@ -49,12 +49,20 @@ const REVOKED: &str = "revoked";
 
 /// 256 random bits, hex.
 fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    random_hex(32)
 }
 
-fn hash_secret(secret: &str) -> String {
+/// `bytes` random bytes from the operating system's CSPRNG, hex: device secrets, API keys,
+/// session and CSRF tokens, the setup link.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The SHA-256 of a high-entropy secret, hex: what the store keeps of device secrets, API keys
+/// and session tokens (a slow hash adds nothing at 256 bits).
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

@@ -3,7 +3,7 @@
 //! node. A session's cookie carries a random token; the store keeps only its SHA-256.
 
 use super::accounts::Actor;
-use super::devices::constant_time_eq;
+use super::devices::{constant_time_eq, hash_secret, random_hex};
 use super::Engine;
 use crate::domain::accounts::{AuditEntry, MerchantId, Principal};
 use crate::domain::people::{check_password, Email, PersonError, Role, SessionRecord, UserRecord};
@@ -12,7 +12,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 /// Wrong passwords in a row before an account is locked.
@@ -82,12 +81,6 @@ pub struct ActiveSession {
     pub session: SessionRecord,
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
 /// A password for a person to change later: 24 characters of 64 (144 random bits).
 pub fn generate_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -100,7 +93,7 @@ pub fn generate_password() -> String {
 
 /// The stored id of a session token.
 pub fn session_id(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hash_secret(token)
 }
 
 /// argon2id with the crate's defaults (19 MiB, 2 passes: OWASP's recommendation), on the

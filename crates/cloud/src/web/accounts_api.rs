@@ -2,7 +2,7 @@
 //! (`/admin/merchants`, `/admin/api-keys`, `/admin/audit`). Each route needs the `admin` scope;
 //! a merchant's key sees and changes its own merchant only, and cannot create merchants.
 
-use super::dashboard::Admin;
+use super::dashboard::{rfc3339, Admin};
 use super::WebState;
 use crate::domain::accounts::{
     AccountError, ApiKeyRecord, AuditEntry, AuditQuery, KeyOwner, MerchantId, MerchantRecord,
@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Bad requests and refusals of the accounts API.
@@ -71,10 +71,6 @@ fn invalid(e: AccountError) -> ApiError {
 
 fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| AccountsApiError::Body(e.to_string()).into())
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A merchant as the API shows it.

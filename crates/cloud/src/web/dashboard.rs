@@ -251,7 +251,8 @@ async fn authorize(
     Ok(principal)
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+/// A time as the admin JSON shows it (RFC 3339, milliseconds, UTC).
+pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -112,8 +112,13 @@ struct Credentials {
     password: String,
 }
 
-/// Reads `{"email", "password"}` from JSON or a form body.
-fn credentials(headers: &HeaderMap, body: &Bytes) -> Result<Credentials, SignInRefusal> {
+/// A body as JSON (`Content-Type: application/json`) or as a form (anything else); a body
+/// that is neither is a 400 saying what was `expected`.
+fn form_or_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    expected: &str,
+) -> Result<T, SignInRefusal> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -123,7 +128,7 @@ fn credentials(headers: &HeaderMap, body: &Bytes) -> Result<Credentials, SignInR
     } else {
         serde_urlencoded::from_bytes(body).map_err(|e| e.to_string())
     };
-    parsed.map_err(|e| SignInRefusal::Invalid(format!("expected email and password: {e}")))
+    parsed.map_err(|e| SignInRefusal::Invalid(format!("expected {expected}: {e}")))
 }
 
 /// The session token of the request's cookie.
@@ -195,7 +200,7 @@ pub async fn sign_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let c = credentials(&headers, &body)?;
+    let c: Credentials = form_or_json(&headers, &body, "email and password")?;
     let attempt = begin(&state, source)?;
     let actor = Actor {
         name: format!("user:{}", c.email.trim().to_lowercase()),
@@ -298,16 +303,7 @@ pub async fn setup(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/json"));
-    let b: SetupBody = if json {
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
-    } else {
-        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
-    }
-    .map_err(|e| SignInRefusal::Invalid(format!("expected token, email and password: {e}")))?;
+    let b: SetupBody = form_or_json(&headers, &body, "token, email and password")?;
     // Wrong tokens count like wrong passwords.
     let attempt = begin(&state, source)?;
     let Some(link) = state
