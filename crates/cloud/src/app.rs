@@ -507,6 +507,34 @@ fn routes(
             guarded(post(pos_api::cancel::cancel), Scope::PosTransact),
         )
         .route(
+            "/pos/transaction/{id}/refund",
+            guarded(post(pos_api::follow_ups::refund), Scope::PosRefund),
+        )
+        .route(
+            "/pos/transaction/{id}/void",
+            guarded(post(pos_api::follow_ups::void), Scope::PosRefund),
+        )
+        .route(
+            "/pos/transaction/{id}/adjust",
+            guarded(post(pos_api::follow_ups::adjust), Scope::PosTransact),
+        )
+        .route(
+            "/pos/transaction/{id}/increment",
+            guarded(post(pos_api::follow_ups::increment), Scope::PosTransact),
+        )
+        .route(
+            "/pos/transaction/{id}/capture",
+            guarded(post(pos_api::follow_ups::capture), Scope::PosTransact),
+        )
+        .route(
+            "/pos/transaction/{id}/release",
+            guarded(post(pos_api::follow_ups::release), Scope::PosTransact),
+        )
+        .route(
+            "/pos/transaction/{id}/payment",
+            guarded(get(pos_api::follow_ups::payment), Scope::PosRead),
+        )
+        .route(
             "/pos/transaction/{id}/events",
             guarded(get(pos_api::timeline::events), Scope::PosRead),
         )

@@ -59,6 +59,7 @@ fn device(id: &str) -> DeviceRecord {
         connected_at: None,
         last_seen_at: None,
         self_enrolled: false,
+        capabilities: Vec::new(),
     }
 }
 
@@ -99,6 +100,10 @@ fn transaction(device: &str, phase: Phase) -> TransactionRecord {
             amount_final: None,
             transaction_reference: None,
             date: None,
+            currency: None,
+            amount_tip: None,
+            original: None,
+            order_id: None,
         },
         sale_data: Some("{}".into()),
         callback_url: None,
@@ -243,6 +248,8 @@ async fn accounts(s: Arc<dyn Store>) {
         id: MerchantId::new(),
         name: "Toys Shop".into(),
         created_at: ms_now(),
+        currency: protocol::Currency::AUD,
+        max_tip_percent: 30,
     };
     s.create_merchant(
         &shop,
@@ -447,6 +454,8 @@ async fn people(s: Arc<dyn Store>) {
         id: MerchantId::new(),
         name: "Shop".into(),
         created_at: ms_now(),
+        currency: protocol::Currency::AUD,
+        max_tip_percent: 30,
     };
     s.create_merchant(&shop, &audit("merchant.created", "x", None))
         .await
@@ -1255,6 +1264,7 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
     let cutoff = ms_now() - Duration::days(1);
     let virtual_device = |id: &str, created_at| DeviceRecord {
         self_enrolled: true,
+        capabilities: Vec::new(),
         created_at,
         ..device(id)
     };

@@ -507,6 +507,8 @@ fn request_error(function: Function, e: &RequestError) -> String {
         RequestError::Missing(_) | RequestError::BadAmount(..) => "set --amount <cents>",
         RequestError::CashExceedsTotal => "--cash is part of --amount",
         RequestError::BadDate => "set --date <yyyyMMdd>",
+        RequestError::BadCurrency(_) => "set --currency <ISO 4217 code>",
+        RequestError::FollowUpFunction(..) => "use `eftcloud pos refund|void|adjust|...`",
         RequestError::MissingFunction | RequestError::UnknownFunction(_) => "see --help",
     };
     format!("{function}: {e} ({hint})")

@@ -58,6 +58,48 @@ pub mod prompt {
     pub const REMOVE_CARD: &str = "remove_card";
 }
 
+/// What a device can do beyond SmartConnect's functions, as it declares in `hello`
+/// (`capabilities`). The cloud sends a device nothing it did not declare: a request that needs
+/// a capability the device lacks is refused before anything is sent, so a device that predates
+/// one never receives a frame it cannot parse.
+pub mod capability {
+    use crate::function::Function;
+    use crate::request::TransactionRequest;
+
+    /// `Card.Refund` with `original`: a refund against an earlier payment.
+    pub const REFERENCED_REFUND: &str = "refund.referenced";
+    /// `Card.Void`.
+    pub const VOID: &str = "void";
+    /// `Card.TipAdjust`.
+    pub const TIP_ADJUST: &str = "tip_adjust";
+    /// `Card.TopUp` of a pre-authorisation.
+    pub const TOP_UP: &str = "top_up";
+    /// `Card.Release` of a pre-authorisation.
+    pub const RELEASE: &str = "release";
+    /// Amounts in any ISO 4217 currency (`currency`); without it, only AUD.
+    pub const CURRENCY: &str = "currency";
+
+    /// Every capability this crate knows, as the reference agent declares them.
+    pub const ALL: [&str; 6] = [REFERENCED_REFUND, VOID, TIP_ADJUST, TOP_UP, RELEASE, CURRENCY];
+
+    /// The capabilities a request needs of the device that runs it.
+    pub fn needed_by(request: &TransactionRequest) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        match request.function {
+            Function::CardRefund if request.original.is_some() => out.push(REFERENCED_REFUND),
+            Function::CardVoid => out.push(VOID),
+            Function::CardTipAdjust => out.push(TIP_ADJUST),
+            Function::CardTopUp => out.push(TOP_UP),
+            Function::CardRelease => out.push(RELEASE),
+            _ => {}
+        }
+        if request.currency() != crate::currency::Currency::AUD {
+            out.push(CURRENCY);
+        }
+        out
+    }
+}
+
 /// A frame sent by the device to the cloud.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -106,6 +148,10 @@ pub struct Hello {
     /// The transaction the device is running right now, if any (started, no result yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress: Option<TransactionId>,
+    /// What it can do beyond SmartConnect's functions ([`capability`]); unknown names are
+    /// kept and ignored, so a newer device works with an older cloud.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// A transaction's outcome as the device reports it.
@@ -224,6 +270,10 @@ mod tests {
                 amount_final: None,
                 transaction_reference: None,
                 date: None,
+                currency: None,
+                amount_tip: None,
+                original: None,
+                order_id: None,
             },
             request_timestamp: "20240101000000".into(),
         });

@@ -24,6 +24,14 @@ pub enum Function {
     JournalGetTransResult,
     TerminalGetStatus,
     TerminalReadCard,
+    /// eftcloud: reverse an approved payment before settlement (`/void`).
+    CardVoid,
+    /// eftcloud: change the tip of an approved payment before settlement (`/adjust`).
+    CardTipAdjust,
+    /// eftcloud: raise an approved pre-authorisation (`/increment`).
+    CardTopUp,
+    /// eftcloud: release what is left of a pre-authorisation (`/release`).
+    CardRelease,
 }
 
 /// A `TransactionType` that is not in the table.
@@ -52,6 +60,21 @@ impl Function {
         Function::TerminalReadCard,
     ];
 
+    /// eftcloud's follow-up operations on an earlier payment, named by that payment's
+    /// reference: never a SmartConnect `TransactionType` (the POS API's routes for them are
+    /// `/pos/transaction/{id}/void`, `/adjust`, `/increment`, `/release`).
+    pub const FOLLOW_UPS: [Function; 4] = [
+        Function::CardVoid,
+        Function::CardTipAdjust,
+        Function::CardTopUp,
+        Function::CardRelease,
+    ];
+
+    /// Whether this is one of [`Function::FOLLOW_UPS`].
+    pub fn is_follow_up(self) -> bool {
+        Function::FOLLOW_UPS.contains(&self)
+    }
+
     /// The wire name, e.g. `Card.Purchase`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,6 +94,10 @@ impl Function {
             Function::JournalGetTransResult => "Journal.GetTransResult",
             Function::TerminalGetStatus => "Terminal.GetStatus",
             Function::TerminalReadCard => "Terminal.ReadCard",
+            Function::CardVoid => "Card.Void",
+            Function::CardTipAdjust => "Card.TipAdjust",
+            Function::CardTopUp => "Card.TopUp",
+            Function::CardRelease => "Card.Release",
         }
     }
 
@@ -87,6 +114,10 @@ impl Function {
                 | Function::QrMerchantPurchase
                 | Function::QrConsumerPurchase
                 | Function::QrRefund
+                | Function::CardVoid
+                | Function::CardTipAdjust
+                | Function::CardTopUp
+                | Function::CardRelease
         )
     }
 }
@@ -94,11 +125,14 @@ impl Function {
 impl FromStr for Function {
     type Err = UnknownFunction;
     /// Matches the wire name exactly as the table spells it, ignoring ASCII case and spaces
-    /// around it (clients are lenient about case elsewhere, so the server is here too).
+    /// around it (clients are lenient about case elsewhere, so the server is here too). The
+    /// follow-ups parse too (they are stored and sent to devices); the POS API's
+    /// `TransactionType` refuses them (`TransactionRequest::parse`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         Function::ALL
             .into_iter()
+            .chain(Function::FOLLOW_UPS)
             .find(|f| f.as_str().eq_ignore_ascii_case(t))
             .ok_or_else(|| UnknownFunction(s.to_string()))
     }
@@ -129,10 +163,19 @@ mod tests {
 
     #[test]
     fn every_name_round_trips() {
-        for f in Function::ALL {
+        for f in Function::ALL.into_iter().chain(Function::FOLLOW_UPS) {
             assert_eq!(f.as_str().parse::<Function>(), Ok(f));
             assert_eq!(f.as_str().to_lowercase().parse::<Function>(), Ok(f));
         }
+    }
+
+    #[test]
+    fn follow_ups_are_financial_and_apart_from_the_table() {
+        for f in Function::FOLLOW_UPS {
+            assert!(f.is_financial() && f.is_follow_up(), "{f}");
+            assert!(!Function::ALL.contains(&f), "{f}");
+        }
+        assert!(Function::ALL.iter().all(|f| !f.is_follow_up()));
     }
 
     #[test]

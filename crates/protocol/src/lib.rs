@@ -4,6 +4,7 @@
 //! types: domain values are parsed here once, at the edge, and never handled raw afterwards.
 
 pub mod amount;
+pub mod currency;
 pub mod device;
 pub mod function;
 pub mod ids;
@@ -15,9 +16,10 @@ pub mod request;
 pub mod timestamp;
 
 pub use amount::Cents;
+pub use currency::Currency;
 pub use function::Function;
 pub use ids::{DeviceId, TransactionId};
 pub use outcome::{ResultCode, TerminalStatus, TransactionResult};
 pub use pairing::PairingCode;
 pub use register::{RegisterInfo, RegisterKey};
-pub use request::TransactionRequest;
+pub use request::{OriginalPayment, TransactionRequest};

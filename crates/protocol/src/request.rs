@@ -1,8 +1,11 @@
 //! A transaction request as the device receives it: a function and its validated fields.
 
 use crate::amount::{AmountError, Cents};
+use crate::currency::{Currency, UnknownCurrency};
 use crate::function::{Function, UnknownFunction};
+use crate::ids::TransactionId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What the POS asked for, checked against the function's needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +25,46 @@ pub struct TransactionRequest {
     /// Settlement date (`yyyyMMdd`) for `Acquirer.Settlement.Inquiry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+    /// The currency of the amounts; absent means AUD (SmartConnect's), so a request from a
+    /// POS that never names one reads as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<Currency>,
+    /// The new tip of a `Card.TipAdjust`, in minor units (0 removes the tip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_tip: Option<u64>,
+    /// The earlier payment a referenced refund or a follow-up acts on, with what the device
+    /// needs to find it at the acquirer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<OriginalPayment>,
+    /// The order this payment is a tender of (split tenders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+/// The earlier payment a follow-up acts on, as the cloud recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalPayment {
+    pub transaction_id: TransactionId,
+    pub function: Function,
+    /// What it came to as approved (tip and surcharge included), in minor units.
+    pub amount: u64,
+    /// The acquirer's references and the card, from the original's result: `AuthId`,
+    /// `AcquirerRef`, `TerminalRef`, `CardType`, `CardPan`, `AccountType`, `Timestamp`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl OriginalPayment {
+    /// The result fields a follow-up carries to the device.
+    pub const FIELDS: [&'static str; 7] = [
+        "AuthId",
+        "AcquirerRef",
+        "TerminalRef",
+        "CardType",
+        "CardPan",
+        "AccountType",
+        "Timestamp",
+    ];
 }
 
 /// Why a request's fields were refused; each message names the field.
@@ -41,6 +84,11 @@ pub enum RequestError {
     ReferenceTooLong,
     #[error("Invalid Date: expected yyyyMMdd")]
     BadDate,
+    #[error(transparent)]
+    BadCurrency(#[from] UnknownCurrency),
+    /// A follow-up named as a `TransactionType`: they have routes of their own.
+    #[error("TransactionType '{0}' is an eftcloud follow-up: use POST /pos/transaction/{{id}}/{1}")]
+    FollowUpFunction(Function, &'static str),
 }
 
 const MAX_REFERENCE_LEN: usize = 64;
@@ -54,6 +102,14 @@ impl TransactionRequest {
             .filter(|s| !s.is_empty())
             .ok_or(RequestError::MissingFunction)?
             .parse()?;
+        if let Some(route) = follow_up_route(function) {
+            return Err(RequestError::FollowUpFunction(function, route));
+        }
+        let currency = field("Currency")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Currency::parse)
+            .transpose()?;
         let amount = |name: &'static str| -> Result<Cents, RequestError> {
             let raw = field(name)
                 .filter(|s| !s.trim().is_empty())
@@ -78,6 +134,10 @@ impl TransactionRequest {
             amount_final: None,
             transaction_reference: None,
             date: None,
+            currency,
+            amount_tip: None,
+            original: None,
+            order_id: None,
         };
         match function {
             Function::CardPurchase
@@ -118,8 +178,35 @@ impl TransactionRequest {
             | Function::JournalGetTransResult
             | Function::TerminalGetStatus
             | Function::TerminalReadCard => {}
+            // Refused above.
+            Function::CardVoid
+            | Function::CardTipAdjust
+            | Function::CardTopUp
+            | Function::CardRelease => {}
         }
         Ok(req)
+    }
+
+    /// A request with a function and nothing else, to fill in.
+    pub fn of(function: Function) -> Self {
+        TransactionRequest {
+            function,
+            amount_total: None,
+            amount_cash: None,
+            amount_auth: None,
+            amount_final: None,
+            transaction_reference: None,
+            date: None,
+            currency: None,
+            amount_tip: None,
+            original: None,
+            order_id: None,
+        }
+    }
+
+    /// The currency of the amounts (AUD when the request names none).
+    pub fn currency(&self) -> Currency {
+        self.currency.unwrap_or_default()
     }
 
     /// The amount the customer sees first: total, pre-authorised or final amount.
@@ -147,7 +234,30 @@ impl TransactionRequest {
         if let Some(d) = &self.date {
             out.push(("Date", d.clone()));
         }
+        if let Some(c) = &self.currency {
+            out.push(("Currency", c.to_string()));
+        }
+        if let Some(t) = self.amount_tip {
+            out.push(("AmountTip", t.to_string()));
+        }
+        if let Some(o) = &self.original {
+            out.push(("OriginalTransactionId", o.transaction_id.to_string()));
+        }
+        if let Some(o) = &self.order_id {
+            out.push(("OrderId", o.clone()));
+        }
         out
+    }
+}
+
+/// The POS API route of a follow-up function, if it is one.
+pub fn follow_up_route(f: Function) -> Option<&'static str> {
+    match f {
+        Function::CardVoid => Some("void"),
+        Function::CardTipAdjust => Some("adjust"),
+        Function::CardTopUp => Some("increment"),
+        Function::CardRelease => Some("release"),
+        _ => None,
     }
 }
 
@@ -231,6 +341,42 @@ mod tests {
             ]),
             Err(RequestError::BadDate)
         );
+    }
+
+    #[test]
+    fn currency_is_optional_but_checked() {
+        let r = parse(&[
+            ("TransactionType", "Card.Purchase"),
+            ("AmountTotal", "500"),
+            ("Currency", "jpy"),
+        ]);
+        assert_eq!(
+            r.as_ref().map(|r| r.currency().code().to_string()),
+            Ok("JPY".into())
+        );
+        assert_eq!(
+            r.map(|r| r.pos_fields()).ok().and_then(|f| f.last().cloned()),
+            Some(("Currency", "JPY".to_string()))
+        );
+        let none = parse(&[("TransactionType", "Card.Purchase"), ("AmountTotal", "500")]);
+        assert_eq!(none.as_ref().map(|r| r.currency), Ok(None));
+        assert_eq!(none.map(|r| r.currency()), Ok(Currency::AUD));
+        assert!(matches!(
+            parse(&[
+                ("TransactionType", "Card.Purchase"),
+                ("AmountTotal", "500"),
+                ("Currency", "XYZ")
+            ]),
+            Err(RequestError::BadCurrency(_))
+        ));
+    }
+
+    #[test]
+    fn follow_ups_are_not_transaction_types() {
+        for f in Function::FOLLOW_UPS {
+            let e = parse(&[("TransactionType", f.as_str()), ("AmountTotal", "500")]);
+            assert!(matches!(e, Err(RequestError::FollowUpFunction(g, _)) if g == f), "{f}");
+        }
     }
 
     #[test]

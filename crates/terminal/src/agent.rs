@@ -468,6 +468,7 @@ impl Agent {
             // as `result` frames once welcomed.
             unacknowledged: hello_results,
             in_progress: self.journal.in_progress(),
+            capabilities: protocol::device::capability::ALL.iter().map(|c| c.to_string()).collect(),
         });
         let hello_has_results =
             matches!(&hello, DeviceMessage::Hello(h) if !h.unacknowledged.is_empty());
@@ -1163,6 +1164,10 @@ mod tests {
                 amount_final: None,
                 transaction_reference: None,
                 date: None,
+                currency: None,
+                amount_tip: None,
+                original: None,
+                order_id: None,
             },
             request_timestamp: "20240101000000".into(),
         }

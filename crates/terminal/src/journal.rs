@@ -345,6 +345,10 @@ mod tests {
                 amount_final: None,
                 transaction_reference: None,
                 date: None,
+                currency: None,
+                amount_tip: None,
+                original: None,
+                order_id: None,
             },
             request_timestamp: "20240101000000".into(),
         }

@@ -13,6 +13,13 @@
 //! | `..55` | approved with a 1.5 % surcharge (not on refunds) |
 //! | other | approved |
 //!
+//! The follow-ups of a payment take their scenario from their own amount: a refund's
+//! `AmountTotal`, a top-up's `AmountTotal`, a tip adjustment's `AmountTip` (`..51` declines a
+//! refund, a top-up or a tip). A void or a release has no amount: it takes the scenario of the
+//! original's whole units (`5100` = 51.00 declines the void, `5400` loses power during it).
+//! A referenced refund, a void, a tip adjustment and a top-up use the original's card, never
+//! asking for one. Amounts are printed in the request's currency (`AUD` unless it names one).
+//!
 //! Card details, auth ids and references are derived from the transaction id, so a
 //! transaction's result is the same however often it is looked at.
 
@@ -172,6 +179,10 @@ fn terminal_ref(history: &JournalHistory) -> String {
 
 fn label(f: Function) -> &'static str {
     match f {
+        Function::CardVoid => "VOID",
+        Function::CardTipAdjust => "TIP ADJUSTMENT",
+        Function::CardTopUp => "PRE-AUTH TOP-UP",
+        Function::CardRelease => "PRE-AUTH RELEASE",
         Function::CardPurchase => "PURCHASE",
         Function::CardRefund => "REFUND",
         Function::CardPurchasePlusCash => "PURCHASE + CASH",
@@ -202,7 +213,7 @@ fn is_qr(f: Function) -> bool {
 }
 
 fn money(cents: u64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
+    protocol::Currency::AUD.decimal(cents)
 }
 
 fn signed_money(cents: i64) -> String {
@@ -216,12 +227,16 @@ const RECEIPT_WIDTH: usize = 30;
 /// A fixed-width receipt under construction.
 struct Receipt {
     lines: Vec<String>,
+    currency: protocol::Currency,
 }
 
 impl Receipt {
     /// Starts with the merchant and terminal header.
     fn new(sim: &Simulator, function: Function, timestamp: &str) -> Self {
-        let mut r = Self { lines: Vec::new() };
+        let mut r = Self {
+            lines: Vec::new(),
+            currency: protocol::Currency::AUD,
+        };
         r.center("EFTCLOUD SIMULATOR");
         r.pair("MERCHANT ID", &sim.merchant_id);
         r.pair("TERMINAL ID", &sim.terminal_id);
@@ -247,7 +262,8 @@ impl Receipt {
     }
 
     fn amount(&mut self, label: &str, cents: u64) {
-        self.pair(label, &format!("AUD {:>9}", money(cents)));
+        let c = self.currency;
+        self.pair(label, &format!("{} {:>9}", c.code(), c.decimal(cents)));
     }
 
     fn rule(&mut self) {
@@ -336,8 +352,27 @@ impl Totals {
         for e in period {
             let f = e.offer.function();
             let approved = e.result.transaction_result == Some(TransactionResult::Accepted);
-            // A pre-authorisation only holds funds; its completion is what settles.
-            if !approved || !f.is_financial() || f == Function::CardAuthorise {
+            // A pre-authorisation only holds funds (and its top-ups and release with it); its
+            // completion is what settles.
+            if !approved
+                || !f.is_financial()
+                || matches!(
+                    f,
+                    Function::CardAuthorise | Function::CardTopUp | Function::CardRelease
+                )
+            {
+                continue;
+            }
+            // A void takes its original out of the batch; a tip adjustment adds the new tip
+            // (the simulator's purchases carry none of their own).
+            if f == Function::CardVoid {
+                let original = e.offer.request.original.as_ref().map_or(0, |o| o.amount);
+                t.purchase_count = t.purchase_count.saturating_sub(1);
+                t.purchase_cents = t.purchase_cents.saturating_sub(original);
+                continue;
+            }
+            if f == Function::CardTipAdjust {
+                t.purchase_cents += e.offer.request.amount_tip.unwrap_or(0);
                 continue;
             }
             let cents = e
@@ -415,7 +450,13 @@ impl Simulator {
         scenario: Scenario,
     ) -> Result<(), Stopped> {
         let f = tx.offer.function();
-        let headline = format!("{} ${}", label(f), amount.display_decimal());
+        let currency = tx.offer.request.currency();
+        let headline = format!(
+            "{} {} {}",
+            label(f),
+            currency.code(),
+            currency.decimal(amount.get())
+        );
         match f {
             Function::QrMerchantPurchase => {
                 self.step(tx, prompt::SHOW_QR, &format!("{headline}\nScan to pay"))
@@ -465,6 +506,13 @@ impl Simulator {
         let timestamp = device_local_now();
         let mut fields = self.base_fields(tx, &timestamp);
         let mut receipt = Receipt::new(self, f, &timestamp);
+        receipt.currency = req.currency();
+        if matches!(
+            f,
+            Function::CardVoid | Function::CardTipAdjust | Function::CardTopUp | Function::CardRelease
+        ) {
+            return self.follow_up(tx, fields, receipt).await;
+        }
         let Some(amount) = req.headline_amount() else {
             // The cloud validates requests, so this is a protocol bug; fail without charging.
             let receipt = receipt.finish("FAILED");
@@ -493,7 +541,12 @@ impl Simulator {
                 })
             })
             .flatten();
-        let on_file = authorisation.and_then(|a| Card::from_fields(&a.result.fields));
+        // A refund or completion by reference uses the card of its original.
+        let on_file = req
+            .original
+            .as_ref()
+            .and_then(|o| Card::from_fields(&o.fields))
+            .or_else(|| authorisation.and_then(|a| Card::from_fields(&a.result.fields)));
         let card_on_file = on_file.is_some();
         let card = on_file.unwrap_or_else(|| Card::for_transaction(id));
 
@@ -607,6 +660,114 @@ impl Simulator {
         ))
     }
 
+    /// A follow-up of an earlier payment: void, tip adjustment, top-up or release. The card is
+    /// the original's; nothing is asked of the customer but a moment's processing.
+    async fn follow_up(
+        &self,
+        tx: &BackendTransaction,
+        mut fields: BTreeMap<String, String>,
+        mut receipt: Receipt,
+    ) -> BackendOutcome {
+        let req = &tx.offer.request;
+        let f = req.function;
+        let id = tx.offer.transaction_id;
+        let Some(original) = &req.original else {
+            let text = "NO ORIGINAL IN REQUEST";
+            fields.insert("Receipt".into(), receipt.finish("FAILED"));
+            return BackendOutcome::Completed(device_result(
+                id,
+                f,
+                TransactionResult::Failed,
+                ResultCode::Failed,
+                text,
+                fields,
+            ));
+        };
+        let own = match f {
+            Function::CardTipAdjust => req.amount_tip,
+            Function::CardTopUp => req.amount_total.map(Cents::get),
+            _ => None,
+        };
+        // Without an amount of its own, the original's whole units choose the scenario.
+        let scenario = match own {
+            Some(a) => Scenario::of(Cents::new(a).ok()),
+            None => Scenario::of(Cents::new(original.amount / 100).ok()),
+        };
+        if scenario == Scenario::PowerFailure {
+            return BackendOutcome::PowerFailure;
+        }
+        let processing = self
+            .step(tx, prompt::PROCESSING, &format!("{}\nProcessing, please wait", label(f)))
+            .await;
+        if let Some(card) = Card::from_fields(&original.fields) {
+            fields.insert("CardPan".into(), card.pan.clone());
+            fields.insert("CardType".into(), card.card_type.clone());
+            fields.insert("AccountType".into(), card.account.clone());
+            receipt.card(&card);
+        }
+        if let Some(auth) = original.fields.get("AuthId") {
+            receipt.pair("ORIGINAL AUTH", auth);
+        }
+        fields.insert("OriginalTransactionId".into(), original.transaction_id.to_string());
+        if processing.is_err() {
+            fields.insert("Receipt".into(), receipt.finish("CANCELLED BY POS"));
+            return BackendOutcome::Completed(device_result(
+                id,
+                f,
+                TransactionResult::Cancelled,
+                ResultCode::Cancelled,
+                "CANCELLED BY POS",
+                fields,
+            ));
+        }
+        let amount = match f {
+            Function::CardTipAdjust => {
+                // The original's amount is as approved, before any tip.
+                let tip = req.amount_tip.unwrap_or(0);
+                fields.insert("AmountTip".into(), tip.to_string());
+                receipt.amount("AMOUNT", original.amount);
+                receipt.amount("NEW TIP", tip);
+                receipt.amount("TOTAL", original.amount + tip);
+                original.amount + tip
+            }
+            Function::CardTopUp => {
+                let top_up = req.amount_total.map_or(0, Cents::get);
+                receipt.amount("TOP-UP", top_up);
+                top_up
+            }
+            _ => {
+                receipt.amount("AMOUNT", original.amount);
+                original.amount
+            }
+        };
+        fields.insert("AmountTotal".into(), amount.to_string());
+        if scenario == Scenario::Decline {
+            receipt.pair("RESPONSE", "51");
+            fields.insert("Receipt".into(), receipt.finish("DECLINED"));
+            return BackendOutcome::Completed(device_result(
+                id,
+                f,
+                TransactionResult::Declined,
+                ResultCode::Ok,
+                "DECLINED 51",
+                fields,
+            ));
+        }
+        let acq = acquirer_ref(id);
+        receipt.pair("ACQ REF", &acq);
+        fields.insert("AcquirerRef".into(), acq);
+        fields.insert("AuthId".into(), auth_id(id));
+        fields.insert("Receipt".into(), receipt.finish("APPROVED"));
+        BackendOutcome::Completed(device_result(
+            id,
+            f,
+            TransactionResult::Accepted,
+            ResultCode::Ok,
+            "APPROVED",
+            fields,
+        ))
+    }
+
     async fn logon(&self, tx: &BackendTransaction) -> DeviceResult {
         let f = tx.offer.function();
         let id = tx.offer.transaction_id;
@@ -695,7 +856,10 @@ impl Simulator {
             .get("Receipt")
             .cloned()
             .unwrap_or_default();
-        let mut copy = Receipt { lines: Vec::new() };
+        let mut copy = Receipt {
+            lines: Vec::new(),
+            currency: protocol::Currency::AUD,
+        };
         copy.center("*** DUPLICATE ***");
         fields.insert(
             "Receipt".into(),
@@ -816,6 +980,10 @@ mod tests {
             amount_final: None,
             transaction_reference: None,
             date: None,
+            currency: None,
+            amount_tip: None,
+            original: None,
+            order_id: None,
         }
     }
 

@@ -152,7 +152,17 @@ async fn read_hello<S: FrameSocket>(socket: &mut S, gw: &Gateway) -> Result<Hell
         .authenticate(&hello.device_id, &hello.secret)
         .await
     {
-        Ok(_) => Ok(hello),
+        Ok(record) => match gw
+            .engine
+            .declare_capabilities(&record, &hello.capabilities)
+            .await
+        {
+            Ok(()) => Ok(hello),
+            Err(e) => Err(Closing::new(
+                close::TRY_AGAIN_LATER,
+                format!("cloud storage unavailable, reconnect later: {e}"),
+            )),
+        },
         // Not the device's fault: it must not take this as a rejection of its credentials.
         Err(AuthError::Store(e)) => Err(Closing::new(
             close::TRY_AGAIN_LATER,
@@ -664,6 +674,7 @@ mod tests {
             agent_version: String::new(),
             unacknowledged: Vec::new(),
             in_progress: None,
+            capabilities: Vec::new(),
         })
     }
 

@@ -123,6 +123,10 @@ pub struct MerchantRecord {
     /// Unique in the installation; the `Merchant` the POS is told.
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// The currency of a request that names none.
+    pub currency: protocol::Currency,
+    /// The largest tip adjustment, as a percentage of the amount asked for.
+    pub max_tip_percent: u32,
 }
 
 /// A site (a store) of a merchant.

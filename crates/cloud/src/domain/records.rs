@@ -27,6 +27,16 @@ pub struct DeviceRecord {
     /// Enrolled by the virtual terminal page rather than by an operator: removed once unused
     /// (the store purges those unused for a while).
     pub self_enrolled: bool,
+    /// What it declared it can do in its last `hello` (`protocol::device::capability`),
+    /// sorted; empty for a device that never declared anything.
+    pub capabilities: Vec<String>,
+}
+
+impl DeviceRecord {
+    /// Whether the device declared `capability`.
+    pub fn can(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
+    }
 }
 
 /// A paired register.
@@ -61,4 +71,14 @@ pub struct TransactionRecord {
     pub phase: Phase,
     /// The prompt the device last showed, while it runs.
     pub display_text: Option<String>,
+}
+
+impl TransactionRecord {
+    /// When it completed, if it has.
+    pub fn completed_at(&self) -> Option<DateTime<Utc>> {
+        match &self.phase {
+            Phase::Completed(c) => Some(c.completed_at),
+            Phase::Offered { .. } | Phase::Started { .. } => None,
+        }
+    }
 }

@@ -132,6 +132,8 @@ impl Engine {
             id: MerchantId::new(),
             name: name.clone(),
             created_at: now,
+            currency: protocol::Currency::AUD,
+            max_tip_percent: crate::domain::payments::DEFAULT_MAX_TIP_PERCENT,
         };
         let audit = AuditEntry {
             merchant_id: Some(merchant.id.clone()),

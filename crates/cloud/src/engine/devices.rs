@@ -138,6 +138,7 @@ impl Engine {
             connected_at: None,
             last_seen_at: None,
             self_enrolled,
+            capabilities: Vec::new(),
         };
         let audit = crate::domain::accounts::AuditEntry {
             merchant_id: Some(merchant.id.clone()),
@@ -151,7 +152,12 @@ impl Engine {
         match self.store().insert_device(&record, Some(&audit)).await {
             Ok(()) => Ok(secret),
             Err(InsertError::AlreadyExists) => Err(EnrollError::AlreadyEnrolled(id.clone())),
-            Err(InsertError::DeviceBusy | InsertError::DuplicateReference) => {
+            Err(
+                InsertError::DeviceBusy
+                | InsertError::DuplicateReference
+                | InsertError::Refused(_)
+                | InsertError::UnknownOriginal,
+            ) => {
                 Err(EnrollError::AlreadyEnrolled(id.clone()))
             }
             Err(InsertError::Store(e)) => Err(e.into()),
@@ -224,6 +230,22 @@ impl Engine {
 }
 
 impl Engine {
+    /// Stores what the device declared in its `hello` (when it changed), before the device is
+    /// served: a POS request on any node then knows what the device can run.
+    pub async fn declare_capabilities(
+        &self,
+        device: &DeviceRecord,
+        declared: &[String],
+    ) -> Result<(), crate::store::StoreError> {
+        let column = crate::store::capabilities_column(declared);
+        if column == device.capabilities.join(" ") {
+            return Ok(());
+        }
+        self.store()
+            .set_device_capabilities(&device.id, &column)
+            .await
+    }
+
     /// This node now holds the device's connection: the bus routes its frames here and the
     /// store records it (a failure to record is logged: the connection works without it).
     pub async fn device_attached(&self, device: &DeviceId, node: &str) {

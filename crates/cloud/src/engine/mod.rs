@@ -9,6 +9,7 @@ pub mod deadlines;
 pub mod devices;
 pub mod outbox;
 pub mod pairing;
+pub mod payments;
 pub mod people;
 pub mod queries;
 pub mod retention;

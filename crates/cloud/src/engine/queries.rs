@@ -33,7 +33,7 @@ pub struct RegisterOverview {
 }
 
 /// Whether `principal` sees the transaction: its merchant's, or its register's vendor's.
-fn sees(principal: &Principal, t: &TransactionRecord) -> bool {
+pub(super) fn sees(principal: &Principal, t: &TransactionRecord) -> bool {
     principal.sees(&t.merchant_id, Some(&t.register.key.vendor_name))
 }
 

@@ -21,6 +21,9 @@ pub struct NewTransaction {
     /// For a merchant's key: the merchant it is confined to. A register paired to another
     /// merchant's device is not paired for it, and that merchant's transactions do not exist.
     pub merchant: Option<crate::domain::accounts::MerchantId>,
+    /// For a follow-up (`request.original`): the original's merchant, whose devices alone may
+    /// run it.
+    pub original_merchant: Option<crate::domain::accounts::MerchantId>,
 }
 
 impl NewTransaction {
@@ -55,6 +58,22 @@ pub enum StartError {
     /// The reference was already used by this register for a different request.
     #[error("PosReference '{0}' was already used by this register for a different request")]
     ReferenceConflict(String),
+    /// The device lacks a capability the request needs; nothing was sent to it.
+    #[error("device {device} cannot run this request: it does not declare the capability '{capability}' (update its agent)")]
+    Unsupported {
+        device: DeviceId,
+        capability: &'static str,
+    },
+    /// A follow-up's original does not exist for this register (or this key).
+    #[error("Transaction not found")]
+    UnknownOriginal,
+    /// A follow-up named its original by a reference several of the merchant's registers used.
+    #[error("OriginalPosReference '{0}' names several transactions of this merchant: use OriginalTransactionId")]
+    AmbiguousOriginal(String),
+    /// The follow-up does not fit its original (refund past the refundable amount, a void
+    /// after settlement, ...).
+    #[error(transparent)]
+    Refused(crate::domain::payments::Refusal),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -167,11 +186,35 @@ impl Engine {
             })
             .ok_or(StartError::NotPaired)?;
         let (register, device, mut busy) = (route.register, route.device, route.busy);
+        let mut request = new.request;
+        // A request that names no currency is in the merchant's; AUD stays implicit, so a
+        // SmartConnect POS sees the fields it always saw.
+        if request.currency.is_none() && route.currency != protocol::Currency::AUD {
+            request.currency = Some(route.currency);
+        }
+        // A follow-up runs on any device of the original's merchant, none other.
+        if new
+            .original_merchant
+            .as_ref()
+            .is_some_and(|m| *m != device.merchant_id)
+        {
+            return Err(StartError::UnknownOriginal);
+        }
+        // Refused before anything is sent: a device never hears of what it cannot parse.
+        if let Some(capability) = protocol::device::capability::needed_by(&request)
+            .into_iter()
+            .find(|c| !device.can(c))
+        {
+            return Err(StartError::Unsupported {
+                device: device.id.clone(),
+                capability,
+            });
+        }
         // Stored with millisecond precision; truncate now so the POST's body and every poll's
         // body show the same `transactionTimeStamp`.
         let now = chrono::DateTime::<Utc>::from_timestamp_millis(self.now().timestamp_millis())
             .unwrap_or_default();
-        let function = new.request.function;
+        let function = request.function;
         // An offer of this node may be out while its insert commits: wait for it and ask the
         // store again, so that it answers "busy" truly.
         if self.inner.inserting.settled(&device.id, None).await {
@@ -194,7 +237,7 @@ impl Engine {
             register: register.info,
             merchant_id: device.merchant_id,
             merchant: device.merchant,
-            request: new.request,
+            request,
             sale_data: new.sale_data,
             callback_url: new.callback_url,
             pos_reference: new.pos_reference,
@@ -214,8 +257,12 @@ impl Engine {
         // the device, or a cluster (where the device's frames reach another node), keeps the
         // order insert, then offer.
         let offer = admitted.effects.contains(&Effect::SendOffer);
+        // A follow-up is checked against its original in the insert's commit and may be
+        // refused there: it is offered only once stored.
         let claim = match record.phase {
-            Phase::Offered { .. } if offer && self.bus().single_node() => {
+            Phase::Offered { .. }
+                if offer && self.bus().single_node() && record.request.original.is_none() =>
+            {
                 self.inner.inserting.claim(&record.device_id, record.id)
             }
             _ => None,
@@ -241,6 +288,8 @@ impl Engine {
                 InsertError::DeviceBusy => StartError::DeviceBusy,
                 InsertError::DuplicateReference => EngineError::DuplicateReference.into(),
                 InsertError::AlreadyExists => EngineError::Contended(record.id).into(),
+                InsertError::Refused(r) => StartError::Refused(r),
+                InsertError::UnknownOriginal => StartError::UnknownOriginal,
                 InsertError::Store(e) => e.into(),
             });
         }

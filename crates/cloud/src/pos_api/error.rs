@@ -25,6 +25,11 @@ pub trait HttpError: std::fmt::Display {
     fn retry_after_secs(&self) -> Option<u64> {
         None
     }
+    /// Fields beside `error` that let a client act without parsing the message (a refused
+    /// refund's `amountRefundable`).
+    fn details(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// An error answer of the HTTP API as sent: `{"error": "..."}`, its status, `Retry-After`
@@ -35,6 +40,7 @@ pub struct ApiError {
     message: String,
     retry_after_secs: Option<u64>,
     reason: Option<&'static str>,
+    details: Vec<(&'static str, String)>,
 }
 
 impl<E: HttpError> From<E> for ApiError {
@@ -44,6 +50,7 @@ impl<E: HttpError> From<E> for ApiError {
             message: e.to_string(),
             retry_after_secs: e.retry_after_secs(),
             reason: e.reason(),
+            details: e.details(),
         }
     }
 }
@@ -156,13 +163,22 @@ impl HttpError for RouteNotFound {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let reason = self.reason();
-        let mut response = (
-            self.status,
-            Json(ErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response();
+        let mut response = if self.details.is_empty() {
+            (
+                self.status,
+                Json(ErrorBody {
+                    error: self.message,
+                }),
+            )
+                .into_response()
+        } else {
+            let mut body = serde_json::Map::new();
+            body.insert("error".into(), self.message.into());
+            for (k, v) in self.details {
+                body.insert(k.into(), v.into());
+            }
+            (self.status, Json(serde_json::Value::Object(body))).into_response()
+        };
         response
             .extensions_mut()
             .insert(crate::metrics::Rejection(reason));

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod envelope;
 pub mod error;
 pub mod fields;
+pub mod follow_ups;
 pub mod lookup;
 pub mod openapi;
 pub mod pairing;

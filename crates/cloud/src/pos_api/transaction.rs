@@ -24,6 +24,18 @@ pub enum TransactionError {
     /// 409: the register used this reference for a different request.
     #[error("PosReference '{0}' was already used by this register for a different request")]
     ReferenceConflict(String),
+    /// 409: the device cannot run the request (it did not declare the capability).
+    #[error("{0}")]
+    Unsupported(String),
+    /// 404: a follow-up's original is not this register's merchant's (or does not exist).
+    #[error("Transaction not found")]
+    UnknownOriginal,
+    /// 409: `OriginalPosReference` names several of the merchant's transactions.
+    #[error("{0}")]
+    AmbiguousOriginal(String),
+    /// 409: the follow-up does not fit its original.
+    #[error(transparent)]
+    Refused(crate::domain::payments::Refusal),
 }
 
 impl HttpError for TransactionError {
@@ -31,7 +43,21 @@ impl HttpError for TransactionError {
         match self {
             Self::NotPaired => StatusCode::BAD_REQUEST,
             Self::DeviceBusy => StatusCode::TOO_MANY_REQUESTS,
-            Self::ReferenceConflict(_) => StatusCode::CONFLICT,
+            Self::ReferenceConflict(_)
+            | Self::Unsupported(_)
+            | Self::AmbiguousOriginal(_)
+            | Self::Refused(_) => StatusCode::CONFLICT,
+            Self::UnknownOriginal => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Refused(r) => r
+                .refundable()
+                .map(|a| vec![("amountRefundable", a.to_string())])
+                .unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 
@@ -39,7 +65,11 @@ impl HttpError for TransactionError {
         match self {
             Self::NotPaired => Some("not_paired"),
             Self::DeviceBusy => Some("busy"),
-            Self::ReferenceConflict(_) => None,
+            Self::Unsupported(_) => Some("unsupported"),
+            Self::Refused(_) => Some("refused"),
+            Self::ReferenceConflict(_) | Self::UnknownOriginal | Self::AmbiguousOriginal(_) => {
+                None
+            }
         }
     }
 }
@@ -50,6 +80,12 @@ impl From<StartError> for ApiError {
             StartError::NotPaired => TransactionError::NotPaired.into(),
             StartError::DeviceBusy => TransactionError::DeviceBusy.into(),
             StartError::ReferenceConflict(r) => TransactionError::ReferenceConflict(r).into(),
+            e @ StartError::Unsupported { .. } => TransactionError::Unsupported(e.to_string()).into(),
+            StartError::UnknownOriginal => TransactionError::UnknownOriginal.into(),
+            e @ StartError::AmbiguousOriginal(_) => {
+                TransactionError::AmbiguousOriginal(e.to_string()).into()
+            }
+            StartError::Refused(r) => TransactionError::Refused(r).into(),
             StartError::Engine(e) => ServiceError::engine(e).into(),
         }
     }
@@ -73,7 +109,7 @@ fn mode(fields: &Fields) -> Result<Mode, FieldError> {
     }
 }
 
-fn callback_url(fields: &Fields) -> Result<Option<String>, FieldError> {
+pub(super) fn callback_url(fields: &Fields) -> Result<Option<String>, FieldError> {
     let Some(raw) = fields.get("PosNotificationCallbackUrl") else {
         return Ok(None);
     };
@@ -93,7 +129,7 @@ fn callback_url(fields: &Fields) -> Result<Option<String>, FieldError> {
 const MAX_REFERENCE_LEN: usize = 128;
 
 /// The POS's reference: the `PosReference` field, else the `Idempotency-Key` header.
-fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>, FieldError> {
+pub(super) fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>, FieldError> {
     let from_header = headers
         .get("idempotency-key")
         .map(|v| {
@@ -144,6 +180,7 @@ fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction),
             callback_url,
             pos_reference: pos_reference(fields, headers)?,
             merchant: fields.credential().merchant().cloned(),
+            original_merchant: None,
         },
     ))
 }
@@ -331,7 +368,12 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let begun = std::time::Instant::now();
     let (mode, new) = parse(&fields, &headers)?;
-    let started = state.engine.start_transaction(new).await?;
+    let started = match super::follow_ups::original_of(&fields)? {
+        Some(original) => {
+            super::follow_ups::start_from_transaction(&state, &fields, new, original).await?
+        }
+        None => state.engine.start_transaction(new).await?,
+    };
     // Still offered when it returns: the offer went to the bus (a failed hand-over completes
     // it with FAILED-INTERFACE instead).
     if !started.replayed

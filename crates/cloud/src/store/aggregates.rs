@@ -9,6 +9,7 @@ use crate::domain::accounts::{
     ApiKeyRecord, AuditEntry, AuditQuery, MerchantId, MerchantRecord, SiteId, SiteRecord,
 };
 use crate::domain::lifecycle::Phase;
+use crate::domain::payments::PaymentRecord;
 use crate::domain::people::{Email, SessionRecord, UserRecord};
 use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 use crate::domain::timeline::TimelineEvent;
@@ -88,6 +89,9 @@ store_aggregates! {
             connected: bool,
             now: DateTime<Utc>,
         ) -> Result<(), StoreError>;
+        /// Records what the device declared it can do (`capabilities` as
+        /// `columns::capabilities_column` writes them).
+        write fn set_device_capabilities(&self, id: &DeviceId, capabilities: &str) -> Result<(), StoreError>;
         /// Marks every device held by `node` as disconnected (at startup, after a crash).
         write fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
         /// Deletes self-enrolled devices not connected and not seen since `before` (never
@@ -152,6 +156,15 @@ store_aggregates! {
             register: &RegisterKey,
             reference: &str,
         ) -> Result<Option<TransactionRecord>, StoreError>;
+        /// A payment with its follow-ups, as the insert of a follow-up checks it.
+        read fn payment(&self, original: &TransactionId) -> Result<Option<PaymentRecord>, StoreError>;
+        /// The merchant's transactions with this POS reference (any register), at most two:
+        /// a follow-up named by reference must find exactly one.
+        read fn transactions_by_merchant_reference(
+            &self,
+            merchant: &MerchantId,
+            reference: &str,
+        ) -> Result<Vec<TransactionRecord>, StoreError>;
         /// One transaction.
         read fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, StoreError>;
         /// Moves a transaction from the phase `from` (compared by kind) to `to`, appending

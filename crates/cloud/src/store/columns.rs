@@ -66,6 +66,9 @@ pub(super) fn merchant(row: &impl Columns) -> Result<MerchantRecord, StoreError>
         id: MerchantId::from_stored(row.text("id")?),
         name: row.text("name")?,
         created_at: time(row, "created_at")?,
+        currency: protocol::Currency::parse(&row.text("currency")?)
+            .map_err(|e| StoreError::Corrupt(format!("merchant currency: {e}")))?,
+        max_tip_percent: row.count("max_tip_percent")?,
     })
 }
 
@@ -179,7 +182,42 @@ pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord, StoreError> {
         connected_at: opt_time(row, "connected_at")?,
         last_seen_at: opt_time(row, "last_seen_at")?,
         self_enrolled: row.flag("self_enrolled")?,
+        capabilities: capabilities_of(&row.text("capabilities")?),
     })
+}
+
+/// A merchant's currency as a route reads it.
+pub(super) fn route_currency(stored: &str) -> Result<protocol::Currency, StoreError> {
+    protocol::Currency::parse(stored).map_err(|e| StoreError::Corrupt(format!("merchant currency: {e}")))
+}
+
+/// The `capabilities` column: names separated by spaces.
+pub(super) fn capabilities_of(stored: &str) -> Vec<String> {
+    let mut out: Vec<String> = stored.split_whitespace().map(str::to_string).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The `capabilities` column of a declared list: known-shaped names only (letters, digits,
+/// `.`, `_`, `-`), sorted, at most 64 of at most 64 characters, so a device cannot fill a
+/// row with junk.
+pub fn capabilities_column(declared: &[String]) -> String {
+    let mut names: Vec<&str> = declared
+        .iter()
+        .map(|c| c.trim())
+        .filter(|c| {
+            !c.is_empty()
+                && c.len() <= 64
+                && c
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.truncate(64);
+    names.join(" ")
 }
 
 /// The register key of a row (registers and transactions both have one).
@@ -334,7 +372,7 @@ macro_rules! tx_columns {
         "id, device_id, register_id, business_name, vendor_name, register_name, \
          merchant_id, merchant, request, sale_data, callback_url, token, token_expires_at, \
          created_at, state, accept_deadline, started_at, completed_at, completion, display_text, \
-         pos_reference, fingerprint"
+         pos_reference, fingerprint, original_id, order_id, function"
     };
 }
 pub(super) use tx_columns;

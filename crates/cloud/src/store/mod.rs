@@ -16,6 +16,7 @@ pub use aggregates::{
 };
 
 pub use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
+pub use columns::capabilities_column;
 pub use faults::StoreFaults;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -128,6 +129,12 @@ pub enum InsertError {
     /// The register already used this POS reference (a retry, or a race with one).
     #[error("POS reference already used")]
     DuplicateReference,
+    /// A follow-up does not fit its original (checked in the insert's own commit).
+    #[error(transparent)]
+    Refused(#[from] crate::domain::payments::Refusal),
+    /// The original a follow-up names is not stored (any more).
+    #[error("the original transaction is not stored")]
+    UnknownOriginal,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -139,6 +146,8 @@ pub struct Route {
     pub register: RegisterRecord,
     pub device: DeviceRecord,
     pub busy: bool,
+    /// The default currency of the device's merchant.
+    pub currency: protocol::Currency,
 }
 
 /// A search over transactions; every criterion is optional, text matches are case-insensitive

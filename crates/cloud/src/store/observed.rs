@@ -145,6 +145,7 @@ mod tests {
             connected_at: None,
             last_seen_at: None,
             self_enrolled: false,
+            capabilities: Vec::new(),
         };
         assert!(store.device(&id).await.unwrap().is_none());
         store.insert_device(&device, None).await.unwrap();

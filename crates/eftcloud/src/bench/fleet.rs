@@ -284,6 +284,7 @@ async fn session(
         agent_version: env!("CARGO_PKG_VERSION").into(),
         unacknowledged: Vec::new(),
         in_progress: None,
+        capabilities: Vec::new(),
     });
     let mut welcomed = false;
     if send(ws, &hello).await.is_err() {

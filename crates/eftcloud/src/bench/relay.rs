@@ -92,6 +92,10 @@ async fn transact(State(relay): State<Shared>, Form(form): Form<TxForm>) -> Resp
             amount_final: None,
             transaction_reference: None,
             date: None,
+            currency: None,
+            amount_tip: None,
+            original: None,
+            order_id: None,
         },
         request_timestamp: "20250101000000".into(),
     });

@@ -587,6 +587,7 @@ pub fn hello(id: &str, secret: &str) -> DeviceMessage {
         agent_version: "test".into(),
         unacknowledged: vec![],
         in_progress: None,
+        capabilities: Vec::new(),
     })
 }
 

@@ -29,6 +29,10 @@ async fn every_function_runs_end_to_end() {
             amount_final: None,
             transaction_reference: None,
             date: None,
+            currency: None,
+            amount_tip: None,
+            original: None,
+            order_id: None,
         };
         match f {
             Function::CardPurchasePlusCash => {

@@ -49,10 +49,12 @@ impl AccountStore for PostgresStore {
     ) -> Result<(), InsertError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         inserted(
-            sqlx::query("INSERT INTO merchants (id, name, created_at) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO merchants (id, name, created_at, currency, max_tip_percent) VALUES ($1, $2, $3, $4, $5)")
                 .bind(m.id.as_str())
                 .bind(&m.name)
                 .bind(ms(m.created_at))
+                .bind(m.currency.code())
+                .bind(i32::try_from(m.max_tip_percent).unwrap_or(i32::MAX))
                 .execute(&mut *tx)
                 .await,
         )?;

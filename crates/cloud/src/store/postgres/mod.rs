@@ -20,6 +20,7 @@ use super::{
 };
 use crate::domain::accounts::{AuditEntry, MerchantId};
 use crate::domain::lifecycle::Phase;
+use crate::domain::payments::PaymentRecord;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -81,6 +82,63 @@ impl PostgresStore {
     fn transaction_from_row(row: &PgRow) -> Result<TransactionRecord, StoreError> {
         columns::transaction(row)
     }
+}
+
+/// A payment with its follow-ups, as stored now; with `lock`, the original's row is locked
+/// until the transaction ends (see [`PaymentRecord`]).
+async fn payment_of(
+    conn: &mut sqlx::PgConnection,
+    id: &TransactionId,
+    lock: bool,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let Some(original) = sqlx::query(&format!(
+        "SELECT {TX_COLUMNS} FROM transactions WHERE id = $1{lock}"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(PostgresStore::transaction_from_row)
+    .transpose()?
+    else {
+        return Ok(None);
+    };
+    let follow_ups = sqlx::query(&format!(
+        "SELECT {TX_COLUMNS} FROM transactions WHERE original_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(id.to_string())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(PostgresStore::transaction_from_row)
+    .collect::<Result<Vec<_>, _>>()?;
+    let cutovers = match original.completed_at() {
+        Some(after) => sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE device_id = $1
+               AND function = 'Acquirer.Settlement.Cutover' AND state = 'completed' AND completed_at > $2"
+        ))
+        .bind(original.device_id.as_str())
+        .bind(ms(after))
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(PostgresStore::transaction_from_row)
+        .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let max_tip_percent = sqlx::query("SELECT max_tip_percent FROM merchants WHERE id = $1")
+        .bind(original.merchant_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| columns::Columns::count(&r, "max_tip_percent"))
+        .transpose()?;
+    Ok(Some(PaymentRecord::new(
+        original,
+        follow_ups,
+        &cutovers,
+        max_tip_percent,
+    )))
 }
 
 fn register_key_from_row(row: &PgRow) -> Result<RegisterKey, StoreError> {
@@ -251,6 +309,15 @@ impl DeviceStore for PostgresStore {
         Ok(())
     }
 
+    async fn set_device_capabilities(&self, id: &DeviceId, capabilities: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET capabilities = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(capabilities)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn clear_connections(&self, node: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE devices SET connected_at = NULL, connected_node = NULL WHERE connected_node = $1",
@@ -297,18 +364,29 @@ impl PairingStore for PostgresStore {
     // Three point reads in the pool's autocommit: each is consistent on its own, and a device
     // busy by the time of the insert is caught by the insert's own constraint.
     async fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError> {
-        let Some(register) = self.register(key).await? else {
-            return Ok(None);
-        };
-        let Some(device) = self.device(&register.device_id).await? else {
-            return Ok(None);
-        };
-        let busy = self.active_transaction(&device.id).await?.is_some();
-        Ok(Some(Route {
-            register,
-            device,
-            busy,
-        }))
+        // One statement, one round trip (the tables share no column name but the merchant's,
+        // which is renamed).
+        sqlx::query(
+            "SELECT r.*, d.*, COALESCE(m.currency, 'AUD') AS merchant_currency,
+               EXISTS (SELECT 1 FROM transactions t WHERE t.device_id = d.id AND t.state <> 'completed') AS busy
+             FROM registers r JOIN devices d ON d.id = r.device_id
+             LEFT JOIN merchants m ON m.id = d.merchant_id
+             WHERE r.register_id = $1 AND r.business_name = $2 AND r.vendor_name = $3",
+        )
+        .bind(&key.register_id)
+        .bind(&key.business_name)
+        .bind(&key.vendor_name)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| {
+            Ok(Route {
+                register: Self::register_from_row(&row)?,
+                device: Self::device_from_row(&row)?,
+                busy: row.try_get("busy")?,
+                currency: columns::route_currency(&row.try_get::<String, _>("merchant_currency")?)?,
+            })
+        })
+        .transpose()
     }
 
     async fn replace_pairing_code(
@@ -498,9 +576,17 @@ impl TransactionStore for PostgresStore {
         let request =
             serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        // A follow-up locks its original, so follow-ups of one payment (on any node) are
+        // checked and inserted one after the other; each sees those committed before it.
+        if let Some(original) = &t.request.original {
+            let payment = payment_of(&mut tx, &original.transaction_id, true)
+                .await?
+                .ok_or(InsertError::UnknownOriginal)?;
+            payment.admit(&t.request)?;
+        }
         let r = sqlx::query(&format!(
             "INSERT INTO transactions ({TX_COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
         ))
         .bind(t.id.to_string())
         .bind(t.device_id.as_str())
@@ -524,6 +610,9 @@ impl TransactionStore for PostgresStore {
         .bind(&t.display_text)
         .bind(&t.pos_reference)
         .bind(&t.fingerprint)
+        .bind(t.request.original.as_ref().map(|o| o.transaction_id.to_string()))
+        .bind(&t.request.order_id)
+        .bind(t.request.function.as_str())
         .execute(&mut *tx)
         .await;
         match r {
@@ -545,6 +634,28 @@ impl TransactionStore for PostgresStore {
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
+    }
+
+    async fn payment(&self, original: &TransactionId) -> Result<Option<PaymentRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        payment_of(&mut conn, original, false).await
+    }
+
+    async fn transactions_by_merchant_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE pos_reference = $1 AND merchant_id = $2 LIMIT 2"
+        ))
+        .bind(reference)
+        .bind(merchant.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::transaction_from_row)
+        .collect()
     }
 
     async fn transaction_by_reference(

@@ -49,10 +49,10 @@ impl AccountStore for SqliteStore {
             .write(move |conn| {
                 inserted(
                     conn.prepare_cached(
-                        "INSERT INTO merchants (id, name, created_at) VALUES (?1, ?2, ?3)",
+                        "INSERT INTO merchants (id, name, created_at, currency, max_tip_percent) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .map_err(StoreError::from)?
-                    .execute(params![m.id.as_str(), m.name, ms(m.created_at)]),
+                    .execute(params![m.id.as_str(), m.name, ms(m.created_at), m.currency.code(), m.max_tip_percent]),
                 )?;
                 insert_audit(conn, &audit)?;
                 Ok(())

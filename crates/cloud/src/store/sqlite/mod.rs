@@ -30,6 +30,7 @@ use super::{
 const PROBE_SQL: &str = "INSERT OR REPLACE INTO secrets (name, value) VALUES (?1, ?2)";
 use crate::domain::accounts::{AuditEntry, MerchantId};
 use crate::domain::lifecycle::Phase;
+use crate::domain::payments::PaymentRecord;
 use crate::domain::timeline::{EventKind, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -184,6 +185,50 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Open(format!("store task failed: {e}")))?
+}
+
+/// A payment with its follow-ups, as stored now (see [`PaymentRecord`]).
+fn payment_of(conn: &Connection, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError> {
+    let Some(original) = one(
+        conn,
+        concat!("SELECT ", tx_columns!(), " FROM transactions WHERE id = ?1"),
+        [id.to_string()],
+        transaction_from_row,
+    )?
+    else {
+        return Ok(None);
+    };
+    let follow_ups = all(
+        conn,
+        concat!(
+            "SELECT ",
+            tx_columns!(),
+            " FROM transactions WHERE original_id = ?1 ORDER BY created_at, rowid"
+        ),
+        [id.to_string()],
+        transaction_from_row,
+    )?;
+    let cutovers = match original.completed_at() {
+        Some(after) => all(
+            conn,
+            concat!(
+                "SELECT ",
+                tx_columns!(),
+                " FROM transactions WHERE device_id = ?1 AND function = 'Acquirer.Settlement.Cutover' \
+                 AND state = 'completed' AND completed_at > ?2"
+            ),
+            params![original.device_id.as_str(), ms(after)],
+            transaction_from_row,
+        )?,
+        None => Vec::new(),
+    };
+    let max_tip_percent = one(
+        conn,
+        "SELECT max_tip_percent FROM merchants WHERE id = ?1",
+        [original.merchant_id.as_str()],
+        |r| columns::Columns::count(r, "max_tip_percent"),
+    )?;
+    Ok(Some(PaymentRecord::new(original, follow_ups, &cutovers, max_tip_percent)))
 }
 
 /// The first row of a query, decoded.
@@ -412,6 +457,17 @@ impl DeviceStore for SqliteStore {
             .await
     }
 
+    async fn set_device_capabilities(&self, id: &DeviceId, capabilities: &str) -> Result<(), StoreError> {
+        let (id, capabilities) = (id.as_str().to_string(), capabilities.to_string());
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("UPDATE devices SET capabilities = ?2 WHERE id = ?1")?
+                    .execute(params![id, capabilities])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn clear_connections(&self, node: &str) -> Result<(), StoreError> {
         let node = node.to_string();
         self.writer
@@ -565,9 +621,10 @@ impl PairingStore for SqliteStore {
         self.read(|conn| {
             one(
                 conn,
-                "SELECT r.*, d.*,
+                "SELECT r.*, d.*, COALESCE(m.currency, 'AUD') AS merchant_currency,
                    EXISTS (SELECT 1 FROM transactions t WHERE t.device_id = d.id AND t.state <> 'completed') AS busy
                  FROM registers r JOIN devices d ON d.id = r.device_id
+                 LEFT JOIN merchants m ON m.id = d.merchant_id
                  WHERE r.register_id = ?1 AND r.business_name = ?2 AND r.vendor_name = ?3",
                 [&key.register_id, &key.business_name, &key.vendor_name],
                 |row| {
@@ -575,6 +632,7 @@ impl PairingStore for SqliteStore {
                         register: register_from_row(row)?,
                         device: device_from_row(row)?,
                         busy: row.get("busy")?,
+                        currency: columns::route_currency(&row.get::<_, String>("merchant_currency")?)?,
                     })
                 },
             )
@@ -670,11 +728,18 @@ impl TransactionStore for SqliteStore {
                         return Err(InsertError::DuplicateReference);
                     }
                 }
+                // A follow-up is checked against its original and every earlier follow-up here,
+                // in the commit that stores it: nothing can come between.
+                if let Some(original) = &t.request.original {
+                    let payment = payment_of(conn, &original.transaction_id)?
+                        .ok_or(InsertError::UnknownOriginal)?;
+                    payment.admit(&t.request)?;
+                }
                 let r = conn
                     .prepare_cached(concat!(
                         "INSERT INTO transactions (",
                         tx_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
                     ))
                     .map_err(StoreError::from)?
                     .execute(params![
@@ -700,6 +765,9 @@ impl TransactionStore for SqliteStore {
                         t.display_text,
                         t.pos_reference,
                         t.fingerprint,
+                        t.request.original.as_ref().map(|o| o.transaction_id.to_string()),
+                        t.request.order_id,
+                        t.request.function.as_str(),
                     ]);
                 match r {
                     Ok(_) => {}
@@ -715,6 +783,32 @@ impl TransactionStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn payment(&self, original: &TransactionId) -> Result<Option<PaymentRecord>, StoreError> {
+        let id = *original;
+        self.scan(move |conn| payment_of(conn, &id)).await
+    }
+
+    async fn transactions_by_merchant_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let (merchant, reference) = (merchant.as_str().to_string(), reference.to_string());
+        self.scan(move |conn| {
+            all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    tx_columns!(),
+                    " FROM transactions WHERE pos_reference = ?1 AND merchant_id = ?2 LIMIT 2"
+                ),
+                params![reference, merchant],
+                transaction_from_row,
+            )
+        })
+        .await
     }
 
     async fn transaction_by_reference(
