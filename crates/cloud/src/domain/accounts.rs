@@ -147,7 +147,7 @@ pub enum Scope {
     PosTransact,
     /// Poll, look up, read timelines and register status.
     PosRead,
-    /// Refund (referenced refunds; reserved until they exist, given so keys need no reissue).
+    /// Refund by reference and void (`/refund`, `/void`, `Card.Refund` with an original).
     PosRefund,
     /// See, enroll, rotate, revoke and unpair devices.
     DevicesManage,
@@ -332,7 +332,11 @@ impl Principal {
     /// functions (transact and read) and nothing else.
     pub fn allows(&self, scope: Scope) -> bool {
         match self {
-            Principal::Keyless => matches!(scope, Scope::PosTransact | Scope::PosRead),
+            // Where keyless registers are admitted, they may do what SmartConnect lets a
+            // register do, and refund by reference (keys in force draw the line by scope).
+            Principal::Keyless => {
+                matches!(scope, Scope::PosTransact | Scope::PosRead | Scope::PosRefund)
+            }
             Principal::Key { scopes, .. } => scopes.grants(scope),
             Principal::Person { role, .. } => role.scopes().grants(scope),
         }

@@ -18,6 +18,7 @@ mod harness;
 mod metrics;
 mod openapi;
 mod pairing;
+mod payments;
 mod polling;
 mod postgres;
 mod restart;

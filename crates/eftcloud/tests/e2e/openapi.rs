@@ -13,6 +13,13 @@ const POS_ROUTES: &[(&str, &str)] = &[
     ("get", "/pos/transaction/{id}"),
     ("post", "/pos/transaction/{id}/cancel"),
     ("get", "/pos/transaction/{id}/events"),
+    ("post", "/pos/transaction/{id}/refund"),
+    ("post", "/pos/transaction/{id}/void"),
+    ("post", "/pos/transaction/{id}/adjust"),
+    ("post", "/pos/transaction/{id}/increment"),
+    ("post", "/pos/transaction/{id}/capture"),
+    ("post", "/pos/transaction/{id}/release"),
+    ("get", "/pos/transaction/{id}/payment"),
     ("get", "/pos/lookup"),
     ("get", "/pos/register"),
 ];
