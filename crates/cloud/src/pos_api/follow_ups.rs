@@ -243,7 +243,7 @@ macro_rules! follow_up_route {
             path = $path,
             tag = "eftcloud extensions",
             params(
-                ("id" = String, Path, description = "The original's `transactionId`"),
+                ("id" = String, Path, min_length = 1, description = "The original's `transactionId`"),
                 ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Same as `PosReference`"),
             ),
             request_body(content(
@@ -252,7 +252,8 @@ macro_rules! follow_up_route {
             )),
             responses(
                 (status = 200, description = "The follow-up's own envelope (`PENDING`, or as it stands when `wait` ends); `data.OriginalTransactionId` names the original", body = protocol::pos_api::TransactionEnvelope),
-                (status = 400, description = "A missing or invalid field, or the register is not paired", body = protocol::pos_api::ErrorBody),
+                (status = 400, description = "A missing or invalid field (the message names it), the register is not paired, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = protocol::pos_api::ErrorBody),
+                (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = protocol::pos_api::ErrorBody),
                 (status = 401, description = "`Invalid token` or `Token expired` (no register named)", body = protocol::pos_api::ErrorBody),
                 (status = 403, description = "The key lacks the scope (`pos:refund` for refunds and voids)", body = protocol::pos_api::ErrorBody),
                 (status = 404, description = "`Transaction not found`: no such payment for this register's merchant or this key", body = protocol::pos_api::ErrorBody),
@@ -354,7 +355,8 @@ pub struct PaymentView {
     pub follow_ups: Vec<FollowUpView>,
 }
 
-fn view(p: &crate::domain::payments::PaymentRecord) -> PaymentView {
+/// The view of a stored payment.
+pub fn view(p: &crate::domain::payments::PaymentRecord) -> PaymentView {
     let s: Summary = p.summary();
     PaymentView {
         transaction_id: p.original.id.to_string(),
@@ -404,7 +406,7 @@ fn view(p: &crate::domain::payments::PaymentRecord) -> PaymentView {
     path = "/pos/transaction/{id}/payment",
     tag = "eftcloud extensions",
     params(
-        ("id" = String, Path, description = "The payment's `transactionId`"),
+        ("id" = String, Path, min_length = 1, description = "The payment's `transactionId`"),
         ("merchantAccessToken" = Option<String>, Query, description = "The polling token"),
         ("POSRegisterID" = Option<String>, Query),
         ("POSBusinessName" = Option<String>, Query),

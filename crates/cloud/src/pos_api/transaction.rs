@@ -305,6 +305,21 @@ pub struct TransactionForm {
         example = "sale-000123"
     )]
     pub pos_reference: String,
+    /// eftcloud extension: the ISO 4217 currency of the amounts (which are in its minor units:
+    /// JPY 0 decimals, AUD 2, KWD 3). Absent: the merchant's default (AUD unless the operator
+    /// set another). A device must declare the `currency` capability for any but AUD.
+    #[schema(rename = "Currency", required = false, example = "AUD", min_length = 3, max_length = 3)]
+    pub currency: String,
+    /// eftcloud extension, `Card.Refund` and `Card.Finalise` only: the payment this refunds or
+    /// completes, by `transactionId`. The refund may run on any device of that payment's
+    /// merchant and never takes refunds past what it came to (409 with `amountRefundable`); a
+    /// completion never captures more than is authorised. Needs `pos:refund` for a refund.
+    #[schema(rename = "OriginalTransactionId", required = false)]
+    pub original_transaction_id: String,
+    /// eftcloud extension: like `OriginalTransactionId`, by the `PosReference` the POS gave the
+    /// payment (this register's first, else the only one of the merchant's with it).
+    #[schema(rename = "OriginalPosReference", required = false, max_length = 128)]
+    pub original_pos_reference: String,
 }
 
 /// Start a transaction
@@ -356,7 +371,8 @@ pub struct TransactionForm {
             })),
         (status = 400, description = "Bad request: missing or invalid field (the message names it), or `This register is not paired to a device, please pair it first.`, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = ErrorBody),
         (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = ErrorBody),
-        (status = 409, description = "eftcloud extension: the `PosReference` was already used by this register for a different request", body = ErrorBody),
+        (status = 404, description = "eftcloud extension: `Transaction not found`: the `OriginalTransactionId` or `OriginalPosReference` names no payment of this register's merchant", body = ErrorBody),
+        (status = 409, description = "eftcloud extension: the `PosReference` was already used by this register for a different request; or a refund or completion by reference does not fit its original (`amountRefundable` says what is left); or the device does not declare a capability the request needs (`currency`, `refund.referenced`); nothing was sent to the device", body = ErrorBody),
         (status = 429, description = "`device is busy`: the device already runs a transaction", body = ErrorBody),
         (status = 500, description = "Internal error; retry with the same `PosReference` to be safe", body = ErrorBody),
     ),

@@ -317,8 +317,19 @@ pub struct TransactionView {
     pub business_name: String,
     pub vendor_name: String,
     pub function: String,
+    /// In minor units of `currency` (the refund, the top-up, the new tip of a follow-up).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount_cents: Option<u64>,
+    /// ISO 4217 code of the amounts.
+    pub currency: String,
+    /// How many digits follow the point in `currency` (JPY 0, AUD 2, KWD 3).
+    pub minor_units: u8,
+    /// A follow-up's original (refund, void, tip adjustment, top-up, capture, release).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_transaction_id: Option<String>,
+    /// The order this is a tender of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pos_reference: Option<String>,
     pub created_at: String,
@@ -341,7 +352,10 @@ pub struct TransactionView {
 impl From<&TransactionRecord> for TransactionView {
     fn from(t: &TransactionRecord) -> Self {
         let r = &t.request;
-        let amount = r.amount_total.or(r.amount_auth).or(r.amount_final);
+        let amount = match r.function {
+            protocol::Function::CardTipAdjust => r.amount_tip,
+            _ => r.headline_amount().map(protocol::Cents::get),
+        };
         let (phase, outcome, text, by, done) = match &t.phase {
             Phase::Offered { .. } => ("offered", String::new(), String::new(), None, None),
             Phase::Started { .. } => ("started", String::new(), String::new(), None, None),
@@ -367,7 +381,11 @@ impl From<&TransactionRecord> for TransactionView {
             business_name: t.register.key.business_name.clone(),
             vendor_name: t.register.key.vendor_name.clone(),
             function: r.function.as_str().to_string(),
-            amount_cents: amount.map(|a| a.get()),
+            amount_cents: amount,
+            currency: r.currency().to_string(),
+            minor_units: r.currency().minor_units(),
+            original_transaction_id: r.original.as_ref().map(|o| o.transaction_id.to_string()),
+            order_id: r.order_id.clone(),
             pos_reference: t.pos_reference.clone(),
             created_at: rfc3339(t.created_at),
             phase,
@@ -524,6 +542,10 @@ pub struct TransactionDetail {
     #[serde(flatten)]
     pub transaction: TransactionView,
     pub events: Vec<EventView>,
+    /// For a payment: what it comes to with its follow-ups (refunds, void, tips; top-ups,
+    /// capture, release), each listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<crate::pos_api::follow_ups::PaymentView>,
 }
 
 /// One timeline event.
@@ -551,8 +573,18 @@ pub async fn transaction(
     };
     let events = engine.timeline(&id).await?;
     let view = TransactionView::from(&tx);
+    // Only payments have follow-ups worth a summary; a follow-up names its original instead.
+    let payment = if tx.request.function.is_financial() && tx.request.original.is_none() {
+        engine
+            .payment_as(&admin.principal, &id)
+            .await?
+            .map(|p| crate::pos_api::follow_ups::view(&p))
+    } else {
+        None
+    };
     Ok(Json(TransactionDetail {
         transaction: view,
+        payment,
         events: events
             .into_iter()
             .map(|e| EventView {
