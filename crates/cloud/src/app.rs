@@ -535,6 +535,18 @@ fn routes(
             guarded(get(pos_api::follow_ups::payment), Scope::PosRead),
         )
         .route(
+            "/pos/orders",
+            guarded(post(pos_api::orders::create), Scope::PosTransact),
+        )
+        .route(
+            "/pos/orders/{id}",
+            guarded(get(pos_api::orders::get_order), Scope::PosRead),
+        )
+        .route(
+            "/pos/orders/{id}/cancel",
+            guarded(post(pos_api::orders::cancel), Scope::PosTransact),
+        )
+        .route(
             "/pos/transaction/{id}/events",
             guarded(get(pos_api::timeline::events), Scope::PosRead),
         )

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod clock;
 pub mod lifecycle;
+pub mod orders;
 pub mod payments;
 pub mod people;
 pub mod records;

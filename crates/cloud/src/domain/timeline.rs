@@ -39,6 +39,10 @@ pub enum EventKind {
     CallbackDelivered,
     /// A completion callback attempt failed.
     CallbackFailed,
+    /// A payment: a follow-up of it (refund, void, tip adjustment, ...) was stored.
+    FollowUp,
+    /// A payment: a follow-up of it completed.
+    FollowUpCompleted,
 }
 
 impl EventKind {
@@ -60,6 +64,8 @@ impl EventKind {
             EventKind::Conflict => "conflict",
             EventKind::CallbackDelivered => "callback_delivered",
             EventKind::CallbackFailed => "callback_failed",
+            EventKind::FollowUp => "follow_up",
+            EventKind::FollowUpCompleted => "follow_up_completed",
         }
     }
 
@@ -70,7 +76,7 @@ impl EventKind {
 }
 
 /// Every kind, in lifecycle order.
-pub const ALL: [EventKind; 15] = [
+pub const ALL: [EventKind; 17] = [
     EventKind::Received,
     EventKind::Offered,
     EventKind::Accepted,
@@ -86,6 +92,8 @@ pub const ALL: [EventKind; 15] = [
     EventKind::Conflict,
     EventKind::CallbackDelivered,
     EventKind::CallbackFailed,
+    EventKind::FollowUp,
+    EventKind::FollowUpCompleted,
 ];
 
 /// One entry of the timeline.

@@ -156,7 +156,9 @@ impl Engine {
                 InsertError::DeviceBusy
                 | InsertError::DuplicateReference
                 | InsertError::Refused(_)
-                | InsertError::UnknownOriginal,
+                | InsertError::UnknownOriginal
+                | InsertError::OrderRefused(_)
+                | InsertError::UnknownOrder,
             ) => {
                 Err(EnrollError::AlreadyEnrolled(id.clone()))
             }

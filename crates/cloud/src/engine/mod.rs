@@ -7,6 +7,7 @@ mod active;
 pub mod completions;
 pub mod deadlines;
 pub mod devices;
+pub mod orders;
 pub mod outbox;
 pub mod pairing;
 pub mod payments;
@@ -16,6 +17,7 @@ pub mod retention;
 pub mod transactions;
 
 use crate::bus::Bus;
+use crate::domain::timeline::EventKind;
 use crate::domain::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -193,6 +195,33 @@ impl Engine {
             self.inner.callbacks_queued.notify_one();
         }
         self.inner.bus.announce_completed(tx.id).await;
+        if let Some(original) = &tx.request.original {
+            if let crate::domain::lifecycle::Phase::Completed(c) = &tx.phase {
+                let detail = format!(
+                    "{} {}: {}",
+                    tx.request.function,
+                    tx.id,
+                    crate::domain::timeline::outcome_text(c)
+                );
+                self.note_on_original(original.transaction_id, EventKind::FollowUpCompleted, detail)
+                    .await;
+            }
+        }
+    }
+
+    /// Writes a line about a follow-up on its original's timeline. The follow-up's own
+    /// timeline is the record; this line only saves a reader of the original a search, so a
+    /// failure to write it is logged, not raised.
+    pub(crate) async fn note_on_original(
+        &self,
+        original: TransactionId,
+        kind: EventKind,
+        detail: String,
+    ) {
+        let event = crate::domain::timeline::TimelineEvent::new(self.now(), kind, detail);
+        if let Err(e) = self.store().append_events(&original, &[event]).await {
+            tracing::warn!(transaction = %original, error = %e, "could not note a follow-up on its original");
+        }
     }
 
     /// Registers a waiter for the completion of `id` (before reading the store, so that a

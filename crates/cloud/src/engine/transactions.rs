@@ -74,6 +74,12 @@ pub enum StartError {
     /// after settlement, ...).
     #[error(transparent)]
     Refused(crate::domain::payments::Refusal),
+    /// A tender does not fit its order (overpayment, cancelled or paid order).
+    #[error(transparent)]
+    OrderRefused(crate::domain::orders::OrderRefusal),
+    /// The `OrderId` names no order of this register's merchant.
+    #[error("Order not found")]
+    UnknownOrder,
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -290,10 +296,18 @@ impl Engine {
                 InsertError::AlreadyExists => EngineError::Contended(record.id).into(),
                 InsertError::Refused(r) => StartError::Refused(r),
                 InsertError::UnknownOriginal => StartError::UnknownOriginal,
+                InsertError::OrderRefused(r) => StartError::OrderRefused(r),
+                InsertError::UnknownOrder => StartError::UnknownOrder,
                 InsertError::Store(e) => e.into(),
             });
         }
         self.metrics().transaction_started(function);
+        if let Some(original) = &record.request.original {
+            let amount = crate::domain::payments::asked_amount(&record.request);
+            let detail = format!("{} {} of {amount}", record.request.function, record.id);
+            self.note_on_original(original.transaction_id, crate::domain::timeline::EventKind::FollowUp, detail)
+                .await;
+        }
         match &record.phase {
             Phase::Offered { accept_deadline } => {
                 self.metrics().track_phase(&record.id, &record.phase);

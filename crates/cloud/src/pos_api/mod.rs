@@ -10,6 +10,7 @@ pub mod fields;
 pub mod follow_ups;
 pub mod lookup;
 pub mod openapi;
+pub mod orders;
 pub mod pairing;
 pub mod pairing_guard;
 pub mod polling;

@@ -36,6 +36,12 @@ pub enum TransactionError {
     /// 409: the follow-up does not fit its original.
     #[error(transparent)]
     Refused(crate::domain::payments::Refusal),
+    /// 409: the tender does not fit its order.
+    #[error(transparent)]
+    OrderRefused(crate::domain::orders::OrderRefusal),
+    /// 404: the `OrderId` names no order of this register's merchant.
+    #[error("Order not found")]
+    UnknownOrder,
 }
 
 impl HttpError for TransactionError {
@@ -46,8 +52,9 @@ impl HttpError for TransactionError {
             Self::ReferenceConflict(_)
             | Self::Unsupported(_)
             | Self::AmbiguousOriginal(_)
-            | Self::Refused(_) => StatusCode::CONFLICT,
-            Self::UnknownOriginal => StatusCode::NOT_FOUND,
+            | Self::Refused(_)
+            | Self::OrderRefused(_) => StatusCode::CONFLICT,
+            Self::UnknownOriginal | Self::UnknownOrder => StatusCode::NOT_FOUND,
         }
     }
 
@@ -56,6 +63,10 @@ impl HttpError for TransactionError {
             Self::Refused(r) => r
                 .refundable()
                 .map(|a| vec![("amountRefundable", a.to_string())])
+                .unwrap_or_default(),
+            Self::OrderRefused(r) => r
+                .remaining()
+                .map(|a| vec![("amountRemaining", a.to_string())])
                 .unwrap_or_default(),
             _ => Vec::new(),
         }
@@ -66,10 +77,11 @@ impl HttpError for TransactionError {
             Self::NotPaired => Some("not_paired"),
             Self::DeviceBusy => Some("busy"),
             Self::Unsupported(_) => Some("unsupported"),
-            Self::Refused(_) => Some("refused"),
-            Self::ReferenceConflict(_) | Self::UnknownOriginal | Self::AmbiguousOriginal(_) => {
-                None
-            }
+            Self::Refused(_) | Self::OrderRefused(_) => Some("refused"),
+            Self::ReferenceConflict(_)
+            | Self::UnknownOriginal
+            | Self::AmbiguousOriginal(_)
+            | Self::UnknownOrder => None,
         }
     }
 }
@@ -86,6 +98,8 @@ impl From<StartError> for ApiError {
                 TransactionError::AmbiguousOriginal(e.to_string()).into()
             }
             StartError::Refused(r) => TransactionError::Refused(r).into(),
+            StartError::OrderRefused(r) => TransactionError::OrderRefused(r).into(),
+            StartError::UnknownOrder => TransactionError::UnknownOrder.into(),
             StartError::Engine(e) => ServiceError::engine(e).into(),
         }
     }
@@ -162,7 +176,11 @@ fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction),
     )
     .map_err(FieldError::invalid)?;
     let mode = mode(fields)?;
-    let request = TransactionRequest::parse(|k| fields.get(k)).map_err(FieldError::invalid)?;
+    let mut request = TransactionRequest::parse(|k| fields.get(k)).map_err(FieldError::invalid)?;
+    if let Some(order) = fields.get("OrderId").map(str::trim).filter(|o| !o.is_empty()) {
+        let order = crate::domain::orders::OrderId::parse(order).map_err(FieldError::invalid)?;
+        request.order_id = Some(order.to_string());
+    }
     let sale_data = match fields.get("SaleData") {
         Some(raw) => {
             sale_data::validate(raw).map_err(FieldError::invalid)?;
@@ -320,6 +338,11 @@ pub struct TransactionForm {
     /// payment (this register's first, else the only one of the merchant's with it).
     #[schema(rename = "OriginalPosReference", required = false, max_length = 128)]
     pub original_pos_reference: String,
+    /// eftcloud extension: this payment is a tender of the order (`POST /pos/orders`), on any
+    /// device of the order's merchant; refused (409 with `amountRemaining`) if it would pay more
+    /// than the order has left, or the order is paid or cancelled.
+    #[schema(rename = "OrderId", required = false)]
+    pub order_id: String,
 }
 
 /// Start a transaction

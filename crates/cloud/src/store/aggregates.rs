@@ -9,6 +9,7 @@ use crate::domain::accounts::{
     ApiKeyRecord, AuditEntry, AuditQuery, MerchantId, MerchantRecord, SiteId, SiteRecord,
 };
 use crate::domain::lifecycle::Phase;
+use crate::domain::orders::{OrderId, OrderRecord, OrderSheet};
 use crate::domain::payments::PaymentRecord;
 use crate::domain::people::{Email, SessionRecord, UserRecord};
 use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
@@ -236,11 +237,33 @@ store_aggregates! {
         ) -> Result<(), StoreError>;
     }
 
+    /// Orders paid by split tenders. A tender (a transaction with `order_id`) is checked
+    /// against its order by `insert_transaction`, in its commit.
+    trait OrderStore {
+        /// Stores a new order; `DuplicateReference` if the merchant used its POS reference.
+        write fn insert_order(&self, order: &OrderRecord) -> Result<(), InsertError>;
+        /// An order with its tenders.
+        read fn order(&self, id: &OrderId) -> Result<Option<OrderSheet>, StoreError>;
+        /// The merchant's order with this POS reference.
+        read fn order_by_reference(&self, merchant: &MerchantId, reference: &str) -> Result<Option<OrderRecord>, StoreError>;
+        /// Cancels an order (no more tenders); false if it was cancelled already or is unknown.
+        write fn cancel_order(&self, id: &OrderId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    }
+
     /// Merchants, sites, API keys and the audit log. Every change made here is recorded in the
     /// audit log in the same commit, so no change exists without its entry.
     trait AccountStore {
         /// Adds a merchant; `AlreadyExists` if its name is taken.
         write fn create_merchant(&self, merchant: &MerchantRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        /// Sets a merchant's default currency and tip limit, with its audit entry; false if
+        /// there is no such merchant (nothing recorded then).
+        write fn set_merchant_terms(
+            &self,
+            id: &MerchantId,
+            currency: protocol::Currency,
+            max_tip_percent: u32,
+            audit: &AuditEntry,
+        ) -> Result<bool, StoreError>;
         /// One merchant.
         read fn merchant(&self, id: &MerchantId) -> Result<Option<MerchantRecord>, StoreError>;
         /// The merchant with this name.
@@ -329,6 +352,7 @@ pub trait Store:
     + OutboxStore
     + AccountStore
     + PeopleStore
+    + OrderStore
     + Housekeeping
 {
 }
@@ -341,6 +365,7 @@ impl<T> Store for T where
         + OutboxStore
         + AccountStore
         + PeopleStore
+        + OrderStore
         + Housekeeping
 {
 }

@@ -72,6 +72,21 @@ pub(super) fn merchant(row: &impl Columns) -> Result<MerchantRecord, StoreError>
     })
 }
 
+/// An order row.
+pub(super) fn order(row: &impl Columns) -> Result<crate::domain::orders::OrderRecord, StoreError> {
+    let total = row.int("amount_total")?;
+    Ok(crate::domain::orders::OrderRecord {
+        id: crate::domain::orders::OrderId::from_stored(row.text("id")?),
+        merchant_id: MerchantId::from_stored(row.text("merchant_id")?),
+        amount_total: u64::try_from(total)
+            .map_err(|_| StoreError::Corrupt(format!("order amount {total}")))?,
+        currency: route_currency(&row.text("currency")?)?,
+        pos_reference: row.opt_text("pos_reference")?,
+        cancelled: row.text("state")? == "cancelled",
+        created_at: time(row, "created_at")?,
+    })
+}
+
 /// A site row.
 pub(super) fn site(row: &impl Columns) -> Result<SiteRecord, StoreError> {
     Ok(SiteRecord {

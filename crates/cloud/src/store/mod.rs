@@ -11,7 +11,7 @@ mod postgres;
 mod sqlite;
 
 pub use aggregates::{
-    AccountStore, DeviceStore, Housekeeping, OutboxStore, PairingStore, PeopleStore, Store,
+    AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore, Store,
     TimelineStore, TransactionStore, OPERATIONS,
 };
 
@@ -132,6 +132,12 @@ pub enum InsertError {
     /// A follow-up does not fit its original (checked in the insert's own commit).
     #[error(transparent)]
     Refused(#[from] crate::domain::payments::Refusal),
+    /// A tender does not fit its order (checked in the insert's own commit).
+    #[error(transparent)]
+    OrderRefused(#[from] crate::domain::orders::OrderRefusal),
+    /// The order a tender names is not stored.
+    #[error("the order is not stored")]
+    UnknownOrder,
     /// The original a follow-up names is not stored (any more).
     #[error("the original transaction is not stored")]
     UnknownOriginal,

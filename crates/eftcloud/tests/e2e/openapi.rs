@@ -20,6 +20,9 @@ const POS_ROUTES: &[(&str, &str)] = &[
     ("post", "/pos/transaction/{id}/capture"),
     ("post", "/pos/transaction/{id}/release"),
     ("get", "/pos/transaction/{id}/payment"),
+    ("post", "/pos/orders"),
+    ("get", "/pos/orders/{id}"),
+    ("post", "/pos/orders/{id}/cancel"),
     ("get", "/pos/lookup"),
     ("get", "/pos/register"),
 ];

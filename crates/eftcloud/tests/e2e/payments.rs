@@ -607,3 +607,111 @@ async fn twenty_racing_refunds_through_two_nodes_approve_exactly_those_that_fit(
     twenty_concurrent_refunds([&a, &b], &a).await;
     let _ = DeviceMessage::PairingCodeRequest;
 }
+
+#[tokio::test]
+async fn an_order_is_paid_by_three_tenders_on_two_devices_and_never_overpaid() {
+    let app = spawn_app().await;
+    let (_a, front) = till(&app, "order-front").await;
+    let (_b, back) = till(&app, "order-back").await;
+    let mut form = register_form(&front);
+    form.extend([("AmountTotal", "10000"), ("PosReference", "table-4")]);
+    let (status, order) = app.post_form("/pos/orders", &form).await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!((order["state"].as_str(), order["currency"].as_str()), (Some("open"), Some("AUD")));
+    let id = order["orderId"].as_str().unwrap().to_string();
+    // The same reference is the same order.
+    let (_, again) = app.post_form("/pos/orders", &form).await;
+    assert_eq!(again["orderId"], id.as_str());
+
+    let tender = |reg: &RegisterKey, amount: &'static str| {
+        let mut f = purchase(reg, amount);
+        f.push(("OrderId", id.as_str()));
+        f.into_iter().map(|(k, v)| (k, v.to_string())).collect::<Vec<_>>()
+    };
+    let app = &app;
+    let send = |f: Vec<(&'static str, String)>| async move {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        app.post_form("/pos/transaction", &f).await
+    };
+    for (reg, amount) in [(&front, "3000"), (&back, "2500")] {
+        let (status, t) = send(tender(reg, amount)).await;
+        assert_eq!(status, 200, "{t}");
+        assert_eq!(outcome(app, &t).await["data"]["TransactionResult"], "OK-ACCEPTED");
+    }
+    // 45.01 would pay more than the 45.00 left.
+    let (status, over) = send(tender(&back, "4501")).await;
+    assert_eq!(status, 409, "{over}");
+    assert_eq!(over["amountRemaining"], "4500");
+    // A declined tender pays nothing.
+    let (_, declined) = send(tender(&front, "4451")).await;
+    assert_eq!(outcome(app, &declined).await["data"]["TransactionResult"], "OK-DECLINED");
+    let (_, last) = send(tender(&back, "4500")).await;
+    assert_eq!(outcome(app, &last).await["data"]["TransactionResult"], "OK-ACCEPTED");
+    let q = format!(
+        "/pos/orders/{id}?POSRegisterID={}&POSBusinessName=Toys%20Shop&POSVendorName=Till2Go",
+        back.register_id
+    );
+    let (status, paid) = app.get_json(&app.url(&q)).await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["state"], "paid", "{paid}");
+    assert_eq!((paid["amountPaid"].as_str(), paid["amountRemaining"].as_str()), (Some("10000"), Some("0")));
+    let tenders = paid["tenders"].as_array().unwrap();
+    assert_eq!(tenders.len(), 4, "{paid}");
+    let devices: std::collections::BTreeSet<&str> =
+        tenders.iter().map(|t| t["deviceId"].as_str().unwrap()).collect();
+    assert_eq!(devices.len(), 2);
+    let (status, more) = send(tender(&front, "1")).await;
+    assert_eq!(status, 409, "{more}");
+    assert!(more["error"].as_str().unwrap().contains("paid"), "{more}");
+    // Unknown and malformed orders.
+    let mut bad = purchase(&front, "100");
+    bad.push(("OrderId", "nope"));
+    assert_eq!(app.post_form("/pos/transaction", &bad).await.0, 400);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let mut missing = purchase(&front, "100");
+    missing.push(("OrderId", unknown.as_str()));
+    assert_eq!(app.post_form("/pos/transaction", &missing).await.0, 404);
+    let (status, _) = app.get_json(&app.url(&format!("/pos/orders/{unknown}"))).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_cancelled_order_takes_no_tender_and_its_tenders_are_reversed_once() {
+    let app = spawn_app().await;
+    let (_a, front) = till(&app, "order-cancel").await;
+    let mut form = register_form(&front);
+    form.push(("AmountTotal", "5000"));
+    let (_, order) = app.post_form("/pos/orders", &form).await;
+    let id = order["orderId"].as_str().unwrap().to_string();
+    let mut tender = purchase(&front, "2000");
+    tender.push(("OrderId", id.as_str()));
+    let (_, t) = app.post_form("/pos/transaction", &tender).await;
+    let paid = outcome(&app, &t).await;
+    assert_eq!(paid["data"]["TransactionResult"], "OK-ACCEPTED");
+    let tender_id = paid["transactionId"].as_str().unwrap().to_string();
+
+    let path = format!("/pos/orders/{id}/cancel");
+    let mut cancel = register_form(&front);
+    cancel.push(("Reverse", "true"));
+    let (status, cancelled) = app.post_form(&path, &cancel).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    let reversals = cancelled["reversals"].as_array().unwrap();
+    assert_eq!(reversals.len(), 1, "{cancelled}");
+    assert_eq!(reversals[0]["function"], "Card.Void");
+    assert_eq!(reversals[0]["tenderTransactionId"], tender_id.as_str());
+    let void = reversals[0]["transactionId"].as_str().unwrap().to_string();
+    eventually("the void approved", || async {
+        let p = payment(&app, &tender_id, &front).await;
+        (p["voided"] == true).then_some(())
+    })
+    .await;
+    // Cancelling again reverses nothing twice.
+    let (status, again) = app.post_form(&path, &cancel).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["reversals"][0]["transactionId"], void.as_str(), "{again}");
+    assert_eq!(payment(&app, &tender_id, &front).await["followUps"].as_array().unwrap().len(), 1);
+    let (status, refused) = app.post_form("/pos/transaction", &tender).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("cancelled"), "{refused}");
+}

@@ -63,6 +63,28 @@ impl AccountStore for PostgresStore {
         Ok(())
     }
 
+    async fn set_merchant_terms(
+        &self,
+        id: &MerchantId,
+        currency: protocol::Currency,
+        max_tip_percent: u32,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE merchants SET currency = $2, max_tip_percent = $3 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(currency.code())
+            .bind(i32::try_from(max_tip_percent).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     async fn merchant(&self, id: &MerchantId) -> Result<Option<MerchantRecord>, StoreError> {
         sqlx::query("SELECT * FROM merchants WHERE id = $1")
             .bind(id.as_str())

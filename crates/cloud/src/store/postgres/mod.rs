@@ -7,6 +7,7 @@
 //! `DELETE ... RETURNING`.
 
 mod accounts;
+mod orders;
 mod people;
 
 use super::columns::{
@@ -583,6 +584,14 @@ impl TransactionStore for PostgresStore {
                 .await?
                 .ok_or(InsertError::UnknownOriginal)?;
             payment.admit(&t.request)?;
+        }
+        if let Some(order) = &t.request.order_id {
+            // Another merchant's order does not exist for this tender.
+            let sheet = orders::order_sheet(&mut tx, order, true)
+                .await?
+                .filter(|s| s.order.merchant_id == t.merchant_id)
+                .ok_or(InsertError::UnknownOrder)?;
+            crate::domain::orders::admit_tender(&sheet.order, &sheet.tenders, &t.request)?;
         }
         let r = sqlx::query(&format!(
             "INSERT INTO transactions ({TX_COLUMNS}) VALUES

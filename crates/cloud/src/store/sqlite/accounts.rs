@@ -39,6 +39,29 @@ fn inserted(r: rusqlite::Result<usize>) -> Result<(), InsertError> {
 
 #[async_trait]
 impl AccountStore for SqliteStore {
+    async fn set_merchant_terms(
+        &self,
+        id: &MerchantId,
+        currency: protocol::Currency,
+        max_tip_percent: u32,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let (id, audit) = (id.as_str().to_string(), audit.clone());
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE merchants SET currency = ?2, max_tip_percent = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, currency.code(), max_tip_percent])?;
+                if n == 1 {
+                    insert_audit(conn, &audit)?;
+                }
+                Ok(n == 1)
+            })
+            .await
+    }
+
     async fn create_merchant(
         &self,
         m: &MerchantRecord,

@@ -13,6 +13,7 @@
 //! calls avoid a thread hand-off per statement.
 
 mod accounts;
+mod orders;
 mod people;
 mod writer;
 
@@ -734,6 +735,12 @@ impl TransactionStore for SqliteStore {
                     let payment = payment_of(conn, &original.transaction_id)?
                         .ok_or(InsertError::UnknownOriginal)?;
                     payment.admit(&t.request)?;
+                }
+                if let Some(order) = &t.request.order_id {
+                    let sheet = orders::order_sheet(conn, order)?
+                        .filter(|s| s.order.merchant_id == t.merchant_id)
+                        .ok_or(InsertError::UnknownOrder)?;
+                    crate::domain::orders::admit_tender(&sheet.order, &sheet.tenders, &t.request)?;
                 }
                 let r = conn
                     .prepare_cached(concat!(
