@@ -26,6 +26,24 @@ pub enum MerchantCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Set a merchant's default currency and tip limit.
+    Set {
+        /// The merchant, by id or name.
+        #[arg(long)]
+        merchant: String,
+        /// The ISO 4217 currency of requests that name none (e.g. NZD).
+        #[arg(long, value_parser = parse_currency)]
+        currency: Option<protocol::Currency>,
+        /// The largest tip adjustment, in percent of the amount asked for (0 to 100).
+        #[arg(long)]
+        max_tip_percent: Option<u32>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+fn parse_currency(s: &str) -> Result<protocol::Currency, String> {
+    protocol::Currency::parse(s).map_err(|e| e.to_string())
 }
 
 /// Sites: the stores of a merchant.
@@ -166,11 +184,32 @@ pub async fn merchant(cmd: MerchantCommand) -> anyhow::Result<ExitCode> {
             if merchants.is_empty() {
                 println!("no merchants (add one with `eftcloud merchant add --name <name>`)");
             } else {
-                println!("{:<36}  NAME", "MERCHANT");
+                println!("{:<36}  {:<8}  {:<7}  NAME", "MERCHANT", "CURRENCY", "MAX TIP");
                 for m in merchants {
-                    println!("{:<36}  {}", m.id, m.name);
+                    let tip = format!("{}%", m.max_tip_percent);
+                    println!("{:<36}  {:<8}  {:<7}  {}", m.id, m.currency, tip, m.name);
                 }
             }
+        }
+        MerchantCommand::Set {
+            merchant,
+            currency,
+            max_tip_percent,
+            database,
+        } => {
+            if currency.is_none() && max_tip_percent.is_none() {
+                anyhow::bail!("nothing to set: give --currency and/or --max-tip-percent");
+            }
+            let engine = engine(&database).await?;
+            let m = engine.find_merchant(&merchant).await.map_err(fail)?;
+            let m = engine
+                .set_merchant_terms(&m, currency, max_tip_percent, &Actor::cli())
+                .await
+                .map_err(fail)?;
+            println!(
+                "merchant {} ({}): currency {}, maximum tip {}%",
+                m.name, m.id, m.currency, m.max_tip_percent
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -67,6 +67,8 @@ pub enum AccountsError {
     NoKey(String),
     #[error("an expiry must be in the future")]
     ExpiryPassed,
+    #[error("a maximum tip is a percentage from 0 to 100")]
+    TipPercentOutOfRange,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -145,6 +147,42 @@ impl Engine {
             Err(InsertError::Store(e)) => Err(e.into()),
             Err(_) => Err(AccountsError::MerchantExists(name)),
         }
+    }
+
+    /// Sets a merchant's default currency (of requests that name none) and its tip limit
+    /// (of tip adjustments, a percentage of the amount asked for); what is not given stays.
+    pub async fn set_merchant_terms(
+        &self,
+        merchant: &MerchantRecord,
+        currency: Option<protocol::Currency>,
+        max_tip_percent: Option<u32>,
+        actor: &Actor,
+    ) -> Result<MerchantRecord, AccountsError> {
+        let currency = currency.unwrap_or(merchant.currency);
+        let max_tip_percent = max_tip_percent.unwrap_or(merchant.max_tip_percent);
+        if max_tip_percent > 100 {
+            return Err(AccountsError::TipPercentOutOfRange);
+        }
+        let audit = AuditEntry {
+            merchant_id: Some(merchant.id.clone()),
+            detail: serde_json::json!({
+                "currency": currency.code(), "maxTipPercent": max_tip_percent,
+            })
+            .to_string(),
+            ..entry(actor, self.now(), "merchant.terms_set", merchant.id.as_str())
+        };
+        if !self
+            .store()
+            .set_merchant_terms(&merchant.id, currency, max_tip_percent, &audit)
+            .await?
+        {
+            return Err(AccountsError::NoMerchant(merchant.id.to_string()));
+        }
+        Ok(MerchantRecord {
+            currency,
+            max_tip_percent,
+            ..merchant.clone()
+        })
     }
 
     /// The merchant a command names by id or by name.

@@ -58,7 +58,9 @@ impl From<AccountsError> for ApiError {
             e @ (AccountsError::NoMerchant(_)
             | AccountsError::NoSite(_)
             | AccountsError::NoKey(_)) => AccountsApiError::NotFound(e.to_string()).into(),
-            e @ (AccountsError::Invalid(_) | AccountsError::ExpiryPassed) => {
+            e @ (AccountsError::Invalid(_)
+            | AccountsError::ExpiryPassed
+            | AccountsError::TipPercentOutOfRange) => {
                 AccountsApiError::Invalid(e.to_string()).into()
             }
         }
@@ -80,6 +82,10 @@ pub struct MerchantView {
     pub merchant_id: String,
     pub name: String,
     pub created_at: String,
+    /// The currency of a request that names none.
+    pub currency: String,
+    /// The largest tip adjustment, in percent of the amount asked for.
+    pub max_tip_percent: u32,
 }
 
 impl From<MerchantRecord> for MerchantView {
@@ -88,6 +94,8 @@ impl From<MerchantRecord> for MerchantView {
             merchant_id: m.id.to_string(),
             name: m.name,
             created_at: rfc3339(m.created_at),
+            currency: m.currency.to_string(),
+            max_tip_percent: m.max_tip_percent,
         }
     }
 }
@@ -238,6 +246,39 @@ pub async fn create_merchant(
     let NameBody { name } = body(&bytes)?;
     let m = state.engine.create_merchant(&name, &admin.actor).await?;
     Ok((StatusCode::CREATED, Json(m.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TermsBody {
+    currency: Option<String>,
+    max_tip_percent: Option<u32>,
+}
+
+/// `PATCH /admin/merchants/{id}` `{"currency": "NZD", "maxTipPercent": 20}`: the merchant's
+/// default currency and tip limit (either may be left out).
+pub async fn set_merchant_terms(
+    State(state): State<WebState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<MerchantView>, ApiError> {
+    admin.require(Scope::Admin)?;
+    let m = seen_merchant(&state, &admin, &id).await?;
+    let TermsBody {
+        currency,
+        max_tip_percent,
+    } = body(&bytes)?;
+    let currency = currency
+        .as_deref()
+        .map(protocol::Currency::parse)
+        .transpose()
+        .map_err(|e| AccountsApiError::Body(e.to_string()))?;
+    let m = state
+        .engine
+        .set_merchant_terms(&m, currency, max_tip_percent, &admin.actor)
+        .await?;
+    Ok(Json(m.into()))
 }
 
 /// `GET /admin/merchants/{id}/sites`.

@@ -13,7 +13,7 @@ use crate::pos_api::pairing_guard::{ForwardedFor, PairingGuard};
 use crate::pos_api::ApiLimits;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -181,6 +181,10 @@ pub fn routes(state: WebState) -> Router {
             get(accounts_api::merchants)
                 .post(accounts_api::create_merchant)
                 .fallback(not_found),
+        )
+        .route(
+            "/admin/merchants/{id}",
+            patch(accounts_api::set_merchant_terms).fallback(not_found),
         )
         .route(
             "/admin/merchants/{id}/sites",

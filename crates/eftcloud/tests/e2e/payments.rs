@@ -715,3 +715,61 @@ async fn a_cancelled_order_takes_no_tender_and_its_tenders_are_reversed_once() {
     assert_eq!(status, 409, "{refused}");
     assert!(refused["error"].as_str().unwrap().contains("cancelled"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_merchants_default_currency_and_tip_limit_apply_to_its_requests() {
+    let app = spawn_app().await;
+    let (_t, front) = till(&app, "terms").await;
+    let merchant = app.engine.find_merchant("Toys Shop Pty Ltd").await.unwrap();
+    app.engine
+        .set_merchant_terms(
+            &merchant,
+            protocol::Currency::parse("NZD").ok(),
+            Some(10),
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
+    let env = paid_envelope(&app, &front, "1000", &[]).await;
+    assert_eq!(env["data"]["Currency"], "NZD", "{env}");
+    assert!(env["data"]["Receipt"].as_str().unwrap().contains("NZD"));
+    let sale = env["transactionId"].as_str().unwrap();
+    let mut tip = register_form(&front);
+    tip.push(("AmountTip", "101"));
+    let (status, body) = post(&app, &format!("/pos/transaction/{sale}/adjust"), &tip).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("10%"), "{body}");
+    // A refused follow-up leaves no trace on the original; an accepted one is noted there,
+    // and so is its outcome.
+    let mut ok = register_form(&front);
+    ok.push(("AmountTip", "100"));
+    let (_, a) = post(&app, &format!("/pos/transaction/{sale}/adjust"), &ok).await;
+    let adjusted = outcome(&app, &a).await;
+    let q = format!(
+        "/pos/transaction/{sale}/events?POSRegisterID={}&POSBusinessName=Toys%20Shop&POSVendorName=Till2Go",
+        front.register_id
+    );
+    let events = eventually("the follow-up noted on the original", || async {
+        let (_, t) = app.get_json(&app.url(&q)).await;
+        let done = t["events"]
+            .as_array()
+            .is_some_and(|es| es.iter().any(|e| e["event"] == "follow_up_completed"));
+        done.then_some(t)
+    })
+    .await;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "follow_up").count(), 1, "{events}");
+    let id = adjusted["transactionId"].as_str().unwrap();
+    assert!(events.to_string().contains(id), "{events}");
+    // Bad terms are refused.
+    assert!(app
+        .engine
+        .set_merchant_terms(&merchant, None, Some(101), &Actor::cli())
+        .await
+        .is_err());
+}
