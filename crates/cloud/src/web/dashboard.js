@@ -31,6 +31,9 @@
     { scope: 'reports:read', label: 'reports:read: the dashboard, read only', pos: false },
     { scope: 'admin', label: 'admin: everything, keys and audit included', pos: false },
   ];
+  const FOLLOW_UP_STATES = { in_flight: 'in flight', approved: 'approved', not_approved: 'not approved' };
+  // Follow-ups of the whole original: no amount of their own.
+  const WHOLE = new Set(['Card.Void', 'Card.Release']);
   const AUDIT_PAGE = 50;
   // How long an armed "Confirm …" button waits for its second click.
   const CONFIRM_MS = 5000;
@@ -60,11 +63,18 @@
       default: return 'other';
     }
   }
-  // In AUD, as the terminals and their receipts show it, until requests carry a currency.
-  function money(cents) {
-    if (cents === undefined || cents === null) return '';
-    return `AUD ${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
+  // Minor units (a number, or a string as payments give them) in their currency, as terminals
+  // and their receipts show them: JPY 1234, AUD 12.34, KWD 1.234.
+  function money(minor, currency, digits) {
+    if (minor === undefined || minor === null || minor === '') return '';
+    const m = Number(minor);
+    if (!digits) return `${currency} ${m}`;
+    const scale = 10 ** digits;
+    return `${currency} ${Math.floor(m / scale)}.${String(m % scale).padStart(digits, '0')}`;
   }
+  // UUIDv7 ids begin with the time, the same for every transaction of a minute: the tail is
+  // what tells them apart; the whole id is in the title and the timeline.
+  function shortId(id) { return `…${id.slice(-12)}`; }
   function ago(iso) {
     if (!iso) return 'never';
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -648,21 +658,27 @@
     const rows = shown.map((t) => {
       const cat = category(t);
       const outcome = t.phase === 'completed' ? t.outcome : `${t.phase}${t.displayText ? `: ${t.displayText.split('\n').pop()}` : ''}`;
-      // UUIDv7 ids begin with the time, the same for every transaction of a minute: the tail is
-      // what tells them apart; the whole id is in the title and the timeline.
-      const open = el('button', { type: 'button', class: 'link', title: `${t.transactionId}: show the timeline` }, `…${t.transactionId.slice(-12)}`);
-      open.addEventListener('click', () => showTimeline(t.transactionId));
+      const original = t.originalTransactionId
+        ? el('span', { class: 'reg-meta original' }, ' of ', openButton(t.originalTransactionId, 'show the original'))
+        : null;
       return el('tr', { 'data-transaction': t.transactionId, 'data-merchant': t.merchantId, 'data-outcome': t.phase === 'completed' ? t.outcome : 'pending', class: selected === t.transactionId ? 'selected' : '' },
         el('td', { title: t.createdAt }, dateTime(t.createdAt)),
-        el('td', {}, open, t.posReference ? el('span', { class: 'reg-meta' }, ` ${t.posReference}`) : null),
+        el('td', {}, openButton(t.transactionId, 'show the timeline'), t.posReference ? el('span', { class: 'reg-meta' }, ` ${t.posReference}`) : null),
         el('td', {}, t.registerName || t.registerId),
         el('td', { class: 'mono' }, t.deviceId),
-        el('td', {}, t.function),
-        el('td', { class: 'num' }, money(t.amountCents)),
+        el('td', {}, t.function, original),
+        el('td', { class: 'num' }, money(t.amountCents, t.currency, t.minorUnits)),
         el('td', {}, el('span', { class: 'outcome', style: `--c:${COLORS[cat]}`, title: t.resultText || '' }, outcome)),
         el('td', { class: 'num' }, duration(t.durationMs)));
     });
     $('transactions').tBodies[0].replaceChildren(...rows);
+  }
+
+  // A transaction's short id that opens its timeline.
+  function openButton(id, what) {
+    const b = el('button', { type: 'button', class: 'link', title: `${id}: ${what}` }, shortId(id));
+    b.addEventListener('click', () => showTimeline(id));
+    return b;
   }
 
   async function showTimeline(id) {
@@ -678,16 +694,53 @@
       const t = await api(`/admin/transactions/${encodeURIComponent(id)}`);
       if (selected !== id) return;
       $('timeline-title').textContent = `Timeline of ${t.transactionId}`;
-      $('timeline-summary').textContent = `${t.function} ${money(t.amountCents)} from ${t.registerName || t.registerId} on ${t.deviceId}: ` +
+      $('timeline-summary').textContent = `${t.function} ${money(t.amountCents, t.currency, t.minorUnits)} from ${t.registerName || t.registerId} on ${t.deviceId}: ` +
         (t.phase === 'completed' ? `${t.outcome} ${t.resultText} (${t.completedBy})` : t.phase);
+      const original = t.originalTransactionId;
+      $('timeline-original').replaceChildren(...(original ? ['Follow-up of ', openButton(original, 'show the original')] : []));
+      $('timeline-original').hidden = !original;
+      renderPayment(t);
       $('timeline').replaceChildren(...t.events.map((e) => el('li', {},
         el('time', { dateTime: e.at }, new Date(e.at).toLocaleTimeString([], { hour12: false }) + `.${e.at.slice(20, 23)}`),
         el('span', { class: 'ev' }, e.event), e.detail)));
       if (focus) $('timeline-panel').scrollIntoView({ block: 'nearest' });
     } catch (e) {
       $('timeline-summary').textContent = e.message;
+      $('timeline-original').hidden = true;
+      $('payment').hidden = true;
       $('timeline').replaceChildren();
     }
+  }
+
+  // What a payment comes to with its follow-ups: paid, refunded and still refundable, or for a
+  // pre-authorisation held, captured and released; then each follow-up.
+  function renderPayment(t) {
+    const p = t.payment;
+    $('payment').hidden = !p;
+    if (!p) return;
+    const m = (v) => money(v, p.currency, t.minorUnits);
+    const yes = (b) => (b ? 'yes' : 'no');
+    const rows = [['approved', 'Approved', yes(p.approved)]];
+    if (p.function === 'Card.Authorise') {
+      rows.push(['authorised', 'Authorised', m(p.amountAuthorised)], ['captured', 'Captured', m(p.amountCaptured)],
+        ['released', 'Released', m(p.amountReleased)]);
+    } else {
+      rows.push(['amount', 'Amount', m(p.amountTotal)], ['tip', 'Tip', m(p.amountTip)], ['refunded', 'Refunded', m(p.amountRefunded)]);
+      // Held by refunds still running: refundable already leaves it out.
+      if (Number(p.amountRefunding)) rows.push(['refunding', 'Refunding', m(p.amountRefunding)]);
+      rows.push(['refundable', 'Refundable', m(p.amountRefundable)], ['voided', 'Voided', yes(p.voided)]);
+    }
+    rows.push(['settled', 'Settled', yes(p.settled)]);
+    $('payment-amounts').replaceChildren(...rows.map(([key, label, value]) =>
+      el('div', { 'data-field': key }, el('dt', {}, label), el('dd', {}, value))));
+    $('payment-none').hidden = p.followUps.length > 0;
+    $('payment-follow-ups').hidden = !p.followUps.length;
+    $('payment-follow-ups').tBodies[0].replaceChildren(...p.followUps.map((f) => el('tr', { 'data-transaction': f.transactionId, 'data-state': f.state },
+      el('td', {}, openButton(f.transactionId, 'show this follow-up')),
+      el('td', {}, f.function),
+      el('td', { class: 'num' }, WHOLE.has(f.function) ? '' : m(f.amount)),
+      el('td', {}, FOLLOW_UP_STATES[f.state] || f.state),
+      el('td', {}, f.result || ''))));
   }
 
   // ---- copying a secret shown once ---------------------------------------------------------------

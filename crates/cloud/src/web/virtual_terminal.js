@@ -1,8 +1,10 @@
 // eftcloud virtual terminal: a payment terminal in a browser tab. It speaks the device protocol
 // (docs/device-protocol.md) to /device/v1 exactly as the reference agent does: hello with the
 // journal's unacknowledged results, pong, pairing codes refreshed before expiry, transaction ->
-// accept -> start/abort -> progress -> result until result_ack. The clerk and the customer are
-// the buttons. Plain JavaScript, no build step, no external resources.
+// accept -> start/abort -> progress -> result until result_ack, follow-ups of earlier payments
+// (referenced refund, void, tip adjustment, pre-authorisation top-up, capture and release) and
+// amounts in any currency. The clerk and the customer are the buttons. Plain JavaScript, no
+// build step, no external resources.
 'use strict';
 
 (() => {
@@ -21,10 +23,15 @@
   const RECEIPT_WIDTH = 30;
   const LOG_MAX = 300;
 
+  // Declared in hello: without them the cloud sends only SmartConnect's functions, in AUD.
+  const CAPABILITIES = ['refund.referenced', 'void', 'tip_adjust', 'top_up', 'release', 'currency'];
   const FINANCIAL = new Set([
     'Card.Purchase', 'Card.Refund', 'Card.PurchasePlusCash', 'Card.CashAdvance',
     'Card.Authorise', 'Card.Finalise', 'QR.Merchant.Purchase', 'QR.Consumer.Purchase', 'QR.Refund',
+    'Card.Void', 'Card.TipAdjust', 'Card.TopUp', 'Card.Release',
   ]);
+  // Follow-ups that exist only by reference: their amount is the original's, or their own field.
+  const FOLLOW_UPS = new Set(['Card.Void', 'Card.TipAdjust', 'Card.TopUp', 'Card.Release']);
   const LABELS = {
     'Card.Purchase': 'PURCHASE',
     'Card.Refund': 'REFUND',
@@ -42,7 +49,19 @@
     'Journal.GetTransResult': 'LAST RESULT',
     'Terminal.GetStatus': 'STATUS',
     'Terminal.ReadCard': 'READ CARD',
+    'Card.Void': 'VOID',
+    'Card.TipAdjust': 'TIP ADJUSTMENT',
+    'Card.TopUp': 'PRE-AUTH TOP-UP',
+    'Card.Release': 'PRE-AUTH RELEASE',
   };
+  // ISO 4217 exponents, as the cloud counts them (protocol/src/currency.rs); every other code
+  // has 2. Not Intl's digits: CLDR shows HUF, IQD, RSD and others with none, which would put the
+  // point where neither the cloud nor the receipts of other terminals put it.
+  const NO_MINOR_UNITS = new Set([
+    'BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'VND', 'VUV',
+    'XAF', 'XOF', 'XPF',
+  ]);
+  const THREE_MINOR_UNITS = new Set(['BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND']);
   const TIP_FUNCTIONS = new Set([
     'Card.Purchase', 'Card.PurchasePlusCash', 'QR.Merchant.Purchase', 'QR.Consumer.Purchase',
   ]);
@@ -71,16 +90,30 @@
   let pairing = null; // {code, issuedAt, expiresAt}
   let pairingWanted = false;
   let refreshTimer = null;
+  // A follow-up's card is known from the start: its original's.
   let current = null; // {offer, phase: 'accepted'|'started', acceptedAt, card, tip, signature, prompt}
   let shown = null; // the last finished transaction on screen: {offer, result, delivered}
   let notice = '';
 
   // ---- small helpers ---------------------------------------------------------------------------
   const pad2 = (n) => String(n).padStart(2, '0');
-  function money(cents) {
-    const c = Math.max(0, Math.trunc(cents || 0));
-    return `${Math.floor(c / 100)}.${pad2(c % 100)}`;
+  // The request's currency; absent means AUD, SmartConnect's.
+  function currencyOf(offer) { return (offer && offer.currency) || 'AUD'; }
+  function minorUnits(code) {
+    if (NO_MINOR_UNITS.has(code)) return 0;
+    return THREE_MINOR_UNITS.has(code) ? 3 : 2;
   }
+  // Minor units as a decimal in `code`: 1234 is 12.34 in AUD, 1234 in JPY, 1.234 in KWD.
+  function decimal(minor, code) {
+    const m = Math.max(0, Math.trunc(minor || 0));
+    const digits = minorUnits(code);
+    if (!digits) return String(m);
+    const scale = 10 ** digits;
+    return `${Math.floor(m / scale)}.${String(m % scale).padStart(digits, '0')}`;
+  }
+  function money(minor, code) { return `${code} ${decimal(minor, code)}`; }
+  // Two and a half of the currency's units, or 250 of one without minor units.
+  function tipExample(code) { return decimal(250 * 10 ** Math.max(0, minorUnits(code) - 2), code); }
   function timestamp(d = new Date()) {
     return `${d.getFullYear()}${pad2(d.getMonth() + 1)}${pad2(d.getDate())}` +
       `${pad2(d.getHours())}${pad2(d.getMinutes())}${pad2(d.getSeconds())}`;
@@ -105,10 +138,45 @@
   function amountOf(offer) {
     return offer.amount_total ?? offer.amount_auth ?? offer.amount_final ?? null;
   }
+  // What the card is charged, refunded or released by this request (before a tip entered on
+  // the terminal); null for none.
+  function headlineAmount(offer) {
+    const o = offer.original;
+    switch (offer.function) {
+      case 'Card.Void': case 'Card.Release': return o ? o.amount : null;
+      // The original's amount is as approved, before any tip; the new tip replaces the old.
+      case 'Card.TipAdjust': return o ? o.amount + (offer.amount_tip || 0) : null;
+      default: return amountOf(offer);
+    }
+  }
   const isQr = (f) => f.startsWith('QR.');
   const isRefund = (f) => f === 'Card.Refund' || f === 'QR.Refund';
-  function needsCard(f) {
-    return (FINANCIAL.has(f) && f !== 'Card.Finalise') || f === 'Terminal.ReadCard';
+  // A completion charges its authorisation's card and a follow-up its original's: nobody
+  // presents one.
+  function needsCard(offer) {
+    const f = offer.function;
+    if (offer.original || FOLLOW_UPS.has(f) || f === 'Card.Finalise') return false;
+    return FINANCIAL.has(f) || f === 'Terminal.ReadCard';
+  }
+  // The original's card as its result named it (a wallet has a type and no PAN).
+  function cardOnFile(offer) {
+    const fields = (offer.original && offer.original.fields) || {};
+    if (!fields.CardType) return null;
+    return { type: fields.CardType, pan: fields.CardPan || null, account: fields.AccountType || null };
+  }
+  // What the screen and the progress say the request is: "REFUND of AUD 10.00 — AUD 6.00".
+  function headline(offer) {
+    const f = offer.function;
+    const code = currencyOf(offer);
+    const label = LABELS[f] || f;
+    const o = offer.original;
+    if (f === 'Card.TipAdjust') return `${label} new tip ${money(offer.amount_tip, code)}`;
+    if (o && !FOLLOW_UPS.has(f)) return `${label} of ${money(o.amount, code)} — ${money(amountOf(offer), code)}`;
+    const amount = headlineAmount(offer);
+    return amount !== null ? `${label} ${money(amount, code)}` : label;
+  }
+  function cardText(card) {
+    return [card.type, card.pan, card.account].filter(Boolean).join(' ');
   }
 
   // ---- the journal (localStorage): Started before the card, Completed before the result --------
@@ -228,6 +296,7 @@
         vendor: 'eftcloud',
         model: 'virtual',
         agent_version: AGENT_VERSION,
+        capabilities: CAPABILITIES,
         unacknowledged: unacknowledged(),
       };
       if (running) hello.in_progress = running;
@@ -401,12 +470,14 @@
       current = null;
     }
     current = {
-      offer, phase: 'accepted', acceptedAt: Date.now(), card: null, tip: 0, signature: null,
-      prompt: 'Waiting for the cloud to start it…',
+      offer, phase: 'accepted', acceptedAt: Date.now(), card: cardOnFile(offer), tip: 0,
+      signature: null, prompt: 'Waiting for the cloud to start it…',
     };
     shown = null;
     notice = '';
     $('tip-amount').value = '';
+    $('tip-amount').placeholder = tipExample(currencyOf(offer));
+    $('tip-currency').textContent = currencyOf(offer);
     send({ type: 'accept', transaction_id: id });
     render();
   }
@@ -432,11 +503,13 @@
         return;
       }
       current.phase = 'started';
-      const f = current.offer.function;
-      const head = `${LABELS[f] || f}${amountOf(current.offer) !== null ? ` AUD ${money(amountOf(current.offer))}` : ''}`;
+      const o = current.offer;
+      const f = o.function;
+      const head = headline(o);
       if (f === 'QR.Merchant.Purchase') prompt('show_qr', `${head}\nScan the QR code`);
       else if (f === 'QR.Consumer.Purchase' || f === 'QR.Refund') prompt('scan_qr', `${head}\nShow your QR code`);
-      else if (needsCard(f)) prompt('present_card', `${head}\nPresent card`);
+      else if (needsCard(o)) prompt('present_card', `${head}\nPresent card`);
+      else if (current.card && o.original) prompt('processing', `${head}\n${cardText(current.card)}`);
       else prompt('processing', `${head}\nProcessing`);
       render();
       return;
@@ -501,18 +574,21 @@
   function enterTip() {
     if (!running() || !TIP_FUNCTIONS.has(current.offer.function)) return;
     const input = $('tip-amount');
+    const code = currencyOf(current.offer);
+    const digits = minorUnits(code);
     const text = input.value.trim().replace(/^\$/, '');
-    if (!/^\d{1,6}(\.\d{1,2})?$/.test(text)) {
-      notice = 'Tip: enter an amount like 2.50';
+    const shape = digits ? new RegExp(`^\\d{1,6}(\\.\\d{1,${digits}})?$`) : /^\d{1,8}$/;
+    if (!shape.test(text)) {
+      notice = `Tip: enter an amount like ${tipExample(code)}`;
       render();
       input.focus();
       return;
     }
     const [whole, frac = ''] = text.split('.');
-    current.tip = parseInt(whole, 10) * 100 + parseInt(frac.padEnd(2, '0'), 10);
+    current.tip = parseInt(whole, 10) * 10 ** digits + (digits ? parseInt(frac.padEnd(digits, '0'), 10) : 0);
     notice = '';
     const total = (amountOf(current.offer) || 0) + current.tip;
-    prompt('enter_tip', `Tip AUD ${money(current.tip)}\nTotal AUD ${money(total)}`);
+    prompt('enter_tip', `Tip ${money(current.tip, code)}\nTotal ${money(total, code)}`);
     render();
   }
 
@@ -553,7 +629,8 @@
 
   // ---- results ---------------------------------------------------------------------------------
   class Receipt {
-    constructor(f, ts) {
+    constructor(f, ts, currency) {
+      this.currency = currency;
       this.lines = [];
       this.center('EFTCLOUD VIRTUAL TERMINAL');
       this.pair('MERCHANT ID', 'MID000000001');
@@ -571,7 +648,7 @@
       const l = left.slice(0, Math.max(0, RECEIPT_WIDTH - r.length - 1));
       this.lines.push(l + ' '.repeat(Math.max(1, RECEIPT_WIDTH - l.length - r.length)) + r);
     }
-    amount(label, cents) { this.pair(label, `AUD ${money(cents).padStart(9)}`); }
+    amount(label, minor) { this.pair(label, `${this.currency} ${decimal(minor, this.currency).padStart(9)}`); }
     rule() { this.lines.push('-'.repeat(RECEIPT_WIDTH)); }
     card(card) {
       if (card.pan) {
@@ -613,9 +690,18 @@
     const f = offer.function;
     const ts = timestamp();
     const fields = { Timestamp: ts, TerminalRef: nextTerminalRef() };
-    const receipt = new Receipt(f, ts);
-    const base = amountOf(offer);
+    const receipt = new Receipt(f, ts, currencyOf(offer));
+    const base = headlineAmount(offer);
     if (offer.transaction_reference) fields.TransactionReference = offer.transaction_reference;
+    if (offer.original) {
+      fields.OriginalTransactionId = offer.original.transaction_id;
+      if (offer.original.fields && offer.original.fields.AuthId) receipt.pair('ORIGINAL AUTH', offer.original.fields.AuthId);
+    }
+    if (FOLLOW_UPS.has(f) && !offer.original) {
+      // The cloud always names the original: a protocol bug, answered without touching a card.
+      fields.Receipt = receipt.finish('FAILED');
+      return outcome(offer, 'FAILED', 'FAILED', 'NO ORIGINAL IN REQUEST', fields);
+    }
 
     if (kind === 'cancel' || kind === 'pos-cancel') {
       const text = kind === 'cancel' ? 'CANCELLED ON DEVICE' : 'CANCELLED BY POS';
@@ -625,10 +711,14 @@
     }
     if (kind === 'decline') {
       if (!FINANCIAL.has(f)) return outcome(offer, 'FAILED', 'FAILED', 'DECLINED BY OPERATOR', fields);
-      const card = c.card || pick(CARDS);
-      cardFields(fields, card);
-      receipt.card(card);
+      // A follow-up never invents a card: it has its original's or none.
+      const card = c.card || (offer.original ? null : pick(CARDS));
+      if (card) {
+        cardFields(fields, card);
+        receipt.card(card);
+      }
       if (base !== null) receipt.amount('AMOUNT', base);
+      if (FOLLOW_UPS.has(f) && base !== null) fields.AmountTotal = String(base);
       receipt.pair('RESPONSE', '51');
       receipt.center('INSUFFICIENT FUNDS');
       fields.Receipt = receipt.finish('DECLINED');
@@ -637,9 +727,13 @@
 
     // Approve.
     if (!FINANCIAL.has(f)) return nonFinancial(offer, c, fields, receipt);
-    const card = c.card || (f === 'Card.Finalise' ? CARDS[0] : pick(CARDS));
-    cardFields(fields, card);
-    receipt.card(card);
+    if (FOLLOW_UPS.has(f)) return followUp(offer, c, fields, receipt);
+    let card = c.card;
+    if (!card && !offer.original) card = f === 'Card.Finalise' ? CARDS[0] : pick(CARDS);
+    if (card) {
+      cardFields(fields, card);
+      receipt.card(card);
+    }
     const amount = base || 0;
     const tip = TIP_FUNCTIONS.has(f) ? c.tip : 0;
     if (f === 'Card.PurchasePlusCash') {
@@ -662,7 +756,10 @@
     if (tip > 0) receipt.amount('TIP', tip);
     receipt.amount('TOTAL', amount + tip);
     if (c.signature === 'accepted') receipt.center('SIGNATURE VERIFIED');
-    const auth = randomDigits(6);
+    // A completion goes through under its authorisation's approval.
+    const originalAuth = f === 'Card.Finalise' && offer.original && offer.original.fields
+      ? offer.original.fields.AuthId : null;
+    const auth = originalAuth || randomDigits(6);
     const acq = randomDigits(12);
     receipt.pair('AUTH ID', auth);
     receipt.pair('ACQ REF', acq);
@@ -673,6 +770,38 @@
       AuthId: auth,
       AcquirerRef: acq,
       Receipt: receipt.finish(isRefund(f) ? 'REFUND APPROVED' : 'APPROVED'),
+    });
+    return outcome(offer, 'OK-ACCEPTED', 'OK', 'APPROVED', fields);
+  }
+
+  // A void, tip adjustment, top-up or release, approved: on the original's card, for the
+  // original's amount (void, release), the new total with its tip, or the top-up.
+  function followUp(offer, c, fields, receipt) {
+    const f = offer.function;
+    const o = offer.original;
+    if (c.card) {
+      cardFields(fields, c.card);
+      receipt.card(c.card);
+    }
+    const total = headlineAmount(offer) || 0;
+    if (f === 'Card.TipAdjust') {
+      const tip = offer.amount_tip || 0;
+      fields.AmountTip = String(tip);
+      receipt.amount('AMOUNT', o.amount);
+      receipt.amount('NEW TIP', tip);
+      receipt.amount('TOTAL', total);
+    } else {
+      receipt.amount(f === 'Card.TopUp' ? 'TOP-UP' : 'AMOUNT', total);
+    }
+    const auth = randomDigits(6);
+    const acq = randomDigits(12);
+    receipt.pair('AUTH ID', auth);
+    receipt.pair('ACQ REF', acq);
+    Object.assign(fields, {
+      AmountTotal: String(total),
+      AuthId: auth,
+      AcquirerRef: acq,
+      Receipt: receipt.finish('APPROVED'),
     });
     return outcome(offer, 'OK-ACCEPTED', 'OK', 'APPROVED', fields);
   }
@@ -763,16 +892,26 @@
 
     if (current) {
       const o = current.offer;
-      const amount = amountOf(o);
+      const code = currencyOf(o);
+      const amount = headlineAmount(o);
       $('tx-register').textContent = o.register ? `From ${registerName(o.register)}` : '';
       $('tx-function').textContent = o.function;
-      $('tx-amount').textContent = amount !== null ? `AUD ${money(amount + (current.tip || 0))}` : '';
+      $('tx-amount').textContent = amount !== null ? money(amount + (current.tip || 0), code) : '';
       const extra = [];
-      if (current.tip) extra.push(`incl. tip AUD ${money(current.tip)}`);
-      if (o.amount_cash) extra.push(`incl. cash AUD ${money(o.amount_cash)}`);
+      if (current.tip) extra.push(`incl. tip ${money(current.tip, code)}`);
+      if (o.function === 'Card.TipAdjust') extra.push(`incl. new tip ${money(o.amount_tip, code)}`);
+      if (o.amount_cash) extra.push(`incl. cash ${money(o.amount_cash, code)}`);
       if (o.transaction_reference) extra.push(`ref ${o.transaction_reference}`);
       if (o.date) extra.push(`date ${o.date}`);
       $('tx-extra').textContent = extra.join(' · ');
+      // The payment this one acts on, and the card it goes back to.
+      const original = o.original ? [
+        `${LABELS[o.original.function] || o.original.function} ${money(o.original.amount, code)}`,
+        current.card ? `card ${cardText(current.card)}` : 'no card on file',
+        `…${String(o.original.transaction_id).slice(-12)}`,
+      ].join(' · ') : '';
+      $('tx-original').textContent = original;
+      $('tx-original').hidden = !original;
       $('tx-prompt').textContent = notice || current.prompt;
     }
 
@@ -789,15 +928,17 @@
 
     const run = running();
     const f = current ? current.offer.function : '';
-    const cardIn = run && (current.card || !needsCard(f));
-    $('btn-present-card').disabled = !run || !needsCard(f) || !!current.card;
+    const onFile = !!(current && current.offer.original);
+    const cardIn = run && (current.card || !needsCard(current.offer));
+    $('btn-present-card').disabled = !run || !needsCard(current.offer) || !!current.card;
     $('btn-present-card').textContent = isQr(f) ? 'Customer pays (QR)' : 'Present card';
     $('btn-approve').disabled = !cardIn || current.signature === 'required';
     $('btn-decline').disabled = !run;
     $('btn-cancel').disabled = !run;
     $('btn-tip').disabled = !run || !TIP_FUNCTIONS.has(f);
     $('tip-amount').disabled = $('btn-tip').disabled;
-    $('btn-signature-required').disabled = !cardIn || !!current.signature || !FINANCIAL.has(f) || isQr(f);
+    // No card in hand for a follow-up: nothing to sign.
+    $('btn-signature-required').disabled = !cardIn || !!current.signature || !FINANCIAL.has(f) || isQr(f) || onFile;
     $('btn-signature-accepted').disabled = !run || current.signature !== 'required';
     $('refresh-code').disabled = !welcomed;
     $('unpair-all').disabled = !welcomed || registers.length === 0;

@@ -7,7 +7,8 @@
 //! main states there (`EFTCLOUD_SCREENSHOTS=docs/screenshots` refreshes the README's).
 
 use crate::harness::{
-    eventually, poll_until_completed, purchase, register, spawn_app_with, Opts, PATIENCE,
+    eventually, poll_until_completed, purchase, register, register_form, spawn_app_with, Opts,
+    PATIENCE,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
@@ -483,6 +484,115 @@ async fn two_tabs_are_two_terminals() {
             "Transaction reversed after power failure"
         );
         assert_eq!(done["data"]["Reversed"], "true");
+    })
+    .await;
+}
+
+/// Approves the transaction the page shows, by clicks, and returns the POS's completed envelope.
+async fn approve(app: &crate::harness::TestApp, c: &Client, poll: &str) -> Value {
+    started(c).await;
+    click(c, "btn-present-card").await;
+    click(c, "btn-approve").await;
+    let done = poll_until_completed(app, poll).await;
+    assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED", "{done}");
+    click(c, "done").await;
+    done
+}
+
+#[tokio::test]
+async fn virtual_terminal_runs_follow_ups_on_the_original_card_and_shows_each_currency() {
+    let app = spawn_app_with(Opts::default()).await;
+    with_browser(|c| async move {
+        c.goto(&app.url("/virtual-terminal")).await.unwrap();
+        click(&c, "create-device").await;
+        let code = pairing_code(&c).await;
+        let reg = register("follow-ups");
+        app.pos()
+            .pair(&code, &reg, &PairingDetails::new("Returns Desk"))
+            .await
+            .unwrap();
+        screen_is(&c, "idle").await;
+
+        let (poll, _) = post_purchase(&app, &reg, "1000").await;
+        let sale = approve(&app, &c, &poll).await;
+        let sale_id = sale["transactionId"].as_str().unwrap();
+        let pan = sale["data"]["CardPan"].as_str().unwrap();
+
+        // A referenced refund: shown as one, on the original's card, with nothing to present.
+        let mut form = register_form(&reg);
+        form.push(("AmountTotal", "600"));
+        let (status, refund) = app
+            .post_form(&format!("/pos/transaction/{sale_id}/refund"), &form)
+            .await;
+        assert_eq!(status, 200, "{refund}");
+        started(&c).await;
+        assert_eq!(text_of(&c, "tx-function").await, "Card.Refund");
+        assert_eq!(text_of(&c, "tx-amount").await, "AUD 6.00");
+        let prompt = text_of(&c, "tx-prompt").await;
+        assert!(
+            prompt.starts_with("REFUND of AUD 10.00 — AUD 6.00") && prompt.contains(pan),
+            "{prompt}"
+        );
+        let original = text_of(&c, "tx-original").await;
+        assert!(original.contains(pan), "{original}");
+        enabled(&c, "btn-approve").await;
+        let present = c.find(Locator::Id("btn-present-card")).await.unwrap();
+        assert!(!present.is_enabled().await.unwrap());
+        click(&c, "btn-approve").await;
+        let poll = refund["data"]["PollingUrl"].as_str().unwrap();
+        let done = poll_until_completed(&app, poll).await;
+        let data = &done["data"];
+        assert_eq!(data["TransactionResult"], "OK-ACCEPTED", "{done}");
+        assert_eq!(data["Function"], "Card.Refund");
+        assert_eq!(data["CardPan"], pan);
+        assert_eq!(data["OriginalTransactionId"], sale_id);
+        assert_eq!(data["AmountTotal"], "600");
+        let receipt = data["Receipt"].as_str().unwrap();
+        assert!(
+            receipt.contains("REFUND APPROVED") && receipt.contains(pan),
+            "{receipt}"
+        );
+        screen_is(&c, "result").await;
+        click(&c, "done").await;
+
+        // Yen have no minor units: 1234 is JPY 1234 on the screen and the receipt.
+        let mut yen = purchase(&reg, "1234");
+        yen.push(("Currency", "JPY"));
+        let (status, env) = app.post_form("/POS/Transaction", &yen).await;
+        assert_eq!(status, 200, "{env}");
+        started(&c).await;
+        assert_eq!(text_of(&c, "tx-amount").await, "JPY 1234");
+        assert_eq!(text_of(&c, "tip-currency").await, "JPY");
+        let poll = env["data"]["PollingUrl"].as_str().unwrap();
+        let paid = approve(&app, &c, poll).await;
+        let receipt = paid["data"]["Receipt"].as_str().unwrap();
+        assert!(
+            receipt
+                .lines()
+                .any(|l| l.starts_with("TOTAL") && l.ends_with("JPY      1234")),
+            "{receipt}"
+        );
+
+        // Its void: the whole original, on its card, in its currency.
+        let paid_id = paid["transactionId"].as_str().unwrap();
+        let (status, void) = app
+            .post_form(
+                &format!("/pos/transaction/{paid_id}/void"),
+                &register_form(&reg),
+            )
+            .await;
+        assert_eq!(status, 200, "{void}");
+        started(&c).await;
+        assert_eq!(text_of(&c, "tx-function").await, "Card.Void");
+        assert!(text_of(&c, "tx-prompt").await.starts_with("VOID JPY 1234"));
+        click(&c, "btn-approve").await;
+        let poll = void["data"]["PollingUrl"].as_str().unwrap();
+        let done = poll_until_completed(&app, poll).await;
+        let data = &done["data"];
+        assert_eq!(data["TransactionResult"], "OK-ACCEPTED", "{done}");
+        assert_eq!(data["AmountTotal"], "1234");
+        assert_eq!(data["CardPan"], paid["data"]["CardPan"]);
+        assert_eq!(data["OriginalTransactionId"], paid_id);
     })
     .await;
 }
@@ -965,6 +1075,64 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         c.set_window_size(1280, 1700).await.unwrap();
         c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
         screenshot(&c, "dashboard").await;
+
+        // A partial refund by reference, approved on the terminal: the purchase's payment panel
+        // says what was refunded and what still may be, and the refund names its original.
+        let mut form = register_form(&reg);
+        form.push(("AmountTotal", "1250"));
+        let r = http
+            .post(format!("{base}/pos/transaction/{id}/refund"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let env: Value = r.json().await.unwrap();
+        let refund = env["transactionId"].as_str().unwrap().to_string();
+        c.switch_to_window(terminal.clone()).await.unwrap();
+        started(&c).await;
+        click(&c, "btn-approve").await;
+        c.switch_to_window(tab.handle.clone()).await.unwrap();
+        c.find(Locator::Css(&format!("#transactions tr[data-transaction=\"{id}\"] button")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let follow_up = format!(
+            "(document.querySelector('#payment-follow-ups tr[data-transaction=\"{refund}\"]') || {{}}).dataset?.state || ''"
+        );
+        wait_js(&c, "the refund approved in the payment panel", &follow_up, |v| v == &json!("approved")).await;
+        let field = |name: &str| {
+            format!("(document.querySelector('#payment [data-field={name}] dd') || {{}}).textContent || ''")
+        };
+        wait_js(&c, "the amount refunded", &field("refunded"), |v| v == &json!("AUD 12.50")).await;
+        wait_js(&c, "the amount refundable", &field("refundable"), |v| v == &json!("AUD 30.00")).await;
+        assert_eq!(
+            c.execute(&format!("return {}", field("amount")), vec![]).await.unwrap(),
+            json!("AUD 42.50")
+        );
+        let link = format!(
+            "(document.querySelector('#transactions tr[data-transaction=\"{refund}\"] .original button') || {{}}).title || ''"
+        );
+        wait_js(&c, "the refund's link to its original", &link, |v| {
+            v.as_str().is_some_and(|s| s.starts_with(&id))
+        })
+        .await;
+        // The follow-up opens from the panel; a follow-up has no payment panel of its own.
+        c.find(Locator::Css(&format!("#payment-follow-ups tr[data-transaction=\"{refund}\"] button")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(
+            &c,
+            "the refund's timeline",
+            "[document.getElementById('timeline-title').textContent, document.getElementById('timeline-original').textContent, document.getElementById('payment').hidden]",
+            |v| v == &json!([format!("Timeline of {refund}"), format!("Follow-up of …{}", &id[id.len() - 12..]), true]),
+        )
+        .await;
 
         // The terminal unplugged: the dashboard shows it offline.
         c.switch_to_window(terminal).await.unwrap();
