@@ -8,6 +8,7 @@ use crate::client::PosClient;
 use crate::error::PosError;
 use crate::extensions::Lookup;
 use crate::outcome::outcome_is_success;
+use crate::payments::FollowUp;
 use crate::polling::WaitOptions;
 use crate::register::PairingDetails;
 use crate::transaction::TransactionSpec;
@@ -62,6 +63,94 @@ pub enum PosCommand {
     Status(StatusArgs),
     /// The event timeline of a transaction of this register (eftcloud).
     Events(EventsArgs),
+    /// Refund all or part of a payment by its transactionId, on this register's device
+    /// (eftcloud).
+    Refund(AmountFollowUpArgs),
+    /// Void a payment before its device settles (eftcloud).
+    Void(FollowUpArgs),
+    /// Set the tip of a payment, in minor units (eftcloud).
+    Adjust(TipArgs),
+    /// Top up a pre-authorisation (eftcloud).
+    Increment(AmountFollowUpArgs),
+    /// Capture (complete) a pre-authorisation (eftcloud).
+    Capture(AmountFollowUpArgs),
+    /// Release a pre-authorisation (eftcloud).
+    Release(FollowUpArgs),
+    /// What a payment comes to with its refunds, void, tips, top-ups (eftcloud).
+    Payment(EventsArgs),
+    /// Orders paid by split tenders (eftcloud).
+    #[command(subcommand)]
+    Order(OrderCommand),
+}
+
+/// Arguments of a follow-up without an amount (`void`, `release`).
+#[derive(Debug, Args)]
+pub struct FollowUpArgs {
+    /// The original payment's transactionId.
+    id: String,
+    #[command(flatten)]
+    register: RegisterArgs,
+    /// The POS's reference for this follow-up: a retry returns the same one.
+    #[arg(long)]
+    pos_reference: Option<String>,
+    /// Wait up to this long for the outcome.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    wait: Duration,
+    /// Print the envelope as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of a follow-up with an amount (`refund`, `increment`, `capture`).
+#[derive(Debug, Args)]
+pub struct AmountFollowUpArgs {
+    #[command(flatten)]
+    follow_up: FollowUpArgs,
+    /// The amount, in minor units of the payment's currency (cents for AUD).
+    #[arg(long, value_parser = parse_cents)]
+    amount: Cents,
+}
+
+/// Arguments of `pos adjust`.
+#[derive(Debug, Args)]
+pub struct TipArgs {
+    #[command(flatten)]
+    follow_up: FollowUpArgs,
+    /// The new tip, in minor units (0 removes it).
+    #[arg(long)]
+    tip: u64,
+}
+
+/// `pos order ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum OrderCommand {
+    /// Create an order; prints its orderId (pay it with `transact --order <id>`).
+    Create {
+        #[command(flatten)]
+        register: RegisterArgs,
+        /// The total, in minor units.
+        #[arg(long, value_parser = parse_cents)]
+        amount: Cents,
+        /// ISO 4217 (the merchant's default when absent).
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        pos_reference: Option<String>,
+    },
+    /// An order with its tenders.
+    Show {
+        id: String,
+        #[command(flatten)]
+        register: RegisterArgs,
+    },
+    /// Cancel an order; `--reverse` voids or refunds its approved tenders.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        register: RegisterArgs,
+        #[arg(long)]
+        reverse: bool,
+    },
 }
 
 /// Arguments of `pos lookup`.
@@ -190,6 +279,15 @@ pub struct TransactArgs {
     /// PosReference: retrying with the same reference returns the original transaction.
     #[arg(long, value_name = "REF")]
     pos_reference: Option<String>,
+    /// ISO 4217 currency of the amounts (eftcloud; the merchant's default when absent).
+    #[arg(long, value_name = "CODE", value_parser = parse_currency)]
+    currency: Option<protocol::Currency>,
+    /// Pay this as a tender of an order (eftcloud: `pos order create`).
+    #[arg(long, value_name = "ORDER_ID")]
+    order: Option<String>,
+    /// Card.Refund / Card.Finalise by reference: the original's transactionId (eftcloud).
+    #[arg(long, value_name = "ID")]
+    original: Option<String>,
     #[command(flatten)]
     register: RegisterArgs,
     /// Use the legacy synchronous mode: one request held open until completion.
@@ -292,7 +390,122 @@ pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        PosCommand::Refund(a) => follow_up(&client, a.follow_up, FollowUp::Refund(a.amount)).await,
+        PosCommand::Void(a) => follow_up(&client, a, FollowUp::Void).await,
+        PosCommand::Adjust(a) => follow_up(&client, a.follow_up, FollowUp::TipAdjust(a.tip)).await,
+        PosCommand::Increment(a) => {
+            follow_up(&client, a.follow_up, FollowUp::TopUp(a.amount)).await
+        }
+        PosCommand::Capture(a) => {
+            follow_up(&client, a.follow_up, FollowUp::Capture(a.amount)).await
+        }
+        PosCommand::Release(a) => follow_up(&client, a, FollowUp::Release).await,
+        PosCommand::Payment(a) => {
+            let p = client.payment(&a.register.key()?, &a.id).await?;
+            print_stdout(&payment_text(&p));
+            Ok(ExitCode::SUCCESS)
+        }
+        PosCommand::Order(cmd) => order(&client, cmd).await,
     }
+}
+
+async fn follow_up(
+    client: &PosClient,
+    a: FollowUpArgs,
+    what: FollowUp,
+) -> Result<ExitCode, CliError> {
+    let env = client
+        .follow_up(
+            &a.register.key()?,
+            &a.id,
+            what,
+            a.pos_reference.as_deref(),
+            Some(a.wait),
+        )
+        .await?;
+    outcome(&env, a.json)
+}
+
+fn payment_text(p: &crate::Payment) -> String {
+    let mut out = format!(
+        "{:<18} {}\n{:<18} {}\n{:<18} {}\n",
+        "Payment:", p.transaction_id, "Function:", p.function, "Currency:", p.currency
+    );
+    let rows: Vec<(&str, String)> = if p.function == "Card.Authorise" {
+        vec![
+            ("Authorised:", p.amount_authorised.clone()),
+            ("Captured:", p.amount_captured.clone()),
+            ("Released:", p.amount_released.clone()),
+        ]
+    } else {
+        vec![
+            ("Amount:", p.amount_total.clone()),
+            ("Tip:", p.amount_tip.clone()),
+            ("Refunded:", p.amount_refunded.clone()),
+            ("Refunding:", p.amount_refunding.clone()),
+            ("Refundable:", p.amount_refundable.clone()),
+            ("Voided:", if p.voided { "yes" } else { "no" }.to_string()),
+        ]
+    };
+    for (k, v) in rows {
+        out.push_str(&format!("{k:<18} {v}\n"));
+    }
+    for f in &p.follow_ups {
+        out.push_str(&format!(
+            "  {} {:<16} {:>10} {}\n",
+            f.transaction_id, f.function, f.amount, f.state
+        ));
+    }
+    out
+}
+
+async fn order(client: &PosClient, cmd: OrderCommand) -> Result<ExitCode, CliError> {
+    let o = match cmd {
+        OrderCommand::Create {
+            register,
+            amount,
+            currency,
+            pos_reference,
+        } => {
+            let o = client
+                .create_order(
+                    &register.key()?,
+                    amount,
+                    currency.as_deref(),
+                    pos_reference.as_deref(),
+                )
+                .await?;
+            print_stdout(&format!("{}\n", o.order_id));
+            return Ok(ExitCode::SUCCESS);
+        }
+        OrderCommand::Show { id, register } => client.order(&register.key()?, &id).await?,
+        OrderCommand::Cancel {
+            id,
+            register,
+            reverse,
+        } => client.cancel_order(&register.key()?, &id, reverse).await?,
+    };
+    let mut out = format!(
+        "{:<18} {}\n{:<18} {}\n{:<18} {} {}\n{:<18} {}\n{:<18} {}\n",
+        "Order:", o.order_id, "State:", o.state, "Total:", o.currency, o.amount_total,
+        "Paid:", o.amount_paid, "Remaining:", o.amount_remaining
+    );
+    for t in &o.tenders {
+        out.push_str(&format!(
+            "  {} {:<12} {:>10} {}\n",
+            t.transaction_id, t.device_id, t.amount, t.state
+        ));
+    }
+    for r in o.reversals.iter().flatten() {
+        let what = match (&r.function, &r.transaction_id, &r.error) {
+            (Some(f), Some(id), _) => format!("{f} {id}"),
+            (_, _, Some(e)) => format!("not reversed: {e}"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  reversal of {}: {what}\n", r.tender_transaction_id));
+    }
+    print_stdout(&out);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One timeline event as a line of columns. A multi-line detail (a prompt of two lines) goes on
@@ -451,6 +664,7 @@ fn build_spec(a: &TransactArgs) -> Result<TransactionSpec, CliError> {
     spec.request.amount_cash = a.cash;
     spec.request.transaction_reference = a.transaction_reference.clone();
     spec.request.date = a.date.clone();
+    spec.request.currency = a.currency;
     let mut fields = spec.request.pos_fields();
     fields.push(("TransactionType", function.as_str().to_string()));
     let checked = TransactionRequest::parse(|k| {
@@ -474,6 +688,8 @@ fn build_spec(a: &TransactArgs) -> Result<TransactionSpec, CliError> {
         }
     }
     spec.pos_reference = a.pos_reference.clone();
+    spec.request.order_id = a.order.clone();
+    spec.original = a.original.clone();
     Ok(spec)
 }
 
@@ -522,6 +738,10 @@ fn parse_function(s: &str) -> Result<Function, String> {
             valid.join(", ")
         )
     })
+}
+
+fn parse_currency(s: &str) -> Result<protocol::Currency, String> {
+    protocol::Currency::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_cents(s: &str) -> Result<Cents, String> {

@@ -47,7 +47,7 @@ struct Timeline {
     events: Vec<TimelineEntry>,
 }
 
-fn register_query(register: &RegisterKey) -> [(&'static str, &str); 3] {
+pub(crate) fn register_query(register: &RegisterKey) -> [(&'static str, &str); 3] {
     [
         ("POSRegisterID", register.register_id.as_str()),
         ("POSBusinessName", register.business_name.as_str()),
@@ -55,7 +55,7 @@ fn register_query(register: &RegisterKey) -> [(&'static str, &str); 3] {
     ]
 }
 
-fn wait_query(wait: Option<Duration>) -> Vec<(&'static str, String)> {
+pub(crate) fn wait_query(wait: Option<Duration>) -> Vec<(&'static str, String)> {
     wait.map(|w| vec![("wait", format!("{:.3}", w.as_secs_f64()))])
         .unwrap_or_default()
 }
@@ -145,7 +145,7 @@ impl PosClient {
     }
 
     /// A request holding for `wait` needs more than the ordinary timeout.
-    fn long_poll_timeout(&self, wait: Option<Duration>) -> Duration {
+    pub(crate) fn long_poll_timeout(&self, wait: Option<Duration>) -> Duration {
         crate::client::REQUEST_TIMEOUT + wait.unwrap_or_default()
     }
 }

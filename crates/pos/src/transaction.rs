@@ -24,6 +24,9 @@ pub struct TransactionSpec {
     /// `PosReference` (eftcloud extension): repeating a POST with the same reference returns the
     /// original transaction instead of charging twice.
     pub pos_reference: Option<String>,
+    /// `OriginalTransactionId` (eftcloud extension): a `Card.Refund` or `Card.Finalise` of
+    /// this earlier payment.
+    pub original: Option<String>,
 }
 
 impl TransactionSpec {
@@ -46,6 +49,7 @@ impl TransactionSpec {
             sale_data: None,
             callback_url: None,
             pos_reference: None,
+            original: None,
         }
     }
 
@@ -57,6 +61,18 @@ impl TransactionSpec {
             Function::CardFinalise => self.request.amount_final = Some(amount),
             _ => self.request.amount_total = Some(amount),
         }
+        self
+    }
+
+    /// Sets the currency of the amounts (eftcloud extension; the merchant's when unset).
+    pub fn with_currency(mut self, currency: protocol::Currency) -> Self {
+        self.request.currency = Some(currency);
+        self
+    }
+
+    /// Makes this payment a tender of an order (eftcloud extension: `OrderId`).
+    pub fn with_order(mut self, order_id: impl Into<String>) -> Self {
+        self.request.order_id = Some(order_id.into());
         self
     }
 
@@ -90,6 +106,7 @@ impl TransactionSpec {
             ("SaleData", &self.sale_data),
             ("PosNotificationCallbackUrl", &self.callback_url),
             ("PosReference", &self.pos_reference),
+            ("OriginalTransactionId", &self.original),
         ];
         form.extend(
             extras

@@ -172,6 +172,10 @@ pub struct DeviceResult {
 }
 
 /// A frame sent by the cloud to the device.
+// A frame lives only from its building to its serialising (or, on the device, from parsing to
+// handling): boxing the offer would cost an allocation per offer to save stack that is never
+// held in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CloudMessage {

@@ -46,7 +46,9 @@ pub struct TransactionRequest {
 pub struct OriginalPayment {
     pub transaction_id: TransactionId,
     pub function: Function,
-    /// What it came to as approved (tip and surcharge included), in minor units.
+    /// What it comes to now, in minor units: as approved with its tip adjustments (surcharge and
+    /// tip included); for a tip adjustment, before any tip; for a pre-authorisation, the total
+    /// held (the authorisation and its approved top-ups).
     pub amount: u64,
     /// The acquirer's references and the card, from the original's result: `AuthId`,
     /// `AcquirerRef`, `TerminalRef`, `CardType`, `CardPan`, `AccountType`, `Timestamp`.

@@ -125,7 +125,19 @@ impl Engine {
             FollowUpKind::Void | FollowUpKind::Release => {}
         }
         request.currency = new.currency.or(original.request.currency);
-        let payment = crate::domain::payments::Payment::of(original, false);
+        // What the device is told the payment comes to: as it stands with its follow-ups
+        // (the store decides again, in the insert's commit, whether this one fits).
+        let summary = match self.store().payment(&original.id).await? {
+            Some(p) => p.summary(),
+            None => return Err(StartError::UnknownOriginal),
+        };
+        let amount = match new.kind {
+            FollowUpKind::TopUp(_) | FollowUpKind::Capture(_) | FollowUpKind::Release => {
+                summary.authorised
+            }
+            FollowUpKind::TipAdjust(_) => summary.amount.saturating_sub(summary.tip),
+            FollowUpKind::Refund(_) | FollowUpKind::Void => summary.amount,
+        };
         let fields = match &original.phase {
             Phase::Completed(c) => OriginalPayment::FIELDS
                 .iter()
@@ -136,7 +148,7 @@ impl Engine {
         request.original = Some(OriginalPayment {
             transaction_id: original.id,
             function: original.request.function,
-            amount: payment.amount,
+            amount,
             fields,
         });
         let register = new

@@ -936,3 +936,72 @@ async fn migrate_says_what_it_did() {
         db.drop().await;
     }
 }
+
+/// The POS CLI runs a payment's life by reference: a purchase, a partial refund, the payment's
+/// summary, a void refused for what was refunded, and an order paid by one tender.
+#[tokio::test]
+async fn the_pos_cli_refunds_by_reference_and_pays_orders() {
+    use crate::harness::{paired_terminal, spawn_app};
+    let app = spawn_app().await;
+    let (_t, reg) = paired_terminal(&app, "cli-pay").await;
+    let register = [
+        "--register-id",
+        reg.register_id.as_str(),
+        "--business",
+        reg.business_name.as_str(),
+        "--vendor",
+        reg.vendor_name.as_str(),
+    ];
+    let pos = |args: &[&str]| {
+        let mut all = vec!["pos", "--cloud", app.base.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&register);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        output(&refs).await
+    };
+    let (code, out, err) = run(pos(&[
+        "transact",
+        "Card.Purchase",
+        "--amount",
+        "1000",
+        "--poll-interval",
+        "20ms",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let sale: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = sale["transactionId"].as_str().unwrap();
+    let (code, out, err) = run(pos(&["refund", id, "--amount", "300"])).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("OK-ACCEPTED"), "{out}");
+    let (code, out, _) = run(pos(&["payment", id])).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Refunded:          300"), "{out}");
+    assert!(out.contains("Refundable:        700"), "{out}");
+    let (code, _, err) = run(pos(&["void", id])).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refunds"), "{err}");
+    let (code, order, err) = run(pos(&["order", "create", "--amount", "500"])).await;
+    assert_eq!(code, 0, "{err}");
+    let order = order.trim().to_string();
+    let (code, out, err) = run(pos(&[
+        "transact",
+        "Card.Purchase",
+        "--amount",
+        "500",
+        "--order",
+        order.as_str(),
+        "--poll-interval",
+        "20ms",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(pos(&["order", "show", order.as_str()])).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("paid"), "{out}");
+    assert!(out.contains("Remaining:         0"), "{out}");
+}
