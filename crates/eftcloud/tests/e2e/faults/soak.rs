@@ -92,6 +92,8 @@ struct Ledger {
     journaled: HashMap<TransactionId, (usize, Option<protocol::device::DeviceResult>)>,
     /// Anything a snapshot contradicted (a result that changed, an id on two devices, ...).
     anomalies: Vec<String>,
+    /// Follow-ups the POS started: (original, follow-up).
+    follow_ups: Vec<(TransactionId, TransactionId)>,
 }
 
 impl Ledger {
@@ -252,12 +254,73 @@ async fn pos_worker(
             },
         );
         let done = wait_completed(&pos, &url, Duration::from_secs(30)).await;
-        let journal = Journal::open(&journal).unwrap();
-        let mut l = ledger.lock().unwrap();
-        l.snapshot(device, &journal);
-        if let Some(r) = l.pos.get_mut(&id) {
-            r.completed = done;
+        let approved = done
+            .as_ref()
+            .is_some_and(|d| d.field("TransactionResult") == Some("OK-ACCEPTED"));
+        record_completion(&ledger, device, &journal, id, done);
+        // Now and then the sale is voided or partly refunded by reference, under the same
+        // faults (a void of whole units ..54, a refund of cents ..54, loses power).
+        if approved && rng.below(100) < 35 {
+            let follow_up = if rng.below(3) == 0 {
+                pos::FollowUp::Void
+            } else {
+                pos::FollowUp::Refund(Cents::new(1 + rng.below(cents)).unwrap())
+            };
+            let asked = match follow_up {
+                pos::FollowUp::Refund(c) => c.get(),
+                _ => 0,
+            };
+            let started = loop {
+                match pos.follow_up(&reg, &id.to_string(), follow_up, None, None).await {
+                    Ok(env) => break Some(env),
+                    Err(e) if e.status() == Some(429) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    // Refused by the money rules (never expected here: one follow-up per
+                    // sale), or the cloud died under the POST.
+                    Err(e) if e.status() == Some(409) => panic!("follow-up refused: {e}"),
+                    Err(e) if e.is_retryable() => {
+                        ledger.lock().unwrap().pos_unanswered += 1;
+                        break None;
+                    }
+                    Err(e) => panic!("follow-up refused: {e}"),
+                }
+            };
+            let Some(env) = started else { continue };
+            let fid: TransactionId = env.transaction_id.parse().unwrap();
+            let furl = env.field("PollingUrl").unwrap().to_string();
+            {
+                let mut l = ledger.lock().unwrap();
+                l.pos.insert(
+                    fid,
+                    PosRecord {
+                        device,
+                        cents: asked,
+                        url: furl.clone(),
+                        completed: None,
+                    },
+                );
+                l.follow_ups.push((id, fid));
+            }
+            let done = wait_completed(&pos, &furl, Duration::from_secs(30)).await;
+            record_completion(&ledger, device, &journal, fid, done);
         }
+    }
+}
+
+/// Folds the device's journal and the POS's view of a completion into the ledger.
+fn record_completion(
+    ledger: &Mutex<Ledger>,
+    device: usize,
+    journal: &std::path::Path,
+    id: TransactionId,
+    done: Option<TransactionEnvelope>,
+) {
+    let journal = Journal::open(journal).unwrap();
+    let mut l = ledger.lock().unwrap();
+    l.snapshot(device, &journal);
+    if let Some(r) = l.pos.get_mut(&id) {
+        r.completed = done;
     }
 }
 
@@ -524,6 +587,37 @@ async fn soak() {
                     == Some(TransactionResult::Accepted)
         })
         .count();
+    // The money: what the devices approved for each sale's follow-ups never refunds more than
+    // it came to, a voided sale is refunded nothing, and the cloud's summary agrees.
+    let mut originals: Vec<TransactionId> = l.follow_ups.iter().map(|(o, _)| *o).collect();
+    originals.sort();
+    originals.dedup();
+    let mut money: BTreeMap<&str, u64> = BTreeMap::new();
+    for original in &originals {
+        let everyone = cloud::domain::accounts::Principal::Keyless;
+        let Some(payment) = cloud.engine.payment_as(&everyone, original).await.unwrap() else {
+            lost.push(format!("{original}: no payment record"));
+            continue;
+        };
+        let s = payment.summary();
+        let approved_refunds: u64 = l
+            .follow_ups
+            .iter()
+            .filter(|(o, _)| o == original)
+            .filter_map(|(_, f)| match l.journaled.get(f) {
+                Some((_, Some(r))) if r.transaction_result == Some(TransactionResult::Accepted) => {
+                    l.pos.get(f).map(|p| p.cents)
+                }
+                _ => None,
+            })
+            .sum();
+        if approved_refunds > s.amount || (s.voided && s.refunded > 0) || s.refunded != approved_refunds {
+            duplicated.push(format!(
+                "{original}: devices approved refunds of {approved_refunds}, cloud holds {s:?}"
+            ));
+        }
+        *money.entry(if s.voided { "voided" } else if s.refunded > 0 { "refunded" } else { "untouched" }).or_default() += 1;
+    }
     let transactions = l.pos.len();
     let journaled = l.journaled.len();
     let unanswered = l.pos_unanswered;
@@ -535,8 +629,8 @@ async fn soak() {
          POSTs without an answer {unanswered} (approved on a device nonetheless: {orphans}); \
          journaled {journaled}\n  \
          faults: cut {}, stall-then-cut {}, blackhole {}, terminal kill {}, power failure {}, \
-         cloud kill {}, storage outage {} (total {}); commits failed {failed_commits}\n  outcomes: {outcomes:?}\n  lost {}, duplicated {}, \
-         mismatched {}",
+         cloud kill {}, storage outage {} (total {}); commits failed {failed_commits}\n  outcomes: {outcomes:?}\n  \
+         sales followed up {}: {money:?}\n  lost {}, duplicated {}, mismatched {}",
         iterations - budget.load(Ordering::Relaxed),
         n(&f.cut),
         n(&f.stall_then_cut),
@@ -552,6 +646,7 @@ async fn soak() {
             + n(&f.power_failure)
             + n(&f.cloud_kill)
             + n(&f.storage_outage),
+        originals.len(),
         lost.len(),
         duplicated.len(),
         mismatched.len(),
