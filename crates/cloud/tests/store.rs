@@ -1452,6 +1452,244 @@ async fn races(s: Arc<dyn Store>) {
     assert!(values.iter().all(|v| *v == values[0]));
 }
 
+/// A completed, approved purchase of `amount` on `device`, with the device's result fields.
+fn approved_sale(device: &str, amount: u64) -> TransactionRecord {
+    let mut t = transaction(device, completed_at(ms_now()));
+    t.request.amount_total = Cents::new(amount).ok();
+    if let Phase::Completed(c) = &mut t.phase {
+        c.by = cloud::domain::lifecycle::CompletedBy::Device;
+        c.transaction_result = Some(protocol::TransactionResult::Accepted);
+        c.result = protocol::ResultCode::Ok;
+        c.fields.insert("AmountTotal".into(), amount.to_string());
+        c.fields.insert("CardPan".into(), "....4242".into());
+    }
+    t
+}
+
+/// A follow-up of `original` on `device`, offered (in flight).
+fn follow_up(
+    original: &TransactionRecord,
+    device: &str,
+    function: Function,
+    amount: Option<u64>,
+) -> TransactionRecord {
+    let mut t = transaction(
+        device,
+        Phase::Offered {
+            accept_deadline: ms_now() + Duration::seconds(30),
+        },
+    );
+    t.request = TransactionRequest::of(function);
+    t.request.amount_total = amount.and_then(|a| Cents::new(a).ok());
+    t.request.original = Some(protocol::OriginalPayment {
+        transaction_id: original.id,
+        function: original.request.function,
+        amount: 1000,
+        fields: BTreeMap::new(),
+    });
+    t
+}
+
+async fn follow_ups_fit_their_payment(s: Arc<dyn Store>) {
+    const N: usize = 10;
+    for i in 0..=N {
+        s.insert_device(&device(&format!("f{i}")), None)
+            .await
+            .unwrap();
+    }
+    let sale = approved_sale("f0", 1000);
+    s.insert_transaction(&sale, &[]).await.unwrap();
+
+    // Ten refunds of 3.00 race on ten devices: exactly the three that fit are stored.
+    let results = join_all((1..=N).map(|i| {
+        let s = s.clone();
+        let t = follow_up(&sale, &format!("f{i}"), Function::CardRefund, Some(300));
+        async move { s.insert_transaction(&t, &[]).await }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        3,
+        "{results:?}"
+    );
+    for r in &results {
+        match r {
+            Ok(()) => {}
+            Err(InsertError::Refused(refusal)) => assert_eq!(refusal.refundable(), Some(100)),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let payment = s.payment(&sale.id).await.unwrap().unwrap();
+    assert_eq!(payment.follow_ups.len(), 3);
+    let summary = payment.summary();
+    assert_eq!((summary.refunding, summary.refundable), (900, 100));
+    // A void of a payment with refunds is refused; so is a follow-up of what is not stored.
+    s.insert_device(&device("f-idle"), None).await.unwrap();
+    let void = follow_up(&sale, "f-idle", Function::CardVoid, None);
+    assert!(matches!(
+        s.insert_transaction(&void, &[]).await,
+        Err(InsertError::Refused(
+            cloud::domain::payments::Refusal::HasRefunds(_)
+        ))
+    ));
+    let ghost = follow_up(&approved_sale("f0", 5), "f0", Function::CardRefund, Some(1));
+    assert!(matches!(
+        s.insert_transaction(&ghost, &[]).await,
+        Err(InsertError::UnknownOriginal)
+    ));
+    // A settlement of the sale's device after it: settled.
+    let mut cutover = approved_sale("f0", 1);
+    cutover.request = TransactionRequest::of(Function::AcquirerSettlementCutover);
+    if let Phase::Completed(c) = &mut cutover.phase {
+        c.transaction_result = None;
+        c.completed_at = c.completed_at + Duration::seconds(1);
+    }
+    s.insert_transaction(&cutover, &[]).await.unwrap();
+    assert!(s.payment(&sale.id).await.unwrap().unwrap().settled);
+    // The merchant-wide reference lookup finds at most two.
+    let mut referenced = approved_sale("f0", 700);
+    referenced.pos_reference = Some("sale-9".into());
+    s.insert_transaction(&referenced, &[]).await.unwrap();
+    let found = s
+        .transactions_by_merchant_reference(&referenced.merchant_id, "sale-9")
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![referenced.id]
+    );
+}
+
+async fn tenders_fit_their_order(s: Arc<dyn Store>) {
+    use cloud::domain::orders::{OrderId, OrderRecord, OrderRefusal};
+    const N: usize = 6;
+    for i in 0..N {
+        s.insert_device(&device(&format!("o{i}")), None)
+            .await
+            .unwrap();
+    }
+    let order = OrderRecord {
+        id: OrderId::new(),
+        merchant_id: MerchantId::from_stored("mid".into()),
+        amount_total: 1000,
+        currency: protocol::Currency::AUD,
+        pos_reference: Some("table-4".into()),
+        cancelled: false,
+        created_at: ms_now(),
+    };
+    s.insert_order(&order).await.unwrap();
+    let again = OrderRecord {
+        id: OrderId::new(),
+        ..order.clone()
+    };
+    assert!(matches!(
+        s.insert_order(&again).await,
+        Err(InsertError::DuplicateReference)
+    ));
+    assert_eq!(
+        s.order_by_reference(&order.merchant_id, "table-4")
+            .await
+            .unwrap(),
+        Some(order.clone())
+    );
+    let tender = |device: &str, amount: u64| {
+        let mut t = transaction(
+            device,
+            Phase::Offered {
+                accept_deadline: ms_now() + Duration::seconds(30),
+            },
+        );
+        t.request.amount_total = Cents::new(amount).ok();
+        t.request.order_id = Some(order.id.to_string());
+        t
+    };
+    // Six tenders of 4.00 race: two fit the 10.00.
+    let results = join_all((0..N).map(|i| {
+        let s = s.clone();
+        let t = tender(&format!("o{i}"), 400);
+        async move { s.insert_transaction(&t, &[]).await }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{results:?}"
+    );
+    assert!(results.iter().all(|r| matches!(
+        r,
+        Ok(())
+            | Err(InsertError::OrderRefused(OrderRefusal::Overpayment {
+                remaining: 200,
+                ..
+            }))
+    )));
+    let sheet = s.order(&order.id).await.unwrap().unwrap();
+    assert_eq!((sheet.tenders.len(), sheet.summary().remaining), (2, 200));
+    // Another merchant's tender does not find the order.
+    s.insert_device(&device("o-idle"), None).await.unwrap();
+    let mut foreign = tender("o-idle", 100);
+    foreign.merchant_id = MerchantId::from_stored("other".into());
+    assert!(matches!(
+        s.insert_transaction(&foreign, &[]).await,
+        Err(InsertError::UnknownOrder)
+    ));
+    // Cancelled once; then it takes nothing.
+    assert!(s.cancel_order(&order.id, ms_now()).await.unwrap());
+    assert!(!s.cancel_order(&order.id, ms_now()).await.unwrap());
+    let late = tender("o-idle", 100);
+    assert!(matches!(
+        s.insert_transaction(&late, &[]).await,
+        Err(InsertError::OrderRefused(OrderRefusal::Cancelled(_)))
+    ));
+    assert!(s.order(&order.id).await.unwrap().unwrap().order.cancelled);
+}
+
+async fn capabilities_and_merchant_terms(s: Arc<dyn Store>) {
+    s.insert_device(&device("c0"), None).await.unwrap();
+    let id = DeviceId::parse("c0").unwrap();
+    s.set_device_capabilities(&id, "currency void")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.device(&id).await.unwrap().unwrap().capabilities,
+        vec!["currency".to_string(), "void".to_string()]
+    );
+    let shop = MerchantRecord {
+        id: MerchantId::from_stored("mid".into()),
+        name: "Shop".into(),
+        created_at: ms_now(),
+        currency: protocol::Currency::AUD,
+        max_tip_percent: 30,
+    };
+    s.create_merchant(&shop, &audit("merchant.created", "mid", Some(&shop.id)))
+        .await
+        .unwrap();
+    let nzd = protocol::Currency::parse("NZD").unwrap();
+    assert!(s
+        .set_merchant_terms(
+            &shop.id,
+            nzd,
+            15,
+            &audit("merchant.terms_set", "mid", Some(&shop.id))
+        )
+        .await
+        .unwrap());
+    let m = s.merchant(&shop.id).await.unwrap().unwrap();
+    assert_eq!((m.currency, m.max_tip_percent), (nzd, 15));
+    assert!(!s
+        .set_merchant_terms(
+            &MerchantId::from_stored("none".into()),
+            nzd,
+            15,
+            &audit("merchant.terms_set", "none", None)
+        )
+        .await
+        .unwrap());
+    // A route carries the device's merchant's currency.
+    s.pair_register(&register("rc", "c0")).await.unwrap();
+    assert_eq!(s.route(&key("rc")).await.unwrap().unwrap().currency, nzd);
+}
+
 macro_rules! contract {
     ($($name:ident),*) => {
         mod on_sqlite {
@@ -1501,7 +1739,10 @@ contract!(
     probe_writes,
     purge,
     unused_self_enrolled_devices_are_purged,
-    races
+    races,
+    follow_ups_fit_their_payment,
+    tenders_fit_their_order,
+    capabilities_and_merchant_terms
 );
 
 #[tokio::test]
