@@ -184,7 +184,10 @@ pub async fn merchant(cmd: MerchantCommand) -> anyhow::Result<ExitCode> {
             if merchants.is_empty() {
                 println!("no merchants (add one with `eftcloud merchant add --name <name>`)");
             } else {
-                println!("{:<36}  {:<8}  {:<7}  NAME", "MERCHANT", "CURRENCY", "MAX TIP");
+                println!(
+                    "{:<36}  {:<8}  {:<7}  NAME",
+                    "MERCHANT", "CURRENCY", "MAX TIP"
+                );
                 for m in merchants {
                     let tip = format!("{}%", m.max_tip_percent);
                     println!("{:<36}  {:<8}  {:<7}  {}", m.id, m.currency, tip, m.name);

@@ -487,8 +487,17 @@ async fn order(client: &PosClient, cmd: OrderCommand) -> Result<ExitCode, CliErr
     };
     let mut out = format!(
         "{:<18} {}\n{:<18} {}\n{:<18} {} {}\n{:<18} {}\n{:<18} {}\n",
-        "Order:", o.order_id, "State:", o.state, "Total:", o.currency, o.amount_total,
-        "Paid:", o.amount_paid, "Remaining:", o.amount_remaining
+        "Order:",
+        o.order_id,
+        "State:",
+        o.state,
+        "Total:",
+        o.currency,
+        o.amount_total,
+        "Paid:",
+        o.amount_paid,
+        "Remaining:",
+        o.amount_remaining
     );
     for t in &o.tenders {
         out.push_str(&format!(
@@ -502,7 +511,10 @@ async fn order(client: &PosClient, cmd: OrderCommand) -> Result<ExitCode, CliErr
             (_, _, Some(e)) => format!("not reversed: {e}"),
             _ => String::new(),
         };
-        out.push_str(&format!("  reversal of {}: {what}\n", r.tender_transaction_id));
+        out.push_str(&format!(
+            "  reversal of {}: {what}\n",
+            r.tender_transaction_id
+        ));
     }
     print_stdout(&out);
     Ok(ExitCode::SUCCESS)

@@ -166,7 +166,10 @@ mod tests {
         for c in CODES {
             assert_eq!(c.len(), 3);
             assert!(c.bytes().all(|b| b.is_ascii_uppercase()), "{c}");
-            assert_eq!(Currency::parse(c).map(|x| x.code().to_string()), Ok(c.to_string()));
+            assert_eq!(
+                Currency::parse(c).map(|x| x.code().to_string()),
+                Ok(c.to_string())
+            );
         }
     }
 

@@ -80,7 +80,14 @@ pub mod capability {
     pub const CURRENCY: &str = "currency";
 
     /// Every capability this crate knows, as the reference agent declares them.
-    pub const ALL: [&str; 6] = [REFERENCED_REFUND, VOID, TIP_ADJUST, TOP_UP, RELEASE, CURRENCY];
+    pub const ALL: [&str; 6] = [
+        REFERENCED_REFUND,
+        VOID,
+        TIP_ADJUST,
+        TOP_UP,
+        RELEASE,
+        CURRENCY,
+    ];
 
     /// The capabilities a request needs of the device that runs it.
     pub fn needed_by(request: &TransactionRequest) -> Vec<&'static str> {

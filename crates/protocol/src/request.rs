@@ -89,7 +89,9 @@ pub enum RequestError {
     #[error(transparent)]
     BadCurrency(#[from] UnknownCurrency),
     /// A follow-up named as a `TransactionType`: they have routes of their own.
-    #[error("TransactionType '{0}' is an eftcloud follow-up: use POST /pos/transaction/{{id}}/{1}")]
+    #[error(
+        "TransactionType '{0}' is an eftcloud follow-up: use POST /pos/transaction/{{id}}/{1}"
+    )]
     FollowUpFunction(Function, &'static str),
 }
 
@@ -357,7 +359,9 @@ mod tests {
             Ok("JPY".into())
         );
         assert_eq!(
-            r.map(|r| r.pos_fields()).ok().and_then(|f| f.last().cloned()),
+            r.map(|r| r.pos_fields())
+                .ok()
+                .and_then(|f| f.last().cloned()),
             Some(("Currency", "JPY".to_string()))
         );
         let none = parse(&[("TransactionType", "Card.Purchase"), ("AmountTotal", "500")]);
@@ -377,7 +381,10 @@ mod tests {
     fn follow_ups_are_not_transaction_types() {
         for f in Function::FOLLOW_UPS {
             let e = parse(&[("TransactionType", f.as_str()), ("AmountTotal", "500")]);
-            assert!(matches!(e, Err(RequestError::FollowUpFunction(g, _)) if g == f), "{f}");
+            assert!(
+                matches!(e, Err(RequestError::FollowUpFunction(g, _)) if g == f),
+                "{f}"
+            );
         }
     }
 

@@ -468,7 +468,10 @@ impl Agent {
             // as `result` frames once welcomed.
             unacknowledged: hello_results,
             in_progress: self.journal.in_progress(),
-            capabilities: protocol::device::capability::ALL.iter().map(|c| c.to_string()).collect(),
+            capabilities: protocol::device::capability::ALL
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
         });
         let hello_has_results =
             matches!(&hello, DeviceMessage::Hello(h) if !h.unacknowledged.is_empty());

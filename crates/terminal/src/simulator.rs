@@ -509,7 +509,10 @@ impl Simulator {
         receipt.currency = req.currency();
         if matches!(
             f,
-            Function::CardVoid | Function::CardTipAdjust | Function::CardTopUp | Function::CardRelease
+            Function::CardVoid
+                | Function::CardTipAdjust
+                | Function::CardTopUp
+                | Function::CardRelease
         ) {
             return self.follow_up(tx, fields, receipt).await;
         }
@@ -697,7 +700,11 @@ impl Simulator {
             return BackendOutcome::PowerFailure;
         }
         let processing = self
-            .step(tx, prompt::PROCESSING, &format!("{}\nProcessing, please wait", label(f)))
+            .step(
+                tx,
+                prompt::PROCESSING,
+                &format!("{}\nProcessing, please wait", label(f)),
+            )
             .await;
         if let Some(card) = Card::from_fields(&original.fields) {
             fields.insert("CardPan".into(), card.pan.clone());
@@ -708,7 +715,10 @@ impl Simulator {
         if let Some(auth) = original.fields.get("AuthId") {
             receipt.pair("ORIGINAL AUTH", auth);
         }
-        fields.insert("OriginalTransactionId".into(), original.transaction_id.to_string());
+        fields.insert(
+            "OriginalTransactionId".into(),
+            original.transaction_id.to_string(),
+        );
         if processing.is_err() {
             fields.insert("Receipt".into(), receipt.finish("CANCELLED BY POS"));
             return BackendOutcome::Completed(device_result(

@@ -335,7 +335,10 @@ impl Principal {
             // Where keyless registers are admitted, they may do what SmartConnect lets a
             // register do, and refund by reference (keys in force draw the line by scope).
             Principal::Keyless => {
-                matches!(scope, Scope::PosTransact | Scope::PosRead | Scope::PosRefund)
+                matches!(
+                    scope,
+                    Scope::PosTransact | Scope::PosRead | Scope::PosRefund
+                )
             }
             Principal::Key { scopes, .. } => scopes.grants(scope),
             Principal::Person { role, .. } => role.scopes().grants(scope),

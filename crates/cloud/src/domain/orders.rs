@@ -228,7 +228,9 @@ mod tests {
     use super::*;
     use crate::domain::lifecycle::{CompletedBy, Completion};
     use proptest::prelude::*;
-    use protocol::{Cents, RegisterInfo, RegisterKey, ResultCode, TransactionId, TransactionRequest};
+    use protocol::{
+        Cents, RegisterInfo, RegisterKey, ResultCode, TransactionId, TransactionRequest,
+    };
 
     fn order(total: u64) -> OrderRecord {
         OrderRecord {
@@ -295,16 +297,25 @@ mod tests {
             tender_of(9_000, Some(TransactionResult::Declined)),
         ];
         let s = summarise(&o, &tenders);
-        assert_eq!((s.state, s.paid, s.in_flight, s.remaining), (OrderState::Open, 4_000, 3_000, 3_000));
+        assert_eq!(
+            (s.state, s.paid, s.in_flight, s.remaining),
+            (OrderState::Open, 4_000, 3_000, 3_000)
+        );
         assert!(admit_tender(&o, &tenders, &request(3_000)).is_ok());
         let e = admit_tender(&o, &tenders, &request(3_001));
-        assert_eq!(e.as_ref().err().and_then(OrderRefusal::remaining), Some(3_000));
+        assert_eq!(
+            e.as_ref().err().and_then(OrderRefusal::remaining),
+            Some(3_000)
+        );
         let paid = [
             tender_of(4_000, Some(TransactionResult::Accepted)),
             tender_of(6_000, Some(TransactionResult::Accepted)),
         ];
         assert_eq!(summarise(&o, &paid).state, OrderState::Paid);
-        assert!(matches!(admit_tender(&o, &paid, &request(1)), Err(OrderRefusal::Paid(_))));
+        assert!(matches!(
+            admit_tender(&o, &paid, &request(1)),
+            Err(OrderRefusal::Paid(_))
+        ));
         let cancelled = OrderRecord {
             cancelled: true,
             ..o.clone()
@@ -315,7 +326,10 @@ mod tests {
         ));
         let mut refund = request(1);
         refund.function = Function::CardRefund;
-        assert!(matches!(admit_tender(&o, &[], &refund), Err(OrderRefusal::NotATender(_))));
+        assert!(matches!(
+            admit_tender(&o, &[], &refund),
+            Err(OrderRefusal::NotATender(_))
+        ));
         let mut yen = request(1);
         yen.currency = Currency::parse("JPY").ok();
         assert!(matches!(

@@ -94,7 +94,10 @@ pub enum Refusal {
     #[error("transaction {0} was not approved: there is nothing to act on")]
     NotApproved(TransactionId),
     #[error("transaction {id} has been voided: nothing is left to {what}")]
-    Voided { id: TransactionId, what: &'static str },
+    Voided {
+        id: TransactionId,
+        what: &'static str,
+    },
     #[error("refund of {} exceeds what is refundable: {} (refunded {}, in progress {})",
         currency.decimal(*asked), currency.decimal(*refundable), currency.decimal(*refunded), currency.decimal(*refunding))]
     ExceedsRefundable {
@@ -224,9 +227,7 @@ pub fn summarise(payment: &Payment, follow_ups: &[FollowUp]) -> Summary {
         match (f.function, f.state) {
             (_, NotApproved) => {}
             (Function::CardRefund, Approved) => s.refunded = s.refunded.saturating_add(f.amount),
-            (Function::CardRefund, InFlight) => {
-                s.refunding = s.refunding.saturating_add(f.amount)
-            }
+            (Function::CardRefund, InFlight) => s.refunding = s.refunding.saturating_add(f.amount),
             (Function::CardVoid, Approved) => s.voided = true,
             (Function::CardVoid, InFlight) => s.voiding = true,
             (Function::CardTipAdjust, Approved) => {
@@ -338,7 +339,10 @@ pub fn admit(
             if s.adjusting {
                 return Err(Refusal::Busy(id, "tip adjustment"));
             }
-            let max = payment.base.saturating_mul(u64::from(policy.max_tip_percent)) / 100;
+            let max = payment
+                .base
+                .saturating_mul(u64::from(policy.max_tip_percent))
+                / 100;
             if asked.amount > max {
                 return Err(Refusal::TipTooHigh {
                     asked: asked.amount,
@@ -592,7 +596,10 @@ mod tests {
         assert!(admits(&p, &fs, Function::CardRefund, 500));
         let e = admit(&p, &fs, &ask(Function::CardRefund, 501), Policy::default());
         assert_eq!(e.as_ref().err().and_then(Refusal::refundable), Some(500));
-        assert!(matches!(e, Err(Refusal::ExceedsRefundable { asked: 501, .. })));
+        assert!(matches!(
+            e,
+            Err(Refusal::ExceedsRefundable { asked: 501, .. })
+        ));
     }
 
     #[test]
@@ -604,10 +611,19 @@ mod tests {
             ..p.clone()
         };
         assert!(matches!(
-            admit(&declined, &[], &ask(Function::CardRefund, 1), Policy::default()),
+            admit(
+                &declined,
+                &[],
+                &ask(Function::CardRefund, 1),
+                Policy::default()
+            ),
             Err(Refusal::NotApproved(_))
         ));
-        for kind in [Function::CardRefund, Function::CardAuthorise, Function::TerminalGetStatus] {
+        for kind in [
+            Function::CardRefund,
+            Function::CardAuthorise,
+            Function::TerminalGetStatus,
+        ] {
             let other = Payment {
                 function: kind,
                 ..p.clone()
@@ -622,7 +638,12 @@ mod tests {
         assert_eq!(summarise(&cash, &[]).refundable, 600);
         let voided = [f(Function::CardVoid, 0, Approved)];
         assert!(matches!(
-            admit(&p, &voided, &ask(Function::CardRefund, 1), Policy::default()),
+            admit(
+                &p,
+                &voided,
+                &ask(Function::CardRefund, 1),
+                Policy::default()
+            ),
             Err(Refusal::Voided { .. })
         ));
         let aud_vs_jpy = Asked {
@@ -644,7 +665,12 @@ mod tests {
             ..p.clone()
         };
         assert!(matches!(
-            admit(&settled, &[], &ask(Function::CardVoid, 0), Policy::default()),
+            admit(
+                &settled,
+                &[],
+                &ask(Function::CardVoid, 0),
+                Policy::default()
+            ),
             Err(Refusal::Settled(_))
         ));
         for fs in [
@@ -656,7 +682,12 @@ mod tests {
                 Err(Refusal::Voided { .. })
             ));
         }
-        assert!(admits(&p, &[f(Function::CardVoid, 0, NotApproved)], Function::CardVoid, 0));
+        assert!(admits(
+            &p,
+            &[f(Function::CardVoid, 0, NotApproved)],
+            Function::CardVoid,
+            0
+        ));
         assert!(matches!(
             admit(
                 &p,
@@ -681,7 +712,10 @@ mod tests {
         let tip = |amount| admit(&p, &[], &ask(Function::CardTipAdjust, amount), policy);
         assert!(tip(200).is_ok());
         assert!(tip(0).is_ok());
-        assert!(matches!(tip(201), Err(Refusal::TipTooHigh { max: 200, .. })));
+        assert!(matches!(
+            tip(201),
+            Err(Refusal::TipTooHigh { max: 200, .. })
+        ));
         let fs = [
             f(Function::CardTipAdjust, 150, Approved),
             f(Function::CardTipAdjust, 100, Approved),
@@ -717,7 +751,12 @@ mod tests {
         assert_eq!(summarise(&p, &fs).authorised, 15_000);
         assert!(admits(&p, &fs, Function::CardFinalise, 15_000));
         assert!(matches!(
-            admit(&p, &fs, &ask(Function::CardFinalise, 15_001), Policy::default()),
+            admit(
+                &p,
+                &fs,
+                &ask(Function::CardFinalise, 15_001),
+                Policy::default()
+            ),
             Err(Refusal::ExceedsAuthorised {
                 authorised: 15_000,
                 ..
@@ -727,7 +766,11 @@ mod tests {
         captured.push(f(Function::CardFinalise, 12_000, Approved));
         let s = summarise(&p, &captured);
         assert_eq!((s.captured, s.released), (12_000, 0));
-        for next in [Function::CardTopUp, Function::CardRelease, Function::CardFinalise] {
+        for next in [
+            Function::CardTopUp,
+            Function::CardRelease,
+            Function::CardFinalise,
+        ] {
             assert!(matches!(
                 admit(&p, &captured, &ask(next, 1), Policy::default()),
                 Err(Refusal::Closed(_, "completed"))
@@ -737,7 +780,12 @@ mod tests {
         released.push(f(Function::CardRelease, 0, Approved));
         assert_eq!(summarise(&p, &released).released, 15_000);
         assert!(matches!(
-            admit(&p, &released, &ask(Function::CardFinalise, 1), Policy::default()),
+            admit(
+                &p,
+                &released,
+                &ask(Function::CardFinalise, 1),
+                Policy::default()
+            ),
             Err(Refusal::Closed(_, "released"))
         ));
         let topping = [f(Function::CardTopUp, 1, InFlight)];

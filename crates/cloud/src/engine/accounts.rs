@@ -169,7 +169,12 @@ impl Engine {
                 "currency": currency.code(), "maxTipPercent": max_tip_percent,
             })
             .to_string(),
-            ..entry(actor, self.now(), "merchant.terms_set", merchant.id.as_str())
+            ..entry(
+                actor,
+                self.now(),
+                "merchant.terms_set",
+                merchant.id.as_str(),
+            )
         };
         if !self
             .store()

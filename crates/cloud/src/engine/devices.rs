@@ -159,9 +159,7 @@ impl Engine {
                 | InsertError::UnknownOriginal
                 | InsertError::OrderRefused(_)
                 | InsertError::UnknownOrder,
-            ) => {
-                Err(EnrollError::AlreadyEnrolled(id.clone()))
-            }
+            ) => Err(EnrollError::AlreadyEnrolled(id.clone())),
             Err(InsertError::Store(e)) => Err(e.into()),
         }
     }

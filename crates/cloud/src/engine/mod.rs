@@ -203,8 +203,12 @@ impl Engine {
                     tx.id,
                     crate::domain::timeline::outcome_text(c)
                 );
-                self.note_on_original(original.transaction_id, EventKind::FollowUpCompleted, detail)
-                    .await;
+                self.note_on_original(
+                    original.transaction_id,
+                    EventKind::FollowUpCompleted,
+                    detail,
+                )
+                .await;
             }
         }
     }

@@ -59,7 +59,11 @@ impl Engine {
         let route = store
             .route(&new.register)
             .await?
-            .filter(|r| new.merchant.as_ref().is_none_or(|m| *m == r.device.merchant_id))
+            .filter(|r| {
+                new.merchant
+                    .as_ref()
+                    .is_none_or(|m| *m == r.device.merchant_id)
+            })
             .ok_or(OrderError::NotPaired)?;
         let merchant = route.device.merchant_id;
         let currency = new.currency.unwrap_or(route.currency);
@@ -181,15 +185,18 @@ impl Engine {
             match left {
                 Ok(amount) => (FollowUpKind::Refund(amount), "refund"),
                 // Refunded in full already: look for the refund this cancel made.
-                Err(e) => return self.earlier_reversal(&payment, &reference("refund")).ok_or(e),
+                Err(e) => {
+                    return self
+                        .earlier_reversal(&payment, &reference("refund"))
+                        .ok_or(e)
+                }
             }
         } else {
             (FollowUpKind::Void, "void")
         };
-        let already_voided = payment
-            .follow_ups()
-            .iter()
-            .any(|f| f.function == protocol::Function::CardVoid && f.state == FollowUpState::Approved);
+        let already_voided = payment.follow_ups().iter().any(|f| {
+            f.function == protocol::Function::CardVoid && f.state == FollowUpState::Approved
+        });
         if already_voided {
             if let Some(found) = self.earlier_reversal(&payment, &reference("void")) {
                 return Ok(found);

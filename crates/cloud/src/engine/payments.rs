@@ -89,7 +89,10 @@ impl Engine {
                             return Err(StartError::NotPaired);
                         };
                         let mut all = store
-                            .transactions_by_merchant_reference(&route.device.merchant_id, reference)
+                            .transactions_by_merchant_reference(
+                                &route.device.merchant_id,
+                                reference,
+                            )
                             .await?;
                         if all.len() > 1 {
                             return Err(StartError::AmbiguousOriginal(reference.clone()));

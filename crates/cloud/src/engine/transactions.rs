@@ -305,8 +305,12 @@ impl Engine {
         if let Some(original) = &record.request.original {
             let amount = crate::domain::payments::asked_amount(&record.request);
             let detail = format!("{} {} of {amount}", record.request.function, record.id);
-            self.note_on_original(original.transaction_id, crate::domain::timeline::EventKind::FollowUp, detail)
-                .await;
+            self.note_on_original(
+                original.transaction_id,
+                crate::domain::timeline::EventKind::FollowUp,
+                detail,
+            )
+            .await;
         }
         match &record.phase {
             Phase::Offered { accept_deadline } => {

@@ -37,7 +37,9 @@ pub fn original_of(fields: &Fields) -> Result<Option<OriginalRef>, FieldError> {
         (Some(id), None) => id
             .parse::<TransactionId>()
             .map(|id| Some(OriginalRef::Id(id)))
-            .map_err(|_| FieldError::invalid("Invalid OriginalTransactionId: expected a transactionId")),
+            .map_err(|_| {
+                FieldError::invalid("Invalid OriginalTransactionId: expected a transactionId")
+            }),
         (None, Some(r)) if r.chars().count() > 128 => Err(FieldError::invalid(
             "Invalid OriginalPosReference: at most 128 characters",
         )),
@@ -211,11 +213,21 @@ pub struct FollowUpForm {
     #[schema(rename = "merchantAccessToken", required = false)]
     pub merchant_access_token: String,
     /// `/refund` and `/increment`: the amount in minor units of the original's currency.
-    #[schema(rename = "AmountTotal", required = false, pattern = "^[0-9]+$", example = "500")]
+    #[schema(
+        rename = "AmountTotal",
+        required = false,
+        pattern = "^[0-9]+$",
+        example = "500"
+    )]
     pub amount_total: String,
     /// `/adjust`: the new tip in minor units (0 removes it), at most the merchant's maximum
     /// percentage of the amount asked for.
-    #[schema(rename = "AmountTip", required = false, pattern = "^[0-9]+$", example = "150")]
+    #[schema(
+        rename = "AmountTip",
+        required = false,
+        pattern = "^[0-9]+$",
+        example = "150"
+    )]
     pub amount_tip: String,
     /// `/capture`: the amount to capture, at most what is authorised.
     #[schema(rename = "AmountFinal", required = false, pattern = "^[0-9]+$")]
@@ -226,7 +238,11 @@ pub struct FollowUpForm {
     /// The POS's reference for the follow-up: a retry returns the same follow-up.
     #[schema(rename = "PosReference", required = false, max_length = 128)]
     pub pos_reference: String,
-    #[schema(rename = "PosNotificationCallbackUrl", required = false, format = "uri")]
+    #[schema(
+        rename = "PosNotificationCallbackUrl",
+        required = false,
+        format = "uri"
+    )]
     pub callback_url: String,
     /// Hold the answer up to this many seconds (at most 60) until the follow-up completes.
     #[schema(rename = "wait", required = false, minimum = 0, maximum = 60)]
@@ -384,9 +400,7 @@ pub fn view(p: &crate::domain::payments::PaymentRecord) -> PaymentView {
                     amount: f.amount.to_string(),
                     state: f.state,
                     result: match &t.phase {
-                        crate::domain::lifecycle::Phase::Completed(c) => {
-                            Some(c.result.to_string())
-                        }
+                        crate::domain::lifecycle::Phase::Completed(c) => Some(c.result.to_string()),
                         _ => None,
                     },
                 }

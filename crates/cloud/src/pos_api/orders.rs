@@ -54,7 +54,9 @@ impl From<OrderError> for ApiError {
     fn from(e: OrderError) -> Self {
         match e {
             OrderError::NotPaired => OrdersError::NotPaired.into(),
-            e @ OrderError::ReferenceConflict(_) => OrdersError::ReferenceConflict(e.to_string()).into(),
+            e @ OrderError::ReferenceConflict(_) => {
+                OrdersError::ReferenceConflict(e.to_string()).into()
+            }
             OrderError::Engine(e) => ServiceError::engine(e).into(),
         }
     }
@@ -124,7 +126,9 @@ fn view(sheet: &OrderSheet, reversals: Option<&[Reversal]>) -> OrderView {
         amount_remaining: s.remaining.to_string(),
         state: s.state,
         pos_reference: o.pos_reference.clone(),
-        created_at: o.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        created_at: o
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         tenders: sheet
             .tenders
             .iter()
@@ -262,7 +266,11 @@ pub async fn create(
 
 /// The order in the path, if this request may see it: a key of its merchant (or one that sees
 /// every merchant), or a register triple of a register of its merchant.
-async fn authorized_order(state: &ApiState, id: &str, fields: &Fields) -> Result<OrderSheet, ApiError> {
+async fn authorized_order(
+    state: &ApiState,
+    id: &str,
+    fields: &Fields,
+) -> Result<OrderSheet, ApiError> {
     let id = OrderId::parse(id).map_err(|_| OrdersError::NotFound)?;
     let principal = &fields.credential().principal;
     let sheet = state

@@ -92,7 +92,9 @@ impl From<StartError> for ApiError {
             StartError::NotPaired => TransactionError::NotPaired.into(),
             StartError::DeviceBusy => TransactionError::DeviceBusy.into(),
             StartError::ReferenceConflict(r) => TransactionError::ReferenceConflict(r).into(),
-            e @ StartError::Unsupported { .. } => TransactionError::Unsupported(e.to_string()).into(),
+            e @ StartError::Unsupported { .. } => {
+                TransactionError::Unsupported(e.to_string()).into()
+            }
             StartError::UnknownOriginal => TransactionError::UnknownOriginal.into(),
             e @ StartError::AmbiguousOriginal(_) => {
                 TransactionError::AmbiguousOriginal(e.to_string()).into()
@@ -143,7 +145,10 @@ pub(super) fn callback_url(fields: &Fields) -> Result<Option<String>, FieldError
 const MAX_REFERENCE_LEN: usize = 128;
 
 /// The POS's reference: the `PosReference` field, else the `Idempotency-Key` header.
-pub(super) fn pos_reference(fields: &Fields, headers: &HeaderMap) -> Result<Option<String>, FieldError> {
+pub(super) fn pos_reference(
+    fields: &Fields,
+    headers: &HeaderMap,
+) -> Result<Option<String>, FieldError> {
     let from_header = headers
         .get("idempotency-key")
         .map(|v| {
@@ -177,7 +182,11 @@ fn parse(fields: &Fields, headers: &HeaderMap) -> Result<(Mode, NewTransaction),
     .map_err(FieldError::invalid)?;
     let mode = mode(fields)?;
     let mut request = TransactionRequest::parse(|k| fields.get(k)).map_err(FieldError::invalid)?;
-    if let Some(order) = fields.get("OrderId").map(str::trim).filter(|o| !o.is_empty()) {
+    if let Some(order) = fields
+        .get("OrderId")
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
         let order = crate::domain::orders::OrderId::parse(order).map_err(FieldError::invalid)?;
         request.order_id = Some(order.to_string());
     }
@@ -326,7 +335,13 @@ pub struct TransactionForm {
     /// eftcloud extension: the ISO 4217 currency of the amounts (which are in its minor units:
     /// JPY 0 decimals, AUD 2, KWD 3). Absent: the merchant's default (AUD unless the operator
     /// set another). A device must declare the `currency` capability for any but AUD.
-    #[schema(rename = "Currency", required = false, example = "AUD", min_length = 3, max_length = 3)]
+    #[schema(
+        rename = "Currency",
+        required = false,
+        example = "AUD",
+        min_length = 3,
+        max_length = 3
+    )]
     pub currency: String,
     /// eftcloud extension, `Card.Refund` and `Card.Finalise` only: the payment this refunds or
     /// completes, by `transactionId`. The refund may run on any device of that payment's

@@ -203,7 +203,8 @@ pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord, StoreError> {
 
 /// A merchant's currency as a route reads it.
 pub(super) fn route_currency(stored: &str) -> Result<protocol::Currency, StoreError> {
-    protocol::Currency::parse(stored).map_err(|e| StoreError::Corrupt(format!("merchant currency: {e}")))
+    protocol::Currency::parse(stored)
+        .map_err(|e| StoreError::Corrupt(format!("merchant currency: {e}")))
 }
 
 /// The `capabilities` column: names separated by spaces.
@@ -224,8 +225,7 @@ pub fn capabilities_column(declared: &[String]) -> String {
         .filter(|c| {
             !c.is_empty()
                 && c.len() <= 64
-                && c
-                    .bytes()
+                && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
         .collect();

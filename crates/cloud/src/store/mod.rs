@@ -11,8 +11,8 @@ mod postgres;
 mod sqlite;
 
 pub use aggregates::{
-    AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore, Store,
-    TimelineStore, TransactionStore, OPERATIONS,
+    AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore,
+    Store, TimelineStore, TransactionStore, OPERATIONS,
 };
 
 pub use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};

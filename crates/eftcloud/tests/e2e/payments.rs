@@ -94,7 +94,10 @@ async fn a_purchase_is_refunded_in_parts_from_another_device_never_past_what_was
     let (status, refund) = post(&app, &path, &form).await;
     assert_eq!(status, 200, "{refund}");
     let refund = outcome(&app, &refund).await;
-    assert_eq!(refund["data"]["TransactionResult"], "OK-ACCEPTED", "{refund}");
+    assert_eq!(
+        refund["data"]["TransactionResult"], "OK-ACCEPTED",
+        "{refund}"
+    );
     assert_eq!(refund["data"]["Function"], "Card.Refund");
     assert_eq!(refund["data"]["OriginalTransactionId"], sale.as_str());
     assert_eq!(refund["deviceId"], "pay-back");
@@ -107,7 +110,10 @@ async fn a_purchase_is_refunded_in_parts_from_another_device_never_past_what_was
     let (status, refused) = post(&app, &path, &too_much).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["amountRefundable"], "400");
-    assert!(refused["error"].as_str().unwrap().contains("refundable"), "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("refundable"),
+        "{refused}"
+    );
 
     // The rest through SmartConnect's Card.Refund, by the POS's own reference.
     let mut smart = register_form(&back);
@@ -139,11 +145,17 @@ async fn a_purchase_is_refunded_in_parts_from_another_device_never_past_what_was
     let mut declined = register_form(&front);
     declined.push(("AmountTotal", "1951"));
     let (_, d) = post(&app, &path2, &declined).await;
-    assert_eq!(outcome(&app, &d).await["data"]["TransactionResult"], "OK-DECLINED");
+    assert_eq!(
+        outcome(&app, &d).await["data"]["TransactionResult"],
+        "OK-DECLINED"
+    );
     let mut all = register_form(&front);
     all.push(("AmountTotal", "2000"));
     let (_, ok) = post(&app, &path2, &all).await;
-    assert_eq!(outcome(&app, &ok).await["data"]["TransactionResult"], "OK-ACCEPTED");
+    assert_eq!(
+        outcome(&app, &ok).await["data"]["TransactionResult"],
+        "OK-ACCEPTED"
+    );
 
     // An unreferenced Card.Refund works as it always did.
     let mut plain = register_form(&front);
@@ -196,7 +208,10 @@ async fn follow_ups_are_refused_where_they_do_not_belong() {
     assert_eq!(status, 401);
     // Follow-ups are not SmartConnect TransactionTypes.
     let mut smart = register_form(&front);
-    smart.extend([("TransactionType", "Card.Void"), ("TransactionMode", "ASYNC")]);
+    smart.extend([
+        ("TransactionType", "Card.Void"),
+        ("TransactionMode", "ASYNC"),
+    ]);
     let (status, body) = app.post_form("/pos/transaction", &smart).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("/void"), "{body}");
@@ -205,7 +220,10 @@ async fn follow_ups_are_refused_where_they_do_not_belong() {
     yen.extend([("AmountTotal", "1"), ("Currency", "JPY")]);
     let (status, body) = post(&app, &format!("/pos/transaction/{sale}/refund"), &yen).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("Currency"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Currency"),
+        "{body}"
+    );
     // A refund of a refund, a void of a pre-authorisation, a top-up of a purchase.
     let (_, r) = post(&app, &format!("/pos/transaction/{sale}/refund"), &form).await;
     let refund_id = outcome(&app, &r).await["transactionId"]
@@ -216,7 +234,10 @@ async fn follow_ups_are_refused_where_they_do_not_belong() {
     assert_eq!(status, 409, "{body}");
     let (status, body) = post(&app, &format!("/pos/transaction/{sale}/increment"), &form).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("pre-authorisation"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("pre-authorisation"));
 }
 
 #[tokio::test]
@@ -233,7 +254,10 @@ async fn a_void_reverses_once_and_only_before_settlement() {
     // Once.
     let (status, again) = post(&app, &path, &register_form(&front)).await;
     assert_eq!(status, 409, "{again}");
-    assert!(again["error"].as_str().unwrap().contains("voided"), "{again}");
+    assert!(
+        again["error"].as_str().unwrap().contains("voided"),
+        "{again}"
+    );
     let mut refund = register_form(&front);
     refund.push(("AmountTotal", "1"));
     let (status, r) = post(&app, &format!("/pos/transaction/{sale}/refund"), &refund).await;
@@ -259,7 +283,10 @@ async fn a_void_reverses_once_and_only_before_settlement() {
     )
     .await;
     assert_eq!(status, 409, "{settled}");
-    assert!(settled["error"].as_str().unwrap().contains("settled"), "{settled}");
+    assert!(
+        settled["error"].as_str().unwrap().contains("settled"),
+        "{settled}"
+    );
     assert_eq!(payment(&app, &later, &front).await["settled"], true);
 }
 
@@ -288,7 +315,11 @@ async fn a_tip_is_adjusted_within_the_merchant_maximum() {
         assert_eq!(a["data"]["AmountTip"], tip);
     }
     let p = payment(&app, &sale, &front).await;
-    assert_eq!((p["amountTip"].as_str(), p["amountTotal"].as_str()), (Some("150"), Some("1150")), "{p}");
+    assert_eq!(
+        (p["amountTip"].as_str(), p["amountTotal"].as_str()),
+        (Some("150"), Some("1150")),
+        "{p}"
+    );
     assert_eq!(p["amountRefundable"], "1150");
 }
 
@@ -316,12 +347,18 @@ async fn a_pre_authorisation_is_topped_up_then_captured_up_to_what_is_held() {
         assert_eq!(status, 200, "{t}");
         assert_eq!(outcome(&app, &t).await["data"]["TransactionResult"], result);
     }
-    assert_eq!(payment(&app, &id, &front).await["amountAuthorised"], "15000");
+    assert_eq!(
+        payment(&app, &id, &front).await["amountAuthorised"],
+        "15000"
+    );
     let mut over = register_form(&front);
     over.push(("AmountFinal", "15001"));
     let (status, body) = post(&app, &step("capture"), &over).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("authorised"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("authorised"),
+        "{body}"
+    );
     // The completion through SmartConnect's Card.Finalise, by reference.
     let mut fin = register_form(&front);
     fin.extend([
@@ -333,12 +370,18 @@ async fn a_pre_authorisation_is_topped_up_then_captured_up_to_what_is_held() {
     ]);
     let (status, f) = app.post_form("/pos/transaction", &fin).await;
     assert_eq!(status, 200, "{f}");
-    assert_eq!(outcome(&app, &f).await["data"]["TransactionResult"], "OK-ACCEPTED");
+    assert_eq!(
+        outcome(&app, &f).await["data"]["TransactionResult"],
+        "OK-ACCEPTED"
+    );
     let p = payment(&app, &id, &front).await;
     assert_eq!(p["amountCaptured"], "14000", "{p}");
     let (status, body) = post(&app, &step("release"), &register_form(&front)).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("completed"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("completed"),
+        "{body}"
+    );
 
     // Another one is released instead.
     let mut auth2 = auth.clone();
@@ -356,7 +399,10 @@ async fn a_pre_authorisation_is_topped_up_then_captured_up_to_what_is_held() {
     )
     .await;
     assert_eq!(status, 200, "{r}");
-    assert_eq!(outcome(&app, &r).await["data"]["TransactionResult"], "OK-ACCEPTED");
+    assert_eq!(
+        outcome(&app, &r).await["data"]["TransactionResult"],
+        "OK-ACCEPTED"
+    );
     assert_eq!(payment(&app, &id2, &front).await["amountReleased"], "10000");
 }
 
@@ -371,16 +417,27 @@ async fn a_device_that_does_not_declare_a_capability_is_never_sent_it() {
     refund.push(("AmountTotal", "100"));
     let (status, body) = post(&app, &format!("/pos/transaction/{sale}/refund"), &refund).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("refund.referenced"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("refund.referenced"),
+        "{body}"
+    );
     // A currency other than AUD needs `currency`.
     let mut yen = purchase(&old_reg, "500");
     yen.push(("Currency", "JPY"));
     let (status, body) = app.post_form("/pos/transaction", &yen).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("currency"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("currency"),
+        "{body}"
+    );
     old.expect_silence(Duration::from_millis(200)).await;
     // What it always did still reaches it.
-    let (status, _) = app.post_form("/pos/transaction", &purchase(&old_reg, "500")).await;
+    let (status, _) = app
+        .post_form("/pos/transaction", &purchase(&old_reg, "500"))
+        .await;
     assert_eq!(status, 200);
     assert!(matches!(old.recv().await, CloudMessage::Transaction(_)));
 }
@@ -402,7 +459,10 @@ async fn amounts_travel_in_the_currency_of_the_request() {
     bad.push(("Currency", "ZZZ"));
     let (status, body) = app.post_form("/pos/transaction", &bad).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("ISO 4217"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("ISO 4217"),
+        "{body}"
+    );
     assert_eq!(payment(&app, &sale, &front).await["currency"], "JPY");
 }
 
@@ -442,24 +502,45 @@ async fn another_merchants_key_cannot_refund_and_a_key_needs_pos_refund() {
                 .key
         }
     };
-    let foreign = key(KeyOwner::Merchant(other.id), &[Scope::PosTransact, Scope::PosRefund]).await;
+    let foreign = key(
+        KeyOwner::Merchant(other.id),
+        &[Scope::PosTransact, Scope::PosRefund],
+    )
+    .await;
     let no_refund = key(KeyOwner::Merchant(own.clone()), &[Scope::PosTransact]).await;
-    let refunder = key(KeyOwner::Merchant(own), &[Scope::PosTransact, Scope::PosRefund]).await;
+    let refunder = key(
+        KeyOwner::Merchant(own),
+        &[Scope::PosTransact, Scope::PosRefund],
+    )
+    .await;
     let mut form = register_form(&front);
     form.push(("AmountTotal", "100"));
     let send = |key: String, path: String, form: Vec<(&'static str, String)>| {
         let http = app.http.clone();
         let url = app.url(&path);
         async move {
-            let r = http.post(url).bearer_auth(key).form(&form).send().await.unwrap();
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
             let status = r.status().as_u16();
             (status, r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
-    let owned: Vec<(&'static str, String)> = form.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let owned: Vec<(&'static str, String)> =
+        form.iter().map(|(k, v)| (*k, v.to_string())).collect();
     let path = format!("/pos/transaction/{sale}/refund");
-    assert_eq!(send(foreign.clone(), path.clone(), owned.clone()).await.0, 404);
-    assert_eq!(send(no_refund.clone(), path.clone(), owned.clone()).await.0, 403);
+    assert_eq!(
+        send(foreign.clone(), path.clone(), owned.clone()).await.0,
+        404
+    );
+    assert_eq!(
+        send(no_refund.clone(), path.clone(), owned.clone()).await.0,
+        403
+    );
     let mut smart = owned.clone();
     smart.extend([
         ("TransactionType", "Card.Refund".to_string()),
@@ -467,13 +548,12 @@ async fn another_merchants_key_cannot_refund_and_a_key_needs_pos_refund() {
         ("OriginalTransactionId", sale.clone()),
     ]);
     assert_eq!(
-        send(no_refund, "/pos/transaction".into(), smart.clone()).await.0,
+        send(no_refund, "/pos/transaction".into(), smart.clone())
+            .await
+            .0,
         403
     );
-    assert_eq!(
-        send(foreign, "/pos/transaction".into(), smart).await.0,
-        404
-    );
+    assert_eq!(send(foreign, "/pos/transaction".into(), smart).await.0, 404);
     let (status, ok) = send(refunder, path, owned).await;
     assert_eq!(status, 200, "{ok}");
 }
@@ -491,7 +571,10 @@ async fn a_refund_interrupted_by_a_power_failure_is_reversed_and_can_be_asked_ag
     let (journal, id, secret) = (t.journal.clone(), t.id.clone(), t.secret.clone());
     assert_eq!(t.exited().await, Exit::PowerFailure);
     // While it is away the refund holds its amount.
-    assert_eq!(payment(&app, &sale, &front).await["amountRefundable"], "346");
+    assert_eq!(
+        payment(&app, &sale, &front).await["amountRefundable"],
+        "346"
+    );
     let mut t = start_terminal(&app, &id, &secret, &journal, fast_simulator()).await;
     let done = poll_until_completed(&app, started["data"]["PollingUrl"].as_str().unwrap()).await;
     t.wait_for(|e| matches!(e, TerminalEvent::Acknowledged { .. }).then_some(()))
@@ -500,11 +583,17 @@ async fn a_refund_interrupted_by_a_power_failure_is_reversed_and_can_be_asked_ag
     assert_eq!(done["data"]["Reversed"], "true");
     // Reversed, so nothing was refunded: the whole amount is refundable again, once.
     let p = payment(&app, &sale, &front).await;
-    assert_eq!((p["amountRefunded"].as_str(), p["amountRefundable"].as_str()), (Some("0"), Some("1000")));
+    assert_eq!(
+        (p["amountRefunded"].as_str(), p["amountRefundable"].as_str()),
+        (Some("0"), Some("1000"))
+    );
     let mut again = register_form(&front);
     again.push(("AmountTotal", "1000"));
     let (_, r) = post(&app, &path, &again).await;
-    assert_eq!(outcome(&app, &r).await["data"]["TransactionResult"], "OK-ACCEPTED");
+    assert_eq!(
+        outcome(&app, &r).await["data"]["TransactionResult"],
+        "OK-ACCEPTED"
+    );
     assert_eq!(payment(&app, &sale, &front).await["amountRefunded"], "1000");
 }
 
@@ -515,7 +604,10 @@ async fn a_void_interrupted_by_a_power_failure_is_reversed_and_reported_on_resta
     // 54.00: a void of it loses power (the simulator's rule for follow-ups without an amount).
     let sale = paid(&app, &front, "5400", &[]).await;
     let (status, started) = app
-        .post_form(&format!("/pos/transaction/{sale}/void"), &register_form(&front))
+        .post_form(
+            &format!("/pos/transaction/{sale}/void"),
+            &register_form(&front),
+        )
         .await;
     assert_eq!(status, 200, "{started}");
     let (journal, id, secret) = (t.journal.clone(), t.id.clone(), t.secret.clone());
@@ -533,7 +625,10 @@ async fn a_void_interrupted_by_a_power_failure_is_reversed_and_reported_on_resta
     let entry = journal
         .get(done["transactionId"].as_str().unwrap().parse().unwrap())
         .unwrap();
-    assert_eq!(entry.result().map(|r| r.fields.get("Reversed").cloned()), Some(Some("true".into())));
+    assert_eq!(
+        entry.result().map(|r| r.fields.get("Reversed").cloned()),
+        Some(Some("true".into()))
+    );
 }
 
 /// Twenty partial refunds of 3.00 against a 10.00 sale, each on its own device, all at once:
@@ -574,7 +669,11 @@ async fn twenty_concurrent_refunds(pos: [&TestApp; 2], devices: &TestApp) {
         assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED", "{done}");
     }
     let p = payment(pos[1], &sale, &front).await;
-    assert_eq!((p["amountRefunded"].as_str(), p["amountRefundable"].as_str()), (Some("900"), Some("100")), "{p}");
+    assert_eq!(
+        (p["amountRefunded"].as_str(), p["amountRefundable"].as_str()),
+        (Some("900"), Some("100")),
+        "{p}"
+    );
 }
 
 #[tokio::test]
@@ -617,7 +716,10 @@ async fn an_order_is_paid_by_three_tenders_on_two_devices_and_never_overpaid() {
     form.extend([("AmountTotal", "10000"), ("PosReference", "table-4")]);
     let (status, order) = app.post_form("/pos/orders", &form).await;
     assert_eq!(status, 200, "{order}");
-    assert_eq!((order["state"].as_str(), order["currency"].as_str()), (Some("open"), Some("AUD")));
+    assert_eq!(
+        (order["state"].as_str(), order["currency"].as_str()),
+        (Some("open"), Some("AUD"))
+    );
     let id = order["orderId"].as_str().unwrap().to_string();
     // The same reference is the same order.
     let (_, again) = app.post_form("/pos/orders", &form).await;
@@ -626,7 +728,9 @@ async fn an_order_is_paid_by_three_tenders_on_two_devices_and_never_overpaid() {
     let tender = |reg: &RegisterKey, amount: &'static str| {
         let mut f = purchase(reg, amount);
         f.push(("OrderId", id.as_str()));
-        f.into_iter().map(|(k, v)| (k, v.to_string())).collect::<Vec<_>>()
+        f.into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect::<Vec<_>>()
     };
     let app = &app;
     let send = |f: Vec<(&'static str, String)>| async move {
@@ -636,7 +740,10 @@ async fn an_order_is_paid_by_three_tenders_on_two_devices_and_never_overpaid() {
     for (reg, amount) in [(&front, "3000"), (&back, "2500")] {
         let (status, t) = send(tender(reg, amount)).await;
         assert_eq!(status, 200, "{t}");
-        assert_eq!(outcome(app, &t).await["data"]["TransactionResult"], "OK-ACCEPTED");
+        assert_eq!(
+            outcome(app, &t).await["data"]["TransactionResult"],
+            "OK-ACCEPTED"
+        );
     }
     // 45.01 would pay more than the 45.00 left.
     let (status, over) = send(tender(&back, "4501")).await;
@@ -644,9 +751,15 @@ async fn an_order_is_paid_by_three_tenders_on_two_devices_and_never_overpaid() {
     assert_eq!(over["amountRemaining"], "4500");
     // A declined tender pays nothing.
     let (_, declined) = send(tender(&front, "4451")).await;
-    assert_eq!(outcome(app, &declined).await["data"]["TransactionResult"], "OK-DECLINED");
+    assert_eq!(
+        outcome(app, &declined).await["data"]["TransactionResult"],
+        "OK-DECLINED"
+    );
     let (_, last) = send(tender(&back, "4500")).await;
-    assert_eq!(outcome(app, &last).await["data"]["TransactionResult"], "OK-ACCEPTED");
+    assert_eq!(
+        outcome(app, &last).await["data"]["TransactionResult"],
+        "OK-ACCEPTED"
+    );
     let q = format!(
         "/pos/orders/{id}?POSRegisterID={}&POSBusinessName=Toys%20Shop&POSVendorName=Till2Go",
         back.register_id
@@ -654,11 +767,19 @@ async fn an_order_is_paid_by_three_tenders_on_two_devices_and_never_overpaid() {
     let (status, paid) = app.get_json(&app.url(&q)).await;
     assert_eq!(status, 200, "{paid}");
     assert_eq!(paid["state"], "paid", "{paid}");
-    assert_eq!((paid["amountPaid"].as_str(), paid["amountRemaining"].as_str()), (Some("10000"), Some("0")));
+    assert_eq!(
+        (
+            paid["amountPaid"].as_str(),
+            paid["amountRemaining"].as_str()
+        ),
+        (Some("10000"), Some("0"))
+    );
     let tenders = paid["tenders"].as_array().unwrap();
     assert_eq!(tenders.len(), 4, "{paid}");
-    let devices: std::collections::BTreeSet<&str> =
-        tenders.iter().map(|t| t["deviceId"].as_str().unwrap()).collect();
+    let devices: std::collections::BTreeSet<&str> = tenders
+        .iter()
+        .map(|t| t["deviceId"].as_str().unwrap())
+        .collect();
     assert_eq!(devices.len(), 2);
     let (status, more) = send(tender(&front, "1")).await;
     assert_eq!(status, 409, "{more}");
@@ -671,7 +792,9 @@ async fn an_order_is_paid_by_three_tenders_on_two_devices_and_never_overpaid() {
     let mut missing = purchase(&front, "100");
     missing.push(("OrderId", unknown.as_str()));
     assert_eq!(app.post_form("/pos/transaction", &missing).await.0, 404);
-    let (status, _) = app.get_json(&app.url(&format!("/pos/orders/{unknown}"))).await;
+    let (status, _) = app
+        .get_json(&app.url(&format!("/pos/orders/{unknown}")))
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -709,11 +832,24 @@ async fn a_cancelled_order_takes_no_tender_and_its_tenders_are_reversed_once() {
     // Cancelling again reverses nothing twice.
     let (status, again) = app.post_form(&path, &cancel).await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!(again["reversals"][0]["transactionId"], void.as_str(), "{again}");
-    assert_eq!(payment(&app, &tender_id, &front).await["followUps"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        again["reversals"][0]["transactionId"],
+        void.as_str(),
+        "{again}"
+    );
+    assert_eq!(
+        payment(&app, &tender_id, &front).await["followUps"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let (status, refused) = app.post_form("/pos/transaction", &tender).await;
     assert_eq!(status, 409, "{refused}");
-    assert!(refused["error"].as_str().unwrap().contains("cancelled"), "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("cancelled"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]
@@ -763,7 +899,11 @@ async fn a_merchants_default_currency_and_tip_limit_apply_to_its_requests() {
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "follow_up").count(), 1, "{events}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "follow_up").count(),
+        1,
+        "{events}"
+    );
     let id = adjusted["transactionId"].as_str().unwrap();
     assert!(events.to_string().contains(id), "{events}");
     // Bad terms are refused.

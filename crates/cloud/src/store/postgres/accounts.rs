@@ -71,13 +71,14 @@ impl AccountStore for PostgresStore {
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE merchants SET currency = $2, max_tip_percent = $3 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(currency.code())
-            .bind(i32::try_from(max_tip_percent).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n =
+            sqlx::query("UPDATE merchants SET currency = $2, max_tip_percent = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(currency.code())
+                .bind(i32::try_from(max_tip_percent).unwrap_or(i32::MAX))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if n == 1 {
             insert_audit(&mut tx, audit).await?;
         }

@@ -310,7 +310,11 @@ impl DeviceStore for PostgresStore {
         Ok(())
     }
 
-    async fn set_device_capabilities(&self, id: &DeviceId, capabilities: &str) -> Result<(), StoreError> {
+    async fn set_device_capabilities(
+        &self,
+        id: &DeviceId,
+        capabilities: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE devices SET capabilities = $2 WHERE id = $1")
             .bind(id.as_str())
             .bind(capabilities)

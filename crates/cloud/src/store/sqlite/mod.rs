@@ -229,7 +229,12 @@ fn payment_of(conn: &Connection, id: &TransactionId) -> Result<Option<PaymentRec
         [original.merchant_id.as_str()],
         |r| columns::Columns::count(r, "max_tip_percent"),
     )?;
-    Ok(Some(PaymentRecord::new(original, follow_ups, &cutovers, max_tip_percent)))
+    Ok(Some(PaymentRecord::new(
+        original,
+        follow_ups,
+        &cutovers,
+        max_tip_percent,
+    )))
 }
 
 /// The first row of a query, decoded.
@@ -458,7 +463,11 @@ impl DeviceStore for SqliteStore {
             .await
     }
 
-    async fn set_device_capabilities(&self, id: &DeviceId, capabilities: &str) -> Result<(), StoreError> {
+    async fn set_device_capabilities(
+        &self,
+        id: &DeviceId,
+        capabilities: &str,
+    ) -> Result<(), StoreError> {
         let (id, capabilities) = (id.as_str().to_string(), capabilities.to_string());
         self.writer
             .write(move |conn| {

@@ -271,7 +271,10 @@ async fn pos_worker(
                 _ => 0,
             };
             let started = loop {
-                match pos.follow_up(&reg, &id.to_string(), follow_up, None, None).await {
+                match pos
+                    .follow_up(&reg, &id.to_string(), follow_up, None, None)
+                    .await
+                {
                     Ok(env) => break Some(env),
                     Err(e) if e.status() == Some(429) => {
                         tokio::time::sleep(Duration::from_millis(50)).await
@@ -611,12 +614,23 @@ async fn soak() {
                 _ => None,
             })
             .sum();
-        if approved_refunds > s.amount || (s.voided && s.refunded > 0) || s.refunded != approved_refunds {
+        if approved_refunds > s.amount
+            || (s.voided && s.refunded > 0)
+            || s.refunded != approved_refunds
+        {
             duplicated.push(format!(
                 "{original}: devices approved refunds of {approved_refunds}, cloud holds {s:?}"
             ));
         }
-        *money.entry(if s.voided { "voided" } else if s.refunded > 0 { "refunded" } else { "untouched" }).or_default() += 1;
+        *money
+            .entry(if s.voided {
+                "voided"
+            } else if s.refunded > 0 {
+                "refunded"
+            } else {
+                "untouched"
+            })
+            .or_default() += 1;
     }
     let transactions = l.pos.len();
     let journaled = l.journaled.len();
