@@ -32,6 +32,7 @@
     { scope: 'admin', label: 'admin: everything, keys and audit included', pos: false },
   ];
   const FOLLOW_UP_STATES = { in_flight: 'in flight', approved: 'approved', not_approved: 'not approved' };
+  const ORDER_STATES = { open: 'open', paid: 'paid', cancelled: 'cancelled' };
   // Follow-ups of the whole original: no amount of their own.
   const WHOLE = new Set(['Card.Void', 'Card.Release']);
   const AUDIT_PAGE = 50;
@@ -661,12 +662,16 @@
       const original = t.originalTransactionId
         ? el('span', { class: 'reg-meta original' }, ' of ', openButton(t.originalTransactionId, 'show the original'))
         : null;
+      // A tender names the tail of its order's id (the whole id in the title).
+      const order = t.orderId
+        ? el('span', { class: 'reg-meta order', title: `order ${t.orderId}` }, ` order …${t.orderId.slice(-8)}`)
+        : null;
       return el('tr', { 'data-transaction': t.transactionId, 'data-merchant': t.merchantId, 'data-outcome': t.phase === 'completed' ? t.outcome : 'pending', class: selected === t.transactionId ? 'selected' : '' },
         el('td', { title: t.createdAt }, dateTime(t.createdAt)),
         el('td', {}, openButton(t.transactionId, 'show the timeline'), t.posReference ? el('span', { class: 'reg-meta' }, ` ${t.posReference}`) : null),
         el('td', {}, t.registerName || t.registerId),
         el('td', { class: 'mono' }, t.deviceId),
-        el('td', {}, t.function, original),
+        el('td', {}, t.function, original, order),
         el('td', { class: 'num' }, money(t.amountCents, t.currency, t.minorUnits)),
         el('td', {}, el('span', { class: 'outcome', style: `--c:${COLORS[cat]}`, title: t.resultText || '' }, outcome)),
         el('td', { class: 'num' }, duration(t.durationMs)));
@@ -700,6 +705,7 @@
       $('timeline-original').replaceChildren(...(original ? ['Follow-up of ', openButton(original, 'show the original')] : []));
       $('timeline-original').hidden = !original;
       renderPayment(t);
+      renderOrder(t);
       $('timeline').replaceChildren(...t.events.map((e) => el('li', {},
         el('time', { dateTime: e.at }, new Date(e.at).toLocaleTimeString([], { hour12: false }) + `.${e.at.slice(20, 23)}`),
         el('span', { class: 'ev' }, e.event), e.detail)));
@@ -708,6 +714,7 @@
       $('timeline-summary').textContent = e.message;
       $('timeline-original').hidden = true;
       $('payment').hidden = true;
+      $('order').hidden = true;
       $('timeline').replaceChildren();
     }
   }
@@ -741,6 +748,33 @@
       el('td', { class: 'num' }, WHOLE.has(f.function) ? '' : m(f.amount)),
       el('td', {}, FOLLOW_UP_STATES[f.state] || f.state),
       el('td', {}, f.result || ''))));
+  }
+
+  // The order a tender pays: its total, what is paid, in flight and left, and every tender (this
+  // one marked), each opening its own timeline.
+  function renderOrder(t) {
+    const o = t.order;
+    $('order').hidden = !o;
+    if (!o) return;
+    const m = (v) => money(v, o.currency, o.minorUnits);
+    $('order-title').replaceChildren(`Order ${shortId(o.orderId)}`,
+      o.posReference ? el('span', { class: 'reg-meta' }, ` ${o.posReference}`) : null);
+    $('order-title').title = o.orderId;
+    const rows = [['total', 'Total', m(o.amountTotal)], ['paid', 'Paid', m(o.amountPaid)]];
+    if (Number(o.amountInFlight)) rows.push(['in-flight', 'In flight', m(o.amountInFlight)]);
+    rows.push(['remaining', 'Remaining', m(o.amountRemaining)],
+      ['state', 'State', el('span', { class: 'order-state' }, ORDER_STATES[o.state] || o.state)]);
+    $('order-amounts').replaceChildren(...rows.map(([key, label, value]) =>
+      el('div', { 'data-field': key }, el('dt', {}, label), el('dd', {}, value))));
+    $('order-tenders').tBodies[0].replaceChildren(...o.tenders.map((x) => el('tr', {
+      'data-transaction': x.transactionId, 'data-state': x.state, class: x.transactionId === t.transactionId ? 'current' : '',
+    },
+    el('td', {}, openButton(x.transactionId, 'show this tender')),
+    el('td', { class: 'mono' }, x.deviceId),
+    el('td', {}, x.function),
+    el('td', { class: 'num' }, m(x.amount)),
+    el('td', {}, FOLLOW_UP_STATES[x.state] || x.state),
+    el('td', {}, x.result || ''))));
   }
 
   // ---- copying a secret shown once ---------------------------------------------------------------

@@ -7,8 +7,8 @@
 //! main states there (`EFTCLOUD_SCREENSHOTS=docs/screenshots` refreshes the README's).
 
 use crate::harness::{
-    eventually, poll_until_completed, purchase, register, register_form, spawn_app_with, Opts,
-    PATIENCE,
+    eventually, paired_terminal, poll_until_completed, purchase, register, register_form,
+    spawn_app_with, Opts, PATIENCE,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
@@ -1139,6 +1139,96 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         click(&c, "plugged").await;
         c.switch_to_window(tab.handle).await.unwrap();
         wait_js(&c, "the device offline", &device_state, |v| v == &json!("offline")).await;
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenders_detail_shows_its_order_and_opens_the_other_tender() {
+    let app = spawn_app_with(Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    let (_till, reg) = paired_terminal(&app, "order-till").await;
+    let mut form = register_form(&reg);
+    form.extend([("AmountTotal", "5000"), ("PosReference", "table-7")]);
+    let (status, order) = app.post_form("/pos/orders", &form).await;
+    assert_eq!(status, 200, "{order}");
+    let order_id = order["orderId"].as_str().unwrap().to_string();
+    // 30.00 and 20.00, one after the other on the one till, both approved.
+    let mut tenders = Vec::new();
+    for amount in ["3000", "2000"] {
+        let mut tender = purchase(&reg, amount);
+        tender.push(("OrderId", order_id.as_str()));
+        let (status, env) = app.post_form("/pos/transaction", &tender).await;
+        assert_eq!(status, 200, "{env}");
+        let done = if env["transactionStatus"] == "COMPLETED" {
+            env
+        } else {
+            poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await
+        };
+        assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED", "{done}");
+        tenders.push(done["transactionId"].as_str().unwrap().to_string());
+    }
+    let (first, second) = (tenders[0].clone(), tenders[1].clone());
+    let base = app.base.clone();
+    with_browser(|c| async move {
+        c.goto(&format!("{base}/dashboard")).await.unwrap();
+        sign_in_with_token(&c, ADMIN_TOKEN).await;
+        signed_in_as(&c, "owner").await;
+        // The tender's row names its order by the tail of its id.
+        let label = format!(
+            "(document.querySelector('#transactions tr[data-transaction=\"{first}\"] .order') || {{}}).textContent || ''"
+        );
+        wait_js(&c, "the tender's order label", &label, |v| {
+            v == &json!(format!(" order …{}", &order_id[order_id.len() - 8..]))
+        })
+        .await;
+        c.find(Locator::Css(&format!("#transactions tr[data-transaction=\"{first}\"] button")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let panel = "(() => { const o = document.getElementById('order'); \
+             const f = (k) => (o.querySelector(`[data-field=${k}] dd`) || {}).textContent || ''; \
+             return { hidden: o.hidden, total: f('total'), paid: f('paid'), remaining: f('remaining'), \
+               state: f('state'), inFlight: f('in-flight'), \
+               tenders: Array.from(o.querySelectorAll('#order-tenders tbody tr')).map(r => \
+                 [r.dataset.transaction, r.dataset.state, r.cells[3].textContent, r.className]) }; })()";
+        let shown = wait_js(&c, "the order panel", panel, |v| {
+            v["hidden"] == json!(false) && v["tenders"].as_array().is_some_and(|t| t.len() == 2)
+        })
+        .await;
+        assert_eq!(shown["total"], "AUD 50.00", "{shown}");
+        assert_eq!(shown["paid"], "AUD 50.00", "{shown}");
+        assert_eq!(shown["remaining"], "AUD 0.00", "{shown}");
+        assert_eq!(shown["state"], "paid", "{shown}");
+        assert_eq!(shown["inFlight"], "", "nothing in flight: {shown}");
+        assert_eq!(
+            shown["tenders"],
+            json!([
+                [first, "approved", "AUD 30.00", "current"],
+                [second, "approved", "AUD 20.00", ""],
+            ])
+        );
+        // The other tender opens from the panel, and shows the same order.
+        c.find(Locator::Css(&format!("#order-tenders tr[data-transaction=\"{second}\"] button")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_js(
+            &c,
+            "the second tender's timeline",
+            "[document.getElementById('timeline-title').textContent, \
+              (document.querySelector('#order-tenders tr.current') || {}).dataset?.transaction || '']",
+            |v| v == &json!([format!("Timeline of {second}"), second.clone()]),
+        )
+        .await;
     })
     .await;
     app.stop().await;
