@@ -541,12 +541,14 @@ mod tests {
     }
 
     #[test]
-    fn keyless_clients_hold_the_smartconnect_functions_only() {
+    fn keyless_clients_hold_the_pos_functions_only() {
+        // Where keyless registers are admitted, they transact, read and refund by reference
+        // as a register does; nothing of the admin side.
         let p = Principal::Keyless;
         assert!(p.allows(Scope::PosTransact));
         assert!(p.allows(Scope::PosRead));
+        assert!(p.allows(Scope::PosRefund));
         for s in [
-            Scope::PosRefund,
             Scope::DevicesManage,
             Scope::ReportsRead,
             Scope::Admin,

@@ -29,9 +29,17 @@ pub struct NewTransaction {
 impl NewTransaction {
     /// A digest of everything the POS asked for, to tell a retry from a different request.
     pub fn fingerprint(&self) -> String {
+        // A follow-up's original is named by its id alone: what the cloud adds about it (what
+        // it comes to now, its acquirer references) changes as other follow-ups complete, and
+        // a retry must still be recognised.
+        let mut request = self.request.clone();
+        if let Some(o) = request.original.as_mut() {
+            o.amount = 0;
+            o.fields.clear();
+        }
         let canonical = serde_json::json!({
             "register": &self.register,
-            "request": &self.request,
+            "request": &request,
             "sale_data": &self.sale_data,
             "callback_url": &self.callback_url,
         });
@@ -263,12 +271,12 @@ impl Engine {
         // the device, or a cluster (where the device's frames reach another node), keeps the
         // order insert, then offer.
         let offer = admitted.effects.contains(&Effect::SendOffer);
-        // A follow-up is checked against its original in the insert's commit and may be
-        // refused there: it is offered only once stored.
+        // A follow-up (or a tender) is checked against its original (or order) in the insert's
+        // commit and may be refused there: it is offered only once stored.
+        let checked_at_insert =
+            record.request.original.is_some() || record.request.order_id.is_some();
         let claim = match record.phase {
-            Phase::Offered { .. }
-                if offer && self.bus().single_node() && record.request.original.is_none() =>
-            {
+            Phase::Offered { .. } if offer && self.bus().single_node() && !checked_at_insert => {
                 self.inner.inserting.claim(&record.device_id, record.id)
             }
             _ => None,

@@ -351,8 +351,24 @@ async fn a_pre_authorisation_is_topped_up_then_captured_up_to_what_is_held() {
         payment(&app, &id, &front).await["amountAuthorised"],
         "15000"
     );
+    // A retried top-up (same PosReference) after it completed is the same top-up, though what
+    // the authorisation holds has changed since.
+    let mut once = register_form(&front);
+    once.extend([("AmountTotal", "1000"), ("PosReference", "topup-1")]);
+    let (_, first) = post(&app, &step("increment"), &once).await;
+    assert_eq!(
+        outcome(&app, &first).await["data"]["TransactionResult"],
+        "OK-ACCEPTED"
+    );
+    let (status, retry) = post(&app, &step("increment"), &once).await;
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(retry["transactionId"], first["transactionId"]);
+    assert_eq!(
+        payment(&app, &id, &front).await["amountAuthorised"],
+        "16000"
+    );
     let mut over = register_form(&front);
-    over.push(("AmountFinal", "15001"));
+    over.push(("AmountFinal", "16001"));
     let (status, body) = post(&app, &step("capture"), &over).await;
     assert_eq!(status, 409, "{body}");
     assert!(
@@ -376,6 +392,7 @@ async fn a_pre_authorisation_is_topped_up_then_captured_up_to_what_is_held() {
     );
     let p = payment(&app, &id, &front).await;
     assert_eq!(p["amountCaptured"], "14000", "{p}");
+    assert_eq!(p["amountAuthorised"], "16000", "{p}");
     let (status, body) = post(&app, &step("release"), &register_form(&front)).await;
     assert_eq!(status, 409, "{body}");
     assert!(
