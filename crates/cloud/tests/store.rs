@@ -1542,7 +1542,7 @@ async fn follow_ups_fit_their_payment(s: Arc<dyn Store>) {
     cutover.request = TransactionRequest::of(Function::AcquirerSettlementCutover);
     if let Phase::Completed(c) = &mut cutover.phase {
         c.transaction_result = None;
-        c.completed_at = c.completed_at + Duration::seconds(1);
+        c.completed_at += Duration::seconds(1);
     }
     s.insert_transaction(&cutover, &[]).await.unwrap();
     assert!(s.payment(&sale.id).await.unwrap().unwrap().settled);

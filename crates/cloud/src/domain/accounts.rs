@@ -548,11 +548,7 @@ mod tests {
         assert!(p.allows(Scope::PosTransact));
         assert!(p.allows(Scope::PosRead));
         assert!(p.allows(Scope::PosRefund));
-        for s in [
-            Scope::DevicesManage,
-            Scope::ReportsRead,
-            Scope::Admin,
-        ] {
+        for s in [Scope::DevicesManage, Scope::ReportsRead, Scope::Admin] {
             assert!(!p.allows(s), "{s}");
         }
         assert!(Principal::owner_token().allows(Scope::Admin));

@@ -145,6 +145,17 @@ async fn click(c: &Client, id: &str) {
         .unwrap_or_else(|e| panic!("click #{id}: {e}"));
 }
 
+/// Clicks the element `css` selects, once it is there. In the page's own JavaScript, so a live
+/// re-render between finding the element and clicking it (the dashboard redraws its tables on
+/// every change) cannot leave a stale reference.
+async fn click_css(c: &Client, css: &str) {
+    let selector = serde_json::to_string(css).unwrap_or_default();
+    let expr = format!(
+        "(() => {{ const e = document.querySelector({selector}); if (!e) return false; e.click(); return true; }})()"
+    );
+    wait_js(c, &format!("{css} to click"), &expr, |v| v == &json!(true)).await;
+}
+
 async fn text_of(c: &Client, id: &str) -> String {
     c.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
 }
@@ -1013,12 +1024,7 @@ async fn dashboard_follows_a_virtual_terminal_live() {
             "{when}"
         );
         // Its timeline, one click away.
-        c.find(Locator::Css(&format!("#transactions tr[data-transaction=\"{id}\"] button")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_css(&c, &format!("#transactions tr[data-transaction=\"{id}\"] button")).await;
         wait_js(
             &c,
             "the timeline",
@@ -1093,12 +1099,7 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         started(&c).await;
         click(&c, "btn-approve").await;
         c.switch_to_window(tab.handle.clone()).await.unwrap();
-        c.find(Locator::Css(&format!("#transactions tr[data-transaction=\"{id}\"] button")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_css(&c, &format!("#transactions tr[data-transaction=\"{id}\"] button")).await;
         let follow_up = format!(
             "(document.querySelector('#payment-follow-ups tr[data-transaction=\"{refund}\"]') || {{}}).dataset?.state || ''"
         );
@@ -1120,12 +1121,7 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         })
         .await;
         // The follow-up opens from the panel; a follow-up has no payment panel of its own.
-        c.find(Locator::Css(&format!("#payment-follow-ups tr[data-transaction=\"{refund}\"] button")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_css(&c, &format!("#payment-follow-ups tr[data-transaction=\"{refund}\"] button")).await;
         wait_js(
             &c,
             "the refund's timeline",
@@ -1186,12 +1182,7 @@ async fn a_tenders_detail_shows_its_order_and_opens_the_other_tender() {
             v == &json!(format!(" order …{}", &order_id[order_id.len() - 8..]))
         })
         .await;
-        c.find(Locator::Css(&format!("#transactions tr[data-transaction=\"{first}\"] button")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_css(&c, &format!("#transactions tr[data-transaction=\"{first}\"] button")).await;
         let panel = "(() => { const o = document.getElementById('order'); \
              const f = (k) => (o.querySelector(`[data-field=${k}] dd`) || {}).textContent || ''; \
              return { hidden: o.hidden, total: f('total'), paid: f('paid'), remaining: f('remaining'), \
@@ -1215,12 +1206,7 @@ async fn a_tenders_detail_shows_its_order_and_opens_the_other_tender() {
             ])
         );
         // The other tender opens from the panel, and shows the same order.
-        c.find(Locator::Css(&format!("#order-tenders tr[data-transaction=\"{second}\"] button")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_css(&c, &format!("#order-tenders tr[data-transaction=\"{second}\"] button")).await;
         wait_js(
             &c,
             "the second tender's timeline",
