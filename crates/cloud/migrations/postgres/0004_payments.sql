@@ -2,9 +2,13 @@
 ALTER TABLE transactions ADD COLUMN original_id TEXT;
 ALTER TABLE transactions ADD COLUMN order_id TEXT;
 ALTER TABLE transactions ADD COLUMN function TEXT NOT NULL DEFAULT '';
-UPDATE transactions SET function = COALESCE(request::jsonb ->> 'function', '');
+ALTER TABLE transactions ADD COLUMN transaction_reference TEXT;
+UPDATE transactions SET function = COALESCE(request::jsonb ->> 'function', ''),
+    transaction_reference = request::jsonb ->> 'transaction_reference';
 CREATE INDEX transactions_by_original ON transactions(original_id) WHERE original_id IS NOT NULL;
 CREATE INDEX transactions_by_order ON transactions(order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX transactions_authorisations ON transactions(merchant_id, transaction_reference)
+    WHERE function = 'Card.Authorise';
 CREATE INDEX transactions_settlements ON transactions(device_id, completed_at)
     WHERE function = 'Acquirer.Settlement.Cutover';
 

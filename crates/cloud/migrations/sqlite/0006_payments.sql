@@ -4,9 +4,14 @@
 ALTER TABLE transactions ADD COLUMN original_id TEXT;
 ALTER TABLE transactions ADD COLUMN order_id TEXT;
 ALTER TABLE transactions ADD COLUMN function TEXT NOT NULL DEFAULT '';
-UPDATE transactions SET function = COALESCE(json_extract(request, '$.function'), '');
+ALTER TABLE transactions ADD COLUMN transaction_reference TEXT;
+UPDATE transactions SET function = COALESCE(json_extract(request, '$.function'), ''),
+    transaction_reference = json_extract(request, '$.transaction_reference');
 CREATE INDEX transactions_by_original ON transactions(original_id) WHERE original_id IS NOT NULL;
 CREATE INDEX transactions_by_order ON transactions(order_id) WHERE order_id IS NOT NULL;
+-- A SmartConnect Card.Finalise names its Card.Authorise by TransactionReference.
+CREATE INDEX transactions_authorisations ON transactions(merchant_id, transaction_reference)
+    WHERE function = 'Card.Authorise';
 CREATE INDEX transactions_settlements ON transactions(device_id, completed_at)
     WHERE function = 'Acquirer.Settlement.Cutover';
 

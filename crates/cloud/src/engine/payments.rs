@@ -169,6 +169,29 @@ impl Engine {
         .await
     }
 
+    /// The pre-authorisation a SmartConnect `Card.Finalise` completes: the one approved
+    /// `Card.Authorise` of the register's merchant with its `TransactionReference`, if exactly
+    /// one is (a reference used for several leaves the completion unlinked, as SmartConnect
+    /// has it).
+    pub async fn authorisation_for(
+        &self,
+        register: &RegisterKey,
+        reference: &str,
+    ) -> Result<Option<TransactionId>, EngineError> {
+        let store = self.store();
+        let Some(route) = store.route(register).await? else {
+            return Ok(None);
+        };
+        let found = store
+            .authorisations_by_reference(&route.device.merchant_id, reference)
+            .await?;
+        let mut approved = found.iter().filter(|t| approved(t));
+        match (approved.next(), approved.next()) {
+            (Some(one), None) if found.len() < 3 => Ok(Some(one.id)),
+            _ => Ok(None),
+        }
+    }
+
     /// The merchant of the device a register is paired to.
     pub async fn register_merchant(
         &self,

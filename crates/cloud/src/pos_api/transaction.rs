@@ -422,7 +422,23 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let begun = std::time::Instant::now();
     let (mode, new) = parse(&fields, &headers)?;
-    let started = match super::follow_ups::original_of(&fields)? {
+    // A SmartConnect completion names its pre-authorisation by TransactionReference: linked to
+    // it, the cloud keeps the authorised, captured and released amounts and refuses a capture
+    // of more than is held.
+    let original = match super::follow_ups::original_of(&fields)? {
+        None if new.request.function == protocol::Function::CardFinalise => {
+            match &new.request.transaction_reference {
+                Some(r) => state
+                    .engine
+                    .authorisation_for(&new.register, r)
+                    .await?
+                    .map(crate::engine::payments::OriginalRef::Id),
+                None => None,
+            }
+        }
+        other => other,
+    };
+    let started = match original {
         Some(original) => {
             super::follow_ups::start_from_transaction(&state, &fields, new, original).await?
         }

@@ -166,6 +166,13 @@ store_aggregates! {
             merchant: &MerchantId,
             reference: &str,
         ) -> Result<Vec<TransactionRecord>, StoreError>;
+        /// The merchant's `Card.Authorise` transactions with this `TransactionReference`, at
+        /// most three (a SmartConnect `Card.Finalise` names its authorisation so).
+        read fn authorisations_by_reference(
+            &self,
+            merchant: &MerchantId,
+            reference: &str,
+        ) -> Result<Vec<TransactionRecord>, StoreError>;
         /// One transaction.
         read fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, StoreError>;
         /// Moves a transaction from the phase `from` (compared by kind) to `to`, appending

@@ -387,7 +387,8 @@ macro_rules! tx_columns {
         "id, device_id, register_id, business_name, vendor_name, register_name, \
          merchant_id, merchant, request, sale_data, callback_url, token, token_expires_at, \
          created_at, state, accept_deadline, started_at, completed_at, completion, display_text, \
-         pos_reference, fingerprint, original_id, order_id, function"
+         pos_reference, fingerprint, original_id, order_id, function, \
+         transaction_reference"
     };
 }
 pub(super) use tx_columns;

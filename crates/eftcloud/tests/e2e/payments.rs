@@ -930,3 +930,60 @@ async fn a_merchants_default_currency_and_tip_limit_apply_to_its_requests() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_smartconnect_completion_is_linked_to_its_authorisation_by_reference() {
+    let app = spawn_app().await;
+    let (_t, front) = till(&app, "pay-link").await;
+    let smart = |f: &[(&'static str, &'static str)]| {
+        let mut form = register_form(&front);
+        form.push(("TransactionMode", "ASYNC"));
+        form.extend_from_slice(f);
+        form
+    };
+    let (_, a) = app
+        .post_form(
+            "/pos/transaction",
+            &smart(&[
+                ("TransactionType", "Card.Authorise"),
+                ("AmountAuth", "8000"),
+                ("TransactionReference", "car-42"),
+            ]),
+        )
+        .await;
+    let auth = outcome(&app, &a).await;
+    assert_eq!(auth["data"]["TransactionResult"], "OK-ACCEPTED");
+    let id = auth["transactionId"].as_str().unwrap();
+    let finalise = |amount: &'static str| {
+        smart(&[
+            ("TransactionType", "Card.Finalise"),
+            ("AmountFinal", amount),
+            ("TransactionReference", "car-42"),
+        ])
+    };
+    // More than is held is refused before the device hears of it.
+    let (status, body) = app.post_form("/pos/transaction", &finalise("8001")).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, f) = app.post_form("/pos/transaction", &finalise("7500")).await;
+    assert_eq!(status, 200, "{f}");
+    let done = outcome(&app, &f).await;
+    assert_eq!(done["data"]["TransactionResult"], "OK-ACCEPTED", "{done}");
+    assert_eq!(done["data"]["OriginalTransactionId"], id);
+    assert_eq!(done["data"]["TransactionReference"], "car-42");
+    assert_eq!(done["data"]["CardPan"], auth["data"]["CardPan"]);
+    let p = payment(&app, id, &front).await;
+    assert_eq!(p["amountCaptured"], "7500", "{p}");
+    // A reference no authorisation has completes unlinked, as SmartConnect has it.
+    let (status, plain) = app
+        .post_form(
+            "/pos/transaction",
+            &smart(&[
+                ("TransactionType", "Card.Finalise"),
+                ("AmountFinal", "100"),
+                ("TransactionReference", "unknown-ref"),
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{plain}");
+    assert!(plain["data"].get("OriginalTransactionId").is_none());
+}

@@ -599,7 +599,7 @@ impl TransactionStore for PostgresStore {
         }
         let r = sqlx::query(&format!(
             "INSERT INTO transactions ({TX_COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
         ))
         .bind(t.id.to_string())
         .bind(t.device_id.as_str())
@@ -626,6 +626,7 @@ impl TransactionStore for PostgresStore {
         .bind(t.request.original.as_ref().map(|o| o.transaction_id.to_string()))
         .bind(&t.request.order_id)
         .bind(t.request.function.as_str())
+        .bind(&t.request.transaction_reference)
         .execute(&mut *tx)
         .await;
         match r {
@@ -664,6 +665,24 @@ impl TransactionStore for PostgresStore {
         ))
         .bind(reference)
         .bind(merchant.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::transaction_from_row)
+        .collect()
+    }
+
+    async fn authorisations_by_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE merchant_id = $1 AND transaction_reference = $2
+               AND function = 'Card.Authorise' LIMIT 3"
+        ))
+        .bind(merchant.as_str())
+        .bind(reference)
         .fetch_all(&self.pool)
         .await?
         .iter()

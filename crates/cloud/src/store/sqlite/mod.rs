@@ -755,7 +755,7 @@ impl TransactionStore for SqliteStore {
                     .prepare_cached(concat!(
                         "INSERT INTO transactions (",
                         tx_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
                     ))
                     .map_err(StoreError::from)?
                     .execute(params![
@@ -784,6 +784,7 @@ impl TransactionStore for SqliteStore {
                         t.request.original.as_ref().map(|o| o.transaction_id.to_string()),
                         t.request.order_id,
                         t.request.function.as_str(),
+                        t.request.transaction_reference,
                     ]);
                 match r {
                     Ok(_) => {}
@@ -821,6 +822,28 @@ impl TransactionStore for SqliteStore {
                     " FROM transactions WHERE pos_reference = ?1 AND merchant_id = ?2 LIMIT 2"
                 ),
                 params![reference, merchant],
+                transaction_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn authorisations_by_reference(
+        &self,
+        merchant: &MerchantId,
+        reference: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let (merchant, reference) = (merchant.as_str().to_string(), reference.to_string());
+        self.scan(move |conn| {
+            all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    tx_columns!(),
+                    " FROM transactions WHERE merchant_id = ?1 AND transaction_reference = ?2 \
+                     AND function = 'Card.Authorise' LIMIT 3"
+                ),
+                params![merchant, reference],
                 transaction_from_row,
             )
         })
