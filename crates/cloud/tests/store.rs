@@ -93,17 +93,8 @@ fn transaction(device: &str, phase: Phase) -> TransactionRecord {
         merchant_id: MerchantId::from_stored("mid".into()),
         merchant: "Shop".into(),
         request: TransactionRequest {
-            function: Function::CardPurchase,
             amount_total: Cents::new(500).ok(),
-            amount_cash: None,
-            amount_auth: None,
-            amount_final: None,
-            transaction_reference: None,
-            date: None,
-            currency: None,
-            amount_tip: None,
-            original: None,
-            order_id: None,
+            ..TransactionRequest::of(Function::CardPurchase)
         },
         sale_data: Some("{}".into()),
         callback_url: None,

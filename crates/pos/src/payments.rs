@@ -123,6 +123,14 @@ pub struct Order {
     pub reversals: Option<Vec<Reversal>>,
 }
 
+/// The register triple as the start of a form body.
+fn register_form(register: &RegisterKey) -> Vec<(&'static str, String)> {
+    register_query(register)
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect()
+}
+
 impl PosClient {
     /// Starts a follow-up of the payment `original` on `register`'s device (any register of
     /// the payment's merchant). With `pos_reference`, a retry returns the same follow-up; with
@@ -140,10 +148,7 @@ impl PosClient {
         let url = self
             .endpoints()
             .path(&["pos", "transaction", original, route])?;
-        let mut form: Vec<(&str, String)> = register_query(register)
-            .iter()
-            .map(|(k, v)| (*k, v.to_string()))
-            .collect();
+        let mut form = register_form(register);
         form.extend(amount);
         if let Some(r) = pos_reference {
             form.push(("PosReference", r.to_string()));
@@ -186,10 +191,7 @@ impl PosClient {
         pos_reference: Option<&str>,
     ) -> Result<Order, PosError> {
         let url = self.endpoints().path(&["pos", "orders"])?;
-        let mut form: Vec<(&str, String)> = register_query(register)
-            .iter()
-            .map(|(k, v)| (*k, v.to_string()))
-            .collect();
+        let mut form = register_form(register);
         form.push(("AmountTotal", total.to_string()));
         form.extend(currency.map(|c| ("Currency", c.to_string())));
         form.extend(pos_reference.map(|r| ("PosReference", r.to_string())));
@@ -219,10 +221,7 @@ impl PosClient {
         let url = self
             .endpoints()
             .path(&["pos", "orders", order_id, "cancel"])?;
-        let mut form: Vec<(&str, String)> = register_query(register)
-            .iter()
-            .map(|(k, v)| (*k, v.to_string()))
-            .collect();
+        let mut form = register_form(register);
         if reverse {
             form.push(("Reverse", "true".to_string()));
         }

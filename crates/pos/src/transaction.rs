@@ -33,19 +33,7 @@ impl TransactionSpec {
     /// A spec for `function` with no fields set yet.
     pub fn new(function: Function) -> Self {
         Self {
-            request: TransactionRequest {
-                function,
-                amount_total: None,
-                amount_cash: None,
-                amount_auth: None,
-                amount_final: None,
-                transaction_reference: None,
-                date: None,
-                currency: None,
-                amount_tip: None,
-                original: None,
-                order_id: None,
-            },
+            request: TransactionRequest::of(function),
             sale_data: None,
             callback_url: None,
             pos_reference: None,

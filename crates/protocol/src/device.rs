@@ -274,17 +274,8 @@ mod tests {
                 register_name: "Main".into(),
             },
             request: TransactionRequest {
-                function: Function::CardPurchase,
                 amount_total: Cents::new(500).ok(),
-                amount_cash: None,
-                amount_auth: None,
-                amount_final: None,
-                transaction_reference: None,
-                date: None,
-                currency: None,
-                amount_tip: None,
-                original: None,
-                order_id: None,
+                ..TransactionRequest::of(Function::CardPurchase)
             },
             request_timestamp: "20240101000000".into(),
         });

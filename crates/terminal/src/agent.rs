@@ -1160,17 +1160,8 @@ mod tests {
             transaction_id: TransactionId::new(),
             register: register(),
             request: TransactionRequest {
-                function: Function::CardPurchase,
                 amount_total: Cents::new(cents).ok(),
-                amount_cash: None,
-                amount_auth: None,
-                amount_final: None,
-                transaction_reference: None,
-                date: None,
-                currency: None,
-                amount_tip: None,
-                original: None,
-                order_id: None,
+                ..TransactionRequest::of(Function::CardPurchase)
             },
             request_timestamp: "20240101000000".into(),
         }

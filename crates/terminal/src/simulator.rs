@@ -982,19 +982,7 @@ mod tests {
     }
 
     fn request(function: Function) -> TransactionRequest {
-        TransactionRequest {
-            function,
-            amount_total: None,
-            amount_cash: None,
-            amount_auth: None,
-            amount_final: None,
-            transaction_reference: None,
-            date: None,
-            currency: None,
-            amount_tip: None,
-            original: None,
-            order_id: None,
-        }
+        TransactionRequest::of(function)
     }
 
     /// A valid request for `function` with `cents` as its headline amount.

@@ -331,11 +331,13 @@ follow_up_route!(
     "Releases an approved `Card.Authorise` that was not captured."
 );
 
-/// One follow-up as the payment view lists it.
+/// A transaction as a payment lists its follow-ups and an order its tenders.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FollowUpView {
     pub transaction_id: String,
+    /// The device that ran it.
+    pub device_id: String,
     pub function: String,
     /// The amount asked for, in minor units (the refund, the top-up, the new tip, the capture).
     pub amount: String,
@@ -344,6 +346,23 @@ pub struct FollowUpView {
     pub state: crate::domain::payments::FollowUpState,
     /// The transaction's `Result`, once completed.
     pub result: Option<String>,
+}
+
+impl FollowUpView {
+    pub fn of(t: &crate::domain::TransactionRecord) -> Self {
+        let f = crate::domain::payments::FollowUp::of(t);
+        FollowUpView {
+            transaction_id: t.id.to_string(),
+            device_id: t.device_id.to_string(),
+            function: t.request.function.to_string(),
+            amount: f.amount.to_string(),
+            state: f.state,
+            result: match &t.phase {
+                crate::domain::lifecycle::Phase::Completed(c) => Some(c.result.to_string()),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// A payment with its follow-ups.
@@ -389,23 +408,7 @@ pub fn view(p: &crate::domain::payments::PaymentRecord) -> PaymentView {
         amount_authorised: s.authorised.to_string(),
         amount_captured: s.captured.to_string(),
         amount_released: s.released.to_string(),
-        follow_ups: p
-            .follow_ups
-            .iter()
-            .map(|t| {
-                let f = crate::domain::payments::FollowUp::of(t);
-                FollowUpView {
-                    transaction_id: t.id.to_string(),
-                    function: t.request.function.to_string(),
-                    amount: f.amount.to_string(),
-                    state: f.state,
-                    result: match &t.phase {
-                        crate::domain::lifecycle::Phase::Completed(c) => Some(c.result.to_string()),
-                        _ => None,
-                    },
-                }
-            })
-            .collect(),
+        follow_ups: p.follow_ups.iter().map(FollowUpView::of).collect(),
     }
 }
 

@@ -73,7 +73,6 @@ decimal strings. See docs/pos-api.md in the repository for examples.",
         super::orders::OrderForm,
         super::orders::OrderCancelForm,
         super::orders::OrderView,
-        super::orders::TenderView,
         super::orders::ReversalView,
     )),
     tags(

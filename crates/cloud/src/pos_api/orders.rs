@@ -7,6 +7,7 @@
 use super::access::{register_of, require_register, AccessError};
 use super::error::{ApiError, HttpError, ServiceError};
 use super::fields::{FieldError, Fields};
+use super::follow_ups::FollowUpView;
 use super::transaction::pos_reference;
 use super::ApiState;
 use crate::domain::accounts::{Principal, Scope};
@@ -62,21 +63,6 @@ impl From<OrderError> for ApiError {
     }
 }
 
-/// One tender as an order lists it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TenderView {
-    pub transaction_id: String,
-    pub device_id: String,
-    pub function: String,
-    /// Minor units.
-    pub amount: String,
-    /// `in_flight`, `approved` or `not_approved`.
-    #[schema(value_type = String)]
-    pub state: crate::domain::payments::FollowUpState,
-    pub result: Option<String>,
-}
-
 /// What a cancel with `Reverse=true` did to one approved tender.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -96,6 +82,8 @@ pub struct OrderView {
     pub order_id: String,
     pub merchant_id: String,
     pub currency: String,
+    /// How many digits follow the point in `currency` (JPY 0, AUD 2, KWD 3).
+    pub minor_units: u8,
     /// Minor units, as every amount here.
     pub amount_total: String,
     pub amount_paid: String,
@@ -107,19 +95,21 @@ pub struct OrderView {
     pub state: OrderState,
     pub pos_reference: Option<String>,
     pub created_at: String,
-    pub tenders: Vec<TenderView>,
+    pub tenders: Vec<FollowUpView>,
     /// Only in the answer of a cancel with `Reverse=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reversals: Option<Vec<ReversalView>>,
 }
 
-fn view(sheet: &OrderSheet, reversals: Option<&[Reversal]>) -> OrderView {
+/// The view of an order; with the reversals a cancel started, when it was asked to.
+pub fn view(sheet: &OrderSheet, reversals: Option<&[Reversal]>) -> OrderView {
     let s = sheet.summary();
     let o = &sheet.order;
     OrderView {
         order_id: o.id.to_string(),
         merchant_id: o.merchant_id.to_string(),
         currency: o.currency.to_string(),
+        minor_units: o.currency.minor_units(),
         amount_total: o.amount_total.to_string(),
         amount_paid: s.paid.to_string(),
         amount_in_flight: s.in_flight.to_string(),
@@ -129,24 +119,7 @@ fn view(sheet: &OrderSheet, reversals: Option<&[Reversal]>) -> OrderView {
         created_at: o
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        tenders: sheet
-            .tenders
-            .iter()
-            .map(|t| {
-                let f = crate::domain::payments::FollowUp::of(t);
-                TenderView {
-                    transaction_id: t.id.to_string(),
-                    device_id: t.device_id.to_string(),
-                    function: t.request.function.to_string(),
-                    amount: f.amount.to_string(),
-                    state: f.state,
-                    result: match &t.phase {
-                        crate::domain::lifecycle::Phase::Completed(c) => Some(c.result.to_string()),
-                        _ => None,
-                    },
-                }
-            })
-            .collect(),
+        tenders: sheet.tenders.iter().map(FollowUpView::of).collect(),
         reversals: reversals.map(|rs| {
             rs.iter()
                 .map(|r| match &r.outcome {

@@ -6,8 +6,7 @@
 use super::{asset, WebState};
 use crate::domain::accounts::{MerchantId, Principal, Scope};
 use crate::domain::lifecycle::{CompletedBy, Phase};
-use crate::domain::orders::{OrderId, OrderSheet, OrderState};
-use crate::domain::payments::{FollowUp, FollowUpState};
+use crate::domain::orders::OrderId;
 use crate::domain::{RegisterRecord, TransactionRecord};
 use crate::engine::accounts::{Actor, KeyRefused, KEY_PREFIX};
 use crate::engine::devices::EnrollError;
@@ -550,81 +549,7 @@ pub struct TransactionDetail {
     pub payment: Option<crate::pos_api::follow_ups::PaymentView>,
     /// For a tender: its order, with what is paid, in flight and left, and every tender.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub order: Option<OrderView>,
-}
-
-/// An order as the dashboard shows it beside one of its tenders.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderView {
-    pub order_id: String,
-    /// ISO 4217 code of the amounts.
-    pub currency: String,
-    /// How many digits follow the point in `currency`.
-    pub minor_units: u8,
-    /// Minor units, as every amount here.
-    pub amount_total: String,
-    pub amount_paid: String,
-    /// Held by tenders still running.
-    pub amount_in_flight: String,
-    pub amount_remaining: String,
-    /// `open`, `paid` or `cancelled`.
-    pub state: OrderState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pos_reference: Option<String>,
-    /// Oldest first.
-    pub tenders: Vec<TenderView>,
-}
-
-/// One tender of an order.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TenderView {
-    pub transaction_id: String,
-    pub device_id: String,
-    pub function: String,
-    /// Minor units.
-    pub amount: String,
-    /// `in_flight`, `approved` or `not_approved`.
-    pub state: FollowUpState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
-}
-
-impl From<&OrderSheet> for OrderView {
-    fn from(sheet: &OrderSheet) -> Self {
-        let s = sheet.summary();
-        let o = &sheet.order;
-        Self {
-            order_id: o.id.to_string(),
-            currency: o.currency.to_string(),
-            minor_units: o.currency.minor_units(),
-            amount_total: o.amount_total.to_string(),
-            amount_paid: s.paid.to_string(),
-            amount_in_flight: s.in_flight.to_string(),
-            amount_remaining: s.remaining.to_string(),
-            state: s.state,
-            pos_reference: o.pos_reference.clone(),
-            tenders: sheet
-                .tenders
-                .iter()
-                .map(|t| {
-                    let f = FollowUp::of(t);
-                    TenderView {
-                        transaction_id: t.id.to_string(),
-                        device_id: t.device_id.to_string(),
-                        function: t.request.function.to_string(),
-                        amount: f.amount.to_string(),
-                        state: f.state,
-                        result: match &t.phase {
-                            Phase::Completed(c) => Some(c.result.to_string()),
-                            _ => None,
-                        },
-                    }
-                })
-                .collect(),
-        }
-    }
+    pub order: Option<crate::pos_api::orders::OrderView>,
 }
 
 /// One timeline event.
@@ -667,7 +592,7 @@ pub async fn transaction(
             .order_as(&admin.principal, &order_id)
             .await?
             .as_ref()
-            .map(OrderView::from),
+            .map(|sheet| crate::pos_api::orders::view(&sheet, None)),
         _ => None,
     };
     Ok(Json(TransactionDetail {

@@ -85,17 +85,8 @@ async fn transact(State(relay): State<Shared>, Form(form): Form<TxForm>) -> Resp
             register_name: "Bench".into(),
         },
         request: TransactionRequest {
-            function: Function::CardPurchase,
             amount_total: Some(amount),
-            amount_cash: None,
-            amount_auth: None,
-            amount_final: None,
-            transaction_reference: None,
-            date: None,
-            currency: None,
-            amount_tip: None,
-            original: None,
-            order_id: None,
+            ..TransactionRequest::of(Function::CardPurchase)
         },
         request_timestamp: "20250101000000".into(),
     });

@@ -21,19 +21,7 @@ async fn every_function_runs_end_to_end() {
     let pos = app.pos();
     for f in Function::ALL {
         let mut s = spec(f, None);
-        s.request = TransactionRequest {
-            function: f,
-            amount_total: None,
-            amount_cash: None,
-            amount_auth: None,
-            amount_final: None,
-            transaction_reference: None,
-            date: None,
-            currency: None,
-            amount_tip: None,
-            original: None,
-            order_id: None,
-        };
+        s.request = TransactionRequest::of(f);
         match f {
             Function::CardPurchasePlusCash => {
                 s.request.amount_total = Cents::new(6000).ok();
