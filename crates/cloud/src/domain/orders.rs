@@ -342,7 +342,21 @@ mod tests {
     fn order_ids_are_uuids() {
         assert!(OrderId::parse("nope").is_err());
         let id = OrderId::new();
-        assert_eq!(OrderId::parse(&id.as_str().to_uppercase()), Ok(id));
+        assert_eq!(OrderId::parse(&id.as_str().to_uppercase()), Ok(id.clone()));
+        assert_eq!(id.to_string(), id.as_str());
+        let stored = OrderId::from_stored("as-stored".into());
+        assert_eq!(
+            (stored.as_str(), stored.to_string()),
+            ("as-stored", "as-stored".to_string())
+        );
+        assert_ne!(OrderId::new(), OrderId::default());
+    }
+
+    #[test]
+    fn a_paid_order_has_nothing_left() {
+        let id = OrderId::new();
+        assert_eq!(OrderRefusal::Paid(id.clone()).remaining(), Some(0));
+        assert_eq!(OrderRefusal::Cancelled(id).remaining(), None);
     }
 
     proptest! {

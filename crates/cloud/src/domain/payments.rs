@@ -224,8 +224,8 @@ pub fn summarise(payment: &Payment, follow_ups: &[FollowUp]) -> Summary {
     }
     let mut release_approved = false;
     for f in follow_ups {
+        // A follow-up not approved counts as if it had never been asked for (the last arm).
         match (f.function, f.state) {
-            (_, NotApproved) => {}
             (Function::CardRefund, Approved) => s.refunded = s.refunded.saturating_add(f.amount),
             (Function::CardRefund, InFlight) => s.refunding = s.refunding.saturating_add(f.amount),
             (Function::CardVoid, Approved) => s.voided = true,
@@ -360,7 +360,7 @@ pub fn admit(
             if !payment.approved {
                 return Err(Refusal::NotApproved(id));
             }
-            if s.released > 0 || follow_ups_approved(follow_ups, Function::CardRelease) {
+            if follow_ups_approved(follow_ups, Function::CardRelease) {
                 return Err(Refusal::Closed(id, "released"));
             }
             if follow_ups_approved(follow_ups, Function::CardFinalise) {
@@ -538,6 +538,7 @@ pub fn asked(request: &protocol::TransactionRequest) -> Asked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
     use proptest::prelude::*;
     use FollowUpState::*;
 
@@ -801,6 +802,234 @@ mod tests {
             ),
             Err(Refusal::TooLarge)
         ));
+    }
+
+    #[test]
+    fn refusals_say_what_is_left_to_refund() {
+        let id = TransactionId::new();
+        assert_eq!(Refusal::Voided { id, what: "refund" }.refundable(), Some(0));
+        assert_eq!(Refusal::Settled(id).refundable(), None);
+        // Nothing is refundable of a declined payment, nor of one that is not a capture.
+        let declined = Payment {
+            approved: false,
+            ..purchase(1000)
+        };
+        assert_eq!(summarise(&declined, &[]).refundable, 0);
+        assert_eq!(summarise(&pre_auth(1000), &[]).refundable, 0);
+    }
+
+    #[test]
+    fn a_tip_needs_a_clean_unsettled_purchase() {
+        let p = purchase(1000);
+        let policy = Policy::default();
+        let tip = |fs: &[FollowUp]| admit(&p, fs, &ask(Function::CardTipAdjust, 10), policy);
+        assert!(matches!(
+            tip(&[f(Function::CardVoid, 0, InFlight)]),
+            Err(Refusal::Voided { .. })
+        ));
+        assert!(matches!(
+            tip(&[f(Function::CardVoid, 0, Approved)]),
+            Err(Refusal::Voided { .. })
+        ));
+        assert!(matches!(
+            tip(&[f(Function::CardRefund, 10, Approved)]),
+            Err(Refusal::HasRefunds(_))
+        ));
+        assert!(matches!(
+            tip(&[f(Function::CardRefund, 10, InFlight)]),
+            Err(Refusal::HasRefunds(_))
+        ));
+        let cash = Payment {
+            function: Function::CardPurchasePlusCash,
+            ..purchase(1000)
+        };
+        assert!(matches!(
+            admit(&cash, &[], &ask(Function::CardTipAdjust, 10), policy),
+            Err(Refusal::WrongKind(..))
+        ));
+    }
+
+    #[test]
+    fn a_running_capture_or_release_holds_the_pre_authorisation() {
+        let p = pre_auth(10_000);
+        for closing in [Function::CardFinalise, Function::CardRelease] {
+            let fs = [f(closing, 100, InFlight)];
+            assert!(summarise(&p, &fs).closing, "{closing}");
+            for next in [
+                Function::CardTopUp,
+                Function::CardRelease,
+                Function::CardFinalise,
+            ] {
+                assert!(matches!(
+                    admit(&p, &fs, &ask(next, 1), Policy::default()),
+                    Err(Refusal::Busy(..))
+                ));
+            }
+        }
+        // A top-up to exactly the largest amount is fine; one more is not.
+        let near = pre_auth(protocol::Cents::MAX - 1);
+        assert!(admits(&near, &[], Function::CardTopUp, 1));
+        assert!(!admits(&near, &[], Function::CardTopUp, 2));
+    }
+
+    /// A stored transaction of `function` with `request` amounts, completed with `outcome`
+    /// (none: still running) and the device's `fields`.
+    fn record(
+        function: Function,
+        amount: u64,
+        outcome: Option<TransactionResult>,
+        fields: &[(&str, &str)],
+    ) -> TransactionRecord {
+        use crate::domain::lifecycle::{CompletedBy, Completion};
+        let at = DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let mut request = protocol::TransactionRequest::of(function);
+        match function {
+            Function::CardTipAdjust => request.amount_tip = Some(amount),
+            Function::CardFinalise => request.amount_final = protocol::Cents::new(amount).ok(),
+            _ => request.amount_total = protocol::Cents::new(amount).ok(),
+        }
+        TransactionRecord {
+            id: TransactionId::new(),
+            device_id: protocol::DeviceId::parse("dev").unwrap_or_else(|_| unreachable!()),
+            register: protocol::RegisterInfo {
+                key: protocol::RegisterKey {
+                    register_id: "r".into(),
+                    business_name: "b".into(),
+                    vendor_name: "v".into(),
+                },
+                register_name: "R".into(),
+            },
+            merchant_id: crate::domain::accounts::MerchantId::default(),
+            merchant: String::new(),
+            request,
+            sale_data: None,
+            callback_url: None,
+            pos_reference: None,
+            fingerprint: String::new(),
+            token: String::new(),
+            token_expires_at: at,
+            created_at: at,
+            phase: match outcome {
+                None => Phase::Started { started_at: at },
+                Some(r) => Phase::Completed(Completion {
+                    by: CompletedBy::Device,
+                    transaction_result: Some(r),
+                    result: protocol::ResultCode::Ok,
+                    result_text: String::new(),
+                    fields: fields
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    completed_at: at,
+                }),
+            },
+            display_text: None,
+        }
+    }
+
+    #[test]
+    fn stored_records_reduce_to_what_the_device_reported() {
+        use TransactionResult::*;
+        // The device's AmountTotal (with a surcharge) and AmountTip are what was paid.
+        let sale = record(
+            Function::CardPurchase,
+            1000,
+            Some(Accepted),
+            &[("AmountTotal", " 1015 "), ("AmountTip", "0")],
+        );
+        let p = Payment::of(&sale, false);
+        assert_eq!((p.approved, p.amount, p.base, p.tip), (true, 1015, 1000, 0));
+        // Without them, the amount asked for; a declined or running one is not approved.
+        let bare = record(Function::CardPurchase, 700, Some(Declined), &[]);
+        assert_eq!(
+            (
+                Payment::of(&bare, true).amount,
+                Payment::of(&bare, true).approved
+            ),
+            (700, false)
+        );
+        assert!(Payment::of(&bare, true).settled);
+        assert!(!Payment::of(&record(Function::CardPurchase, 5, None, &[]), false).approved);
+        let running = record(Function::CardPurchase, 5, None, &[("AmountTotal", "9")]);
+        assert_eq!(Payment::of(&running, false).amount, 5);
+
+        let states: Vec<FollowUpState> = [Some(Accepted), Some(Declined), Some(Cancelled), None]
+            .into_iter()
+            .map(|o| FollowUp::of(&record(Function::CardRefund, 1, o, &[])).state)
+            .collect();
+        assert_eq!(states, vec![Approved, NotApproved, NotApproved, InFlight]);
+        let amount = |f, a| FollowUp::of(&record(f, a, None, &[])).amount;
+        assert_eq!(amount(Function::CardTipAdjust, 150), 150);
+        assert_eq!(amount(Function::CardFinalise, 9000), 9000);
+        assert_eq!(amount(Function::CardRefund, 300), 300);
+        assert_eq!(amount(Function::CardVoid, 0), 0);
+
+        // A payment record admits by its follow-ups and its merchant's policy.
+        let refunds = vec![
+            record(Function::CardRefund, 600, Some(Accepted), &[]),
+            record(Function::CardRefund, 400, Some(Declined), &[]),
+        ];
+        let stored = PaymentRecord::new(sale.clone(), refunds, &[], Some(10));
+        assert_eq!(stored.follow_ups().len(), 2);
+        assert_eq!(stored.summary().refundable, 415);
+        let mut refund = protocol::TransactionRequest::of(Function::CardRefund);
+        refund.amount_total = protocol::Cents::new(416).ok();
+        assert!(matches!(
+            stored.admit(&refund),
+            Err(Refusal::ExceedsRefundable { .. })
+        ));
+        refund.amount_total = protocol::Cents::new(415).ok();
+        assert!(stored.admit(&refund).is_ok());
+        let mut tip = protocol::TransactionRequest::of(Function::CardTipAdjust);
+        tip.amount_tip = Some(101);
+        let clean = PaymentRecord::new(sale.clone(), vec![], &[], Some(10));
+        assert!(matches!(
+            clean.admit(&tip),
+            Err(Refusal::TipTooHigh { max: 100, .. })
+        ));
+        assert_eq!(
+            PaymentRecord::new(sale.clone(), vec![], &[], None).policy,
+            Policy::default()
+        );
+    }
+
+    #[test]
+    fn only_a_later_successful_cutover_of_the_same_device_settles() {
+        use crate::domain::lifecycle::{CompletedBy, Completion};
+        let sale = record(
+            Function::CardPurchase,
+            1000,
+            Some(TransactionResult::Accepted),
+            &[],
+        );
+        let cutover = |ok: bool, later: i64, device: &str| {
+            let mut c = record(Function::AcquirerSettlementCutover, 1, None, &[]);
+            c.request = protocol::TransactionRequest::of(Function::AcquirerSettlementCutover);
+            c.device_id = protocol::DeviceId::parse(device).unwrap_or_else(|_| unreachable!());
+            c.phase = Phase::Completed(Completion {
+                by: CompletedBy::Device,
+                transaction_result: None,
+                result: if ok {
+                    protocol::ResultCode::Ok
+                } else {
+                    protocol::ResultCode::Failed
+                },
+                result_text: String::new(),
+                fields: Default::default(),
+                completed_at: sale.completed_at().unwrap_or_default()
+                    + chrono::Duration::seconds(later),
+            });
+            c
+        };
+        let settled =
+            |c: TransactionRecord| PaymentRecord::new(sale.clone(), vec![], &[c], None).settled;
+        assert!(settled(cutover(true, 1, "dev")));
+        assert!(!settled(cutover(false, 1, "dev")));
+        assert!(!settled(cutover(true, 0, "dev")));
+        assert!(!settled(cutover(true, 1, "other")));
+        let mut not_a_cutover = cutover(true, 1, "dev");
+        not_a_cutover.request = protocol::TransactionRequest::of(Function::AcquirerLogon);
+        assert!(!settled(not_a_cutover));
     }
 
     fn arb_follow_up() -> impl Strategy<Value = (Function, u64, FollowUpState)> {
