@@ -816,6 +816,14 @@ mod tests {
         };
         assert_eq!(summarise(&declined, &[]).refundable, 0);
         assert_eq!(summarise(&pre_auth(1000), &[]).refundable, 0);
+        // Only an approved pre-authorisation holds anything.
+        assert_eq!(summarise(&purchase(1000), &[]).authorised, 0);
+        let refused = Payment {
+            approved: false,
+            ..pre_auth(1000)
+        };
+        assert_eq!(summarise(&refused, &[]).authorised, 0);
+        assert_eq!(summarise(&pre_auth(1000), &[]).authorised, 1000);
     }
 
     #[test]

@@ -138,7 +138,13 @@ fn kind_of(function: Function, fields: &Fields) -> Result<FollowUpKind, FieldErr
             FollowUpKind::TipAdjust(tip)
         }
         Function::CardVoid => FollowUpKind::Void,
-        _ => FollowUpKind::Release,
+        Function::CardRelease => FollowUpKind::Release,
+        // The routes name only the functions above.
+        other => {
+            return Err(FieldError::invalid(format!(
+                "{other} is not a follow-up of a payment"
+            )))
+        }
     })
 }
 
