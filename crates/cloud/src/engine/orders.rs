@@ -8,7 +8,6 @@ use super::transactions::{StartError, Started};
 use super::{Engine, EngineError};
 use crate::domain::accounts::{MerchantId, Principal};
 use crate::domain::orders::{OrderId, OrderRecord, OrderSheet};
-use crate::domain::payments::FollowUpState;
 use crate::store::InsertError;
 use protocol::{Cents, Currency, RegisterKey, TransactionId};
 
@@ -169,39 +168,29 @@ impl Engine {
             .payment(&tender.id)
             .await?
             .ok_or(StartError::UnknownOriginal)?;
-        // A reversal started by an earlier cancel is found again by its reference.
+        // A reversal started by an earlier cancel comes back by its reference: a repeated void
+        // is the same request under the same reference (replayed by `start_transaction`).
         let reference = |what: &str| format!("order-{order}-{what}-{}", tender.id);
         let (kind, what) = if payment.settled {
             let summary = payment.summary();
-            let left = Cents::new(summary.refundable).map_err(|_| {
-                StartError::Refused(crate::domain::payments::Refusal::ExceedsRefundable {
-                    asked: 0,
-                    refundable: 0,
-                    refunded: summary.refunded,
-                    refunding: summary.refunding,
-                    currency: summary.currency,
-                })
-            });
-            match left {
+            match Cents::new(summary.refundable) {
                 Ok(amount) => (FollowUpKind::Refund(amount), "refund"),
-                // Refunded in full already: look for the refund this cancel made.
-                Err(e) => {
-                    return self
-                        .earlier_reversal(&payment, &reference("refund"))
-                        .ok_or(e)
+                // Nothing left to refund: the refund an earlier cancel made, if it made one.
+                Err(_) => {
+                    return self.earlier_reversal(&payment, &reference("refund")).ok_or(
+                        StartError::Refused(crate::domain::payments::Refusal::ExceedsRefundable {
+                            asked: 0,
+                            refundable: 0,
+                            refunded: summary.refunded,
+                            refunding: summary.refunding,
+                            currency: summary.currency,
+                        }),
+                    )
                 }
             }
         } else {
             (FollowUpKind::Void, "void")
         };
-        let already_voided = payment.follow_ups().iter().any(|f| {
-            f.function == protocol::Function::CardVoid && f.state == FollowUpState::Approved
-        });
-        if already_voided {
-            if let Some(found) = self.earlier_reversal(&payment, &reference("void")) {
-                return Ok(found);
-            }
-        }
         let new = NewFollowUp {
             kind,
             original: OriginalRef::Id(tender.id),

@@ -592,7 +592,7 @@ pub async fn transaction(
             .order_as(&admin.principal, &order_id)
             .await?
             .as_ref()
-            .map(|sheet| crate::pos_api::orders::view(&sheet, None)),
+            .map(|sheet| crate::pos_api::orders::view(sheet, None)),
         _ => None,
     };
     Ok(Json(TransactionDetail {
