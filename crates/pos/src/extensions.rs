@@ -114,7 +114,16 @@ impl PosClient {
         &self,
         register: &RegisterKey,
     ) -> Result<RegisterStatus, PosError> {
-        let url = self.endpoints().path(&["pos", "register"])?;
+        self.get_as_register(&["pos", "register"], register).await
+    }
+
+    /// `GET` of an extension route, the register triple in the query string.
+    pub(crate) async fn get_as_register<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &[&str],
+        register: &RegisterKey,
+    ) -> Result<T, PosError> {
+        let url = self.endpoints().path(path)?;
         let resp = self
             .http()
             .get(url)
@@ -130,18 +139,12 @@ impl PosClient {
         register: &RegisterKey,
         transaction_id: &str,
     ) -> Result<Vec<TimelineEntry>, PosError> {
-        let url = self
-            .endpoints()
-            .path(&["pos", "transaction", transaction_id, "events"])?;
-        let resp = self
-            .http()
-            .get(url)
-            .query(&register_query(register))
-            .send()
-            .await?;
-        crate::client::read_json::<Timeline>(resp)
-            .await
-            .map(|t| t.events)
+        self.get_as_register::<Timeline>(
+            &["pos", "transaction", transaction_id, "events"],
+            register,
+        )
+        .await
+        .map(|t| t.events)
     }
 
     /// A request holding for `wait` needs more than the ordinary timeout.

@@ -170,16 +170,8 @@ impl PosClient {
         register: &RegisterKey,
         transaction_id: &str,
     ) -> Result<Payment, PosError> {
-        let url = self
-            .endpoints()
-            .path(&["pos", "transaction", transaction_id, "payment"])?;
-        let resp = self
-            .http()
-            .get(url)
-            .query(&register_query(register))
-            .send()
-            .await?;
-        crate::client::read_json(resp).await
+        self.get_as_register(&["pos", "transaction", transaction_id, "payment"], register)
+            .await
     }
 
     /// Creates an order of `register`'s merchant, in `currency` (its default when none).
@@ -201,14 +193,8 @@ impl PosClient {
 
     /// An order with its tenders.
     pub async fn order(&self, register: &RegisterKey, order_id: &str) -> Result<Order, PosError> {
-        let url = self.endpoints().path(&["pos", "orders", order_id])?;
-        let resp = self
-            .http()
-            .get(url)
-            .query(&register_query(register))
-            .send()
-            .await?;
-        crate::client::read_json(resp).await
+        self.get_as_register(&["pos", "orders", order_id], register)
+            .await
     }
 
     /// Cancels an order; with `reverse`, its approved tenders are voided or refunded.

@@ -77,6 +77,22 @@ pub fn require_register(fields: &Fields) -> Result<RegisterKey, FieldError> {
     .map_err(FieldError::invalid)
 }
 
+/// Whether the register the request names (if it names one) is paired to a device of
+/// `merchant`: any register of a merchant may see that merchant's payments and orders. `None`
+/// when the request names no register.
+pub async fn register_of_merchant(
+    state: &super::ApiState,
+    fields: &Fields,
+    merchant: &crate::domain::accounts::MerchantId,
+) -> Result<Option<bool>, ApiError> {
+    let Some(key) = register_of(fields) else {
+        return Ok(None);
+    };
+    fields.credential().check_vendor(&key.vendor_name)?;
+    let of = state.engine.register_merchant(&key).await?;
+    Ok(Some(of.as_ref() == Some(merchant)))
+}
+
 /// Checks that the request may access `record`: a valid token (`merchantAccessToken`) or the
 /// register triple that started it; a token is checked against its expiry at `now`.
 pub fn authorize(

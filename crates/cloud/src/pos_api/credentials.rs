@@ -176,6 +176,16 @@ impl Credential {
         }
     }
 
+    /// A scope a route needs only for some requests (a refund by reference on the
+    /// SmartConnect route, an order's cancel with reversal): the middleware's own check, later.
+    pub fn require(&self, scope: Scope) -> Result<(), CredentialError> {
+        if self.principal.allows(scope) {
+            Ok(())
+        } else {
+            Err(CredentialError::MissingScope(scope))
+        }
+    }
+
     /// The merchant a key is confined to.
     pub fn merchant(&self) -> Option<&MerchantId> {
         self.principal.merchant()

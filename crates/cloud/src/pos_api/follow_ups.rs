@@ -9,7 +9,7 @@
 //! polling token is the credential). It is a transaction of its own: the answer is its
 //! envelope, polled like any other.
 
-use super::access::{authorize, register_of, visible, AccessError};
+use super::access::{authorize, register_of, register_of_merchant, visible, AccessError};
 use super::error::ApiError;
 use super::fields::{FieldError, Fields};
 use super::polling::wait_param;
@@ -48,18 +48,6 @@ pub fn original_of(fields: &Fields) -> Result<Option<OriginalRef>, FieldError> {
     }
 }
 
-/// A key must hold `pos:refund` for a referenced refund or a void; a keyless register (where
-/// the policy admits it) may.
-fn require_refund_scope(fields: &Fields) -> Result<(), ApiError> {
-    let principal = &fields.credential().principal;
-    if matches!(principal, crate::domain::accounts::Principal::Keyless)
-        || principal.allows(Scope::PosRefund)
-    {
-        return Ok(());
-    }
-    Err(super::credentials::CredentialError::MissingScope(Scope::PosRefund).into())
-}
-
 /// `POST /POS/Transaction` with an original: a SmartConnect `Card.Refund` or `Card.Finalise`
 /// by reference. Its fields were parsed as for any transaction.
 pub async fn start_from_transaction(
@@ -70,7 +58,7 @@ pub async fn start_from_transaction(
 ) -> Result<Started, ApiError> {
     let kind = match new.request.function {
         Function::CardRefund => {
-            require_refund_scope(fields)?;
+            fields.credential().require(Scope::PosRefund)?;
             new.request.amount_total.map(FollowUpKind::Refund)
         }
         Function::CardFinalise => new.request.amount_final.map(FollowUpKind::Capture),
@@ -454,18 +442,10 @@ pub async fn payment(
         .await?
         .ok_or(AccessError::NotFound)?;
     visible(&p.original, fields.credential())?;
-    match register_of(&fields) {
-        // Any register of the payment's merchant.
-        Some(key) => {
-            let same_merchant = state
-                .engine
-                .register_merchant(&key)
-                .await?
-                .is_some_and(|m| m == p.original.merchant_id);
-            if !same_merchant {
-                return Err(AccessError::NotFound.into());
-            }
-        }
+    // Any register of the payment's merchant, else the payment's own token.
+    match register_of_merchant(&state, &fields, &p.original.merchant_id).await? {
+        Some(true) => {}
+        Some(false) => return Err(AccessError::NotFound.into()),
         None => authorize(&p.original, &fields, state.engine.now())?,
     }
     Ok(Json(view(&p)))

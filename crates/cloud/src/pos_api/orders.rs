@@ -4,7 +4,7 @@
 //! `POST /pos/orders/{id}/cancel` stops it taking tenders and, with `Reverse=true`, voids or
 //! refunds the approved ones.
 
-use super::access::{register_of, require_register, AccessError};
+use super::access::{register_of_merchant, require_register};
 use super::error::{ApiError, HttpError, ServiceError};
 use super::fields::{FieldError, Fields};
 use super::follow_ups::FollowUpView;
@@ -251,17 +251,11 @@ async fn authorized_order(
         .order_as(principal, &id)
         .await?
         .ok_or(OrdersError::NotFound)?;
-    let keyless = matches!(principal, Principal::Keyless);
-    match register_of(fields) {
-        Some(key) => {
-            fields.credential().check_vendor(&key.vendor_name)?;
-            let merchant = state.engine.register_merchant(&key).await?;
-            if merchant.as_ref() != Some(&sheet.order.merchant_id) {
-                return Err(OrdersError::NotFound.into());
-            }
-        }
+    match register_of_merchant(state, fields, &sheet.order.merchant_id).await? {
+        Some(true) => {}
+        Some(false) => return Err(OrdersError::NotFound.into()),
         // Without a key, the register is the only credential.
-        None if keyless => return Err(AccessError::NotFound.into()),
+        None if matches!(principal, Principal::Keyless) => return Err(OrdersError::NotFound.into()),
         None => {}
     }
     Ok(sheet)
@@ -326,10 +320,10 @@ pub async fn cancel(
         Some(v) if v == "false" || v.is_empty() => false,
         Some(_) => return Err(FieldError::invalid("Invalid Reverse: true or false").into()),
     };
-    let principal = &fields.credential().principal;
-    if reverse && !principal.allows(Scope::PosRefund) {
-        return Err(super::credentials::CredentialError::MissingScope(Scope::PosRefund).into());
+    if reverse {
+        fields.credential().require(Scope::PosRefund)?;
     }
+    let principal = &fields.credential().principal;
     let sheet = authorized_order(&state, &id, &fields).await?;
     let (sheet, reversals) = state
         .engine

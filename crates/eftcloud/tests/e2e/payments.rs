@@ -8,7 +8,7 @@ use cloud::domain::accounts::{KeyOwner, Scope, Scopes};
 use cloud::engine::accounts::{Actor, NewApiKey};
 use eftcloud_testing::FreshDatabase;
 use pos::PairingDetails;
-use protocol::device::{CloudMessage, DeviceMessage};
+use protocol::device::CloudMessage;
 use protocol::RegisterKey;
 use serde_json::Value;
 use std::time::Duration;
@@ -178,16 +178,8 @@ async fn follow_ups_are_refused_where_they_do_not_belong() {
     let app = spawn_app().await;
     let (_a, front) = till(&app, "pay-rules").await;
     let sale = paid(&app, &front, "1000", &[]).await;
-    let refund = |amount: &'static str| {
-        let mut f = register_form(&front);
-        f.push(("AmountTotal", amount));
-        f.into_iter()
-            .map(|(k, v)| (k, v.to_string()))
-            .collect::<Vec<_>>()
-    };
-    let as_refs = |f: &Vec<(&'static str, String)>| -> Vec<(&'static str, String)> { f.clone() };
-    let form = as_refs(&refund("1"));
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut form = register_form(&front);
+    form.push(("AmountTotal", "1"));
 
     // Unknown or malformed ids are not found; bad amounts are 400.
     let (status, _) = post(&app, "/pos/transaction/not-an-id/refund", &form).await;
@@ -721,7 +713,6 @@ async fn twenty_racing_refunds_through_two_nodes_approve_exactly_those_that_fit(
     let b = spawn_app_with(opts("node-b")).await;
     // The devices on A; the POS requests alternate between A and B.
     twenty_concurrent_refunds([&a, &b], &a).await;
-    let _ = DeviceMessage::PairingCodeRequest;
 }
 
 #[tokio::test]
