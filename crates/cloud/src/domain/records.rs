@@ -82,3 +82,29 @@ impl TransactionRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_can_what_it_declared_and_nothing_else() {
+        let device = DeviceRecord {
+            id: DeviceId::parse("d").unwrap_or_else(|_| unreachable!()),
+            secret_hash: String::new(),
+            vendor: String::new(),
+            model: String::new(),
+            merchant: String::new(),
+            merchant_id: MerchantId::default(),
+            site_id: None,
+            created_at: DateTime::<Utc>::default(),
+            connected_at: None,
+            last_seen_at: None,
+            self_enrolled: false,
+            capabilities: vec!["currency".into(), "void".into()],
+        };
+        assert!(device.can("void") && device.can("currency"));
+        assert!(!device.can("refund.referenced"));
+        assert!(!device.can(""));
+    }
+}
