@@ -737,6 +737,7 @@ fn request_error(function: Function, e: &RequestError) -> String {
         RequestError::BadDate => "set --date <yyyyMMdd>",
         RequestError::BadCurrency(_) => "set --currency <ISO 4217 code>",
         RequestError::FollowUpFunction(..) => "use `eftcloud pos refund|void|adjust|...`",
+        RequestError::ActionFunction(..) => "use `eftcloud pos input|print|qr|display`",
         RequestError::MissingFunction | RequestError::UnknownFunction(_) => "see --help",
     };
     format!("{function}: {e} ({hint})")
@@ -1031,6 +1032,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             merchant_access_token: "k".into(),
+            receipts: None,
         }
     }
 

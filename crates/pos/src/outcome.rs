@@ -46,6 +46,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             merchant_access_token: "k".into(),
+            receipts: None,
         }
     }
 

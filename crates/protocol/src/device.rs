@@ -2,6 +2,7 @@
 //! `type`. Everything is keyed by ids, so every message may be repeated safely and both sides
 //! answer duplicates idempotently. `docs/device-protocol.md` is the prose version of this file.
 
+use crate::action::{Display, Receipts};
 use crate::function::Function;
 use crate::ids::{DeviceId, TransactionId};
 use crate::outcome::{ResultCode, TerminalStatus, TransactionResult};
@@ -78,15 +79,30 @@ pub mod capability {
     pub const RELEASE: &str = "release";
     /// Amounts in any ISO 4217 currency (`currency`); without it, only AUD.
     pub const CURRENCY: &str = "currency";
+    /// A customer-facing screen that shows a cart (`display` frames, `cart` in offers).
+    pub const DISPLAY: &str = "display";
+    /// `Terminal.Input` of every kind but a signature (a keypad or a touch screen).
+    pub const INPUT: &str = "input";
+    /// `Terminal.Input` of a signature (a signature pad or a touch screen).
+    pub const SIGNATURE: &str = "signature";
+    /// `Terminal.Print` (a printer).
+    pub const PRINTER: &str = "printer";
+    /// `Terminal.ShowQr` (a screen that can draw a QR code).
+    pub const QR_DISPLAY: &str = "qr_display";
 
     /// Every capability this crate knows, as the reference agent declares them.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 11] = [
         REFERENCED_REFUND,
         VOID,
         TIP_ADJUST,
         TOP_UP,
         RELEASE,
         CURRENCY,
+        DISPLAY,
+        INPUT,
+        SIGNATURE,
+        PRINTER,
+        QR_DISPLAY,
     ];
 
     /// The capabilities a request needs of the device that runs it.
@@ -98,6 +114,12 @@ pub mod capability {
             Function::CardTipAdjust => out.push(TIP_ADJUST),
             Function::CardTopUp => out.push(TOP_UP),
             Function::CardRelease => out.push(RELEASE),
+            Function::TerminalInput => match &request.input {
+                Some(i) if i.kind == crate::action::InputKind::Signature => out.push(SIGNATURE),
+                _ => out.push(INPUT),
+            },
+            Function::TerminalPrint => out.push(PRINTER),
+            Function::TerminalShowQr => out.push(QR_DISPLAY),
             _ => {}
         }
         if request.currency() != crate::currency::Currency::AUD {
@@ -159,6 +181,27 @@ pub struct Hello {
     /// kept and ignored, so a newer device works with an older cloud.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// Its screen and printer, for the operator and for a POS that lays out a slip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<Hardware>,
+}
+
+/// A device's screen and printer, as it declares them in `hello`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardware {
+    /// The customer-facing screen, in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<Screen>,
+    /// Characters a printed line holds in normal size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer_columns: Option<u16>,
+}
+
+/// A screen's size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Screen {
+    pub width: u32,
+    pub height: u32,
 }
 
 /// A transaction's outcome as the device reports it.
@@ -176,6 +219,10 @@ pub struct DeviceResult {
     /// these override the fields it owns (register identity, ids, function).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// The merchant's and customer's copies as structured data, beside the fixed-width
+    /// `Receipt` field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<Receipts>,
 }
 
 /// A frame sent by the cloud to the device.
@@ -220,6 +267,10 @@ pub enum CloudMessage {
     ResultAck { transaction_id: TransactionId },
     /// Heartbeat; answer `pong` with the same nonce.
     Ping { nonce: u64 },
+    /// What the customer's screen shows between payments (a cart, or nothing), for a device
+    /// that declares `display`. Never an interruption: a device that runs a payment keeps it
+    /// for when the payment is over (or shows it beside the payment).
+    Display(Display),
     /// A frame was refused without closing the connection.
     Error { message: String },
 }

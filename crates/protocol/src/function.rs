@@ -32,6 +32,12 @@ pub enum Function {
     CardTopUp,
     /// eftcloud: release what is left of a pre-authorisation (`/release`).
     CardRelease,
+    /// eftcloud terminal action: ask the customer for input (`/pos/register/input`).
+    TerminalInput,
+    /// eftcloud terminal action: print on the terminal's printer (`/pos/register/print`).
+    TerminalPrint,
+    /// eftcloud terminal action: show a QR code on the terminal's screen (`/pos/register/qr`).
+    TerminalShowQr,
 }
 
 /// A `TransactionType` that is not in the table.
@@ -70,6 +76,21 @@ impl Function {
         Function::CardRelease,
     ];
 
+    /// eftcloud's terminal actions: jobs the terminal runs for the counter that move no
+    /// money, each with a route of its own under `/pos/register/` (never a SmartConnect
+    /// `TransactionType`). They share a transaction's lifecycle: stored before the POS's 200,
+    /// offered, accepted, started, completed, one at a time per device.
+    pub const ACTIONS: [Function; 3] = [
+        Function::TerminalInput,
+        Function::TerminalPrint,
+        Function::TerminalShowQr,
+    ];
+
+    /// Whether this is one of [`Function::ACTIONS`].
+    pub fn is_action(self) -> bool {
+        Function::ACTIONS.contains(&self)
+    }
+
     /// Whether this is one of [`Function::FOLLOW_UPS`].
     pub fn is_follow_up(self) -> bool {
         Function::FOLLOW_UPS.contains(&self)
@@ -98,6 +119,9 @@ impl Function {
             Function::CardTipAdjust => "Card.TipAdjust",
             Function::CardTopUp => "Card.TopUp",
             Function::CardRelease => "Card.Release",
+            Function::TerminalInput => "Terminal.Input",
+            Function::TerminalPrint => "Terminal.Print",
+            Function::TerminalShowQr => "Terminal.ShowQr",
         }
     }
 
@@ -126,13 +150,14 @@ impl FromStr for Function {
     type Err = UnknownFunction;
     /// Matches the wire name exactly as the table spells it, ignoring ASCII case and spaces
     /// around it (clients are lenient about case elsewhere, so the server is here too). The
-    /// follow-ups parse too (they are stored and sent to devices); the POS API's
-    /// `TransactionType` refuses them (`TransactionRequest::parse`).
+    /// follow-ups and the terminal actions parse too (they are stored and sent to devices);
+    /// the POS API's `TransactionType` refuses them (`TransactionRequest::parse`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         Function::ALL
             .into_iter()
             .chain(Function::FOLLOW_UPS)
+            .chain(Function::ACTIONS)
             .find(|f| f.as_str().eq_ignore_ascii_case(t))
             .ok_or_else(|| UnknownFunction(s.to_string()))
     }
@@ -163,7 +188,11 @@ mod tests {
 
     #[test]
     fn every_name_round_trips() {
-        for f in Function::ALL.into_iter().chain(Function::FOLLOW_UPS) {
+        for f in Function::ALL
+            .into_iter()
+            .chain(Function::FOLLOW_UPS)
+            .chain(Function::ACTIONS)
+        {
             assert_eq!(f.as_str().parse::<Function>(), Ok(f));
             assert_eq!(f.as_str().to_lowercase().parse::<Function>(), Ok(f));
         }
@@ -176,6 +205,19 @@ mod tests {
             assert!(!Function::ALL.contains(&f), "{f}");
         }
         assert!(Function::ALL.iter().all(|f| !f.is_follow_up()));
+    }
+
+    #[test]
+    fn actions_move_no_money_and_are_apart_from_the_table() {
+        for f in Function::ACTIONS {
+            assert!(
+                !f.is_financial() && f.is_action() && !f.is_follow_up(),
+                "{f}"
+            );
+            assert!(!Function::ALL.contains(&f), "{f}");
+        }
+        assert!(Function::ALL.iter().all(|f| !f.is_action()));
+        assert!(Function::FOLLOW_UPS.iter().all(|f| !f.is_action()));
     }
 
     #[test]

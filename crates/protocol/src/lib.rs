@@ -3,6 +3,7 @@
 //! The cloud, the terminal agent, the POS client and the benchmarks all speak through these
 //! types: domain values are parsed here once, at the edge, and never handled raw afterwards.
 
+pub mod action;
 pub mod amount;
 pub mod currency;
 pub mod device;

@@ -49,6 +49,10 @@ pub struct TransactionEnvelope {
         schema(example = "a4934205-e3fa-47ea-88c3-6f6422a0af72", min_length = 1)
     )]
     pub merchant_access_token: String,
+    /// eftcloud: the merchant's and the customer's receipts as structured data, once the
+    /// device reported them (beside the fixed-width `data.Receipt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<crate::action::Receipts>,
 }
 
 impl TransactionEnvelope {
@@ -299,6 +303,7 @@ mod tests {
             transaction_status: TransactionStatus::Pending,
             data: BTreeMap::new(),
             merchant_access_token: "k".into(),
+            receipts: None,
         };
         let v = serde_json::to_value(&e).unwrap_or_default();
         for k in [

@@ -1,5 +1,6 @@
 //! A transaction request as the device receives it: a function and its validated fields.
 
+use crate::action::{Cart, InputRequest, PrintJob, QrDisplay};
 use crate::amount::{AmountError, Cents};
 use crate::currency::{Currency, UnknownCurrency};
 use crate::function::{Function, UnknownFunction};
@@ -39,6 +40,19 @@ pub struct TransactionRequest {
     /// The order this payment is a tender of (split tenders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// The basket to show while the payment runs (from `SaleData`), for a device that
+    /// declares `display`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cart: Option<Cart>,
+    /// `Terminal.Input`: what to ask the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputRequest>,
+    /// `Terminal.Print`: the slip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub print: Option<PrintJob>,
+    /// `Terminal.ShowQr`: the code and its caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr: Option<QrDisplay>,
 }
 
 /// The earlier payment a follow-up acts on, as the cloud recorded it.
@@ -93,6 +107,9 @@ pub enum RequestError {
         "TransactionType '{0}' is an eftcloud follow-up: use POST /pos/transaction/{{id}}/{1}"
     )]
     FollowUpFunction(Function, &'static str),
+    /// A terminal action named as a `TransactionType`: they have routes of their own.
+    #[error("TransactionType '{0}' is an eftcloud terminal action: use POST /pos/register/{1}")]
+    ActionFunction(Function, &'static str),
 }
 
 const MAX_REFERENCE_LEN: usize = 64;
@@ -108,6 +125,9 @@ impl TransactionRequest {
             .parse()?;
         if let Some(route) = follow_up_route(function) {
             return Err(RequestError::FollowUpFunction(function, route));
+        }
+        if let Some(route) = action_route(function) {
+            return Err(RequestError::ActionFunction(function, route));
         }
         let currency = field("Currency")
             .map(str::trim)
@@ -142,6 +162,10 @@ impl TransactionRequest {
             amount_tip: None,
             original: None,
             order_id: None,
+            cart: None,
+            input: None,
+            print: None,
+            qr: None,
         };
         match function {
             Function::CardPurchase
@@ -186,7 +210,10 @@ impl TransactionRequest {
             Function::CardVoid
             | Function::CardTipAdjust
             | Function::CardTopUp
-            | Function::CardRelease => {}
+            | Function::CardRelease
+            | Function::TerminalInput
+            | Function::TerminalPrint
+            | Function::TerminalShowQr => {}
         }
         Ok(req)
     }
@@ -205,6 +232,10 @@ impl TransactionRequest {
             amount_tip: None,
             original: None,
             order_id: None,
+            cart: None,
+            input: None,
+            print: None,
+            qr: None,
         }
     }
 
@@ -250,7 +281,24 @@ impl TransactionRequest {
         if let Some(o) = &self.order_id {
             out.push(("OrderId", o.clone()));
         }
+        if let Some(i) = &self.input {
+            out.push(("InputKind", i.kind.to_string()));
+            out.push(("Prompt", i.prompt.clone()));
+        }
+        if let Some(q) = &self.qr {
+            out.push(("QrData", q.data.clone()));
+        }
         out
+    }
+}
+
+/// The POS API route of a terminal action (under `/pos/register/`), if it is one.
+pub fn action_route(f: Function) -> Option<&'static str> {
+    match f {
+        Function::TerminalInput => Some("input"),
+        Function::TerminalPrint => Some("print"),
+        Function::TerminalShowQr => Some("qr"),
+        _ => None,
     }
 }
 
@@ -383,6 +431,17 @@ mod tests {
             let e = parse(&[("TransactionType", f.as_str()), ("AmountTotal", "500")]);
             assert!(
                 matches!(e, Err(RequestError::FollowUpFunction(g, _)) if g == f),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn actions_are_not_transaction_types() {
+        for f in Function::ACTIONS {
+            let e = parse(&[("TransactionType", f.as_str())]);
+            assert!(
+                matches!(e, Err(RequestError::ActionFunction(g, _)) if g == f),
                 "{f}"
             );
         }

@@ -472,6 +472,7 @@ impl Agent {
                 .iter()
                 .map(|c| c.to_string())
                 .collect(),
+            hardware: None,
         });
         let hello_has_results =
             matches!(&hello, DeviceMessage::Hello(h) if !h.unacknowledged.is_empty());
@@ -772,6 +773,8 @@ impl Agent {
                 Vec::new()
             }
             CloudMessage::Ping { nonce } => vec![DeviceMessage::Pong { nonce }],
+            // The customer's screen between payments: not drawn by this agent yet.
+            CloudMessage::Display(_) => Vec::new(),
             CloudMessage::Error { message } => {
                 tracing::warn!(%message, "the cloud refused a frame");
                 Vec::new()
@@ -845,6 +848,7 @@ impl Agent {
                     result: ResultCode::Cancelled,
                     result_text: "Not accepted by the device; nothing was charged".into(),
                     fields: Default::default(),
+                    receipts: None,
                 })];
             }
         };
@@ -860,6 +864,7 @@ impl Agent {
                 result: ResultCode::Failed,
                 result_text: "Device journal unavailable; nothing was charged".into(),
                 fields: Default::default(),
+                receipts: None,
             };
             self.emit(TerminalEvent::Completed {
                 result: result.clone(),
@@ -975,6 +980,7 @@ fn reversal(offer: &TransactionOffer, text: &str) -> DeviceResult {
             ),
         ]
         .into(),
+        receipts: None,
     }
 }
 

@@ -352,6 +352,7 @@ mod tests {
             result: ResultCode::Ok,
             result_text: "APPROVED".into(),
             fields: [("AuthId".to_string(), "123456".to_string())].into(),
+            receipts: None,
         }
     }
 

@@ -198,6 +198,9 @@ fn label(f: Function) -> &'static str {
         Function::JournalGetTransResult => "LAST RESULT",
         Function::TerminalGetStatus => "STATUS",
         Function::TerminalReadCard => "READ CARD",
+        Function::TerminalInput => "INPUT",
+        Function::TerminalPrint => "PRINT",
+        Function::TerminalShowQr => "QR CODE",
     }
 }
 
@@ -311,6 +314,7 @@ fn device_result(
         result,
         result_text: text.to_string(),
         fields,
+        receipts: None,
     }
 }
 

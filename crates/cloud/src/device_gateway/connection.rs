@@ -675,6 +675,7 @@ mod tests {
             unacknowledged: Vec::new(),
             in_progress: None,
             capabilities: Vec::new(),
+            hardware: None,
         })
     }
 

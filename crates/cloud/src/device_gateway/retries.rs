@@ -134,6 +134,7 @@ mod tests {
             result: ResultCode::Ok,
             result_text: "ok".into(),
             fields: Default::default(),
+            receipts: None,
         })
     }
 

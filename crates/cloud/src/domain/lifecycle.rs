@@ -48,6 +48,9 @@ pub struct Completion {
     /// Further `data` fields (device-reported, or `Status` for a cloud-answered status).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// The receipts as structured data, when the device reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<protocol::action::Receipts>,
     pub completed_at: DateTime<Utc>,
 }
 
@@ -86,12 +89,20 @@ impl Completion {
         if function == Function::TerminalGetStatus && reason != CloudReason::CancelledByPos {
             fields.insert("Status".to_string(), TerminalStatus::Offline.to_string());
         }
+        // An action the POS cancelled says so as a device's cancel would.
+        if function.is_action() && reason == CloudReason::CancelledByPos {
+            fields.insert(
+                protocol::action::field::CANCEL_REASON.to_string(),
+                protocol::action::cancel_reason::POS.to_string(),
+            );
+        }
         Completion {
             by: CompletedBy::Cloud,
             transaction_result: function.is_financial().then_some(transaction_result),
             result,
             result_text: reason.text().to_string(),
             fields,
+            receipts: None,
             completed_at: now,
         }
     }
@@ -104,6 +115,7 @@ impl Completion {
             result: r.result,
             result_text: r.result_text.clone(),
             fields: r.fields.clone(),
+            receipts: r.receipts.clone(),
             completed_at: now,
         }
     }
@@ -129,6 +141,7 @@ impl Completion {
             result: ResultCode::Ok,
             result_text: text.to_string(),
             fields,
+            receipts: None,
             completed_at: now,
         }
     }
@@ -467,6 +480,7 @@ mod tests {
             result: ResultCode::Ok,
             result_text: "APPROVED".into(),
             fields: BTreeMap::new(),
+            receipts: None,
         }
     }
 

@@ -282,6 +282,7 @@ mod tests {
                     result_text: String::new(),
                     fields: Default::default(),
                     completed_at: at,
+                    receipts: None,
                 }),
             },
             display_text: None,

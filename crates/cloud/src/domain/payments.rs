@@ -929,6 +929,7 @@ mod tests {
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
                     completed_at: at,
+                    receipts: None,
                 }),
             },
             display_text: None,
@@ -1026,6 +1027,7 @@ mod tests {
                 fields: Default::default(),
                 completed_at: sale.completed_at().unwrap_or_default()
                     + chrono::Duration::seconds(later),
+                receipts: None,
             });
             c
         };

@@ -123,6 +123,10 @@ pub fn build(
         transaction_status: status,
         data,
         merchant_access_token: tx.token.clone(),
+        receipts: match &tx.phase {
+            Phase::Completed(c) => c.receipts.clone(),
+            Phase::Offered { .. } | Phase::Started { .. } => None,
+        },
     }
 }
 

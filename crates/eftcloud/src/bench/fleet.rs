@@ -285,6 +285,7 @@ async fn session(
         unacknowledged: Vec::new(),
         in_progress: None,
         capabilities: Vec::new(),
+        hardware: None,
     });
     let mut welcomed = false;
     if send(ws, &hello).await.is_err() {
@@ -344,6 +345,8 @@ async fn session(
                 device.pairing.send_modify(|v| v.paired = true);
                 None
             }
+            // A benchmark device has no customer screen.
+            CloudMessage::Display(_) => None,
             CloudMessage::Transaction(offer) => {
                 let id = offer.transaction_id;
                 *device.last_offer.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -442,6 +445,7 @@ fn approved(
         result: ResultCode::Ok,
         result_text: "APPROVED".into(),
         fields,
+        receipts: None,
     }
 }
 

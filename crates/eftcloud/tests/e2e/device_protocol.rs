@@ -15,6 +15,7 @@ fn result(id: protocol::TransactionId, r: TransactionResult) -> DeviceResult {
         result: ResultCode::Ok,
         result_text: "DONE".into(),
         fields: BTreeMap::new(),
+        receipts: None,
     }
 }
 

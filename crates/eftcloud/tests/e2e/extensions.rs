@@ -37,6 +37,7 @@ fn result(id: protocol::TransactionId, r: TransactionResult) -> DeviceMessage {
         result: ResultCode::Ok,
         result_text: "DONE".into(),
         fields: BTreeMap::new(),
+        receipts: None,
     })
 }
 

@@ -588,6 +588,7 @@ pub fn hello(id: &str, secret: &str) -> DeviceMessage {
         unacknowledged: vec![],
         in_progress: None,
         capabilities: Vec::new(),
+        hardware: None,
     })
 }
 

@@ -29,6 +29,7 @@ fn approved(id: protocol::TransactionId) -> DeviceMessage {
         result: ResultCode::Ok,
         result_text: "APPROVED".into(),
         fields,
+        receipts: None,
     })
 }
 
