@@ -60,6 +60,7 @@ fn device(id: &str) -> DeviceRecord {
         last_seen_at: None,
         self_enrolled: false,
         capabilities: Vec::new(),
+        hardware: None,
     }
 }
 
@@ -1635,16 +1636,51 @@ async fn tenders_fit_their_order(s: Arc<dyn Store>) {
     assert!(s.order(&order.id).await.unwrap().unwrap().order.cancelled);
 }
 
+async fn displays_change_version_only_when_they_change(s: Arc<dyn Store>) {
+    s.insert_device(&device("s0"), None).await.unwrap();
+    let id = DeviceId::parse("s0").unwrap();
+    assert_eq!(s.display(&id).await.unwrap(), Some((0, None)));
+    let cart = r#"{"lines":[],"total":100}"#;
+    assert_eq!(s.set_display(&id, Some(cart)).await.unwrap(), Some(1));
+    // The same display again is the same version: a retry changes nothing.
+    assert_eq!(s.set_display(&id, Some(cart)).await.unwrap(), Some(1));
+    assert_eq!(
+        s.display(&id).await.unwrap(),
+        Some((1, Some(cart.to_string())))
+    );
+    assert_eq!(s.set_display(&id, None).await.unwrap(), Some(2));
+    assert_eq!(s.set_display(&id, None).await.unwrap(), Some(2));
+    assert_eq!(s.display(&id).await.unwrap(), Some((2, None)));
+    assert_eq!(s.set_display(&id, Some(cart)).await.unwrap(), Some(3));
+    let nobody = DeviceId::parse("nobody").unwrap();
+    assert_eq!(s.set_display(&nobody, Some(cart)).await.unwrap(), None);
+    assert_eq!(s.display(&nobody).await.unwrap(), None);
+}
+
 async fn capabilities_and_merchant_terms(s: Arc<dyn Store>) {
     s.insert_device(&device("c0"), None).await.unwrap();
     let id = DeviceId::parse("c0").unwrap();
-    s.set_device_capabilities(&id, "currency void")
+    s.set_device_capabilities(&id, "currency void", None)
         .await
         .unwrap();
     assert_eq!(
         s.device(&id).await.unwrap().unwrap().capabilities,
         vec!["currency".to_string(), "void".to_string()]
     );
+    let hardware = protocol::device::Hardware {
+        screen: Some(protocol::device::Screen {
+            width: 480,
+            height: 800,
+        }),
+        printer_columns: Some(32),
+    };
+    let json = serde_json::to_string(&hardware).unwrap();
+    s.set_device_capabilities(&id, "printer", Some(&json))
+        .await
+        .unwrap();
+    let d = s.device(&id).await.unwrap().unwrap();
+    assert_eq!(d.capabilities, vec!["printer".to_string()]);
+    assert_eq!(d.hardware, Some(hardware));
     let shop = MerchantRecord {
         id: MerchantId::from_stored("mid".into()),
         name: "Shop".into(),
@@ -1733,7 +1769,8 @@ contract!(
     races,
     follow_ups_fit_their_payment,
     tenders_fit_their_order,
-    capabilities_and_merchant_terms
+    capabilities_and_merchant_terms,
+    displays_change_version_only_when_they_change
 );
 
 #[tokio::test]

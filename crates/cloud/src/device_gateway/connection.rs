@@ -154,7 +154,7 @@ async fn read_hello<S: FrameSocket>(socket: &mut S, gw: &Gateway) -> Result<Hell
     {
         Ok(record) => match gw
             .engine
-            .declare_capabilities(&record, &hello.capabilities)
+            .declare_capabilities(&record, &hello.capabilities, hello.hardware.as_ref())
             .await
         {
             Ok(()) => Ok(hello),

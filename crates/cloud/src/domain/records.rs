@@ -30,6 +30,8 @@ pub struct DeviceRecord {
     /// What it declared it can do in its last `hello` (`protocol::device::capability`),
     /// sorted; empty for a device that never declared anything.
     pub capabilities: Vec<String>,
+    /// The screen and printer it declared in its last `hello`.
+    pub hardware: Option<protocol::device::Hardware>,
 }
 
 impl DeviceRecord {
@@ -102,6 +104,7 @@ mod tests {
             last_seen_at: None,
             self_enrolled: false,
             capabilities: vec!["currency".into(), "void".into()],
+            hardware: None,
         };
         assert!(device.can("void") && device.can("currency"));
         assert!(!device.can("refund.referenced"));

@@ -139,6 +139,7 @@ impl Engine {
             last_seen_at: None,
             self_enrolled,
             capabilities: Vec::new(),
+            hardware: None,
         };
         let audit = crate::domain::accounts::AuditEntry {
             merchant_id: Some(merchant.id.clone()),
@@ -236,13 +237,15 @@ impl Engine {
         &self,
         device: &DeviceRecord,
         declared: &[String],
+        hardware: Option<&protocol::device::Hardware>,
     ) -> Result<(), crate::store::StoreError> {
         let column = crate::store::capabilities_column(declared);
-        if column == device.capabilities.join(" ") {
+        if column == device.capabilities.join(" ") && hardware == device.hardware.as_ref() {
             return Ok(());
         }
+        let hardware = hardware.and_then(|h| serde_json::to_string(h).ok());
         self.store()
-            .set_device_capabilities(&device.id, &column)
+            .set_device_capabilities(&device.id, &column, hardware.as_deref())
             .await
     }
 

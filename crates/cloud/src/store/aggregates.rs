@@ -91,8 +91,16 @@ store_aggregates! {
             now: DateTime<Utc>,
         ) -> Result<(), StoreError>;
         /// Records what the device declared it can do (`capabilities` as
-        /// `columns::capabilities_column` writes them).
-        write fn set_device_capabilities(&self, id: &DeviceId, capabilities: &str) -> Result<(), StoreError>;
+        /// `columns::capabilities_column` writes them) and its hardware (JSON of
+        /// `protocol::device::Hardware`).
+        write fn set_device_capabilities(&self, id: &DeviceId, capabilities: &str, hardware: Option<&str>) -> Result<(), StoreError>;
+        /// Sets what the device's customer-facing screen shows (`display`: the cart as
+        /// JSON, none to clear). The version grows only when the display changes, so a
+        /// repeated request changes nothing. The version shown afterwards; none for an
+        /// unknown device.
+        write fn set_display(&self, id: &DeviceId, display: Option<&str>) -> Result<Option<u64>, StoreError>;
+        /// What the device's screen shows: its version (0 when never set) and the cart's JSON.
+        read fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError>;
         /// Marks every device held by `node` as disconnected (at startup, after a crash).
         write fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
         /// Deletes self-enrolled devices not connected and not seen since `before` (never

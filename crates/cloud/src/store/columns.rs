@@ -198,6 +198,11 @@ pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord, StoreError> {
         last_seen_at: opt_time(row, "last_seen_at")?,
         self_enrolled: row.flag("self_enrolled")?,
         capabilities: capabilities_of(&row.text("capabilities")?),
+        // Declared by the device, so a stored value that no longer parses is dropped rather
+        // than making the device unreadable.
+        hardware: row
+            .opt_text("hardware")?
+            .and_then(|h| serde_json::from_str(&h).ok()),
     })
 }
 

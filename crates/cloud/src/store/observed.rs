@@ -146,6 +146,7 @@ mod tests {
             last_seen_at: None,
             self_enrolled: false,
             capabilities: Vec::new(),
+            hardware: None,
         };
         assert!(store.device(&id).await.unwrap().is_none());
         store.insert_device(&device, None).await.unwrap();

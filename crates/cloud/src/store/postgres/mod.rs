@@ -314,13 +314,48 @@ impl DeviceStore for PostgresStore {
         &self,
         id: &DeviceId,
         capabilities: &str,
+        hardware: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET capabilities = $2 WHERE id = $1")
+        sqlx::query("UPDATE devices SET capabilities = $2, hardware = $3 WHERE id = $1")
             .bind(id.as_str())
             .bind(capabilities)
+            .bind(hardware)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_display(
+        &self,
+        id: &DeviceId,
+        display: Option<&str>,
+    ) -> Result<Option<u64>, StoreError> {
+        // One round trip: the update moves the version only when the display differs; the
+        // select reads the version either way (the CTE's update is not visible to it, so the
+        // new version comes from the update's RETURNING when there is one).
+        let version: Option<i64> = sqlx::query_scalar(
+            "WITH changed AS (
+                 UPDATE devices SET display = $2, display_version = display_version + 1
+                 WHERE id = $1 AND display IS DISTINCT FROM $2
+                 RETURNING display_version
+             )
+             SELECT COALESCE((SELECT display_version FROM changed),
+                             (SELECT display_version FROM devices WHERE id = $1))",
+        )
+        .bind(id.as_str())
+        .bind(display)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(version.map(|v| u64::try_from(v).unwrap_or(0)))
+    }
+
+    async fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError> {
+        let row: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT display_version, display FROM devices WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(v, d)| (u64::try_from(v).unwrap_or(0), d)))
     }
 
     async fn clear_connections(&self, node: &str) -> Result<(), StoreError> {

@@ -467,15 +467,52 @@ impl DeviceStore for SqliteStore {
         &self,
         id: &DeviceId,
         capabilities: &str,
+        hardware: Option<&str>,
     ) -> Result<(), StoreError> {
         let (id, capabilities) = (id.as_str().to_string(), capabilities.to_string());
+        let hardware = hardware.map(str::to_string);
         self.writer
             .write(move |conn| {
-                conn.prepare_cached("UPDATE devices SET capabilities = ?2 WHERE id = ?1")?
-                    .execute(params![id, capabilities])?;
+                conn.prepare_cached(
+                    "UPDATE devices SET capabilities = ?2, hardware = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, capabilities, hardware])?;
                 Ok(())
             })
             .await
+    }
+
+    async fn set_display(
+        &self,
+        id: &DeviceId,
+        display: Option<&str>,
+    ) -> Result<Option<u64>, StoreError> {
+        let (id, display) = (id.as_str().to_string(), display.map(str::to_string));
+        self.writer
+            .write(move |conn| {
+                // One statement: the version moves only when the display differs.
+                conn.prepare_cached(
+                    "UPDATE devices SET display = ?2, display_version = display_version + 1
+                     WHERE id = ?1 AND display IS NOT ?2",
+                )?
+                .execute(params![id, display])?;
+                let version: Option<i64> = conn
+                    .prepare_cached("SELECT display_version FROM devices WHERE id = ?1")?
+                    .query_row(params![id], |r| r.get(0))
+                    .optional()?;
+                Ok(version.map(|v| u64::try_from(v).unwrap_or(0)))
+            })
+            .await
+    }
+
+    async fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError> {
+        self.read(|conn| {
+            let row: Option<(i64, Option<String>)> = conn
+                .prepare_cached("SELECT display_version, display FROM devices WHERE id = ?1")?
+                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(row.map(|(v, d)| (u64::try_from(v).unwrap_or(0), d)))
+        })
     }
 
     async fn clear_connections(&self, node: &str) -> Result<(), StoreError> {
