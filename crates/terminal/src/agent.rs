@@ -468,11 +468,8 @@ impl Agent {
             // as `result` frames once welcomed.
             unacknowledged: hello_results,
             in_progress: self.journal.in_progress(),
-            capabilities: protocol::device::capability::ALL
-                .iter()
-                .map(|c| c.to_string())
-                .collect(),
-            hardware: None,
+            capabilities: self.config.capabilities(),
+            hardware: Some(self.config.hardware()),
         });
         let hello_has_results =
             matches!(&hello, DeviceMessage::Hello(h) if !h.unacknowledged.is_empty());
@@ -1251,6 +1248,13 @@ mod tests {
         assert_eq!(hi.agent_version, env!("CARGO_PKG_VERSION"));
         assert!(hi.unacknowledged.is_empty());
         assert_eq!(hi.in_progress, None);
+        assert_eq!(
+            hi.capabilities.len(),
+            protocol::device::capability::ALL.len()
+        );
+        let hardware = hi.hardware.expect("hardware is declared");
+        assert_eq!(hardware.printer_columns, Some(32));
+        assert!(hardware.screen.is_some());
 
         // Paired already: no pairing code requested.
         send(&mut ws, &welcome(vec![register()], 10_000)).await;
@@ -1336,6 +1340,27 @@ mod tests {
             .any(|e| matches!(e, TerminalEvent::Prompt { .. })));
         assert!(events.contains(&TerminalEvent::Completed { result }));
         assert!(events.contains(&TerminalEvent::Acknowledged { transaction_id: id }));
+    }
+
+    #[tokio::test]
+    async fn a_terminal_without_a_printer_declares_none() {
+        let h = harness_adjusted(false, Duration::from_millis(50), |c| {
+            c.printer_columns = None
+        })
+        .await;
+        let mut ws = accept(&h.listener).await;
+        let hi = hello(&mut ws).await;
+        assert!(!hi
+            .capabilities
+            .iter()
+            .any(|c| c == protocol::device::capability::PRINTER));
+        assert!(hi
+            .capabilities
+            .iter()
+            .any(|c| c == protocol::device::capability::DISPLAY));
+        assert_eq!(hi.hardware.and_then(|h| h.printer_columns), None);
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
     }
 
     #[tokio::test]

@@ -68,6 +68,14 @@ pub struct TerminalArgs {
     /// self-signed or private certificate (e.g. `eftcloud-data/tls/dev-cert.pem`).
     #[arg(long, env = "EFTCLOUD_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+    /// The terminal has no printer: `printer` is not declared to the cloud, and a print job
+    /// that arrives anyway fails with `PrinterStatus` `NO_PRINTER`.
+    #[arg(long)]
+    pub no_printer: bool,
+    /// Characters a printed line holds (declared to the cloud as `printer_columns`).
+    #[arg(long, default_value_t = crate::config::DEFAULT_PRINTER_COLUMNS,
+          value_parser = clap::value_parser!(u16).range(16..=80))]
+    pub printer_columns: u16,
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId, String> {
@@ -92,6 +100,7 @@ impl TerminalArgs {
         config.fallback_urls = self.fallback_clouds.clone();
         config.reversal_delay = Duration::from_secs(self.reversal_secs);
         config.ca_cert = self.ca_cert.clone();
+        config.printer_columns = (!self.no_printer).then_some(self.printer_columns);
         config
     }
 
@@ -324,6 +333,34 @@ mod tests {
         assert_eq!(args.simulator().step_delay, Duration::from_millis(300));
         assert_eq!(args.simulator().slow, Duration::from_secs(30));
         assert!(!config.keep_pairing);
+        assert_eq!(config.printer_columns, Some(32));
+    }
+
+    #[test]
+    fn no_printer_declares_none() {
+        let cmd =
+            Cmd::try_parse_from(["t", "--device-id", "dev-1", "--secret", "s", "--no-printer"]);
+        let Ok(Cmd { args }) = cmd else {
+            panic!("{cmd:?}")
+        };
+        let config = args.config();
+        assert_eq!(config.printer_columns, None);
+        assert!(!config
+            .capabilities()
+            .contains(&protocol::device::capability::PRINTER.to_string()));
+        let cmd = Cmd::try_parse_from([
+            "t",
+            "--device-id",
+            "dev-1",
+            "--secret",
+            "s",
+            "--printer-columns",
+            "48",
+        ]);
+        let Ok(Cmd { args }) = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(args.config().printer_columns, Some(48));
     }
 
     #[test]

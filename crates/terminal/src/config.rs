@@ -1,6 +1,7 @@
 //! How a terminal agent is configured: where the cloud is, who the device is, where it journals.
 
 use crate::error::TerminalError;
+use protocol::device::{capability, Hardware, Screen};
 use protocol::DeviceId;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +44,21 @@ pub struct TerminalConfig {
     pub result_resend_min: Duration,
     /// Longest wait between re-sends of an unacknowledged result.
     pub result_resend_max: Duration,
+    /// The customer-facing screen declared in `hello`, in pixels.
+    pub screen: Screen,
+    /// Characters a printed line holds; `None` when the terminal has no printer
+    /// (`--no-printer`): then `printer` is not declared and a print job fails `NO_PRINTER`.
+    pub printer_columns: Option<u16>,
 }
+
+/// The simulated screen: a common countertop terminal's.
+pub const DEFAULT_SCREEN: Screen = Screen {
+    width: 480,
+    height: 320,
+};
+
+/// Characters a line of the simulated 58 mm printer holds.
+pub const DEFAULT_PRINTER_COLUMNS: u16 = 32;
 
 impl TerminalConfig {
     /// A configuration with the default vendor, model and reconnect delays (200 ms to 10 s).
@@ -68,7 +83,27 @@ impl TerminalConfig {
             ca_cert: None,
             result_resend_min: Duration::from_secs(5),
             result_resend_max: Duration::from_secs(60),
+            screen: DEFAULT_SCREEN,
+            printer_columns: Some(DEFAULT_PRINTER_COLUMNS),
         }
+    }
+
+    /// The screen and printer declared in `hello`.
+    pub fn hardware(&self) -> Hardware {
+        Hardware {
+            screen: Some(self.screen),
+            printer_columns: self.printer_columns,
+        }
+    }
+
+    /// The capabilities declared in `hello`: every one this agent knows, but `printer` only
+    /// with a printer.
+    pub fn capabilities(&self) -> Vec<String> {
+        capability::ALL
+            .iter()
+            .filter(|c| **c != capability::PRINTER || self.printer_columns.is_some())
+            .map(|c| c.to_string())
+            .collect()
     }
 
     /// The device endpoint: the base URL with a WebSocket scheme and `/device/v1` appended to
@@ -144,5 +179,23 @@ mod tests {
         );
         assert_eq!(derive("ftp://h/"), None);
         assert_eq!(derive("mailto:a@b"), None);
+    }
+
+    #[test]
+    fn declares_a_printer_only_when_there_is_one() {
+        let Ok(url) = Url::parse("http://h") else {
+            panic!("url")
+        };
+        let Ok(id) = DeviceId::parse("d") else {
+            panic!("id")
+        };
+        let mut c = TerminalConfig::new(url, id, "s", "j");
+        assert_eq!(c.capabilities().len(), capability::ALL.len());
+        assert_eq!(c.hardware().printer_columns, Some(DEFAULT_PRINTER_COLUMNS));
+        assert_eq!(c.hardware().screen, Some(DEFAULT_SCREEN));
+        c.printer_columns = None;
+        assert!(!c.capabilities().iter().any(|x| x == capability::PRINTER));
+        assert_eq!(c.capabilities().len(), capability::ALL.len() - 1);
+        assert_eq!(c.hardware().printer_columns, None);
     }
 }
