@@ -9,9 +9,11 @@
 use crate::backend::{BackendOutcome, BackendTransaction, CardBackend, Progress, ProgressSink};
 use crate::backoff::Backoff;
 use crate::config::TerminalConfig;
+use crate::display::CustomerScreen;
 use crate::error::TerminalError;
 use crate::journal::Journal;
 use futures_util::{SinkExt, StreamExt};
+use protocol::action::Cart;
 use protocol::device::{
     close, CloudMessage, DeviceMessage, DeviceResult, Hello, TransactionOffer, MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
@@ -107,7 +109,14 @@ pub enum TerminalEvent {
         function: Function,
         amount: Option<Cents>,
         at: Instant,
+        /// The payment's basket (from the POS's `SaleData`), to show with it; in the
+        /// request's currency when the basket names none.
+        cart: Option<Cart>,
     },
+    /// The customer's screen changed (`display` frame of a newer version): the cart to show
+    /// between payments, or `None` to clear it. Never emitted while a transaction runs: a
+    /// display that arrives meanwhile is emitted after its `Completed`.
+    Display { version: u64, cart: Option<Cart> },
     /// A prompt is on screen.
     Prompt {
         transaction_id: TransactionId,
@@ -158,6 +167,8 @@ pub async fn run(
         queued: Vec::new(),
         commands_open: true,
         reversals_due: Vec::new(),
+        screen: CustomerScreen::default(),
+        screen_held: false,
     };
     // Without a simulated acquirer delay the reversal happens at once; otherwise it waits for
     // the connection (see `Session::reversal_at`).
@@ -252,6 +263,10 @@ struct Agent {
     commands_open: bool,
     /// Payments interrupted by a power failure, to reverse once connected.
     reversals_due: Vec<TransactionId>,
+    /// The customer's screen between payments.
+    screen: CustomerScreen,
+    /// A display arrived while a transaction ran: shown when it ends.
+    screen_held: bool,
 }
 
 /// Unacknowledged results carried in `hello` (each up to a few KiB with its receipt); more
@@ -770,12 +785,32 @@ impl Agent {
                 Vec::new()
             }
             CloudMessage::Ping { nonce } => vec![DeviceMessage::Pong { nonce }],
-            // The customer's screen between payments: not drawn by this agent yet.
-            CloudMessage::Display(_) => Vec::new(),
+            CloudMessage::Display(frame) => {
+                let version = frame.version;
+                if !self.screen.update(frame) {
+                    tracing::debug!(version, "ignoring a stale or repeated display");
+                } else if self.running.is_some() {
+                    // Never over a running payment: shown once it ends.
+                    self.screen_held = true;
+                } else {
+                    self.show_screen();
+                }
+                Vec::new()
+            }
             CloudMessage::Error { message } => {
                 tracing::warn!(%message, "the cloud refused a frame");
                 Vec::new()
             }
+        }
+    }
+
+    fn show_screen(&mut self) {
+        self.screen_held = false;
+        if let Some(version) = self.screen.version() {
+            self.emit(TerminalEvent::Display {
+                version,
+                cart: self.screen.cart().cloned(),
+            });
         }
     }
 
@@ -817,6 +852,10 @@ impl Agent {
             function: offer.function(),
             amount: offer.request.headline_amount(),
             at: Instant::now(),
+            cart: offer.request.cart.clone().map(|mut c| {
+                c.currency = c.currency.or(offer.request.currency);
+                c
+            }),
         });
         self.accepted = Some((offer, Instant::now()));
         vec![DeviceMessage::Accept { transaction_id: id }]
@@ -930,6 +969,9 @@ impl Agent {
         self.emit(TerminalEvent::Completed {
             result: result.clone(),
         });
+        if self.screen_held {
+            self.show_screen();
+        }
         Ok(vec![DeviceMessage::Result(result)])
     }
 
@@ -1359,6 +1401,96 @@ mod tests {
             .iter()
             .any(|c| c == protocol::device::capability::DISPLAY));
         assert_eq!(hi.hardware.and_then(|h| h.printer_columns), None);
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    fn display(version: u64, total: Option<u64>) -> CloudMessage {
+        CloudMessage::Display(protocol::action::Display {
+            version,
+            cart: total.map(|total| Cart {
+                lines: vec![protocol::action::CartLine {
+                    description: "Flat white".into(),
+                    quantity: "1".into(),
+                    unit_price: None,
+                    amount: total,
+                }],
+                currency: None,
+                total,
+                tax: None,
+            }),
+        })
+    }
+
+    fn displays(events: &[TerminalEvent]) -> Vec<(u64, Option<u64>)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                TerminalEvent::Display { version, cart } => {
+                    Some((*version, cart.as_ref().map(|c| c.total)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn displays_keep_the_newest_version_and_wait_for_a_running_payment() {
+        // Slow enough that the displays surely arrive while the payment runs.
+        let mut h = harness_with(false, Duration::from_millis(300)).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        send(&mut ws, &display(2, Some(450))).await;
+        send(&mut ws, &display(1, Some(100))).await; // stale
+        send(&mut ws, &display(2, Some(999))).await; // repeated
+        sync(&mut ws, 1).await;
+        assert_eq!(displays(&drain(&mut h.events)), vec![(2, Some(450))]);
+
+        // A payment with its basket, in the request's currency.
+        let mut o = offer(1053); // slow: 300 ms
+        o.request.currency = protocol::Currency::parse("NZD").ok();
+        o.request.cart = match display(0, Some(1053)) {
+            CloudMessage::Display(d) => d.cart,
+            _ => None,
+        };
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o)).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        // A display while the payment runs does not interrupt it...
+        send(&mut ws, &display(3, None)).await;
+        send(&mut ws, &display(4, Some(700))).await;
+        let (_, last) = recv_after_progress(&mut ws).await;
+        assert!(matches!(last, DeviceMessage::Result(_)), "{last:?}");
+        sync(&mut ws, 2).await;
+        let events = drain(&mut h.events);
+        let received = events.iter().find_map(|e| match e {
+            TerminalEvent::TransactionReceived { cart, .. } => cart.clone(),
+            _ => None,
+        });
+        assert_eq!(received.as_ref().map(|c| c.total), Some(1053));
+        assert_eq!(
+            received.and_then(|c| c.currency).map(|c| c.to_string()),
+            Some("NZD".to_string())
+        );
+        // ...and the newest one is shown once it is over.
+        assert_eq!(displays(&events), vec![(4, Some(700))]);
+        let completed = events
+            .iter()
+            .position(|e| matches!(e, TerminalEvent::Completed { .. }));
+        let shown = events
+            .iter()
+            .position(|e| matches!(e, TerminalEvent::Display { .. }));
+        assert!(completed < shown, "{events:?}");
+
+        // Between payments, a clearing display is shown at once.
+        send(&mut ws, &display(5, None)).await;
+        sync(&mut ws, 3).await;
+        assert_eq!(displays(&drain(&mut h.events)), vec![(5, None)]);
         h.shutdown.cancel();
         assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
     }

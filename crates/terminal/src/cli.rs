@@ -7,9 +7,10 @@
 
 use crate::agent::{self, Exit, TerminalCommand, TerminalEvent};
 use crate::config::TerminalConfig;
+use crate::display::{render_cart, CONSOLE_WIDTH};
 use crate::error::TerminalError;
 use crate::simulator::{Simulator, SimulatorConfig};
-use protocol::DeviceId;
+use protocol::{Currency, DeviceId};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -276,13 +277,29 @@ async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
                 transaction_id,
                 function,
                 amount,
+                cart,
                 ..
-            } => match amount {
-                Some(a) => println!(
-                    "transaction {transaction_id}: {function} {}",
-                    a.display_decimal()
+            } => {
+                match amount {
+                    Some(a) => println!(
+                        "transaction {transaction_id}: {function} {}",
+                        a.display_decimal()
+                    ),
+                    None => println!("transaction {transaction_id}: {function}"),
+                }
+                if let Some(cart) = cart {
+                    println!(
+                        "{}",
+                        indent(&render_cart(&cart, Currency::AUD, CONSOLE_WIDTH))
+                    );
+                }
+            }
+            TerminalEvent::Display { version, cart } => match cart {
+                Some(cart) => println!(
+                    "customer display (version {version}):\n{}",
+                    indent(&render_cart(&cart, Currency::AUD, CONSOLE_WIDTH))
                 ),
-                None => println!("transaction {transaction_id}: {function}"),
+                None => println!("customer display (version {version}): cleared"),
             },
             TerminalEvent::Prompt { prompt, text, .. } => {
                 println!("  [{prompt}] {}", text.replace('\n', " / "))
@@ -302,6 +319,14 @@ async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
             }
         }
     }
+}
+
+/// Lines set off from the event lines around them.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

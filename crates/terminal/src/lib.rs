@@ -11,6 +11,7 @@ pub mod backend;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod display;
 pub mod error;
 pub mod journal;
 pub mod simulator;
