@@ -559,6 +559,22 @@ fn routes(
             guarded(get(pos_api::register_status::status), Scope::PosRead),
         )
         .route(
+            "/pos/register/display",
+            guarded(post(pos_api::actions::display), Scope::PosTransact),
+        )
+        .route(
+            "/pos/register/input",
+            guarded(post(pos_api::actions::input), Scope::PosTransact),
+        )
+        .route(
+            "/pos/register/print",
+            guarded(post(pos_api::actions::print), Scope::PosTransact),
+        )
+        .route(
+            "/pos/register/qr",
+            guarded(post(pos_api::actions::qr), Scope::PosTransact),
+        )
+        .route(
             "/openapi.json",
             get(pos_api::openapi::serve).fallback(not_found),
         )

@@ -4,6 +4,9 @@ use protocol::pos_api::TransactionEnvelope;
 use std::time::Duration;
 
 /// What one `GET {PollingUrl}` answered, short of an error.
+// Returned from each poll and matched at once, never held in bulk: boxing the envelope would
+// cost an allocation per poll to save stack nobody keeps.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollOutcome {
     /// The transaction, pending or completed.

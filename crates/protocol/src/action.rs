@@ -521,8 +521,8 @@ fn is_email(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// SVG path data as a signature pad draws it: moves, lines and curves with numbers, starting
-/// with a move; nothing that could carry markup.
+/// SVG path data as a signature pad draws it: moves, lines, curves and arcs with numbers,
+/// starting with a move and drawing something; nothing that could carry markup.
 fn check_signature(s: &str) -> Result<(), ActionError> {
     if s.len() > MAX_SIGNATURE_BYTES {
         return err(format!(
@@ -532,11 +532,11 @@ fn check_signature(s: &str) -> Result<(), ActionError> {
     if !s.trim_start().starts_with(['M', 'm']) {
         return err("a signature is SVG path data starting with a move (M)");
     }
-    let allowed = |c: char| "MmLlCcQqHhVvZz0123456789 ,.-".contains(c);
+    let allowed = |c: char| "MmLlHhVvCcSsQqTtAaZz0123456789 ,.-".contains(c);
     if !s.chars().all(allowed) {
-        return err("a signature is SVG path data: M, L, C, Q, H, V, Z and numbers");
+        return err("a signature is SVG path data: the commands M L H V C S Q T A Z and numbers");
     }
-    if !s.chars().any(|c| "LlCcQqHhVv".contains(c)) {
+    if !s.chars().any(|c| "LlHhVvCcSsQqTtAa".contains(c)) {
         return err("the signature is empty: nothing was drawn");
     }
     Ok(())
@@ -848,7 +848,11 @@ mod tests {
         let cases: &[(InputKind, &[&str], &[&str])] = &[
             (
                 InputKind::Signature,
-                &["M10 10 L20 20", "m 1,2 c 3,4 5,6 7,8 z"],
+                &[
+                    "M10 10 L20 20",
+                    "m 1,2 c 3,4 5,6 7,8 z",
+                    "M10 80 C 40 10, 65 10, 95 80 S 150 150, 180 80",
+                ],
                 &["", "L1 1", "M1 1", "M1 1 L2 2 <script>", "M1 1 L2 2\"/>"],
             ),
             (

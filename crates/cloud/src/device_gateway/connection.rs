@@ -207,6 +207,22 @@ async fn serve<S: FrameSocket>(
     if let Err(e) = Box::pin(engine.on_device_connected(&device, hello.in_progress)).await {
         tracing::error!(device = %device, error = %e, "could not re-offer pending transaction");
     }
+    // What the customer's screen should show, in case a display was set while it was away.
+    let displays = hello
+        .capabilities
+        .iter()
+        .any(|c| c == protocol::device::capability::DISPLAY);
+    if displays {
+        match engine.display_frame(&device).await {
+            Ok(Some(display)) => {
+                if send(socket, &CloudMessage::Display(display)).await.is_err() {
+                    return Closing::new(close::GOING_AWAY, "send failed");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(device = %device, error = %e, "could not read the display"),
+        }
+    }
 
     let mut last_heard = Instant::now();
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);

@@ -11,7 +11,7 @@
 use super::timeline::{outcome_text, EventKind, TimelineEvent};
 use chrono::{DateTime, Utc};
 use protocol::device::DeviceResult;
-use protocol::{Function, ResultCode, TerminalStatus, TransactionResult};
+use protocol::{Function, ResultCode, TerminalStatus, TransactionRequest, TransactionResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -169,6 +169,9 @@ pub fn valid_device_result(function: Function, r: &DeviceResult) -> Result<(), &
 }
 
 /// Something that happened to a transaction.
+// An event lives from a frame's parsing to its step, one at a time: boxing the device's result
+// would cost an allocation per result to save stack that is never held in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The device sent `accept`.
@@ -205,7 +208,7 @@ pub enum Effect {
     AlreadyCompleted,
     /// The device's result cannot be stored (see [`valid_device_result`]); it is not
     /// acknowledged, so the device keeps it.
-    RejectResult(&'static str),
+    RejectResult(String),
 }
 
 /// The outcome of one step.
@@ -332,9 +335,47 @@ pub fn shows_delayed(phase: &Phase, now: DateTime<Utc>, delayed_after: Duration)
     }
 }
 
+/// What a step knows of the job it moves: its function and, when the caller has it, what was
+/// asked, so that a terminal action's answer is checked against its request. A bare function
+/// (the tables of the tests) checks what the function alone decides.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub function: Function,
+    pub request: Option<&'a TransactionRequest>,
+}
+
+impl From<Function> for Job<'static> {
+    fn from(function: Function) -> Self {
+        Job {
+            function,
+            request: None,
+        }
+    }
+}
+
+impl<'a> From<&'a TransactionRequest> for Job<'a> {
+    fn from(request: &'a TransactionRequest) -> Self {
+        Job {
+            function: request.function,
+            request: Some(request),
+        }
+    }
+}
+
+/// Whether a device's result can be stored as the job's outcome: the function's rules
+/// ([`valid_device_result`]), then a terminal action's ([`super::actions::check_result`]).
+fn valid_result(job: Job<'_>, r: &DeviceResult) -> Result<(), String> {
+    valid_device_result(job.function, r).map_err(str::to_string)?;
+    match job.request {
+        Some(request) => super::actions::check_result(request, r),
+        None => Ok(()),
+    }
+}
+
 /// The state machine. Total: every (phase, event) pair has an answer, duplicates included.
-pub fn step(function: Function, phase: &Phase, event: &Event, now: DateTime<Utc>) -> Step {
-    let Decision { next, effects } = decide(function, phase, event, now);
+pub fn step<'a>(job: impl Into<Job<'a>>, phase: &Phase, event: &Event, now: DateTime<Utc>) -> Step {
+    let job = job.into();
+    let Decision { next, effects } = decide(job, phase, event, now);
     let timeline = timeline_of(phase, event, next.as_ref(), &effects, now);
     Step {
         next,
@@ -344,7 +385,8 @@ pub fn step(function: Function, phase: &Phase, event: &Event, now: DateTime<Utc>
 }
 
 /// The transitions.
-fn decide(function: Function, phase: &Phase, event: &Event, now: DateTime<Utc>) -> Decision {
+fn decide(job: Job<'_>, phase: &Phase, event: &Event, now: DateTime<Utc>) -> Decision {
+    let function = job.function;
     use Effect::*;
     let cloud_end = |reason| Phase::Completed(Completion::by_cloud(function, reason, now));
     match (phase, event) {
@@ -380,7 +422,7 @@ fn decide(function: Function, phase: &Phase, event: &Event, now: DateTime<Utc>) 
         // A result without a recorded start: the device is the only one that knows whether a
         // card was charged, so its report is the truth and is kept.
         (Phase::Offered { .. } | Phase::Started { .. }, Event::DeviceResult(r)) => {
-            match valid_device_result(function, r) {
+            match valid_result(job, r) {
                 Ok(()) => Decision::to(
                     Phase::Completed(Completion::from_device(r, now)),
                     vec![SendResultAck, Completed],
@@ -455,7 +497,7 @@ fn timeline_of(
                 EventKind::Conflict,
                 "result after the cloud ended the transaction; stored outcome kept".into(),
             ),
-            Effect::RejectResult(why) => push(EventKind::ResultRefused, (*why).to_string()),
+            Effect::RejectResult(why) => push(EventKind::ResultRefused, why.clone()),
             Effect::AlreadyCompleted => {}
         }
     }
@@ -740,7 +782,7 @@ mod tests {
     #[rustfmt::skip]
     fn table() -> Vec<Row> {
         use Effect::*;
-        let refuse = || RejectResult("");
+        let refuse = || RejectResult(String::new());
         vec![
             (P::OfferedInTime, E::Accept, N::Start, vec![SendStart], vec![K::Accepted, K::Started]),
             (P::OfferedInTime, E::DeadlineCheck, N::Stay, vec![], vec![]),
@@ -848,7 +890,7 @@ mod tests {
         effects
             .iter()
             .map(|e| match e {
-                Effect::RejectResult(_) => Effect::RejectResult(""),
+                Effect::RejectResult(_) => Effect::RejectResult(String::new()),
                 other => other.clone(),
             })
             .collect()

@@ -5,6 +5,7 @@
 //! never the other way round.
 
 pub mod accounts;
+pub mod actions;
 pub mod clock;
 pub mod lifecycle;
 pub mod orders;

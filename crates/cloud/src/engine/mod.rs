@@ -3,6 +3,7 @@
 //! wake-ups for waiting POS requests, and the deadline loop.
 
 pub mod accounts;
+pub mod actions;
 mod active;
 pub mod completions;
 pub mod deadlines;

@@ -214,6 +214,11 @@ impl Engine {
         {
             return Err(StartError::UnknownOriginal);
         }
+        // The basket goes with the payment to a device with a customer-facing screen.
+        if device.can(protocol::device::capability::DISPLAY) {
+            request.cart =
+                crate::domain::actions::cart_of_payment(&request, new.sale_data.as_deref());
+        }
         // Refused before anything is sent: a device never hears of what it cannot parse.
         if let Some(capability) = protocol::device::capability::needed_by(&request)
             .into_iter()
@@ -382,7 +387,7 @@ impl Engine {
                 return Ok(Applied::Unknown);
             }
             let now = self.now();
-            let step = lifecycle::step(tx.request.function, &tx.phase, &event, now);
+            let step = lifecycle::step(&tx.request, &tx.phase, &event, now);
             // A step that writes no new phase is not checked by a compare-and-set, so it is
             // only ever decided on what the store holds.
             if from_cache && step.next.is_none() {
@@ -467,6 +472,7 @@ impl Engine {
                 }
                 Effect::AlreadyCompleted => continue,
                 Effect::RejectResult(why) => {
+                    let why = why.as_str();
                     tracing::warn!(transaction = %id, device = %tx.device_id, why, "device result refused");
                     CloudMessage::Error {
                         message: format!("result for {id} refused: {why}; fix and send it again"),

@@ -1,6 +1,7 @@
 //! The POS API: SmartConnect's routes (pairing, transactions, polling) and eftcloud's additions.
 
 pub mod access;
+pub mod actions;
 pub mod callbacks;
 pub mod cancel;
 pub mod credentials;
