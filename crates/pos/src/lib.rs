@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod actions;
 pub mod cli;
 pub mod client;
 mod endpoint;
@@ -35,6 +36,7 @@ pub mod polling;
 pub mod register;
 pub mod transaction;
 
+pub use actions::{Action, DisplayState};
 pub use client::PosClient;
 pub use error::PosError;
 pub use extensions::{Lookup, RegisterStatus, TimelineEntry};

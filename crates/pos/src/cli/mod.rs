@@ -4,6 +4,8 @@
 //! Exit codes: 0 for an accepted financial function or a successful non-financial one, 1 for
 //! any other outcome (declined, cancelled, failed), 2 for usage and API errors.
 
+mod actions;
+
 use crate::client::PosClient;
 use crate::error::PosError;
 use crate::extensions::Lookup;
@@ -81,6 +83,15 @@ pub enum PosCommand {
     /// Orders paid by split tenders (eftcloud).
     #[command(subcommand)]
     Order(OrderCommand),
+    /// Show a cart on the customer's screen, or clear it (eftcloud).
+    Display(actions::DisplayArgs),
+    /// Ask the customer for a signature, email, phone, number, text, choice or yes/no, and
+    /// print the answer (eftcloud).
+    Input(actions::InputArgs),
+    /// Print a slip on the terminal's printer (eftcloud).
+    Print(actions::PrintArgs),
+    /// Show a QR code on the terminal's screen (eftcloud).
+    Qr(actions::QrArgs),
 }
 
 /// Arguments of a follow-up without an amount (`void`, `release`).
@@ -400,6 +411,10 @@ pub async fn run(args: PosArgs) -> Result<ExitCode, CliError> {
             follow_up(&client, a.follow_up, FollowUp::Capture(a.amount)).await
         }
         PosCommand::Release(a) => follow_up(&client, a, FollowUp::Release).await,
+        PosCommand::Display(a) => actions::display(&client, a).await,
+        PosCommand::Input(a) => actions::input(&client, a).await,
+        PosCommand::Print(a) => actions::print(&client, a).await,
+        PosCommand::Qr(a) => actions::qr(&client, a).await,
         PosCommand::Payment(a) => {
             let p = client.payment(&a.register.key()?, &a.id).await?;
             print_stdout(&payment_text(&p));
@@ -829,6 +844,11 @@ fn summary(env: &TransactionEnvelope) -> String {
         "AuthId",
         "CardPan",
         keys::STATUS,
+        protocol::action::field::INPUT_VALUE,
+        protocol::action::field::INPUT_INDEX,
+        protocol::action::field::CANCEL_REASON,
+        protocol::action::field::PRINTER_STATUS,
+        protocol::action::field::QR_OUTCOME,
     ] {
         if let Some(v) = env.field(key) {
             out.push_str(&format!("{:<18} {v}\n", format!("{key}:")));
