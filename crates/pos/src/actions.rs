@@ -22,9 +22,12 @@ pub enum Action {
     ShowQr(QrDisplay),
 }
 
+/// Form fields, as the POS API names them.
+type Form = Vec<(&'static str, String)>;
+
 impl Action {
     /// The route under `/pos/register/` and the form fields of the action.
-    fn form(&self) -> Result<(&'static str, Vec<(&'static str, String)>), PosError> {
+    fn form(&self) -> Result<(&'static str, Form), PosError> {
         Ok(match self {
             Action::Input(i) => {
                 let mut f = vec![
@@ -82,7 +85,7 @@ pub struct DisplayState {
     pub cart: Option<Cart>,
 }
 
-fn register_form(register: &RegisterKey) -> Vec<(&'static str, String)> {
+fn register_form(register: &RegisterKey) -> Form {
     register_query(register)
         .iter()
         .map(|(k, v)| (*k, v.to_string()))

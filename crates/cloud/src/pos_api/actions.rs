@@ -11,7 +11,8 @@
 //! `Terminal.ShowQr`): stored before the 200, idempotent by `PosReference`, one at a time per
 //! device (a busy device answers 429), on the timeline, polled and long-polled at
 //! `GET /pos/transaction/{id}`, cancelled at `POST /pos/transaction/{id}/cancel`. Each answers
-//! as `POST /pos/transaction` in its asynchronous mode: the envelope with its `PollingUrl`.
+//! as `POST /pos/transaction` in its asynchronous mode: the envelope with its `PollingUrl`
+//! (with `wait=<seconds>`, up to 60, held until the job completes or the wait ends).
 
 use super::access::require_register;
 use super::error::{ApiError, HttpError, ServiceError};
@@ -372,6 +373,7 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let register = require_register(fields)?;
     fields.credential().check_vendor(&register.vendor_name)?;
+    let wait = super::polling::wait_param(fields.get("wait"))?;
     let started = state
         .engine
         .start_transaction(NewTransaction {
@@ -384,7 +386,12 @@ async fn start(
             original_merchant: None,
         })
         .await?;
-    let body: TransactionEnvelope = state.envelope(&started.record);
+    // With `wait`, held until the customer answers (or `wait` passes), as a long poll is.
+    let record = match wait {
+        Some(wait) => state.wait_completed(started.record, wait).await?,
+        None => started.record,
+    };
+    let body: TransactionEnvelope = state.envelope(&record);
     let mut response = Json(body).into_response();
     if started.replayed {
         response
@@ -450,7 +457,10 @@ pub struct InputForm {
     post,
     path = "/pos/register/input",
     tag = "eftcloud extensions",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Same as `PosReference`")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Same as `PosReference`"),
+        ("wait" = Option<f64>, Query, minimum = 0, maximum = 60, description = "Hold the answer until the job completes, at most this many seconds"),
+    ),
     request_body(content((InputForm = "application/x-www-form-urlencoded"), (InputForm = "application/json"))),
     responses(
         (status = 200, description = "The input job, pending (`Idempotent-Replayed: true` when the reference named an existing one)", body = TransactionEnvelope),
@@ -509,7 +519,10 @@ pub struct PrintForm {
     post,
     path = "/pos/register/print",
     tag = "eftcloud extensions",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Same as `PosReference`")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Same as `PosReference`"),
+        ("wait" = Option<f64>, Query, minimum = 0, maximum = 60, description = "Hold the answer until the job completes, at most this many seconds"),
+    ),
     request_body(content((PrintForm = "application/x-www-form-urlencoded"), (PrintForm = "application/json"))),
     responses(
         (status = 200, description = "The print job, pending", body = TransactionEnvelope),
@@ -571,7 +584,10 @@ pub struct QrForm {
     post,
     path = "/pos/register/qr",
     tag = "eftcloud extensions",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Same as `PosReference`")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Same as `PosReference`"),
+        ("wait" = Option<f64>, Query, minimum = 0, maximum = 60, description = "Hold the answer until the job completes, at most this many seconds"),
+    ),
     request_body(content((QrForm = "application/x-www-form-urlencoded"), (QrForm = "application/json"))),
     responses(
         (status = 200, description = "The QR job, pending", body = TransactionEnvelope),
