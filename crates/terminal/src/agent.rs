@@ -6,7 +6,7 @@
 //! is being processed. A running transaction outlives its connection: if the link drops, the
 //! backend finishes, the result is journaled, and it is handed over in the next `hello`.
 
-use crate::backend::{BackendOutcome, BackendTransaction, CardBackend, Progress, ProgressSink};
+use crate::backend::{BackendOutcome, BackendTransaction, CardBackend, Note, ProgressSink};
 use crate::backoff::Backoff;
 use crate::config::TerminalConfig;
 use crate::display::CustomerScreen;
@@ -122,6 +122,11 @@ pub enum TerminalEvent {
         transaction_id: TransactionId,
         prompt: String,
         text: String,
+    },
+    /// A slip came out of the printer (`Terminal.Print`), rendered as text.
+    Printed {
+        transaction_id: TransactionId,
+        slip: String,
     },
     /// A result was journaled (and is being reported).
     Completed { result: DeviceResult },
@@ -257,8 +262,8 @@ struct Agent {
     accepted: Option<(TransactionOffer, Instant)>,
     running: Option<Running>,
     tasks: JoinSet<(TransactionId, BackendOutcome)>,
-    progress_tx: mpsc::Sender<(TransactionId, Progress)>,
-    progress_rx: mpsc::Receiver<(TransactionId, Progress)>,
+    progress_tx: mpsc::Sender<(TransactionId, Note)>,
+    progress_rx: mpsc::Receiver<(TransactionId, Note)>,
     queued: Vec<DeviceMessage>,
     commands_open: bool,
     /// Payments interrupted by a power failure, to reverse once connected.
@@ -275,7 +280,7 @@ const HELLO_RESULTS: usize = 8;
 
 /// What woke the agent while offline.
 enum OfflineWake {
-    Progress((TransactionId, Progress)),
+    Progress((TransactionId, Note)),
     Done(Result<(TransactionId, BackendOutcome), JoinError>),
     Command(Option<TerminalCommand>),
 }
@@ -284,7 +289,7 @@ enum OfflineWake {
 enum Wake {
     Shutdown,
     Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
-    Progress((TransactionId, Progress)),
+    Progress((TransactionId, Note)),
     Done(Result<(TransactionId, BackendOutcome), JoinError>),
     Command(Option<TerminalCommand>),
     Watchdog,
@@ -912,6 +917,7 @@ impl Agent {
             progress: ProgressSink::new(id, self.progress_tx.clone()),
             cancel: cancel.clone(),
             history: self.journal.history(),
+            hardware: self.config.hardware(),
             offer,
         });
         self.tasks.spawn(async move { (id, run.await) });
@@ -919,7 +925,18 @@ impl Agent {
         Vec::new()
     }
 
-    fn on_progress(&mut self, (id, p): (TransactionId, Progress)) -> Vec<DeviceMessage> {
+    fn on_progress(&mut self, (id, note): (TransactionId, Note)) -> Vec<DeviceMessage> {
+        let p = match note {
+            Note::Prompt(p) => p,
+            Note::Printed(slip) => {
+                tracing::info!(transaction_id = %id, "printed:\n{slip}");
+                self.emit(TerminalEvent::Printed {
+                    transaction_id: id,
+                    slip,
+                });
+                return Vec::new();
+            }
+        };
         self.emit(TerminalEvent::Prompt {
             transaction_id: id,
             prompt: p.prompt.clone(),
@@ -1491,6 +1508,139 @@ mod tests {
         send(&mut ws, &display(5, None)).await;
         sync(&mut ws, 3).await;
         assert_eq!(displays(&drain(&mut h.events)), vec![(5, None)]);
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    /// Offers `request`, starts it and returns the frames up to its result.
+    async fn run_offer(
+        ws: &mut ServerWs,
+        request: TransactionRequest,
+        then: Option<CloudMessage>,
+    ) -> (TransactionId, Vec<String>, DeviceResult) {
+        let o = TransactionOffer {
+            request,
+            ..offer(0)
+        };
+        let id = o.transaction_id;
+        send(ws, &CloudMessage::Transaction(o)).await;
+        assert_eq!(recv(ws).await, DeviceMessage::Accept { transaction_id: id });
+        send(ws, &CloudMessage::Start { transaction_id: id }).await;
+        if let Some(m) = then {
+            let m = match m {
+                CloudMessage::Cancel { .. } => CloudMessage::Cancel { transaction_id: id },
+                other => other,
+            };
+            send(ws, &m).await;
+        }
+        match recv_after_progress(ws).await {
+            (prompts, DeviceMessage::Result(r)) => (id, prompts, r),
+            (_, other) => panic!("expected a result, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn terminal_actions_run_through_the_journal_like_payments() {
+        use protocol::action::{
+            cancel_reason, field, printer_status, InputKind, InputRequest, InputRules, PrintJob,
+            PrintLine,
+        };
+        let mut h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let ask = |prompt: &str| TransactionRequest {
+            input: Some(InputRequest {
+                kind: InputKind::Email,
+                prompt: prompt.into(),
+                options: vec![],
+                rules: InputRules::default(),
+                timeout_secs: 30,
+            }),
+            ..TransactionRequest::of(Function::TerminalInput)
+        };
+
+        let (id, prompts, r) = run_offer(&mut ws, ask("Email for your receipt?"), None).await;
+        assert_eq!(prompts, vec!["input".to_string()]);
+        assert_eq!(r.transaction_id, id);
+        assert_eq!(r.transaction_result, None);
+        assert_eq!(r.result, ResultCode::Ok);
+        assert_eq!(
+            r.fields.get(field::INPUT_VALUE).map(String::as_str),
+            Some("customer@example.com")
+        );
+        assert_eq!(
+            Journal::open(&h.journal).expect("journal").unacknowledged(),
+            vec![r.clone()],
+            "journaled before it was sent"
+        );
+        send(&mut ws, &CloudMessage::ResultAck { transaction_id: id }).await;
+
+        // A POS cancel while the customer thinks.
+        let (_, _, r) = run_offer(
+            &mut ws,
+            ask("Email? #slow"),
+            Some(CloudMessage::Cancel { transaction_id: id }),
+        )
+        .await;
+        assert_eq!(r.result, ResultCode::Cancelled);
+        assert_eq!(
+            r.fields.get(field::CANCEL_REASON).map(String::as_str),
+            Some(cancel_reason::POS)
+        );
+
+        let print = TransactionRequest {
+            print: Some(PrintJob {
+                lines: vec![PrintLine::Text {
+                    text: "Table 4".into(),
+                    bold: false,
+                    align: protocol::action::Align::Left,
+                    large: false,
+                }],
+            }),
+            ..TransactionRequest::of(Function::TerminalPrint)
+        };
+        let (id, _, r) = run_offer(&mut ws, print, None).await;
+        assert_eq!(
+            r.fields.get(field::PRINTER_STATUS).map(String::as_str),
+            Some(printer_status::OK)
+        );
+        sync(&mut ws, 1).await;
+        let events = drain(&mut h.events);
+        assert!(
+            events.iter().any(
+                |e| matches!(e, TerminalEvent::Printed { transaction_id, slip }
+                if *transaction_id == id && slip == "Table 4")
+            ),
+            "{events:?}"
+        );
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn a_terminal_without_a_printer_fails_a_print_job() {
+        use protocol::action::{field, printer_status, PrintJob, PrintLine};
+        let h = harness_adjusted(false, Duration::from_millis(50), |c| {
+            c.printer_columns = None
+        })
+        .await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let print = TransactionRequest {
+            print: Some(PrintJob {
+                lines: vec![PrintLine::Cut],
+            }),
+            ..TransactionRequest::of(Function::TerminalPrint)
+        };
+        let (_, _, r) = run_offer(&mut ws, print, None).await;
+        assert_eq!(r.result, ResultCode::Failed);
+        assert_eq!(r.result_text, "No printer");
+        assert_eq!(
+            r.fields.get(field::PRINTER_STATUS).map(String::as_str),
+            Some(printer_status::NO_PRINTER)
+        );
         h.shutdown.cancel();
         assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
     }

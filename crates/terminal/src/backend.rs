@@ -5,7 +5,7 @@
 //! `Arc<dyn CardBackend>` chosen at startup.
 
 use crate::journal::JournalHistory;
-use protocol::device::{DeviceResult, TransactionOffer};
+use protocol::device::{DeviceResult, Hardware, TransactionOffer};
 use protocol::TransactionId;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +33,8 @@ pub struct BackendTransaction {
     pub cancel: CancellationToken,
     /// Finished transactions, oldest first (reprint, last result, settlement totals).
     pub history: JournalHistory,
+    /// The screen and printer the device declared (no `printer_columns`: no printer).
+    pub hardware: Hardware,
 }
 
 /// How a backend run ended.
@@ -56,16 +58,26 @@ pub struct Progress {
     pub text: String,
 }
 
-/// Sends a running transaction's prompts to the agent, which forwards them as `progress`.
+/// What a running transaction tells the agent before its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A prompt on screen: forwarded to the cloud as `progress`.
+    Prompt(Progress),
+    /// A slip came out of the printer, rendered as text: shown to the operator, not sent.
+    Printed(String),
+}
+
+/// Sends a running transaction's prompts (and printed slips) to the agent, which forwards
+/// prompts as `progress`.
 #[derive(Debug, Clone)]
 pub struct ProgressSink {
     transaction_id: TransactionId,
-    tx: mpsc::Sender<(TransactionId, Progress)>,
+    tx: mpsc::Sender<(TransactionId, Note)>,
 }
 
 impl ProgressSink {
-    /// A sink tagging every prompt with `transaction_id`.
-    pub fn new(transaction_id: TransactionId, tx: mpsc::Sender<(TransactionId, Progress)>) -> Self {
+    /// A sink tagging every note with `transaction_id`.
+    pub fn new(transaction_id: TransactionId, tx: mpsc::Sender<(TransactionId, Note)>) -> Self {
         Self { transaction_id, tx }
     }
 
@@ -76,6 +88,14 @@ impl ProgressSink {
             prompt: prompt.to_string(),
             text: text.into(),
         };
-        let _ = self.tx.send((self.transaction_id, p)).await;
+        let _ = self.tx.send((self.transaction_id, Note::Prompt(p))).await;
+    }
+
+    /// Reports a printed slip, as text.
+    pub async fn printed(&self, slip: impl Into<String>) {
+        let _ = self
+            .tx
+            .send((self.transaction_id, Note::Printed(slip.into())))
+            .await;
     }
 }

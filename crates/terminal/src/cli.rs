@@ -3,10 +3,14 @@
 //! Prints `pairing code: NNNNNNNN` whenever a code arrives and `paired: <register name>` when
 //! pairing completes (scripts and tests wait for these exact lines), plus short lines for
 //! transactions and the connection. Reads `pair`, `unpair` and `quit` from stdin; end of
-//! input does not stop the agent, so it runs unattended with no stdin at all.
+//! input does not stop the agent, so it runs unattended with no stdin at all. With
+//! `--interactive`, the operator also answers for the customer on stdin: inputs (type the
+//! answer, pick an option's number, `y`/`n`, Enter to sign, `c` to cancel) and QR codes
+//! (Enter when dismissed, `c` to cancel).
 
 use crate::agent::{self, Exit, TerminalCommand, TerminalEvent};
 use crate::config::TerminalConfig;
+use crate::console::Operator;
 use crate::display::{render_cart, CONSOLE_WIDTH};
 use crate::error::TerminalError;
 use crate::simulator::{Simulator, SimulatorConfig};
@@ -77,6 +81,10 @@ pub struct TerminalArgs {
     #[arg(long, default_value_t = crate::config::DEFAULT_PRINTER_COLUMNS,
           value_parser = clap::value_parser!(u16).range(16..=80))]
     pub printer_columns: u16,
+    /// Answer for the customer on stdin: inputs and QR codes wait for the operator instead of
+    /// the simulator's fixed answers and triggers.
+    #[arg(long)]
+    pub interactive: bool,
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId, String> {
@@ -125,8 +133,13 @@ pub async fn run(args: TerminalArgs) -> Result<(), TerminalError> {
     let config = args.config();
     // A bad URL stops here, before anything starts.
     config.device_url()?;
-    let backend =
-        Arc::new(Simulator::new(args.simulator()).with_terminal_id(config.device_id.to_string()));
+    let operator = Operator::new();
+    let mut simulator =
+        Simulator::new(args.simulator()).with_terminal_id(config.device_id.to_string());
+    if args.interactive {
+        simulator = simulator.with_operator(operator.clone());
+    }
+    let backend = Arc::new(simulator);
     let (events_tx, events_rx) = mpsc::channel(256);
     let (commands_tx, commands_rx) = mpsc::channel(16);
     let shutdown = CancellationToken::new();
@@ -134,7 +147,7 @@ pub async fn run(args: TerminalArgs) -> Result<(), TerminalError> {
     let mut tasks = JoinSet::new();
     tasks.spawn(print_events(events_rx));
     tasks.spawn(stop_on_signal(shutdown.clone()));
-    spawn_stdin_reader(commands_tx, shutdown.clone());
+    spawn_stdin_reader(commands_tx, operator, shutdown.clone());
 
     println!(
         "terminal {} starting; journal {}",
@@ -195,7 +208,11 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 /// A terminal's stdin is read only while this process is in its foreground: a shell stops a
 /// background job that reads its terminal (`eftcloud terminal … &` would stop at once and
 /// never show a code), so in the background the reader waits, and starts reading after `fg`.
-fn spawn_stdin_reader(commands: mpsc::Sender<TerminalCommand>, shutdown: CancellationToken) {
+fn spawn_stdin_reader(
+    commands: mpsc::Sender<TerminalCommand>,
+    operator: Operator,
+    shutdown: CancellationToken,
+) {
     let spawned = std::thread::Builder::new()
         .name("terminal-stdin".into())
         .spawn(move || {
@@ -208,6 +225,10 @@ fn spawn_stdin_reader(commands: mpsc::Sender<TerminalCommand>, shutdown: Cancell
             let stdin = std::io::stdin();
             for line in stdin.lock().lines() {
                 let Ok(line) = line else { break };
+                // A question for the customer takes the line first (only with --interactive).
+                let Some(line) = operator.answer(line) else {
+                    continue;
+                };
                 let cmd = match line.trim() {
                     "" => continue,
                     "pair" => TerminalCommand::RequestPairingCode,
@@ -304,6 +325,10 @@ async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
             TerminalEvent::Prompt { prompt, text, .. } => {
                 println!("  [{prompt}] {}", text.replace('\n', " / "))
             }
+            TerminalEvent::Printed {
+                transaction_id,
+                slip,
+            } => println!("printed {transaction_id}:\n{}", paper(&slip)),
             TerminalEvent::Completed { result } => {
                 let outcome = result
                     .transaction_result
@@ -319,6 +344,19 @@ async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
             }
         }
     }
+}
+
+/// A printed slip framed as its paper: as wide as its longest line.
+fn paper(slip: &str) -> String {
+    let width = slip.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let edge = format!("  +{}+", "-".repeat(width + 2));
+    let mut out = vec![edge.clone()];
+    for line in slip.split('\n') {
+        let pad = width.saturating_sub(line.chars().count());
+        out.push(format!("  | {line}{} |", " ".repeat(pad)));
+    }
+    out.push(edge);
+    out.join("\n")
 }
 
 /// Lines set off from the event lines around them.

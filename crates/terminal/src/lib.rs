@@ -11,14 +11,16 @@ pub mod backend;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod display;
 pub mod error;
 pub mod journal;
 pub mod simulator;
+pub mod slip;
 pub mod tls;
 
 pub use agent::{run, Exit, TerminalCommand, TerminalEvent};
-pub use backend::{BackendOutcome, BackendTransaction, CardBackend, Progress, ProgressSink};
+pub use backend::{BackendOutcome, BackendTransaction, CardBackend, Note, Progress, ProgressSink};
 pub use cli::TerminalArgs;
 pub use config::TerminalConfig;
 pub use error::TerminalError;

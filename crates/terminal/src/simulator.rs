@@ -22,8 +22,13 @@
 //!
 //! Card details, auth ids and references are derived from the transaction id, so a
 //! transaction's result is the same however often it is looked at.
+//!
+//! Terminal actions (input, print, QR code) and their triggers are in [`actions`].
+
+pub mod actions;
 
 use crate::backend::{BackendFuture, BackendOutcome, BackendTransaction, CardBackend};
+use crate::console::Operator;
 use crate::journal::{HistoryEntry, JournalHistory};
 use protocol::device::{prompt, DeviceResult};
 use protocol::timestamp::device_local_now;
@@ -55,6 +60,9 @@ pub struct Simulator {
     config: SimulatorConfig,
     terminal_id: String,
     merchant_id: String,
+    /// The operator who answers for the customer (`--interactive`); the simulated customer
+    /// answers when absent.
+    operator: Option<Operator>,
 }
 
 impl Simulator {
@@ -64,7 +72,14 @@ impl Simulator {
             config,
             terminal_id: "SIM00001".into(),
             merchant_id: "MID000000001".into(),
+            operator: None,
         }
+    }
+
+    /// Lets an operator answer inputs and dismiss QR codes on the console.
+    pub fn with_operator(mut self, operator: Operator) -> Self {
+        self.operator = Some(operator);
+        self
     }
 
     /// Sets the terminal id printed on receipts (e.g. the device id).
@@ -418,6 +433,9 @@ impl Simulator {
             Function::JournalGetTransResult => self.last_result(&tx),
             Function::TerminalGetStatus => self.status(&tx),
             Function::TerminalReadCard => self.read_card(&tx).await,
+            Function::TerminalInput => self.input(&tx).await,
+            Function::TerminalPrint => self.print(&tx).await,
+            Function::TerminalShowQr => self.show_qr(&tx).await,
             // Financial functions returned above; answer sensibly rather than panic.
             _ => self.status(&tx),
         })
@@ -973,6 +991,7 @@ fn cancelled(id: TransactionId, f: Function, fields: BTreeMap<String, String>) -
 mod tests {
     use super::*;
     use crate::backend::{Progress, ProgressSink};
+    use protocol::action::InputKind;
     use protocol::device::TransactionOffer;
     use protocol::{RegisterInfo, RegisterKey, TransactionRequest};
     use tokio::sync::mpsc;
@@ -985,8 +1004,18 @@ mod tests {
         })
     }
 
+    /// A valid request for `function` (an action with what it needs).
     fn request(function: Function) -> TransactionRequest {
-        TransactionRequest::of(function)
+        let mut r = TransactionRequest::of(function);
+        match function {
+            Function::TerminalInput => {
+                r.input = Some(actions::tests::input(InputKind::Email, "Email?"))
+            }
+            Function::TerminalPrint => r.print = Some(actions::tests::slip("Hello")),
+            Function::TerminalShowQr => r.qr = Some(actions::tests::qr("Join us")),
+            _ => {}
+        }
+        r
     }
 
     /// A valid request for `function` with `cents` as its headline amount.
@@ -1041,12 +1070,15 @@ mod tests {
                 progress: ProgressSink::new(offer.transaction_id, tx),
                 cancel,
                 history: history.clone(),
+                hardware: actions::tests::hardware(),
                 offer,
             })
             .await;
         let mut prompts = Vec::new();
-        while let Ok((_, p)) = rx.try_recv() {
-            prompts.push(p);
+        while let Ok((_, note)) = rx.try_recv() {
+            if let crate::backend::Note::Prompt(p) = note {
+                prompts.push(p);
+            }
         }
         (outcome, prompts)
     }
@@ -1277,6 +1309,7 @@ mod tests {
     async fn non_financial_functions_answer_without_transaction_result() {
         for f in Function::ALL.into_iter().filter(|f| !f.is_financial()) {
             let (r, _) = run(offer(request(f)), &Default::default()).await;
+            assert!(!r.result_text.is_empty(), "{f}");
             assert_eq!(r.transaction_result, None, "{f}");
             assert!(!r.result_text.is_empty(), "{f}");
             assert!(!r.fields.contains_key("AmountTotal"), "{f}");
