@@ -10,6 +10,10 @@ use cloud::domain::accounts::{
 };
 use cloud::domain::lifecycle::{CloudReason, Completion, Phase};
 use cloud::domain::people::{Email, Role, SessionRecord, UserRecord};
+use cloud::domain::receipts::{
+    Address, AttemptOutcome, Channels, DeliveryId, DeliveryState, EmailAddress, PhoneNumber,
+    Queued, ReceiptCopy, ReceiptDelivery,
+};
 use cloud::domain::timeline::{EventKind, TimelineEvent};
 use cloud::store::{
     CallbackJob, DeviceRecord, InsertError, RegisterRecord, Store, TransactionRecord,
@@ -1717,6 +1721,279 @@ async fn capabilities_and_merchant_terms(s: Arc<dyn Store>) {
     assert_eq!(s.route(&key("rc")).await.unwrap().unwrap().currency, nzd);
 }
 
+fn receipt_to(
+    t: &TransactionRecord,
+    address: &str,
+    copy: ReceiptCopy,
+    at: DateTime<Utc>,
+) -> ReceiptDelivery {
+    let address = if address.starts_with('+') {
+        Address::Phone(PhoneNumber::parse(address).unwrap())
+    } else {
+        Address::Email(EmailAddress::parse(address).unwrap())
+    };
+    ReceiptDelivery::new(t.id, address, copy, at)
+}
+
+fn queued_event(d: &ReceiptDelivery) -> TimelineEvent {
+    TimelineEvent::new(d.created_at, EventKind::ReceiptQueued, d.describe())
+}
+
+const EMAIL_ONLY: Channels = Channels {
+    email: true,
+    sms: false,
+};
+const BOTH: Channels = Channels {
+    email: true,
+    sms: true,
+};
+
+async fn receipt_deliveries_are_queued_once_retried_and_recorded(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1"), None).await.unwrap();
+    let now = ms_now();
+    let t = transaction("d1", completed_at(now));
+    s.insert_transaction(&t, &[]).await.unwrap();
+    assert!(s.receipt_deliveries(&t.id).await.unwrap().is_empty());
+    assert_eq!(s.next_receipt_at(BOTH).await.unwrap(), None);
+
+    // Email and SMS in one commit, each with its event, due at once.
+    let email = receipt_to(&t, "ann@example.com", ReceiptCopy::Customer, now);
+    let sms = receipt_to(&t, "+61412345678", ReceiptCopy::Customer, now);
+    let queued = s
+        .queue_receipts(&[
+            (email.clone(), queued_event(&email)),
+            (sms.clone(), queued_event(&sms)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        queued,
+        vec![
+            Queued {
+                delivery: email.clone(),
+                replayed: false
+            },
+            Queued {
+                delivery: sms.clone(),
+                replayed: false
+            }
+        ]
+    );
+    assert_eq!(
+        s.receipt_deliveries(&t.id).await.unwrap(),
+        vec![email.clone(), sms.clone()]
+    );
+    assert_eq!(
+        kinds(&s.events(&t.id).await.unwrap()),
+        vec![EventKind::ReceiptQueued, EventKind::ReceiptQueued]
+    );
+    assert_eq!(s.next_receipt_at(BOTH).await.unwrap(), Some(now));
+
+    // Asked again: the same deliveries, nothing written. Another copy is another delivery.
+    let later = now + Duration::seconds(1);
+    let again = receipt_to(&t, "ann@example.com", ReceiptCopy::Customer, later);
+    let merchant = receipt_to(&t, "ann@example.com", ReceiptCopy::Merchant, later);
+    let queued = s
+        .queue_receipts(&[
+            (again.clone(), queued_event(&again)),
+            (merchant.clone(), queued_event(&merchant)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(queued[0].delivery, email);
+    assert!(queued[0].replayed);
+    assert_eq!(queued[1].delivery, merchant);
+    assert!(!queued[1].replayed);
+    assert_eq!(s.events(&t.id).await.unwrap().len(), 3);
+
+    // A node with only email claims only email deliveries, oldest first, until the lease ends.
+    let lease = now + Duration::seconds(30);
+    let claimed = s
+        .claim_receipts(later, 10, lease, EMAIL_ONLY)
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|d| d.id.clone()).collect();
+    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut want = vec![email.id.clone(), merchant.id.clone()];
+    want.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(ids, want);
+    assert!(claimed.iter().all(|d| d.next_attempt_at == lease));
+    assert!(s
+        .claim_receipts(later, 10, lease, EMAIL_ONLY)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.next_receipt_at(EMAIL_ONLY).await.unwrap(), Some(lease));
+    assert_eq!(s.next_receipt_at(BOTH).await.unwrap(), Some(now), "the SMS");
+    assert_eq!(s.next_receipt_at(Channels::default()).await.unwrap(), None);
+
+    // A failed attempt is counted, retried later, and on the timeline.
+    let retry_at = now + Duration::seconds(5);
+    let failed = TimelineEvent::new(later, EventKind::ReceiptFailed, "refused; retry");
+    let retry = AttemptOutcome::Retry {
+        at: retry_at,
+        error: "SMTP: connection refused".into(),
+    };
+    assert!(s
+        .record_receipt_attempt(&email.id, &retry, &failed)
+        .await
+        .unwrap());
+    let stored = |id: DeliveryId| {
+        let s = s.clone();
+        let t = t.id;
+        async move {
+            s.receipt_deliveries(&t)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|d| d.id == id)
+                .unwrap()
+        }
+    };
+    let d = stored(email.id.clone()).await;
+    assert_eq!(
+        (
+            d.state,
+            d.attempts,
+            d.last_error.as_str(),
+            d.next_attempt_at
+        ),
+        (
+            DeliveryState::Pending,
+            1,
+            "SMTP: connection refused",
+            retry_at
+        )
+    );
+    assert_eq!(
+        s.claim_receipts(retry_at, 10, retry_at + Duration::seconds(30), EMAIL_ONLY)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id.clone())
+            .collect::<Vec<_>>(),
+        vec![email.id.clone()]
+    );
+
+    // Sent: kept with its time and the error before it; asking again still finds it.
+    let sent_at = retry_at + Duration::seconds(1);
+    let sent = TimelineEvent::new(sent_at, EventKind::ReceiptSent, "250 OK");
+    assert!(s
+        .record_receipt_attempt(&email.id, &AttemptOutcome::Sent { at: sent_at }, &sent)
+        .await
+        .unwrap());
+    let d = stored(email.id.clone()).await;
+    assert_eq!(
+        (d.state, d.attempts, d.sent_at, d.last_error.as_str()),
+        (
+            DeliveryState::Sent,
+            2,
+            Some(sent_at),
+            "SMTP: connection refused"
+        )
+    );
+    // A late record of a delivery no longer pending changes nothing.
+    assert!(!s
+        .record_receipt_attempt(&email.id, &retry, &failed)
+        .await
+        .unwrap());
+    assert_eq!(stored(email.id.clone()).await, d);
+    let again = receipt_to(&t, "ann@example.com", ReceiptCopy::Customer, sent_at);
+    let queued = s
+        .queue_receipts(&[(again.clone(), queued_event(&again))])
+        .await
+        .unwrap();
+    assert_eq!((queued[0].delivery.clone(), queued[0].replayed), (d, true));
+
+    // Given up: failed with its error; the same address may then be asked for again.
+    let gave_up = TimelineEvent::new(sent_at, EventKind::ReceiptFailed, "giving up");
+    let outcome = AttemptOutcome::GaveUp {
+        error: "SMS webhook answered HTTP 400".into(),
+    };
+    assert!(s
+        .record_receipt_attempt(&sms.id, &outcome, &gave_up)
+        .await
+        .unwrap());
+    let d = stored(sms.id.clone()).await;
+    assert_eq!(
+        (d.state, d.attempts, d.last_error.as_str()),
+        (DeliveryState::Failed, 1, "SMS webhook answered HTTP 400")
+    );
+    let retry_sms = receipt_to(&t, "+61 412 345 678", ReceiptCopy::Customer, sent_at);
+    let queued = s
+        .queue_receipts(&[(retry_sms.clone(), queued_event(&retry_sms))])
+        .await
+        .unwrap();
+    assert_eq!(queued[0].delivery, retry_sms);
+    assert!(!queued[0].replayed);
+    assert_eq!(s.receipt_deliveries(&t.id).await.unwrap().len(), 4);
+    let events = s.events(&t.id).await.unwrap();
+    assert_eq!(
+        kinds(&events),
+        vec![
+            EventKind::ReceiptQueued,
+            EventKind::ReceiptQueued,
+            EventKind::ReceiptQueued,
+            EventKind::ReceiptFailed,
+            EventKind::ReceiptSent,
+            EventKind::ReceiptFailed,
+            EventKind::ReceiptQueued,
+        ]
+    );
+
+    // The retention sweep takes a transaction's deliveries with it.
+    assert_eq!(
+        s.purge_completed_before(now + Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.receipt_deliveries(&t.id).await.unwrap().is_empty());
+    assert_eq!(s.next_receipt_at(BOTH).await.unwrap(), None);
+}
+
+async fn receipts_race_to_one_delivery_and_one_claim(s: Arc<dyn Store>) {
+    s.insert_device(&device("d1"), None).await.unwrap();
+    let now = ms_now();
+    let t = transaction("d1", completed_at(now));
+    s.insert_transaction(&t, &[]).await.unwrap();
+    // Two nodes queue the same receipt at once: one delivery, one event.
+    let asks: Vec<_> = (0..6)
+        .map(|_| {
+            let s = s.clone();
+            let d = receipt_to(&t, "ann@example.com", ReceiptCopy::Customer, now);
+            async move { s.queue_receipts(&[(d.clone(), queued_event(&d))]).await }
+        })
+        .collect();
+    let answers: Vec<Queued> = join_all(asks)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(answers.iter().filter(|q| !q.replayed).count(), 1);
+    let stored = s.receipt_deliveries(&t.id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(answers.iter().all(|q| q.delivery.id == stored[0].id));
+    assert_eq!(s.events(&t.id).await.unwrap().len(), 1);
+
+    // Two nodes claim at once: one gets it.
+    let lease = now + Duration::seconds(30);
+    let (x, y) = tokio::join!(
+        s.claim_receipts(now, 10, lease, BOTH),
+        s.claim_receipts(now, 10, lease, BOTH)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 1, "claimed twice: {x:?} {y:?}");
+    // Due again once the lease is over (the node that claimed it died).
+    assert_eq!(
+        s.claim_receipts(lease, 10, lease + Duration::seconds(30), BOTH)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),*) => {
         mod on_sqlite {
@@ -1748,6 +2025,8 @@ macro_rules! contract {
 }
 
 contract!(
+    receipt_deliveries_are_queued_once_retried_and_recorded,
+    receipts_race_to_one_delivery_and_one_claim,
     transactions_are_searchable,
     callbacks_are_claimed_by_one_node,
     devices_and_connections,

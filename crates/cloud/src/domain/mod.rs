@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod orders;
 pub mod payments;
 pub mod people;
+pub mod receipts;
 pub mod records;
 pub mod timeline;
 

@@ -43,6 +43,12 @@ pub enum EventKind {
     FollowUp,
     /// A payment: a follow-up of it completed.
     FollowUpCompleted,
+    /// The POS asked for the receipt to be sent by email or SMS.
+    ReceiptQueued,
+    /// A receipt was handed to the mail server or the SMS provider.
+    ReceiptSent,
+    /// An attempt to send a receipt failed (retried, or given up).
+    ReceiptFailed,
 }
 
 impl EventKind {
@@ -66,6 +72,9 @@ impl EventKind {
             EventKind::CallbackFailed => "callback_failed",
             EventKind::FollowUp => "follow_up",
             EventKind::FollowUpCompleted => "follow_up_completed",
+            EventKind::ReceiptQueued => "receipt_queued",
+            EventKind::ReceiptSent => "receipt_sent",
+            EventKind::ReceiptFailed => "receipt_failed",
         }
     }
 
@@ -76,7 +85,7 @@ impl EventKind {
 }
 
 /// Every kind, in lifecycle order.
-pub const ALL: [EventKind; 17] = [
+pub const ALL: [EventKind; 20] = [
     EventKind::Received,
     EventKind::Offered,
     EventKind::Accepted,
@@ -94,6 +103,9 @@ pub const ALL: [EventKind; 17] = [
     EventKind::CallbackFailed,
     EventKind::FollowUp,
     EventKind::FollowUpCompleted,
+    EventKind::ReceiptQueued,
+    EventKind::ReceiptSent,
+    EventKind::ReceiptFailed,
 ];
 
 /// One entry of the timeline.

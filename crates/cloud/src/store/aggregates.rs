@@ -12,6 +12,7 @@ use crate::domain::lifecycle::Phase;
 use crate::domain::orders::{OrderId, OrderRecord, OrderSheet};
 use crate::domain::payments::PaymentRecord;
 use crate::domain::people::{Email, SessionRecord, UserRecord};
+use crate::domain::receipts::{AttemptOutcome, Channels, DeliveryId, Queued, ReceiptDelivery};
 use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 use crate::domain::timeline::TimelineEvent;
 use chrono::{DateTime, Utc};
@@ -252,6 +253,30 @@ store_aggregates! {
         ) -> Result<(), StoreError>;
     }
 
+    /// Receipts sent by email or SMS at a POS's request: an outbox like the callbacks'.
+    trait ReceiptStore {
+        /// Queues deliveries of a transaction's receipt, each with its timeline event, in one
+        /// commit. Where a delivery of the same transaction, address and copy is already
+        /// pending or sent, that one is returned (`replayed`) and nothing is written for it.
+        write fn queue_receipts(&self, deliveries: &[(ReceiptDelivery, TimelineEvent)]) -> Result<Vec<Queued>, StoreError>;
+        /// A transaction's deliveries, oldest first.
+        read fn receipt_deliveries(&self, transaction: &TransactionId) -> Result<Vec<ReceiptDelivery>, StoreError>;
+        /// Takes the pending deliveries on `channels` due at `now` for delivery by this node,
+        /// as `claim_callbacks` takes callbacks: their next attempt moves to `lease_until`.
+        write fn claim_receipts(
+            &self,
+            now: DateTime<Utc>,
+            limit: u32,
+            lease_until: DateTime<Utc>,
+            channels: Channels,
+        ) -> Result<Vec<ReceiptDelivery>, StoreError>;
+        /// The earliest time a pending delivery on `channels` is due.
+        read fn next_receipt_at(&self, channels: Channels) -> Result<Option<DateTime<Utc>>, StoreError>;
+        /// Records an attempt of a pending delivery, with its timeline event in the same
+        /// commit; false (and nothing recorded) if the delivery is not pending.
+        write fn record_receipt_attempt(&self, id: &DeliveryId, outcome: &AttemptOutcome, event: &TimelineEvent) -> Result<bool, StoreError>;
+    }
+
     /// Orders paid by split tenders. A tender (a transaction with `order_id`) is checked
     /// against its order by `insert_transaction`, in its commit.
     trait OrderStore {
@@ -368,6 +393,7 @@ pub trait Store:
     + AccountStore
     + PeopleStore
     + OrderStore
+    + ReceiptStore
     + Housekeeping
 {
 }
@@ -381,6 +407,7 @@ impl<T> Store for T where
         + AccountStore
         + PeopleStore
         + OrderStore
+        + ReceiptStore
         + Housekeeping
 {
 }

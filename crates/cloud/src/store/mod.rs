@@ -8,8 +8,10 @@ mod columns;
 pub mod faults;
 pub mod observed;
 mod postgres;
+mod receipt_columns;
 mod sqlite;
 
+pub use aggregates::ReceiptStore;
 pub use aggregates::{
     AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore,
     Store, TimelineStore, TransactionStore, OPERATIONS,

@@ -277,6 +277,11 @@ pub struct DeviceView {
     pub last_seen: Option<String>,
     pub enrolled_at: String,
     pub registers: Vec<RegisterView>,
+    /// What it declared it can do in its last `hello` (`display`, `printer`, `void`, ...).
+    pub capabilities: Vec<String>,
+    /// Its screen and printer, as declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<protocol::device::Hardware>,
 }
 
 /// A paired register with its store metadata.
@@ -511,6 +516,8 @@ async fn device_views(
                 last_seen: d.last_seen_at.map(rfc3339),
                 enrolled_at: rfc3339(d.created_at),
                 registers: o.registers.into_iter().map(RegisterView::from).collect(),
+                capabilities: d.capabilities,
+                hardware: d.hardware,
             }
         })
         .collect())

@@ -847,3 +847,50 @@ async fn actions_asked_on_one_node_reach_a_device_on_another() {
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["data"]["InputValue"], "no", "{done}");
 }
+
+#[tokio::test]
+async fn the_operator_sees_what_each_device_declared() {
+    let app = spawn_app_with(Opts {
+        admin_token: Some("admin-token-for-tests".into()),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("declared-1").await;
+    let mut h = hello("declared-1", &secret);
+    if let DeviceMessage::Hello(h) = &mut h {
+        h.capabilities = vec![capability::PRINTER.into(), capability::DISPLAY.into()];
+        h.hardware = Some(protocol::device::Hardware {
+            screen: Some(protocol::device::Screen {
+                width: 480,
+                height: 320,
+            }),
+            printer_columns: Some(32),
+        });
+    }
+    let _d = RawDevice::connect_with(&app, h).await;
+    let devices: Value = app
+        .http
+        .get(app.url("/admin/devices"))
+        .bearer_auth("admin-token-for-tests")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = devices
+        .as_array()
+        .or_else(|| devices["devices"].as_array())
+        .unwrap()
+        .iter()
+        .find(|d| d["deviceId"] == "declared-1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        d["capabilities"],
+        serde_json::json!(["display", "printer"]),
+        "{d}"
+    );
+    assert_eq!(d["hardware"]["screen"]["width"], 480, "{d}");
+    assert_eq!(d["hardware"]["printer_columns"], 32, "{d}");
+}

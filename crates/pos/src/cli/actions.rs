@@ -142,7 +142,9 @@ pub(super) async fn input(client: &PosClient, a: InputArgs) -> Result<ExitCode, 
         },
         timeout_secs: seconds(a.answer_within),
     };
-    request.check().map_err(|e| CliError::Usage(e.to_string()))?;
+    request
+        .check()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     run(client, a.job, Action::Input(request)).await
 }
 
@@ -247,8 +249,14 @@ mod tests {
         let item = |s| parse_item(s).map(|l| (l.description, l.amount, l.quantity));
         assert_eq!(item("Tea:450"), Ok(("Tea".into(), 450, "1".into())));
         assert_eq!(item("2 x Tea:900"), Ok(("Tea".into(), 900, "2".into())));
-        assert_eq!(item("0.5kg x Figs:300"), Ok(("Figs".into(), 300, "0.5kg".into())));
-        assert_eq!(item("Ratio 1:2:300"), Ok(("Ratio 1:2".into(), 300, "1".into())));
+        assert_eq!(
+            item("0.5kg x Figs:300"),
+            Ok(("Figs".into(), 300, "0.5kg".into()))
+        );
+        assert_eq!(
+            item("Ratio 1:2:300"),
+            Ok(("Ratio 1:2".into(), 300, "1".into()))
+        );
         assert!(item("Tea").is_err());
         assert!(item("Tea:x").is_err());
         assert!(item(":5").is_err());

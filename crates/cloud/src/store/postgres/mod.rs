@@ -9,6 +9,7 @@
 mod accounts;
 mod orders;
 mod people;
+mod receipts;
 
 use super::columns::{
     self, callback_status, from_ms, ms, parse_device_id, parse_transaction_id, phase_columns,

@@ -15,6 +15,7 @@
 mod accounts;
 mod orders;
 mod people;
+mod receipts;
 mod writer;
 
 use super::columns::{
