@@ -26,6 +26,7 @@
 //! Terminal actions (input, print, QR code) and their triggers are in [`actions`].
 
 pub mod actions;
+mod receipts;
 
 use crate::backend::{BackendFuture, BackendOutcome, BackendTransaction, CardBackend};
 use crate::console::Operator;
@@ -422,7 +423,13 @@ impl Simulator {
     async fn execute(&self, tx: BackendTransaction) -> BackendOutcome {
         let f = tx.offer.function();
         if f.is_financial() {
-            return self.financial(&tx).await;
+            return match self.financial(&tx).await {
+                BackendOutcome::Completed(mut r) => {
+                    r.receipts = Some(receipts::structured(self, &tx.offer, &r));
+                    BackendOutcome::Completed(r)
+                }
+                other => other,
+            };
         }
         BackendOutcome::Completed(match f {
             Function::AcquirerLogon => self.logon(&tx).await,
@@ -1237,6 +1244,154 @@ mod tests {
         assert_eq!(field(&r, "AmountTotal"), "10055");
     }
 
+    fn receipt_field<'a>(r: &'a protocol::action::Receipt, label: &str) -> Option<&'a str> {
+        r.fields
+            .iter()
+            .find(|f| f.label == label)
+            .map(|f| f.value.as_str())
+    }
+
+    #[tokio::test]
+    async fn financial_results_carry_structured_receipts() {
+        for f in Function::ALL.into_iter().filter(|f| f.is_financial()) {
+            let (r, _) = run(offer(request_for(f, 2000)), &Default::default()).await;
+            let Some(receipts) = &r.receipts else {
+                panic!("{f}: no receipts")
+            };
+            assert_eq!(receipts.check(), Ok(()), "{f}");
+            let (Some(merchant), Some(customer)) = (&receipts.merchant, &receipts.customer) else {
+                panic!("{f}: both copies")
+            };
+            assert_eq!(merchant.footer, vec!["Merchant copy", "Thank you"]);
+            assert_eq!(customer.footer, vec!["Customer copy", "Thank you"]);
+            assert_eq!(merchant.fields, customer.fields);
+            assert_eq!(merchant.header[0], "Shop", "the register's business name");
+            assert!(merchant
+                .header
+                .contains(&"Terminal ID SIM00001".to_string()));
+            let get = |label| receipt_field(customer, label);
+            assert_eq!(get("Result"), Some("APPROVED"), "{f}");
+            assert_eq!(get("Response"), None, "{f}");
+            assert_eq!(get("Total"), Some("AUD 20.00"), "{f}");
+            assert_eq!(get("Amount"), Some("AUD 20.00"), "{f}");
+            assert_eq!(get("Transaction"), Some(label(f)));
+            assert_eq!(get("Auth ID"), Some(field(&r, "AuthId")), "{f}");
+            assert_eq!(get("Acquirer ref"), Some(field(&r, "AcquirerRef")), "{f}");
+            assert!(get("Date/time").is_some_and(|t| t.len() == 16), "{f}");
+            if is_qr(f) {
+                assert_eq!(get("Wallet"), Some(field(&r, "CardType")), "{f}");
+            } else {
+                let card = format!("{} {}", field(&r, "CardType"), field(&r, "CardPan"));
+                assert_eq!(get("Card"), Some(card.as_str()), "{f}");
+                assert_eq!(get("Account"), Some(field(&r, "AccountType")), "{f}");
+            }
+            if f == Function::CardPurchasePlusCash {
+                assert_eq!(get("Cash"), Some("AUD 5.00"));
+            }
+            // The text form of a copy fits the fixed-width receipt's paper and more.
+            assert!(customer.to_text(40).contains("APPROVED"));
+        }
+    }
+
+    #[tokio::test]
+    async fn declined_and_foreign_receipts() {
+        let (r, _) = run(
+            offer(request_for(Function::CardPurchase, 1051)),
+            &Default::default(),
+        )
+        .await;
+        let Some(copy) = r.receipts.as_ref().and_then(|r| r.customer.as_ref()) else {
+            panic!("a customer copy")
+        };
+        assert_eq!(receipt_field(copy, "Result"), Some("DECLINED"));
+        assert_eq!(
+            receipt_field(copy, "Response"),
+            Some("DECLINED 51 INSUFFICIENT FUNDS")
+        );
+        assert_eq!(receipt_field(copy, "Amount"), Some("AUD 10.51"));
+        assert_eq!(receipt_field(copy, "Total"), None, "nothing was charged");
+
+        let mut yen = request_for(Function::CardPurchase, 10055);
+        yen.currency = protocol::Currency::parse("JPY").ok();
+        let (r, _) = run(offer(yen), &Default::default()).await;
+        let Some(copy) = r.receipts.as_ref().and_then(|r| r.merchant.as_ref()) else {
+            panic!("a merchant copy")
+        };
+        assert_eq!(receipt_field(copy, "Amount"), Some("JPY 10055"));
+        assert_eq!(receipt_field(copy, "Surcharge"), Some("JPY 151"));
+        assert_eq!(receipt_field(copy, "Total"), Some("JPY 10206"));
+
+        // A business name past the limits is cut to fit them; no merchant name, the simulator's.
+        let mut long = offer(request_for(Function::CardPurchase, 1000));
+        long.register.key.business_name = "B".repeat(300);
+        let (r, _) = run(long, &Default::default()).await;
+        let Some(receipts) = &r.receipts else {
+            panic!("receipts")
+        };
+        assert_eq!(receipts.check(), Ok(()));
+        let mut nameless = offer(request_for(Function::CardPurchase, 1000));
+        nameless.register.key.business_name = String::new();
+        let (r, _) = run(nameless, &Default::default()).await;
+        let header = r
+            .receipts
+            .and_then(|r| r.customer)
+            .map(|c| c.header)
+            .unwrap_or_default();
+        assert_eq!(
+            header.first().map(String::as_str),
+            Some("EFTCLOUD SIMULATOR")
+        );
+
+        // A follow-up's receipt shows what its original comes to.
+        let (sale, _) = run(
+            offer(request_for(Function::CardPurchase, 4000)),
+            &Default::default(),
+        )
+        .await;
+        let original = protocol::OriginalPayment {
+            transaction_id: sale.transaction_id,
+            function: Function::CardPurchase,
+            amount: 4000,
+            fields: sale.fields.clone(),
+        };
+        let mut tip = request(Function::CardTipAdjust);
+        tip.amount_tip = Some(500);
+        tip.original = Some(original.clone());
+        let (r, _) = run(offer(tip), &Default::default()).await;
+        assert_eq!(r.transaction_result, Some(TransactionResult::Accepted));
+        let Some(copy) = r.receipts.as_ref().and_then(|r| r.customer.as_ref()) else {
+            panic!("a customer copy")
+        };
+        assert_eq!(receipt_field(copy, "Amount"), Some("AUD 40.00"));
+        assert_eq!(receipt_field(copy, "Tip"), Some("AUD 5.00"));
+        assert_eq!(receipt_field(copy, "Total"), Some("AUD 45.00"));
+        assert_eq!(receipt_field(copy, "Transaction"), Some("TIP ADJUSTMENT"));
+        let mut void = request(Function::CardVoid);
+        void.original = Some(original);
+        let (r, _) = run(offer(void), &Default::default()).await;
+        let Some(receipts) = &r.receipts else {
+            panic!("receipts")
+        };
+        assert_eq!(receipts.check(), Ok(()));
+        let card = format!("{} {}", field(&sale, "CardType"), field(&sale, "CardPan"));
+        assert_eq!(
+            receipts
+                .merchant
+                .as_ref()
+                .and_then(|m| receipt_field(m, "Card")),
+            Some(card.as_str()),
+            "the original's card"
+        );
+
+        // Only money movements have receipts.
+        let (r, _) = run(
+            offer(request(Function::TerminalGetStatus)),
+            &Default::default(),
+        )
+        .await;
+        assert_eq!(r.receipts, None);
+    }
+
     #[tokio::test]
     async fn cancel_before_the_card_is_charged() {
         let cancel = CancellationToken::new();
@@ -1307,7 +1462,8 @@ mod tests {
 
     #[tokio::test]
     async fn non_financial_functions_answer_without_transaction_result() {
-        for f in Function::ALL.into_iter().filter(|f| !f.is_financial()) {
+        let all = Function::ALL.into_iter().chain(Function::ACTIONS);
+        for f in all.filter(|f| !f.is_financial()) {
             let (r, _) = run(offer(request(f)), &Default::default()).await;
             assert!(!r.result_text.is_empty(), "{f}");
             assert_eq!(r.transaction_result, None, "{f}");
