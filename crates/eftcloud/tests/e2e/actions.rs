@@ -894,3 +894,170 @@ async fn the_operator_sees_what_each_device_declared() {
     assert_eq!(d["hardware"]["screen"]["width"], 480, "{d}");
     assert_eq!(d["hardware"]["printer_columns"], 32, "{d}");
 }
+
+/// The reference agent (`eftcloud terminal` with its simulator) does every action, with the
+/// simulator's documented answers (docs/device-protocol.md §11).
+#[tokio::test]
+async fn the_reference_agent_does_every_action() {
+    use terminal::TerminalEvent;
+    let app = spawn_app().await;
+    let (mut t, reg) = paired_terminal(&app, "agent-actions").await;
+    let post = |path: &'static str, extra: Vec<(&'static str, &'static str)>| {
+        let reg = reg.clone();
+        let app = &app;
+        async move {
+            let mut f = form(&reg, &extra);
+            f.push(("wait", "20"));
+            let (status, body) = app.post_form(path, &f).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            body
+        }
+    };
+
+    // The cart reaches the agent's screen.
+    let lines = r#"[{"description":"Flat white","quantity":"2","amount":900}]"#;
+    let shown = post(
+        "/pos/register/display",
+        vec![("Lines", lines), ("AmountTotal", "900")],
+    )
+    .await;
+    assert_eq!(shown["delivered"], true, "{shown}");
+    let cart = t
+        .wait_for(|e| match e {
+            TerminalEvent::Display { cart: Some(c), .. } => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (cart.total, cart.lines[0].description.as_str()),
+        (900, "Flat white")
+    );
+
+    let done = post(
+        "/pos/register/input",
+        vec![("InputKind", "email"), ("Prompt", "Email?")],
+    )
+    .await;
+    assert_eq!(
+        (
+            done["data"]["Result"].as_str(),
+            done["data"]["InputValue"].as_str()
+        ),
+        (Some("OK"), Some("customer@example.com")),
+        "{done}"
+    );
+    let done = post(
+        "/pos/register/input",
+        vec![
+            ("InputKind", "selection"),
+            ("Prompt", "Bag?"),
+            ("Options", r#"["Paper","Cloth"]"#),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (
+            done["data"]["InputValue"].as_str(),
+            done["data"]["InputIndex"].as_str()
+        ),
+        (Some("Paper"), Some("0")),
+        "{done}"
+    );
+    let done = post(
+        "/pos/register/input",
+        vec![("InputKind", "signature"), ("Prompt", "Sign")],
+    )
+    .await;
+    assert!(
+        done["data"]["InputValue"]
+            .as_str()
+            .unwrap()
+            .starts_with('M'),
+        "{done}"
+    );
+    assert!(
+        done["data"]["SignatureViewBox"].as_str().is_some(),
+        "{done}"
+    );
+    let done = post(
+        "/pos/register/input",
+        vec![
+            ("InputKind", "number"),
+            ("Prompt", "Bags?"),
+            ("Min", "3"),
+            ("Max", "9"),
+        ],
+    )
+    .await;
+    assert_eq!(done["data"]["InputValue"], "3", "{done}");
+    let done = post(
+        "/pos/register/input",
+        vec![("InputKind", "text"), ("Prompt", "Note #cancel")],
+    )
+    .await;
+    assert_eq!(
+        (
+            done["data"]["Result"].as_str(),
+            done["data"]["CancelReason"].as_str()
+        ),
+        (Some("CANCELLED"), Some("customer")),
+        "{done}"
+    );
+
+    let done = post("/pos/register/print", vec![("Lines", r#"[{"kind":"text","text":"Hello"},{"kind":"qr","data":"https://example.com"},{"kind":"cut"}]"#)]).await;
+    assert_eq!(
+        (
+            done["data"]["Result"].as_str(),
+            done["data"]["PrinterStatus"].as_str()
+        ),
+        (Some("OK"), Some("OK")),
+        "{done}"
+    );
+    let slip = t
+        .wait_for(|e| match e {
+            TerminalEvent::Printed { .. } => Some(format!("{e:?}")),
+            _ => None,
+        })
+        .await;
+    assert!(slip.contains("Hello"), "{slip}");
+    let done = post(
+        "/pos/register/print",
+        vec![("Lines", r##"[{"kind":"text","text":"#nopaper"}]"##)],
+    )
+    .await;
+    assert_eq!(
+        (
+            done["data"]["Result"].as_str(),
+            done["data"]["PrinterStatus"].as_str()
+        ),
+        (Some("FAILED"), Some("NO_PAPER")),
+        "{done}"
+    );
+
+    let done = post(
+        "/pos/register/qr",
+        vec![("QrData", "https://example.com/join"), ("Caption", "Join")],
+    )
+    .await;
+    assert_eq!(
+        (
+            done["data"]["Result"].as_str(),
+            done["data"]["QrOutcome"].as_str()
+        ),
+        (Some("OK"), Some("dismissed")),
+        "{done}"
+    );
+
+    // A payment reports its receipts as data, beside the fixed-width text.
+    let (_, started) = app
+        .post_form("/pos/transaction", &purchase(&reg, "1250"))
+        .await;
+    let paid = poll_until_completed(&app, started["data"]["PollingUrl"].as_str().unwrap()).await;
+    let customer = &paid["receipts"]["customer"];
+    assert!(
+        customer["fields"].as_array().is_some_and(|f| !f.is_empty()),
+        "{paid}"
+    );
+    assert!(paid["receipts"]["merchant"].is_object(), "{paid}");
+    assert!(paid["data"]["Receipt"].as_str().is_some());
+}

@@ -1005,3 +1005,71 @@ async fn the_pos_cli_refunds_by_reference_and_pays_orders() {
     assert!(out.contains("paid"), "{out}");
     assert!(out.contains("Remaining:         0"), "{out}");
 }
+
+/// The POS CLI drives terminal actions: a cart, an input whose answer it prints, a failed print
+/// with its printer status (exit 1), a QR code.
+#[tokio::test]
+async fn the_pos_cli_shows_a_cart_asks_the_customer_and_prints() {
+    use crate::harness::{paired_terminal, spawn_app};
+    let app = spawn_app().await;
+    let (_t, reg) = paired_terminal(&app, "cli-actions").await;
+    let register = [
+        "--register-id",
+        reg.register_id.as_str(),
+        "--business",
+        reg.business_name.as_str(),
+        "--vendor",
+        reg.vendor_name.as_str(),
+    ];
+    let pos = |args: &[&str]| {
+        let mut all = vec!["pos", "--cloud", app.base.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&register);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        output(&refs).await
+    };
+    let (code, out, err) = run(pos(&[
+        "display",
+        "--item",
+        "2 x Flat white:900",
+        "--item",
+        "Muffin:350",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Delivered:         yes"), "{out}");
+    let fast = ["--poll-interval", "20ms"];
+    let mut input = vec!["input", "email", "--prompt", "Email?"];
+    input.extend_from_slice(&fast);
+    let (code, out, err) = run(pos(&input)).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("InputValue:") && out.contains("customer@example.com"),
+        "{out}"
+    );
+    let mut print = vec!["print", "--text", "#nopaper", "--cut"];
+    print.extend_from_slice(&fast);
+    let (code, out, err) = run(pos(&print)).await;
+    assert_eq!(code, 1, "a failed print is not a success: {out}{err}");
+    assert!(out.contains("NO_PAPER"), "{out}");
+    let mut qr = vec!["qr", "https://example.com/join", "--caption", "Join us"];
+    qr.extend_from_slice(&fast);
+    let (code, out, err) = run(pos(&qr)).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("dismissed"), "{out}");
+    // Bad input is a usage error before any request.
+    let (code, _, err) = run(pos(&[
+        "input",
+        "selection",
+        "--prompt",
+        "Size?",
+        "--option",
+        "S",
+    ]))
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("Options"), "{err}");
+}

@@ -94,6 +94,9 @@ pub struct JobArgs {
     /// Wait up to this long for the outcome.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     timeout: Duration,
+    /// Time between polls.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
+    poll_interval: Duration,
     /// Print the envelope as JSON.
     #[arg(long)]
     json: bool,
@@ -233,7 +236,7 @@ async fn run(client: &PosClient, a: JobArgs, action: Action) -> Result<ExitCode,
         .await?;
     eprintln!("job {}", started.transaction_id);
     let opts = WaitOptions {
-        interval: Duration::from_millis(500),
+        interval: a.poll_interval,
         timeout: a.timeout,
     };
     let done = follow(client, &started, opts, &mut Progress::default()).await?;
