@@ -43,9 +43,11 @@ pub const SLOW_ANSWER: Duration = Duration::from_secs(2);
 pub const SIGNATURE: &str = "M10 80 C 40 10, 65 10, 95 80 C 125 150, 150 150, 180 80";
 /// The signature's `viewBox`.
 pub const SIGNATURE_VIEW_BOX: &str = "0 0 400 150";
-/// The simulated customer's email address, phone number and text.
+/// The simulated customer's email address (fitted to the rules' lengths).
 pub const EMAIL: &str = "customer@example.com";
+/// The simulated customer's phone number.
 pub const PHONE: &str = "+61400000000";
+/// The simulated customer's text (fitted to the rules' lengths).
 pub const TEXT: &str = "Simulated answer";
 /// The simulated number when the rules set no minimum.
 pub const NUMBER: i64 = 42;
