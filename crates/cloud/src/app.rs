@@ -46,6 +46,8 @@ pub enum BuildError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Callbacks(#[from] crate::pos_api::callbacks::DispatcherError),
+    #[error(transparent)]
+    Receipts(#[from] crate::receipts::ReceiptConfigError),
 }
 
 /// Which parts of the cloud a listener serves (`/healthz` and `/readyz` are on every one).
@@ -101,6 +103,8 @@ pub struct Application {
     engine: Engine,
     connections: Arc<Connections>,
     callbacks: Dispatcher,
+    /// Sends receipts by email and SMS from their outbox.
+    receipts: crate::receipts::ReceiptWorker,
     nats: Option<Arc<NatsBus>>,
     /// The separate `/metrics` listener, when one is configured.
     metrics_listener: Option<TcpListener>,
@@ -272,6 +276,7 @@ impl Application {
         };
         let callbacks =
             Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
+        let receipts = crate::receipts::ReceiptWorker::new(engine.clone(), &config.receipts)?;
         Ok(Self {
             listeners,
             local_addr,
@@ -282,6 +287,7 @@ impl Application {
             engine,
             connections,
             callbacks,
+            receipts,
             nats,
             metrics_listener,
             metrics,
@@ -377,6 +383,7 @@ impl Application {
             tasks,
             connections,
             callbacks,
+            receipts,
             nats,
             metrics_listener,
             metrics,
@@ -400,6 +407,7 @@ impl Application {
             tasks.spawn(nats.run_completions(Arc::new(engine.clone()), shutdown.clone()));
         }
         tasks.spawn(callbacks.run(shutdown.clone()));
+        tasks.spawn(receipts.run(shutdown.clone()));
         tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));
         tasks.spawn(engine.run_retention(shutdown.clone()));
         let servers = listeners.into_iter().map(|(listener, router)| {
@@ -534,6 +542,19 @@ fn routes(
             "/pos/transaction/{id}/payment",
             guarded(get(pos_api::follow_ups::payment), Scope::PosRead),
         )
+        .route("/pos/transaction/{id}/receipt", {
+            // Reading needs `pos:read`, sending `pos:transact`: one path, a scope per method.
+            let auth = |scope| {
+                axum::middleware::from_fn_with_state(
+                    (api.clone(), scope),
+                    pos_api::credentials::authenticate,
+                )
+            };
+            get(pos_api::receipts::show)
+                .route_layer(auth(Scope::PosRead))
+                .merge(post(pos_api::receipts::send).route_layer(auth(Scope::PosTransact)))
+                .fallback(not_found)
+        })
         .route(
             "/pos/orders",
             guarded(post(pos_api::orders::create), Scope::PosTransact),

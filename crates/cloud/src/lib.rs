@@ -12,6 +12,7 @@ pub mod engine;
 pub mod health;
 pub mod metrics;
 pub mod pos_api;
+pub mod receipts;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -89,6 +89,29 @@ pub struct ServeArgs {
     /// Attempts before a callback is given up.
     #[arg(long, env = "EFTCLOUD_CALLBACK_MAX_ATTEMPTS", default_value_t = 15)]
     callback_max_attempts: u32,
+    /// SMTP server for receipts by email: smtp://[user:password@]host[:port] (add
+    /// ?tls=required for STARTTLS, ?tls=opportunistic to use it when offered), or smtps://...
+    /// for implicit TLS. Unset: email receipts are refused.
+    #[arg(long, env = "EFTCLOUD_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender of receipt emails, such as "Shop <receipts@example.com>" (needed with
+    /// --smtp-url).
+    #[arg(long, env = "EFTCLOUD_SMTP_FROM")]
+    smtp_from: Option<String>,
+    /// SMS provider webhook for receipts by SMS: POSTed JSON {"to": "+61...", "text": "..."}.
+    /// Unset: SMS receipts are refused.
+    #[arg(long, env = "EFTCLOUD_SMS_WEBHOOK_URL")]
+    sms_webhook_url: Option<String>,
+    /// Key signing SMS webhook requests (HMAC-SHA256 in an Eftcloud-Signature header, as for
+    /// callbacks); unset: they are not signed.
+    #[arg(long, env = "EFTCLOUD_SMS_WEBHOOK_SECRET", hide_env_values = true)]
+    sms_webhook_secret: Option<String>,
+    /// First delay before retrying a failed receipt delivery; doubles each attempt (up to 1h).
+    #[arg(long, env = "EFTCLOUD_RECEIPT_RETRY_MIN", default_value = "30s", value_parser = duration)]
+    receipt_retry_min: Duration,
+    /// Attempts before a receipt delivery is given up (it is then `failed`).
+    #[arg(long, env = "EFTCLOUD_RECEIPT_MAX_ATTEMPTS", default_value_t = 8)]
+    receipt_max_attempts: u32,
     /// How often the cloud pings devices; three silent intervals close the connection.
     #[arg(long, env = "EFTCLOUD_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = duration)]
     heartbeat_interval: Duration,
@@ -196,6 +219,25 @@ impl ServeArgs {
             .unwrap_or_else(|| "node".into());
         format!("{host}-{}", self.listen.port())
     }
+    /// Receipts by email and SMS: the SMTP server and sender, the SMS webhook, retries.
+    fn receipts(&self) -> anyhow::Result<cloud::receipts::ReceiptSettings> {
+        use cloud::receipts::{ReceiptSettings, SmsSettings, SmtpSettings};
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        Ok(ReceiptSettings {
+            smtp: given(&self.smtp_url)
+                .map(|url| SmtpSettings::parse(url, given(&self.smtp_from)))
+                .transpose()?,
+            sms: given(&self.sms_webhook_url)
+                .map(|url| SmsSettings::parse(url, given(&self.sms_webhook_secret)))
+                .transpose()?,
+            retry_min: positive("receipt-retry-min", self.receipt_retry_min)?,
+            max_attempts: self.receipt_max_attempts.max(1),
+            ..ReceiptSettings::default()
+        })
+    }
+
     /// The body limit, refused when too small for a basket-sized `SaleData`.
     fn max_body_bytes_checked(&self) -> anyhow::Result<usize> {
         let min = 1024;
@@ -294,6 +336,7 @@ impl ServeArgs {
                 max_attempts: self.callback_max_attempts.max(1),
                 ..CallbackSettings::default()
             },
+            receipts: self.receipts()?,
             virtual_terminals: if self.virtual_terminals {
                 VirtualTerminals::On
             } else if self.production {

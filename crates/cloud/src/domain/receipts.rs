@@ -169,7 +169,7 @@ impl Address {
         }
     }
 
-    /// The address as answers and timelines show it: `a***@example.com`, `+61*******678`.
+    /// The address as answers and timelines show it: `a***@example.com`, `+61******678`.
     /// Anyone who may read the transaction (any register of its merchant, the holder of its
     /// polling token, the dashboard) sees its deliveries, and the POS that asked knows the
     /// address already, so the customer's address is not repeated in full.
@@ -672,7 +672,7 @@ mod tests {
         let e = Address::Email(EmailAddress::parse("ann.smith@example.com").unwrap());
         assert_eq!(e.masked(), "a***@example.com");
         let p = Address::Phone(PhoneNumber::parse("+61412345678").unwrap());
-        assert_eq!(p.masked(), "+61*******678");
+        assert_eq!(p.masked(), "+61******678");
         let short = Address::Phone(PhoneNumber::parse("+123456").unwrap());
         assert_eq!(short.masked(), "+12*456");
         assert_eq!(

@@ -14,6 +14,7 @@ pub mod pairing;
 pub mod payments;
 pub mod people;
 pub mod queries;
+pub mod receipts;
 pub mod retention;
 pub mod transactions;
 
@@ -85,6 +86,8 @@ struct Inner {
     completions: Arc<Completions>,
     /// Pokes the callback dispatcher when a completion queued a callback.
     callbacks_queued: Notify,
+    /// The receipt outbox's channels and the delivery worker's wake-up.
+    receipts: receipts::ReceiptOutbox,
     /// Pokes the deadline loop when a deadline earlier than its next wake-up was written.
     deadline_changed: Notify,
     /// When the deadline loop next wakes (ms since the epoch; `i64::MAX` while it scans).
@@ -142,6 +145,7 @@ impl Engine {
                 settings,
                 completions: Arc::default(),
                 callbacks_queued: Notify::new(),
+                receipts: Default::default(),
                 deadline_changed: Notify::new(),
                 deadline_wake_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
                 active: ActiveTransactions::default(),

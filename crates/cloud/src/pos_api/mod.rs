@@ -16,6 +16,7 @@ pub mod pairing;
 pub mod pairing_guard;
 pub mod polling;
 pub mod rate_limit;
+pub mod receipts;
 pub mod register_status;
 pub mod sale_data;
 pub mod timeline;

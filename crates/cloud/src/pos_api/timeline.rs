@@ -19,7 +19,10 @@ fn event_schema() -> utoipa::openapi::Object {
              `cancel_requested`, `cancel_sent`, `aborted` (the device was told not to run it), \
              `result` (the device's outcome), `result_acknowledged`, `result_refused`, \
              `completed` (final state; `detail` is the outcome), `conflict` (a result after the \
-             cloud ended the transaction), `callback_delivered`, `callback_failed`.",
+             cloud ended the transaction), `callback_delivered`, `callback_failed`, \
+             `follow_up`, `follow_up_completed` (a refund, void, ... of this payment), \
+             `receipt_queued`, `receipt_sent`, `receipt_failed` (the receipt by email or SMS; \
+             `detail` names the channel and the masked address).",
         ))
         .enum_values(Some(
             crate::domain::timeline::ALL.iter().map(|k| k.as_str()),

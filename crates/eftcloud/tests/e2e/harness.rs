@@ -99,6 +99,8 @@ pub struct Opts {
     pub hello_failures: cloud::pos_api::pairing_guard::PairingGuardSettings,
     /// `pairing_code_request`s allowed per device.
     pub pairing_code_requests: cloud::pos_api::pairing_guard::PairingGuardSettings,
+    /// Receipts by email and SMS (none configured unless a test sets them; short retries).
+    pub receipts: cloud::receipts::ReceiptSettings,
     /// A connection's time to deliver a request header (the server's default unless set).
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body (the server's default unless set).
@@ -140,6 +142,12 @@ impl Default for Opts {
             virtual_terminal_ttl: EngineSettings::default().virtual_terminal_ttl,
             hello_failures: GatewaySettings::default().hello_failures,
             pairing_code_requests: GatewaySettings::default().pairing_code_requests,
+            receipts: cloud::receipts::ReceiptSettings {
+                retry_min: Duration::from_millis(50),
+                retry_max: Duration::from_secs(1),
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
             header_read_timeout: cloud::config::ListenerSettings::default().header_read_timeout,
             body_read_timeout: cloud::config::ListenerSettings::default().body_read_timeout,
         }
@@ -258,6 +266,7 @@ pub async fn spawn_app_on(
             max_attempts: 5,
             timeout: Duration::from_secs(2),
         },
+        receipts: opts.receipts.clone(),
         virtual_terminals: opts.virtual_terminals,
         admin_token: opts.admin_token.clone(),
         api_limits: opts.api_limits.clone(),

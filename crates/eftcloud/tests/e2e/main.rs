@@ -22,6 +22,7 @@ mod pairing;
 mod payments;
 mod polling;
 mod postgres;
+mod receipts;
 mod restart;
 mod security;
 mod security_access;

@@ -20,6 +20,8 @@ const POS_ROUTES: &[(&str, &str)] = &[
     ("post", "/pos/transaction/{id}/capture"),
     ("post", "/pos/transaction/{id}/release"),
     ("get", "/pos/transaction/{id}/payment"),
+    ("post", "/pos/transaction/{id}/receipt"),
+    ("get", "/pos/transaction/{id}/receipt"),
     ("post", "/pos/orders"),
     ("get", "/pos/orders/{id}"),
     ("post", "/pos/orders/{id}/cancel"),
