@@ -27,6 +27,10 @@ const POS_ROUTES: &[(&str, &str)] = &[
     ("post", "/pos/orders/{id}/cancel"),
     ("get", "/pos/lookup"),
     ("get", "/pos/register"),
+    ("post", "/pos/register/display"),
+    ("post", "/pos/register/input"),
+    ("post", "/pos/register/print"),
+    ("post", "/pos/register/qr"),
 ];
 
 /// Lower case, with every `{param}` name erased: `/POS/Pairing/{pairingCode}` and
