@@ -3,9 +3,12 @@
 // journal's unacknowledged results, pong, pairing codes refreshed before expiry, transaction ->
 // accept -> start/abort -> progress -> result until result_ack, follow-ups of earlier payments
 // (referenced refund, void, tip adjustment, pre-authorisation top-up, capture and release) and
-// amounts in any currency. The clerk and the customer are the buttons. Plain JavaScript, no
-// build step, no external resources.
-'use strict';
+// amounts in any currency. Besides payments it does every terminal action: a cart on the
+// customer's display, the customer's input (text, email, phone, number, a signature drawn with
+// mouse, pen or finger, a choice, yes or no), slips on its printer and QR codes on its screen.
+// The clerk and the customer are the buttons. Plain JavaScript, no build step, no external
+// resources; the QR codes and barcodes come from virtual_terminal_codes.js, served in front of
+// this file in the same script.
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -22,9 +25,19 @@
   const KEEP_FINISHED = 50; // acknowledged journal entries kept for reprints
   const RECEIPT_WIDTH = 30;
   const LOG_MAX = 300;
+  const PRINTER_COLUMNS = 32; // characters a slip's line holds in normal size
+  const SLIPS_KEPT = 10; // printed slips left hanging out of the printer
+  // The fallback screen size for hello when the page is not laid out (a hidden tab).
+  const SCREEN_FALLBACK = { width: 352, height: 224 };
 
-  // Declared in hello: without them the cloud sends only SmartConnect's functions, in AUD.
-  const CAPABILITIES = ['refund.referenced', 'void', 'tip_adjust', 'top_up', 'release', 'currency'];
+  // Declared in hello: without them the cloud sends only SmartConnect's functions, in AUD, and
+  // no terminal action.
+  const CAPABILITIES = [
+    'refund.referenced', 'void', 'tip_adjust', 'top_up', 'release', 'currency',
+    'display', 'input', 'signature', 'printer', 'qr_display',
+  ];
+  // Terminal actions: they move no money, so their results carry no transaction_result.
+  const ACTIONS = new Set(['Terminal.Input', 'Terminal.Print', 'Terminal.ShowQr']);
   const FINANCIAL = new Set([
     'Card.Purchase', 'Card.Refund', 'Card.PurchasePlusCash', 'Card.CashAdvance',
     'Card.Authorise', 'Card.Finalise', 'QR.Merchant.Purchase', 'QR.Consumer.Purchase', 'QR.Refund',
@@ -53,6 +66,9 @@
     'Card.TipAdjust': 'TIP ADJUSTMENT',
     'Card.TopUp': 'PRE-AUTH TOP-UP',
     'Card.Release': 'PRE-AUTH RELEASE',
+    'Terminal.Input': 'INPUT',
+    'Terminal.Print': 'PRINT',
+    'Terminal.ShowQr': 'QR CODE',
   };
   // ISO 4217 exponents, as the cloud counts them (protocol/src/currency.rs); every other code
   // has 2. Not Intl's digits: CLDR shows HUF, IQD, RSD and others with none, which would put the
@@ -94,6 +110,10 @@
   let current = null; // {offer, phase: 'accepted'|'started', acceptedAt, card, tip, signature, prompt}
   let shown = null; // the last finished transaction on screen: {offer, result, delivered}
   let notice = '';
+  // The customer display between payments: the last `display` frame's version and cart.
+  let display = { version: null, cart: null };
+  let paperOut = false; // the printer's "Paper out" switch
+  let slips = []; // printed slips, newest first: [{id, lines, at}]
 
   // ---- small helpers ---------------------------------------------------------------------------
   const pad2 = (n) => String(n).padStart(2, '0');
@@ -241,6 +261,11 @@
   function recoverJournal() {
     for (const e of loadJournal()) {
       if (e.state !== 'started') continue;
+      if (e.offer && ACTIONS.has(e.offer.function)) {
+        journalCompleted(e.id, e.offer, interruptedAction(e.offer));
+        logNote(`${e.offer.function} ${e.id} was running when the page closed: reported as interrupted`);
+        continue;
+      }
       const fin = e.offer && FINANCIAL.has(e.offer.function);
       const result = {
         transaction_id: e.id,
@@ -297,6 +322,7 @@
         model: 'virtual',
         agent_version: AGENT_VERSION,
         capabilities: CAPABILITIES,
+        hardware: { screen: screenSize(), printer_columns: PRINTER_COLUMNS },
         unacknowledged: unacknowledged(),
       };
       if (running) hello.in_progress = running;
@@ -323,6 +349,14 @@
       welcomed = false;
       closed(ev.code, ev.reason);
     };
+  }
+
+  // The customer-facing screen as laid out now, in CSS pixels.
+  function screenSize() {
+    const r = $('screen').getBoundingClientRect();
+    const width = Math.round(r.width);
+    const height = Math.round(r.height);
+    return width > 0 && height > 0 ? { width, height } : SCREEN_FALLBACK;
   }
 
   // Drops the connection at once (watchdog, unplug); the close handshake may never finish.
@@ -396,6 +430,7 @@
       case 'abort': return onAbort(msg.transaction_id, msg.reason);
       case 'cancel': return onCancel(msg.transaction_id);
       case 'result_ack': return onResultAck(msg.transaction_id);
+      case 'display': return onDisplay(msg);
       case 'error':
         notice = `Cloud: ${msg.message}`;
         return render();
@@ -471,7 +506,7 @@
     }
     current = {
       offer, phase: 'accepted', acceptedAt: Date.now(), card: cardOnFile(offer), tip: 0,
-      signature: null, prompt: 'Waiting for the cloud to start it…',
+      signature: null, prompt: 'Waiting for the cloud to start it…', action: null,
     };
     shown = null;
     notice = '';
@@ -505,6 +540,10 @@
       current.phase = 'started';
       const o = current.offer;
       const f = o.function;
+      if (ACTIONS.has(f)) {
+        startAction();
+        return;
+      }
       const head = headline(o);
       if (f === 'QR.Merchant.Purchase') prompt('show_qr', `${head}\nScan the QR code`);
       else if (f === 'QR.Consumer.Purchase' || f === 'QR.Refund') prompt('scan_qr', `${head}\nShow your QR code`);
@@ -539,6 +578,10 @@
       current = null;
       notice = 'Cancelled by the POS before it started';
       render();
+      return;
+    }
+    if (ACTIONS.has(current.offer.function)) {
+      endAction(actionCancelled(cancelReason.POS));
       return;
     }
     // Nothing is charged before Approve, so a cancel always stops it here.
@@ -610,9 +653,20 @@
 
   function finish(kind) {
     if (!running()) return;
+    if (ACTIONS.has(current.offer.function)) {
+      // The device's own Cancel key is the customer's, on an input or a QR code.
+      if (kind === 'cancel' && current.action && current.action.kind !== 'print') {
+        endAction(actionCancelled(cancelReason.CUSTOMER));
+      }
+      return;
+    }
     const c = current;
     if (kind === 'approve') prompt('processing', 'Processing');
-    const result = buildResult(kind, c);
+    complete(c, buildResult(kind, c));
+  }
+
+  // The result of the running transaction: journaled, shown, sent (or kept for the next hello).
+  function complete(c, result) {
     let stored = result;
     try {
       stored = journalCompleted(c.offer.transaction_id, c.offer, result);
@@ -627,29 +681,589 @@
     render();
   }
 
+  // ---- terminal actions: the customer's input, the printer, a QR code --------------------------
+  const cancelReason = { CUSTOMER: 'customer', TIMEOUT: 'timeout', POS: 'pos' };
+  const CANCEL_TEXT = {
+    customer: 'Cancelled by the customer',
+    timeout: 'Timed out',
+    pos: 'Cancelled by the POS',
+  };
+  const DEFAULT_TIMEOUT_SECS = 60;
+
+  function actionResult(result, text, fields) {
+    return {
+      transaction_id: current.offer.transaction_id,
+      result,
+      result_text: text,
+      fields: { Timestamp: timestamp(), ...fields },
+    };
+  }
+  function actionCancelled(reason) {
+    return actionResult('CANCELLED', CANCEL_TEXT[reason], { CancelReason: reason });
+  }
+  // A reload is a power cut: an input or a QR code has no answer to give, and a slip may be
+  // half printed, so neither is repeated.
+  function interruptedAction(offer) {
+    const r = { transaction_id: offer.transaction_id, fields: { Timestamp: timestamp() } };
+    if (offer.function === 'Terminal.Print') {
+      r.fields.PrinterStatus = 'ERROR';
+      return { ...r, result: 'FAILED', result_text: 'Printing interrupted: the terminal restarted' };
+    }
+    return { ...r, result: 'CANCELLED', result_text: 'Interrupted: the terminal restarted' };
+  }
+
+  function endAction(result) {
+    if (!running() || !current.action) return;
+    complete(current, result);
+  }
+
+  function startAction() {
+    const o = current.offer;
+    if (o.function === 'Terminal.Input') startInput(o.input);
+    else if (o.function === 'Terminal.Print') startPrint(o.print);
+    else startQr(o.qr);
+  }
+
+  function timeoutOf(request) {
+    const secs = Number(request && request.timeout_secs) || DEFAULT_TIMEOUT_SECS;
+    return Math.max(1, secs) * 1000;
+  }
+
+  // The checks of InputRequest::check_value (protocol/src/action.rs), run as the customer
+  // types: the same rules with the same messages, so the cloud never refuses an answer this
+  // page sends. Lengths count characters (code points), as Rust's chars() does.
+  const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+  const CONTROL_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+  // Rust's char::is_whitespace (Unicode White_Space), not JavaScript's \s.
+  const WHITESPACE = /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
+  const LEADING_WHITESPACE = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+  const MAX_TEXT_LENGTH = 1000;
+  const MAX_EMAIL_LENGTH = 254;
+  const MAX_SIGNATURE_BYTES = 32 * 1024;
+
+  function isEmail(s) {
+    const at = s.indexOf('@');
+    if (at < 0) return false;
+    const local = s.slice(0, at);
+    const domain = s.slice(at + 1);
+    return local.length > 0 && !domain.includes('@') && domain.includes('.') &&
+      !domain.startsWith('.') && !domain.endsWith('.') && !WHITESPACE.test(s) && !CONTROL.test(s);
+  }
+  // A number with at most `decimals` digits after the point, as an integer of 10^decimals
+  // units (BigInt: 18 digits and 6 decimals are past a double's precision); null if it is not.
+  function parseNumber(s, decimals) {
+    const negative = s.startsWith('-');
+    const body = negative ? s.slice(1) : s;
+    const dot = body.indexOf('.');
+    const whole = dot < 0 ? body : body.slice(0, dot);
+    const frac = dot < 0 ? '' : body.slice(dot + 1);
+    const digits = (p) => /^[0-9]*$/.test(p);
+    if (!whole || whole.length > 18 || !digits(whole) || !digits(frac) || frac.length > decimals ||
+        (dot >= 0 && !frac)) return null;
+    let n = BigInt(whole);
+    for (let i = 0; i < decimals; i++) n = n * 10n + BigInt(i < frac.length ? Number(frac[i]) : 0);
+    return negative ? -n : n;
+  }
+  function checkSignature(s) {
+    if (new TextEncoder().encode(s).length > MAX_SIGNATURE_BYTES) {
+      return `the signature is larger than ${MAX_SIGNATURE_BYTES} bytes`;
+    }
+    if (!/^[Mm]/.test(s.replace(LEADING_WHITESPACE, ''))) {
+      return 'a signature is SVG path data starting with a move (M)';
+    }
+    if (!/^[MmLlHhVvCcSsQqTtAaZz0-9 ,.-]*$/.test(s)) {
+      return 'a signature is SVG path data: the commands M L H V C S Q T A Z and numbers';
+    }
+    if (!/[LlHhVvCcSsQqTtAa]/.test(s)) return 'the signature is empty: nothing was drawn';
+    return null;
+  }
+  // Why `value` is not an answer to `input`, or null when it is.
+  function checkInputValue(input, value) {
+    const r = input.rules || {};
+    const length = Array.from(value).length;
+    const withinLengths = (defaultMax) => {
+      const min = Math.max(r.min_length ?? 0, 1);
+      const max = r.max_length ?? defaultMax;
+      if (length < min) return `the answer needs at least ${min} characters`;
+      if (length > max) return `the answer has at most ${max} characters`;
+      return null;
+    };
+    switch (input.kind) {
+      case 'signature': return checkSignature(value);
+      case 'email': return withinLengths(MAX_EMAIL_LENGTH) || (isEmail(value) ? null : 'not an email address');
+      case 'phone':
+        return /^\+?[0-9]{6,15}$/.test(value) ? null : 'not a phone number: + and 6 to 15 digits';
+      case 'number': {
+        const decimals = r.decimals || 0;
+        const scaled = parseNumber(value, decimals);
+        if (scaled === null) {
+          return decimals === 0 ? 'not a whole number' : `not a number with at most ${decimals} decimals`;
+        }
+        const scale = 10n ** BigInt(decimals);
+        if (r.min != null && scaled < BigInt(r.min) * scale) return `the number is below ${r.min}`;
+        if (r.max != null && scaled > BigInt(r.max) * scale) return `the number is above ${r.max}`;
+        return null;
+      }
+      case 'text':
+        return withinLengths(MAX_TEXT_LENGTH) ||
+          (CONTROL_BUT_NEWLINE.test(value) ? 'control characters are not allowed' : null);
+      case 'selection': return (input.options || []).includes(value) ? null : 'not one of the options';
+      case 'confirmation': return value === 'yes' || value === 'no' ? null : 'a confirmation is yes or no';
+      default: return `this terminal cannot answer a ${input.kind} input`;
+    }
+  }
+  const sentence = (s) => (s ? s[0].toUpperCase() + s.slice(1) : '');
+
+  // What the customer is told of the rules before typing.
+  function inputHint(input) {
+    const r = input.rules || {};
+    switch (input.kind) {
+      case 'signature': return 'Sign in the box with your finger, a pen or the mouse';
+      case 'email': return 'An email address';
+      case 'phone': return 'A phone number: digits, + first for an international one';
+      case 'number': {
+        const parts = [];
+        if (r.min != null && r.max != null) parts.push(`from ${r.min} to ${r.max}`);
+        else if (r.min != null) parts.push(`at least ${r.min}`);
+        else if (r.max != null) parts.push(`at most ${r.max}`);
+        parts.push(r.decimals ? `up to ${r.decimals} decimals` : 'a whole number');
+        return sentence(parts.join(', '));
+      }
+      case 'text': {
+        const min = r.min_length ?? 1;
+        if (r.max_length != null) return `${min} to ${r.max_length} characters`;
+        return min > 1 ? `At least ${min} characters` : '';
+      }
+      case 'selection': return 'Choose one';
+      default: return '';
+    }
+  }
+
+  function startInput(input) {
+    if (!input || !input.kind) {
+      current.action = { kind: 'input' };
+      endAction(actionResult('FAILED', 'No input in the request', {}));
+      return;
+    }
+    const total = timeoutOf(input);
+    const a = { kind: 'input', input, deadline: Date.now() + total, total, value: '', touched: false, pad: null };
+    current.action = a;
+    $('input-prompt').textContent = input.prompt || '';
+    $('input-hint').textContent = inputHint(input);
+    $('input-error').textContent = '';
+    $('input-body').replaceChildren();
+    $('input-body').dataset.kind = input.kind;
+    const answered = input.kind === 'selection' || input.kind === 'confirmation';
+    $('input-ok').hidden = answered;
+    $('input-clear').hidden = input.kind !== 'signature';
+    prompt(input.kind === 'signature' ? 'signature_required' : 'input', input.prompt || '');
+    render(); // lays the screen out: the signature pad takes its size from it
+    const body = $('input-body');
+    if (input.kind === 'signature') buildSignaturePad(a, body);
+    else if (input.kind === 'selection') buildChoices(a, body, input.options || []);
+    else if (input.kind === 'confirmation') buildChoices(a, body, ['Yes', 'No'], ['yes', 'no']);
+    else buildField(a, body);
+    renderInputCheck();
+    const focus = body.querySelector('input, textarea, button');
+    if (focus) focus.focus();
+  }
+
+  function buildField(a, body) {
+    const kind = a.input.kind;
+    const field = document.createElement(kind === 'text' ? 'textarea' : 'input');
+    field.id = 'input-field';
+    field.className = 'input-field';
+    field.setAttribute('aria-labelledby', 'input-prompt');
+    field.setAttribute('aria-describedby', 'input-hint input-error');
+    field.autocomplete = 'off';
+    field.spellcheck = false;
+    if (kind === 'text') field.rows = 3;
+    else if (kind === 'email') { field.type = 'email'; field.inputMode = 'email'; }
+    else if (kind === 'phone') { field.type = 'tel'; field.inputMode = 'tel'; }
+    else if (kind === 'number') field.inputMode = (a.input.rules || {}).decimals ? 'decimal' : 'numeric';
+    field.addEventListener('input', () => {
+      a.value = field.value;
+      a.touched = true;
+      renderInputCheck();
+    });
+    // Enter answers; in free text Enter is a new line and Ctrl+Enter answers.
+    field.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && (kind !== 'text' || ev.ctrlKey || ev.metaKey)) {
+        ev.preventDefault();
+        submitInput();
+      }
+    });
+    body.append(field);
+  }
+
+  // A button per choice: a selection's options (the answer is the option and its position), or
+  // Yes and No.
+  function buildChoices(a, body, labels, values = labels) {
+    const list = document.createElement('div');
+    list.className = a.input.kind === 'confirmation' ? 'choices choices-yes-no' : 'choices';
+    list.setAttribute('role', 'group');
+    list.setAttribute('aria-labelledby', 'input-prompt');
+    labels.forEach((label, i) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'key choice';
+      if (a.input.kind === 'confirmation') b.classList.add(i === 0 ? 'key-ok' : 'key-warn');
+      b.dataset.index = String(i);
+      b.textContent = label;
+      b.addEventListener('click', () => answer(values[i], a.input.kind === 'selection' ? i : null));
+      list.append(b);
+    });
+    body.append(list);
+  }
+
+  function renderInputCheck() {
+    const a = running() && current.action;
+    if (!a || a.kind !== 'input') return;
+    const err = checkInputValue(a.input, a.value);
+    $('input-ok').disabled = !!err;
+    $('input-error').textContent = a.touched && err ? sentence(err) : '';
+  }
+
+  function answer(value, index) {
+    const a = running() && current.action;
+    if (!a || a.kind !== 'input') return;
+    const err = checkInputValue(a.input, value);
+    if (err) {
+      a.touched = true;
+      $('input-error').textContent = sentence(err);
+      return;
+    }
+    const fields = { InputValue: value };
+    if (index !== null) fields.InputIndex = String(index);
+    if (a.pad) fields.SignatureViewBox = `0 0 ${a.pad.width} ${a.pad.height}`;
+    endAction(actionResult('OK', 'Answered', fields));
+  }
+  function submitInput() {
+    const a = running() && current.action;
+    if (a && a.kind === 'input') answer(a.value, null);
+  }
+
+  // The signature pad: an SVG the customer draws on with any pointer (mouse, pen, touch); the
+  // answer is the very path data it shows, in the pad's CSS pixels.
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  function svgElement(name, attributes) {
+    const e = document.createElementNS(SVG_NS, name);
+    for (const [k, v] of Object.entries(attributes)) e.setAttribute(k, String(v));
+    return e;
+  }
+  function strokesPath(strokes) {
+    return strokes.map((s) => {
+      const [first, ...rest] = s;
+      // A dot is a line to itself: the path must draw something.
+      const tail = rest.length ? rest : [first];
+      return `M${first[0]} ${first[1]} ${tail.map((p) => `L${p[0]} ${p[1]}`).join(' ')}`;
+    }).join(' ');
+  }
+  function buildSignaturePad(a, body) {
+    const svg = svgElement('svg', {
+      id: 'signature-pad', class: 'signature-pad', role: 'img',
+      'aria-label': 'Signature pad: sign with a finger, a pen or the mouse',
+    });
+    body.append(svg);
+    const box = svg.getBoundingClientRect();
+    const width = Math.round(box.width) || 320;
+    const height = Math.round(box.height) || 128;
+    svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+    svg.append(svgElement('line', {
+      x1: width * 0.08, x2: width * 0.92, y1: height * 0.78, y2: height * 0.78, class: 'signature-line',
+    }));
+    const ink = svgElement('path', { d: '', class: 'signature-ink' });
+    svg.append(ink);
+    const pad = { width, height, strokes: [], pointer: null, full: false };
+    a.pad = pad;
+    const point = (ev) => {
+      const r = svg.getBoundingClientRect();
+      const x = ((ev.clientX - r.left) * width) / (r.width || width);
+      const y = ((ev.clientY - r.top) * height) / (r.height || height);
+      return [Math.round(Math.min(width, Math.max(0, x))), Math.round(Math.min(height, Math.max(0, y)))];
+    };
+    const redraw = () => {
+      const d = strokesPath(pad.strokes);
+      ink.setAttribute('d', d);
+      a.value = d;
+      a.touched = pad.strokes.length > 0;
+      renderInputCheck();
+      if (pad.full) $('input-error').textContent = 'The pad is full: press OK, or Clear and sign again';
+    };
+    // Room for one more point of the largest coordinates ("L1234 1234").
+    const fits = () => new TextEncoder().encode(ink.getAttribute('d')).length + 12 <= MAX_SIGNATURE_BYTES;
+    const add = (ev) => {
+      const stroke = pad.strokes[pad.strokes.length - 1];
+      const p = point(ev);
+      const last = stroke[stroke.length - 1];
+      if (last && last[0] === p[0] && last[1] === p[1]) return;
+      if (!fits()) {
+        pad.full = true;
+        return;
+      }
+      stroke.push(p);
+    };
+    svg.addEventListener('pointerdown', (ev) => {
+      if (pad.pointer !== null || (ev.pointerType === 'mouse' && ev.button !== 0)) return;
+      ev.preventDefault();
+      if (!fits()) {
+        pad.full = true;
+        redraw();
+        return;
+      }
+      pad.pointer = ev.pointerId;
+      try { svg.setPointerCapture(ev.pointerId); } catch (_) { /* synthetic pointer */ }
+      pad.strokes.push([point(ev)]);
+      redraw();
+    });
+    svg.addEventListener('pointermove', (ev) => {
+      if (ev.pointerId !== pad.pointer) return;
+      ev.preventDefault();
+      const events = typeof ev.getCoalescedEvents === 'function' ? ev.getCoalescedEvents() : [];
+      for (const e of events.length ? events : [ev]) add(e);
+      redraw();
+    });
+    const lift = (ev) => {
+      if (ev.pointerId !== pad.pointer) return;
+      if (ev.type === 'pointerup') add(ev);
+      pad.pointer = null;
+      redraw();
+    };
+    svg.addEventListener('pointerup', lift);
+    svg.addEventListener('pointercancel', lift);
+  }
+  function clearSignature() {
+    const a = running() && current.action;
+    if (!a || !a.pad) return;
+    a.pad.strokes = [];
+    a.pad.pointer = null;
+    a.pad.full = false;
+    $('signature-pad').querySelector('.signature-ink').setAttribute('d', '');
+    a.value = '';
+    a.touched = false;
+    renderInputCheck();
+  }
+
+  function startQr(qr) {
+    if (!qr || !qr.data) {
+      current.action = { kind: 'qr' };
+      endAction(actionResult('FAILED', 'No QR code in the request', {}));
+      return;
+    }
+    let code;
+    try {
+      code = EftcloudCodes.qrSvg(qr.data, `QR code${qr.caption ? `: ${qr.caption}` : ''}`);
+    } catch (e) {
+      current.action = { kind: 'qr' };
+      endAction(actionResult('FAILED', `Cannot draw this QR code: ${e.message}`, {}));
+      return;
+    }
+    const total = timeoutOf(qr);
+    current.action = { kind: 'qr', qr, deadline: Date.now() + total, total };
+    $('qr-code').replaceChildren(code);
+    $('qr-caption').textContent = qr.caption || '';
+    $('qr-caption').hidden = !qr.caption;
+    prompt('show_qr', qr.caption || 'Scan the QR code');
+    render();
+  }
+  function qrDone() {
+    const a = running() && current.action;
+    if (a && a.kind === 'qr') endAction(actionResult('OK', 'Dismissed', { QrOutcome: 'dismissed' }));
+  }
+  function actionCancel() {
+    const a = running() && current.action;
+    if (a && a.kind !== 'print') endAction(actionCancelled(cancelReason.CUSTOMER));
+  }
+
+  // The countdowns of an input and a QR code, and their end.
+  setInterval(() => {
+    const a = running() && current.action;
+    if (!a || !a.deadline) return;
+    const left = Math.max(0, a.deadline - Date.now());
+    const id = a.kind === 'qr' ? 'qr' : 'input';
+    $(`${id}-bar`).style.width = `${(left / a.total) * 100}%`;
+    $(`${id}-countdown`).textContent = `${Math.ceil(left / 1000)} s left`;
+    if (left > 0) return;
+    if (a.kind === 'qr') endAction(actionResult('OK', 'Timed out', { QrOutcome: 'timeout' }));
+    else endAction(actionCancelled(cancelReason.TIMEOUT));
+  }, 200);
+
+  // The printer prints at once, or fails at once when its paper is out.
+  function startPrint(job) {
+    current.action = { kind: 'print' };
+    if (paperOut) {
+      endAction(actionResult('FAILED', 'Printer out of paper', { PrinterStatus: 'NO_PAPER' }));
+      return;
+    }
+    let slip;
+    try {
+      if (!job || !Array.isArray(job.lines) || !job.lines.length) throw new Error('nothing to print');
+      slip = buildSlip(job.lines);
+    } catch (e) {
+      endAction(actionResult('FAILED', `Cannot print this slip: ${e.message}`, { PrinterStatus: 'ERROR' }));
+      return;
+    }
+    prompt('printing', 'Printing');
+    slip.dataset.transactionId = current.offer.transaction_id;
+    slips = [slip, ...slips].slice(0, SLIPS_KEPT);
+    renderSlips();
+    endAction(actionResult('OK', 'Printed', { PrinterStatus: 'OK' }));
+  }
+
+  // A slip as the paper shows it: 32 columns of monospace, bold, centred or right, large
+  // (double width and height), QR codes and barcodes drawn, blank feeds, and the cut.
+  function buildSlip(lines) {
+    const paper = document.createElement('div');
+    paper.className = 'slip';
+    paper.setAttribute('role', 'document');
+    paper.setAttribute('aria-label', 'Printed slip');
+    paper.style.setProperty('--columns', String(PRINTER_COLUMNS));
+    const part = (cls) => {
+      const e = document.createElement('div');
+      e.className = cls;
+      paper.append(e);
+      return e;
+    };
+    for (const line of lines) {
+      switch (line.kind) {
+        case 'text': {
+          const e = part('slip-text');
+          if (line.bold) e.classList.add('slip-bold');
+          if (line.large) e.classList.add('slip-large');
+          if (line.align === 'centre' || line.align === 'right') e.classList.add(`slip-${line.align}`);
+          e.textContent = line.text || '\u00a0';
+          break;
+        }
+        case 'qr':
+          part('slip-qr').append(EftcloudCodes.qrSvg(line.data, `QR code: ${line.data}`));
+          break;
+        case 'barcode': {
+          const e = part('slip-barcode');
+          e.append(EftcloudCodes.barcodeSvg(line.symbology, line.data));
+          const text = document.createElement('div');
+          text.className = 'slip-barcode-text';
+          text.textContent = line.symbology === 'ean13' ? EftcloudCodes.ean13(line.data).digits : line.data;
+          e.append(text);
+          break;
+        }
+        case 'feed':
+          part('slip-feed').style.height = `${1.3 * Math.max(1, Number(line.lines) || 1)}em`;
+          break;
+        case 'cut': {
+          const e = part('slip-cut');
+          e.setAttribute('role', 'separator');
+          e.setAttribute('aria-label', 'Paper cut');
+          e.textContent = '✂';
+          break;
+        }
+        default:
+          logNote(`print: a line of kind ${line.kind} is not known here, left out`);
+      }
+    }
+    return paper;
+  }
+
+  function renderSlips() {
+    $('slips').replaceChildren(...slips);
+    $('tear-off').disabled = !slips.length;
+  }
+
+  // ---- the customer display ------------------------------------------------------------------
+  // Frames may come twice or, across nodes, out of order: only a newer version is shown.
+  function onDisplay(msg) {
+    const version = Number(msg.version);
+    if (!Number.isSafeInteger(version)) return;
+    if (display.version !== null && version <= display.version) return;
+    display = { version, cart: msg.cart || null };
+    render();
+  }
+
+  // The payment's basket while it runs (the display's cart waits), else the display's cart.
+  function renderCart() {
+    const o = current && current.offer;
+    const basket = o && !ACTIONS.has(o.function) && o.cart ? o.cart : null;
+    const cart = basket || display.cart;
+    $('cart-panel').hidden = !cart;
+    $('idle-cart').hidden = true;
+    if (!cart) return;
+    // The cart's own currency, else the payment's; a display frame without one is in AUD (the
+    // cloud names the merchant's when it is another).
+    const code = cart.currency || (basket ? currencyOf(o) : 'AUD');
+    $('cart-title').textContent = basket ? 'Basket of this payment' : 'Customer display';
+    $('cart-panel').dataset.source = basket ? 'payment' : 'display';
+    $('cart-currency').textContent = code;
+    const rows = (cart.lines || []).map((l, i) => {
+      const tr = document.createElement('tr');
+      tr.dataset.line = String(i);
+      const what = document.createElement('td');
+      what.className = 'cart-description';
+      what.textContent = l.description;
+      if (l.unit_price != null) {
+        const unit = document.createElement('span');
+        unit.className = 'cart-unit';
+        unit.textContent = `${l.quantity || '1'} × ${decimal(l.unit_price, code)}`;
+        what.append(unit);
+      }
+      const qty = document.createElement('td');
+      qty.className = 'cart-quantity';
+      qty.textContent = l.quantity || '1';
+      const amount = document.createElement('td');
+      amount.className = 'cart-amount';
+      amount.textContent = decimal(l.amount, code);
+      tr.append(what, qty, amount);
+      return tr;
+    });
+    $('cart-lines').replaceChildren(...rows);
+    $('cart-empty').hidden = rows.length > 0;
+    $('cart-tax-row').hidden = cart.tax == null;
+    $('cart-tax').textContent = cart.tax == null ? '' : money(cart.tax, code);
+    $('cart-total').textContent = money(cart.total, code);
+    const idle = $('idle-cart');
+    idle.hidden = false;
+    idle.textContent = `Total ${money(cart.total, code)}`;
+  }
+
   // ---- results ---------------------------------------------------------------------------------
+  // A receipt as fixed-width text (the SmartConnect `Receipt` field) and, beside it, as
+  // structured copies (`receipts`): the header, the labelled values, the lines below.
   class Receipt {
     constructor(f, ts, currency) {
       this.currency = currency;
       this.lines = [];
-      this.center('EFTCLOUD VIRTUAL TERMINAL');
+      this.header = ['EFTCLOUD VIRTUAL TERMINAL', LABELS[f] || f];
+      this.fields = [];
+      this.footer = [];
+      this.finished = false;
+      this.body = false; // lines centred from now on go below the fields
+      this.center(this.header[0]);
       this.pair('MERCHANT ID', 'MID000000001');
       this.pair('TERMINAL ID', creds.deviceId);
       this.pair('DATE/TIME', receiptTime(ts));
       this.rule();
-      this.center(LABELS[f] || f);
+      this.center(this.header[1]);
+      this.body = true;
     }
     center(s) {
       const t = s.slice(0, RECEIPT_WIDTH);
       this.lines.push(' '.repeat(Math.floor((RECEIPT_WIDTH - t.length) / 2)) + t);
+      if (this.body) this.footer.push(s);
     }
-    pair(left, right) {
+    pair(left, right, value = String(right)) {
       const r = String(right).slice(0, RECEIPT_WIDTH);
       const l = left.slice(0, Math.max(0, RECEIPT_WIDTH - r.length - 1));
       this.lines.push(l + ' '.repeat(Math.max(1, RECEIPT_WIDTH - l.length - r.length)) + r);
+      this.fields.push({ label: left, value });
     }
-    amount(label, minor) { this.pair(label, `${this.currency} ${decimal(minor, this.currency).padStart(9)}`); }
+    amount(label, minor) {
+      this.pair(label, `${this.currency} ${decimal(minor, this.currency).padStart(9)}`, money(minor, this.currency));
+    }
     rule() { this.lines.push('-'.repeat(RECEIPT_WIDTH)); }
+    // The merchant's and the customer's copies, once finished.
+    copies() {
+      if (!this.finished) return null;
+      const copy = (who) => ({ header: this.header, fields: this.fields, footer: [...this.footer, who] });
+      return { merchant: copy('MERCHANT COPY'), customer: copy('CUSTOMER COPY') };
+    }
     card(card) {
       if (card.pan) {
         this.pair('CARD', `${card.type} ${card.pan}`);
@@ -661,6 +1275,7 @@
     finish(verdict) {
       this.rule();
       this.center(verdict);
+      this.finished = true;
       return this.lines.join('\n');
     }
   }
@@ -685,12 +1300,21 @@
     return done.length ? done[done.length - 1] : null;
   }
 
+  // The result of a payment or another SmartConnect function; a payment's carries its
+  // receipt's copies as data too.
   function buildResult(kind, c) {
+    const ts = timestamp();
+    const receipt = new Receipt(c.offer.function, ts, currencyOf(c.offer));
+    const r = resultOf(kind, c, ts, receipt);
+    const copies = receipt.copies();
+    if (copies && FINANCIAL.has(c.offer.function) && r.fields && r.fields.Receipt) r.receipts = copies;
+    return r;
+  }
+
+  function resultOf(kind, c, ts, receipt) {
     const offer = c.offer;
     const f = offer.function;
-    const ts = timestamp();
     const fields = { Timestamp: ts, TerminalRef: nextTerminalRef() };
-    const receipt = new Receipt(f, ts, currencyOf(offer));
     const base = headlineAmount(offer);
     if (offer.transaction_reference) fields.TransactionReference = offer.transaction_reference;
     if (offer.original) {
@@ -881,7 +1505,8 @@
 
     const screen = $('screen');
     let mode = 'idle';
-    if (current) mode = 'transaction';
+    // An input and a QR code have screens of their own; a slip prints at once.
+    if (current) mode = current.action && current.action.kind !== 'print' ? current.action.kind : 'transaction';
     else if (shown) mode = 'result';
     else if (pairingWanted || registers.length === 0) mode = 'pairing';
     screen.dataset.screen = mode;
@@ -922,19 +1547,24 @@
       if (!shown.delivered && (!ws || !welcomed)) delivery = 'Offline: the result is kept and sent when the terminal is back online';
       $('result-delivery').textContent = notice || delivery;
     }
-    const receipt = shown && shown.result.fields && shown.result.fields.Receipt;
-    $('receipt-panel').hidden = !shown;
-    $('receipt').textContent = receipt || '(no receipt)';
+    renderShownResult();
+    renderCart();
 
     const run = running();
     const f = current ? current.offer.function : '';
+    const action = ACTIONS.has(f);
     const onFile = !!(current && current.offer.original);
-    const cardIn = run && (current.card || !needsCard(current.offer));
+    const cardIn = run && !action && (current.card || !needsCard(current.offer));
     $('btn-present-card').disabled = !run || !needsCard(current.offer) || !!current.card;
     $('btn-present-card').textContent = isQr(f) ? 'Customer pays (QR)' : 'Present card';
     $('btn-approve').disabled = !cardIn || current.signature === 'required';
-    $('btn-decline').disabled = !run;
-    $('btn-cancel').disabled = !run;
+    $('btn-decline').disabled = !run || action;
+    // On an input or a QR code the device's Cancel key is the customer's; a slip cannot be.
+    $('btn-cancel').disabled = !run || (action && (!current.action || current.action.kind === 'print'));
+    $('paper-out').checked = paperOut;
+    $('printer-status').textContent = paperOut
+      ? 'Out of paper: a print fails with NO_PAPER'
+      : `Paper loaded · ${PRINTER_COLUMNS} columns`;
     $('btn-tip').disabled = !run || !TIP_FUNCTIONS.has(f);
     $('tip-amount').disabled = $('btn-tip').disabled;
     // No card in hand for a follow-up: nothing to sign.
@@ -945,6 +1575,61 @@
     $('plugged').checked = plugged;
     $('reconnect').hidden = !halted;
     if (halted) $('connection-status').textContent = 'Replaced by another tab';
+  }
+
+  // The finished transaction's receipt (a payment) or its answer (a terminal action).
+  function renderShownResult() {
+    $('receipt-panel').hidden = !shown;
+    if (!shown) return;
+    const fields = shown.result.fields || {};
+    const action = shown.offer && ACTIONS.has(shown.offer.function);
+    $('receipt-title').textContent = action ? 'Result' : 'Receipt';
+    if (action) {
+      const shorten = (v) => (v.length > 60 ? `${v.slice(0, 57)}…` : v);
+      $('receipt').textContent = [`${shown.offer.function}: ${shown.result.result}`,
+        ...Object.entries(fields).filter(([k]) => k !== 'Timestamp').map(([k, v]) => `${k}: ${shorten(String(v))}`),
+      ].join('\n');
+    } else {
+      $('receipt').textContent = fields.Receipt || '(no receipt)';
+    }
+    // A signature as the POS will draw it: its path in its view box.
+    const preview = $('signature-preview');
+    preview.hidden = !(action && fields.SignatureViewBox && fields.InputValue);
+    if (!preview.hidden) {
+      preview.setAttribute('viewBox', fields.SignatureViewBox);
+      preview.querySelector('path').setAttribute('d', fields.InputValue);
+    }
+    renderReceipts(shown.result.receipts);
+  }
+
+  // The structured copies of a receipt, when the result has them.
+  function renderReceipts(receipts) {
+    const box = $('receipt-copies');
+    const copies = receipts ? [['Merchant copy', receipts.merchant], ['Customer copy', receipts.customer]]
+      .filter(([, r]) => r) : [];
+    $('receipt-copies-box').hidden = !copies.length;
+    box.replaceChildren(...copies.map(([title, r]) => {
+      const section = document.createElement('section');
+      section.className = 'receipt-copy';
+      const h = document.createElement('h4');
+      h.textContent = title;
+      const centred = (text) => {
+        const p = document.createElement('p');
+        p.className = 'receipt-centred';
+        p.textContent = text;
+        return p;
+      };
+      const dl = document.createElement('dl');
+      for (const f of r.fields || []) {
+        const dt = document.createElement('dt');
+        dt.textContent = f.label;
+        const dd = document.createElement('dd');
+        dd.textContent = f.value;
+        dl.append(dt, dd);
+      }
+      section.append(h, ...(r.header || []).map(centred), dl, ...(r.footer || []).map(centred));
+      return section;
+    }));
   }
 
   function renderPairing() {
@@ -1034,6 +1719,9 @@
     shown = null;
     notice = '';
     halted = null;
+    display = { version: null, cart: null };
+    slips = [];
+    renderSlips();
     backoffMs = BACKOFF_MIN_MS;
     recoverJournal();
     render();
@@ -1121,6 +1809,17 @@
   $('tip-amount').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') enterTip(); });
   $('btn-signature-required').addEventListener('click', signatureRequired);
   $('btn-signature-accepted').addEventListener('click', signatureAccepted);
+  $('input-ok').addEventListener('click', submitInput);
+  $('input-clear').addEventListener('click', clearSignature);
+  $('input-cancel').addEventListener('click', actionCancel);
+  $('qr-done').addEventListener('click', qrDone);
+  $('qr-cancel').addEventListener('click', actionCancel);
+  $('paper-out').addEventListener('change', (ev) => {
+    paperOut = ev.target.checked;
+    logNote(paperOut ? 'printer: paper out' : 'printer: paper loaded');
+    render();
+  });
+  $('tear-off').addEventListener('click', () => { slips = []; renderSlips(); });
   $('refresh-code').addEventListener('click', () => { shown = null; requestCode(); render(); });
   $('unpair-all').addEventListener('click', () => send({ type: 'unpair' }));
   $('done').addEventListener('click', () => { shown = null; notice = ''; render(); });

@@ -14,7 +14,13 @@ use protocol::DeviceId;
 use serde::Serialize;
 
 const HTML: &str = include_str!("virtual_terminal.html");
-const SCRIPT: &str = include_str!("virtual_terminal.js");
+// The QR code and barcode encoders first: the page's script uses them (one file per concept,
+// one request for the browser).
+const SCRIPT: &str = concat!(
+    include_str!("virtual_terminal_codes.js"),
+    "\n",
+    include_str!("virtual_terminal.js")
+);
 const STYLE: &str = include_str!("virtual_terminal.css");
 
 /// Vendor and model recorded for devices the page enrolls.
