@@ -1732,3 +1732,787 @@ async fn an_owner_creates_a_key_sees_it_once_revokes_it_and_pages_the_audit_log(
     .await;
     app.stop().await;
 }
+
+// ---- terminal actions on the virtual terminal -----------------------------------------------
+
+/// Opens the page, creates its device and pairs `name` with it; returns the register and the
+/// device's id.
+async fn paired_page(
+    app: &crate::harness::TestApp,
+    c: &Client,
+    name: &str,
+) -> (protocol::RegisterKey, String) {
+    c.goto(&app.url("/virtual-terminal")).await.unwrap();
+    click(c, "create-device").await;
+    let code = pairing_code(c).await;
+    let reg = register(name);
+    app.pos()
+        .pair(&code, &reg, &PairingDetails::new("Counter"))
+        .await
+        .unwrap();
+    screen_is(c, "idle").await;
+    (reg, text_of(c, "device-id").await)
+}
+
+/// A register's form with `extra` fields.
+fn action_form<'a>(
+    reg: &'a protocol::RegisterKey,
+    extra: &[(&'static str, &'a str)],
+) -> Vec<(&'static str, &'a str)> {
+    let mut f = register_form(reg);
+    f.extend_from_slice(extra);
+    f
+}
+
+/// The POS asks for a terminal action at `path`; returns its polling URL and id.
+async fn post_action(
+    app: &crate::harness::TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (String, String) {
+    let (status, env) = app.post_form(path, form).await;
+    assert_eq!(status, 200, "{path}: {env}");
+    (
+        env["data"]["PollingUrl"].as_str().unwrap().to_string(),
+        env["transactionId"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The text of every element `css` selects, in order.
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let selector = serde_json::to_string(css).unwrap_or_default();
+    let v = c
+        .execute(
+            &format!(
+                "return Array.from(document.querySelectorAll({selector}), e => e.textContent)"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+async fn wait_text(c: &Client, id: &str, expected: &str) {
+    wait_js(
+        c,
+        &format!("#{id} to read {expected:?}"),
+        &format!("document.getElementById('{id}').textContent"),
+        |v| v == &json!(expected),
+    )
+    .await;
+}
+
+async fn cart_shown(c: &Client, shown: bool) {
+    wait_js(
+        c,
+        "the cart panel",
+        "!document.getElementById('cart-panel').hidden",
+        |v| v == &json!(shown),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn virtual_terminal_shows_the_cart_beside_a_payment() {
+    let app = spawn_app_with(Opts::default()).await;
+    with_browser(|c| async move {
+        let (reg, device) = paired_page(&app, &c, "cart").await;
+        // The page declared what it can do and its hardware.
+        let record = app
+            .engine
+            .device(&protocol::DeviceId::parse(&device).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        for cap in protocol::device::capability::ALL {
+            assert!(record.can(cap), "{cap} not declared: {record:?}");
+        }
+        let hardware = record.hardware.expect("hardware declared");
+        assert_eq!(hardware.printer_columns, Some(32));
+        let screen = hardware.screen.expect("a screen");
+        assert!(screen.width > 100 && screen.height > 100, "{screen:?}");
+
+        // The POS shows the basket as the clerk scans.
+        let lines = r#"[{"description":"Flat white","quantity":"2","unitPrice":450,"amount":900},
+                       {"description":"Muffin","amount":350}]"#;
+        let (status, shown) = app
+            .post_form(
+                "/pos/register/display",
+                &action_form(
+                    &reg,
+                    &[
+                        ("Lines", lines),
+                        ("AmountTotal", "1250"),
+                        ("AmountTax", "114"),
+                    ],
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{shown}");
+        cart_shown(&c, true).await;
+        wait_text(&c, "cart-total", "AUD 12.50").await;
+        assert_eq!(
+            texts(&c, "#cart-lines .cart-description").await,
+            ["Flat white2 × 4.50", "Muffin"]
+        );
+        assert_eq!(texts(&c, "#cart-lines .cart-quantity").await, ["2", "1"]);
+        assert_eq!(
+            texts(&c, "#cart-lines .cart-amount").await,
+            ["9.00", "3.50"]
+        );
+        assert_eq!(text_of(&c, "cart-tax").await, "AUD 1.14");
+        assert_eq!(text_of(&c, "idle-cart").await, "Total AUD 12.50");
+        screenshot(&c, "virtual-terminal-cart").await;
+
+        // Three decimals in dinars, none in yen.
+        for (currency, total, shown) in [("KWD", "1234", "KWD 1.234"), ("JPY", "1234", "JPY 1234")]
+        {
+            let lines = format!(r#"[{{"description":"Kunafa","amount":{total}}}]"#);
+            let (status, body) = app
+                .post_form(
+                    "/pos/register/display",
+                    &action_form(
+                        &reg,
+                        &[
+                            ("Lines", &lines),
+                            ("AmountTotal", total),
+                            ("Currency", currency),
+                        ],
+                    ),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            wait_text(&c, "cart-total", shown).await;
+            assert!(
+                text_of(&c, "cart-tax-row").await.is_empty(),
+                "no tax given"
+            );
+        }
+
+        // A payment never gives way to the cart: the payment screen stays and the new cart is
+        // beside it.
+        let (poll, _) = post_purchase(&app, &reg, "1500").await;
+        started(&c).await;
+        let lines = r#"[{"description":"Croissant","amount":500}]"#;
+        let (status, _) = app
+            .post_form(
+                "/pos/register/display",
+                &action_form(&reg, &[("Lines", lines), ("AmountTotal", "500")]),
+            )
+            .await;
+        assert_eq!(status, 200);
+        wait_text(&c, "cart-total", "AUD 5.00").await;
+        screen_is(&c, "transaction").await;
+        assert_eq!(text_of(&c, "tx-amount").await, "AUD 15.00");
+        approve(&app, &c, &poll).await;
+
+        // A payment's own basket (SaleData) is shown with it; the display's cart comes back
+        // after.
+        let sale = r#"{"version":"1.0.0","saleData":{"totalAmount":"1150","totalTax":"105",
+            "lineItems":[{"productName":"Flat white","quantity":"2","unitPrice":"450","totalPrice":"900"},
+                         {"productName":"Muffin","quantity":"1","unitPrice":"250","totalPrice":"250"}]}}"#;
+        let mut form = purchase(&reg, "1150");
+        form.push(("SaleData", sale));
+        let (status, env) = app.post_form("/POS/Transaction", &form).await;
+        assert_eq!(status, 200, "{env}");
+        started(&c).await;
+        wait_text(&c, "cart-title", "Basket of this payment").await;
+        assert_eq!(text_of(&c, "cart-total").await, "AUD 11.50");
+        assert_eq!(
+            texts(&c, "#cart-lines .cart-amount").await,
+            ["9.00", "2.50"]
+        );
+        screenshot(&c, "virtual-terminal-basket").await;
+        let poll = env["data"]["PollingUrl"].as_str().unwrap().to_string();
+        let paid = approve(&app, &c, &poll).await;
+        // Its receipt comes as data too: both copies, the same labelled values.
+        let receipts = &paid["receipts"];
+        assert_eq!(receipts["merchant"]["fields"], receipts["customer"]["fields"], "{paid}");
+        let total = json!({"label": "TOTAL", "value": "AUD 11.50"});
+        assert!(
+            receipts["customer"]["fields"].as_array().unwrap().contains(&total),
+            "{paid}"
+        );
+        assert_eq!(
+            receipts["customer"]["footer"],
+            json!(["APPROVED", "CUSTOMER COPY"])
+        );
+        wait_text(&c, "cart-title", "Customer display").await;
+        assert_eq!(text_of(&c, "cart-total").await, "AUD 5.00");
+
+        // Cleared: nothing on the customer's display.
+        let (status, _) = app
+            .post_form(
+                "/pos/register/display",
+                &action_form(&reg, &[("Clear", "true")]),
+            )
+            .await;
+        assert_eq!(status, 200);
+        cart_shown(&c, false).await;
+    })
+    .await;
+}
+
+/// Draws a stroke on the signature pad with a pointer of `kind` through WebDriver actions:
+/// real pointerdown, pointermove and pointerup events in the page.
+async fn draw_stroke(c: &Client, pointer: &str, points: &[(f64, f64)]) {
+    use fantoccini::actions::{
+        InputSource, MouseActions, PenActions, PointerAction, MOUSE_BUTTON_LEFT,
+    };
+    let pad = c.find(Locator::Id("signature-pad")).await.unwrap();
+    let (x0, y0) = points[0];
+    let mut steps = vec![
+        PointerAction::MoveToElement {
+            element: pad,
+            duration: None,
+            x: x0,
+            y: y0,
+        },
+        PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        },
+    ];
+    for w in points.windows(2) {
+        steps.push(PointerAction::MoveBy {
+            duration: Some(Duration::from_millis(30)),
+            x: w[1].0 - w[0].0,
+            y: w[1].1 - w[0].1,
+        });
+    }
+    steps.push(PointerAction::Up {
+        button: MOUSE_BUTTON_LEFT,
+    });
+    if pointer == "pen" {
+        let mut pen = PenActions::new("pen".into());
+        for s in steps {
+            pen = pen.then(s);
+        }
+        c.perform_actions(pen).await.unwrap();
+    } else {
+        let mut mouse = MouseActions::new("mouse".into());
+        for s in steps {
+            mouse = mouse.then(s);
+        }
+        c.perform_actions(mouse).await.unwrap();
+    }
+    c.release_actions().await.unwrap();
+}
+
+#[tokio::test]
+async fn virtual_terminal_takes_a_signature_a_choice_and_typed_answers() {
+    let app = spawn_app_with(Opts::default()).await;
+    with_browser(|c| async move {
+        let (reg, _) = paired_page(&app, &c, "input").await;
+
+        // A signature, drawn with a pen and then a mouse, comes back as the SVG path shown.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(&reg, &[("InputKind", "signature"), ("Prompt", "Sign here")]),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        assert_eq!(text_of(&c, "input-prompt").await, "Sign here");
+        let ok = c.find(Locator::Id("input-ok")).await.unwrap();
+        assert!(!ok.is_enabled().await.unwrap(), "nothing drawn yet");
+        draw_stroke(
+            &c,
+            "pen",
+            &[(-80.0, 10.0), (-50.0, -15.0), (-20.0, 12.0), (10.0, -10.0)],
+        )
+        .await;
+        draw_stroke(&c, "mouse", &[(30.0, 5.0), (60.0, -5.0), (90.0, 8.0)]).await;
+        enabled(&c, "input-ok").await;
+        let drawn = c
+            .execute(
+                "return document.querySelector('#signature-pad .signature-ink').getAttribute('d')",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let view_box = c
+            .execute(
+                "return document.getElementById('signature-pad').getAttribute('viewBox')",
+                vec![],
+            )
+            .await
+            .unwrap();
+        screenshot(&c, "virtual-terminal-signature").await;
+        click(&c, "input-ok").await;
+        let done = poll_until_completed(&app, &poll).await;
+        let data = &done["data"];
+        assert_eq!(data["Result"], "OK", "{done}");
+        let path = data["InputValue"].as_str().unwrap();
+        assert_eq!(json!(path), drawn);
+        assert_eq!(data["SignatureViewBox"], view_box);
+        // Two strokes: "M x y L x y ...", numbers only, each starting with a move.
+        let strokes: Vec<&str> = path.split('M').skip(1).collect();
+        assert_eq!(strokes.len(), 2, "{path}");
+        for s in &strokes {
+            let mut parts = s.split(" L");
+            let start = parts.next().unwrap();
+            let points: Vec<&str> = parts.collect();
+            assert!(points.len() >= 2, "a stroke of several points: {path}");
+            for p in std::iter::once(start).chain(points.iter().copied()) {
+                let xy: Vec<u32> = p
+                    .split_whitespace()
+                    .map(|n| n.parse().unwrap_or_else(|_| panic!("{p} in {path}")))
+                    .collect();
+                assert_eq!(xy.len(), 2, "{p} in {path}");
+            }
+        }
+        let (w, h) = view_box
+            .as_str()
+            .unwrap()
+            .strip_prefix("0 0 ")
+            .and_then(|s| s.split_once(' '))
+            .unwrap();
+        assert!(w.parse::<u32>().unwrap() > 100 && h.parse::<u32>().unwrap() > 40);
+        screen_is(&c, "result").await;
+        click(&c, "done").await;
+
+        // A selection: the option's text and its position.
+        let options = r#"["Cloth","Paper","No bag"]"#;
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(
+                &reg,
+                &[
+                    ("InputKind", "selection"),
+                    ("Prompt", "Which bag?"),
+                    ("Options", options),
+                ],
+            ),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        assert_eq!(
+            texts(&c, "#input-body .choice").await,
+            ["Cloth", "Paper", "No bag"]
+        );
+        click_css(&c, "#input-body .choice[data-index='1']").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["Result"], "OK", "{done}");
+        assert_eq!(done["data"]["InputValue"], "Paper");
+        assert_eq!(done["data"]["InputIndex"], "1");
+        click(&c, "done").await;
+
+        // An email, checked as it is typed with the cloud's own rules.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(
+                &reg,
+                &[
+                    ("InputKind", "email"),
+                    ("Prompt", "Email for your receipt?"),
+                ],
+            ),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        let field = c.find(Locator::Id("input-field")).await.unwrap();
+        field.send_keys("jo@example").await.unwrap();
+        wait_text(&c, "input-error", "Not an email address").await;
+        let ok = c.find(Locator::Id("input-ok")).await.unwrap();
+        assert!(!ok.is_enabled().await.unwrap());
+        field.send_keys(".com").await.unwrap();
+        wait_text(&c, "input-error", "").await;
+        enabled(&c, "input-ok").await;
+        field.send_keys("\u{E007}").await.unwrap(); // Enter answers
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["InputValue"], "jo@example.com", "{done}");
+        click(&c, "done").await;
+
+        // A number within its bounds and decimals.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(
+                &reg,
+                &[
+                    ("InputKind", "number"),
+                    ("Prompt", "Weight (kg)?"),
+                    ("Min", "1"),
+                    ("Max", "5"),
+                    ("Decimals", "2"),
+                ],
+            ),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        assert_eq!(
+            text_of(&c, "input-hint").await,
+            "From 1 to 5, up to 2 decimals"
+        );
+        let field = c.find(Locator::Id("input-field")).await.unwrap();
+        for (typed, error) in [
+            ("5.5", "The number is above 5"),
+            ("0.999", "Not a number with at most 2 decimals"),
+        ] {
+            field.clear().await.unwrap();
+            field.send_keys(typed).await.unwrap();
+            wait_text(&c, "input-error", error).await;
+        }
+        field.clear().await.unwrap();
+        field.send_keys("2.75").await.unwrap();
+        enabled(&c, "input-ok").await;
+        click(&c, "input-ok").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["InputValue"], "2.75", "{done}");
+        click(&c, "done").await;
+
+        // Yes or no.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(
+                &reg,
+                &[("InputKind", "confirmation"), ("Prompt", "Join our club?")],
+            ),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        assert_eq!(texts(&c, "#input-body .choice").await, ["Yes", "No"]);
+        click_css(&c, "#input-body .choice[data-index='0']").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["InputValue"], "yes", "{done}");
+        click(&c, "done").await;
+
+        // The customer's Cancel key.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(&reg, &[("InputKind", "phone"), ("Prompt", "Phone?")]),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        click(&c, "input-cancel").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["Result"], "CANCELLED", "{done}");
+        assert_eq!(done["data"]["CancelReason"], "customer");
+        click(&c, "done").await;
+
+        // The POS cancels while the customer types.
+        let (poll, id) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(&reg, &[("InputKind", "text"), ("Prompt", "Any notes?")]),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        let (status, body) = app
+            .post_form(
+                &format!("/pos/transaction/{id}/cancel"),
+                &register_form(&reg),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["Result"], "CANCELLED", "{done}");
+        assert_eq!(done["data"]["CancelReason"], "pos");
+        screen_is(&c, "result").await;
+        click(&c, "done").await;
+
+        // Nobody answers: the countdown ends it.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/input",
+            &action_form(
+                &reg,
+                &[
+                    ("InputKind", "confirmation"),
+                    ("Prompt", "Still there?"),
+                    ("TimeoutSeconds", "5"),
+                ],
+            ),
+        )
+        .await;
+        screen_is(&c, "input").await;
+        wait_js(
+            &c,
+            "the countdown",
+            "document.getElementById('input-countdown').textContent",
+            |v| v.as_str().is_some_and(|s| s.ends_with(" s left")),
+        )
+        .await;
+        let done = eventually("the input to time out", || async {
+            let (_, body) = app.get_json(&poll).await;
+            (body["transactionStatus"] == "COMPLETED").then_some(body)
+        })
+        .await;
+        assert_eq!(done["data"]["Result"], "CANCELLED", "{done}");
+        assert_eq!(done["data"]["CancelReason"], "timeout");
+    })
+    .await;
+}
+
+/// The QR code of "https://example.com/l/1" at level M (version 2, mask 2), as an independent
+/// encoder (Nayuki's qrcodegen) draws it: the page's drawing must be exactly this.
+const QR_EXAMPLE: [&str; 25] = [
+    "#######...#..#..#.#######",
+    "#.....#..##..####.#.....#",
+    "#.###.#.#..##.#...#.###.#",
+    "#.###.#.#.#..###..#.###.#",
+    "#.###.#.#.##.#..#.#.###.#",
+    "#.....#.#.###.##..#.....#",
+    "#######.#.#.#.#.#.#######",
+    "........#...#.#.#........",
+    "#.#####...#..#....#####..",
+    "#.##.#....#..#...#.#...#.",
+    "..#.#.##..##.####..#.#.##",
+    "#..##...####..###.##....#",
+    "####.##.########.##.#.###",
+    "#..#...#.#...#..#..#.#.#.",
+    "#.###.#...###.##..####.##",
+    "#.##.#..#..#...######...#",
+    "#..#.####..#.#..#####.#..",
+    "........###.##.##...##...",
+    "#######...#..##.#.#.#.###",
+    "#.....#.##..#.#.#...##.#.",
+    "#.###.#.##..##.######.###",
+    "#.###.#.#.#...##.##.#####",
+    "#.###.#.##.##..#.....##.#",
+    "#.....#....#..#.##.###..#",
+    "#######.#.###....########",
+];
+
+/// The modules an SVG QR code of the page draws ("M{x} {y}h1v1h-1z" per dark module, inside a
+/// quiet zone of 4), as rows of '#' and '.'.
+async fn drawn_qr(c: &Client, css: &str) -> Vec<String> {
+    let selector = serde_json::to_string(css).unwrap_or_default();
+    let v = c
+        .execute(
+            &format!(
+                "const svg = document.querySelector({selector});
+                 return [svg.getAttribute('viewBox'), svg.querySelector('path').getAttribute('d')];"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let view_box = v[0].as_str().unwrap();
+    let size: usize = view_box.rsplit(' ').next().unwrap().parse().unwrap();
+    let n = size - 8;
+    let mut rows = vec![vec!['.'; n]; n];
+    for module in v[1].as_str().unwrap().split('M').skip(1) {
+        let (xy, rest) = module.split_once('h').unwrap();
+        assert_eq!(rest, "1v1h-1z");
+        let (x, y) = xy.split_once(' ').unwrap();
+        let (x, y): (usize, usize) = (x.parse().unwrap(), y.parse().unwrap());
+        rows[y - 4][x - 4] = '#';
+    }
+    rows.into_iter().map(|r| r.into_iter().collect()).collect()
+}
+
+/// Decodes the element's screenshot with zbarimg when it is installed (the check that a phone
+/// could scan it); says so when it is not.
+async fn scanned(c: &Client, css: &str) -> Option<String> {
+    let Some(zbar) = find_binary("EFTCLOUD_ZBARIMG", &["/usr/bin/zbarimg"]) else {
+        eprintln!("zbarimg not installed (apt-get install zbar-tools): the scan check is skipped");
+        return None;
+    };
+    let png = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .screenshot()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("qr.png");
+    std::fs::write(&file, png).unwrap();
+    let out = Command::new(zbar)
+        .args(["--quiet", "--raw"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
+#[tokio::test]
+async fn virtual_terminal_prints_slips_and_shows_qr_codes() {
+    let app = spawn_app_with(Opts::default()).await;
+    with_browser(|c| async move {
+        let (reg, _) = paired_page(&app, &c, "printer").await;
+
+        // A voucher: large bold centred text, a QR code, two barcodes, a feed and the cut.
+        let slip = r#"[
+            {"kind":"text","text":"VOUCHER","bold":true,"align":"centre","large":true},
+            {"kind":"text","text":"Valid until 31/12","align":"right"},
+            {"kind":"qr","data":"https://example.com/l/1"},
+            {"kind":"barcode","symbology":"ean13","data":"400638133393"},
+            {"kind":"barcode","symbology":"code128","data":"ABC-123"},
+            {"kind":"feed","lines":2},
+            {"kind":"cut"}]"#;
+        let (poll, id) = post_action(
+            &app,
+            "/pos/register/print",
+            &action_form(&reg, &[("Lines", slip)]),
+        )
+        .await;
+        let done = poll_until_completed(&app, &poll).await;
+        let data = &done["data"];
+        assert_eq!(data["Result"], "OK", "{done}");
+        assert_eq!(data["ResultText"], "Printed");
+        assert_eq!(data["PrinterStatus"], "OK");
+        assert!(
+            data.get("TransactionResult").is_none_or(Value::is_null),
+            "{done}"
+        );
+        let slip_css = format!(".slip[data-transaction-id='{id}']");
+        assert_eq!(
+            texts(
+                &c,
+                &format!("{slip_css} .slip-text.slip-bold.slip-large.slip-centre")
+            )
+            .await,
+            ["VOUCHER"]
+        );
+        assert_eq!(
+            texts(&c, &format!("{slip_css} .slip-text.slip-right")).await,
+            ["Valid until 31/12"]
+        );
+        assert_eq!(
+            drawn_qr(&c, &format!("{slip_css} .slip-qr svg")).await,
+            QR_EXAMPLE
+        );
+        assert_eq!(
+            texts(&c, &format!("{slip_css} .slip-barcode-text")).await,
+            ["4006381333931", "ABC-123"]
+        );
+        assert_eq!(texts(&c, &format!("{slip_css} .slip-cut")).await.len(), 1);
+        if let Some(read) = scanned(&c, &format!("{slip_css} .slip-barcode svg")).await {
+            assert_eq!(read, "4006381333931");
+        }
+        screenshot(&c, "virtual-terminal-slip").await;
+        click(&c, "done").await;
+
+        // Out of paper: the print fails and says why; nothing more comes out.
+        click(&c, "paper-out").await;
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/print",
+            &action_form(&reg, &[("Lines", r#"[{"kind":"text","text":"Hello"}]"#)]),
+        )
+        .await;
+        let done = poll_until_completed(&app, &poll).await;
+        let data = &done["data"];
+        assert_eq!(data["Result"], "FAILED", "{done}");
+        assert_eq!(data["ResultText"], "Printer out of paper");
+        assert_eq!(data["PrinterStatus"], "NO_PAPER");
+        assert_eq!(texts(&c, "#slips .slip").await.len(), 1);
+        click(&c, "done").await;
+        click(&c, "paper-out").await;
+
+        // A QR code on the screen, exactly the standard's symbol, until the customer's Done.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/qr",
+            &action_form(
+                &reg,
+                &[
+                    ("QrData", "https://example.com/l/1"),
+                    ("Caption", "Join our club"),
+                ],
+            ),
+        )
+        .await;
+        screen_is(&c, "qr").await;
+        assert_eq!(text_of(&c, "qr-caption").await, "Join our club");
+        assert_eq!(drawn_qr(&c, "#qr-code svg").await, QR_EXAMPLE);
+        if let Some(read) = scanned(&c, "#qr-code svg").await {
+            assert_eq!(read, "https://example.com/l/1");
+        }
+        screenshot(&c, "virtual-terminal-qr").await;
+        click(&c, "qr-done").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["Result"], "OK", "{done}");
+        assert_eq!(done["data"]["QrOutcome"], "dismissed");
+        click(&c, "done").await;
+
+        // The customer's Cancel.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/qr",
+            &action_form(&reg, &[("QrData", "https://example.com/pay/42")]),
+        )
+        .await;
+        screen_is(&c, "qr").await;
+        click(&c, "qr-cancel").await;
+        let done = poll_until_completed(&app, &poll).await;
+        assert_eq!(done["data"]["Result"], "CANCELLED", "{done}");
+        assert_eq!(done["data"]["CancelReason"], "customer");
+        click(&c, "done").await;
+
+        // Left on screen: it goes at its timeout, an OK that says so.
+        let (poll, _) = post_action(
+            &app,
+            "/pos/register/qr",
+            &action_form(
+                &reg,
+                &[("QrData", "https://example.com/x"), ("TimeoutSeconds", "5")],
+            ),
+        )
+        .await;
+        screen_is(&c, "qr").await;
+        let done = eventually("the QR code to time out", || async {
+            let (_, body) = app.get_json(&poll).await;
+            (body["transactionStatus"] == "COMPLETED").then_some(body)
+        })
+        .await;
+        assert_eq!(done["data"]["Result"], "OK", "{done}");
+        assert_eq!(done["data"]["QrOutcome"], "timeout");
+    })
+    .await;
+}
+
+/// FNV-1a (64 bits) of `s`: a fingerprint of a symbol too large to write out here.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[tokio::test]
+async fn the_pages_qr_codes_are_the_standards_symbols() {
+    let app = spawn_app_with(Opts::default()).await;
+    with_browser(|c| async move {
+        c.goto(&app.url("/virtual-terminal")).await.unwrap();
+        // Symbols with version information (8 and up), 16-bit counts and blocks of two sizes
+        // (13), UTF-8 with its ECI, the largest a request may ask for (1000 bytes, 26): the
+        // version, mask and modules Nayuki's qrcodegen draws at level M (rows of '#' and '.'
+        // joined by newlines, fingerprinted).
+        let long_a = "a".repeat(150);
+        let long_x = "x".repeat(300);
+        let longest = "z".repeat(1000);
+        let cases: [(&str, u64, u64, u64); 4] = [
+            (&long_a, 8, 1, 0x70a9_6f8d_17a9_dccc),
+            (&long_x, 13, 0, 0xc961_6aa9_9569_70c7),
+            ("Grüße aus Köln — €5", 3, 3, 0xcf1f_7d9c_420b_f56f),
+            (&longest, 26, 1, 0xc422_e62d_ecb7_19ca),
+        ];
+        for (text, version, mask, fingerprint) in cases {
+            let q = c
+                .execute(
+                    "const q = EftcloudCodes.qr(arguments[0]);
+                     return [q.version, q.mask,
+                             q.dark.map(r => r.map(d => d ? '#' : '.').join('')).join('\\n')];",
+                    vec![json!(text)],
+                )
+                .await
+                .unwrap();
+            let what: String = text.chars().take(12).collect();
+            assert_eq!(
+                (q[0].as_u64(), q[1].as_u64()),
+                (Some(version), Some(mask)),
+                "{what}"
+            );
+            assert_eq!(fnv1a(q[2].as_str().unwrap()), fingerprint, "{what}");
+        }
+    })
+    .await;
+}
