@@ -929,7 +929,8 @@ impl Agent {
         let p = match note {
             Note::Prompt(p) => p,
             Note::Printed(slip) => {
-                tracing::info!(transaction_id = %id, "printed:\n{slip}");
+                // The slip itself goes to the user interface; the log says only that it printed.
+                tracing::info!(transaction_id = %id, lines = slip.lines().count(), "printed a slip");
                 self.emit(TerminalEvent::Printed {
                     transaction_id: id,
                     slip,
