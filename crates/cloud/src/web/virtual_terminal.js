@@ -1836,6 +1836,9 @@
     render();
   });
 
+  // The answer check, for the browser tests that hold it to the cloud's (and for the console).
+  window.eftcloudVirtualTerminal = Object.freeze({ checkInputValue });
+
   const saved = loadCredentials();
   if (saved) useDevice(saved); else render();
 })();

@@ -2516,3 +2516,160 @@ async fn the_pages_qr_codes_are_the_standards_symbols() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_page_checks_answers_exactly_as_the_cloud_does() {
+    use protocol::action::{InputKind, InputRequest, InputRules};
+    let app = spawn_app_with(Opts::default()).await;
+    with_browser(|c| async move {
+        c.goto(&app.url("/virtual-terminal")).await.unwrap();
+        let request = |kind, rules: InputRules, options: &[&str]| InputRequest {
+            kind,
+            prompt: "?".into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            rules,
+            timeout_secs: 60,
+        };
+        let none = InputRules::default;
+        let requests = [
+            request(InputKind::Signature, none(), &[]),
+            request(InputKind::Email, none(), &[]),
+            request(
+                InputKind::Email,
+                InputRules {
+                    min_length: Some(8),
+                    max_length: Some(12),
+                    ..none()
+                },
+                &[],
+            ),
+            request(InputKind::Phone, none(), &[]),
+            request(InputKind::Number, none(), &[]),
+            request(
+                InputKind::Number,
+                InputRules {
+                    min: Some(-5),
+                    max: Some(10),
+                    decimals: 2,
+                    ..none()
+                },
+                &[],
+            ),
+            request(
+                InputKind::Number,
+                InputRules {
+                    max: Some(i64::MAX),
+                    decimals: 6,
+                    ..none()
+                },
+                &[],
+            ),
+            request(InputKind::Text, none(), &[]),
+            request(
+                InputKind::Text,
+                InputRules {
+                    min_length: Some(3),
+                    max_length: Some(5),
+                    ..none()
+                },
+                &[],
+            ),
+            request(InputKind::Selection, none(), &["Red", "Green", "Grün"]),
+            request(InputKind::Confirmation, none(), &[]),
+        ];
+        let long = "9".repeat(19);
+        let values = [
+            "",
+            " ",
+            "M10 10 L20 20",
+            "  m1 2 l3 4",
+            "M1 1",
+            "L1 1",
+            "M1 1 C1 2 3 4 5 6",
+            "M1 1 L2 2<",
+            "a@b.co",
+            "a@b",
+            "@b.co",
+            "a@b@c.de",
+            "a@.b",
+            "a@b.",
+            "a b@c.de",
+            "a\u{a0}b@c.de",
+            "jo@example.com",
+            "\u{1F600}@b.co",
+            "+61400000000",
+            "0400000000",
+            "123456",
+            "12345",
+            "++123456",
+            "+1234567890123456",
+            "04 0000 0000",
+            "\u{FF11}\u{FF12}\u{FF13}\u{FF14}\u{FF15}\u{FF16}",
+            "0",
+            "-0",
+            "42",
+            "-7",
+            "4.2",
+            "4.25",
+            "4.256",
+            "5.",
+            ".5",
+            "-",
+            "1e3",
+            "10",
+            "10.00",
+            "10.01",
+            "-5",
+            "-5.01",
+            "999999999999999999",
+            &long,
+            "9223372036854775807.999999",
+            "abc",
+            "abcde",
+            "abcdef",
+            "ab\u{1F600}",
+            "two\nlines",
+            "tab\there",
+            "bell\u{7}",
+            "\u{85}",
+            "Red",
+            "red",
+            "Grün",
+            "Blue",
+            "yes",
+            "no",
+            "Yes",
+        ];
+        let mut cases = Vec::new();
+        for r in &requests {
+            for v in values {
+                cases.push((r, v));
+            }
+        }
+        let page: Vec<Value> = serde_json::from_value(
+            c.execute(
+                "return arguments[0].map(([r, v]) => \
+                 window.eftcloudVirtualTerminal.checkInputValue(r, v));",
+                vec![json!(cases
+                    .iter()
+                    .map(|(r, v)| json!([r, v]))
+                    .collect::<Vec<_>>())],
+            )
+            .await
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(page.len(), cases.len());
+        for ((r, v), got) in cases.iter().zip(page) {
+            let cloud = r.check_value(v).err().map(|e| e.0);
+            assert_eq!(
+                got.as_str().map(str::to_string),
+                cloud,
+                "{} {:?} {v:?}",
+                r.kind,
+                r.rules
+            );
+        }
+    })
+    .await;
+}
