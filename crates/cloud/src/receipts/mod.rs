@@ -133,6 +133,18 @@ impl ReceiptWorker {
                 "--sms-webhook-url without --sms-webhook-secret: SMS requests are not signed"
             );
         }
+        match (&settings.smtp, &settings.sms) {
+            (None, None) => tracing::debug!("receipts by email and SMS are off"),
+            (smtp, sms) => tracing::info!(
+                email = smtp
+                    .as_ref()
+                    .map(SmtpSettings::redacted)
+                    .as_deref()
+                    .unwrap_or("off"),
+                sms = sms.as_ref().map(|s| s.url.as_str()).unwrap_or("off"),
+                "receipts by email and SMS"
+            ),
+        }
         engine.offer_receipt_channels(Channels {
             email: email.is_some(),
             sms: sms.is_some(),

@@ -79,7 +79,10 @@ fn aiosmtpd_or_skip(what: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!(
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "{what} skipped: Python's aiosmtpd is not installed (python3 -m pip install aiosmtpd)"
         );
     }
@@ -530,6 +533,70 @@ on_both_stores!(
     email_retry_on_postgres,
     email_is_retried_until_the_mail_server_is_up,
 );
+
+/// The outbox is durable: a delivery that could not be sent before the cloud stopped is sent by
+/// the next start on the same data.
+#[tokio::test]
+async fn a_pending_email_receipt_survives_a_restart() {
+    if !aiosmtpd_or_skip("email restart test") {
+        return;
+    }
+    let port = free_port();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let settings = cloud::receipts::ReceiptSettings {
+        smtp: Some(smtp(port)),
+        ..quick_retries()
+    };
+    let opts = Opts {
+        receipts: settings.clone(),
+        ..Opts::default()
+    };
+    let app = spawn_app_in(dir.clone(), opts, None).await;
+    let receipts = Receipts {
+        merchant: None,
+        customer: Some(customer_copy()),
+    };
+    let (d, reg, env) = completed_purchase(&app, "dev-restart", Some(receipts), None).await;
+    let (s, body) = ask(&app, &reg, &env, &[("Email", "ann@example.com")]).await;
+    assert_eq!(s, 202, "{body}");
+    // Tried while no mail server listens, then the cloud stops.
+    receipt_events(&app, &env, 2).await;
+    drop(d);
+    app.stop().await;
+
+    // Started again later (past any lease the first run held), with the mail server up.
+    let maildir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(port, maildir.path()).await;
+    let clock = manual_clock();
+    // A minute on: past the lease (two timeouts and 5 s), short of the test retention (1 h).
+    clock.advance(Duration::from_secs(60));
+    let app = spawn_app_in(
+        dir,
+        Opts {
+            receipts: settings,
+            clock: clock.clone(),
+            ..Opts::default()
+        },
+        None,
+    )
+    .await;
+    let messages = server.wait_for_messages(1).await;
+    assert_eq!(messages[0]["to"], "ann@example.com");
+    let v = eventually("the delivery recorded as sent", || async {
+        let r = app
+            .http
+            .get(app.url(&receipt_path(&env)))
+            .query(&register_form(&reg))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        (v["deliveries"][0]["state"] == "sent").then_some(v)
+    })
+    .await;
+    assert_eq!(v["deliveries"].as_array().unwrap().len(), 1, "{v}");
+    app.stop().await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // SMS.
