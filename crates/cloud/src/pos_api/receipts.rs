@@ -232,11 +232,11 @@ async fn authorized(
     )),
     responses(
         (status = 202, description = "Queued (or found): the deliveries, addresses masked", body = ReceiptsQueued),
-        (status = 400, description = "No `Email` or `Phone`, or an invalid one (`Invalid Email: ...`, `Invalid Phone: ...`), an invalid `Copy`, or a field given twice", body = ErrorBody),
+        (status = 400, description = "No `Email` or `Phone`, or an invalid one (`Invalid Email: ...`, `Invalid Phone: ...`), an invalid `Copy`, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = ErrorBody),
         (status = 401, description = "`Invalid token` or `Token expired` (no register named)", body = ErrorBody),
         (status = 404, description = "`Transaction not found`: no such transaction for this register's merchant, token or key", body = ErrorBody),
         (status = 409, description = "Nothing queued: the transaction has not completed yet, it has no receipt, or the channel is not configured on this server (`email delivery is not configured on this server`, `SMS delivery is not configured on this server`)", body = ErrorBody),
-        (status = 413, description = "Request body over the server's limit", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry after `Retry-After`", body = ErrorBody),
     ),
 )]
