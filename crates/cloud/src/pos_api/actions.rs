@@ -142,7 +142,8 @@ pub struct DisplayForm {
     request_body(content((DisplayForm = "application/x-www-form-urlencoded"), (DisplayForm = "application/json"))),
     responses(
         (status = 200, description = "What the screen shows now", body = DisplayView),
-        (status = 400, description = "A missing or invalid field (`Invalid Lines[2].amount: ...`), or the register is not paired", body = protocol::pos_api::ErrorBody),
+        (status = 400, description = "A missing or invalid field (`Invalid Lines[2].amount: ...`), the register is not paired, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = protocol::pos_api::ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = protocol::pos_api::ErrorBody),
         (status = 409, description = "The device cannot show a cart (no `display` capability)", body = protocol::pos_api::ErrorBody),
     ),
 )]
@@ -464,7 +465,8 @@ pub struct InputForm {
     request_body(content((InputForm = "application/x-www-form-urlencoded"), (InputForm = "application/json"))),
     responses(
         (status = 200, description = "The input job, pending (`Idempotent-Replayed: true` when the reference named an existing one)", body = TransactionEnvelope),
-        (status = 400, description = "A missing or invalid field, or the register is not paired", body = protocol::pos_api::ErrorBody),
+        (status = 400, description = "A missing or invalid field, the register is not paired, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = protocol::pos_api::ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = protocol::pos_api::ErrorBody),
         (status = 409, description = "The device cannot run it (no `input`/`signature` capability), or the reference was used for another request", body = protocol::pos_api::ErrorBody),
         (status = 429, description = "The device runs another job (a payment, another input)", body = protocol::pos_api::ErrorBody),
     ),
@@ -526,7 +528,8 @@ pub struct PrintForm {
     request_body(content((PrintForm = "application/x-www-form-urlencoded"), (PrintForm = "application/json"))),
     responses(
         (status = 200, description = "The print job, pending", body = TransactionEnvelope),
-        (status = 400, description = "A missing or invalid field (`Invalid Lines[3]: ...`), or the register is not paired", body = protocol::pos_api::ErrorBody),
+        (status = 400, description = "A missing or invalid field (`Invalid Lines[3]: ...`), the register is not paired, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = protocol::pos_api::ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = protocol::pos_api::ErrorBody),
         (status = 409, description = "The device has no printer it declared, or the reference was used for another request", body = protocol::pos_api::ErrorBody),
         (status = 429, description = "The device runs another job", body = protocol::pos_api::ErrorBody),
     ),
@@ -591,7 +594,8 @@ pub struct QrForm {
     request_body(content((QrForm = "application/x-www-form-urlencoded"), (QrForm = "application/json"))),
     responses(
         (status = 200, description = "The QR job, pending", body = TransactionEnvelope),
-        (status = 400, description = "A missing or invalid field, or the register is not paired", body = protocol::pos_api::ErrorBody),
+        (status = 400, description = "A missing or invalid field, the register is not paired, or a field given twice in the body or twice in the query string (`Field <name> given more than once`)", body = protocol::pos_api::ErrorBody),
+        (status = 413, description = "Request body over the server's limit (`--max-body-bytes`, 64 KiB by default), refused before it is read: `Request body too large: at most <n> bytes`", body = protocol::pos_api::ErrorBody),
         (status = 409, description = "The device cannot show a QR code, or the reference was used for another request", body = protocol::pos_api::ErrorBody),
         (status = 429, description = "The device runs another job", body = protocol::pos_api::ErrorBody),
     ),
