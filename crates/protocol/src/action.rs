@@ -23,17 +23,13 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ActionError> {
     Err(ActionError(msg.into()))
 }
 
-/// Text a person reads on the terminal: no control characters, at most `max` characters.
-fn check_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), ActionError> {
-    let n = s.chars().count();
-    if n < min {
-        return if min == 1 {
-            err(format!("Missing required field: {field}"))
-        } else {
-            err(format!("Invalid {field}: at least {min} characters"))
-        };
+/// Text a person reads on the terminal: no control characters, at most `max` characters, and
+/// not empty when `required`.
+fn check_text(field: &str, s: &str, required: bool, max: usize) -> Result<(), ActionError> {
+    if required && s.is_empty() {
+        return err(format!("Missing required field: {field}"));
     }
-    if n > max {
+    if s.chars().count() > max {
         return err(format!("Invalid {field}: at most {max} characters"));
     }
     if s.chars().any(char::is_control) {
@@ -88,8 +84,13 @@ impl Cart {
             return err(format!("Invalid Lines: at most {MAX_CART_LINES} lines"));
         }
         for (i, l) in self.lines.iter().enumerate() {
-            check_text(&format!("Lines[{i}].description"), &l.description, 1, 120)?;
-            check_text(&format!("Lines[{i}].quantity"), &l.quantity, 1, 16)?;
+            check_text(
+                &format!("Lines[{i}].description"),
+                &l.description,
+                true,
+                120,
+            )?;
+            check_text(&format!("Lines[{i}].quantity"), &l.quantity, true, 16)?;
         }
         Ok(())
     }
@@ -323,7 +324,7 @@ pub mod cancel_reason {
 impl InputRequest {
     /// Checks the request: prompt, options, rules and timeout fit the kind.
     pub fn check(&self) -> Result<(), ActionError> {
-        check_text("Prompt", &self.prompt, 1, 200)?;
+        check_text("Prompt", &self.prompt, true, 200)?;
         if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&self.timeout_secs) {
             return err(format!(
                 "Invalid TimeoutSeconds: from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS}"
@@ -337,7 +338,7 @@ impl InputRequest {
                     ));
                 }
                 for (i, o) in self.options.iter().enumerate() {
-                    check_text(&format!("Options[{i}]"), o, 1, 60)?;
+                    check_text(&format!("Options[{i}]"), o, true, 60)?;
                     if self.options[..i].contains(o) {
                         return err(format!("Invalid Options: '{o}' is offered twice"));
                     }
@@ -491,8 +492,8 @@ fn parse_number(s: &str, decimals: u8) -> Option<i128> {
         None => (body, ""),
     };
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty()
-        || whole.len() > 18
+    // An empty whole part fails the parse below.
+    if whole.len() > 18
         || !digits(whole)
         || !digits(frac)
         || frac.len() > usize::from(decimals)
@@ -624,7 +625,7 @@ impl PrintJob {
         for (i, line) in self.lines.iter().enumerate() {
             let name = format!("Lines[{i}]");
             match line {
-                PrintLine::Text { text, .. } => check_text(&name, text, 0, 120)?,
+                PrintLine::Text { text, .. } => check_text(&name, text, false, 120)?,
                 PrintLine::Qr { data } => check_qr_data(&name, data)?,
                 PrintLine::Barcode { symbology, data } => check_barcode(&name, *symbology, data)?,
                 PrintLine::Feed { lines } if !(1..=10).contains(lines) => {
@@ -706,7 +707,7 @@ pub struct QrDisplay {
 impl QrDisplay {
     pub fn check(&self) -> Result<(), ActionError> {
         check_qr_data("QrData", &self.data)?;
-        check_text("Caption", &self.caption, 0, 100)?;
+        check_text("Caption", &self.caption, false, 100)?;
         if !(MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&self.timeout_secs) {
             return err(format!(
                 "Invalid TimeoutSeconds: from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS}"
@@ -777,11 +778,11 @@ impl Receipt {
             ));
         }
         for l in self.header.iter().chain(&self.footer) {
-            check_text(&format!("receipts.{copy}"), l, 0, 120)?;
+            check_text(&format!("receipts.{copy}"), l, false, 120)?;
         }
         for f in &self.fields {
-            check_text(&format!("receipts.{copy}"), &f.label, 0, 60)?;
-            check_text(&format!("receipts.{copy}"), &f.value, 0, 120)?;
+            check_text(&format!("receipts.{copy}"), &f.label, false, 60)?;
+            check_text(&format!("receipts.{copy}"), &f.value, false, 120)?;
         }
         Ok(())
     }
@@ -1103,5 +1104,234 @@ mod tests {
         assert!(q("", "", 60).check().is_err());
         assert!(q("x", &"c".repeat(101), 60).check().is_err());
         assert!(q("x", "", 1).check().is_err());
+    }
+
+    fn line(description: &str, quantity: &str) -> CartLine {
+        CartLine {
+            description: description.into(),
+            quantity: quantity.into(),
+            unit_price: None,
+            amount: 1,
+        }
+    }
+
+    #[test]
+    fn carts_hold_at_their_limits() {
+        let cart = |lines: Vec<CartLine>| Cart {
+            lines,
+            currency: None,
+            total: 1,
+            tax: None,
+        };
+        assert_eq!(cart(vec![line("x", "1"); MAX_CART_LINES]).check(), Ok(()));
+        assert!(cart(vec![line("x", "1"); MAX_CART_LINES + 1])
+            .check()
+            .is_err());
+        assert_eq!(
+            cart(vec![line(&"d".repeat(120), &"q".repeat(16))]).check(),
+            Ok(())
+        );
+        assert!(cart(vec![line(&"d".repeat(121), "1")]).check().is_err());
+        assert!(cart(vec![line("d", &"q".repeat(17))]).check().is_err());
+        let missing = cart(vec![line("", "1")]).check();
+        assert_eq!(
+            missing.map_err(|e| e.0),
+            Err("Missing required field: Lines[0].description".to_string())
+        );
+        assert!(cart(vec![line("tab\there", "1")]).check().is_err());
+        // A line without a quantity is one of it.
+        let l: Result<CartLine, _> = serde_json::from_str(r#"{"description":"Tea","amount":5}"#);
+        assert_eq!(l.map(|l| l.quantity).ok().as_deref(), Some("1"));
+        // SaleData amounts as numbers, quantities as numbers or blank.
+        let sale = r#"{"saleData":{"totalAmount":700,"totalTax":"0","lineItems":[
+            {"productName":"A","quantity":3,"totalPrice":300},
+            {"productName":"B","quantity":"  ","totalPrice":"400"}]}}"#;
+        let c = Cart::from_sale_data(sale);
+        assert_eq!(c.as_ref().map(|c| c.total), Some(700));
+        let q: Vec<&str> = c
+            .iter()
+            .flat_map(|c| &c.lines)
+            .map(|l| l.quantity.as_str())
+            .collect();
+        assert_eq!(q, ["3", "1"]);
+    }
+
+    #[test]
+    fn input_rules_hold_at_their_edges() {
+        let text = |min, max| {
+            let mut r = input(InputKind::Text);
+            r.rules.min_length = min;
+            r.rules.max_length = max;
+            r.check()
+        };
+        assert_eq!(text(Some(5), Some(5)), Ok(()));
+        assert!(text(Some(6), Some(5)).is_err());
+        assert!(text(None, Some(0)).is_err());
+        assert_eq!(text(None, Some(MAX_TEXT_LENGTH)), Ok(()));
+        assert!(text(None, Some(MAX_TEXT_LENGTH + 1)).is_err());
+        assert_eq!(text(Some(3), None), Ok(()));
+        let number = |min, max, decimals| {
+            let mut r = input(InputKind::Number);
+            r.rules = InputRules {
+                min,
+                max,
+                decimals,
+                ..InputRules::default()
+            };
+            r.check()
+        };
+        assert_eq!(number(Some(5), Some(5), 6), Ok(()));
+        assert!(number(Some(6), Some(5), 0).is_err());
+        assert!(number(None, None, 7).is_err());
+        for (min, max, decimals) in [(Some(1), None, 0), (None, Some(1), 0), (None, None, 1)] {
+            let mut r = input(InputKind::Text);
+            r.rules = InputRules {
+                min,
+                max,
+                decimals,
+                ..InputRules::default()
+            };
+            assert!(r.check().is_err(), "{:?}", r.rules);
+        }
+        let mut r = input(InputKind::Selection);
+        r.options = (0..MAX_OPTIONS).map(|i| i.to_string()).collect();
+        assert_eq!(r.check(), Ok(()));
+        r.options.push("one more".into());
+        assert!(r.check().is_err());
+        r.options = vec!["a".into(), "b".repeat(61)];
+        assert!(r.check().is_err());
+        let mut r = input(InputKind::Email);
+        r.prompt = "p".repeat(200);
+        assert_eq!(r.check(), Ok(()));
+        r.timeout_secs = MIN_TIMEOUT_SECS;
+        assert_eq!(r.check(), Ok(()));
+        r.timeout_secs = MAX_TIMEOUT_SECS;
+        assert_eq!(r.check(), Ok(()));
+    }
+
+    #[test]
+    fn answers_hold_at_their_edges() {
+        let mut n = input(InputKind::Number);
+        assert_eq!(
+            answer(&n, "1.5").map_err(|e| e.0),
+            Err("not a whole number".into())
+        );
+        n.rules.decimals = 2;
+        assert_eq!(
+            answer(&n, "1.555").map_err(|e| e.0),
+            Err("not a number with at most 2 decimals".into())
+        );
+        for bad in ["+5", "--5", "1.a", "1.", "a.1", "1.2.3"] {
+            assert!(answer(&n, bad).is_err(), "{bad}");
+        }
+        assert_eq!(answer(&n, "1.55"), Ok(()));
+        let whole = input(InputKind::Number);
+        assert_eq!(answer(&whole, &"9".repeat(18)), Ok(()));
+        assert!(answer(&whole, &"9".repeat(19)).is_err());
+        let sig = input(InputKind::Signature);
+        let long = |n: usize| format!("M0 0 L{}", "1".repeat(n - 6));
+        assert_eq!(answer(&sig, &long(MAX_SIGNATURE_BYTES)), Ok(()));
+        assert!(answer(&sig, &long(MAX_SIGNATURE_BYTES + 1)).is_err());
+        let mut e = input(InputKind::Email);
+        e.rules.max_length = Some(6);
+        assert_eq!(answer(&e, "a@b.co"), Ok(()));
+        assert!(answer(&e, "ab@c.co").is_err());
+    }
+
+    #[test]
+    fn print_limits_hold_at_their_edges() {
+        let text = |t: &str| PrintLine::Text {
+            text: t.into(),
+            bold: false,
+            align: Align::Left,
+            large: false,
+        };
+        let job = |lines: Vec<PrintLine>| PrintJob { lines }.check();
+        assert_eq!(job(vec![PrintLine::Cut; MAX_PRINT_LINES]), Ok(()));
+        assert!(job(vec![PrintLine::Cut; MAX_PRINT_LINES + 1]).is_err());
+        assert_eq!(job(vec![text(&"x".repeat(120))]), Ok(()));
+        assert_eq!(job(vec![text("")]), Ok(()), "a blank line is a line");
+        assert_eq!(
+            job(vec![
+                PrintLine::Feed { lines: 1 },
+                PrintLine::Feed { lines: 10 }
+            ]),
+            Ok(())
+        );
+        assert!(job(vec![PrintLine::Feed { lines: 11 }]).is_err());
+        assert_eq!(
+            job(vec![PrintLine::Qr {
+                data: "x".repeat(MAX_QR_BYTES)
+            }]),
+            Ok(())
+        );
+        let code128 = |d: String| {
+            job(vec![PrintLine::Barcode {
+                symbology: Symbology::Code128,
+                data: d,
+            }])
+        };
+        assert_eq!(code128("A".repeat(80)), Ok(()));
+        assert!(code128("A".repeat(81)).is_err());
+        assert!(code128(String::new()).is_err());
+        let digits = |s: &str| -> Vec<u32> { s.chars().filter_map(|c| c.to_digit(10)).collect() };
+        for ean in [
+            "4006381333931",
+            "5901234123457",
+            "9780201379624",
+            "0000000000000",
+        ] {
+            let d = digits(ean);
+            assert_eq!(ean13_check_digit(&d[..12]), d[12], "{ean}");
+        }
+        // Left alignment and plain text are the defaults, left out of the frame.
+        let json = serde_json::to_string(&text("a")).unwrap_or_default();
+        assert_eq!(json, r#"{"kind":"text","text":"a"}"#);
+        let centred = PrintLine::Text {
+            text: "a".into(),
+            bold: false,
+            align: Align::Centre,
+            large: false,
+        };
+        assert!(serde_json::to_string(&centred)
+            .unwrap_or_default()
+            .contains(r#""align":"centre""#));
+        let rules = serde_json::to_string(&InputRules::default()).unwrap_or_default();
+        assert_eq!(rules, "{}");
+        let two = InputRules {
+            decimals: 2,
+            ..InputRules::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&two).unwrap_or_default(),
+            r#"{"decimals":2}"#
+        );
+        assert_eq!(InputKind::Phone.to_string(), "phone");
+    }
+
+    #[test]
+    fn receipts_hold_at_their_edges() {
+        let field = ReceiptField {
+            label: "l".repeat(60),
+            value: "v".repeat(120),
+        };
+        let copy = |header: usize, fields: usize, footer: usize| Receipts {
+            merchant: Some(Receipt {
+                header: vec!["h".repeat(120); header],
+                fields: vec![field.clone(); fields],
+                footer: vec!["f".into(); footer],
+            }),
+            customer: None,
+        };
+        assert_eq!(copy(30, 40, 30).check(), Ok(()));
+        assert!(copy(31, 40, 30).check().is_err());
+        assert!(copy(30, 41, 30).check().is_err());
+        assert!(copy(30, 40, 31).check().is_err());
+        assert!(copy(100, 1, 0).check().is_err());
+        let mut long_label = copy(0, 1, 0);
+        if let Some(r) = long_label.merchant.as_mut() {
+            r.fields[0].label.push('x');
+        }
+        assert!(long_label.check().is_err());
     }
 }
