@@ -1061,3 +1061,41 @@ async fn the_reference_agent_does_every_action() {
     assert!(paid["receipts"]["merchant"].is_object(), "{paid}");
     assert!(paid["data"]["Receipt"].as_str().is_some());
 }
+
+/// A power cut while the customer is answering: the journal knows the input started and has no
+/// answer, so the restarted agent reports it ended (never asks again), and the POS is told.
+#[tokio::test]
+async fn an_input_cut_off_by_a_power_failure_is_reported_once_on_restart() {
+    use terminal::TerminalEvent;
+    let app = spawn_app().await;
+    let (mut t, reg) = paired_terminal(&app, "input-power").await;
+    // `#slow`: the simulated customer takes two seconds, time enough to pull the plug.
+    let (status, started) = app
+        .post_form(
+            "/pos/register/input",
+            &form(&reg, &[("InputKind", "text"), ("Prompt", "Note? #slow")]),
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let id = id_of(&started);
+    t.wait_for(|e| {
+        matches!(e, TerminalEvent::Prompt { transaction_id, .. } if *transaction_id == id)
+            .then_some(())
+    })
+    .await;
+    let (journal, device, secret) = (t.journal.clone(), t.id.clone(), t.secret.clone());
+    t.kill().await;
+    let mut t = start_terminal(&app, &device, &secret, &journal, fast_simulator()).await;
+    let done = poll_until_completed(&app, started["data"]["PollingUrl"].as_str().unwrap()).await;
+    t.wait_for(|e| matches!(e, TerminalEvent::Acknowledged { .. }).then_some(()))
+        .await;
+    assert_eq!(done["data"]["Result"], "CANCELLED", "{done}");
+    assert!(done["data"].get("InputValue").is_none(), "{done}");
+    // The journal ended it once, and the restarted agent never offered it to the customer.
+    let journal = terminal::Journal::open(&journal).unwrap();
+    let entry = journal.get(id).unwrap();
+    assert_eq!(
+        entry.result().map(|r| r.result),
+        Some(ResultCode::Cancelled)
+    );
+}

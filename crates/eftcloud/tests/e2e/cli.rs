@@ -937,6 +937,25 @@ async fn migrate_says_what_it_did() {
     }
 }
 
+/// `eftcloud pos --cloud <app> <args> <register flags>`.
+fn pos_args(
+    app: &crate::harness::TestApp,
+    reg: &protocol::RegisterKey,
+    args: &[&str],
+) -> Vec<String> {
+    let mut all = vec!["pos", "--cloud", app.base.as_str()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--register-id",
+        reg.register_id.as_str(),
+        "--business",
+        reg.business_name.as_str(),
+        "--vendor",
+        reg.vendor_name.as_str(),
+    ]);
+    all.iter().map(|s| s.to_string()).collect()
+}
+
 /// The POS CLI runs a payment's life by reference: a purchase, a partial refund, the payment's
 /// summary, a void refused for what was refunded, and an order paid by one tender.
 #[tokio::test]
@@ -944,20 +963,7 @@ async fn the_pos_cli_refunds_by_reference_and_pays_orders() {
     use crate::harness::{paired_terminal, spawn_app};
     let app = spawn_app().await;
     let (_t, reg) = paired_terminal(&app, "cli-pay").await;
-    let register = [
-        "--register-id",
-        reg.register_id.as_str(),
-        "--business",
-        reg.business_name.as_str(),
-        "--vendor",
-        reg.vendor_name.as_str(),
-    ];
-    let pos = |args: &[&str]| {
-        let mut all = vec!["pos", "--cloud", app.base.as_str()];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&register);
-        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
+    let pos = |args: &[&str]| pos_args(&app, &reg, args);
     let run = |args: Vec<String>| async move {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         output(&refs).await
@@ -1013,20 +1019,7 @@ async fn the_pos_cli_shows_a_cart_asks_the_customer_and_prints() {
     use crate::harness::{paired_terminal, spawn_app};
     let app = spawn_app().await;
     let (_t, reg) = paired_terminal(&app, "cli-actions").await;
-    let register = [
-        "--register-id",
-        reg.register_id.as_str(),
-        "--business",
-        reg.business_name.as_str(),
-        "--vendor",
-        reg.vendor_name.as_str(),
-    ];
-    let pos = |args: &[&str]| {
-        let mut all = vec!["pos", "--cloud", app.base.as_str()];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&register);
-        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
+    let pos = |args: &[&str]| pos_args(&app, &reg, args);
     let run = |args: Vec<String>| async move {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         output(&refs).await
