@@ -1099,3 +1099,84 @@ async fn an_input_cut_off_by_a_power_failure_is_reported_once_on_restart() {
         Some(ResultCode::Cancelled)
     );
 }
+
+/// A merchant's key reaches its own registers' screens and no other merchant's.
+#[tokio::test]
+async fn another_merchants_key_cannot_show_a_cart_or_ask_the_customer() {
+    use cloud::domain::accounts::{KeyOwner, Scope, Scopes};
+    use cloud::engine::accounts::{Actor, NewApiKey};
+    let app = spawn_app().await;
+    let (mut d, reg) = counter(&app, "keyed-1").await;
+    let own = app
+        .engine
+        .device(&protocol::DeviceId::parse("keyed-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .merchant_id;
+    let other = app
+        .engine
+        .create_merchant("Another Shop", &Actor::cli())
+        .await
+        .unwrap();
+    let key = |owner| {
+        let engine = app.engine.clone();
+        async move {
+            engine
+                .create_api_key(
+                    NewApiKey {
+                        owner,
+                        scopes: Scopes::of([Scope::PosTransact, Scope::PosRead]),
+                        label: String::new(),
+                        expires_at: None,
+                    },
+                    &Actor::cli(),
+                )
+                .await
+                .unwrap()
+                .key
+        }
+    };
+    let (mine, foreign) = (
+        key(KeyOwner::Merchant(own)).await,
+        key(KeyOwner::Merchant(other.id)).await,
+    );
+    let send = |key: String, path: &'static str, extra: Vec<(&'static str, &'static str)>| {
+        let (http, url, f) = (app.http.clone(), app.url(path), form(&reg, &extra));
+        let f: Vec<(String, String)> = f
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .form(&f)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let cart = vec![("Lines", "[]"), ("AmountTotal", "5")];
+    let ask = vec![("InputKind", "confirmation"), ("Prompt", "Receipt?")];
+    let (status, e) = send(foreign.clone(), "/pos/register/display", cart.clone()).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"], protocol::pos_api::NOT_PAIRED, "{e}");
+    let (status, e) = send(foreign, "/pos/register/input", ask.clone()).await;
+    assert_eq!(status, 400, "{e}");
+    d.expect_silence(Duration::from_millis(200)).await;
+    let (status, shown) = send(mine.clone(), "/pos/register/display", cart).await;
+    assert_eq!(
+        (status, shown["delivered"].as_bool()),
+        (200, Some(true)),
+        "{shown}"
+    );
+    assert!(matches!(d.recv().await, CloudMessage::Display(_)));
+    let (status, _) = send(mine, "/pos/register/input", ask).await;
+    assert_eq!(status, 200);
+    assert_eq!(offer(&mut d).await.function(), Function::TerminalInput);
+}
