@@ -6,7 +6,10 @@
 //! the engine (started, completed, pending), the POS handler (POST → offer), the callback
 //! dispatcher, the store wrapper ([`MeteredStore`]) and one response layer (rejections).
 
+mod health;
 mod metered_store;
+
+pub use health::FleetHealth;
 
 pub use metered_store::{metered, MeteredStore, StoreMeter};
 
@@ -82,6 +85,8 @@ pub struct Metrics {
     pending: Mutex<HashSet<TransactionId>>,
     /// Where the connected-devices count comes from at scrape time (set by the app).
     devices: Mutex<Option<Arc<dyn Fn() -> usize + Send + Sync>>>,
+    /// Devices by agent version, low on battery, out of paper.
+    pub fleet: FleetHealth,
 }
 
 /// Buckets for request latencies: 0.5 ms to ~33 s.
@@ -186,7 +191,9 @@ impl Metrics {
             "Times the store became unavailable (full disk, I/O error, database unreachable)",
             store_outages.clone(),
         );
+        let fleet = FleetHealth::register(&mut registry);
         Self {
+            fleet,
             registry,
             store_available,
             store_outages,

@@ -1661,6 +1661,40 @@ async fn displays_change_version_only_when_they_change(s: Arc<dyn Store>) {
     assert_eq!(s.display(&nobody).await.unwrap(), None);
 }
 
+async fn health_history_is_bounded_newest_first(s: Arc<dyn Store>) {
+    let (a, b) = (
+        DeviceId::parse("h-a").unwrap(),
+        DeviceId::parse("h-b").unwrap(),
+    );
+    let t0 = ms_now();
+    for i in 0..7 {
+        let at = t0 + chrono::Duration::seconds(i);
+        s.record_health(&a, at, &format!("{{\"n\":{i}}}"), 5)
+            .await
+            .unwrap();
+    }
+    s.record_health(&b, t0, "{}", 5).await.unwrap();
+    let history = s.health_history(&a, 10).await.unwrap();
+    let kept: Vec<&str> = history.iter().map(|(_, h)| h.as_str()).collect();
+    assert_eq!(
+        kept,
+        [
+            r#"{"n":6}"#,
+            r#"{"n":5}"#,
+            r#"{"n":4}"#,
+            r#"{"n":3}"#,
+            r#"{"n":2}"#
+        ],
+        "the newest five, newest first"
+    );
+    assert_eq!(history[0].0, t0 + chrono::Duration::seconds(6));
+    assert_eq!(s.health_history(&a, 2).await.unwrap().len(), 2);
+    // Another device's history is its own.
+    assert_eq!(s.health_history(&b, 10).await.unwrap().len(), 1);
+    let none = DeviceId::parse("h-none").unwrap();
+    assert!(s.health_history(&none, 10).await.unwrap().is_empty());
+}
+
 async fn capabilities_and_merchant_terms(s: Arc<dyn Store>) {
     s.insert_device(&device("c0"), None).await.unwrap();
     let id = DeviceId::parse("c0").unwrap();
@@ -2049,7 +2083,8 @@ contract!(
     follow_ups_fit_their_payment,
     tenders_fit_their_order,
     capabilities_and_merchant_terms,
-    displays_change_version_only_when_they_change
+    displays_change_version_only_when_they_change,
+    health_history_is_bounded_newest_first
 );
 
 #[tokio::test]

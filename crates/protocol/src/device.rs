@@ -47,6 +47,12 @@ pub mod close {
     pub const TOO_MANY_ATTEMPTS: u16 = 4029;
 }
 
+/// The optional device frames a cloud may accept (`welcome.accepts`).
+pub mod accepts {
+    /// The `health` frame.
+    pub const HEALTH: &str = "health";
+}
+
 /// A prompt the device is showing (`progress.prompt`). Free text is in `progress.text`.
 pub mod prompt {
     pub const PRESENT_CARD: &str = "present_card";
@@ -155,6 +161,9 @@ pub enum DeviceMessage {
     Result(DeviceResult),
     /// The device's own state, sent when it changes.
     Status { status: TerminalStatus },
+    /// Its health (software, battery, network, paper, storage, uptime): on connect and every
+    /// few minutes, only to a cloud whose `welcome` lists `health` in `accepts`.
+    Health(crate::health::Health),
     /// Answer to `ping`.
     Pong { nonce: u64 },
 }
@@ -240,6 +249,10 @@ pub enum CloudMessage {
         /// The cloud pings this often; a device that hears nothing for three intervals
         /// should reconnect.
         heartbeat_ms: u64,
+        /// The optional device frames this cloud understands (`health`): a device sends
+        /// none that is not listed, so a newer device works with an older cloud.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accepts: Vec<String>,
     },
     /// A new pairing code to show (previous codes no longer work).
     PairingCode {

@@ -8,6 +8,7 @@ pub mod amount;
 pub mod currency;
 pub mod device;
 pub mod function;
+pub mod health;
 pub mod ids;
 pub mod outcome;
 pub mod pairing;

@@ -1215,6 +1215,7 @@ mod tests {
             device_id: DeviceId::parse("dev-1").expect("id"),
             registers,
             heartbeat_ms,
+            accepts: Vec::new(),
         }
     }
 

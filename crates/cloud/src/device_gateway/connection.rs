@@ -192,6 +192,7 @@ async fn serve<S: FrameSocket>(
         device_id: device.clone(),
         registers,
         heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
+        accepts: vec![protocol::device::accepts::HEALTH.to_string()],
     };
     if send(socket, &welcome).await.is_err() {
         return Closing::new(close::GOING_AWAY, "send failed");
@@ -456,6 +457,14 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
             Ok(Vec::new())
         }
         DeviceMessage::Pong { .. } => Ok(Vec::new()),
+        DeviceMessage::Health(health) => match engine.on_health(device, health).await {
+            Ok(Ok(())) => Ok(Vec::new()),
+            // Not closed: the device keeps working, its figures are what need fixing.
+            Ok(Err(bad)) => Ok(vec![CloudMessage::Error {
+                message: bad.to_string(),
+            }]),
+            Err(e) => Err(e),
+        },
     };
     match outcome {
         Ok(reply) => Handled::Done(reply),

@@ -266,6 +266,7 @@ impl Engine {
     /// routing stops, the store records it, and an offer it had not accepted ends now.
     pub async fn device_detached(&self, device: &DeviceId, node: &str) {
         self.bus().device_detached(device).await;
+        self.metrics().fleet.forget(device);
         if let Err(e) = self
             .store()
             .set_device_connection(device, node, false, self.now())

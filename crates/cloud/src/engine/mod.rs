@@ -8,6 +8,7 @@ mod active;
 pub mod completions;
 pub mod deadlines;
 pub mod devices;
+pub mod health;
 pub mod orders;
 pub mod outbox;
 pub mod pairing;

@@ -117,6 +117,29 @@ impl Engine {
         Ok(out)
     }
 
+    /// One device with its registers, connection and running transaction, if `principal`
+    /// sees it (another merchant's device does not exist for its key).
+    pub async fn device_overview(
+        &self,
+        principal: &Principal,
+        id: &DeviceId,
+    ) -> Result<Option<DeviceOverview>, EngineError> {
+        let store = self.store();
+        let Some(device) = store
+            .device(id)
+            .await?
+            .filter(|d| principal.merchant().is_none_or(|m| *m == d.merchant_id))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(DeviceOverview {
+            registers: store.registers_of(&device.id).await?,
+            active: store.active_transaction(&device.id).await?,
+            online: self.bus().is_online(&device.id).await,
+            device,
+        }))
+    }
+
     /// Transactions matching `q` that `principal` sees, newest first (the dashboard's search).
     pub async fn search_transactions(
         &self,

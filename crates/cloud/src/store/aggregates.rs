@@ -102,6 +102,11 @@ store_aggregates! {
         write fn set_display(&self, id: &DeviceId, display: Option<&str>) -> Result<Option<u64>, StoreError>;
         /// What the device's screen shows: its version (0 when never set) and the cart's JSON.
         read fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError>;
+        /// Records a health report (JSON of `protocol::health::Health`) at `at`, keeping the
+        /// device's newest `keep` reports and deleting older ones in the same commit.
+        write fn record_health(&self, id: &DeviceId, at: DateTime<Utc>, health: &str, keep: u32) -> Result<(), StoreError>;
+        /// The device's newest `limit` health reports, newest first.
+        read fn health_history(&self, id: &DeviceId, limit: u32) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
         /// Marks every device held by `node` as disconnected (at startup, after a crash).
         write fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
         /// Deletes self-enrolled devices not connected and not seen since `before` (never

@@ -499,28 +499,86 @@ async fn device_views(
     principal: &Principal,
 ) -> Result<Vec<DeviceView>, ApiError> {
     let devices = state.engine.device_overviews(principal).await?;
-    Ok(devices
+    Ok(devices.into_iter().map(device_view).collect())
+}
+
+/// The view of one device's overview.
+fn device_view(o: crate::engine::queries::DeviceOverview) -> DeviceView {
+    let d = o.device;
+    DeviceView {
+        device_id: d.id.to_string(),
+        vendor: d.vendor,
+        model: d.model,
+        merchant: d.merchant,
+        merchant_id: d.merchant_id.to_string(),
+        site_id: d.site_id.map(|s| s.to_string()),
+        online: o.online,
+        busy: o.active.is_some(),
+        active_transaction_id: o.active.map(|t| t.id.to_string()),
+        last_seen: d.last_seen_at.map(rfc3339),
+        enrolled_at: rfc3339(d.created_at),
+        registers: o.registers.into_iter().map(RegisterView::from).collect(),
+        capabilities: d.capabilities,
+        hardware: d.hardware,
+    }
+}
+
+/// A device with its health: the latest report and the newest ones before it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// The latest health report, if it ever sent one.
+    pub health: Option<HealthView>,
+    /// Newest first, at most [`HEALTH_SHOWN`].
+    pub health_history: Vec<HealthView>,
+}
+
+/// One health report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    pub reported_at: String,
+    pub low_battery: bool,
+    pub out_of_paper: bool,
+    #[serde(flatten)]
+    pub health: protocol::health::Health,
+}
+
+/// How many reports a device's page shows.
+pub const HEALTH_SHOWN: u32 = 20;
+
+/// `GET /admin/devices/{id}`: one device, with its health and its recent history.
+pub async fn device(
+    State(state): State<WebState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceDetail>, ApiError> {
+    admin.require_any(&[Scope::DevicesManage, Scope::ReportsRead])?;
+    let device_id = protocol::DeviceId::parse(&id).map_err(DashboardError::invalid_device_id)?;
+    let overview = state
+        .engine
+        .device_overview(&admin.principal, &device_id)
+        .await?
+        .ok_or_else(|| DashboardError::DeviceNotEnrolled(device_id.clone()))?;
+    let history: Vec<HealthView> = state
+        .engine
+        .health_history(&device_id, HEALTH_SHOWN)
+        .await?
         .into_iter()
-        .map(|o| {
-            let d = o.device;
-            DeviceView {
-                device_id: d.id.to_string(),
-                vendor: d.vendor,
-                model: d.model,
-                merchant: d.merchant,
-                merchant_id: d.merchant_id.to_string(),
-                site_id: d.site_id.map(|s| s.to_string()),
-                online: o.online,
-                busy: o.active.is_some(),
-                active_transaction_id: o.active.map(|t| t.id.to_string()),
-                last_seen: d.last_seen_at.map(rfc3339),
-                enrolled_at: rfc3339(d.created_at),
-                registers: o.registers.into_iter().map(RegisterView::from).collect(),
-                capabilities: d.capabilities,
-                hardware: d.hardware,
-            }
+        .map(|r| HealthView {
+            reported_at: rfc3339(r.at),
+            low_battery: r.health.low_battery(),
+            out_of_paper: r.health.out_of_paper(),
+            health: r.health,
         })
-        .collect())
+        .collect();
+    Ok(Json(DeviceDetail {
+        device: device_view(overview),
+        health: history.first().cloned(),
+        health_history: history,
+    }))
 }
 
 /// `GET /admin/devices`: every device (of the key's merchant) with its state and registers.

@@ -160,6 +160,10 @@ pub fn routes(state: WebState) -> Router {
             get(dashboard::devices).fallback(not_found),
         )
         .route(
+            "/admin/devices/{id}",
+            get(dashboard::device).fallback(not_found),
+        )
+        .route(
             "/admin/devices/{id}/rotate-secret",
             post(dashboard::rotate_secret).fallback(not_found),
         )

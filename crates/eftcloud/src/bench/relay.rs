@@ -142,6 +142,7 @@ async fn connection(mut socket: WebSocket, relay: Shared) {
         device_id: device.clone(),
         registers: Vec::new(),
         heartbeat_ms: 3_600_000,
+        accepts: Vec::new(),
     };
     if send(&mut socket, &welcome).await.is_ok() {
         loop {

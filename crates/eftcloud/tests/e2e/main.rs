@@ -16,6 +16,7 @@ mod durability;
 mod extensions;
 mod faults;
 mod harness;
+mod health;
 mod metrics;
 mod openapi;
 mod pairing;

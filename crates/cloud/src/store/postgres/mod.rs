@@ -350,6 +350,50 @@ impl DeviceStore for PostgresStore {
         Ok(version.map(|v| u64::try_from(v).unwrap_or(0)))
     }
 
+    async fn record_health(
+        &self,
+        id: &DeviceId,
+        at: DateTime<Utc>,
+        health: &str,
+        keep: u32,
+    ) -> Result<(), StoreError> {
+        // One round trip: the insert, and the delete of everything past the newest `keep`
+        // (the CTE's insert is not visible to the delete, so it keeps one fewer old report).
+        sqlx::query(
+            "WITH added AS (
+                 INSERT INTO device_health (device_id, reported_at, health) VALUES ($1, $2, $3)
+             )
+             DELETE FROM device_health WHERE device_id = $1 AND ctid NOT IN (
+                 SELECT ctid FROM device_health WHERE device_id = $1
+                 ORDER BY reported_at DESC LIMIT $4)",
+        )
+        .bind(id.as_str())
+        .bind(ms(at))
+        .bind(health)
+        .bind(i64::from(keep.saturating_sub(1)))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn health_history(
+        &self,
+        id: &DeviceId,
+        limit: u32,
+    ) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT reported_at, health FROM device_health WHERE device_id = $1
+             ORDER BY reported_at DESC LIMIT $2",
+        )
+        .bind(id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(at, h)| Ok((from_ms(at)?, h)))
+            .collect()
+    }
+
     async fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError> {
         let row: Option<(i64, Option<String>)> =
             sqlx::query_as("SELECT display_version, display FROM devices WHERE id = $1")

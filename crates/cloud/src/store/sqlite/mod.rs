@@ -506,6 +506,54 @@ impl DeviceStore for SqliteStore {
             .await
     }
 
+    async fn record_health(
+        &self,
+        id: &DeviceId,
+        at: DateTime<Utc>,
+        health: &str,
+        keep: u32,
+    ) -> Result<(), StoreError> {
+        let (id, health) = (id.as_str().to_string(), health.to_string());
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO device_health (device_id, reported_at, health) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![id, ms(at), health])?;
+                // The history stays bounded: everything past the newest `keep` goes.
+                conn.prepare_cached(
+                    "DELETE FROM device_health WHERE device_id = ?1 AND rowid NOT IN (
+                         SELECT rowid FROM device_health WHERE device_id = ?1
+                         ORDER BY reported_at DESC, rowid DESC LIMIT ?2)",
+                )?
+                .execute(params![id, i64::from(keep)])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn health_history(
+        &self,
+        id: &DeviceId,
+        limit: u32,
+    ) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT reported_at, health FROM device_health WHERE device_id = ?1
+                 ORDER BY reported_at DESC, rowid DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id.as_str(), i64::from(limit)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (at, health) = row?;
+                out.push((from_ms(at)?, health));
+            }
+            Ok(out)
+        })
+    }
+
     async fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError> {
         self.read(|conn| {
             let row: Option<(i64, Option<String>)> = conn
