@@ -15,8 +15,8 @@ use crate::journal::Journal;
 use futures_util::{SinkExt, StreamExt};
 use protocol::action::Cart;
 use protocol::device::{
-    close, CloudMessage, DeviceMessage, DeviceResult, Hello, TransactionOffer, MAX_FRAME_BYTES,
-    PROTOCOL_VERSION,
+    accepts, close, CloudMessage, DeviceMessage, DeviceResult, Hello, TransactionOffer,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use protocol::{
     Cents, Function, PairingCode, RegisterInfo, RegisterKey, ResultCode, TerminalStatus,
@@ -174,6 +174,7 @@ pub async fn run(
         reversals_due: Vec::new(),
         screen: CustomerScreen::default(),
         screen_held: false,
+        started: Instant::now(),
     };
     // Without a simulated acquirer delay the reversal happens at once; otherwise it waits for
     // the connection (see `Session::reversal_at`).
@@ -240,6 +241,8 @@ struct Session {
     resend_at: Option<tokio::time::Instant>,
     /// The wait before the next re-send; doubles each time, back to the minimum on an ack.
     resend_wait: Duration,
+    /// When the next health report is due, on a connection to a cloud that accepts them.
+    health_at: Option<tokio::time::Instant>,
 }
 
 /// The running transaction.
@@ -272,6 +275,8 @@ struct Agent {
     screen: CustomerScreen,
     /// A display arrived while a transaction ran: shown when it ends.
     screen_held: bool,
+    /// When the agent started: its uptime where the OS does not say the machine's.
+    started: Instant,
 }
 
 /// Unacknowledged results carried in `hello` (each up to a few KiB with its receipt); more
@@ -296,9 +301,15 @@ enum Wake {
     RefreshPairing,
     Reversal,
     Resend,
+    Health,
 }
 
 impl Agent {
+    /// The `health` frame as of now.
+    fn health(&self) -> DeviceMessage {
+        DeviceMessage::Health(crate::health::measure(&self.config, self.started))
+    }
+
     /// Events go to a user interface, which must never hold up a payment: `try_send`, and a
     /// full channel drops the event (with a log line) instead of blocking the agent.
     fn emit(&self, event: TerminalEvent) {
@@ -504,6 +515,7 @@ impl Agent {
             let refresh_at = session.pairing_refresh_at;
             let reversal_at = session.reversal_at;
             let resend_at = session.resend_at;
+            let health_at = session.health_at;
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
@@ -515,6 +527,7 @@ impl Agent {
                 _ = sleep_until_opt(refresh_at) => Wake::RefreshPairing,
                 _ = sleep_until_opt(reversal_at) => Wake::Reversal,
                 _ = sleep_until_opt(resend_at) => Wake::Resend,
+                _ = sleep_until_opt(health_at) => Wake::Health,
             };
             let out = match wake {
                 Wake::Shutdown => {
@@ -571,6 +584,11 @@ impl Agent {
                             .collect()
                     }
                 }
+                Wake::Health => {
+                    session.health_at =
+                        Some(tokio::time::Instant::now() + self.config.health_interval);
+                    vec![self.health()]
+                }
                 Wake::RefreshPairing => {
                     session.pairing_refresh_at = None;
                     if self.wants_pairing() {
@@ -606,6 +624,7 @@ impl Agent {
                                 Ok(CloudMessage::Welcome {
                                     registers,
                                     heartbeat_ms,
+                                    accepts,
                                     ..
                                 }) => {
                                     // Bounded both ways: a garbled value must neither spin
@@ -617,6 +636,15 @@ impl Agent {
                                     deadline = tokio::time::Instant::now() + hb * HEARTBEAT_MISSES;
                                     let mut out = self.on_welcome(registers);
                                     out.extend(later_results.take().unwrap_or_default());
+                                    // Health only to a cloud that says it reads it: an older
+                                    // one would close on a frame it does not know.
+                                    if accepts.iter().any(|a| a == accepts::HEALTH) {
+                                        out.push(self.health());
+                                        session.health_at = Some(
+                                            tokio::time::Instant::now()
+                                                + self.config.health_interval,
+                                        );
+                                    }
                                     if !self.reversals_due.is_empty() {
                                         session.reversal_at = Some(
                                             tokio::time::Instant::now()

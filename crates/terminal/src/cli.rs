@@ -85,6 +85,10 @@ pub struct TerminalArgs {
     /// the simulator's fixed answers and triggers.
     #[arg(long)]
     pub interactive: bool,
+    /// How often to report the terminal's health (uptime, free storage, battery, paper) to a
+    /// cloud that accepts it; also once on each connection.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_interval_secs: u64,
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId, String> {
@@ -110,6 +114,7 @@ impl TerminalArgs {
         config.reversal_delay = Duration::from_secs(self.reversal_secs);
         config.ca_cert = self.ca_cert.clone();
         config.printer_columns = (!self.no_printer).then_some(self.printer_columns);
+        config.health_interval = std::time::Duration::from_secs(self.health_interval_secs);
         config
     }
 

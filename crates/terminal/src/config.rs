@@ -49,6 +49,9 @@ pub struct TerminalConfig {
     /// Characters a printed line holds; `None` when the terminal has no printer
     /// (`--no-printer`): then `printer` is not declared and a print job fails `NO_PRINTER`.
     pub printer_columns: Option<u16>,
+    /// How often the agent reports its health, to a cloud that accepts it (also once on
+    /// every connection).
+    pub health_interval: Duration,
 }
 
 /// The simulated screen: a common countertop terminal's.
@@ -85,6 +88,7 @@ impl TerminalConfig {
             result_resend_max: Duration::from_secs(60),
             screen: DEFAULT_SCREEN,
             printer_columns: Some(DEFAULT_PRINTER_COLUMNS),
+            health_interval: Duration::from_secs(5 * 60),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod display;
 pub mod error;
+pub mod health;
 pub mod journal;
 pub mod simulator;
 pub mod slip;

@@ -141,3 +141,30 @@ async fn health_reports_reach_the_operator_and_the_metrics() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// The reference agent reports its health on connecting: its version, the machine's uptime,
+/// the free space where its journal lives, its printer's paper.
+#[tokio::test]
+async fn the_reference_agent_reports_its_health_on_connecting() {
+    let app = spawn_app_with(Opts {
+        admin_token: Some(TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("agent-health").await;
+    let journal = app.dir.path().join("agent-health.journal");
+    let _t = start_terminal(&app, "agent-health", &secret, &journal, fast_simulator()).await;
+    let h = eventually("the agent's health report", || async {
+        let (_, v) = admin_get(&app, "/admin/devices/agent-health").await;
+        (!v["health"].is_null()).then(|| v["health"].clone())
+    })
+    .await;
+    assert!(!h["agent_version"].as_str().unwrap_or("").is_empty(), "{h}");
+    assert!(h["uptime_secs"].as_u64().is_some(), "{h}");
+    assert!(
+        h["storage_free_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{h}"
+    );
+    assert_eq!(h["printer_paper"], "ok", "{h}");
+    assert_eq!(h["lowBattery"], false);
+}
