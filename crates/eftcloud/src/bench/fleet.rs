@@ -96,12 +96,13 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts one task per device against `server` (`/device/v1` on it). At most
-    /// `parallel_connects` handshakes are in flight at once, as a fleet powering on would be
-    /// spread out; later reconnects are paced only by each device's backoff.
+    /// Starts one task per device, device `i` against `servers[i % servers.len()]`
+    /// (`/device/v1` on it). At most `parallel_connects` handshakes are in flight at once, as a
+    /// fleet powering on would be spread out; later reconnects are paced only by each device's
+    /// backoff.
     pub fn start(
         credentials: Vec<Credentials>,
-        server: SocketAddr,
+        servers: &[SocketAddr],
         sources: &[Ipv4Addr],
         behaviour: DeviceBehaviour,
         parallel_connects: usize,
@@ -111,7 +112,6 @@ impl Fleet {
         let tasks = TaskTracker::new();
         let counters = Arc::new(FleetCounters::default());
         let gate = Arc::new(Semaphore::new(parallel_connects.max(1)));
-        let url = format!("ws://{server}{}", protocol::device::PATH);
         let mut devices = Vec::with_capacity(credentials.len());
         for (i, credentials) in credentials.into_iter().enumerate() {
             let device = Arc::new(SimDevice {
@@ -124,8 +124,12 @@ impl Fleet {
                 .get(i % sources.len().max(1))
                 .copied()
                 .unwrap_or(Ipv4Addr::LOCALHOST);
+            let Some(&server) = servers.get(i % servers.len().max(1)) else {
+                errors.add("device: no server to connect to");
+                continue;
+            };
             let link = Link {
-                url: url.clone(),
+                url: format!("ws://{server}{}", protocol::device::PATH),
                 server,
                 source,
             };

@@ -5,10 +5,16 @@
 //! `--target`; the simulated devices and the POS workers run in this process, so every
 //! latency is taken on one clock: the POST's instant, the device's receipt of the offer, the
 //! POS holding the completed result.
+//!
+//! With `--nodes N` (N > 1) the cloud is a cluster: N child nodes on one fresh PostgreSQL
+//! database and one NATS server, the devices spread over them, and each POS worker sending to
+//! the node after its device's, so every request crosses NATS; a PostgreSQL baseline (pgbench,
+//! or a loop of plain commits) runs in the same session.
 
 use super::fleet::{Credentials, DeviceBehaviour, Fleet, SimDevice};
 use super::limits;
-use super::server::{rss_of, ServerKind, ServerProcess};
+use super::postgres::{self, BaselineKind, ScratchDatabase};
+use super::server::{rss_of, ClusterNode, ServerKind, ServerProcess};
 use super::stats::{Errors, Latencies, Samples};
 use anyhow::Context;
 use cloud::bus::connections::Connections;
@@ -60,9 +66,21 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0)]
     prompts: u32,
     /// Store of the cloud: `sqlite://<path>` or `postgres://...` [default: a fresh SQLite file
-    /// in a temporary directory, durable commits].
+    /// in a temporary directory, durable commits]. With --nodes 2 or more, the PostgreSQL
+    /// server on which the run creates a fresh database (dropped afterwards).
     #[arg(long)]
     database_url: Option<String>,
+    /// Cloud nodes to run: more than one needs --nats-url and a postgres:// --database-url;
+    /// devices are spread over the nodes and each POS worker sends to another node than its
+    /// device's.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// NATS server the nodes of a multi-node run share.
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// PostgreSQL baseline of a multi-node run (`--no-baseline` skips it too).
+    #[arg(long, value_enum, default_value_t = BaselineKind::Auto)]
+    pg_baseline: BaselineKind,
     /// Measure a running cloud (`http://host:port`) instead of starting one. Needs
     /// --database-url of its store: the bench enrolls its devices there as `eftcloud device
     /// add` does. Server memory and restarts are then not measured.
@@ -93,8 +111,73 @@ pub struct LoadArgs {
     json: bool,
 }
 
+/// Refuses the flag combinations a run cannot honour, saying why.
+fn check_nodes(args: &LoadArgs) -> anyhow::Result<()> {
+    let n = args.nodes;
+    anyhow::ensure!(n > 0, "--nodes must be at least 1");
+    if n == 1 {
+        anyhow::ensure!(
+            args.nats_url.is_none(),
+            "--nats-url is for a cluster: add --nodes 2 or more"
+        );
+        return Ok(());
+    }
+    anyhow::ensure!(
+        args.nats_url.is_some(),
+        "--nodes {n} needs --nats-url (the NATS server the nodes share)"
+    );
+    anyhow::ensure!(
+        args.database_url.as_deref().is_some_and(is_postgres),
+        "--nodes {n} needs --database-url postgres://... (the nodes share one PostgreSQL database)"
+    );
+    anyhow::ensure!(
+        args.target.is_none(),
+        "--nodes starts its own nodes; --target measures a cloud already running"
+    );
+    anyhow::ensure!(
+        args.idle_devices.is_none(),
+        "--nodes measures traffic; --idle-devices measures one node"
+    );
+    anyhow::ensure!(
+        args.concurrency >= n,
+        "--nodes {n} needs --concurrency {n} or more (a device on every node)"
+    );
+    Ok(())
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The cluster of a multi-node run: its fresh database and NATS server.
+struct Cluster {
+    database: ScratchDatabase,
+    nats_url: String,
+}
+
 /// Runs `bench load`.
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    check_nodes(&args)?;
+    let cluster = match (&args.nats_url, &args.database_url) {
+        (Some(nats), Some(server)) if args.nodes > 1 => {
+            let name = format!("eftcloud_bench_{}", uuid::Uuid::new_v4().simple());
+            Some(Cluster {
+                database: ScratchDatabase::create(server, &name).await?,
+                nats_url: nats.clone(),
+            })
+        }
+        _ => None,
+    };
+    let result = measure(&args, cluster.as_ref()).await;
+    if let Some(cluster) = cluster {
+        if let Err(e) = cluster.database.drop().await {
+            eprintln!("warning: the run's database was not dropped: {e:#}");
+        }
+    }
+    result
+}
+
+async fn measure(args: &LoadArgs, cluster: Option<&Cluster>) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     if let Some(rate) = args.rate {
         anyhow::ensure!(rate > 0.0, "--rate must be positive");
@@ -116,14 +199,23 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     .context("temporary directory")?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let (database_url, fresh_sqlite) = match &args.database_url {
-        Some(url) => (url.clone(), None),
-        None => {
+    let (database_url, fresh_sqlite) = match (cluster, &args.database_url) {
+        (Some(c), _) => (c.database.url.clone(), None),
+        (None, Some(url)) => (url.clone(), None),
+        (None, None) => {
             let path = work.path().join("eftcloud.db");
             (format!("sqlite://{}", path.display()), Some(path))
         }
     };
-    let store = describe_store(&database_url);
+    let mut store = describe_store(&database_url);
+    if let Some(c) = cluster {
+        store = format!(
+            "PostgreSQL (a fresh database, {}), {} nodes on NATS {}",
+            c.database.name(),
+            args.nodes,
+            c.nats_url
+        );
+    }
     let sources: Vec<Ipv4Addr> = (0..args.source_addresses)
         .map(|i| Ipv4Addr::new(127, 0, 0, 2 + i))
         .collect();
@@ -131,27 +223,46 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let credentials = enroll(&database_url, fresh_sqlite, devices, &run_id).await?;
     let enroll_s = started.elapsed().as_secs_f64();
-    let mut cloud = match &args.target {
-        Some(url) => Server::target(url).await?,
-        None => Server::Child(Box::new(
-            ServerProcess::start(
-                ServerKind::Cloud {
-                    database_url: database_url.clone(),
-                    log: args.server_log.clone(),
-                },
-                work.path(),
-            )
-            .await?,
-        )),
-    };
+    let mut nodes = Vec::with_capacity(args.nodes);
+    match &args.target {
+        Some(url) => nodes.push(Server::target(url).await?),
+        None => {
+            for i in 0..args.nodes {
+                let cluster = cluster.map(|c| ClusterNode {
+                    name: format!("bench-{run_id}-node-{}", i + 1),
+                    nats_url: c.nats_url.clone(),
+                });
+                let started = ServerProcess::start(
+                    ServerKind::Cloud {
+                        database_url: database_url.clone(),
+                        log: args.server_log.clone(),
+                        cluster,
+                    },
+                    work.path(),
+                )
+                .await;
+                match started {
+                    Ok(node) => nodes.push(Server::Child(Box::new(node))),
+                    Err(e) => {
+                        stop_all(nodes).await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
     let setup = Setup {
-        args: &args,
+        args,
         sources: &sources,
         run_id: &run_id,
+        cluster,
     };
 
     let errors_total;
     if let Some(n) = args.idle_devices {
+        // One node (check_nodes refuses --nodes with --idle-devices).
+        let mut cloud = nodes.remove(0);
+        stop_all(nodes).await;
         let cloud_result = idle(&setup, &mut cloud, Target::Cloud, credentials.clone()).await;
         cloud.stop().await;
         let cloud_result = cloud_result?;
@@ -188,8 +299,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             report.print();
         }
     } else {
-        let cloud_result = traffic(&setup, &cloud, Target::Cloud, credentials.clone()).await;
-        cloud.stop().await;
+        let cloud_result = traffic(&setup, &nodes, Target::Cloud, credentials.clone()).await;
+        stop_all(nodes).await;
         let cloud_result = cloud_result?;
         let relay_result = if args.no_baseline {
             None
@@ -197,9 +308,21 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             let relay = Server::Child(Box::new(
                 ServerProcess::start(ServerKind::Relay, work.path()).await?,
             ));
-            let r = traffic(&setup, &relay, Target::Relay, credentials).await;
+            let r = traffic(
+                &setup,
+                std::slice::from_ref(&relay),
+                Target::Relay,
+                credentials,
+            )
+            .await;
             relay.stop().await;
             Some(r?)
+        };
+        let store_efficiency = match (cluster, cloud_result.commits_before) {
+            (Some(c), Some(before)) if !args.no_baseline => {
+                Some(store_efficiency(args, c, before, &cloud_result, &run_id).await?)
+            }
+            _ => None,
         };
         errors_total =
             cloud_result.error_total + relay_result.as_ref().map_or(0, |r| r.error_total);
@@ -211,6 +334,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             duration_s: args.duration.as_secs_f64(),
             warmup_s: args.warmup.as_secs_f64(),
             prompts: args.prompts,
+            nodes: cluster.map(|_| args.nodes),
+            store_efficiency,
             ratio: relay_result
                 .as_ref()
                 .map(|r| TrafficRatio::of(&cloud_result, r)),
@@ -235,6 +360,68 @@ struct Setup<'a> {
     args: &'a LoadArgs,
     sources: &'a [Ipv4Addr],
     run_id: &'a str,
+    cluster: Option<&'a Cluster>,
+}
+
+async fn stop_all(servers: Vec<Server>) {
+    for server in servers {
+        server.stop().await;
+    }
+}
+
+/// The cloud's commits per transaction against the PostgreSQL baseline, each run alone in
+/// this session.
+async fn store_efficiency(
+    args: &LoadArgs,
+    cluster: &Cluster,
+    commits_before: i64,
+    cloud: &TrafficResult,
+    run_id: &str,
+) -> anyhow::Result<StoreEfficiency> {
+    // The nodes are stopped: their backends have exited, and so reported all their commits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let commits = cluster.database.commits().await? - commits_before;
+    let per_tx = ratio(commits as f64, cloud.all_completed as f64);
+    let server = args.database_url.as_deref().unwrap_or_default();
+    let scratch =
+        ScratchDatabase::create(server, &format!("eftcloud_bench_{run_id}_baseline")).await?;
+    let baseline = postgres::baseline(
+        &scratch,
+        args.pg_baseline,
+        per_tx.round().max(1.0) as u32,
+        args.duration,
+    )
+    .await;
+    let dropped = scratch.drop().await;
+    let baseline = baseline?;
+    dropped?;
+    let cloud_commits_per_s = cloud.tx_per_s * per_tx;
+    let baseline_commits_per_s = baseline.tx_per_s * f64::from(baseline.commits_per_tx);
+    Ok(StoreEfficiency {
+        cloud_commits: commits,
+        cloud_commits_per_tx: per_tx,
+        cloud_commits_per_s,
+        tx_ratio: ratio(cloud.tx_per_s, baseline.tx_per_s),
+        commit_ratio: ratio(cloud_commits_per_s, baseline_commits_per_s),
+        baseline,
+    })
+}
+
+/// How the cloud's use of PostgreSQL compares with PostgreSQL alone on this machine.
+#[derive(Debug, Serialize)]
+struct StoreEfficiency {
+    /// Transactions PostgreSQL committed in the cloud's database during the workers' run
+    /// (warm-up included; read-only ones too), as `pg_stat_database` counts them.
+    cloud_commits: i64,
+    /// `cloud_commits` ÷ the POS transactions completed in the same time.
+    cloud_commits_per_tx: f64,
+    /// Completed transactions per second × commits per transaction.
+    cloud_commits_per_s: f64,
+    baseline: postgres::Baseline,
+    /// eftcloud completed transactions/s ÷ baseline transactions/s.
+    tx_ratio: f64,
+    /// eftcloud commits/s ÷ baseline commits/s.
+    commit_ratio: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,10 +577,20 @@ struct TrafficResult {
     error_total: u64,
     errors: BTreeMap<String, u64>,
     latency_ms: Latencies,
-    /// The server's resident memory at the end of the run.
+    /// The server's resident memory at the end of the run (all nodes' together).
     server_rss_bytes: Option<u64>,
-    /// Server CPU time per transaction (warm-up included, in both the time and the count).
+    /// Server CPU time per transaction (warm-up included, in both the time and the count; all
+    /// nodes' together).
     server_cpu_ms_per_tx: Option<f64>,
+    /// Each node's figures, in a multi-node run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<NodeFigures>>,
+    /// Transactions completed in all, warm-up included.
+    #[serde(skip)]
+    all_completed: u64,
+    /// The cloud database's commit count when the workers started, in a multi-node run.
+    #[serde(skip)]
+    commits_before: Option<i64>,
 }
 
 /// The measured window: transactions that complete inside it count.
@@ -403,18 +600,24 @@ struct Window {
     until: Instant,
 }
 
+/// Runs the POS workload against `servers`: device `i` connects to `servers[i % n]`, and its
+/// POS worker sends to the next one, `servers[(i + 1) % n]` (the same server when there is
+/// one).
 async fn traffic(
     setup: &Setup<'_>,
-    server: &Server,
+    servers: &[Server],
     target: Target,
     credentials: Vec<Credentials>,
 ) -> anyhow::Result<TrafficResult> {
     let args = setup.args;
     let errors = Arc::new(Errors::default());
     let n = credentials.len();
+    let addrs: Vec<SocketAddr> = servers.iter().map(Server::addr).collect();
+    let bases: Vec<String> = servers.iter().map(Server::base).collect();
+    let pos_base = |i: usize| bases[(i + 1) % bases.len()].clone();
     let fleet = Fleet::start(
         credentials,
-        server.addr(),
+        &addrs,
         setup.sources,
         DeviceBehaviour {
             request_pairing_code: target == Target::Cloud,
@@ -436,13 +639,12 @@ async fn traffic(
             }
         );
     }
-    let base = server.base();
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .timeout(TRANSACTION_TIMEOUT)
         .build()?;
     if target == Target::Cloud {
-        pair_all(&base, &fleet.devices, setup.run_id, &http).await?;
+        pair_all(&pos_base, &fleet.devices, setup.run_id, &http).await?;
     }
     let disconnects_before = fleet
         .counters
@@ -463,7 +665,7 @@ async fn traffic(
     for (i, device) in fleet.devices.iter().take(args.concurrency).enumerate() {
         let worker = Worker {
             http: http.clone(),
-            base: base.clone(),
+            base: pos_base(i),
             device: device.clone(),
             register: register_of(setup.run_id, i),
             spec: spec.clone(),
@@ -475,7 +677,11 @@ async fn traffic(
         });
         workers.spawn(worker.run(window, pace, offset, target));
     }
-    let cpu_before = server.cpu_seconds();
+    let cpu_before: Vec<Option<f64>> = servers.iter().map(Server::cpu_seconds).collect();
+    let commits_before = match setup.cluster {
+        Some(c) if target == Target::Cloud => Some(c.database.commits().await?),
+        _ => None,
+    };
     let mut samples = Samples::default();
     let (mut completed, mut all) = (0u64, 0u64);
     while let Some(r) = workers.join_next().await {
@@ -484,10 +690,16 @@ async fn traffic(
         completed += c;
         all += a;
     }
-    let server_cpu_ms_per_tx = match (cpu_before, server.cpu_seconds()) {
-        (Some(b), Some(a)) if all > 0 => Some((a - b) * 1000.0 / all as f64),
-        _ => None,
-    };
+    let cpu_s: Vec<Option<f64>> = servers
+        .iter()
+        .zip(&cpu_before)
+        .map(|(server, before)| match (before, server.cpu_seconds()) {
+            (Some(b), Some(a)) => Some(a - b),
+            _ => None,
+        })
+        .collect();
+    let per_tx = |cpu_s: f64| (all > 0).then(|| cpu_s * 1000.0 / all as f64);
+    let server_cpu_ms_per_tx = cpu_s.iter().copied().sum::<Option<f64>>().and_then(per_tx);
     let disconnects = fleet
         .counters
         .disconnects
@@ -498,7 +710,19 @@ async fn traffic(
             errors.add("device: connection lost during the run");
         }
     }
-    let server_rss_bytes = server.rss_bytes();
+    let rss: Vec<Option<u64>> = servers.iter().map(Server::rss_bytes).collect();
+    let server_rss_bytes = rss.iter().copied().sum::<Option<u64>>();
+    let nodes = (servers.len() > 1).then(|| {
+        (0..servers.len())
+            .map(|k| NodeFigures {
+                node: k + 1,
+                devices: (0..n).filter(|i| i % servers.len() == k).count(),
+                cpu_s: cpu_s[k],
+                cpu_ms_per_tx: cpu_s[k].and_then(per_tx),
+                rss_bytes: rss[k],
+            })
+            .collect()
+    });
     fleet.stop().await;
     let errors = errors.snapshot();
     Ok(TrafficResult {
@@ -509,21 +733,40 @@ async fn traffic(
         latency_ms: samples.summarise(),
         server_rss_bytes,
         server_cpu_ms_per_tx,
+        nodes,
+        all_completed: all,
+        commits_before,
     })
+}
+
+/// One node of a multi-node run.
+#[derive(Debug, Serialize)]
+struct NodeFigures {
+    /// 1, 2, ...: node `k` holds devices `k - 1`, `k - 1 + nodes`, ... and takes the POS
+    /// requests of the node before it.
+    node: usize,
+    devices: usize,
+    /// CPU time (user + system) during the workers' run, warm-up included.
+    cpu_s: Option<f64>,
+    /// `cpu_s` ÷ every transaction of the run: the nodes' figures add up to the cluster's.
+    cpu_ms_per_tx: Option<f64>,
+    rss_bytes: Option<u64>,
 }
 
 /// Pairs a register with every device through the POS API: the device asks for a code, the
 /// POS sends it with `PUT /POS/Pairing/{code}`, the device hears `paired`.
 async fn pair_all(
-    base: &str,
+    base_of: &dyn Fn(usize) -> String,
     devices: &[Arc<SimDevice>],
     run_id: &str,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
-    let pos = PosClient::with_http_client(base, http.clone())?;
+    let clients = (0..devices.len())
+        .map(|i| PosClient::with_http_client(&base_of(i), http.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(devices.iter().enumerate())
         .map(|(i, device)| {
-            let pos = &pos;
+            let pos = &clients[i];
             async move {
                 let mut view = device.pairing();
                 let code = tokio::time::timeout(
@@ -761,7 +1004,7 @@ async fn idle(
     let t0 = Instant::now();
     let fleet = Fleet::start(
         credentials,
-        server.addr(),
+        &[server.addr()],
         setup.sources,
         DeviceBehaviour {
             request_pairing_code: false,
@@ -872,8 +1115,14 @@ struct LoadReport {
     duration_s: f64,
     warmup_s: f64,
     prompts: u32,
+    /// Nodes of a multi-node run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<usize>,
     cloud: TrafficResult,
     relay: Option<TrafficResult>,
+    /// The cloud against PostgreSQL alone, in a multi-node run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store_efficiency: Option<StoreEfficiency>,
     /// cloud ÷ relay; percentiles as [p50, p90, p99, max].
     ratio: Option<TrafficRatio>,
 }
@@ -889,6 +1138,11 @@ impl LoadReport {
             self.prompts
         );
         println!("store: {}", self.store);
+        if let Some(n) = self.nodes {
+            println!(
+                "cluster: {n} nodes, the devices spread over them, each POS worker sending to the node after its device's (every request crosses NATS)"
+            );
+        }
         println!("baseline: relay (HTTP POST -> WebSocket -> result; no store, no state machine)");
         println!();
         let relay = self.relay.as_ref();
@@ -936,6 +1190,31 @@ impl LoadReport {
                 "server RSS MiB",
                 mib(rss),
                 relay.and_then(|r| r.server_rss_bytes).map(mib),
+            );
+        }
+        for node in self.cloud.nodes.iter().flatten() {
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+            println!(
+                "node {}: {} devices, CPU {} s, {} ms per transaction (of all the cluster's), RSS {} MiB",
+                node.node,
+                node.devices,
+                f(node.cpu_s),
+                f(node.cpu_ms_per_tx),
+                f(node.rss_bytes.map(mib))
+            );
+        }
+        if let Some(e) = &self.store_efficiency {
+            println!(
+                "PostgreSQL: the cloud committed {} transactions, {:.1} per POS transaction ({:.0} commits/s)",
+                e.cloud_commits, e.cloud_commits_per_tx, e.cloud_commits_per_s
+            );
+            println!(
+                "PostgreSQL baseline ({}: {}): {:.1} transactions/s of {} commit(s)",
+                e.baseline.kind, e.baseline.command, e.baseline.tx_per_s, e.baseline.commits_per_tx
+            );
+            println!(
+                "store efficiency: eftcloud transactions/s / baseline's {:.3}; commits/s / baseline's {:.3}",
+                e.tx_ratio, e.commit_ratio
             );
         }
         for (who, errors) in std::iter::once(("eftcloud", &self.cloud.errors))

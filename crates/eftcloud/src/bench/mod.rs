@@ -10,6 +10,7 @@ mod fleet;
 mod latency;
 mod limits;
 mod load;
+mod postgres;
 mod relay;
 mod server;
 mod stats;

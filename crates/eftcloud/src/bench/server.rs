@@ -15,10 +15,21 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Which server a child runs.
 #[derive(Debug, Clone)]
 pub enum ServerKind {
-    /// `eftcloud serve` on the given store.
-    Cloud { database_url: String, log: String },
+    /// `eftcloud serve` on the given store; in a cluster, with its node name and NATS server.
+    Cloud {
+        database_url: String,
+        log: String,
+        cluster: Option<ClusterNode>,
+    },
     /// `eftcloud bench relay`.
     Relay,
+}
+
+/// One node of a cluster: its name and the NATS server the nodes share.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    pub name: String,
+    pub nats_url: String,
 }
 
 /// A server in a child process, on a fixed port.
@@ -34,9 +45,13 @@ impl ServerProcess {
     pub async fn start(kind: ServerKind, log_dir: &Path) -> anyhow::Result<Self> {
         // The port is chosen here, not by the server, so that a restart can take it again.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let name = match kind {
-            ServerKind::Cloud { .. } => "cloud.log",
-            ServerKind::Relay => "relay.log",
+        let name = match &kind {
+            ServerKind::Cloud {
+                cluster: Some(node),
+                ..
+            } => format!("cloud-{}.log", node.name),
+            ServerKind::Cloud { .. } => "cloud.log".to_string(),
+            ServerKind::Relay => "relay.log".to_string(),
         };
         let log_file = log_dir.join(name);
         let child = spawn(&kind, addr, &log_file)?;
@@ -130,7 +145,11 @@ fn spawn(kind: &ServerKind, addr: SocketAddr, log_file: &Path) -> anyhow::Result
     let exe = std::env::current_exe().context("path of this executable")?;
     let mut cmd = Command::new(exe);
     match kind {
-        ServerKind::Cloud { database_url, log } => {
+        ServerKind::Cloud {
+            database_url,
+            log,
+            cluster,
+        } => {
             cmd.args(["serve", "--listen", &addr.to_string()])
                 .args(["--database-url", database_url])
                 // The workers long-poll right after the POST; the anti-hammering limit would
@@ -139,6 +158,10 @@ fn spawn(kind: &ServerKind, addr: SocketAddr, log_file: &Path) -> anyhow::Result
                 // The fleet comes from a handful of loopback addresses.
                 .args(["--max-connections-per-source", "0"])
                 .args(["--log", log]);
+            if let Some(node) = cluster {
+                cmd.args(["--nats-url", &node.nats_url])
+                    .args(["--node-name", &node.name]);
+            }
         }
         ServerKind::Relay => {
             cmd.args(["bench", "relay", "--listen", &addr.to_string()]);

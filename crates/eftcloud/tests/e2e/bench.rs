@@ -95,3 +95,74 @@ async fn bench_load_against_a_cloud_that_refuses_its_devices_fails_at_once_sayin
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("refused"), "{stderr}");
 }
+
+#[cfg_attr(
+    not(all(eftcloud_test_postgres, eftcloud_test_nats)),
+    ignore = "needs PostgreSQL and NATS: set EFTCLOUD_TEST_DATABASE_URL and EFTCLOUD_TEST_NATS_URL (.ci/run does)"
+)]
+#[test]
+fn bench_load_drives_two_nodes_through_nats_and_measures_postgresql_alone() {
+    let Some(nats) = crate::harness::nats_url_or_skip("cluster bench") else {
+        return;
+    };
+    let Ok(database) = std::env::var(eftcloud_testing::DATABASE_ENV) else {
+        return;
+    };
+    // The bench makes its own fresh database on that server, and drops it.
+    let report = run(&[
+        "--nodes",
+        "2",
+        "--nats-url",
+        &nats,
+        "--database-url",
+        &database,
+        "--concurrency",
+        "8",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(report["nodes"], 2);
+    let cloud = &report["cloud"];
+    assert_eq!(cloud["error_total"], 0, "{cloud}");
+    assert!(cloud["completed"].as_u64().unwrap() > 0, "{cloud}");
+    let nodes = cloud["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{cloud}");
+    for node in nodes {
+        assert_eq!(node["devices"], 4, "{node}");
+        assert!(node["cpu_ms_per_tx"].as_f64().unwrap() > 0.0, "{node}");
+    }
+    let store = &report["store_efficiency"];
+    assert!(
+        store["cloud_commits_per_tx"].as_f64().unwrap() >= 1.0,
+        "{store}"
+    );
+    assert!(
+        store["baseline"]["tx_per_s"].as_f64().unwrap() > 0.0,
+        "{store}"
+    );
+    assert!(store["tx_ratio"].as_f64().unwrap() > 0.0, "{store}");
+}
+
+#[test]
+fn bench_load_refuses_a_cluster_without_nats_or_postgresql() {
+    for (args, says) in [
+        (
+            &["--nodes", "2", "--database-url", "postgres://127.0.0.1/x"][..],
+            "--nats-url",
+        ),
+        (
+            &["--nodes", "2", "--nats-url", "nats://127.0.0.1:4222"][..],
+            "postgres",
+        ),
+        (&["--nats-url", "nats://127.0.0.1:4222"][..], "--nodes"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["bench", "load"])
+            .args(args)
+            .output()
+            .expect("run eftcloud bench load");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
