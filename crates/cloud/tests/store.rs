@@ -1693,6 +1693,13 @@ async fn health_history_is_bounded_newest_first(s: Arc<dyn Store>) {
     assert_eq!(s.health_history(&b, 10).await.unwrap().len(), 1);
     let none = DeviceId::parse("h-none").unwrap();
     assert!(s.health_history(&none, 10).await.unwrap().is_empty());
+    let mut latest = s.latest_health().await.unwrap();
+    latest.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+    let latest: Vec<(&str, &str)> = latest
+        .iter()
+        .map(|(d, _, h)| (d.as_str(), h.as_str()))
+        .collect();
+    assert_eq!(latest, [("h-a", r#"{"n":6}"#), ("h-b", "{}")]);
 }
 
 async fn capabilities_and_merchant_terms(s: Arc<dyn Store>) {

@@ -37,6 +37,23 @@ impl Engine {
         Ok(Ok(()))
     }
 
+    /// Every device's latest report.
+    pub async fn latest_health(
+        &self,
+    ) -> Result<std::collections::HashMap<DeviceId, HealthReport>, EngineError> {
+        Ok(self
+            .store()
+            .latest_health()
+            .await?
+            .into_iter()
+            .filter_map(|(id, at, json)| {
+                serde_json::from_str(&json)
+                    .ok()
+                    .map(|health| (id, HealthReport { at, health }))
+            })
+            .collect())
+    }
+
     /// The device's newest `limit` reports, newest first. A stored report that no longer
     /// parses is skipped (it was checked when it came in).
     pub async fn health_history(

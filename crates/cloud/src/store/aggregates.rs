@@ -107,6 +107,8 @@ store_aggregates! {
         write fn record_health(&self, id: &DeviceId, at: DateTime<Utc>, health: &str, keep: u32) -> Result<(), StoreError>;
         /// The device's newest `limit` health reports, newest first.
         read fn health_history(&self, id: &DeviceId, limit: u32) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
+        /// Every device's latest health report, for the fleet's device list.
+        read fn latest_health(&self) -> Result<Vec<(DeviceId, DateTime<Utc>, String)>, StoreError>;
         /// Marks every device held by `node` as disconnected (at startup, after a crash).
         write fn clear_connections(&self, node: &str) -> Result<(), StoreError>;
         /// Deletes self-enrolled devices not connected and not seen since `before` (never

@@ -272,7 +272,7 @@
     }
     $('audit-merchant-wrap').hidden = !can.allMerchants;
 
-    const columns = ['Device', 'State', 'Last seen', 'Merchant', 'Registers'];
+    const columns = ['Device', 'State', 'Last seen', 'Health', 'Merchant', 'Registers'];
     const head = columns.map((c) => el('th', { scope: 'col' }, c));
     if (can.manage) head.push(el('th', { scope: 'col' }, el('span', { class: 'visually-hidden' }, 'Actions')));
     $('devices').tHead.rows[0].replaceChildren(...head);
@@ -576,6 +576,24 @@
     if (!$('view-api-keys').hidden) renderApiKeys();
   }
 
+  // The latest health report in a few words; a battery about to die or a printer without paper
+  // stands out (class `warn`), the whole report is in the cell's title.
+  function healthCell(h) {
+    if (!h) return el('td', { class: 'health', 'data-health': 'none' }, '—');
+    const parts = [];
+    if (h.agent_version) parts.push(`agent ${h.agent_version}`);
+    if (h.battery) parts.push(`battery ${h.battery.level_percent}%${h.battery.charging ? ' charging' : ''}`);
+    if (h.printer_paper && h.printer_paper !== 'ok') parts.push(`paper ${h.printer_paper.replace('_', ' ')}`);
+    if (h.network) parts.push(h.network.kind + (h.network.signal_percent != null ? ` ${h.network.signal_percent}%` : ''));
+    const warn = h.lowBattery || h.outOfPaper;
+    const title = `reported ${h.reportedAt}` +
+      (h.uptime_secs != null ? `; up ${Math.round(h.uptime_secs / 3600)} h` : '') +
+      (h.storage_free_bytes != null ? `; ${Math.round(h.storage_free_bytes / 1048576)} MiB free` : '') +
+      (h.software_version ? `; ${h.software_version}` : '') +
+      (h.firmware_version ? `; ${h.firmware_version}` : '');
+    return el('td', { class: `health${warn ? ' warn' : ''}`, 'data-health': warn ? 'warn' : 'ok', title }, parts.join(' · '));
+  }
+
   function renderDevices() {
     const devices = shownData().devices;
     $('devices-count').textContent = `(${devices.length})`;
@@ -590,6 +608,7 @@
         el('td', {}, el('span', { class: 'mono' }, d.deviceId), el('span', { class: 'reg-meta' }, ` ${d.vendor} ${d.model}`)),
         el('td', {}, el('span', { class: `state ${d.online ? 'online' : ''} ${d.busy ? 'busy' : ''}`, 'data-state': state }, stateText)),
         el('td', { title: d.lastSeen || '' }, ago(d.lastSeen)),
+        healthCell(d.health),
         el('td', {}, d.merchant),
         el('td', {}, ...regs));
       // Absent, not disabled, for someone who may not change devices.

@@ -282,6 +282,8 @@ pub struct DeviceView {
     /// Its screen and printer, as declared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hardware: Option<protocol::device::Hardware>,
+    /// Its latest health report, if it ever sent one.
+    pub health: Option<HealthView>,
 }
 
 /// A paired register with its store metadata.
@@ -499,11 +501,22 @@ async fn device_views(
     principal: &Principal,
 ) -> Result<Vec<DeviceView>, ApiError> {
     let devices = state.engine.device_overviews(principal).await?;
-    Ok(devices.into_iter().map(device_view).collect())
+    // One read for the whole fleet's latest reports, not one per device.
+    let mut health = state.engine.latest_health().await?;
+    Ok(devices
+        .into_iter()
+        .map(|o| {
+            let h = health.remove(&o.device.id).map(HealthView::from);
+            device_view(o, h)
+        })
+        .collect())
 }
 
-/// The view of one device's overview.
-fn device_view(o: crate::engine::queries::DeviceOverview) -> DeviceView {
+/// The view of one device's overview, with its latest health report.
+fn device_view(
+    o: crate::engine::queries::DeviceOverview,
+    health: Option<HealthView>,
+) -> DeviceView {
     let d = o.device;
     DeviceView {
         device_id: d.id.to_string(),
@@ -520,6 +533,7 @@ fn device_view(o: crate::engine::queries::DeviceOverview) -> DeviceView {
         registers: o.registers.into_iter().map(RegisterView::from).collect(),
         capabilities: d.capabilities,
         hardware: d.hardware,
+        health,
     }
 }
 
@@ -527,16 +541,15 @@ fn device_view(o: crate::engine::queries::DeviceOverview) -> DeviceView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceDetail {
+    /// With the latest health report in `health`.
     #[serde(flatten)]
     pub device: DeviceView,
-    /// The latest health report, if it ever sent one.
-    pub health: Option<HealthView>,
     /// Newest first, at most [`HEALTH_SHOWN`].
     pub health_history: Vec<HealthView>,
 }
 
 /// One health report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthView {
     pub reported_at: String,
@@ -544,6 +557,17 @@ pub struct HealthView {
     pub out_of_paper: bool,
     #[serde(flatten)]
     pub health: protocol::health::Health,
+}
+
+impl From<crate::engine::health::HealthReport> for HealthView {
+    fn from(r: crate::engine::health::HealthReport) -> Self {
+        HealthView {
+            reported_at: rfc3339(r.at),
+            low_battery: r.health.low_battery(),
+            out_of_paper: r.health.out_of_paper(),
+            health: r.health,
+        }
+    }
 }
 
 /// How many reports a device's page shows.
@@ -567,16 +591,10 @@ pub async fn device(
         .health_history(&device_id, HEALTH_SHOWN)
         .await?
         .into_iter()
-        .map(|r| HealthView {
-            reported_at: rfc3339(r.at),
-            low_battery: r.health.low_battery(),
-            out_of_paper: r.health.out_of_paper(),
-            health: r.health,
-        })
+        .map(HealthView::from)
         .collect();
     Ok(Json(DeviceDetail {
-        device: device_view(overview),
-        health: history.first().cloned(),
+        device: device_view(overview, history.first().cloned()),
         health_history: history,
     }))
 }

@@ -2673,3 +2673,53 @@ async fn the_page_checks_answers_exactly_as_the_cloud_does() {
     })
     .await;
 }
+
+/// The dashboard's device list shows each device's latest health, a low battery and a printer
+/// out of paper standing out.
+#[tokio::test]
+async fn the_dashboard_shows_each_devices_health() {
+    use protocol::device::DeviceMessage;
+    use protocol::health::{Battery, Health, PaperState};
+    let app = spawn_app_with(Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dash-health").await;
+    let mut d = crate::harness::RawDevice::connect(&app, "dash-health", &secret).await;
+    d.send(&DeviceMessage::Health(Health {
+        agent_version: "9.9.1".into(),
+        battery: Some(Battery {
+            level_percent: 12,
+            charging: false,
+        }),
+        printer_paper: Some(PaperState::Out),
+        ..Health::default()
+    }))
+    .await;
+    eventually("the report stored", || async {
+        let r = app
+            .http
+            .get(app.url("/admin/devices/dash-health"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        (!v["health"].is_null()).then_some(())
+    })
+    .await;
+    let base = app.base.clone();
+    with_browser(|c| async move {
+        c.goto(&format!("{base}/dashboard")).await.unwrap();
+        sign_in_with_token(&c, ADMIN_TOKEN).await;
+        let cell = "(() => { const td = document.querySelector('#devices tr[data-device=\"dash-health\"] td.health'); \
+                    return td ? td.dataset.health + '|' + td.textContent : ''; })()";
+        let v = wait_js(&c, "the health cell", cell, |v| v.as_str().is_some_and(|s| !s.is_empty())).await;
+        let text = v.as_str().unwrap();
+        assert!(text.starts_with("warn|"), "{text}");
+        assert!(text.contains("agent 9.9.1") && text.contains("battery 12%") && text.contains("paper out"), "{text}");
+    })
+    .await;
+    drop(d);
+}

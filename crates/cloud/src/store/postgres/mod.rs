@@ -394,6 +394,18 @@ impl DeviceStore for PostgresStore {
             .collect()
     }
 
+    async fn latest_health(&self) -> Result<Vec<(DeviceId, DateTime<Utc>, String)>, StoreError> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT DISTINCT ON (device_id) device_id, reported_at, health FROM device_health
+             ORDER BY device_id, reported_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, at, h)| Ok((parse_device_id(id)?, from_ms(at)?, h)))
+            .collect()
+    }
+
     async fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError> {
         let row: Option<(i64, Option<String>)> =
             sqlx::query_as("SELECT display_version, display FROM devices WHERE id = $1")

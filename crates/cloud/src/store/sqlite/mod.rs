@@ -554,6 +554,28 @@ impl DeviceStore for SqliteStore {
         })
     }
 
+    async fn latest_health(&self) -> Result<Vec<(DeviceId, DateTime<Utc>, String)>, StoreError> {
+        self.read(|conn| {
+            // SQLite's bare columns of a MAX() aggregate come from the row that has the max.
+            let mut stmt = conn.prepare_cached(
+                "SELECT device_id, MAX(reported_at), health FROM device_health GROUP BY device_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, at, health) = row?;
+                out.push((parse_device_id(id)?, from_ms(at)?, health));
+            }
+            Ok(out)
+        })
+    }
+
     async fn display(&self, id: &DeviceId) -> Result<Option<(u64, Option<String>)>, StoreError> {
         self.read(|conn| {
             let row: Option<(i64, Option<String>)> = conn
