@@ -1574,7 +1574,7 @@ async fn a_merchant_admin_sees_its_merchant_only_and_a_viewer_changes_nothing() 
             )
             .await
             .unwrap();
-        assert_eq!(buttons, json!(5), "only the five columns, no actions");
+        assert_eq!(buttons, json!(6), "only the six columns, no actions");
         for id in [
             "rotate-alpha-1",
             "revoke-alpha-1",
