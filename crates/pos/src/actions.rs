@@ -4,7 +4,7 @@
 
 use crate::client::PosClient;
 use crate::error::PosError;
-use crate::extensions::{register_query, wait_query};
+use crate::extensions::register_form;
 use protocol::action::{Cart, InputRequest, PrintJob, QrDisplay};
 use protocol::pos_api::TransactionEnvelope;
 use protocol::RegisterKey;
@@ -85,13 +85,6 @@ pub struct DisplayState {
     pub cart: Option<Cart>,
 }
 
-fn register_form(register: &RegisterKey) -> Form {
-    register_query(register)
-        .iter()
-        .map(|(k, v)| (*k, v.to_string()))
-        .collect()
-}
-
 impl PosClient {
     /// Shows `cart` on the customer's screen of `register`'s device, or clears it (none).
     pub async fn display(
@@ -142,20 +135,8 @@ impl PosClient {
     ) -> Result<TransactionEnvelope, PosError> {
         let (route, fields) = action.form()?;
         let url = self.endpoints().path(&["pos", "register", route])?;
-        let mut form = register_form(register);
-        form.extend(fields);
-        if let Some(r) = pos_reference {
-            form.push(("PosReference", r.to_string()));
-        }
-        let resp = self
-            .http()
-            .post(url)
-            .form(&form)
-            .query(&wait_query(wait))
-            .timeout(self.long_poll_timeout(wait))
-            .send()
-            .await?;
-        crate::client::read_json(resp).await
+        self.post_job(url, register, fields, pos_reference, wait)
+            .await
     }
 }
 

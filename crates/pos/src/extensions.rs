@@ -55,6 +55,42 @@ pub(crate) fn register_query(register: &RegisterKey) -> [(&'static str, &str); 3
     ]
 }
 
+/// The register triple as the start of a form body.
+pub(crate) fn register_form(register: &RegisterKey) -> Vec<(&'static str, String)> {
+    register_query(register)
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect()
+}
+
+impl PosClient {
+    /// POSTs a job's form (the register, `fields`, the reference) to `url`, held up to `wait`
+    /// for the job to complete: the follow-ups and the terminal actions.
+    pub(crate) async fn post_job(
+        &self,
+        url: url::Url,
+        register: &RegisterKey,
+        fields: Vec<(&'static str, String)>,
+        pos_reference: Option<&str>,
+        wait: Option<Duration>,
+    ) -> Result<TransactionEnvelope, PosError> {
+        let mut form = register_form(register);
+        form.extend(fields);
+        if let Some(r) = pos_reference {
+            form.push(("PosReference", r.to_string()));
+        }
+        let resp = self
+            .http()
+            .post(url)
+            .form(&form)
+            .query(&wait_query(wait))
+            .timeout(self.long_poll_timeout(wait))
+            .send()
+            .await?;
+        crate::client::read_json(resp).await
+    }
+}
+
 pub(crate) fn wait_query(wait: Option<Duration>) -> Vec<(&'static str, String)> {
     wait.map(|w| vec![("wait", format!("{:.3}", w.as_secs_f64()))])
         .unwrap_or_default()

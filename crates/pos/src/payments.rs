@@ -4,7 +4,7 @@
 
 use crate::client::PosClient;
 use crate::error::PosError;
-use crate::extensions::{register_query, wait_query};
+use crate::extensions::register_form;
 use protocol::pos_api::TransactionEnvelope;
 use protocol::{Cents, RegisterKey};
 use serde::Deserialize;
@@ -123,14 +123,6 @@ pub struct Order {
     pub reversals: Option<Vec<Reversal>>,
 }
 
-/// The register triple as the start of a form body.
-fn register_form(register: &RegisterKey) -> Vec<(&'static str, String)> {
-    register_query(register)
-        .iter()
-        .map(|(k, v)| (*k, v.to_string()))
-        .collect()
-}
-
 impl PosClient {
     /// Starts a follow-up of the payment `original` on `register`'s device (any register of
     /// the payment's merchant). With `pos_reference`, a retry returns the same follow-up; with
@@ -148,20 +140,14 @@ impl PosClient {
         let url = self
             .endpoints()
             .path(&["pos", "transaction", original, route])?;
-        let mut form = register_form(register);
-        form.extend(amount);
-        if let Some(r) = pos_reference {
-            form.push(("PosReference", r.to_string()));
-        }
-        let resp = self
-            .http()
-            .post(url)
-            .form(&form)
-            .query(&wait_query(wait))
-            .timeout(self.long_poll_timeout(wait))
-            .send()
-            .await?;
-        crate::client::read_json(resp).await
+        self.post_job(
+            url,
+            register,
+            amount.into_iter().collect(),
+            pos_reference,
+            wait,
+        )
+        .await
     }
 
     /// What a payment comes to with its follow-ups.

@@ -207,7 +207,13 @@ fn minor_units(v: &serde_json::Value, field: &str) -> Result<u64, FieldError> {
 fn amount_field(fields: &Fields, name: &str) -> Result<Option<u64>, FieldError> {
     fields
         .get(name)
-        .map(|v| minor_units(&serde_json::Value::String(v.to_string()), name))
+        .map(|v| {
+            v.trim().parse().map_err(|_| {
+                FieldError::invalid(format!(
+                    "Invalid {name}: expected minor units (a whole number, 0 or more)"
+                ))
+            })
+        })
         .transpose()
 }
 
