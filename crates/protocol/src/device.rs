@@ -95,9 +95,12 @@ pub mod capability {
     pub const PRINTER: &str = "printer";
     /// `Terminal.ShowQr` (a screen that can draw a QR code).
     pub const QR_DISPLAY: &str = "qr_display";
+    /// `config` frames: the device applies the settings an operator sets and acknowledges
+    /// them (`config_ack`).
+    pub const CONFIG: &str = "config";
 
     /// Every capability this crate knows, as the reference agent declares them.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         REFERENCED_REFUND,
         VOID,
         TIP_ADJUST,
@@ -109,6 +112,7 @@ pub mod capability {
         SIGNATURE,
         PRINTER,
         QR_DISPLAY,
+        CONFIG,
     ];
 
     /// The capabilities a request needs of the device that runs it.
@@ -164,6 +168,9 @@ pub enum DeviceMessage {
     /// Its health (software, battery, network, paper, storage, uptime): on connect and every
     /// few minutes, only to a cloud whose `welcome` lists `health` in `accepts`.
     Health(crate::health::Health),
+    /// The settings of this `config` version are applied (sent after the transaction in
+    /// progress, if any, is over).
+    ConfigAck { version: u64 },
     /// Answer to `ping`.
     Pong { nonce: u64 },
 }
@@ -284,6 +291,11 @@ pub enum CloudMessage {
     /// that declares `display`. Never an interruption: a device that runs a payment keeps it
     /// for when the payment is over (or shows it beside the payment).
     Display(Display),
+    /// The device's effective settings, for a device that declares `config`: sent on connect
+    /// when the device has not acknowledged this version, and when an operator changes them,
+    /// never while the device runs a transaction. Apply between transactions and answer
+    /// `config_ack`.
+    Config(crate::config::DeviceConfig),
     /// A frame was refused without closing the connection.
     Error { message: String },
 }

@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod amount;
+pub mod config;
 pub mod currency;
 pub mod device;
 pub mod function;

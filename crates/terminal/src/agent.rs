@@ -781,6 +781,8 @@ impl Agent {
                 }
             }
             CloudMessage::Transaction(offer) => self.on_offer(offer),
+            // Applied by the agent's configuration (being built).
+            CloudMessage::Config(_) => Vec::new(),
             CloudMessage::Start { transaction_id } => self.on_start(transaction_id).await,
             CloudMessage::Abort {
                 transaction_id,

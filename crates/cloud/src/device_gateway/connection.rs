@@ -457,6 +457,8 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
             Ok(Vec::new())
         }
         DeviceMessage::Pong { .. } => Ok(Vec::new()),
+        // Stored by the configuration push (being built).
+        DeviceMessage::ConfigAck { .. } => Ok(Vec::new()),
         DeviceMessage::Health(health) => match engine.on_health(device, health).await {
             Ok(Ok(())) => Ok(Vec::new()),
             // Not closed: the device keeps working, its figures are what need fixing.
