@@ -5,6 +5,7 @@
 //! axum's `WebSocket` in the cloud, channels in this module's tests, which drive a connection
 //! without a network (hello checks, heartbeats on paused time, frames kept during an outage).
 
+use super::config_hold::ConfigHold;
 use super::retries::{self, Full, Kept, Retries};
 use super::Gateway;
 use crate::bus::connections::Outbound;
@@ -197,11 +198,13 @@ async fn serve<S: FrameSocket>(
     if send(socket, &welcome).await.is_err() {
         return Closing::new(close::GOING_AWAY, "send failed");
     }
+    // Settings wait while the device runs a transaction, the one it says it runs included.
+    let mut hold = ConfigHold::new(hello.in_progress);
     // Results journaled while the device was away, then offers it may have missed.
     let mut retries = Retries::default();
     for result in hello.unacknowledged {
         let msg = DeviceMessage::Result(result);
-        if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries).await {
+        if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries, &mut hold).await {
             return c;
         }
     }
@@ -224,6 +227,17 @@ async fn serve<S: FrameSocket>(
             Err(e) => tracing::warn!(device = %device, error = %e, "could not read the display"),
         }
     }
+    // Its settings, if they changed while it was away (or it never acknowledged them).
+    match Box::pin(engine.config_on_connect(&device)).await {
+        Ok(Some(frame)) => {
+            if send_held(socket, &mut hold, frame).await.is_err() {
+                return Closing::new(close::GOING_AWAY, "send failed");
+            }
+        }
+        Ok(None) => {}
+        // Sent on the next change or connection; the device runs its last settings meanwhile.
+        Err(e) => tracing::warn!(device = %device, error = %e, "could not compute the device's configuration"),
+    }
 
     let mut last_heard = Instant::now();
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -243,7 +257,7 @@ async fn serve<S: FrameSocket>(
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => return Closing::new(close::PROTOCOL_ERROR, "binary frames are not part of the protocol"),
                 };
-                if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries).await {
+                if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries, &mut hold).await {
                     return c;
                 }
             }
@@ -253,8 +267,8 @@ async fn serve<S: FrameSocket>(
                     Handled::Done(replies) => {
                         retries.applied(Instant::now());
                         tracing::info!(device = %device, waiting = retries.len(), "device frame applied after a storage outage");
-                        for reply in &replies {
-                            if send(socket, reply).await.is_err() {
+                        for reply in replies {
+                            if send_held(socket, &mut hold, reply).await.is_err() {
                                 return Closing::new(close::GOING_AWAY, "send failed");
                             }
                         }
@@ -264,7 +278,7 @@ async fn serve<S: FrameSocket>(
             }
             out = outbound.recv() => match out {
                 Some(Outbound::Message(m)) => {
-                    if send(socket, &m).await.is_err() {
+                    if send_held(socket, &mut hold, *m).await.is_err() {
                         return Closing::new(close::GOING_AWAY, "send failed");
                     }
                 }
@@ -294,6 +308,7 @@ async fn take_frame<S: FrameSocket>(
     conn_id: u64,
     msg: DeviceMessage,
     retries: &mut Retries,
+    hold: &mut ConfigHold,
 ) -> Result<(), Closing> {
     let state_changing = retries::changes_state(&msg);
     if state_changing && !retries.is_empty() {
@@ -305,8 +320,8 @@ async fn take_frame<S: FrameSocket>(
     // connection's task, ~4 KiB each.
     match Box::pin(handle(gw, device, conn_id, msg)).await {
         Handled::Done(replies) => {
-            for reply in &replies {
-                send(socket, reply)
+            for reply in replies {
+                send_held(socket, hold, reply)
                     .await
                     .map_err(|()| Closing::new(close::GOING_AWAY, "send failed"))?;
             }
@@ -350,6 +365,20 @@ async fn keep<S: FrameSocket>(
             "cloud storage unavailable, reconnect later",
         )),
     }
+}
+
+/// Sends a frame through the connection's [`ConfigHold`]: a `config` frame may wait, and a
+/// frame that ends the device's transaction may release one.
+async fn send_held<S: FrameSocket>(
+    socket: &mut S,
+    hold: &mut ConfigHold,
+    msg: CloudMessage,
+) -> Result<(), ()> {
+    let (now, released) = hold.outbound(msg);
+    for m in now.iter().chain(released.iter()) {
+        send(socket, m).await?;
+    }
+    Ok(())
 }
 
 /// Sleeps until `at`; forever when there is nothing to wait for.
@@ -457,8 +486,10 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
             Ok(Vec::new())
         }
         DeviceMessage::Pong { .. } => Ok(Vec::new()),
-        // Stored by the configuration push (being built).
-        DeviceMessage::ConfigAck { .. } => Ok(Vec::new()),
+        DeviceMessage::ConfigAck { version } => engine
+            .on_config_ack(device, version)
+            .await
+            .map(|()| Vec::new()),
         DeviceMessage::Health(health) => match engine.on_health(device, health).await {
             Ok(Ok(())) => Ok(Vec::new()),
             // Not closed: the device keeps working, its figures are what need fixing.

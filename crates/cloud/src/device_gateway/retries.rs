@@ -32,6 +32,7 @@ pub fn changes_state(msg: &DeviceMessage) -> bool {
             | DeviceMessage::Progress { .. }
             | DeviceMessage::Unpair { .. }
             | DeviceMessage::PairingCodeRequest
+            | DeviceMessage::ConfigAck { .. }
     )
 }
 

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod actions;
 pub mod clock;
+pub mod config;
 pub mod lifecycle;
 pub mod orders;
 pub mod payments;

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod actions;
 mod active;
+pub mod config;
 pub mod completions;
 pub mod deadlines;
 pub mod devices;

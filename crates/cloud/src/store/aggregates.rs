@@ -8,6 +8,7 @@ use super::{CallbackJob, InsertError, Route, StoreError, TransactionQuery};
 use crate::domain::accounts::{
     ApiKeyRecord, AuditEntry, AuditQuery, MerchantId, MerchantRecord, SiteId, SiteRecord,
 };
+use crate::domain::config::{DeviceConfigState, ProfileRecord, ProfileScope};
 use crate::domain::lifecycle::Phase;
 use crate::domain::orders::{OrderId, OrderRecord, OrderSheet};
 use crate::domain::payments::PaymentRecord;
@@ -284,6 +285,25 @@ store_aggregates! {
         write fn record_receipt_attempt(&self, id: &DeliveryId, outcome: &AttemptOutcome, event: &TimelineEvent) -> Result<bool, StoreError>;
     }
 
+    /// Configuration profiles, every version kept, and each device's effective settings.
+    trait ConfigStore {
+        /// Stores a new version of a scope's profile with its audit entry, in one commit;
+        /// `AlreadyExists` when that version is taken (a concurrent change: read and retry).
+        write fn insert_profile(&self, record: &ProfileRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        /// The current (newest) version of a scope's profile.
+        read fn profile(&self, scope: &ProfileScope) -> Result<Option<ProfileRecord>, StoreError>;
+        /// A scope's versions, newest first.
+        read fn profile_history(&self, scope: &ProfileScope, limit: u32) -> Result<Vec<ProfileRecord>, StoreError>;
+        /// Stores a device's effective settings (JSON); their version moves only when they
+        /// differ from the stored ones. The device's state after it, none for an unknown device.
+        write fn set_device_config(&self, id: &DeviceId, settings: &str) -> Result<Option<DeviceConfigState>, StoreError>;
+        /// A device's configuration state.
+        read fn device_config(&self, id: &DeviceId) -> Result<Option<DeviceConfigState>, StoreError>;
+        /// Records that the device applied `version` (never moving back, never past what was
+        /// computed); whether it moved.
+        write fn ack_config(&self, id: &DeviceId, version: u64, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    }
+
     /// Orders paid by split tenders. A tender (a transaction with `order_id`) is checked
     /// against its order by `insert_transaction`, in its commit.
     trait OrderStore {
@@ -401,6 +421,7 @@ pub trait Store:
     + PeopleStore
     + OrderStore
     + ReceiptStore
+    + ConfigStore
     + Housekeeping
 {
 }
@@ -415,6 +436,7 @@ impl<T> Store for T where
         + PeopleStore
         + OrderStore
         + ReceiptStore
+        + ConfigStore
         + Housekeeping
 {
 }

@@ -399,3 +399,41 @@ macro_rules! tx_columns {
 pub(super) use tx_columns;
 
 pub(super) const TX_COLUMNS: &str = tx_columns!();
+
+/// A row of `config_profiles`.
+pub(super) fn profile_record(
+    row: &impl Columns,
+) -> Result<crate::domain::config::ProfileRecord, StoreError> {
+    let level = row.text("level")?;
+    let target = row.text("target")?;
+    let scope = crate::domain::config::ProfileScope::from_stored(&level, target.clone())
+        .ok_or_else(|| StoreError::Corrupt(format!("profile scope '{level}:{target}'")))?;
+    let version = row.int("version")?;
+    let profile = serde_json::from_str(&row.text("profile")?)
+        .map_err(|e| StoreError::Corrupt(format!("profile {scope} v{version}: {e}")))?;
+    Ok(crate::domain::config::ProfileRecord {
+        scope,
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("profile version {version}")))?,
+        profile,
+        set_at: time(row, "set_at")?,
+        actor: row.text("actor")?,
+    })
+}
+
+/// The configuration columns of a `devices` row.
+pub(super) fn device_config_state(
+    row: &impl Columns,
+) -> Result<crate::domain::config::DeviceConfigState, StoreError> {
+    let version = |name| {
+        row.int(name).and_then(|v| {
+            u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} {v} out of range")))
+        })
+    };
+    Ok(crate::domain::config::DeviceConfigState {
+        version: version("config_version")?,
+        settings: row.opt_text("config")?,
+        acked: version("config_acked")?,
+        acked_at: opt_time(row, "config_acked_at")?,
+    })
+}

@@ -11,7 +11,7 @@ mod postgres;
 mod receipt_columns;
 mod sqlite;
 
-pub use aggregates::ReceiptStore;
+pub use aggregates::{ConfigStore, ReceiptStore};
 pub use aggregates::{
     AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore,
     Store, TimelineStore, TransactionStore, OPERATIONS,

@@ -3,6 +3,7 @@
 //! nothing to deploy beside it.
 
 pub mod accounts_api;
+pub mod config_api;
 pub mod dashboard;
 pub mod sign_in;
 pub mod virtual_terminal;
@@ -162,6 +163,30 @@ pub fn routes(state: WebState) -> Router {
         .route(
             "/admin/devices/{id}",
             get(dashboard::device).fallback(not_found),
+        )
+        .route(
+            "/admin/devices/{id}/config",
+            get(config_api::device_config).fallback(not_found),
+        )
+        .route(
+            "/admin/config/operator",
+            get(config_api::get_operator)
+                .put(config_api::put_operator)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/config/operator/history",
+            get(config_api::operator_history).fallback(not_found),
+        )
+        .route(
+            "/admin/config/{kind}/{id}",
+            get(config_api::get_scoped)
+                .put(config_api::put_scoped)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/config/{kind}/{id}/history",
+            get(config_api::scoped_history).fallback(not_found),
         )
         .route(
             "/admin/devices/{id}/rotate-secret",

@@ -7,6 +7,7 @@
 //! `DELETE ... RETURNING`.
 
 mod accounts;
+mod config;
 mod orders;
 mod people;
 mod receipts;

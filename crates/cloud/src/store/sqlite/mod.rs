@@ -13,6 +13,7 @@
 //! calls avoid a thread hand-off per statement.
 
 mod accounts;
+mod config;
 mod orders;
 mod people;
 mod receipts;
