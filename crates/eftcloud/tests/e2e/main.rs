@@ -23,6 +23,7 @@ mod pairing;
 mod payments;
 mod polling;
 mod postgres;
+mod profiles;
 mod receipts;
 mod restart;
 mod security;
