@@ -12,8 +12,10 @@ use crate::config::TerminalConfig;
 use crate::display::CustomerScreen;
 use crate::error::TerminalError;
 use crate::journal::Journal;
+use crate::settings::{AppliedSettings, Received};
 use futures_util::{SinkExt, StreamExt};
 use protocol::action::Cart;
+use protocol::config::{DeviceConfig, Settings};
 use protocol::device::{
     accepts, close, CloudMessage, DeviceMessage, DeviceResult, Hello, TransactionOffer,
     MAX_FRAME_BYTES, PROTOCOL_VERSION,
@@ -130,6 +132,14 @@ pub enum TerminalEvent {
     },
     /// A result was journaled (and is being reported).
     Completed { result: DeviceResult },
+    /// The cloud's configuration of this `version` was applied (and is being acknowledged):
+    /// the next transaction runs with `settings`, and the idle screen shows their `idle_text`.
+    /// Never emitted while a transaction runs: a `config` that arrives meanwhile is applied
+    /// after its `Completed`.
+    ConfigApplied { version: u64, settings: Settings },
+    /// At start-up, the configuration applied before the agent stopped, which it runs with
+    /// until the cloud sends a newer one.
+    ConfigRestored { version: u64, settings: Settings },
     /// The cloud stored a result.
     Acknowledged { transaction_id: TransactionId },
 }
@@ -156,12 +166,14 @@ pub async fn run(
     let urls = config.device_urls()?;
     let tls = crate::tls::client_config(config.ca_cert.as_deref())?;
     let journal = Journal::open(&config.journal_path)?;
+    let settings = AppliedSettings::open(config.settings_path())?;
     let (progress_tx, progress_rx) = mpsc::channel(32);
     let mut agent = Agent {
         config,
         backend,
         events,
         journal,
+        settings,
         registers: Vec::new(),
         url: String::new(),
         accepted: None,
@@ -176,6 +188,13 @@ pub async fn run(
         screen_held: false,
         started: Instant::now(),
     };
+    if let Some(version) = agent.settings.version() {
+        tracing::info!(version, path = %agent.settings.path().display(), "running the configuration applied before the restart");
+        agent.emit(TerminalEvent::ConfigRestored {
+            version,
+            settings: agent.settings.settings().clone(),
+        });
+    }
     // Without a simulated acquirer delay the reversal happens at once; otherwise it waits for
     // the connection (see `Session::reversal_at`).
     if agent.config.reversal_delay.is_zero() {
@@ -258,6 +277,8 @@ struct Agent {
     backend: Arc<dyn CardBackend>,
     events: mpsc::Sender<TerminalEvent>,
     journal: Journal,
+    /// The cloud's configuration: what runs, and what waits for the transaction in progress.
+    settings: AppliedSettings,
     registers: Vec<RegisterInfo>,
     /// The cloud URL of the connection being made or held.
     url: String,
@@ -445,7 +466,8 @@ impl Agent {
             };
             match wake {
                 // Offline there is nobody to send to: results travel in the next `hello`,
-                // prompts are stale by then.
+                // prompts are stale by then, and a configuration applied after the result is
+                // acknowledged again when the cloud re-sends it on the next connection.
                 OfflineWake::Progress(p) => drop(self.on_progress(p)),
                 OfflineWake::Done(done) => drop(self.on_backend_done(done).await?),
                 OfflineWake::Command(cmd) => {
@@ -780,9 +802,8 @@ impl Agent {
                     Vec::new()
                 }
             }
-            CloudMessage::Transaction(offer) => self.on_offer(offer),
-            // Applied by the agent's configuration (being built).
-            CloudMessage::Config(_) => Vec::new(),
+            CloudMessage::Transaction(offer) => self.on_offer(offer).await,
+            CloudMessage::Config(frame) => self.on_config(frame).await,
             CloudMessage::Start { transaction_id } => self.on_start(transaction_id).await,
             CloudMessage::Abort {
                 transaction_id,
@@ -791,10 +812,12 @@ impl Agent {
                 if self.is_accepted(transaction_id) {
                     tracing::info!(%transaction_id, %reason, "transaction aborted before start");
                     self.accepted = None;
+                    // Nothing is in progress any more: a configuration that waited runs now.
+                    self.apply_pending_config().await
                 } else {
                     tracing::debug!(%transaction_id, %reason, "abort of nothing waiting to start");
+                    Vec::new()
                 }
-                Vec::new()
             }
             CloudMessage::Cancel { transaction_id } => {
                 if let Some(r) = self.running.as_ref().filter(|r| r.id == transaction_id) {
@@ -856,7 +879,7 @@ impl Agent {
     }
 
     /// Every answer is idempotent: a repeated offer gets the same answer as the first.
-    fn on_offer(&mut self, offer: TransactionOffer) -> Vec<DeviceMessage> {
+    async fn on_offer(&mut self, offer: TransactionOffer) -> Vec<DeviceMessage> {
         let id = offer.transaction_id;
         if self.is_accepted(id) {
             return vec![DeviceMessage::Accept { transaction_id: id }];
@@ -882,6 +905,10 @@ impl Agent {
             let stale = other.transaction_id;
             tracing::warn!(%stale, "dropping an accepted transaction that never started");
         }
+        // Between the dropped transaction and this one: the moment for a configuration that
+        // waited for the dropped one.
+        self.accepted = None;
+        let mut out = self.apply_pending_config().await;
         self.emit(TerminalEvent::TransactionReceived {
             transaction_id: id,
             function: offer.function(),
@@ -893,7 +920,77 @@ impl Agent {
             }),
         });
         self.accepted = Some((offer, Instant::now()));
-        vec![DeviceMessage::Accept { transaction_id: id }]
+        out.push(DeviceMessage::Accept { transaction_id: id });
+        out
+    }
+
+    /// A transaction is accepted or running: a configuration must wait for it.
+    fn in_transaction(&self) -> bool {
+        self.accepted.is_some() || self.running.is_some()
+    }
+
+    /// A `config` frame: applied now when idle, after the transaction in progress otherwise,
+    /// acknowledged again when it is not newer than what runs.
+    async fn on_config(&mut self, frame: DeviceConfig) -> Vec<DeviceMessage> {
+        match self.settings.receive(frame, self.in_transaction()) {
+            Received::Apply(config) => self.apply_config(config).await,
+            Received::AckAgain { version } => {
+                tracing::debug!(version, applied = ?self.settings.version(), "configuration not newer than the one applied; acknowledged again");
+                vec![DeviceMessage::ConfigAck { version }]
+            }
+            Received::Deferred { version } => {
+                tracing::info!(
+                    version,
+                    "configuration received during a transaction; applied when it ends"
+                );
+                Vec::new()
+            }
+            Received::Superseded { version } => {
+                tracing::debug!(version, pending = ?self.settings.pending(), "configuration older than the one waiting; dropped");
+                Vec::new()
+            }
+            Received::Refused { version, reason } => {
+                tracing::warn!(version, error = %reason, "ignoring a configuration beyond the protocol's limits");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Keeps and runs `config`, then acknowledges it. If it cannot be kept it is neither run
+    /// nor acknowledged: the cloud sends it again on the next connection.
+    async fn apply_config(&mut self, config: DeviceConfig) -> Vec<DeviceMessage> {
+        let version = config.version;
+        if let Err(e) = self.settings.apply(config).await {
+            tracing::error!(version, error = %e, "cannot keep the configuration; not applied");
+            return Vec::new();
+        }
+        let settings = self.settings.settings();
+        tracing::info!(
+            version,
+            tipping = settings.tipping,
+            surcharge_rules = settings.surcharges.len(),
+            currency = %settings.currency,
+            language = %settings.language,
+            card_timeout_secs = settings.card_timeout_secs,
+            input_timeout_secs = settings.input_timeout_secs,
+            "configuration applied"
+        );
+        self.emit(TerminalEvent::ConfigApplied {
+            version,
+            settings: settings.clone(),
+        });
+        vec![DeviceMessage::ConfigAck { version }]
+    }
+
+    /// Applies the configuration that waited for a transaction, once none is in progress.
+    async fn apply_pending_config(&mut self) -> Vec<DeviceMessage> {
+        if self.in_transaction() {
+            return Vec::new();
+        }
+        match self.settings.take_pending() {
+            Some(config) => self.apply_config(config).await,
+            None => Vec::new(),
+        }
     }
 
     /// Journals `Started` before anything touches the card, then runs the backend. A repeated
@@ -948,6 +1045,7 @@ impl Agent {
             cancel: cancel.clone(),
             history: self.journal.history(),
             hardware: self.config.hardware(),
+            settings: self.settings.settings().clone(),
             offer,
         });
         self.tasks.spawn(async move { (id, run.await) });
@@ -1020,7 +1118,11 @@ impl Agent {
         if self.screen_held {
             self.show_screen();
         }
-        Ok(vec![DeviceMessage::Result(result)])
+        // The result is journaled: a configuration that waited for it runs from now on, and
+        // its acknowledgement follows the result.
+        let mut out = vec![DeviceMessage::Result(result)];
+        out.extend(self.apply_pending_config().await);
+        Ok(out)
     }
 
     fn on_command(&mut self, cmd: Option<TerminalCommand>) -> Vec<DeviceMessage> {
@@ -1973,6 +2075,271 @@ mod tests {
         assert_eq!(r.result, ResultCode::Cancelled);
         h.shutdown.cancel();
         assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    fn config(version: u64, settings: Settings) -> CloudMessage {
+        CloudMessage::Config(DeviceConfig { version, settings })
+    }
+
+    /// Settings that surcharge every card `bps` basis points.
+    fn surcharging(bps: u32) -> Settings {
+        Settings {
+            surcharges: vec![protocol::config::SurchargeRule {
+                card: protocol::config::ANY_CARD.into(),
+                bps,
+                cap: None,
+            }],
+            ..Settings::default()
+        }
+    }
+
+    /// The versions of the `ConfigApplied` events.
+    fn applied(events: &[TerminalEvent]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                TerminalEvent::ConfigApplied { version, .. } => Some(*version),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Round-trips a ping, returning every frame that came before its answer.
+    async fn frames_until_pong(ws: &mut ServerWs, nonce: u64) -> Vec<DeviceMessage> {
+        send(ws, &CloudMessage::Ping { nonce }).await;
+        let mut before = Vec::new();
+        loop {
+            match recv(ws).await {
+                DeviceMessage::Pong { nonce: n } if n == nonce => return before,
+                other => before.push(other),
+            }
+        }
+    }
+
+    fn acks(frames: &[DeviceMessage]) -> Vec<u64> {
+        frames
+            .iter()
+            .filter_map(|m| match m {
+                DeviceMessage::ConfigAck { version } => Some(*version),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A purchase of `cents`.
+    fn purchase(cents: u64) -> TransactionRequest {
+        TransactionRequest {
+            amount_total: Cents::new(cents).ok(),
+            ..TransactionRequest::of(Function::CardPurchase)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_config_is_applied_at_once_when_idle_and_acknowledged() {
+        let mut h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let settings = Settings {
+            idle_text: "Welcome to Joe's".into(),
+            ..surcharging(100)
+        };
+        send(&mut ws, &config(1, settings.clone())).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 1 });
+        let events = drain(&mut h.events);
+        assert!(
+            events.contains(&TerminalEvent::ConfigApplied {
+                version: 1,
+                settings: settings.clone()
+            }),
+            "{events:?}"
+        );
+        // Kept before it was acknowledged.
+        let kept = AppliedSettings::open(h.config.settings_path()).expect("settings");
+        assert_eq!(kept.version(), Some(1));
+        assert_eq!(kept.settings(), &settings);
+        // The next payment runs with it: 1 % of 20.00.
+        let (_, _, r) = run_offer(&mut ws, purchase(2000), None).await;
+        assert_eq!(
+            r.fields.get("AmountSurcharge").map(String::as_str),
+            Some("20")
+        );
+        assert_eq!(
+            r.fields.get("AmountTotal").map(String::as_str),
+            Some("2020")
+        );
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn a_config_waits_for_the_transaction_in_progress() {
+        // Slower than the test could wait: only the cancel ends the payment.
+        let mut h = harness_with(false, Duration::from_secs(600)).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+
+        // Accepted, not started: the configuration waits...
+        let o = offer(1053);
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o)).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &config(1, surcharging(100))).await;
+        assert_eq!(
+            acks(&frames_until_pong(&mut ws, 1).await),
+            Vec::<u64>::new()
+        );
+        // ...and still while it runs, where a newer one replaces it.
+        send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+        send(&mut ws, &config(2, surcharging(200))).await;
+        assert_eq!(
+            acks(&frames_until_pong(&mut ws, 2).await),
+            Vec::<u64>::new()
+        );
+        assert_eq!(applied(&drain(&mut h.events)), Vec::<u64>::new());
+        assert_eq!(
+            AppliedSettings::open(h.config.settings_path())
+                .expect("settings")
+                .version(),
+            None,
+            "nothing is applied during a transaction"
+        );
+
+        // The result first, then the newest configuration, applied and acknowledged.
+        send(&mut ws, &CloudMessage::Cancel { transaction_id: id }).await;
+        let (_, last) = recv_after_progress(&mut ws).await;
+        let DeviceMessage::Result(r) = last else {
+            panic!("expected a result, got {last:?}")
+        };
+        assert_eq!(r.transaction_id, id);
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 2 });
+        sync(&mut ws, 3).await;
+        let events = drain(&mut h.events);
+        assert_eq!(applied(&events), vec![2], "the newest only");
+        let completed = events
+            .iter()
+            .position(|e| matches!(e, TerminalEvent::Completed { .. }));
+        let configured = events
+            .iter()
+            .position(|e| matches!(e, TerminalEvent::ConfigApplied { .. }));
+        assert!(completed < configured, "{events:?}");
+
+        // An accepted transaction the cloud aborts also ends the wait.
+        let o = offer(1000);
+        let id = o.transaction_id;
+        send(&mut ws, &CloudMessage::Transaction(o)).await;
+        assert_eq!(
+            recv(&mut ws).await,
+            DeviceMessage::Accept { transaction_id: id }
+        );
+        send(&mut ws, &config(3, surcharging(300))).await;
+        assert_eq!(
+            acks(&frames_until_pong(&mut ws, 4).await),
+            Vec::<u64>::new()
+        );
+        send(
+            &mut ws,
+            &CloudMessage::Abort {
+                transaction_id: id,
+                reason: "accept deadline passed".into(),
+            },
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 3 });
+        // 3 % of 20.00.
+        let (_, _, r) = run_offer(&mut ws, purchase(2000), None).await;
+        assert_eq!(
+            r.fields.get("AmountSurcharge").map(String::as_str),
+            Some("60")
+        );
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn an_older_or_equal_config_is_acknowledged_again_not_reapplied() {
+        let mut h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        send(&mut ws, &config(2, surcharging(100))).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 2 });
+        // A re-send after a reconnect, and an older one with other settings.
+        send(&mut ws, &config(2, surcharging(900))).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 2 });
+        send(&mut ws, &config(1, surcharging(900))).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 1 });
+        sync(&mut ws, 1).await;
+        assert_eq!(applied(&drain(&mut h.events)), vec![2]);
+        let kept = AppliedSettings::open(h.config.settings_path()).expect("settings");
+        assert_eq!(kept.settings(), &surcharging(100));
+        let (_, _, r) = run_offer(&mut ws, purchase(2000), None).await;
+        assert_eq!(
+            r.fields.get("AmountSurcharge").map(String::as_str),
+            Some("20")
+        );
+        // Settings beyond the protocol's limits are neither applied nor acknowledged.
+        send(&mut ws, &config(3, surcharging(5_000))).await;
+        assert_eq!(
+            acks(&frames_until_pong(&mut ws, 2).await),
+            Vec::<u64>::new()
+        );
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn the_applied_config_survives_a_restart() {
+        let mut h = harness(false).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let settings = Settings {
+            receipt_header: "Joe's Coffee".into(),
+            receipt_footer: "See you soon".into(),
+            ..surcharging(100)
+        };
+        send(&mut ws, &config(5, settings.clone())).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 5 });
+        h.shutdown.cancel();
+        assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        let _ = drain(&mut h.events);
+
+        // Restarted: it runs with them before the cloud says anything...
+        let (mut events, _commands, shutdown, agent) =
+            start_agent(h.config.clone(), Duration::from_millis(50)).await;
+        let mut ws = accept(&h.listener).await;
+        hello(&mut ws).await;
+        assert_eq!(
+            drain(&mut events).first(),
+            Some(&TerminalEvent::ConfigRestored {
+                version: 5,
+                settings: settings.clone()
+            })
+        );
+        send(&mut ws, &welcome(vec![register()], 10_000)).await;
+        let (_, _, r) = run_offer(&mut ws, purchase(2000), None).await;
+        assert_eq!(
+            r.fields.get("AmountSurcharge").map(String::as_str),
+            Some("20")
+        );
+        let receipt = r.fields.get("Receipt").cloned().unwrap_or_default();
+        assert!(
+            receipt.trim_start().starts_with("Joe's Coffee"),
+            "{receipt}"
+        );
+        assert!(receipt.ends_with("See you soon"), "{receipt}");
+        // ...and acknowledges the same version again when the cloud re-sends it.
+        send(&mut ws, &config(5, settings)).await;
+        assert_eq!(recv(&mut ws).await, DeviceMessage::ConfigAck { version: 5 });
+        sync(&mut ws, 1).await;
+        assert_eq!(applied(&drain(&mut events)), Vec::<u64>::new());
+        shutdown.cancel();
+        assert_eq!(agent.await.expect("join").expect("run"), Exit::Shutdown);
     }
 
     #[tokio::test]

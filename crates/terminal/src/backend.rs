@@ -5,6 +5,7 @@
 //! `Arc<dyn CardBackend>` chosen at startup.
 
 use crate::journal::JournalHistory;
+use protocol::config::Settings;
 use protocol::device::{DeviceResult, Hardware, TransactionOffer};
 use protocol::TransactionId;
 use std::future::Future;
@@ -35,6 +36,10 @@ pub struct BackendTransaction {
     pub history: JournalHistory,
     /// The screen and printer the device declared (no `printer_columns`: no printer).
     pub hardware: Hardware,
+    /// The settings the cloud configured, as applied when the transaction started: a
+    /// configuration that arrives meanwhile waits for it to end, so they never change under a
+    /// running transaction.
+    pub settings: Settings,
 }
 
 /// How a backend run ended.

@@ -6,7 +6,9 @@
 //! input does not stop the agent, so it runs unattended with no stdin at all. With
 //! `--interactive`, the operator also answers for the customer on stdin: inputs (type the
 //! answer, pick an option's number, `y`/`n`, Enter to sign, `c` to cancel) and QR codes
-//! (Enter when dismissed, `c` to cancel).
+//! (Enter when dismissed, `c` to cancel). Between payments, with no cart on the customer's
+//! display, the console shows the idle screen's text (`idle screen: …`) when the cloud's
+//! configuration sets one.
 
 use crate::agent::{self, Exit, TerminalCommand, TerminalEvent};
 use crate::config::TerminalConfig;
@@ -278,7 +280,34 @@ fn foreground() -> bool {
     true
 }
 
+/// What the console remembers of the cloud's configuration and of the customer's display.
+#[derive(Debug, Default)]
+struct Console {
+    /// The configured idle screen text (empty: none).
+    idle_text: String,
+    /// The currency of a cart that names none (the configured one, AUD by default).
+    currency: Currency,
+    /// A cart is on the customer's display, so the idle screen is not.
+    cart_shown: bool,
+}
+
+impl Console {
+    /// The idle screen, when it is what the customer sees.
+    fn show_idle(&self) {
+        let text = self.idle_text.trim();
+        if !self.cart_shown && !text.is_empty() {
+            println!("idle screen: {text}");
+        }
+    }
+
+    fn configured(&mut self, settings: &protocol::config::Settings) {
+        self.idle_text = settings.idle_text.clone();
+        self.currency = settings.currency;
+    }
+}
+
 async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
+    let mut console = Console::default();
     while let Some(event) = events.recv().await {
         match event {
             TerminalEvent::Connected { url, registers } => {
@@ -316,17 +345,21 @@ async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
                 if let Some(cart) = cart {
                     println!(
                         "{}",
-                        indent(&render_cart(&cart, Currency::AUD, CONSOLE_WIDTH))
+                        indent(&render_cart(&cart, console.currency, CONSOLE_WIDTH))
                     );
                 }
             }
-            TerminalEvent::Display { version, cart } => match cart {
-                Some(cart) => println!(
-                    "customer display (version {version}):\n{}",
-                    indent(&render_cart(&cart, Currency::AUD, CONSOLE_WIDTH))
-                ),
-                None => println!("customer display (version {version}): cleared"),
-            },
+            TerminalEvent::Display { version, cart } => {
+                console.cart_shown = cart.is_some();
+                match cart {
+                    Some(cart) => println!(
+                        "customer display (version {version}):\n{}",
+                        indent(&render_cart(&cart, console.currency, CONSOLE_WIDTH))
+                    ),
+                    None => println!("customer display (version {version}): cleared"),
+                }
+                console.show_idle();
+            }
             TerminalEvent::Prompt { prompt, text, .. } => {
                 println!("  [{prompt}] {}", text.replace('\n', " / "))
             }
@@ -343,6 +376,17 @@ async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
                     "result {}: {outcome} {}",
                     result.transaction_id, result.result_text
                 );
+                console.show_idle();
+            }
+            TerminalEvent::ConfigApplied { version, settings } => {
+                println!("configuration {version} applied");
+                console.configured(&settings);
+                console.show_idle();
+            }
+            TerminalEvent::ConfigRestored { version, settings } => {
+                println!("configuration {version} (as applied before the restart)");
+                console.configured(&settings);
+                console.show_idle();
             }
             TerminalEvent::Acknowledged { transaction_id } => {
                 println!("result {transaction_id}: stored by the cloud")

@@ -110,6 +110,20 @@ impl TerminalConfig {
             .collect()
     }
 
+    /// Where the settings the cloud configures are kept: beside the journal, named after it
+    /// (`dev-1.journal` keeps `dev-1.config.json`; a journal without that extension gets
+    /// `.config.json` appended, so two journals never share a settings file).
+    pub fn settings_path(&self) -> PathBuf {
+        let journal = &self.journal_path;
+        if journal.extension().is_some_and(|e| e == "journal") {
+            journal.with_extension("config.json")
+        } else {
+            let mut name = journal.as_os_str().to_os_string();
+            name.push(".config.json");
+            PathBuf::from(name)
+        }
+    }
+
     /// The device endpoint: the base URL with a WebSocket scheme and `/device/v1` appended to
     /// its path (so a cloud served under a prefix still works).
     pub fn device_url(&self) -> Result<Url, TerminalError> {
@@ -201,5 +215,27 @@ mod tests {
         assert!(!c.capabilities().iter().any(|x| x == capability::PRINTER));
         assert_eq!(c.capabilities().len(), capability::ALL.len() - 1);
         assert_eq!(c.hardware().printer_columns, None);
+    }
+
+    #[test]
+    fn settings_live_beside_the_journal() {
+        let Ok(url) = Url::parse("http://h") else {
+            panic!("url")
+        };
+        let Ok(id) = DeviceId::parse("d") else {
+            panic!("id")
+        };
+        let at = |journal: &str| {
+            TerminalConfig::new(url.clone(), id.clone(), "s", journal)
+                .settings_path()
+                .display()
+                .to_string()
+        };
+        assert_eq!(
+            at("./eftcloud-terminal-d.journal"),
+            "./eftcloud-terminal-d.config.json"
+        );
+        assert_eq!(at("/var/lib/t/dev.1"), "/var/lib/t/dev.1.config.json");
+        assert_eq!(at("j"), "j.config.json");
     }
 }

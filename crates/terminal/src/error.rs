@@ -29,4 +29,20 @@ pub enum TerminalError {
         path.display()
     )]
     JournalCorrupt { path: PathBuf, detail: String },
+    /// The applied settings could not be read or written.
+    #[error("settings {}: {source}", path.display())]
+    SettingsIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The applied settings exist but cannot be understood. The cloud sends a configuration
+    /// again only while it is unacknowledged, so starting on the defaults would silently drop
+    /// the merchant's surcharges and receipt text.
+    #[error(
+        "settings {} are corrupt ({detail}); move the file aside to start with the default \
+         settings (the cloud sends its configuration again only when an operator changes it)",
+        path.display()
+    )]
+    SettingsCorrupt { path: PathBuf, detail: String },
 }

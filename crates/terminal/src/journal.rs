@@ -263,8 +263,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<JournalFile, TerminalError> {
     Ok(file)
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content (the
+/// applied settings are kept the same way).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -3,8 +3,9 @@
 //! A payment terminal runs [`agent::run`]: it connects out to the cloud's `/device/v1`
 //! WebSocket, authenticates with `hello`, shows pairing codes, runs each transaction through a
 //! pluggable [`CardBackend`] (the [`Simulator`] ships with it), and keeps a durable
-//! [`Journal`] so that a power cut never loses or repeats a payment. [`cli`] wraps it all as
-//! the `eftcloud terminal` command.
+//! [`Journal`] so that a power cut never loses or repeats a payment. It applies the settings the
+//! cloud pushes between transactions and keeps them ([`AppliedSettings`]). [`cli`] wraps it all
+//! as the `eftcloud terminal` command.
 
 pub mod agent;
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod display;
 pub mod error;
 pub mod health;
 pub mod journal;
+pub mod settings;
 pub mod simulator;
 pub mod slip;
 pub mod tls;
@@ -26,4 +28,5 @@ pub use cli::TerminalArgs;
 pub use config::TerminalConfig;
 pub use error::TerminalError;
 pub use journal::{Journal, JournalHistory};
+pub use settings::AppliedSettings;
 pub use simulator::{Simulator, SimulatorConfig};

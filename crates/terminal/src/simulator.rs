@@ -18,7 +18,26 @@
 //! refund, a top-up or a tip). A void or a release has no amount: it takes the scenario of the
 //! original's whole units (`5100` = 51.00 declines the void, `5400` loses power during it).
 //! A referenced refund, a void, a tip adjustment and a top-up use the original's card, never
-//! asking for one. Amounts are printed in the request's currency (`AUD` unless it names one).
+//! asking for one. Amounts are printed in the request's currency (the configured `currency`,
+//! `AUD` by default, when it names none).
+//!
+//! The cloud's configuration ([`Settings`], as applied when the transaction started) changes
+//! what the customer and the receipt see:
+//!
+//! * `tipping`: on a `Card.Purchase` whose request carries no tip, the customer is asked
+//!   ([`TIP_PROMPT`]) and picks the first of `tip_presets`, a percentage of the amount rounded
+//!   half up to the cent; `AmountTip` and `AmountTotal` include it. With tipping off no tip is
+//!   added.
+//! * `surcharges`: on a card purchase (`Card.Purchase`, the purchase part of
+//!   `Card.PurchasePlusCash`), the rule for the card's `CardType` (or `*`) applies to the
+//!   purchase and its tip, up to its cap; without a rule the `..55` test amount's 1.5 %
+//!   applies as before.
+//! * `receipt_header` and `receipt_footer` open and close both the fixed-width `Receipt` and
+//!   the structured `receipts` (at most [`MAX_CONFIGURED_LINES`] lines each).
+//! * `input_timeout_secs` bounds an input whose request sets no timeout (see [`actions`]).
+//! * `card_timeout_secs` and `language` are carried but change nothing here: the simulated
+//!   card is presented at once (also with `--interactive`, where the operator answers inputs,
+//!   not the card reader), and the simulator speaks English only.
 //!
 //! Card details, auth ids and references are derived from the transaction id, so a
 //! transaction's result is the same however often it is looked at.
@@ -31,9 +50,10 @@ mod receipts;
 use crate::backend::{BackendFuture, BackendOutcome, BackendTransaction, CardBackend};
 use crate::console::Operator;
 use crate::journal::{HistoryEntry, JournalHistory};
+use protocol::config::Settings;
 use protocol::device::{prompt, DeviceResult};
 use protocol::timestamp::device_local_now;
-use protocol::{Cents, Function, ResultCode, TransactionId, TransactionResult};
+use protocol::{Cents, Currency, Function, ResultCode, TransactionId, TransactionResult};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -231,31 +251,78 @@ fn is_qr(f: Function) -> bool {
     )
 }
 
-fn money(cents: u64) -> String {
-    protocol::Currency::AUD.decimal(cents)
-}
-
-fn signed_money(cents: i64) -> String {
+/// `cents` in `currency`'s decimal form, with a sign when negative.
+fn signed_money(currency: Currency, cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
-    format!("{sign}{}", money(cents.unsigned_abs()))
+    format!("{sign}{}", currency.decimal(cents.unsigned_abs()))
 }
 
 /// Receipts are printed on ~30-column paper.
 const RECEIPT_WIDTH: usize = 30;
 
+/// Most lines of the configured receipt header, and of the footer, that a receipt prints (the
+/// protocol bounds their characters, not their line breaks; a structured receipt holds at most
+/// 100 lines in all).
+pub const MAX_CONFIGURED_LINES: usize = 8;
+
+/// The lines of a configured receipt header or footer (`\n`-separated), at most
+/// [`MAX_CONFIGURED_LINES`].
+fn configured_lines(text: &str) -> Vec<&str> {
+    text.lines().take(MAX_CONFIGURED_LINES).collect()
+}
+
+/// The `progress` prompt of the tip question (the protocol names none).
+pub const TIP_PROMPT: &str = "tip";
+
+/// The currency of a transaction's amounts: the request's, else the configured one (offers
+/// normally name one).
+fn currency_of(tx: &BackendTransaction) -> Currency {
+    tx.offer.request.currency.unwrap_or(tx.settings.currency)
+}
+
+/// `percent` % of `cents`, rounded half up to the cent.
+fn percent_of(cents: u64, percent: u8) -> u64 {
+    let raw = (u128::from(cents) * u128::from(percent) + 50) / 100;
+    u64::try_from(raw).unwrap_or(u64::MAX)
+}
+
+/// The tip the simulated customer adds to a purchase of `cents`: with tipping on and no tip in
+/// the request, the first preset (the customer is deterministic), as the preset and its cents.
+fn customer_tip(
+    settings: &Settings,
+    function: Function,
+    tip_in_request: bool,
+    cents: u64,
+) -> Option<(u8, u64)> {
+    if function != Function::CardPurchase || !settings.tipping || tip_in_request {
+        return None;
+    }
+    let preset = *settings.tip_presets.first()?;
+    Some((preset, percent_of(cents, preset)))
+}
+
 /// A fixed-width receipt under construction.
 struct Receipt {
     lines: Vec<String>,
     currency: protocol::Currency,
+    /// The configured footer, printed below the verdict.
+    footer: Vec<String>,
 }
 
 impl Receipt {
-    /// Starts with the merchant and terminal header.
-    fn new(sim: &Simulator, function: Function, timestamp: &str) -> Self {
+    /// Starts with the configured header, then the merchant and terminal header.
+    fn new(sim: &Simulator, function: Function, timestamp: &str, settings: &Settings) -> Self {
         let mut r = Self {
             lines: Vec::new(),
-            currency: protocol::Currency::AUD,
+            currency: settings.currency,
+            footer: configured_lines(&settings.receipt_footer)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
         };
+        for line in configured_lines(&settings.receipt_header) {
+            r.centered_wrapped(line);
+        }
         r.center("EFTCLOUD SIMULATOR");
         r.pair("MERCHANT ID", &sim.merchant_id);
         r.pair("TERMINAL ID", &sim.terminal_id);
@@ -269,6 +336,17 @@ impl Receipt {
         let s: String = s.chars().take(RECEIPT_WIDTH).collect();
         let pad = (RECEIPT_WIDTH - s.chars().count()) / 2;
         self.lines.push(format!("{}{s}", " ".repeat(pad)));
+    }
+
+    /// A merchant's line: centred, wrapped rather than cut (a blank line stays blank).
+    fn centered_wrapped(&mut self, s: &str) {
+        let parts = crate::slip::wrap(s.trim(), RECEIPT_WIDTH);
+        if parts.is_empty() {
+            self.lines.push(String::new());
+        }
+        for part in parts {
+            self.center(&part);
+        }
     }
 
     fn pair(&mut self, left: &str, right: &str) {
@@ -297,6 +375,9 @@ impl Receipt {
     fn finish(mut self, verdict: &str) -> String {
         self.rule();
         self.center(verdict);
+        for line in std::mem::take(&mut self.footer) {
+            self.centered_wrapped(&line);
+        }
         self.lines.join("\n")
     }
 }
@@ -369,6 +450,9 @@ impl Totals {
             }
         };
         let mut t = Totals::default();
+        // The tip counted so far for each payment of the period: a tip adjustment replaces it
+        // (a purchase may carry a tip of its own, chosen on the terminal).
+        let mut tips: BTreeMap<TransactionId, u64> = BTreeMap::new();
         for e in period {
             let f = e.offer.function();
             let approved = e.result.transaction_result == Some(TransactionResult::Accepted);
@@ -383,8 +467,7 @@ impl Totals {
             {
                 continue;
             }
-            // A void takes its original out of the batch; a tip adjustment adds the new tip
-            // (the simulator's purchases carry none of their own).
+            // A void takes its original out of the batch; a tip adjustment replaces the tip.
             if f == Function::CardVoid {
                 let original = e.offer.request.original.as_ref().map_or(0, |o| o.amount);
                 t.purchase_count = t.purchase_count.saturating_sub(1);
@@ -392,21 +475,30 @@ impl Totals {
                 continue;
             }
             if f == Function::CardTipAdjust {
-                t.purchase_cents += e.offer.request.amount_tip.unwrap_or(0);
+                let tip = e.offer.request.amount_tip.unwrap_or(0);
+                // An original before the period: its tip is not in these totals.
+                let counted = match &e.offer.request.original {
+                    Some(o) => tips.insert(o.transaction_id, tip).unwrap_or(0),
+                    None => 0,
+                };
+                t.purchase_cents = (t.purchase_cents + tip).saturating_sub(counted);
                 continue;
             }
-            let cents = e
-                .result
-                .fields
-                .get("AmountTotal")
-                .and_then(|a| a.parse::<u64>().ok())
-                .unwrap_or(0);
+            let minor = |k: &str| {
+                e.result
+                    .fields
+                    .get(k)
+                    .and_then(|a| a.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let cents = minor("AmountTotal");
             if is_refund(f) {
                 t.refund_count += 1;
                 t.refund_cents += cents;
             } else {
                 t.purchase_count += 1;
                 t.purchase_cents += cents;
+                tips.insert(e.offer.transaction_id, minor("AmountTip"));
             }
         }
         t
@@ -425,7 +517,7 @@ impl Simulator {
         if f.is_financial() {
             return match self.financial(&tx).await {
                 BackendOutcome::Completed(mut r) => {
-                    r.receipts = Some(receipts::structured(self, &tx.offer, &r));
+                    r.receipts = Some(receipts::structured(self, &tx, &r));
                     BackendOutcome::Completed(r)
                 }
                 other => other,
@@ -477,15 +569,38 @@ impl Simulator {
         card: &Card,
         card_on_file: bool,
         scenario: Scenario,
+        tip: Option<(u8, u64)>,
     ) -> Result<(), Stopped> {
         let f = tx.offer.function();
-        let currency = tx.offer.request.currency();
+        let currency = currency_of(tx);
         let headline = format!(
             "{} {} {}",
             label(f),
             currency.code(),
             currency.decimal(amount.get())
         );
+        if let Some((preset, cents)) = tip {
+            // The customer is asked before the card, as terminals do, and picks the first
+            // preset.
+            let offered: Vec<String> = tx
+                .settings
+                .tip_presets
+                .iter()
+                .map(|p| format!("{p}%"))
+                .collect();
+            self.step(
+                tx,
+                TIP_PROMPT,
+                &format!(
+                    "{headline}\nAdd a tip? {}\nChosen: {preset}% ({})",
+                    offered.join(" / "),
+                    currency.decimal(cents)
+                ),
+            )
+            .await?;
+        }
+        // No card wait to bound with `card_timeout_secs`: the simulated card is presented at
+        // once after the prompt (see the module's notes).
         match f {
             Function::QrMerchantPurchase => {
                 self.step(tx, prompt::SHOW_QR, &format!("{headline}\nScan to pay"))
@@ -534,8 +649,8 @@ impl Simulator {
         let req = &offer.request;
         let timestamp = device_local_now();
         let mut fields = self.base_fields(tx, &timestamp);
-        let mut receipt = Receipt::new(self, f, &timestamp);
-        receipt.currency = req.currency();
+        let mut receipt = Receipt::new(self, f, &timestamp, &tx.settings);
+        receipt.currency = currency_of(tx);
         if matches!(
             f,
             Function::CardVoid
@@ -581,9 +696,10 @@ impl Simulator {
             .or_else(|| authorisation.and_then(|a| Card::from_fields(&a.result.fields)));
         let card_on_file = on_file.is_some();
         let card = on_file.unwrap_or_else(|| Card::for_transaction(id));
+        let tip = customer_tip(&tx.settings, f, req.amount_tip.is_some(), amount.get());
 
         if let Err(stopped) = self
-            .interact(tx, amount, &card, card_on_file, scenario)
+            .interact(tx, amount, &card, card_on_file, scenario, tip)
             .await
         {
             let text = match stopped {
@@ -638,13 +754,24 @@ impl Simulator {
         }
 
         let base = amount.get();
-        let surcharge = if scenario == Scenario::Surcharge && !is_refund(f) {
-            // round(amount * 1.5 %), half up, in integer cents.
-            (base * 15 + 500) / 1000
-        } else {
-            0
+        let tip = tip.map_or(0, |(_, cents)| cents);
+        // A configured rule surcharges a card purchase (what the card pays for: the purchase
+        // and its tip, never cash out); without one the test amount's surcharge applies.
+        let purchase = match f {
+            Function::CardPurchase => Some(base + tip),
+            Function::CardPurchasePlusCash => {
+                Some(base.saturating_sub(req.amount_cash.map_or(0, Cents::get)))
+            }
+            _ => None,
         };
-        let total = base + surcharge;
+        let rule = purchase.and_then(|p| Some((tx.settings.surcharge_rule(&card.card_type)?, p)));
+        let surcharge = match rule {
+            Some((rule, purchase)) => rule.on(purchase),
+            // round(amount * 1.5 %), half up, in integer cents.
+            None if scenario == Scenario::Surcharge && !is_refund(f) => (base * 15 + 500) / 1000,
+            None => 0,
+        };
+        let total = base + tip + surcharge;
         match f {
             Function::CardPurchasePlusCash => {
                 let cash = req.amount_cash.map_or(0, Cents::get);
@@ -666,13 +793,16 @@ impl Simulator {
             }
             _ => receipt.amount(label(f), base),
         }
+        if tip > 0 {
+            receipt.amount("TIP", tip);
+        }
         if surcharge > 0 {
             receipt.amount("SURCHARGE", surcharge);
         }
         receipt.amount("TOTAL", total);
         fields.insert("AmountTotal".into(), total.to_string());
         fields.insert("AmountSurcharge".into(), surcharge.to_string());
-        fields.insert("AmountTip".into(), "0".into());
+        fields.insert("AmountTip".into(), tip.to_string());
         let auth = authorisation
             .and_then(|a| a.result.fields.get("AuthId").cloned())
             .unwrap_or_else(|| auth_id(id));
@@ -812,7 +942,7 @@ impl Simulator {
         let id = tx.offer.transaction_id;
         let timestamp = device_local_now();
         let mut fields = self.base_fields(tx, &timestamp);
-        let receipt = Receipt::new(self, f, &timestamp);
+        let receipt = Receipt::new(self, f, &timestamp, &tx.settings);
         if self
             .step(tx, prompt::PROCESSING, "Logging on to acquirer")
             .await
@@ -830,7 +960,7 @@ impl Simulator {
         let id = tx.offer.transaction_id;
         let timestamp = device_local_now();
         let mut fields = self.base_fields(tx, &timestamp);
-        let mut receipt = Receipt::new(self, f, &timestamp);
+        let mut receipt = Receipt::new(self, f, &timestamp, &tx.settings);
         if self
             .step(tx, prompt::PROCESSING, "Contacting acquirer")
             .await
@@ -849,7 +979,12 @@ impl Simulator {
         receipt.amount("  TOTAL", totals.purchase_cents);
         receipt.pair("REFUNDS", &totals.refund_count.to_string());
         receipt.amount("  TOTAL", totals.refund_cents);
-        receipt.pair("NET", &format!("AUD {:>9}", signed_money(totals.net())));
+        // The batch is in the terminal's configured currency (AUD by default).
+        let c = receipt.currency;
+        receipt.pair(
+            "NET",
+            &format!("{} {:>9}", c.code(), signed_money(c, totals.net())),
+        );
         fields.insert("SettlementDate".into(), settlement_date);
         fields.insert("PurchaseCount".into(), totals.purchase_count.to_string());
         fields.insert("PurchaseTotal".into(), totals.purchase_cents.to_string());
@@ -895,9 +1030,11 @@ impl Simulator {
             .get("Receipt")
             .cloned()
             .unwrap_or_default();
+        // The original carries its own header and footer.
         let mut copy = Receipt {
             lines: Vec::new(),
             currency: protocol::Currency::AUD,
+            footer: Vec::new(),
         };
         copy.center("*** DUPLICATE ***");
         fields.insert(
@@ -1071,6 +1208,17 @@ mod tests {
         history: &JournalHistory,
         cancel: CancellationToken,
     ) -> (BackendOutcome, Vec<Progress>) {
+        run_configured(sim, offer, history, cancel, &Settings::default()).await
+    }
+
+    /// Like [`run_with`], with the cloud's configuration `settings`.
+    async fn run_configured(
+        sim: &Simulator,
+        offer: TransactionOffer,
+        history: &JournalHistory,
+        cancel: CancellationToken,
+        settings: &Settings,
+    ) -> (BackendOutcome, Vec<Progress>) {
         let (tx, mut rx) = mpsc::channel(64);
         let outcome = sim
             .run(BackendTransaction {
@@ -1078,6 +1226,7 @@ mod tests {
                 cancel,
                 history: history.clone(),
                 hardware: actions::tests::hardware(),
+                settings: settings.clone(),
                 offer,
             })
             .await;
@@ -1242,6 +1391,300 @@ mod tests {
         .await;
         assert_eq!(field(&r, "AmountSurcharge"), "0", "no surcharge on refunds");
         assert_eq!(field(&r, "AmountTotal"), "10055");
+    }
+
+    /// Runs `offer` with the cloud's configuration `settings`.
+    async fn run_set(
+        offer: TransactionOffer,
+        settings: &Settings,
+    ) -> (DeviceResult, Vec<Progress>) {
+        let cancel = CancellationToken::new();
+        match run_configured(&sim(), offer, &Default::default(), cancel, settings).await {
+            (BackendOutcome::Completed(r), p) => (r, p),
+            (other, _) => panic!("expected a result, got {other:?}"),
+        }
+    }
+
+    /// `offer` with an id whose card is `card` (see `Card::for_transaction`).
+    fn paid_with(card: &str, mut offer: TransactionOffer) -> TransactionOffer {
+        let first = match card {
+            "VISA" => 0,
+            "MASTERCARD" => 1,
+            _ => 2,
+        };
+        let mut bytes = [7u8; 16];
+        bytes[0] = first;
+        offer.transaction_id = TransactionId(uuid::Uuid::from_bytes(bytes));
+        assert_eq!(Card::for_transaction(offer.transaction_id).card_type, card);
+        offer
+    }
+
+    fn tipping(presets: Vec<u8>) -> Settings {
+        Settings {
+            tipping: true,
+            tip_presets: presets,
+            ..Settings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn tipping_adds_the_first_preset_to_a_purchase() {
+        let settings = tipping(vec![15, 20]);
+        let (r, p) = run_set(offer(request_for(Function::CardPurchase, 2010)), &settings).await;
+        assert_eq!(r.transaction_result, Some(TransactionResult::Accepted));
+        // 15 % of 20.10 is 3.015: 3.02, half up.
+        assert_eq!(field(&r, "AmountTip"), "302");
+        assert_eq!(field(&r, "AmountTotal"), "2312");
+        assert_eq!(field(&r, "AmountSurcharge"), "0");
+        let asked = p.first().map(|p| (p.prompt.as_str(), p.text.as_str()));
+        assert!(
+            asked.is_some_and(|(prompt, text)| prompt == TIP_PROMPT && text.contains("15% / 20%")),
+            "{p:?}"
+        );
+        assert!(prompts(&p).contains(&prompt::PRESENT_CARD));
+        let receipt = field(&r, "Receipt");
+        assert!(
+            receipt.contains("TIP") && receipt.contains("3.02"),
+            "{receipt}"
+        );
+        assert!(receipt.contains("23.12"), "{receipt}");
+        let Some(copy) = r.receipts.as_ref().and_then(|r| r.customer.as_ref()) else {
+            panic!("a customer copy")
+        };
+        assert_eq!(receipt_field(copy, "Amount"), Some("AUD 20.10"));
+        assert_eq!(receipt_field(copy, "Tip"), Some("AUD 3.02"));
+        assert_eq!(receipt_field(copy, "Total"), Some("AUD 23.12"));
+
+        // Only on a purchase, and never over a tip the request already carries.
+        let (r, p) = run_set(offer(request_for(Function::CardRefund, 2010)), &settings).await;
+        assert_eq!(field(&r, "AmountTip"), "0");
+        assert!(!prompts(&p).contains(&TIP_PROMPT));
+        let mut tipped = request_for(Function::CardPurchase, 2010);
+        tipped.amount_tip = Some(100);
+        let (r, p) = run_set(offer(tipped), &settings).await;
+        assert_eq!(field(&r, "AmountTip"), "0");
+        assert_eq!(field(&r, "AmountTotal"), "2010");
+        assert!(!prompts(&p).contains(&TIP_PROMPT));
+        // A declined purchase charges no tip.
+        let (r, _) = run_set(offer(request_for(Function::CardPurchase, 2051)), &settings).await;
+        assert_eq!(r.transaction_result, Some(TransactionResult::Declined));
+        assert!(!r.fields.contains_key("AmountTip"));
+    }
+
+    #[tokio::test]
+    async fn no_tip_when_tipping_is_off() {
+        let settings = Settings {
+            tipping: false,
+            ..tipping(vec![15, 20])
+        };
+        let (r, p) = run_set(offer(request_for(Function::CardPurchase, 2010)), &settings).await;
+        assert_eq!(field(&r, "AmountTip"), "0");
+        assert_eq!(field(&r, "AmountTotal"), "2010");
+        assert_eq!(prompts(&p).first(), Some(&prompt::PRESENT_CARD));
+        assert!(!field(&r, "Receipt").contains("TIP"));
+    }
+
+    #[tokio::test]
+    async fn surcharges_follow_the_rule_of_the_card_type_up_to_its_cap() {
+        let rule = |card: &str, bps: u32, cap: Option<u64>| protocol::config::SurchargeRule {
+            card: card.into(),
+            bps,
+            cap: cap.and_then(|c| Cents::new(c).ok()),
+        };
+        let settings = Settings {
+            surcharges: vec![rule("VISA", 100, None), rule("MASTERCARD", 200, Some(30))],
+            ..Settings::default()
+        };
+        let purchase = |card: &str, cents: u64| {
+            paid_with(card, offer(request_for(Function::CardPurchase, cents)))
+        };
+        let charged = |r: &DeviceResult| {
+            (
+                field(r, "AmountSurcharge").to_string(),
+                field(r, "AmountTotal").to_string(),
+            )
+        };
+        // 1 % of 20.00 on a Visa.
+        let (r, _) = run_set(purchase("VISA", 2000), &settings).await;
+        assert_eq!(charged(&r), ("20".into(), "2020".into()));
+        assert!(field(&r, "Receipt").contains("SURCHARGE"));
+        let Some(copy) = r.receipts.as_ref().and_then(|r| r.merchant.as_ref()) else {
+            panic!("a merchant copy")
+        };
+        assert_eq!(receipt_field(copy, "Surcharge"), Some("AUD 0.20"));
+        assert_eq!(receipt_field(copy, "Total"), Some("AUD 20.20"));
+        // 2 % of 20.00 is 0.40, capped at 0.30 on a Mastercard.
+        let (r, _) = run_set(purchase("MASTERCARD", 2000), &settings).await;
+        assert_eq!(charged(&r), ("30".into(), "2030".into()));
+        // No rule for EFTPOS: the simulator's own behaviour, the test amount's 1.5 % included.
+        let (r, _) = run_set(purchase("EFTPOS", 2000), &settings).await;
+        assert_eq!(charged(&r), ("0".into(), "2000".into()));
+        let (r, _) = run_set(purchase("EFTPOS", 10055), &settings).await;
+        assert_eq!(charged(&r), ("151".into(), "10206".into()));
+        // A rule replaces the test amount's surcharge: 1 % of 100.55 is 1.0055: 1.01.
+        let (r, _) = run_set(purchase("VISA", 10055), &settings).await;
+        assert_eq!(charged(&r), ("101".into(), "10156".into()));
+        // `*` covers the cards no rule names.
+        let mut any = settings.clone();
+        any.surcharges.push(rule("*", 50, None));
+        let (r, _) = run_set(purchase("EFTPOS", 2000), &any).await;
+        assert_eq!(charged(&r), ("10".into(), "2010".into()));
+        // Never on a refund; on the purchase part of a purchase with cash out.
+        let refund = paid_with("VISA", offer(request_for(Function::CardRefund, 2000)));
+        let (r, _) = run_set(refund, &settings).await;
+        assert_eq!(charged(&r), ("0".into(), "2000".into()));
+        let cash = paid_with(
+            "VISA",
+            offer(request_for(Function::CardPurchasePlusCash, 2000)),
+        );
+        let (r, _) = run_set(cash, &settings).await;
+        assert_eq!(charged(&r), ("15".into(), "2015".into()));
+        // With a tip, on the purchase and its tip: 10 % of 20.00, then 1 % of 22.00.
+        let tipped = Settings {
+            tipping: true,
+            tip_presets: vec![10],
+            ..settings
+        };
+        let (r, _) = run_set(purchase("VISA", 2000), &tipped).await;
+        assert_eq!(field(&r, "AmountTip"), "200");
+        assert_eq!(charged(&r), ("22".into(), "2222".into()));
+    }
+
+    #[tokio::test]
+    async fn the_configured_header_and_footer_open_and_close_both_receipts() {
+        let settings = Settings {
+            receipt_header: "Joe's Coffee\n1 Main Street, Springfield North".into(),
+            receipt_footer: "See you soon\nABN 12 345 678 901".into(),
+            ..Settings::default()
+        };
+        for cents in [2000, 2051] {
+            let (r, _) =
+                run_set(offer(request_for(Function::CardPurchase, cents)), &settings).await;
+            let receipt = field(&r, "Receipt");
+            let lines: Vec<&str> = receipt.lines().map(str::trim).collect();
+            assert_eq!(
+                &lines[..3],
+                ["Joe's Coffee", "1 Main Street, Springfield", "North"],
+                "{receipt}"
+            );
+            assert_eq!(lines[3], "EFTCLOUD SIMULATOR");
+            assert_eq!(
+                &lines[lines.len() - 2..],
+                ["See you soon", "ABN 12 345 678 901"],
+                "{receipt}"
+            );
+            for line in receipt.lines() {
+                assert!(line.chars().count() <= RECEIPT_WIDTH, "{line:?}");
+            }
+            let Some(receipts) = &r.receipts else {
+                panic!("receipts")
+            };
+            assert_eq!(receipts.check(), Ok(()));
+            let (Some(merchant), Some(customer)) = (&receipts.merchant, &receipts.customer) else {
+                panic!("both copies")
+            };
+            assert_eq!(
+                &customer.header[..3],
+                ["Joe's Coffee", "1 Main Street, Springfield North", "Shop"]
+            );
+            assert_eq!(
+                customer.footer,
+                [
+                    "Customer copy",
+                    "Thank you",
+                    "See you soon",
+                    "ABN 12 345 678 901"
+                ]
+            );
+            assert_eq!(merchant.header, customer.header);
+            assert_eq!(merchant.footer[0], "Merchant copy");
+        }
+        // Other receipts carry them too (a logon's).
+        let (r, _) = run_set(offer(request(Function::AcquirerLogon)), &settings).await;
+        assert!(field(&r, "Receipt")
+            .trim_start()
+            .starts_with("Joe's Coffee"));
+        assert!(field(&r, "Receipt").ends_with("ABN 12 345 678 901"));
+
+        // Line breaks are bounded: a receipt stays within the protocol's 100 lines.
+        let many = Settings {
+            receipt_header: "x\n".repeat(150),
+            receipt_footer: "\n".repeat(300),
+            ..Settings::default()
+        };
+        let (r, _) = run_set(offer(request_for(Function::CardPurchase, 2000)), &many).await;
+        let Some(receipts) = &r.receipts else {
+            panic!("receipts")
+        };
+        assert_eq!(receipts.check(), Ok(()));
+        let header = receipts.customer.as_ref().map(|c| c.header.len());
+        assert_eq!(header, Some(MAX_CONFIGURED_LINES + 3));
+        assert_eq!(
+            field(&r, "Receipt")
+                .lines()
+                .filter(|l| l.trim() == "x")
+                .count(),
+            MAX_CONFIGURED_LINES
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tip_adjustment_replaces_the_tip_in_the_settlement_totals() {
+        let settings = tipping(vec![10]);
+        let sale_offer = offer(request_for(Function::CardPurchase, 2000));
+        let (sale, _) = run_set(sale_offer.clone(), &settings).await;
+        assert_eq!(field(&sale, "AmountTotal"), "2200");
+        let mut entries = vec![entry(sale_offer, sale.clone())];
+        for new_tip in [500, 300] {
+            let mut adjust = request(Function::CardTipAdjust);
+            adjust.amount_tip = Some(new_tip);
+            adjust.original = Some(protocol::OriginalPayment {
+                transaction_id: sale.transaction_id,
+                function: Function::CardPurchase,
+                amount: 2000,
+                fields: sale.fields.clone(),
+            });
+            let adjust = offer(adjust);
+            let (r, _) = run(adjust.clone(), &Default::default()).await;
+            assert_eq!(r.transaction_result, Some(TransactionResult::Accepted));
+            entries.push(entry(adjust, r));
+        }
+        let history = JournalHistory::from_entries(entries);
+        let (inq, _) = run(
+            offer(request(Function::AcquirerSettlementInquiry)),
+            &history,
+        )
+        .await;
+        // 20.00 and the last tip, 3.00: neither the first tip nor the one before counted.
+        assert_eq!(field(&inq, "PurchaseTotal"), "2300");
+        assert_eq!(field(&inq, "PurchaseCount"), "1");
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_currency_takes_the_configured_one() {
+        let settings = Settings {
+            currency: protocol::Currency::parse("NZD").unwrap_or_default(),
+            ..Settings::default()
+        };
+        let (r, p) = run_set(offer(request_for(Function::CardPurchase, 2000)), &settings).await;
+        assert!(
+            field(&r, "Receipt").contains("NZD"),
+            "{}",
+            field(&r, "Receipt")
+        );
+        assert!(p.iter().any(|p| p.text.contains("NZD 20.00")), "{p:?}");
+        let amount = r
+            .receipts
+            .as_ref()
+            .and_then(|r| r.customer.as_ref())
+            .and_then(|c| receipt_field(c, "Amount").map(str::to_string));
+        assert_eq!(amount.as_deref(), Some("NZD 20.00"));
+        // A request that names its currency keeps it.
+        let mut yen = request_for(Function::CardPurchase, 2000);
+        yen.currency = protocol::Currency::parse("JPY").ok();
+        let (r, _) = run_set(offer(yen), &settings).await;
+        assert!(field(&r, "Receipt").contains("JPY"));
+        assert!(!field(&r, "Receipt").contains("NZD"));
     }
 
     fn receipt_field<'a>(r: &'a protocol::action::Receipt, label: &str) -> Option<&'a str> {

@@ -69,8 +69,9 @@ fn full_ean13(data: &str) -> String {
     }
 }
 
-/// `text` cut into pieces of at most `width` characters, at spaces where it can.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+/// `text` cut into pieces of at most `width` characters, at spaces where it can (also the
+/// simulator's receipt header and footer).
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
     let mut out = Vec::new();
     let mut current = String::new();

@@ -8,7 +8,7 @@
 //! | action | trigger | outcome |
 //! |--------|---------|---------|
 //! | input | `#cancel` in the prompt | the customer cancels: `CANCELLED`, `CancelReason` `customer` |
-//! | input | `#timeout` in the prompt | no answer: after `timeout_secs`, `CANCELLED`, `CancelReason` `timeout` |
+//! | input | `#timeout` in the prompt | no answer: after `timeout_secs` (the configured `input_timeout_secs` when it is 0), `CANCELLED`, `CancelReason` `timeout` |
 //! | input | `#slow` in the prompt | answers after [`SLOW_ANSWER`] (time for a POS cancel) |
 //! | print | `#nopaper` in a text line | `FAILED`, `PrinterStatus` `NO_PAPER` |
 //! | print | no printer (`--no-printer`) | `FAILED`, `PrinterStatus` `NO_PRINTER` |
@@ -117,7 +117,8 @@ impl Simulator {
                 None => self.simulated_input(req).await,
             }
         };
-        let ended = self.against_deadline(tx, req.timeout_secs, customer).await;
+        let timeout = input_timeout(req, &tx.settings);
+        let ended = self.against_deadline(tx, timeout, customer).await;
         let mut fields = self.base_fields(tx, &device_local_now());
         match ended {
             Ended::Answered(answer) => {
@@ -229,6 +230,18 @@ impl Simulator {
             return Ended::Cancelled(cancel_reason::CUSTOMER);
         }
         Ended::Dismissed
+    }
+}
+
+/// How long an input waits: its request's `timeout_secs`, or the configured
+/// `input_timeout_secs` when the request sets none (0). The cloud fills in its default when a
+/// POS names no timeout, so a 0 reaches a device only from a cloud that leaves the default to
+/// the terminal's configuration.
+pub fn input_timeout(req: &InputRequest, settings: &protocol::config::Settings) -> u32 {
+    if req.timeout_secs == 0 {
+        settings.input_timeout_secs
+    } else {
+        req.timeout_secs
     }
 }
 
@@ -532,6 +545,17 @@ pub(crate) mod tests {
         hardware: Hardware,
         cancel: CancellationToken,
     ) -> (DeviceResult, Vec<Note>) {
+        run_configured(sim, offer, hardware, cancel, Default::default()).await
+    }
+
+    /// Like [`run_on`], with the cloud's configuration `settings`.
+    async fn run_configured(
+        sim: &Simulator,
+        offer: TransactionOffer,
+        hardware: Hardware,
+        cancel: CancellationToken,
+        settings: protocol::config::Settings,
+    ) -> (DeviceResult, Vec<Note>) {
         let (tx, mut rx) = mpsc::channel(64);
         let outcome = sim
             .run(BackendTransaction {
@@ -539,6 +563,7 @@ pub(crate) mod tests {
                 cancel,
                 history: Default::default(),
                 hardware,
+                settings,
                 offer,
             })
             .await;
@@ -755,6 +780,42 @@ pub(crate) mod tests {
             field(&r, field::CANCEL_REASON),
             Some(cancel_reason::TIMEOUT)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_input_without_a_timeout_waits_the_configured_one() {
+        let settings = protocol::config::Settings {
+            input_timeout_secs: 7,
+            ..Default::default()
+        };
+        let mut req = input(InputKind::Text, "Name? #timeout");
+        req.timeout_secs = 0;
+        let started = tokio::time::Instant::now();
+        let (r, _) = run_configured(
+            &sim(),
+            with_input(req.clone()),
+            hardware(),
+            CancellationToken::new(),
+            settings.clone(),
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(7));
+        assert_eq!(
+            field(&r, field::CANCEL_REASON),
+            Some(cancel_reason::TIMEOUT)
+        );
+        // A request's own timeout wins over the configured one.
+        req.timeout_secs = 30;
+        let started = tokio::time::Instant::now();
+        let _ = run_configured(
+            &sim(),
+            with_input(req),
+            hardware(),
+            CancellationToken::new(),
+            settings,
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,16 +2,18 @@
 //! customer copy, beside the fixed-width `Receipt` field, built from the same result so the
 //! two never disagree.
 //!
-//! Each copy: a header (the merchant's name as the register sends it, else `EFTCLOUD
-//! SIMULATOR`; the terminal and merchant ids), the fields (transaction, card, account, the
-//! amounts in the request's currency, references, date and time, the result), and a footer
-//! naming the copy and thanking the customer. Every line is cut to the protocol's limits
+//! Each copy: a header (the configured `receipt_header`'s lines; the merchant's name as the
+//! register sends it, else `EFTCLOUD SIMULATOR`; the terminal and merchant ids), the fields
+//! (transaction, card, account, the amounts in the request's currency, references, date and
+//! time, the result), and a footer naming the copy and thanking the customer, then the
+//! configured `receipt_footer`'s lines. Every line is cut to the protocol's limits
 //! (`Receipts::check`).
 
-use super::{label, receipt_time, Simulator};
+use super::{configured_lines, currency_of, label, receipt_time, Simulator};
+use crate::backend::BackendTransaction;
 use protocol::action::{Receipt, ReceiptField, Receipts};
 use protocol::device::{DeviceResult, TransactionOffer};
-use protocol::{Cents, Function, TransactionResult};
+use protocol::{Cents, Currency, Function, TransactionResult};
 
 /// Longest header or footer line, and longest value, a receipt may hold.
 const MAX_LINE: usize = 120;
@@ -21,11 +23,20 @@ const MAX_LABEL: usize = 60;
 /// The merchant's and the customer's copies of `result`.
 pub(super) fn structured(
     sim: &Simulator,
-    offer: &TransactionOffer,
+    tx: &BackendTransaction,
     result: &DeviceResult,
 ) -> Receipts {
+    let offer = &tx.offer;
+    let settings = &tx.settings;
+    let configured = |text: &str| -> Vec<String> {
+        configured_lines(text)
+            .into_iter()
+            .map(|l| clean(l.trim(), MAX_LINE))
+            .collect()
+    };
     let name = clean(&offer.register.key.business_name, MAX_LINE);
-    let header = vec![
+    let mut header = configured(&settings.receipt_header);
+    header.extend([
         if name.trim().is_empty() {
             "EFTCLOUD SIMULATOR".to_string()
         } else {
@@ -33,12 +44,16 @@ pub(super) fn structured(
         },
         clean(&format!("Terminal ID {}", sim.terminal_id), MAX_LINE),
         clean(&format!("Merchant ID {}", sim.merchant_id), MAX_LINE),
-    ];
-    let fields = fields(offer, result);
+    ]);
+    let footer = configured(&settings.receipt_footer);
+    let fields = fields(offer, currency_of(tx), result);
     let copy = |name: &str| Receipt {
         header: header.clone(),
         fields: fields.clone(),
-        footer: vec![name.to_string(), "Thank you".to_string()],
+        footer: [name.to_string(), "Thank you".to_string()]
+            .into_iter()
+            .chain(footer.iter().cloned())
+            .collect(),
     };
     Receipts {
         merchant: Some(copy("Merchant copy")),
@@ -46,10 +61,13 @@ pub(super) fn structured(
     }
 }
 
-fn fields(offer: &TransactionOffer, result: &DeviceResult) -> Vec<ReceiptField> {
+fn fields(
+    offer: &TransactionOffer,
+    currency: Currency,
+    result: &DeviceResult,
+) -> Vec<ReceiptField> {
     let req = &offer.request;
     let f = req.function;
-    let currency = req.currency();
     let get = |k: &str| result.fields.get(k).map(String::as_str);
     let minor = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
     let mut out = Vec::new();
