@@ -6,6 +6,7 @@ mod bench;
 mod config_file;
 mod database;
 mod device_admin;
+mod profiles_admin;
 mod serve;
 
 /// mimalloc rather than glibc's malloc: the server allocates per request and per frame on
@@ -34,7 +35,8 @@ struct Cli {
 enum Command {
     /// Run the cloud: POS API, device gateway.
     Serve(serve::ServeArgs),
-    /// Check a configuration (file, environment, flags) without starting the cloud.
+    /// Check the cloud's own configuration without starting it (`check`); show and set the
+    /// terminals' configuration profiles (`show`, `set`, `history`, `device`).
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Enroll and list devices.
@@ -88,6 +90,9 @@ enum ConfigCommand {
     /// Validate everything `serve` would check before binding its port; print the effective
     /// settings and where each came from, or exactly what is wrong (exit code 2).
     Check(serve::ServeArgs),
+    /// Configuration profiles of terminals, through the admin API of a running cloud.
+    #[command(flatten)]
+    Profile(profiles_admin::ProfileCommand),
 }
 
 async fn backup(
@@ -207,6 +212,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Config(ConfigCommand::Check(args)) => serve::check(args, &root, &matches, &loaded),
+        Command::Config(ConfigCommand::Profile(cmd)) => profiles_admin::run(cmd).await,
         Command::Device(cmd) => device_admin::run(cmd).await,
         Command::Merchant(cmd) => accounts_admin::merchant(cmd).await,
         Command::Site(cmd) => accounts_admin::site(cmd).await,
