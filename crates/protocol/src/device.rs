@@ -200,6 +200,11 @@ pub struct Hello {
     /// Its screen and printer, for the operator and for a POS that lays out a slip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<Hardware>,
+    /// For a device that declares `config`: the version of the settings it runs (none: it
+    /// never applied any, or lost them). The cloud sends its settings again when this is not
+    /// the version it computed, so a device whose storage was wiped is not left on defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<u64>,
 }
 
 /// A device's screen and printer, as it declares them in `hello`.

@@ -523,6 +523,8 @@ impl Agent {
             in_progress: self.journal.in_progress(),
             capabilities: self.config.capabilities(),
             hardware: Some(self.config.hardware()),
+            // So a cloud whose settings differ (or that thinks we have some we lost) resends.
+            config_version: self.settings.version(),
         });
         let hello_has_results =
             matches!(&hello, DeviceMessage::Hello(h) if !h.unacknowledged.is_empty());

@@ -227,8 +227,9 @@ async fn serve<S: FrameSocket>(
             Err(e) => tracing::warn!(device = %device, error = %e, "could not read the display"),
         }
     }
-    // Its settings, if they changed while it was away (or it never acknowledged them).
-    match Box::pin(engine.config_on_connect(&device)).await {
+    // Its settings, if they changed while it was away (or it never acknowledged them, or it
+    // runs others).
+    match Box::pin(engine.config_on_connect(&device, hello.config_version)).await {
         Ok(Some(frame)) => {
             if send_held(socket, &mut hold, frame).await.is_err() {
                 return Closing::new(close::GOING_AWAY, "send failed");
@@ -734,6 +735,7 @@ mod tests {
             in_progress: None,
             capabilities: Vec::new(),
             hardware: None,
+            config_version: None,
         })
     }
 

@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn scopes_round_trip_through_the_store_and_name_the_audit_target() {
-        let device = DeviceId::new();
+        let device = DeviceId::parse("cfg-1").unwrap_or_else(|_| unreachable!());
         let merchant = MerchantId::new();
         let site = SiteId::new();
         for scope in [

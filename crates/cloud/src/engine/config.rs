@@ -176,10 +176,12 @@ impl Engine {
 
     /// The `config` frame a device that just connected should be sent: its settings,
     /// recomputed (a profile may have changed, or the device moved, while it was away), if it
-    /// declares `config` and has not acknowledged their version.
+    /// declares `config` and either has not acknowledged their version or says in `hello` that
+    /// it runs another (`running`: it lost them, or never had any).
     pub async fn config_on_connect(
         &self,
         device: &DeviceId,
+        running: Option<u64>,
     ) -> Result<Option<CloudMessage>, EngineError> {
         let Some(device) = self.store().device(device).await? else {
             return Ok(None);
@@ -187,8 +189,13 @@ impl Engine {
         if !device.can(capability::CONFIG) {
             return Ok(None);
         }
-        let state = self.refresh_config(&device, &mut Cache::default()).await?;
-        Ok(state.and_then(|s| config_frame(&device, &s)))
+        let Some(state) = self.refresh_config(&device, &mut Cache::default()).await? else {
+            return Ok(None);
+        };
+        if !state.pending() && running == Some(state.version) {
+            return Ok(None);
+        }
+        Ok(settings_frame(&state))
     }
 
     /// The device applied `version` of its settings.
@@ -325,6 +332,11 @@ fn config_frame(device: &DeviceRecord, state: &DeviceConfigState) -> Option<Clou
     if !device.can(capability::CONFIG) || !state.pending() {
         return None;
     }
+    settings_frame(state)
+}
+
+/// The `config` frame of a stored state (none before settings were computed).
+fn settings_frame(state: &DeviceConfigState) -> Option<CloudMessage> {
     let settings: Settings = serde_json::from_str(state.settings.as_deref()?).ok()?;
     Some(CloudMessage::Config(DeviceConfig {
         version: state.version,

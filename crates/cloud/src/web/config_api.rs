@@ -295,7 +295,7 @@ mod tests {
         );
         assert!(scope_of("merchants", "nope").is_err());
         assert!(scope_of("planets", "x").is_err());
-        let d = protocol::DeviceId::new();
+        let d = protocol::DeviceId::parse("cfg-1").unwrap_or_else(|_| unreachable!());
         assert_eq!(
             scope_of("devices", d.as_str()).ok().map(|s| s.level()),
             Some(Level::Device)

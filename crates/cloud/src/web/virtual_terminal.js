@@ -6,6 +6,8 @@
 // amounts in any currency. Besides payments it does every terminal action: a cart on the
 // customer's display, the customer's input (text, email, phone, number, a signature drawn with
 // mouse, pen or finger, a choice, yes or no), slips on its printer and QR codes on its screen.
+// It runs with the settings the cloud pushes (`config`: tipping, surcharges, receipt text, the
+// default currency, timeouts, the idle screen), applied between transactions and acknowledged.
 // The clerk and the customer are the buttons. Plain JavaScript, no build step, no external
 // resources; the QR codes and barcodes come from virtual_terminal_codes.js, served in front of
 // this file in the same script.
@@ -18,6 +20,7 @@
   const CREDENTIALS_KEY = 'eftcloud.vt.credentials'; // sessionStorage: one device per tab
   const JOURNAL_PREFIX = 'eftcloud.vt.journal.'; // localStorage, per device id
   const STAN_PREFIX = 'eftcloud.vt.stan.';
+  const CONFIG_PREFIX = 'eftcloud.vt.config.'; // localStorage, per device id: the applied config
   const BACKOFF_MIN_MS = 200;
   const BACKOFF_MAX_MS = 10000;
   const CONNECT_TIMEOUT_MS = 10000;
@@ -34,8 +37,33 @@
   // no terminal action.
   const CAPABILITIES = [
     'refund.referenced', 'void', 'tip_adjust', 'top_up', 'release', 'currency',
-    'display', 'input', 'signature', 'printer', 'qr_display',
+    'display', 'input', 'signature', 'printer', 'qr_display', 'config',
   ];
+  // What a device runs with before the cloud sends any configuration (protocol::config's
+  // Settings::default).
+  const DEFAULT_SETTINGS = Object.freeze({
+    tipping: false,
+    tip_presets: [10, 15, 20],
+    surcharges: [],
+    receipt_header: '',
+    receipt_footer: '',
+    currency: 'AUD',
+    language: 'en',
+    card_timeout_secs: 60,
+    input_timeout_secs: 120,
+    idle_text: '',
+  });
+  // A profile's limits (protocol/src/config.rs): settings beyond them are neither applied nor
+  // acknowledged, as the reference agent does.
+  const MAX_TIP_PRESETS = 6;
+  const MAX_SURCHARGE_RULES = 20;
+  const MAX_SURCHARGE_BPS = 1000;
+  const MAX_RECEIPT_TEXT = 400;
+  const MAX_IDLE_TEXT = 120;
+  const CONFIG_TIMEOUT_SECS = [5, 600];
+  const ANY_CARD = '*';
+  const MAX_CONFIGURED_LINES = 8; // lines of the receipt header or footer printed
+  const MAX_RECEIPT_LINE = 120; // longest header or footer line of a structured copy
   // Terminal actions: they move no money, so their results carry no transaction_result.
   const ACTIONS = new Set(['Terminal.Input', 'Terminal.Print', 'Terminal.ShowQr']);
   const FINANCIAL = new Set([
@@ -107,18 +135,23 @@
   let pairingWanted = false;
   let refreshTimer = null;
   // A follow-up's card is known from the start: its original's.
-  let current = null; // {offer, phase: 'accepted'|'started', acceptedAt, card, tip, signature, prompt}
+  // tipStep: 'asking' while the customer chooses a tip preset, then 'chosen'.
+  let current = null; // {offer, phase: 'accepted'|'started', acceptedAt, card, tip, tipStep, signature, prompt}
   let shown = null; // the last finished transaction on screen: {offer, result, delivered}
   let notice = '';
   // The customer display between payments: the last `display` frame's version and cart.
   let display = { version: null, cart: null };
   let paperOut = false; // the printer's "Paper out" switch
   let slips = []; // printed slips, newest first: [{id, lines, at}]
+  // The cloud's configuration: what runs ({version: null} before any), and the newest frame
+  // that waits for the transaction in progress to end.
+  let config = { version: null, settings: DEFAULT_SETTINGS };
+  let pendingConfig = null;
 
   // ---- small helpers ---------------------------------------------------------------------------
   const pad2 = (n) => String(n).padStart(2, '0');
-  // The request's currency; absent means AUD, SmartConnect's.
-  function currencyOf(offer) { return (offer && offer.currency) || 'AUD'; }
+  // The request's currency; absent means the configured one (AUD, SmartConnect's, by default).
+  function currencyOf(offer) { return (offer && offer.currency) || config.settings.currency || 'AUD'; }
   function minorUnits(code) {
     if (NO_MINOR_UNITS.has(code)) return 0;
     return THREE_MINOR_UNITS.has(code) ? 3 : 2;
@@ -279,6 +312,163 @@
     }
   }
 
+  // ---- the cloud's configuration (localStorage beside the journal) ------------------------------
+  function configKey() { return CONFIG_PREFIX + creds.deviceId; }
+  const isInt = (v, lo, hi) => Number.isSafeInteger(v) && v >= lo && v <= hi;
+  // `text` within `max` characters, with no control character but line breaks when allowed.
+  function goodText(text, max, lines) {
+    if (typeof text !== 'string' || Array.from(text).length > max) return false;
+    return !(lines ? CONTROL_BUT_NEWLINE : CONTROL).test(text);
+  }
+  // Why `s` is not settings this page can run with (Profile::check's rules), or null.
+  function settingsProblem(s) {
+    if (!s || typeof s !== 'object' || Array.isArray(s)) return 'no settings';
+    if (typeof s.tipping !== 'boolean') return 'tipping is not true or false';
+    const presets = s.tip_presets;
+    if (!Array.isArray(presets) || !presets.length || presets.length > MAX_TIP_PRESETS ||
+        presets.some((p) => !isInt(p, 1, 100)) || new Set(presets).size !== presets.length) {
+      return `tip_presets must hold 1 to ${MAX_TIP_PRESETS} distinct percentages from 1 to 100`;
+    }
+    const rules = s.surcharges;
+    if (!Array.isArray(rules) || rules.length > MAX_SURCHARGE_RULES) return 'too many surcharge rules';
+    const cards = new Set();
+    for (const r of rules) {
+      if (!r || typeof r.card !== 'string' || !(r.card === ANY_CARD || /^[A-Z0-9_]{1,20}$/.test(r.card))) {
+        return 'a surcharge rule names no card type';
+      }
+      if (cards.has(r.card)) return `card type ${r.card} has two surcharge rules`;
+      cards.add(r.card);
+      if (!isInt(r.bps, 1, MAX_SURCHARGE_BPS)) return `surcharge bps must be 1 to ${MAX_SURCHARGE_BPS}`;
+      if (r.cap != null && !isInt(r.cap, 0, Number.MAX_SAFE_INTEGER)) return 'a surcharge cap is not an amount';
+    }
+    if (!goodText(s.receipt_header, MAX_RECEIPT_TEXT, true)) return 'receipt_header is too long';
+    if (!goodText(s.receipt_footer, MAX_RECEIPT_TEXT, true)) return 'receipt_footer is too long';
+    if (!goodText(s.idle_text, MAX_IDLE_TEXT, false)) return 'idle_text is too long';
+    if (typeof s.currency !== 'string' || !/^[A-Z]{3}$/.test(s.currency)) return 'currency is not an ISO code';
+    if (typeof s.language !== 'string' || !/^[a-z]{2,3}(-([A-Z]{2}|[0-9]{3}))?$/.test(s.language)) {
+      return 'language is not a language tag';
+    }
+    const [lo, hi] = CONFIG_TIMEOUT_SECS;
+    if (!isInt(s.card_timeout_secs, lo, hi) || !isInt(s.input_timeout_secs, lo, hi)) {
+      return `timeouts must be ${lo} to ${hi} seconds`;
+    }
+    return null;
+  }
+  // The settings the page ran with before it closed, or the defaults.
+  function loadConfig() {
+    const raw = localStorage.getItem(configKey());
+    if (!raw) return { version: null, settings: DEFAULT_SETTINGS };
+    try {
+      const c = JSON.parse(raw);
+      const problem = settingsProblem(c && c.settings);
+      if (!c || !Number.isSafeInteger(c.version) || problem) throw new Error(problem || 'no version');
+      return { version: c.version, settings: c.settings };
+    } catch (e) {
+      // Kept for a person to inspect, as an unreadable journal is.
+      localStorage.setItem(`${configKey()}.unreadable.${Date.now()}`, raw);
+      logNote(`configuration unreadable, set aside (running the defaults): ${e.message || e}`);
+      return { version: null, settings: DEFAULT_SETTINGS };
+    }
+  }
+  // A `config` frame: applied at once when idle, after the transaction offered or running
+  // otherwise (only the newest waits); a version not newer than the applied one is
+  // acknowledged again, not applied again.
+  function onConfig(msg) {
+    const version = Number(msg.version);
+    if (!Number.isSafeInteger(version) || version < 0) {
+      logNote('config frame without a version: ignored');
+      return;
+    }
+    if (config.version !== null && version <= config.version) {
+      send({ type: 'config_ack', version });
+      return;
+    }
+    const problem = settingsProblem(msg.settings);
+    if (problem) {
+      logNote(`config ${version} beyond this terminal's limits (${problem}): not applied`);
+      return;
+    }
+    const next = { version, settings: msg.settings };
+    if (current) {
+      if (!pendingConfig || version > pendingConfig.version) pendingConfig = next;
+      logNote(`config ${version} received during a transaction: applied when it ends`);
+      render();
+      return;
+    }
+    applyConfig(next);
+  }
+  // Keeps `c`, runs it and acknowledges it; one that cannot be kept is neither run nor
+  // acknowledged (the cloud sends it again on the next connection).
+  function applyConfig(c) {
+    try {
+      localStorage.setItem(configKey(), JSON.stringify(c));
+    } catch (e) {
+      logNote(`cannot keep config ${c.version}: ${e}; not applied`);
+      return;
+    }
+    config = c;
+    logNote(`config ${c.version} applied`);
+    send({ type: 'config_ack', version: c.version });
+    render();
+  }
+  // Nothing is in progress any more: the configuration that waited runs now.
+  function applyPendingConfig() {
+    if (current || !pendingConfig) return;
+    const c = pendingConfig;
+    pendingConfig = null;
+    if (config.version !== null && c.version <= config.version) send({ type: 'config_ack', version: c.version });
+    else applyConfig(c);
+  }
+
+  // `percent` % of `minor`, rounded half up to the cent.
+  function percentOf(minor, percent) {
+    return Number((BigInt(minor) * BigInt(percent) + 50n) / 100n);
+  }
+  // The surcharge rule of `cardType` (a result's CardType): its own, else the `*` rule.
+  function surchargeRule(cardType) {
+    const rules = config.settings.surcharges;
+    const type = String(cardType || '').toUpperCase();
+    return rules.find((r) => r.card.toUpperCase() === type) || rules.find((r) => r.card === ANY_CARD) || null;
+  }
+  // SurchargeRule::on: bps basis points of `minor`, rounded half up, at most the cap.
+  function surchargeOn(rule, minor) {
+    const raw = Number((BigInt(minor) * BigInt(rule.bps) + 5000n) / 10000n);
+    return rule.cap != null ? Math.min(raw, rule.cap) : raw;
+  }
+  // The configured receipt header's or footer's lines, at most MAX_CONFIGURED_LINES, trimmed.
+  function configuredLines(text) {
+    if (!text) return [];
+    const lines = text.split('\n');
+    if (text.endsWith('\n')) lines.pop(); // as Rust's lines(): no empty line after the last break
+    return lines.slice(0, MAX_CONFIGURED_LINES).map((l) => l.trim());
+  }
+  // `text` in pieces of at most `width` characters, cut at spaces where it can.
+  function wrap(text, width) {
+    const out = [];
+    let line = [];
+    for (const w of text.split(' ')) {
+      let word = Array.from(w);
+      for (;;) {
+        const sep = line.length ? 1 : 0;
+        if (line.length + sep + word.length <= width) {
+          if (sep) line.push(' ');
+          line.push(...word);
+          break;
+        }
+        if (line.length) {
+          out.push(line.join(''));
+          line = [];
+          continue;
+        }
+        // A word longer than a line is cut.
+        out.push(word.slice(0, width).join(''));
+        word = word.slice(width);
+      }
+    }
+    if (line.length) out.push(line.join(''));
+    return out;
+  }
+
   // ---- the connection ------------------------------------------------------------------------
   function deviceUrl() {
     const url = new URL('/device/v1', window.location.href);
@@ -431,6 +621,7 @@
       case 'cancel': return onCancel(msg.transaction_id);
       case 'result_ack': return onResultAck(msg.transaction_id);
       case 'display': return onDisplay(msg);
+      case 'config': return onConfig(msg);
       case 'error':
         notice = `Cloud: ${msg.message}`;
         return render();
@@ -503,9 +694,11 @@
         return;
       }
       current = null;
+      // Between the dropped offer and this one: the moment for a configuration that waited.
+      applyPendingConfig();
     }
     current = {
-      offer, phase: 'accepted', acceptedAt: Date.now(), card: cardOnFile(offer), tip: 0,
+      offer, phase: 'accepted', acceptedAt: Date.now(), card: cardOnFile(offer), tip: 0, tipStep: null,
       signature: null, prompt: 'Waiting for the cloud to start it…', action: null,
     };
     shown = null;
@@ -534,6 +727,7 @@
           { Timestamp: timestamp() });
         shown = { offer, result, delivered: false };
         send({ type: 'result', ...result });
+        applyPendingConfig();
         render();
         return;
       }
@@ -547,6 +741,7 @@
       const head = headline(o);
       if (f === 'QR.Merchant.Purchase') prompt('show_qr', `${head}\nScan the QR code`);
       else if (f === 'QR.Consumer.Purchase' || f === 'QR.Refund') prompt('scan_qr', `${head}\nShow your QR code`);
+      else if (asksTip(o)) askTip();
       else if (needsCard(o)) prompt('present_card', `${head}\nPresent card`);
       else if (current.card && o.original) prompt('processing', `${head}\n${cardText(current.card)}`);
       else prompt('processing', `${head}\nProcessing`);
@@ -568,6 +763,7 @@
     if (current && current.offer.transaction_id === id && current.phase === 'accepted') {
       current = null;
       notice = `Aborted by the cloud: ${reason || 'no reason given'}`;
+      applyPendingConfig();
       render();
     }
   }
@@ -577,6 +773,7 @@
     if (current.phase === 'accepted') {
       current = null;
       notice = 'Cancelled by the POS before it started';
+      applyPendingConfig();
       render();
       return;
     }
@@ -605,7 +802,7 @@
   }
 
   function presentCard() {
-    if (!running()) return;
+    if (!running() || askingTip()) return;
     const f = current.offer.function;
     current.card = isQr(f) ? { type: pick(WALLETS), pan: null, account: null } : pick(CARDS);
     if (isQr(f)) prompt('processing', `${current.card.type}\nProcessing`);
@@ -614,8 +811,48 @@
     render();
   }
 
+  // With tipping configured, a purchase whose request carries no tip asks the customer first.
+  function asksTip(offer) {
+    const s = config.settings;
+    return offer.function === 'Card.Purchase' && s.tipping && offer.amount_tip == null &&
+      s.tip_presets.length > 0;
+  }
+  function askTip() {
+    const o = current.offer;
+    const code = currencyOf(o);
+    const amount = amountOf(o) || 0;
+    current.tipStep = 'asking';
+    const choice = (percent, label) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'key choice tip-choice';
+      b.dataset.percent = String(percent);
+      b.textContent = label;
+      b.addEventListener('click', () => chooseTip(percent));
+      return b;
+    };
+    $('tip-choices').replaceChildren(
+      ...config.settings.tip_presets.map((p) => choice(p, `${p}% · ${money(percentOf(amount, p), code)}`)),
+      choice(0, 'No tip'),
+    );
+    prompt('tip', `${headline(o)}\nAdd a tip?`);
+  }
+  // The customer's choice: a preset's percentage of the amount, rounded half up, or none.
+  function chooseTip(percent) {
+    if (!running() || current.tipStep !== 'asking') return;
+    const o = current.offer;
+    const code = currencyOf(o);
+    const amount = amountOf(o) || 0;
+    current.tip = percent ? percentOf(amount, percent) : 0;
+    current.tipStep = 'chosen';
+    const tipped = current.tip ? `\nTip ${money(current.tip, code)} · Total ${money(amount + current.tip, code)}` : '';
+    prompt('present_card', `${headline(o)}${tipped}\nPresent card`);
+    render();
+  }
+  const askingTip = () => !!(current && current.tipStep === 'asking');
+
   function enterTip() {
-    if (!running() || !TIP_FUNCTIONS.has(current.offer.function)) return;
+    if (!running() || !TIP_FUNCTIONS.has(current.offer.function) || askingTip()) return;
     const input = $('tip-amount');
     const code = currencyOf(current.offer);
     const digits = minorUnits(code);
@@ -630,7 +867,8 @@
     const [whole, frac = ''] = text.split('.');
     current.tip = parseInt(whole, 10) * 10 ** digits + (digits ? parseInt(frac.padEnd(digits, '0'), 10) : 0);
     notice = '';
-    const total = (amountOf(current.offer) || 0) + current.tip;
+    const total = (amountOf(current.offer) || 0) + current.tip +
+      surchargeOf(current.offer, current.card, current.tip);
     prompt('enter_tip', `Tip ${money(current.tip, code)}\nTotal ${money(total, code)}`);
     render();
   }
@@ -678,6 +916,7 @@
     if (!send({ type: 'result', ...stored })) {
       logNote('offline: the result stays in the journal and goes with the next hello');
     }
+    applyPendingConfig();
     render();
   }
 
@@ -724,8 +963,9 @@
     else startQr(o.qr);
   }
 
-  function timeoutOf(request) {
-    const secs = Number(request && request.timeout_secs) || DEFAULT_TIMEOUT_SECS;
+  // A request's timeout, else `fallback` seconds (an input's is the configured one).
+  function timeoutOf(request, fallback = DEFAULT_TIMEOUT_SECS) {
+    const secs = Number(request && request.timeout_secs) || fallback;
     return Math.max(1, secs) * 1000;
   }
 
@@ -845,7 +1085,7 @@
       endAction(actionResult('FAILED', 'No input in the request', {}));
       return;
     }
-    const total = timeoutOf(input);
+    const total = timeoutOf(input, config.settings.input_timeout_secs);
     const a = { kind: 'input', input, deadline: Date.now() + total, total, value: '', touched: false, pad: null };
     current.action = a;
     $('input-prompt').textContent = input.prompt || '';
@@ -1225,22 +1465,28 @@
 
   // ---- results ---------------------------------------------------------------------------------
   // A receipt as fixed-width text (the SmartConnect `Receipt` field) and, beside it, as
-  // structured copies (`receipts`): the header, the labelled values, the lines below.
+  // structured copies (`receipts`): the header, the labelled values, the lines below. The
+  // configured receipt header opens both and the configured footer closes both.
   class Receipt {
     constructor(f, ts, currency) {
+      const own = ['EFTCLOUD VIRTUAL TERMINAL', LABELS[f] || f];
+      const configuredHeader = configuredLines(config.settings.receipt_header);
+      this.configuredFooter = configuredLines(config.settings.receipt_footer);
+      const cut = (l) => Array.from(l).slice(0, MAX_RECEIPT_LINE).join('');
       this.currency = currency;
       this.lines = [];
-      this.header = ['EFTCLOUD VIRTUAL TERMINAL', LABELS[f] || f];
+      this.header = [...configuredHeader.map(cut), ...own];
       this.fields = [];
       this.footer = [];
       this.finished = false;
       this.body = false; // lines centred from now on go below the fields
-      this.center(this.header[0]);
+      for (const line of configuredHeader) this.centredWrapped(line);
+      this.center(own[0]);
       this.pair('MERCHANT ID', 'MID000000001');
       this.pair('TERMINAL ID', creds.deviceId);
       this.pair('DATE/TIME', receiptTime(ts));
       this.rule();
-      this.center(this.header[1]);
+      this.center(own[1]);
       this.body = true;
     }
     center(s) {
@@ -1257,11 +1503,23 @@
     amount(label, minor) {
       this.pair(label, `${this.currency} ${decimal(minor, this.currency).padStart(9)}`, money(minor, this.currency));
     }
+    // A merchant's configured line: centred, wrapped rather than cut (a blank line stays blank).
+    centredWrapped(s) {
+      const parts = wrap(s, RECEIPT_WIDTH);
+      if (!parts.length) this.lines.push('');
+      for (const part of parts) {
+        this.lines.push(' '.repeat(Math.floor((RECEIPT_WIDTH - Array.from(part).length) / 2)) + part);
+      }
+    }
     rule() { this.lines.push('-'.repeat(RECEIPT_WIDTH)); }
     // The merchant's and the customer's copies, once finished.
     copies() {
       if (!this.finished) return null;
-      const copy = (who) => ({ header: this.header, fields: this.fields, footer: [...this.footer, who] });
+      const cut = (l) => Array.from(l).slice(0, MAX_RECEIPT_LINE).join('');
+      const copy = (who) => ({
+        header: this.header, fields: this.fields,
+        footer: [...this.footer, who, ...this.configuredFooter.map(cut)],
+      });
       return { merchant: copy('MERCHANT COPY'), customer: copy('CUSTOMER COPY') };
     }
     card(card) {
@@ -1275,6 +1533,7 @@
     finish(verdict) {
       this.rule();
       this.center(verdict);
+      for (const line of this.configuredFooter) this.centredWrapped(line);
       this.finished = true;
       return this.lines.join('\n');
     }
@@ -1293,6 +1552,19 @@
       fields.CardPan = card.pan;
       fields.AccountType = card.account;
     }
+  }
+
+  // The configured surcharge of `card`'s type on a card purchase: on the purchase and its tip
+  // (a purchase plus cash: on the purchase part, never the cash out); 0 before a card is known.
+  function surchargeOf(offer, card, tip) {
+    if (!card) return 0;
+    const amount = amountOf(offer) || 0;
+    let purchase;
+    if (offer.function === 'Card.Purchase') purchase = amount + tip;
+    else if (offer.function === 'Card.PurchasePlusCash') purchase = Math.max(0, amount - (offer.amount_cash || 0));
+    else return 0;
+    const rule = surchargeRule(card.type);
+    return rule ? surchargeOn(rule, purchase) : 0;
   }
 
   function lastFinancial() {
@@ -1377,8 +1649,10 @@
     } else {
       receipt.amount(LABELS[f] || 'AMOUNT', amount);
     }
+    const surcharge = surchargeOf(offer, card, tip);
     if (tip > 0) receipt.amount('TIP', tip);
-    receipt.amount('TOTAL', amount + tip);
+    if (surcharge > 0) receipt.amount('SURCHARGE', surcharge);
+    receipt.amount('TOTAL', amount + tip + surcharge);
     if (c.signature === 'accepted') receipt.center('SIGNATURE VERIFIED');
     // A completion goes through under its authorisation's approval.
     const originalAuth = f === 'Card.Finalise' && offer.original && offer.original.fields
@@ -1388,8 +1662,8 @@
     receipt.pair('AUTH ID', auth);
     receipt.pair('ACQ REF', acq);
     Object.assign(fields, {
-      AmountTotal: String(amount + tip),
-      AmountSurcharge: '0',
+      AmountTotal: String(amount + tip + surcharge),
+      AmountSurcharge: String(surcharge),
       AmountTip: String(tip),
       AuthId: auth,
       AcquirerRef: acq,
@@ -1485,6 +1759,7 @@
       ? registers.map(registerName).join(', ') : 'not paired';
     $('device-summary').textContent =
       `Device ${creds.deviceId}; journal: ${unacknowledged().length} result(s) awaiting acknowledgement.`;
+    renderConfig();
 
     const list = $('registers');
     list.replaceChildren(...registers.map((r) => {
@@ -1512,6 +1787,9 @@
     screen.dataset.screen = mode;
 
     if (mode === 'pairing') renderPairing();
+    const idleText = config.settings.idle_text;
+    $('idle-text').textContent = idleText;
+    $('idle-text').hidden = !idleText;
     $('idle-registers').textContent = notice ||
       (registers.length ? `Paired with ${registers.map(registerName).join(', ')}` : '');
 
@@ -1521,9 +1799,12 @@
       const amount = headlineAmount(o);
       $('tx-register').textContent = o.register ? `From ${registerName(o.register)}` : '';
       $('tx-function').textContent = o.function;
-      $('tx-amount').textContent = amount !== null ? money(amount + (current.tip || 0), code) : '';
+      const tip = TIP_FUNCTIONS.has(o.function) ? current.tip || 0 : 0;
+      const surcharge = surchargeOf(o, current.card, tip);
+      $('tx-amount').textContent = amount !== null ? money(amount + tip + surcharge, code) : '';
       const extra = [];
-      if (current.tip) extra.push(`incl. tip ${money(current.tip, code)}`);
+      if (tip) extra.push(`incl. tip ${money(tip, code)}`);
+      if (surcharge) extra.push(`incl. surcharge ${money(surcharge, code)}`);
       if (o.function === 'Card.TipAdjust') extra.push(`incl. new tip ${money(o.amount_tip, code)}`);
       if (o.amount_cash) extra.push(`incl. cash ${money(o.amount_cash, code)}`);
       if (o.transaction_reference) extra.push(`ref ${o.transaction_reference}`);
@@ -1539,6 +1820,7 @@
       $('tx-original').hidden = !original;
       $('tx-prompt').textContent = notice || current.prompt;
     }
+    $('tip-choices').hidden = !askingTip();
 
     if (shown) {
       const r = shown.result;
@@ -1555,7 +1837,7 @@
     const action = ACTIONS.has(f);
     const onFile = !!(current && current.offer.original);
     const cardIn = run && !action && (current.card || !needsCard(current.offer));
-    $('btn-present-card').disabled = !run || !needsCard(current.offer) || !!current.card;
+    $('btn-present-card').disabled = !run || !needsCard(current.offer) || !!current.card || askingTip();
     $('btn-present-card').textContent = isQr(f) ? 'Customer pays (QR)' : 'Present card';
     $('btn-approve').disabled = !cardIn || current.signature === 'required';
     $('btn-decline').disabled = !run || action;
@@ -1565,7 +1847,7 @@
     $('printer-status').textContent = paperOut
       ? 'Out of paper: a print fails with NO_PAPER'
       : `Paper loaded · ${PRINTER_COLUMNS} columns`;
-    $('btn-tip').disabled = !run || !TIP_FUNCTIONS.has(f);
+    $('btn-tip').disabled = !run || !TIP_FUNCTIONS.has(f) || askingTip();
     $('tip-amount').disabled = $('btn-tip').disabled;
     // No card in hand for a follow-up: nothing to sign.
     $('btn-signature-required').disabled = !cardIn || !!current.signature || !FINANCIAL.has(f) || isQr(f) || onFile;
@@ -1575,6 +1857,27 @@
     $('plugged').checked = plugged;
     $('reconnect').hidden = !halted;
     if (halted) $('connection-status').textContent = 'Replaced by another tab';
+  }
+
+  // The configuration this terminal runs, for the operator: its version and what it sets.
+  function renderConfig() {
+    const s = config.settings;
+    const version = $('config-version');
+    version.dataset.version = config.version === null ? '' : String(config.version);
+    version.textContent = config.version === null ? 'none from the cloud yet (defaults)' : `version ${config.version}`;
+    $('config-pending').hidden = !pendingConfig;
+    $('config-pending').textContent = pendingConfig
+      ? `version ${pendingConfig.version} is applied when this transaction ends` : '';
+    $('config-language').textContent = s.language;
+    $('config-currency').textContent = s.currency;
+    $('config-tipping').textContent = s.tipping ? `on: ${s.tip_presets.map((p) => `${p}%`).join(', ')}` : 'off';
+    $('config-surcharges').textContent = s.surcharges.length ? s.surcharges.map((r) => {
+      const rate = `${r.card === ANY_CARD ? 'any card' : r.card} ${(r.bps / 100).toFixed(2).replace(/\.?0+$/, '')}%`;
+      return r.cap != null ? `${rate} (cap ${decimal(r.cap, s.currency)})` : rate;
+    }).join(', ') : 'none';
+    $('config-timeouts').textContent = `card ${s.card_timeout_secs} s · input ${s.input_timeout_secs} s`;
+    $('device-language').textContent = s.language;
+    $('device-language').title = `Language: ${s.language} (this page speaks English)`;
   }
 
   // The finished transaction's receipt (a payment) or its answer (a terminal action).
@@ -1723,6 +2026,8 @@
     slips = [];
     renderSlips();
     backoffMs = BACKOFF_MIN_MS;
+    pendingConfig = null;
+    config = loadConfig();
     recoverJournal();
     render();
     connect();

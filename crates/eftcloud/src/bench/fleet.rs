@@ -290,6 +290,7 @@ async fn session(
         in_progress: None,
         capabilities: Vec::new(),
         hardware: None,
+        config_version: None,
     });
     let mut welcomed = false;
     if send(ws, &hello).await.is_err() {

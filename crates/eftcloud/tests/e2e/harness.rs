@@ -598,6 +598,7 @@ pub fn hello(id: &str, secret: &str) -> DeviceMessage {
         in_progress: None,
         capabilities: Vec::new(),
         hardware: None,
+        config_version: None,
     })
 }
 

@@ -63,11 +63,22 @@ async fn enroll(app: &TestApp, id: &str, merchant: &str, site: Option<&str>) -> 
         .unwrap()
 }
 
-/// A device that declares `config`, connected.
+/// A device that declares `config`, connected, running no settings yet.
 async fn configurable(app: &TestApp, id: &str, secret: &str) -> RawDevice {
+    configurable_running(app, id, secret, None).await
+}
+
+/// A device that declares `config` and says in `hello` which version it runs.
+async fn configurable_running(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    running: Option<u64>,
+) -> RawDevice {
     let mut h = hello(id, secret);
     if let DeviceMessage::Hello(h) = &mut h {
         h.capabilities = vec![capability::CONFIG.into()];
+        h.config_version = running;
     }
     RawDevice::connect_with(app, h).await
 }
@@ -307,10 +318,20 @@ async fn a_device_is_sent_its_settings_when_they_change_and_when_it_reconnects()
     })
     .await;
     drop(d);
-    // Acknowledged: the next connection is sent nothing.
-    let mut d = configurable(&app, "cfg-push", &secret).await;
+    // Acknowledged, and the device says it runs them: the next connection is sent nothing.
+    let mut d = configurable_running(&app, "cfg-push", &secret, Some(3)).await;
     d.expect_silence(Duration::from_millis(300)).await;
     assert_eq!(effective(&app, "cfg-push").await["acknowledgedVersion"], 3);
+    drop(d);
+    // A device that lost them (its storage wiped: it runs none, or an older version) is sent
+    // them again although it acknowledged them once.
+    for running in [None, Some(2)] {
+        let mut d = configurable_running(&app, "cfg-push", &secret, running).await;
+        let (v, s) = next_config(&mut d).await;
+        assert_eq!((v, s["receipt_header"].as_str()), (3, Some("Push Shop v3")), "{running:?}");
+        d.send(&DeviceMessage::ConfigAck { version: v }).await;
+        drop(d);
+    }
 }
 
 #[tokio::test]
