@@ -135,7 +135,13 @@ pub async fn run(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
             );
         }
         ProfileCommand::History { level, cloud } => {
-            let v = call(&cloud, Method::GET, &format!("{}/history", level.path()), None).await?;
+            let v = call(
+                &cloud,
+                Method::GET,
+                &format!("{}/history", level.path()),
+                None,
+            )
+            .await?;
             for entry in v.as_array().into_iter().flatten() {
                 println!(
                     "v{}  {}  {}  {}",
@@ -227,7 +233,9 @@ async fn call(
     let status = response.status();
     let v: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let why = v["error"].as_str().map_or_else(|| v.to_string(), str::to_string);
+        let why = v["error"]
+            .as_str()
+            .map_or_else(|| v.to_string(), str::to_string);
         anyhow::bail!("{status}: {why}");
     }
     Ok(v)

@@ -247,7 +247,7 @@ pub struct Settings {
 impl Default for Settings {
     /// What a device runs with before any profile is set: no tipping (presets ready for when
     /// it is turned on), no surcharge, no receipt text, AUD, English, a minute for a card and
-    /// two for an input.
+    /// a minute for an input (the POS API's default `TimeoutSeconds`).
     fn default() -> Self {
         Self {
             tipping: false,
@@ -258,7 +258,7 @@ impl Default for Settings {
             currency: Currency::AUD,
             language: "en".into(),
             card_timeout_secs: 60,
-            input_timeout_secs: 120,
+            input_timeout_secs: crate::action::DEFAULT_TIMEOUT_SECS,
             idle_text: String::new(),
         }
     }

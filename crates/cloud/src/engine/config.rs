@@ -198,6 +198,24 @@ impl Engine {
         Ok(settings_frame(&state))
     }
 
+    /// The input timeout of the device paired with `register`, as its settings say (none:
+    /// not paired, or its settings were never computed), for an input that sets none.
+    pub async fn configured_input_timeout(
+        &self,
+        register: &protocol::RegisterKey,
+    ) -> Result<Option<u32>, EngineError> {
+        let Some(route) = self.store().route(register).await? else {
+            return Ok(None);
+        };
+        let Some(state) = self.store().device_config(&route.device.id).await? else {
+            return Ok(None);
+        };
+        Ok(state
+            .settings
+            .and_then(|json| serde_json::from_str::<Settings>(&json).ok())
+            .map(|s| s.input_timeout_secs))
+    }
+
     /// The device applied `version` of its settings.
     pub async fn on_config_ack(&self, device: &DeviceId, version: u64) -> Result<(), EngineError> {
         if self

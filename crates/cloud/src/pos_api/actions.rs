@@ -482,8 +482,17 @@ pub async fn input(
     headers: HeaderMap,
     fields: Fields,
 ) -> Result<Response, ApiError> {
+    let mut input = parse_input(&fields)?;
+    if fields.get("TimeoutSeconds").is_none() {
+        // The device's configured input timeout, where an operator set one.
+        if let Ok(register) = require_register(&fields) {
+            if let Some(secs) = state.engine.configured_input_timeout(&register).await? {
+                input.timeout_secs = secs;
+            }
+        }
+    }
     let request = TransactionRequest {
-        input: Some(parse_input(&fields)?),
+        input: Some(input),
         ..TransactionRequest::of(Function::TerminalInput)
     };
     start(&state, &headers, &fields, request).await

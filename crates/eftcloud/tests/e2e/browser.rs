@@ -2723,3 +2723,326 @@ async fn the_dashboard_shows_each_devices_health() {
     .await;
     drop(d);
 }
+
+// ---- the cloud's configuration on the virtual terminal ----------------------------------------
+
+/// An admin API call with the operator's token.
+async fn admin_call(
+    app: &crate::harness::TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = app
+        .http
+        .request(method, app.url(path))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Sets the device's own profile; returns the device's effective version once the page has
+/// acknowledged it (and the cloud has nothing pending for it).
+async fn configure_device(app: &crate::harness::TestApp, device: &str, profile: Value) -> u64 {
+    let path = format!("/admin/config/devices/{device}");
+    let (status, set) = admin_call(app, reqwest::Method::PUT, &path, Some(profile)).await;
+    assert_eq!(status, 200, "PUT {path}: {set}");
+    acknowledged(app, device).await
+}
+
+/// The device's effective configuration version, once the device acknowledged it.
+async fn acknowledged(app: &crate::harness::TestApp, device: &str) -> u64 {
+    let path = format!("/admin/devices/{device}/config");
+    eventually("the page's config_ack", || async {
+        let (status, v) = admin_call(app, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{v}");
+        let version = v["version"].as_u64()?;
+        (v["acknowledgedVersion"].as_u64() == Some(version) && v["pending"] == json!(false))
+            .then_some(version)
+    })
+    .await
+}
+
+/// The configuration version the page says it runs.
+async fn page_config_version(c: &Client, version: u64) {
+    wait_js(
+        c,
+        &format!("configuration version {version} shown"),
+        "document.getElementById('config-version').dataset.version",
+        |v| v == &json!(version.to_string()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn virtual_terminal_runs_with_the_configuration_the_cloud_pushes() {
+    let app = spawn_app_with(Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    with_browser(|c| async move {
+        let (reg, device) = paired_page(&app, &c, "configured").await;
+        // On connecting it was sent the defaults and acknowledged them: no idle text, no tip.
+        let defaults = acknowledged(&app, &device).await;
+        page_config_version(&c, defaults).await;
+        assert!(!c
+            .find(Locator::Id("idle-text"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap());
+
+        let version = configure_device(
+            &app,
+            &device,
+            json!({"tipping": true, "tipPresets": [10, 20],
+                   "surcharges": [{"card": "*", "bps": 150}],
+                   "receiptHeader": "Joe's Coffee", "receiptFooter": "Thanks!",
+                   "idleText": "Tap to pay", "language": "en-AU"}),
+        )
+        .await;
+        assert!(version > defaults, "{version} after {defaults}");
+        page_config_version(&c, version).await;
+        wait_text(&c, "idle-text", "Tap to pay").await;
+        assert!(c
+            .find(Locator::Id("idle-text"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap());
+        assert_eq!(
+            text_of(&c, "config-version").await,
+            format!("version {version}")
+        );
+        assert_eq!(text_of(&c, "device-language").await, "en-AU");
+        assert_eq!(text_of(&c, "config-tipping").await, "on: 10%, 20%");
+        assert_eq!(text_of(&c, "config-surcharges").await, "any card 1.5%");
+        screenshot(&c, "virtual-terminal-configured").await;
+
+        // A purchase with no tip in the request: the customer is offered the presets first.
+        let (poll, _) = post_purchase(&app, &reg, "1250").await;
+        started(&c).await;
+        wait_js(
+            &c,
+            "the tip choices",
+            "!document.getElementById('tip-choices').hidden",
+            |v| v == &json!(true),
+        )
+        .await;
+        assert_eq!(
+            texts(&c, "#tip-choices button").await,
+            ["10% · AUD 1.25", "20% · AUD 2.50", "No tip"]
+        );
+        assert!(text_of(&c, "tx-prompt").await.contains("Add a tip?"));
+        // No card before the customer has answered.
+        let present = c.find(Locator::Id("btn-present-card")).await.unwrap();
+        assert!(!present.is_enabled().await.unwrap());
+        screenshot(&c, "virtual-terminal-tip").await;
+        click_css(&c, "#tip-choices button[data-percent='20']").await;
+        wait_text(&c, "tx-amount", "AUD 15.00").await;
+        enabled(&c, "btn-present-card").await;
+        click(&c, "btn-present-card").await;
+        // 1.5 % of 15.00 (the purchase and its tip) is 0.225: 0.23, rounded half up.
+        wait_text(&c, "tx-amount", "AUD 15.23").await;
+        assert!(text_of(&c, "tx-extra")
+            .await
+            .contains("incl. surcharge AUD 0.23"));
+        enabled(&c, "btn-approve").await;
+        click(&c, "btn-approve").await;
+        let done = poll_until_completed(&app, &poll).await;
+        let data = &done["data"];
+        assert_eq!(data["TransactionResult"], "OK-ACCEPTED", "{done}");
+        assert_eq!(data["AmountTip"], "250", "{done}");
+        assert_eq!(data["AmountSurcharge"], "23", "{done}");
+        assert_eq!(data["AmountTotal"], "1523", "{done}");
+        let receipt = data["Receipt"].as_str().unwrap();
+        assert!(
+            receipt.trim_start().starts_with("Joe's Coffee"),
+            "{receipt}"
+        );
+        assert!(receipt.trim_end().ends_with("Thanks!"), "{receipt}");
+        assert!(
+            receipt.contains("SURCHARGE") && receipt.contains("TIP"),
+            "{receipt}"
+        );
+        assert!(
+            receipt.lines().all(|l| l.chars().count() <= 30),
+            "{receipt}"
+        );
+        // The structured copies open and close with them too.
+        let customer = &done["receipts"]["customer"];
+        assert_eq!(customer["header"][0], "Joe's Coffee", "{done}");
+        assert_eq!(
+            customer["footer"],
+            json!(["APPROVED", "CUSTOMER COPY", "Thanks!"])
+        );
+        for (label, value) in [("SURCHARGE", "AUD 0.23"), ("TOTAL", "AUD 15.23")] {
+            let field = json!({"label": label, "value": value});
+            assert!(
+                customer["fields"].as_array().unwrap().contains(&field),
+                "{label}: {done}"
+            );
+        }
+
+        // Tipping off: no tip step; the surcharge stays.
+        let off = configure_device(&app, &device, json!({"tipping": false})).await;
+        page_config_version(&c, off).await;
+        click(&c, "done").await;
+        let (poll, _) = post_purchase(&app, &reg, "1000").await;
+        started(&c).await;
+        enabled(&c, "btn-present-card").await;
+        assert!(!c
+            .find(Locator::Id("tip-choices"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap());
+        let done = approve(&app, &c, &poll).await;
+        let data = &done["data"];
+        assert_eq!(
+            (
+                &data["AmountTip"],
+                &data["AmountSurcharge"],
+                &data["AmountTotal"]
+            ),
+            (&json!("0"), &json!("15"), &json!("1015")),
+            "{done}"
+        );
+
+        // A reload runs with the applied settings (the cloud, acknowledged, sends nothing).
+        c.refresh().await.unwrap();
+        page_config_version(&c, off).await;
+        wait_text(&c, "idle-text", "Tap to pay").await;
+        assert_eq!(text_of(&c, "device-language").await, "en-AU");
+    })
+    .await;
+}
+
+/// The settings of a `config` frame as the cloud sends them (snake_case, every field).
+fn settings_frame(version: u64, idle_text: &str) -> Value {
+    json!({"type": "config", "version": version, "settings": {
+        "tipping": false, "tip_presets": [10, 15, 20], "surcharges": [],
+        "receipt_header": "", "receipt_footer": "", "currency": "AUD", "language": "en",
+        "card_timeout_secs": 60, "input_timeout_secs": 120, "idle_text": idle_text}})
+}
+
+/// Hands `frame` to the page as if the cloud had sent it on its connection (the cloud itself
+/// never sends a configuration during a transaction, so only this shows the page holds one).
+async fn deliver(c: &Client, frame: &Value) {
+    let script = "const s = window.__vtSockets[window.__vtSockets.length - 1]; \
+                  s.onmessage({ data: JSON.stringify(arguments[0]) });";
+    c.execute(script, vec![frame.clone()]).await.unwrap();
+}
+
+/// How many times the page logged applying `version`, and sent `config_ack` for it.
+async fn applied_and_acked(c: &Client, version: u64) -> (u64, u64) {
+    let script = format!(
+        "const log = Array.from(document.querySelectorAll('#log li')); \
+         return [log.filter(li => li.textContent.includes('config {version} applied')).length, \
+                 log.filter(li => li.dataset.type === 'config_ack' && \
+                   li.querySelector('.dir').textContent === 'sent' && \
+                   li.textContent.includes('\"version\":{version}}}')).length];"
+    );
+    let v = c.execute(&script, vec![]).await.unwrap();
+    (v[0].as_u64().unwrap(), v[1].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn a_configuration_that_reaches_the_page_during_a_payment_waits_for_its_result() {
+    let app = spawn_app_with(Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    with_browser(|c| async move {
+        c.goto(&app.url("/virtual-terminal")).await.unwrap();
+        // Keep the page's sockets within reach, to play the cloud's part.
+        c.execute(
+            "window.__vtSockets = []; window.WebSocket = new Proxy(window.WebSocket, \
+             { construct(t, args) { const s = new t(...args); window.__vtSockets.push(s); return s; } });",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "create-device").await;
+        let code = pairing_code(&c).await;
+        let reg = register("held");
+        app.pos()
+            .pair(&code, &reg, &PairingDetails::new("Counter"))
+            .await
+            .unwrap();
+        screen_is(&c, "idle").await;
+        let device = text_of(&c, "device-id").await;
+        let first = configure_device(&app, &device, json!({"idleText": "Before"})).await;
+        wait_text(&c, "idle-text", "Before").await;
+
+        let (poll, _) = post_purchase(&app, &reg, "500").await;
+        started(&c).await;
+        // The operator changes the settings meanwhile: the cloud holds them for the payment.
+        let path = format!("/admin/config/devices/{device}");
+        let (status, set) = admin_call(
+            &app,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"idleText": "After"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{set}");
+        let (_, effective) = admin_call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/devices/{device}/config"),
+            None,
+        )
+        .await;
+        let next = effective["version"].as_u64().unwrap();
+        assert!(next > first && effective["pending"] == json!(true), "{effective}");
+        // Had they reached the page anyway (and an older one after them), it would hold the
+        // newest until the result is sent.
+        deliver(&c, &settings_frame(next, "After")).await;
+        deliver(&c, &settings_frame(first, "Before")).await;
+        wait_js(
+            &c,
+            "the waiting configuration",
+            "document.getElementById('config-pending').textContent",
+            |v| {
+                v.as_str()
+                    .is_some_and(|t| t.starts_with(&format!("version {next} ")))
+            },
+        )
+        .await;
+        page_config_version(&c, first).await;
+        assert_eq!(applied_and_acked(&c, next).await, (0, 0));
+        // The older one is acknowledged again at once (it is what runs), not applied again.
+        assert_eq!(applied_and_acked(&c, first).await, (1, 2));
+
+        approve(&app, &c, &poll).await;
+        // Applied once the result is sent, and acknowledged.
+        page_config_version(&c, next).await;
+        assert_eq!(acknowledged(&app, &device).await, next);
+        wait_text(&c, "idle-text", "After").await;
+        assert!(c
+            .find(Locator::Id("config-pending"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .is_empty());
+        // The same version again (the cloud's own, released after the payment, or a
+        // repeat): acknowledged again, never applied twice.
+        deliver(&c, &settings_frame(next, "After")).await;
+        let (applied, acked) = applied_and_acked(&c, next).await;
+        assert_eq!(applied, 1);
+        assert!(acked >= 2, "{acked}");
+    })
+    .await;
+}

@@ -92,7 +92,13 @@ async fn next_config(d: &mut RawDevice) -> (u64, Value) {
 }
 
 async fn effective(app: &TestApp, device: &str) -> Value {
-    let (status, v) = call(app, Method::GET, &format!("/admin/devices/{device}/config"), None).await;
+    let (status, v) = call(
+        app,
+        Method::GET,
+        &format!("/admin/devices/{device}/config"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     v
 }
@@ -110,7 +116,13 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
         .create_site(&merchant, "Store 7", &Actor::cli())
         .await
         .unwrap();
-    enroll(&app, "cfg-site", merchant.id.as_str(), Some(site.id.as_str())).await;
+    enroll(
+        &app,
+        "cfg-site",
+        merchant.id.as_str(),
+        Some(site.id.as_str()),
+    )
+    .await;
     enroll(&app, "cfg-plain", merchant.id.as_str(), None).await;
     enroll(&app, "cfg-other", "Other Merchant", None).await;
 
@@ -128,7 +140,10 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
         json!({"tipping": true, "receiptHeader": "eftcloud", "idleText": "Welcome", "language": "en-AU"}),
     )
     .await;
-    assert_eq!((op["level"].as_str(), op["version"].as_u64()), (Some("operator"), Some(1)));
+    assert_eq!(
+        (op["level"].as_str(), op["version"].as_u64()),
+        (Some("operator"), Some(1))
+    );
     assert_eq!(op["devicesChanged"], 3, "{op}");
     let m_path = format!("/admin/config/merchants/{}", merchant.id);
     put(
@@ -144,7 +159,12 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
         json!({"idleText": "Store 7: tap to pay"}),
     )
     .await;
-    let dev = put(&app, "/admin/config/devices/cfg-site", json!({"tipping": false})).await;
+    let dev = put(
+        &app,
+        "/admin/config/devices/cfg-site",
+        json!({"tipping": false}),
+    )
+    .await;
     assert_eq!(dev["devicesChanged"], 1);
 
     let s = effective(&app, "cfg-site").await;
@@ -158,8 +178,20 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
     assert_eq!(settings["cardTimeoutSecs"], 60);
     let sources = &s["sources"];
     assert_eq!(
-        [&sources["tipping"], &sources["tipPresets"], &sources["idleText"], &sources["language"], &sources["cardTimeoutSecs"]],
-        [&json!("device"), &json!("merchant"), &json!("site"), &json!("operator"), &json!("default")]
+        [
+            &sources["tipping"],
+            &sources["tipPresets"],
+            &sources["idleText"],
+            &sources["language"],
+            &sources["cardTimeoutSecs"]
+        ],
+        [
+            &json!("device"),
+            &json!("merchant"),
+            &json!("site"),
+            &json!("operator"),
+            &json!("default")
+        ]
     );
     assert_eq!(s["profiles"].as_array().map(Vec::len), Some(4));
 
@@ -194,14 +226,21 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
     let (_, current) = call(&app, Method::GET, &m_path, None).await;
     assert_eq!(current["version"], 2);
     let (_, never) = call(&app, Method::GET, "/admin/config/devices/cfg-plain", None).await;
-    assert_eq!((never["version"].as_u64(), &never["profile"]), (Some(0), &json!({})));
+    assert_eq!(
+        (never["version"].as_u64(), &never["profile"]),
+        (Some(0), &json!({}))
+    );
 
     // Every change is in the audit log, with its version and what it set.
     let (_, audit) = call(&app, Method::GET, "/admin/audit?action=config.set", None).await;
     let entries = audit.as_array().unwrap().clone();
     assert_eq!(entries.len(), 5, "{audit}");
     let newest = &entries[0];
-    assert_eq!(newest["target"], format!("merchant:{}", merchant.id), "{newest}");
+    assert_eq!(
+        newest["target"],
+        format!("merchant:{}", merchant.id),
+        "{newest}"
+    );
     let detail = &newest["detail"];
     assert_eq!(detail["version"], 2, "{detail}");
     assert_eq!(detail["profile"]["tipPresets"], json!([5, 10]));
@@ -209,7 +248,10 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
     // Refusals: bad values named, unknown fields, unknown targets, nothing stored.
     for (body, says) in [
         (json!({"tipPresets": [0, 10]}), "tipPresets"),
-        (json!({"surcharges": [{"card": "VISA", "bps": 5000}]}), "bps"),
+        (
+            json!({"surcharges": [{"card": "VISA", "bps": 5000}]}),
+            "bps",
+        ),
         (json!({"language": "klingon"}), "language"),
         (json!({"cardTimeoutSecs": 1}), "cardTimeoutSecs"),
         (json!({"tip_presets": [10]}), "unknown field"),
@@ -217,7 +259,10 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
     ] {
         let (status, v) = call(&app, Method::PUT, &m_path, Some(body.clone())).await;
         assert_eq!(status, 400, "{body}: {v}");
-        assert!(v["error"].as_str().unwrap_or("").contains(says), "{body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(says),
+            "{body}: {v}"
+        );
     }
     let (_, still) = call(&app, Method::GET, &m_path, None).await;
     assert_eq!(still["version"], 2);
@@ -226,7 +271,13 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
     assert_eq!(status, 404, "{v}");
     let (status, _) = call(&app, Method::GET, "/admin/config/planets/x", None).await;
     assert_eq!(status, 404);
-    let (status, _) = call(&app, Method::GET, "/admin/config/merchants/not-a-uuid", None).await;
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/admin/config/merchants/not-a-uuid",
+        None,
+    )
+    .await;
     assert_eq!(status, 400);
     let (status, _) = call(&app, Method::GET, "/admin/devices/nobody/config", None).await;
     assert_eq!(status, 404);
@@ -242,19 +293,58 @@ async fn each_level_overrides_the_one_above_field_by_field_and_every_change_is_a
     .await;
     assert_eq!(status, 201, "{created}");
     let key = created["apiKey"].as_str().unwrap().to_string();
-    let (status, v) = call_as(&app, &key, Method::PUT, "/admin/config/operator", Some(json!({}))).await;
+    let (status, v) = call_as(
+        &app,
+        &key,
+        Method::PUT,
+        "/admin/config/operator",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, 403, "{v}");
-    let (status, _) = call_as(&app, &key, Method::PUT, "/admin/config/devices/cfg-other", Some(json!({}))).await;
+    let (status, _) = call_as(
+        &app,
+        &key,
+        Method::PUT,
+        "/admin/config/devices/cfg-other",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, _) = call_as(&app, &key, Method::GET, "/admin/devices/cfg-other/config", None).await;
+    let (status, _) = call_as(
+        &app,
+        &key,
+        Method::GET,
+        "/admin/devices/cfg-other/config",
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, v) = call_as(&app, &key, Method::PUT, "/admin/config/devices/cfg-plain", Some(json!({"idleText": "Mine"}))).await;
+    let (status, v) = call_as(
+        &app,
+        &key,
+        Method::PUT,
+        "/admin/config/devices/cfg-plain",
+        Some(json!({"idleText": "Mine"})),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["setBy"].as_str().map(|s| s.starts_with("key:")), Some(true));
+    assert_eq!(
+        v["setBy"].as_str().map(|s| s.starts_with("key:")),
+        Some(true)
+    );
     let (status, _) = call_as(&app, &key, Method::GET, "/admin/config/operator", None).await;
-    assert_eq!(status, 200, "the operator's profile applies to its devices: it may read it");
+    assert_eq!(
+        status, 200,
+        "the operator's profile applies to its devices: it may read it"
+    );
     // No credential: 401.
-    let r = app.http.get(app.url("/admin/config/operator")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/admin/config/operator"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -277,21 +367,43 @@ async fn a_device_is_sent_its_settings_when_they_change_and_when_it_reconnects()
         (e["acknowledgedVersion"] == 1).then_some(e)
     })
     .await;
-    assert_eq!((e["pending"].as_bool(), e["supported"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (e["pending"].as_bool(), e["supported"].as_bool()),
+        (Some(false), Some(true))
+    );
     // A device that does not declare `config` is left alone.
     let mut legacy = RawDevice::connect(&app, "cfg-legacy", &plain_secret).await;
 
     // A change reaches it at once.
-    let set = put(&app, &m_path, json!({"receiptHeader": "Push Shop", "tipping": true})).await;
-    assert_eq!((set["devicesChanged"].as_u64(), set["devicesSent"].as_u64()), (Some(2), Some(1)));
+    let set = put(
+        &app,
+        &m_path,
+        json!({"receiptHeader": "Push Shop", "tipping": true}),
+    )
+    .await;
+    assert_eq!(
+        (set["devicesChanged"].as_u64(), set["devicesSent"].as_u64()),
+        (Some(2), Some(1))
+    );
     let (v2, s) = next_config(&mut d).await;
     assert_eq!(v2, 2);
-    assert_eq!((s["receipt_header"].as_str(), s["tipping"].as_bool()), (Some("Push Shop"), Some(true)));
+    assert_eq!(
+        (s["receipt_header"].as_str(), s["tipping"].as_bool()),
+        (Some("Push Shop"), Some(true))
+    );
     d.send(&DeviceMessage::ConfigAck { version: v2 }).await;
     legacy.expect_silence(Duration::from_millis(200)).await;
     // A change that changes nothing for it (the same profile again) sends nothing.
-    let same = put(&app, &m_path, json!({"receiptHeader": "Push Shop", "tipping": true})).await;
-    assert_eq!(same["version"], 2, "a new version of the profile all the same");
+    let same = put(
+        &app,
+        &m_path,
+        json!({"receiptHeader": "Push Shop", "tipping": true}),
+    )
+    .await;
+    assert_eq!(
+        same["version"], 2,
+        "a new version of the profile all the same"
+    );
     assert_eq!(same["devicesChanged"], 0, "{same}");
     d.expect_silence(Duration::from_millis(200)).await;
 
@@ -305,10 +417,17 @@ async fn a_device_is_sent_its_settings_when_they_change_and_when_it_reconnects()
     let set = put(&app, &m_path, json!({"receiptHeader": "Push Shop v3"})).await;
     assert_eq!(set["devicesSent"], 0, "{set}");
     let e = effective(&app, "cfg-push").await;
-    assert_eq!((e["version"].as_u64(), e["pending"].as_bool()), (Some(3), Some(true)), "{e}");
+    assert_eq!(
+        (e["version"].as_u64(), e["pending"].as_bool()),
+        (Some(3), Some(true)),
+        "{e}"
+    );
     let mut d = configurable(&app, "cfg-push", &secret).await;
     let (v3, s) = next_config(&mut d).await;
-    assert_eq!((v3, s["receipt_header"].as_str()), (3, Some("Push Shop v3")));
+    assert_eq!(
+        (v3, s["receipt_header"].as_str()),
+        (3, Some("Push Shop v3"))
+    );
     // Acks are idempotent, and one of a version never sent changes nothing.
     for v in [3, 3, 99] {
         d.send(&DeviceMessage::ConfigAck { version: v }).await;
@@ -328,7 +447,11 @@ async fn a_device_is_sent_its_settings_when_they_change_and_when_it_reconnects()
     for running in [None, Some(2)] {
         let mut d = configurable_running(&app, "cfg-push", &secret, running).await;
         let (v, s) = next_config(&mut d).await;
-        assert_eq!((v, s["receipt_header"].as_str()), (3, Some("Push Shop v3")), "{running:?}");
+        assert_eq!(
+            (v, s["receipt_header"].as_str()),
+            (3, Some("Push Shop v3")),
+            "{running:?}"
+        );
         d.send(&DeviceMessage::ConfigAck { version: v }).await;
         drop(d);
     }
@@ -344,19 +467,34 @@ async fn settings_are_never_sent_in_the_middle_of_a_transaction() {
     let reg = d.pair(&app).await;
 
     // A purchase is offered, accepted and started.
-    let (status, body) = app.post_form("/pos/transaction", &purchase(&reg, "1000")).await;
+    let (status, body) = app
+        .post_form("/pos/transaction", &purchase(&reg, "1000"))
+        .await;
     assert_eq!(status, 200, "{body}");
     let id = match d.recv().await {
         CloudMessage::Transaction(offer) => offer.transaction_id,
         other => panic!("expected an offer, got {other:?}"),
     };
     // A change while it is offered and while it runs: held, not sent.
-    put(&app, "/admin/config/devices/cfg-busy", json!({"idleText": "during the offer"})).await;
+    put(
+        &app,
+        "/admin/config/devices/cfg-busy",
+        json!({"idleText": "during the offer"}),
+    )
+    .await;
     d.expect_silence(Duration::from_millis(200)).await;
     d.send(&DeviceMessage::Accept { transaction_id: id }).await;
     assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
-    let newest = put(&app, "/admin/config/devices/cfg-busy", json!({"idleText": "during the payment"})).await;
-    assert_eq!(newest["devicesSent"], 1, "the frame went to the connection, which holds it");
+    let newest = put(
+        &app,
+        "/admin/config/devices/cfg-busy",
+        json!({"idleText": "during the payment"}),
+    )
+    .await;
+    assert_eq!(
+        newest["devicesSent"], 1,
+        "the frame went to the connection, which holds it"
+    );
     d.expect_silence(Duration::from_millis(300)).await;
     let e = effective(&app, "cfg-busy").await;
     assert_eq!(e["pending"], true);
@@ -371,7 +509,10 @@ async fn settings_are_never_sent_in_the_middle_of_a_transaction() {
         receipts: None,
     }))
     .await;
-    assert_eq!(d.recv().await, CloudMessage::ResultAck { transaction_id: id });
+    assert_eq!(
+        d.recv().await,
+        CloudMessage::ResultAck { transaction_id: id }
+    );
     let (v, s) = next_config(&mut d).await;
     assert_eq!(v, v1 + 2);
     assert_eq!(s["idle_text"], "during the payment");
@@ -379,13 +520,20 @@ async fn settings_are_never_sent_in_the_middle_of_a_transaction() {
 
     // An offer that is never run (cancelled before it started, so aborted) releases them too.
     d.send(&DeviceMessage::ConfigAck { version: v }).await;
-    let (status, env) = app.post_form("/pos/transaction", &purchase(&reg, "1000")).await;
+    let (status, env) = app
+        .post_form("/pos/transaction", &purchase(&reg, "1000"))
+        .await;
     assert_eq!(status, 200);
     let id = match d.recv().await {
         CloudMessage::Transaction(offer) => offer.transaction_id,
         other => panic!("expected an offer, got {other:?}"),
     };
-    put(&app, "/admin/config/devices/cfg-busy", json!({"idleText": "after the abort"})).await;
+    put(
+        &app,
+        "/admin/config/devices/cfg-busy",
+        json!({"idleText": "after the abort"}),
+    )
+    .await;
     let cancel_url = format!(
         "{}/pos/transaction/{id}/cancel?merchantAccessToken={}",
         app.base,
