@@ -548,3 +548,219 @@ async fn settings_are_never_sent_in_the_middle_of_a_transaction() {
     let (_, s) = next_config(&mut d).await;
     assert_eq!(s["idle_text"], "after the abort");
 }
+
+#[tokio::test]
+async fn an_input_without_a_timeout_takes_the_devices_configured_one() {
+    let app = spawn_app_with(opts()).await;
+    let secret = enroll(&app, "cfg-input", "Input Shop", None).await;
+    let mut h = hello("cfg-input", &secret);
+    if let DeviceMessage::Hello(h) = &mut h {
+        h.capabilities = vec![capability::CONFIG.into(), capability::INPUT.into()];
+    }
+    let mut d = RawDevice::connect_with(&app, h).await;
+    let (v1, _) = next_config(&mut d).await;
+    d.send(&DeviceMessage::ConfigAck { version: v1 }).await;
+    let reg = d.pair(&app).await;
+    put(
+        &app,
+        "/admin/config/devices/cfg-input",
+        json!({"inputTimeoutSecs": 30}),
+    )
+    .await;
+    let (v2, _) = next_config(&mut d).await;
+    d.send(&DeviceMessage::ConfigAck { version: v2 }).await;
+
+    for (given, expected) in [(None, 30), (Some("10"), 10)] {
+        let mut form = register_form(&reg);
+        form.extend([("InputKind", "confirmation"), ("Prompt", "Join our club?")]);
+        if let Some(t) = given {
+            form.push(("TimeoutSeconds", t));
+        }
+        let (status, started) = app.post_form("/pos/register/input", &form).await;
+        assert_eq!(status, 200, "{started}");
+        let offer = match d.recv().await {
+            CloudMessage::Transaction(o) => o,
+            other => panic!("expected the input, got {other:?}"),
+        };
+        let input = offer.request.input.clone().unwrap();
+        assert_eq!(input.timeout_secs, expected, "{given:?}");
+        // Done with it: the device's customer cancels.
+        d.send(&DeviceMessage::Accept {
+            transaction_id: offer.transaction_id,
+        })
+        .await;
+        assert!(matches!(d.recv().await, CloudMessage::Start { .. }));
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("CancelReason".to_string(), "customer".to_string());
+        d.send(&DeviceMessage::Result(DeviceResult {
+            transaction_id: offer.transaction_id,
+            transaction_result: None,
+            result: ResultCode::Cancelled,
+            result_text: "CANCELLED".into(),
+            fields,
+            receipts: None,
+        }))
+        .await;
+        assert!(matches!(d.recv().await, CloudMessage::ResultAck { .. }));
+    }
+}
+
+/// A purchase through the POS client, waited for.
+async fn purchase_of(
+    app: &TestApp,
+    reg: &protocol::RegisterKey,
+    cents: u64,
+) -> pos::TransactionEnvelope {
+    let pos = app.pos();
+    let spec = pos::TransactionSpec::new(protocol::Function::CardPurchase)
+        .with_amount(protocol::Cents::new(cents).unwrap());
+    let started = pos.start(reg, &spec).await.unwrap();
+    pos.wait_for_completion(&started, quick(), |_| {})
+        .await
+        .unwrap()
+}
+
+/// The reference agent applies a merchant's profile and its simulator pays with it: the first
+/// tip preset, the surcharge of the card's type, the receipt's header and footer.
+#[tokio::test]
+async fn the_reference_agent_pays_with_the_configured_tips_surcharges_and_receipt_text() {
+    let app = spawn_app_with(opts()).await;
+    let (mut t, reg) = paired_terminal(&app, "cfg-agent").await;
+    let device = app
+        .engine
+        .device(&DeviceId::parse("cfg-agent").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let m_path = format!("/admin/config/merchants/{}", device.merchant_id);
+    let set = put(
+        &app,
+        &m_path,
+        json!({"tipping": true, "tipPresets": [10, 20],
+               "surcharges": [{"card": "*", "bps": 150}, {"card": "NOSUCHCARD", "bps": 900}],
+               "receiptHeader": "Joe's Coffee\n1 Main St", "receiptFooter": "See you soon"}),
+    )
+    .await;
+    assert_eq!(set["devicesSent"], 1, "{set}");
+    let version = set["version"].as_u64().unwrap();
+    let applied = t
+        .wait_for(|e| match e {
+            terminal::TerminalEvent::ConfigApplied { version, .. } => Some(*version),
+            _ => None,
+        })
+        .await;
+    let e = eventually("the agent's ack", || async {
+        let e = effective(&app, "cfg-agent").await;
+        (e["pending"] == false && e["acknowledgedVersion"].as_u64() == Some(applied)).then_some(e)
+    })
+    .await;
+    assert!(applied >= version, "{e}");
+
+    let done = purchase_of(&app, &reg, 1000).await;
+    // 10% of $10.00 is $1.00; 1.5% of $11.00 is 16.5 cents, rounded half up: 17.
+    assert_eq!(done.field("AmountTip"), Some("100"), "{done:?}");
+    assert_eq!(done.field("AmountSurcharge"), Some("17"));
+    assert_eq!(done.field("AmountTotal"), Some("1117"));
+    let receipt = done.field("Receipt").unwrap();
+    let lines: Vec<&str> = receipt
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.first(), Some(&"Joe's Coffee"), "{receipt}");
+    assert_eq!(lines.get(1), Some(&"1 Main St"), "{receipt}");
+    assert_eq!(lines.last(), Some(&"See you soon"), "{receipt}");
+
+    // Tipping off at the device's own level: the next purchase has no tip.
+    put(
+        &app,
+        "/admin/config/devices/cfg-agent",
+        json!({"tipping": false}),
+    )
+    .await;
+    t.wait_for(|e| matches!(e, terminal::TerminalEvent::ConfigApplied { .. }).then_some(()))
+        .await;
+    let done = purchase_of(&app, &reg, 1000).await;
+    assert_eq!(done.field("AmountTip").unwrap_or("0"), "0", "{done:?}");
+    assert_eq!(done.field("AmountTotal"), Some("1015"));
+}
+
+/// A change made on one node reaches a device connected to another, through NATS, and waits
+/// there for the device's transaction to end.
+#[cfg_attr(
+    not(all(eftcloud_test_postgres, eftcloud_test_nats)),
+    ignore = "needs PostgreSQL and NATS: set EFTCLOUD_TEST_DATABASE_URL and EFTCLOUD_TEST_NATS_URL (.ci/run does)"
+)]
+#[tokio::test]
+async fn a_change_on_one_node_reaches_a_device_on_another() {
+    let Some(nats) = nats_url_or_skip("configuration across nodes") else {
+        return;
+    };
+    let Some(db) = eftcloud_testing::FreshDatabase::create("configuration across nodes").await
+    else {
+        return;
+    };
+    let node = |name: &str| Opts {
+        database_url: Some(db.url.clone()),
+        nats_url: Some(nats.clone()),
+        node: name.into(),
+        admin_token: Some(TOKEN.into()),
+        ..Opts::default()
+    };
+    let a = spawn_app_with(node("cfg-a")).await;
+    let b = spawn_app_with(node("cfg-b")).await;
+    let secret = enroll(&a, "cfg-far", "Far Shop", None).await;
+    let mut d = configurable(&b, "cfg-far", &secret).await;
+    let (v1, _) = next_config(&mut d).await;
+    d.send(&DeviceMessage::ConfigAck { version: v1 }).await;
+    let reg = d.pair(&b).await;
+
+    let set = put(
+        &a,
+        "/admin/config/devices/cfg-far",
+        json!({"idleText": "from node A"}),
+    )
+    .await;
+    assert_eq!(set["devicesSent"], 1, "{set}");
+    let (v2, s) = next_config(&mut d).await;
+    assert_eq!((v2, s["idle_text"].as_str()), (v1 + 1, Some("from node A")));
+    d.send(&DeviceMessage::ConfigAck { version: v2 }).await;
+    eventually("the ack seen from node A", || async {
+        (effective(&a, "cfg-far").await["acknowledgedVersion"].as_u64() == Some(v2)).then_some(())
+    })
+    .await;
+
+    // A purchase from A runs on the device on B; a change from A meanwhile waits on B.
+    let (status, _) = a
+        .post_form("/pos/transaction", &purchase(&reg, "500"))
+        .await;
+    assert_eq!(status, 200);
+    let id = match d.recv().await {
+        CloudMessage::Transaction(o) => o.transaction_id,
+        other => panic!("expected an offer, got {other:?}"),
+    };
+    d.send(&DeviceMessage::Accept { transaction_id: id }).await;
+    assert_eq!(d.recv().await, CloudMessage::Start { transaction_id: id });
+    put(
+        &a,
+        "/admin/config/devices/cfg-far",
+        json!({"idleText": "after the sale"}),
+    )
+    .await;
+    d.expect_silence(Duration::from_millis(300)).await;
+    d.send(&DeviceMessage::Result(DeviceResult {
+        transaction_id: id,
+        transaction_result: Some(TransactionResult::Accepted),
+        result: ResultCode::Ok,
+        result_text: "APPROVED".into(),
+        fields: Default::default(),
+        receipts: None,
+    }))
+    .await;
+    assert_eq!(
+        d.recv().await,
+        CloudMessage::ResultAck { transaction_id: id }
+    );
+    let (_, s) = next_config(&mut d).await;
+    assert_eq!(s["idle_text"], "after the sale");
+}
