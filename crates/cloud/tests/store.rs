@@ -1702,9 +1702,7 @@ async fn health_history_is_bounded_newest_first(s: Arc<dyn Store>) {
     assert_eq!(latest, [("h-a", r#"{"n":6}"#), ("h-b", "{}")]);
 }
 
-async fn profiles_keep_every_version_and_device_configs_move_only_on_change(
-    s: Arc<dyn Store>,
-) {
+async fn profiles_keep_every_version_and_device_configs_move_only_on_change(s: Arc<dyn Store>) {
     use cloud::domain::config::{ProfileRecord, ProfileScope};
     use protocol::config::Profile;
     let m = MerchantId::from_stored("mid".into());
@@ -1721,22 +1719,40 @@ async fn profiles_keep_every_version_and_device_configs_move_only_on_change(
         set_at: ms_now(),
         actor: "cli".into(),
     };
-    s.insert_profile(&record(1, "one"), &audit("config.set", "merchant:mid", Some(&m)))
-        .await
-        .unwrap();
-    s.insert_profile(&record(2, "two"), &audit("config.set", "merchant:mid", Some(&m)))
-        .await
-        .unwrap();
+    s.insert_profile(
+        &record(1, "one"),
+        &audit("config.set", "merchant:mid", Some(&m)),
+    )
+    .await
+    .unwrap();
+    s.insert_profile(
+        &record(2, "two"),
+        &audit("config.set", "merchant:mid", Some(&m)),
+    )
+    .await
+    .unwrap();
     // A version taken (a concurrent change won) is refused, its audit entry with it.
     let taken = s
-        .insert_profile(&record(2, "late"), &audit("config.set", "merchant:mid", Some(&m)))
+        .insert_profile(
+            &record(2, "late"),
+            &audit("config.set", "merchant:mid", Some(&m)),
+        )
         .await;
-    assert!(matches!(taken, Err(InsertError::AlreadyExists)), "{taken:?}");
+    assert!(
+        matches!(taken, Err(InsertError::AlreadyExists)),
+        "{taken:?}"
+    );
     let current = s.profile(&scope).await.unwrap().unwrap();
-    assert_eq!((current.version, current.profile.idle_text.as_deref()), (2, Some("two")));
+    assert_eq!(
+        (current.version, current.profile.idle_text.as_deref()),
+        (2, Some("two"))
+    );
     assert_eq!(current.profile.tip_presets, Some(vec![5, 10]));
     let history = s.profile_history(&scope, 10).await.unwrap();
-    assert_eq!(history.iter().map(|r| r.version).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(
+        history.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [2, 1]
+    );
     assert_eq!(s.profile_history(&scope, 1).await.unwrap().len(), 1);
     let audited = s
         .audit(&AuditQuery {
@@ -1754,12 +1770,24 @@ async fn profiles_keep_every_version_and_device_configs_move_only_on_change(
     let id = DeviceId::parse("cfg0").unwrap();
     let state = s.device_config(&id).await.unwrap().unwrap();
     assert_eq!((state.version, state.acked, state.settings), (0, 0, None));
-    let a = s.set_device_config(&id, r#"{"a":1}"#).await.unwrap().unwrap();
+    let a = s
+        .set_device_config(&id, r#"{"a":1}"#)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((a.version, a.acked, a.pending()), (1, 0, true));
     // The same settings again: the same version.
-    let again = s.set_device_config(&id, r#"{"a":1}"#).await.unwrap().unwrap();
+    let again = s
+        .set_device_config(&id, r#"{"a":1}"#)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.version, 1);
-    let b = s.set_device_config(&id, r#"{"a":2}"#).await.unwrap().unwrap();
+    let b = s
+        .set_device_config(&id, r#"{"a":2}"#)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((b.version, b.settings.as_deref()), (2, Some(r#"{"a":2}"#)));
     // Acks move forward only, and never past what was computed.
     let at = ms_now();
@@ -1769,7 +1797,10 @@ async fn profiles_keep_every_version_and_device_configs_move_only_on_change(
     assert!(!s.ack_config(&id, 2, at).await.unwrap());
     assert!(!s.ack_config(&id, 1, at).await.unwrap());
     let done = s.device_config(&id).await.unwrap().unwrap();
-    assert_eq!((done.acked, done.acked_at, done.pending()), (2, Some(at), false));
+    assert_eq!(
+        (done.acked, done.acked_at, done.pending()),
+        (2, Some(at), false)
+    );
     let nobody = DeviceId::parse("nobody").unwrap();
     assert_eq!(s.set_device_config(&nobody, "{}").await.unwrap(), None);
     assert_eq!(s.device_config(&nobody).await.unwrap(), None);

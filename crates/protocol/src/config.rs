@@ -155,8 +155,18 @@ impl Profile {
                 }
             }
         }
-        check_text("receiptHeader", self.receipt_header.as_deref(), MAX_RECEIPT_TEXT, true)?;
-        check_text("receiptFooter", self.receipt_footer.as_deref(), MAX_RECEIPT_TEXT, true)?;
+        check_text(
+            "receiptHeader",
+            self.receipt_header.as_deref(),
+            MAX_RECEIPT_TEXT,
+            true,
+        )?;
+        check_text(
+            "receiptFooter",
+            self.receipt_footer.as_deref(),
+            MAX_RECEIPT_TEXT,
+            true,
+        )?;
         check_text("idleText", self.idle_text.as_deref(), MAX_IDLE_TEXT, false)?;
         if let Some(tag) = &self.language {
             if !is_language_tag(tag) {
@@ -207,7 +217,9 @@ fn check_text(
     lines: bool,
 ) -> Result<(), BadProfile> {
     let Some(text) = text else { return Ok(()) };
-    let bad_char = text.chars().any(|c| c.is_control() && !(lines && c == '\n'));
+    let bad_char = text
+        .chars()
+        .any(|c| c.is_control() && !(lines && c == '\n'));
     if bad_char || text.chars().count() > max {
         return Err(BadProfile::Text(name, max));
     }
@@ -529,7 +541,11 @@ mod tests {
             ),
         ];
         for (profile, named) in cases {
-            let err = profile.check().err().map(|e| e.to_string()).unwrap_or_default();
+            let err = profile
+                .check()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains(named), "{profile:?}: {err}");
         }
         let good = Profile {
@@ -574,7 +590,10 @@ mod tests {
         })
         .unwrap_or_default();
         assert_eq!(v["version"], 3);
-        assert_eq!(v["settings"]["tip_presets"], serde_json::json!([10, 15, 20]));
+        assert_eq!(
+            v["settings"]["tip_presets"],
+            serde_json::json!([10, 15, 20])
+        );
         assert_eq!(v["settings"]["currency"], "AUD");
     }
 }

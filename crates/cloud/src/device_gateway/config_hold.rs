@@ -49,7 +49,11 @@ impl ConfigHold {
                 (Some(msg), released)
             }
             CloudMessage::Config(config) if !self.running.is_empty() => {
-                if self.held.as_ref().is_none_or(|h| h.version < config.version) {
+                if self
+                    .held
+                    .as_ref()
+                    .is_none_or(|h| h.version < config.version)
+                {
                     self.held = Some(config);
                 }
                 (None, None)
@@ -128,7 +132,8 @@ mod tests {
         assert!(!hold.holding());
         // Acknowledging again releases nothing more.
         assert_eq!(
-            hold.outbound(CloudMessage::ResultAck { transaction_id: id }).1,
+            hold.outbound(CloudMessage::ResultAck { transaction_id: id })
+                .1,
             None
         );
     }

@@ -204,7 +204,8 @@ async fn serve<S: FrameSocket>(
     let mut retries = Retries::default();
     for result in hello.unacknowledged {
         let msg = DeviceMessage::Result(result);
-        if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries, &mut hold).await {
+        if let Err(c) = take_frame(socket, gw, &device, conn_id, msg, &mut retries, &mut hold).await
+        {
             return c;
         }
     }
@@ -237,7 +238,9 @@ async fn serve<S: FrameSocket>(
         }
         Ok(None) => {}
         // Sent on the next change or connection; the device runs its last settings meanwhile.
-        Err(e) => tracing::warn!(device = %device, error = %e, "could not compute the device's configuration"),
+        Err(e) => {
+            tracing::warn!(device = %device, error = %e, "could not compute the device's configuration")
+        }
     }
 
     let mut last_heard = Instant::now();

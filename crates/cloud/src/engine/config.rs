@@ -129,8 +129,7 @@ impl Engine {
             };
             let audit = AuditEntry {
                 merchant_id: merchant.clone(),
-                detail: serde_json::json!({ "version": version, "profile": &profile })
-                    .to_string(),
+                detail: serde_json::json!({ "version": version, "profile": &profile }).to_string(),
                 ..entry(actor, candidate.set_at, "config.set", &scope.to_string())
             };
             match self.store().insert_profile(&candidate, &audit).await {
@@ -218,11 +217,7 @@ impl Engine {
 
     /// The device applied `version` of its settings.
     pub async fn on_config_ack(&self, device: &DeviceId, version: u64) -> Result<(), EngineError> {
-        if self
-            .store()
-            .ack_config(device, version, self.now())
-            .await?
-        {
+        if self.store().ack_config(device, version, self.now()).await? {
             tracing::info!(device = %device, version, "device applied its configuration");
         } else {
             // A repeated ack, or one of a version never sent: nothing to record.
@@ -289,8 +284,7 @@ impl Engine {
             }
         };
         let mut profiles = Vec::new();
-        for scope in ProfileScope::chain(&device.merchant_id, device.site_id.as_ref(), &device.id)
-        {
+        for scope in ProfileScope::chain(&device.merchant_id, device.site_id.as_ref(), &device.id) {
             let record = match cache.profiles.get(&scope) {
                 Some(r) => r.clone(),
                 None => {

@@ -5,8 +5,8 @@
 pub mod accounts;
 pub mod actions;
 mod active;
-pub mod config;
 pub mod completions;
+pub mod config;
 pub mod deadlines;
 pub mod devices;
 pub mod health;

@@ -11,11 +11,11 @@ mod postgres;
 mod receipt_columns;
 mod sqlite;
 
-pub use aggregates::{ConfigStore, ReceiptStore};
 pub use aggregates::{
     AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore,
     Store, TimelineStore, TransactionStore, OPERATIONS,
 };
+pub use aggregates::{ConfigStore, ReceiptStore};
 
 pub use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 pub use columns::capabilities_column;

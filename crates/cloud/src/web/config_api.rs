@@ -175,7 +175,11 @@ fn read_profile(bytes: &Bytes) -> Result<Profile, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| AccountsApiError::Body(e.to_string()).into())
 }
 
-async fn get(state: &WebState, admin: &Admin, scope: ProfileScope) -> Result<Json<ProfileView>, ApiError> {
+async fn get(
+    state: &WebState,
+    admin: &Admin,
+    scope: ProfileScope,
+) -> Result<Json<ProfileView>, ApiError> {
     admin.require_any(&[Scope::DevicesManage, Scope::ReportsRead])?;
     let record = state.engine.profile(&admin.principal, &scope).await?;
     Ok(Json(ProfileView::of(&scope, record)))
@@ -202,7 +206,10 @@ async fn history(
     scope: ProfileScope,
 ) -> Result<Json<Vec<ProfileView>>, ApiError> {
     admin.require_any(&[Scope::DevicesManage, Scope::ReportsRead])?;
-    let records = state.engine.profile_history(&admin.principal, &scope).await?;
+    let records = state
+        .engine
+        .profile_history(&admin.principal, &scope)
+        .await?;
     Ok(Json(
         records
             .into_iter()
@@ -277,7 +284,10 @@ pub async fn device_config(
     let Ok(ProfileScope::Device(device)) = scope_of("devices", &id) else {
         return Err(AccountsApiError::Invalid(format!("'{id}' is not a device id")).into());
     };
-    let view = state.engine.device_config(&admin.principal, &device).await?;
+    let view = state
+        .engine
+        .device_config(&admin.principal, &device)
+        .await?;
     Ok(Json(view.into()))
 }
 
