@@ -98,9 +98,12 @@ pub mod capability {
     /// `config` frames: the device applies the settings an operator sets and acknowledges
     /// them (`config_ack`).
     pub const CONFIG: &str = "config";
+    /// `update` frames: the device downloads, verifies and installs signed software, and
+    /// reports each step (`update_status`).
+    pub const UPDATE: &str = "update";
 
     /// Every capability this crate knows, as the reference agent declares them.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         REFERENCED_REFUND,
         VOID,
         TIP_ADJUST,
@@ -113,6 +116,7 @@ pub mod capability {
         PRINTER,
         QR_DISPLAY,
         CONFIG,
+        UPDATE,
     ];
 
     /// The capabilities a request needs of the device that runs it.
@@ -171,6 +175,16 @@ pub enum DeviceMessage {
     /// The settings of this `config` version are applied (sent after the transaction in
     /// progress, if any, is over).
     ConfigAck { version: u64 },
+    /// A step of a software update (`update` frame): downloading, verified, installing,
+    /// installed, failed with a reason, or postponed to the next window.
+    UpdateStatus {
+        campaign_id: String,
+        /// The artifact's version.
+        version: String,
+        step: crate::update::UpdateStep,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Answer to `ping`.
     Pong { nonce: u64 },
 }
@@ -301,6 +315,10 @@ pub enum CloudMessage {
     /// never while the device runs a transaction. Apply between transactions and answer
     /// `config_ack`.
     Config(crate::config::DeviceConfig),
+    /// Install this signed software, for a device that declares `update`: download it, verify
+    /// its checksum and signature with a release key the device trusts, install it only when
+    /// idle and before `install_before`, and report each step (`update_status`).
+    Update(crate::update::UpdateOffer),
     /// A frame was refused without closing the connection.
     Error { message: String },
 }

@@ -17,6 +17,7 @@ pub mod pos_api;
 pub mod register;
 pub mod request;
 pub mod timestamp;
+pub mod update;
 
 pub use amount::Cents;
 pub use currency::Currency;

@@ -806,6 +806,8 @@ impl Agent {
             }
             CloudMessage::Transaction(offer) => self.on_offer(offer).await,
             CloudMessage::Config(frame) => self.on_config(frame).await,
+            // Installed by the agent's updater (being built).
+            CloudMessage::Update(_) => Vec::new(),
             CloudMessage::Start { transaction_id } => self.on_start(transaction_id).await,
             CloudMessage::Abort {
                 transaction_id,

@@ -490,6 +490,8 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
             Ok(Vec::new())
         }
         DeviceMessage::Pong { .. } => Ok(Vec::new()),
+        // Recorded by the update campaigns (being built).
+        DeviceMessage::UpdateStatus { .. } => Ok(Vec::new()),
         DeviceMessage::ConfigAck { version } => engine
             .on_config_ack(device, version)
             .await

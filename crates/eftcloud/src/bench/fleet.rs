@@ -350,8 +350,8 @@ async fn session(
                 device.pairing.send_modify(|v| v.paired = true);
                 None
             }
-            // A benchmark device has no customer screen, and declares no `config`.
-            CloudMessage::Display(_) | CloudMessage::Config(_) => None,
+            // A benchmark device has no customer screen, and declares neither `config` nor `update`.
+            CloudMessage::Display(_) | CloudMessage::Config(_) | CloudMessage::Update(_) => None,
             CloudMessage::Transaction(offer) => {
                 let id = offer.transaction_id;
                 *device.last_offer.lock().unwrap_or_else(|p| p.into_inner()) =
