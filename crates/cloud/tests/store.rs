@@ -275,6 +275,7 @@ async fn accounts(s: Arc<dyn Store>) {
         merchant_id: shop.id.clone(),
         name: "Main Street".into(),
         created_at: ms_now(),
+        time_zone: "Pacific/Auckland".into(),
     };
     s.create_site(
         &site,
@@ -295,6 +296,16 @@ async fn accounts(s: Arc<dyn Store>) {
     assert_eq!(s.sites(Some(&shop.id)).await.unwrap(), vec![site.clone()]);
     assert_eq!(s.sites(Some(&MerchantId::new())).await.unwrap(), vec![]);
     assert_eq!(s.sites(None).await.unwrap().len(), 1);
+    // A site's time zone changes with its audit entry.
+    assert!(s
+        .set_site_time_zone(&site.id, "Australia/Perth", &audit("site.time_zone_set", site.id.as_str(), Some(&shop.id)))
+        .await
+        .unwrap());
+    assert_eq!(s.site(&site.id).await.unwrap().unwrap().time_zone, "Australia/Perth");
+    assert!(!s
+        .set_site_time_zone(&SiteId::new(), "UTC", &audit("site.time_zone_set", "x", None))
+        .await
+        .unwrap());
 
     // Keys of every owner kind read back as written.
     let of_shop = api_key("aaaaaaaaaaaa", KeyOwner::Merchant(shop.id.clone()));

@@ -96,6 +96,8 @@ pub enum AccountError {
     InvalidSiteId(String),
     #[error("unknown scope '{0}'; valid scopes: {valid}", valid = Scope::ALL_NAMES)]
     UnknownScope(String),
+    #[error("'{0}' is not an IANA time zone (such as Australia/Sydney or UTC)")]
+    TimeZone(String),
     #[error("a name is required (1 to {MAX_NAME_LEN} characters)")]
     InvalidName,
     #[error("an API key needs at least one scope; valid scopes: {valid}", valid = Scope::ALL_NAMES)]
@@ -137,6 +139,16 @@ pub struct SiteRecord {
     /// Unique within the merchant.
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Its IANA time zone (`Australia/Sydney`), in which update campaigns' maintenance windows
+    /// are kept; `UTC` until the operator says.
+    pub time_zone: String,
+}
+
+/// Parses an IANA time zone name (`Australia/Sydney`, `UTC`).
+pub fn parse_time_zone(s: &str) -> Result<chrono_tz::Tz, AccountError> {
+    s.trim()
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| AccountError::TimeZone(s.to_string()))
 }
 
 /// What a key may do. Each route needs one scope; `admin` covers every admin route, and the

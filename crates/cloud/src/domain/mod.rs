@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod campaigns;
 pub mod clock;
 pub mod config;
 pub mod lifecycle;

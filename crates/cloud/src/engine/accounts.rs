@@ -249,6 +249,7 @@ impl Engine {
             merchant_id: merchant.id.clone(),
             name: name.clone(),
             created_at: now,
+            time_zone: "UTC".into(),
         };
         let audit = AuditEntry {
             merchant_id: Some(merchant.id.clone()),
@@ -260,6 +261,38 @@ impl Engine {
             Err(InsertError::Store(e)) => Err(e.into()),
             Err(_) => Err(AccountsError::SiteExists(merchant.name.clone(), name)),
         }
+    }
+
+    /// A site by id.
+    pub async fn site(&self, id: &SiteId) -> Result<Option<SiteRecord>, AccountsError> {
+        Ok(self.store().site(id).await?)
+    }
+
+    /// Sets a site's time zone (for update campaigns' maintenance windows).
+    pub async fn set_site_time_zone(
+        &self,
+        site: &SiteRecord,
+        time_zone: &str,
+        actor: &Actor,
+    ) -> Result<SiteRecord, AccountsError> {
+        let tz = crate::domain::accounts::parse_time_zone(time_zone)?;
+        let name = tz.name().to_string();
+        let audit = AuditEntry {
+            merchant_id: Some(site.merchant_id.clone()),
+            detail: serde_json::json!({ "timeZone": name }).to_string(),
+            ..entry(actor, self.now(), "site.time_zone_set", site.id.as_str())
+        };
+        if !self
+            .store()
+            .set_site_time_zone(&site.id, &name, &audit)
+            .await?
+        {
+            return Err(AccountsError::NoSite(site.id.to_string()));
+        }
+        Ok(SiteRecord {
+            time_zone: name,
+            ..site.clone()
+        })
     }
 
     /// The site of `merchant` a command names by id or by name.

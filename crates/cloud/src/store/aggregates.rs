@@ -341,6 +341,9 @@ store_aggregates! {
         write fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), InsertError>;
         /// One site.
         read fn site(&self, id: &SiteId) -> Result<Option<SiteRecord>, StoreError>;
+        /// Sets a site's time zone (an IANA name, checked by the caller), with its audit
+        /// entry; false for an unknown site.
+        write fn set_site_time_zone(&self, id: &SiteId, time_zone: &str, audit: &AuditEntry) -> Result<bool, StoreError>;
         /// The sites of one merchant, or of all, by merchant and name.
         read fn sites(&self, merchant: Option<&MerchantId>) -> Result<Vec<SiteRecord>, StoreError>;
         /// Stores a new API key.

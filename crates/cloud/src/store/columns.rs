@@ -94,6 +94,7 @@ pub(super) fn site(row: &impl Columns) -> Result<SiteRecord, StoreError> {
         merchant_id: MerchantId::from_stored(row.text("merchant_id")?),
         name: row.text("name")?,
         created_at: time(row, "created_at")?,
+        time_zone: row.text("time_zone")?,
     })
 }
 

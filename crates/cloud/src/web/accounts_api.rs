@@ -108,6 +108,7 @@ pub struct SiteView {
     pub merchant_id: String,
     pub name: String,
     pub created_at: String,
+    pub time_zone: String,
 }
 
 impl From<SiteRecord> for SiteView {
@@ -117,6 +118,7 @@ impl From<SiteRecord> for SiteView {
             merchant_id: s.merchant_id.to_string(),
             name: s.name,
             created_at: rfc3339(s.created_at),
+            time_zone: s.time_zone,
         }
     }
 }
@@ -305,6 +307,36 @@ pub async fn create_site(
     let NameBody { name } = body(&bytes)?;
     let site = state.engine.create_site(&m, &name, &admin.actor).await?;
     Ok((StatusCode::CREATED, Json(site.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SiteBody {
+    time_zone: String,
+}
+
+/// `PATCH /admin/sites/{id}` `{"timeZone": "Australia/Sydney"}`: the site's time zone, in which
+/// update campaigns keep their maintenance windows.
+pub async fn set_site(
+    State(state): State<WebState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<SiteView>, ApiError> {
+    admin.require(Scope::Admin)?;
+    let site_id = crate::domain::accounts::SiteId::parse(&id).map_err(invalid)?;
+    let site = state
+        .engine
+        .site(&site_id)
+        .await?
+        .filter(|s| admin.sees(&s.merchant_id))
+        .ok_or_else(|| AccountsApiError::NotFound(format!("no site {id}")))?;
+    let SiteBody { time_zone } = body(&bytes)?;
+    let site = state
+        .engine
+        .set_site_time_zone(&site, &time_zone, &admin.actor)
+        .await?;
+    Ok(Json(site.into()))
 }
 
 /// `GET /admin/api-keys`: the keys the credential sees, newest first.

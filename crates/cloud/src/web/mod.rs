@@ -222,6 +222,10 @@ pub fn routes(state: WebState) -> Router {
                 .fallback(not_found),
         )
         .route(
+            "/admin/sites/{id}",
+            patch(accounts_api::set_site).fallback(not_found),
+        )
+        .route(
             "/admin/api-keys",
             get(accounts_api::api_keys)
                 .post(accounts_api::create_api_key)

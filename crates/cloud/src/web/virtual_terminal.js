@@ -50,7 +50,7 @@
     currency: 'AUD',
     language: 'en',
     card_timeout_secs: 60,
-    input_timeout_secs: 120,
+    input_timeout_secs: 60,
     idle_text: '',
   });
   // A profile's limits (protocol/src/config.rs): settings beyond them are neither applied nor
@@ -516,6 +516,9 @@
         unacknowledged: unacknowledged(),
       };
       if (running) hello.in_progress = running;
+      // The settings it runs: the cloud sends them again when they are not its own (storage
+      // cleared, or another browser's).
+      if (config.version !== null) hello.config_version = config.version;
       sock.send(JSON.stringify(hello));
       logMessage('out', { ...hello, secret: '•••' });
     };

@@ -113,16 +113,37 @@ impl AccountStore for PostgresStore {
             .collect()
     }
 
+    async fn set_site_time_zone(
+        &self,
+        id: &SiteId,
+        time_zone: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE sites SET time_zone = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(time_zone)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     async fn create_site(&self, s: &SiteRecord, audit: &AuditEntry) -> Result<(), InsertError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         inserted(
             sqlx::query(
-                "INSERT INTO sites (id, merchant_id, name, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO sites (id, merchant_id, name, created_at, time_zone) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(s.id.as_str())
             .bind(s.merchant_id.as_str())
             .bind(&s.name)
             .bind(ms(s.created_at))
+            .bind(&s.time_zone)
             .execute(&mut *tx)
             .await,
         )?;

@@ -62,6 +62,26 @@ impl AccountStore for SqliteStore {
             .await
     }
 
+    async fn set_site_time_zone(
+        &self,
+        id: &SiteId,
+        time_zone: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let (id, tz, audit) = (id.as_str().to_string(), time_zone.to_string(), audit.clone());
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached("UPDATE sites SET time_zone = ?2 WHERE id = ?1")?
+                    .execute(params![id, tz])?;
+                if n == 1 {
+                    insert_audit(conn, &audit)?;
+                }
+                Ok(n == 1)
+            })
+            .await
+    }
+
     async fn create_merchant(
         &self,
         m: &MerchantRecord,
@@ -123,14 +143,15 @@ impl AccountStore for SqliteStore {
             .write(move |conn| {
                 inserted(
                     conn.prepare_cached(
-                        "INSERT INTO sites (id, merchant_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO sites (id, merchant_id, name, created_at, time_zone) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .map_err(StoreError::from)?
                     .execute(params![
                         s.id.as_str(),
                         s.merchant_id.as_str(),
                         s.name,
-                        ms(s.created_at)
+                        ms(s.created_at),
+                        s.time_zone
                     ]),
                 )?;
                 insert_audit(conn, &audit)?;
