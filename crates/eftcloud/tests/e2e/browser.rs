@@ -2798,15 +2798,11 @@ async fn virtual_terminal_runs_with_the_configuration_the_cloud_pushes() {
             .await
             .unwrap());
 
-        let version = configure_device(
-            &app,
-            &device,
-            json!({"tipping": true, "tipPresets": [10, 20],
-                   "surcharges": [{"card": "*", "bps": 150}],
-                   "receiptHeader": "Joe's Coffee", "receiptFooter": "Thanks!",
-                   "idleText": "Tap to pay", "language": "en-AU"}),
-        )
-        .await;
+        let mut profile = json!({"tipping": true, "tipPresets": [10, 20],
+               "surcharges": [{"card": "*", "bps": 150}],
+               "receiptHeader": "Joe's Coffee", "receiptFooter": "Thanks!",
+               "idleText": "Tap to pay", "language": "en-AU"});
+        let version = configure_device(&app, &device, profile.clone()).await;
         assert!(version > defaults, "{version} after {defaults}");
         page_config_version(&c, version).await;
         wait_text(&c, "idle-text", "Tap to pay").await;
@@ -2891,8 +2887,9 @@ async fn virtual_terminal_runs_with_the_configuration_the_cloud_pushes() {
             );
         }
 
-        // Tipping off: no tip step; the surcharge stays.
-        let off = configure_device(&app, &device, json!({"tipping": false})).await;
+        // Tipping off (the device's profile set again, whole): no tip step; the surcharge stays.
+        profile["tipping"] = json!(false);
+        let off = configure_device(&app, &device, profile).await;
         page_config_version(&c, off).await;
         click(&c, "done").await;
         let (poll, _) = post_purchase(&app, &reg, "1000").await;
@@ -2922,6 +2919,16 @@ async fn virtual_terminal_runs_with_the_configuration_the_cloud_pushes() {
         page_config_version(&c, off).await;
         wait_text(&c, "idle-text", "Tap to pay").await;
         assert_eq!(text_of(&c, "device-language").await, "en-AU");
+        // Its storage cleared, it says in hello that it runs none: the cloud sends them again.
+        c.execute(
+            "localStorage.removeItem('eftcloud.vt.config.' + arguments[0]);",
+            vec![json!(device)],
+        )
+        .await
+        .unwrap();
+        c.refresh().await.unwrap();
+        page_config_version(&c, off).await;
+        wait_text(&c, "idle-text", "Tap to pay").await;
     })
     .await;
 }
