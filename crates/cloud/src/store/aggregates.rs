@@ -8,6 +8,10 @@ use super::{CallbackJob, InsertError, Route, StoreError, TransactionQuery};
 use crate::domain::accounts::{
     ApiKeyRecord, AuditEntry, AuditQuery, MerchantId, MerchantRecord, SiteId, SiteRecord,
 };
+use crate::domain::campaigns::{
+    ArtifactRecord, CampaignDevice, CampaignRecord, CampaignState, DeviceUpdate, ReleaseKeyRecord,
+    StepRecord,
+};
 use crate::domain::config::{DeviceConfigState, ProfileRecord, ProfileScope};
 use crate::domain::lifecycle::Phase;
 use crate::domain::orders::{OrderId, OrderRecord, OrderSheet};
@@ -304,6 +308,57 @@ store_aggregates! {
         write fn ack_config(&self, id: &DeviceId, version: u64, at: DateTime<Utc>) -> Result<bool, StoreError>;
     }
 
+    /// Software updates: release keys, artifacts, campaigns and their devices' progress.
+    trait UpdateStore {
+        /// Registers a release key with its audit entry; `AlreadyExists` for a known key.
+        write fn insert_release_key(&self, key: &ReleaseKeyRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        read fn release_keys(&self) -> Result<Vec<ReleaseKeyRecord>, StoreError>;
+        /// Registers an artifact with its audit entry.
+        write fn insert_artifact(&self, artifact: &ArtifactRecord, audit: &AuditEntry) -> Result<(), InsertError>;
+        read fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError>;
+        /// Every artifact, newest first.
+        read fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError>;
+        /// Stores the file of an artifact that has no URL and no file yet (checked by the
+        /// caller against its size and checksum); false otherwise.
+        write fn store_artifact_file(&self, id: &str, file: &[u8], audit: &AuditEntry) -> Result<bool, StoreError>;
+        /// The stored file of an artifact.
+        read fn artifact_file(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+        /// Stores a campaign with its devices and audit entry, in one commit.
+        write fn insert_campaign(&self, campaign: &CampaignRecord, devices: &[CampaignDevice], audit: &AuditEntry) -> Result<(), InsertError>;
+        read fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError>;
+        /// Every campaign, newest first.
+        read fn campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError>;
+        /// A campaign's devices, in rollout order.
+        read fn campaign_devices(&self, id: &str) -> Result<Vec<CampaignDevice>, StoreError>;
+        /// Moves a campaign from `from` to `to` (false if it was not in `from`), with an audit
+        /// entry when an operator did it. Into `rolling_back`, it also records the rollback
+        /// artifact and puts every device that was offered or installed the update back to
+        /// `rollback_pending`, in the same commit.
+        write fn set_campaign_state(
+            &self,
+            id: &str,
+            from: CampaignState,
+            to: CampaignState,
+            rollback_artifact: Option<&str>,
+            audit: Option<&AuditEntry>,
+        ) -> Result<bool, StoreError>;
+        /// Moves one device of a campaign from `from` to `to` (a claim: false if it was not in
+        /// `from`), recording the step it reported (if any) in the same commit.
+        write fn move_campaign_device(
+            &self,
+            campaign: &str,
+            device: &DeviceId,
+            from: DeviceUpdate,
+            to: DeviceUpdate,
+            step: Option<&StepRecord>,
+            at: DateTime<Utc>,
+        ) -> Result<bool, StoreError>;
+        /// Records a step a device reported that moves nothing.
+        write fn record_update_step(&self, campaign: &str, step: &StepRecord) -> Result<(), StoreError>;
+        /// A campaign's reported steps, oldest first, at most `limit` (the newest).
+        read fn update_steps(&self, campaign: &str, limit: u32) -> Result<Vec<StepRecord>, StoreError>;
+    }
+
     /// Orders paid by split tenders. A tender (a transaction with `order_id`) is checked
     /// against its order by `insert_transaction`, in its commit.
     trait OrderStore {
@@ -425,6 +480,7 @@ pub trait Store:
     + OrderStore
     + ReceiptStore
     + ConfigStore
+    + UpdateStore
     + Housekeeping
 {
 }
@@ -440,6 +496,7 @@ impl<T> Store for T where
         + OrderStore
         + ReceiptStore
         + ConfigStore
+        + UpdateStore
         + Housekeeping
 {
 }

@@ -438,3 +438,111 @@ pub(super) fn device_config_state(
         acked_at: opt_time(row, "config_acked_at")?,
     })
 }
+
+fn unsigned(row: &impl Columns, name: &'static str) -> Result<u64, StoreError> {
+    let v = row.int(name)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} {v} out of range")))
+}
+
+fn small(row: &impl Columns, name: &'static str) -> Result<u32, StoreError> {
+    let v = row.int(name)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} {v} out of range")))
+}
+
+/// A row of `release_keys`.
+pub(super) fn release_key(
+    row: &impl Columns,
+) -> Result<crate::domain::campaigns::ReleaseKeyRecord, StoreError> {
+    Ok(crate::domain::campaigns::ReleaseKeyRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        public_key: row.text("public_key")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// A row of `artifacts` (selected with `has_file`, not the file).
+pub(super) fn artifact(
+    row: &impl Columns,
+) -> Result<crate::domain::campaigns::ArtifactRecord, StoreError> {
+    Ok(crate::domain::campaigns::ArtifactRecord {
+        id: row.text("id")?,
+        version: row.text("version")?,
+        url: row.opt_text("url")?,
+        size: unsigned(row, "size")?,
+        sha256: row.text("sha256")?,
+        signature: row.text("signature")?,
+        key_id: row.text("key_id")?,
+        has_file: row.flag("has_file")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// A row of `campaigns`.
+pub(super) fn campaign(
+    row: &impl Columns,
+) -> Result<crate::domain::campaigns::CampaignRecord, StoreError> {
+    use crate::domain::campaigns::Window;
+    let state = row.text("state")?;
+    let window = match (row.opt_int("window_start")?, row.opt_int("window_end")?) {
+        (Some(s), Some(e)) => Some(
+            Window::new(
+                u16::try_from(s).unwrap_or(u16::MAX),
+                u16::try_from(e).unwrap_or(u16::MAX),
+            )
+            .map_err(StoreError::Corrupt)?,
+        ),
+        _ => None,
+    };
+    Ok(crate::domain::campaigns::CampaignRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        artifact_id: row.text("artifact_id")?,
+        rollback_artifact_id: row.opt_text("rollback_artifact_id")?,
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        canary: small(row, "canary")?,
+        wave_size: small(row, "wave_size")?,
+        failure_threshold: small(row, "failure_threshold")?,
+        window,
+        created_at: time(row, "created_at")?,
+        created_by: row.text("created_by")?,
+    })
+}
+
+/// A row of `campaign_devices`.
+pub(super) fn campaign_device(
+    row: &impl Columns,
+) -> Result<crate::domain::campaigns::CampaignDevice, StoreError> {
+    let step = row.opt_text("step")?;
+    Ok(crate::domain::campaigns::CampaignDevice {
+        campaign_id: row.text("campaign_id")?,
+        device_id: parse_device_id(row.text("device_id")?)?,
+        wave: small(row, "wave")?,
+        position: small(row, "position")?,
+        state: row.text("state")?.parse().map_err(StoreError::Corrupt)?,
+        step: step
+            .as_deref()
+            .map(|s| {
+                crate::domain::campaigns::parse_step(s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("update step '{s}'")))
+            })
+            .transpose()?,
+        reason: row.opt_text("reason")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A row of `update_steps`.
+pub(super) fn update_step(
+    row: &impl Columns,
+) -> Result<crate::domain::campaigns::StepRecord, StoreError> {
+    let step = row.text("step")?;
+    Ok(crate::domain::campaigns::StepRecord {
+        device_id: parse_device_id(row.text("device_id")?)?,
+        at: time(row, "at")?,
+        version: row.text("version")?,
+        step: crate::domain::campaigns::parse_step(&step)
+            .ok_or_else(|| StoreError::Corrupt(format!("update step '{step}'")))?,
+        reason: row.opt_text("reason")?,
+    })
+}

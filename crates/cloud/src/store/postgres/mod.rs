@@ -8,6 +8,7 @@
 
 mod accounts;
 mod config;
+mod updates;
 mod orders;
 mod people;
 mod receipts;

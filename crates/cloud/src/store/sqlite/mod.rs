@@ -14,6 +14,7 @@
 
 mod accounts;
 mod config;
+mod updates;
 mod orders;
 mod people;
 mod receipts;
