@@ -13,6 +13,8 @@ use crate::display::CustomerScreen;
 use crate::error::TerminalError;
 use crate::journal::Journal;
 use crate::settings::{AppliedSettings, Received};
+use crate::update::{self as updater, InstallMarker, Installer, UpdateFailure, VerifiedUpdate};
+use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use protocol::action::Cart;
 use protocol::config::{DeviceConfig, Settings};
@@ -20,6 +22,7 @@ use protocol::device::{
     accepts, close, CloudMessage, DeviceMessage, DeviceResult, Hello, TransactionOffer,
     MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
+use protocol::update::{UpdateOffer, UpdateStep};
 use protocol::{
     Cents, Function, PairingCode, RegisterInfo, RegisterKey, ResultCode, TerminalStatus,
     TransactionId, TransactionResult,
@@ -142,6 +145,15 @@ pub enum TerminalEvent {
     ConfigRestored { version: u64, settings: Settings },
     /// The cloud stored a result.
     Acknowledged { transaction_id: TransactionId },
+    /// A step of a software update, as reported to the cloud (`update_status`): downloading,
+    /// verified, installing (the agent restarts into the new version next, when it replaces
+    /// itself), installed, failed with a `reason`, or postponed to the next window.
+    Update {
+        campaign_id: String,
+        version: String,
+        step: UpdateStep,
+        reason: Option<String>,
+    },
 }
 
 /// What the user interface can ask of the agent.
@@ -167,6 +179,24 @@ pub async fn run(
     let tls = crate::tls::client_config(config.ca_cert.as_deref())?;
     let journal = Journal::open(&config.journal_path)?;
     let settings = AppliedSettings::open(config.settings_path())?;
+    // Downloads trust what the WebSocket trusts: the public roots and `--ca-cert`.
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(updater::READ_TIMEOUT)
+        .user_agent(format!("eftcloud-terminal/{}", crate::AGENT_VERSION))
+        .build()
+        .map_err(|e| TerminalError::InvalidArgument(format!("HTTP client set-up: {e}")))?;
+    let marker_path = config.update_marker_path();
+    let installed = match updater::read_marker(&marker_path) {
+        Ok(marker) => marker,
+        Err(e) => {
+            // Only a report is lost; the version that runs says the rest in `hello`.
+            tracing::warn!(error = %e, "cannot read the record of the last installation; removing it");
+            let _ = std::fs::remove_file(&marker_path);
+            None
+        }
+    };
     let (progress_tx, progress_rx) = mpsc::channel(32);
     let mut agent = Agent {
         config,
@@ -187,6 +217,11 @@ pub async fn run(
         screen: CustomerScreen::default(),
         screen_held: false,
         started: Instant::now(),
+        http,
+        update: None,
+        update_seq: 0,
+        downloads: JoinSet::new(),
+        installed,
     };
     if let Some(version) = agent.settings.version() {
         tracing::info!(version, path = %agent.settings.path().display(), "running the configuration applied before the restart");
@@ -298,6 +333,27 @@ struct Agent {
     screen_held: bool,
     /// When the agent started: its uptime where the OS does not say the machine's.
     started: Instant,
+    /// Downloads updates.
+    http: reqwest::Client,
+    /// The update being downloaded, or verified and waiting for the terminal to be idle.
+    update: Option<UpdateJob>,
+    /// Numbers update jobs, so a download is never taken for a later job's.
+    update_seq: u64,
+    /// The download of `update` (at most one): aborted when another update replaces it, and
+    /// with the agent.
+    downloads: JoinSet<(u64, Result<Vec<u8>, UpdateFailure>)>,
+    /// An installation recorded before this start, reported after the next `welcome`.
+    installed: Option<InstallMarker>,
+}
+
+/// An update the agent is working on.
+struct UpdateJob {
+    seq: u64,
+    offer: UpdateOffer,
+    /// The end of its window (`install_before`).
+    install_before: DateTime<Utc>,
+    /// `None` while downloading; the checked file once verified.
+    verified: Option<Vec<u8>>,
 }
 
 /// Unacknowledged results carried in `hello` (each up to a few KiB with its receipt); more
@@ -309,6 +365,7 @@ enum OfflineWake {
     Progress((TransactionId, Note)),
     Done(Result<(TransactionId, BackendOutcome), JoinError>),
     Command(Option<TerminalCommand>),
+    Downloaded(Result<(u64, Result<Vec<u8>, UpdateFailure>), JoinError>),
 }
 
 /// What woke the agent while connected.
@@ -323,6 +380,9 @@ enum Wake {
     Reversal,
     Resend,
     Health,
+    Downloaded(Result<(u64, Result<Vec<u8>, UpdateFailure>), JoinError>),
+    /// The window of an update waiting for the terminal to be idle has ended.
+    UpdateWindow,
 }
 
 impl Agent {
@@ -462,6 +522,9 @@ impl Agent {
                     OfflineWake::Done(done)
                 }
                 cmd = commands.recv(), if self.commands_open => OfflineWake::Command(cmd),
+                Some(done) = self.downloads.join_next(), if !self.downloads.is_empty() => {
+                    OfflineWake::Downloaded(done)
+                }
                 out = &mut fut => return Ok(out),
             };
             match wake {
@@ -472,14 +535,25 @@ impl Agent {
                 OfflineWake::Done(done) => drop(self.on_backend_done(done).await?),
                 OfflineWake::Command(cmd) => {
                     let out = self.on_command(cmd);
-                    for m in out {
-                        if self.queued.len() >= MAX_QUEUED_COMMANDS {
-                            self.queued.remove(0);
-                        }
-                        self.queued.push(m);
-                    }
+                    self.queue(out);
+                }
+                // The step is sent after the next `welcome`; a verified update waits for a
+                // connection to be installed, so that `installing` reaches the cloud.
+                OfflineWake::Downloaded(done) => {
+                    let out = self.on_downloaded(done);
+                    self.queue(out);
                 }
             }
+        }
+    }
+
+    /// Keeps frames made while offline for the next `welcome` (the oldest go first when full).
+    fn queue(&mut self, out: Vec<DeviceMessage>) {
+        for m in out {
+            if self.queued.len() >= MAX_QUEUED_COMMANDS {
+                self.queued.remove(0);
+            }
+            self.queued.push(m);
         }
     }
 
@@ -516,7 +590,7 @@ impl Agent {
             secret: self.config.secret.clone(),
             vendor: self.config.vendor.clone(),
             model: self.config.model.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            agent_version: crate::AGENT_VERSION.to_string(),
             // A bounded number in hello, so it stays far below the frame limit; the rest follow
             // as `result` frames once welcomed.
             unacknowledged: hello_results,
@@ -540,6 +614,10 @@ impl Agent {
             let reversal_at = session.reversal_at;
             let resend_at = session.resend_at;
             let health_at = session.health_at;
+            // Only once welcomed: before that nothing can be installed, and a window already
+            // over would wake the loop at once, again and again.
+            let window_at = self.update_window_end().filter(|_| session.welcomed);
+            let mut reports_install = false;
             let wake = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Wake::Shutdown,
@@ -552,6 +630,10 @@ impl Agent {
                 _ = sleep_until_opt(reversal_at) => Wake::Reversal,
                 _ = sleep_until_opt(resend_at) => Wake::Resend,
                 _ = sleep_until_opt(health_at) => Wake::Health,
+                Some(done) = self.downloads.join_next(), if !self.downloads.is_empty() => {
+                    Wake::Downloaded(done)
+                }
+                _ = sleep_until_opt(window_at) => Wake::UpdateWindow,
             };
             let out = match wake {
                 Wake::Shutdown => {
@@ -628,6 +710,9 @@ impl Agent {
                     Err(stop) => return SessionEnd::Stop(stop),
                 },
                 Wake::Command(cmd) => self.on_command(cmd),
+                Wake::Downloaded(done) => self.on_downloaded(done),
+                // Postponed below, where every wake-up looks at the update waiting.
+                Wake::UpdateWindow => Vec::new(),
                 Wake::Frame(None) => {
                     return lost("the cloud closed the connection".into(), &session)
                 }
@@ -669,6 +754,10 @@ impl Agent {
                                                 + self.config.health_interval,
                                         );
                                     }
+                                    if let Some(marker) = &self.installed {
+                                        out.push(self.install_report(marker));
+                                        reports_install = true;
+                                    }
                                     if !self.reversals_due.is_empty() {
                                         session.reversal_at = Some(
                                             tokio::time::Instant::now()
@@ -708,6 +797,21 @@ impl Agent {
             }
             if sends_result && session.resend_at.is_none() {
                 session.resend_at = Some(tokio::time::Instant::now() + session.resend_wait);
+            }
+            if reports_install {
+                // Reported: the next start has nothing to say about it.
+                self.installed = None;
+                if let Err(e) = updater::remove_marker(&self.config.update_marker_path()).await {
+                    tracing::warn!(error = %e, "cannot remove the record of the installation");
+                }
+            }
+            // Whatever woke us may have ended the transaction an update waited for, or its
+            // window; installing replaces this process (or returns what to report).
+            if session.welcomed {
+                let out = self.install_if_due(&mut socket).await;
+                if let Err(e) = send_all(&mut socket, out).await {
+                    return lost(e, &session);
+                }
             }
         }
     }
@@ -806,8 +910,7 @@ impl Agent {
             }
             CloudMessage::Transaction(offer) => self.on_offer(offer).await,
             CloudMessage::Config(frame) => self.on_config(frame).await,
-            // Installed by the agent's updater (being built).
-            CloudMessage::Update(_) => Vec::new(),
+            CloudMessage::Update(offer) => self.on_update(offer),
             CloudMessage::Start { transaction_id } => self.on_start(transaction_id).await,
             CloudMessage::Abort {
                 transaction_id,
@@ -1144,6 +1247,8 @@ impl Agent {
     /// On a graceful shutdown, lets a running transaction end (cancelled) and journals it, so
     /// the next start has a result to report rather than a reversal to make.
     async fn wind_down(&mut self) {
+        // A download in progress is dropped; the cloud offers the update again.
+        self.downloads.abort_all();
         let Some(running) = &self.running else {
             return;
         };
@@ -1153,6 +1258,302 @@ impl Agent {
         }
         self.tasks.shutdown().await;
     }
+}
+
+/// Software updates: an `update` frame is downloaded and verified in a task of its own while
+/// frames keep flowing, then installed between transactions and before its window ends.
+impl Agent {
+    /// The `update_status` frame of a step, also shown on the user interface.
+    fn update_status(
+        &self,
+        offer: &UpdateOffer,
+        step: UpdateStep,
+        reason: Option<String>,
+    ) -> DeviceMessage {
+        let campaign_id = offer.campaign_id.clone();
+        let version = offer.artifact.version.clone();
+        match (&reason, step) {
+            (Some(reason), UpdateStep::Failed) => {
+                tracing::warn!(%campaign_id, %version, %reason, "update failed")
+            }
+            _ => tracing::info!(%campaign_id, %version, step = step.as_str(), ?reason, "update"),
+        }
+        self.emit(TerminalEvent::Update {
+            campaign_id: campaign_id.clone(),
+            version: version.clone(),
+            step,
+            reason: reason.clone(),
+        });
+        DeviceMessage::UpdateStatus {
+            campaign_id,
+            version,
+            step,
+            reason,
+        }
+    }
+
+    fn update_failed(&self, offer: &UpdateOffer, failure: UpdateFailure) -> Vec<DeviceMessage> {
+        vec![self.update_status(offer, UpdateStep::Failed, Some(failure.to_string()))]
+    }
+
+    /// An `update` frame: checked, then downloaded in the background. A repeat of the offer in
+    /// progress (same campaign and artifact) is answered with the step it has reached and
+    /// takes its window; another offer replaces it.
+    fn on_update(&mut self, offer: UpdateOffer) -> Vec<DeviceMessage> {
+        if let Some(job) = self.update.as_mut() {
+            if job.offer.campaign_id == offer.campaign_id && job.offer.artifact == offer.artifact {
+                // A repeat, perhaps with the next window's end: nothing is fetched again.
+                if let Ok(t) = DateTime::parse_from_rfc3339(&offer.install_before) {
+                    job.install_before = t.with_timezone(&Utc);
+                    job.offer.install_before = offer.install_before.clone();
+                }
+                let step = match job.verified {
+                    Some(_) => UpdateStep::Verified,
+                    None => UpdateStep::Downloading,
+                };
+                return vec![self.update_status(&offer, step, None)];
+            }
+            tracing::info!(replaced = %job.offer.campaign_id, campaign_id = %offer.campaign_id, "a new update offer replaces the one in progress");
+        }
+        self.update = None;
+        self.downloads.abort_all();
+        let install_before = match DateTime::parse_from_rfc3339(&offer.install_before) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => {
+                let reason = format!(
+                    "install_before '{}' is not an RFC 3339 time ({e})",
+                    offer.install_before
+                );
+                return self.update_failed(&offer, UpdateFailure::Offer(reason));
+            }
+        };
+        if install_before <= Utc::now() {
+            let reason = "the maintenance window has ended".to_string();
+            return vec![self.update_status(&offer, UpdateStep::Postponed, Some(reason))];
+        }
+        // The signature before the download: a file no trusted key signed is not worth
+        // fetching. (The file's checksum, and the signature again, are checked once it is in.)
+        if let Err(e) = offer.artifact.check_signature(&self.config.release_keys) {
+            return self.update_failed(&offer, e.into());
+        }
+        let source = url::Url::parse(&self.url)
+            .map_err(|_| updater::DownloadError::BadUrl {
+                url: offer.artifact.url.clone(),
+            })
+            .and_then(|connected| {
+                updater::source(
+                    &offer.artifact.url,
+                    &connected,
+                    &self.config.device_id,
+                    &self.config.secret,
+                )
+            });
+        let source = match source {
+            Ok(s) => s,
+            Err(e) => return self.update_failed(&offer, e.into()),
+        };
+        if offer.artifact.size > updater::MAX_ARTIFACT_BYTES {
+            let e = updater::DownloadError::OverLimit {
+                size: offer.artifact.size,
+            };
+            return self.update_failed(&offer, e.into());
+        }
+        self.update_seq += 1;
+        let seq = self.update_seq;
+        let client = self.http.clone();
+        let artifact = offer.artifact.clone();
+        let trusted = self.config.release_keys.clone();
+        self.downloads.spawn(async move {
+            (
+                seq,
+                updater::fetch_verified(&client, &source, artifact, trusted).await,
+            )
+        });
+        let out = vec![self.update_status(&offer, UpdateStep::Downloading, None)];
+        self.update = Some(UpdateJob {
+            seq,
+            offer,
+            install_before,
+            verified: None,
+        });
+        out
+    }
+
+    /// A download ended: `verified`, or `failed` and forgotten.
+    fn on_downloaded(
+        &mut self,
+        done: Result<(u64, Result<Vec<u8>, UpdateFailure>), JoinError>,
+    ) -> Vec<DeviceMessage> {
+        // An aborted download (replaced, or shutting down) has nothing to say.
+        let Ok((seq, outcome)) = done else {
+            return Vec::new();
+        };
+        let Some(mut job) = self.update.take() else {
+            return Vec::new();
+        };
+        if job.seq != seq || job.verified.is_some() {
+            self.update = Some(job);
+            return Vec::new();
+        }
+        match outcome {
+            Ok(file) => {
+                let out = vec![self.update_status(&job.offer, UpdateStep::Verified, None)];
+                job.verified = Some(file);
+                self.update = Some(job);
+                out
+            }
+            Err(failure) => self.update_failed(&job.offer, failure),
+        }
+    }
+
+    /// When the window of a verified update ends (bounded like every timer: waking early only
+    /// looks again).
+    fn update_window_end(&self) -> Option<tokio::time::Instant> {
+        let job = self.update.as_ref().filter(|j| j.verified.is_some())?;
+        let left = (job.install_before - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_TIMER);
+        Some(tokio::time::Instant::now() + left)
+    }
+
+    /// Installs a verified update if the terminal is idle and its window is open; postpones it
+    /// once the window has ended. Returns the frames to send (none once this process has been
+    /// replaced, which does not return).
+    async fn install_if_due(&mut self, socket: &mut Socket) -> Vec<DeviceMessage> {
+        let Some(job) = self.update.as_ref().filter(|j| j.verified.is_some()) else {
+            return Vec::new();
+        };
+        if Utc::now() >= job.install_before {
+            let offer = job.offer.clone();
+            self.update = None;
+            let reason = "the maintenance window ended before the terminal was idle".to_string();
+            return vec![self.update_status(&offer, UpdateStep::Postponed, Some(reason))];
+        }
+        if self.in_transaction() {
+            return Vec::new();
+        }
+        match self.update.take() {
+            Some(UpdateJob {
+                offer,
+                verified: Some(file),
+                ..
+            }) => self.install(offer, file, socket).await,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Records the installation beside the journal, then installs with the configured
+    /// installer. While this runs no frame is read, so no transaction can start.
+    async fn install(
+        &mut self,
+        offer: UpdateOffer,
+        file: Vec<u8>,
+        socket: &mut Socket,
+    ) -> Vec<DeviceMessage> {
+        let installer = self.config.installer.clone();
+        if matches!(installer, Installer::Refuse) {
+            let reason = updater::IN_PROCESS_REFUSAL.to_string();
+            return self.update_failed(&offer, UpdateFailure::Install(reason));
+        }
+        // `installing` goes out before anything changes. If the link is gone the installation
+        // goes ahead all the same: the next start reports how it ended.
+        let installing = self.update_status(&offer, UpdateStep::Installing, None);
+        if let Err(e) = send_all(socket, vec![installing]).await {
+            tracing::warn!(error = %e, "cannot report the installation's start");
+        }
+        let marker_path = self.config.update_marker_path();
+        let marker = InstallMarker {
+            campaign_id: offer.campaign_id.clone(),
+            version: offer.artifact.version.clone(),
+        };
+        if let Err(e) = updater::write_marker(&marker_path, &marker).await {
+            let reason = format!("cannot record it in {}: {e}", marker_path.display());
+            return self.update_failed(&offer, UpdateFailure::Install(reason));
+        }
+        let update = VerifiedUpdate {
+            campaign_id: marker.campaign_id,
+            version: marker.version,
+            file,
+        };
+        let outcome = match installer {
+            Installer::Refuse => Err(updater::IN_PROCESS_REFUSAL.to_string()),
+            Installer::SelfReplace => replace_self(update, socket).await,
+            Installer::Custom(custom) => {
+                tokio::task::spawn_blocking(move || custom.install(&update))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the installer did not finish: {e}")))
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(version = %offer.artifact.version, "update installed; it runs from the next start, which reports it");
+                Vec::new()
+            }
+            Err(reason) => {
+                if let Err(e) = updater::remove_marker(&marker_path).await {
+                    tracing::warn!(error = %e, "cannot remove the record of the failed installation");
+                }
+                self.update_failed(&offer, UpdateFailure::Install(reason))
+            }
+        }
+    }
+
+    /// What became of the installation recorded before this start: `installed` if this is the
+    /// version it installed, `failed` if another one still runs.
+    fn install_report(&self, marker: &InstallMarker) -> DeviceMessage {
+        let (step, reason) = if marker.version == crate::AGENT_VERSION {
+            (UpdateStep::Installed, None)
+        } else {
+            let reason = UpdateFailure::Install(format!("still running {}", crate::AGENT_VERSION));
+            (UpdateStep::Failed, Some(reason.to_string()))
+        };
+        self.emit(TerminalEvent::Update {
+            campaign_id: marker.campaign_id.clone(),
+            version: marker.version.clone(),
+            step,
+            reason: reason.clone(),
+        });
+        tracing::info!(campaign_id = %marker.campaign_id, version = %marker.version, step = step.as_str(), ?reason, "reporting the installation made before this start");
+        DeviceMessage::UpdateStatus {
+            campaign_id: marker.campaign_id.clone(),
+            version: marker.version.clone(),
+            step,
+            reason,
+        }
+    }
+}
+
+/// Replaces this process's executable with `update` and executes it with the same arguments:
+/// returns only when that fails. The cloud gets a clean close first, so it does not wait for
+/// a heartbeat to notice the restart.
+#[cfg(unix)]
+async fn replace_self(update: VerifiedUpdate, socket: &mut Socket) -> Result<(), String> {
+    // Named now: once the file is replaced, this process's executable is a deleted file.
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find this agent's executable: {e}"))?;
+    let target = exe.clone();
+    let VerifiedUpdate { version, file, .. } = update;
+    tokio::task::spawn_blocking(move || updater::replace_executable(&target, &file))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map_err(|e| format!("cannot replace {}: {e}", exe.display()))?;
+    tracing::info!(%version, exe = %exe.display(), "executable replaced; restarting into the new version");
+    let frame = CloseFrame {
+        code: CloseCode::from(close::GOING_AWAY),
+        reason: "terminal restarting into a new version".into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(Some(frame))).await;
+    let e = updater::exec(&exe);
+    Err(format!(
+        "replaced {} but cannot start it: {e}",
+        exe.display()
+    ))
+}
+
+#[cfg(not(unix))]
+async fn replace_self(_update: VerifiedUpdate, _socket: &mut Socket) -> Result<(), String> {
+    Err("replacing the running executable is supported on Unix only".into())
 }
 
 /// The result journaled for a transaction whose outcome is unknown: reversed, nothing charged.
@@ -1442,13 +1843,18 @@ mod tests {
         assert_eq!(hi.protocol_version, PROTOCOL_VERSION);
         assert_eq!(hi.device_id.as_str(), "dev-1");
         assert_eq!(hi.secret, "s3cret");
-        assert_eq!(hi.agent_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(hi.agent_version, crate::AGENT_VERSION);
         assert!(hi.unacknowledged.is_empty());
         assert_eq!(hi.in_progress, None);
+        // All but `update`: this agent trusts no release key.
         assert_eq!(
             hi.capabilities.len(),
-            protocol::device::capability::ALL.len()
+            protocol::device::capability::ALL.len() - 1
         );
+        assert!(!hi
+            .capabilities
+            .iter()
+            .any(|c| c == protocol::device::capability::UPDATE));
         let hardware = hi.hardware.expect("hardware is declared");
         assert_eq!(hardware.printer_columns, Some(32));
         assert!(hardware.screen.is_some());
@@ -2381,5 +2787,527 @@ mod tests {
         assert_eq!(result.transaction_result, Some(TransactionResult::Accepted));
         h.shutdown.cancel();
         assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+    }
+
+    /// Software updates, against the scripted cloud and a file server of the test's own.
+    mod updates {
+        use super::*;
+        use crate::update::{Install, InstallMarker, Installer, VerifiedUpdate};
+        use protocol::update::{Artifact, ReleaseKey, SigningKey};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        /// An installer that records what it was given instead of installing anything.
+        #[derive(Default)]
+        struct Recorder {
+            calls: std::sync::Mutex<Vec<VerifiedUpdate>>,
+        }
+
+        impl Install for Recorder {
+            fn install(&self, update: &VerifiedUpdate) -> Result<(), String> {
+                self.calls.lock().unwrap().push(update.clone());
+                Ok(())
+            }
+        }
+
+        impl Recorder {
+            fn calls(&self) -> Vec<VerifiedUpdate> {
+                self.calls.lock().unwrap().clone()
+            }
+        }
+
+        fn release_key() -> (SigningKey, ReleaseKey) {
+            let (_, key) = SigningKey::generate().expect("key");
+            let public = key.public();
+            (key, public)
+        }
+
+        fn artifact(key: &SigningKey, version: &str, file: &[u8], url: &str) -> Artifact {
+            let signed = key.sign(version, file).expect("sign");
+            Artifact {
+                version: version.into(),
+                url: url.into(),
+                size: file.len() as u64,
+                sha256: signed.sha256,
+                signature: signed.signature,
+                key_id: signed.key_id,
+            }
+        }
+
+        fn in_secs(secs: i64) -> String {
+            (Utc::now() + chrono::TimeDelta::seconds(secs)).to_rfc3339()
+        }
+
+        fn update(campaign_id: &str, artifact: Artifact, install_before: String) -> CloudMessage {
+            CloudMessage::Update(UpdateOffer {
+                campaign_id: campaign_id.into(),
+                artifact,
+                install_before,
+            })
+        }
+
+        /// An agent that trusts `trusted` and installs with `installer`.
+        async fn updating(
+            trusted: ReleaseKey,
+            installer: Installer,
+            slow: Duration,
+            adjust: impl FnOnce(&mut TerminalConfig),
+        ) -> Harness {
+            harness_adjusted(false, slow, |c| {
+                c.release_keys = vec![trusted];
+                c.installer = installer;
+                adjust(c);
+            })
+            .await
+        }
+
+        /// Answers one HTTP request on `listener` with `body`; returns the request's head.
+        async fn serve_one(listener: &TcpListener, body: &[u8]) -> String {
+            let (mut tcp, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .expect("the agent downloads")
+                .expect("accept");
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            tcp.write_all(response.as_bytes()).await.expect("write");
+            tcp.write_all(body).await.expect("write");
+            let _ = tcp.shutdown().await;
+            String::from_utf8_lossy(&head).into_owned()
+        }
+
+        /// The next frame, which must be an `update_status`.
+        async fn step(ws: &mut ServerWs) -> (String, UpdateStep, Option<String>) {
+            match recv(ws).await {
+                DeviceMessage::UpdateStatus {
+                    campaign_id,
+                    step,
+                    reason,
+                    ..
+                } => (campaign_id, step, reason),
+                other => panic!("expected update_status, got {other:?}"),
+            }
+        }
+
+        fn steps(frames: &[DeviceMessage]) -> Vec<UpdateStep> {
+            frames
+                .iter()
+                .filter_map(|m| match m {
+                    DeviceMessage::UpdateStatus { step, .. } => Some(*step),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn update_events(events: &[TerminalEvent]) -> Vec<UpdateStep> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    TerminalEvent::Update { step, .. } => Some(*step),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn an_update_is_downloaded_verified_and_installed_when_idle() {
+            let (key, trusted) = release_key();
+            let recorder = Arc::new(Recorder::default());
+            let mut h = updating(
+                trusted,
+                Installer::Custom(recorder.clone()),
+                Duration::from_millis(50),
+                |_| {},
+            )
+            .await;
+            let mut ws = accept(&h.listener).await;
+            let hi = hello(&mut ws).await;
+            assert!(hi
+                .capabilities
+                .iter()
+                .any(|c| c == protocol::device::capability::UPDATE));
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+
+            // A path of the cloud's: fetched from the cloud, with the device's credentials.
+            let file = b"agent 2.0.0 \x00\x01 binary".to_vec();
+            let a = artifact(&key, "2.0.0", &file, "/device/v1/artifacts/a1");
+            send(&mut ws, &update("c1", a, in_secs(3600))).await;
+            assert_eq!(
+                step(&mut ws).await,
+                ("c1".into(), UpdateStep::Downloading, None)
+            );
+            let head = serve_one(&h.listener, &file).await;
+            assert!(
+                head.starts_with("GET /device/v1/artifacts/a1 HTTP/1.1\r\n"),
+                "{head}"
+            );
+            // base64("dev-1:s3cret")
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("authorization: basic zgv2lte6cznjcmv0\r\n"),
+                "{head}"
+            );
+            assert_eq!(
+                step(&mut ws).await,
+                ("c1".into(), UpdateStep::Verified, None)
+            );
+            assert_eq!(
+                step(&mut ws).await,
+                ("c1".into(), UpdateStep::Installing, None)
+            );
+            // The installation is over before the next frame is read.
+            sync(&mut ws, 1).await;
+            assert_eq!(
+                recorder.calls(),
+                vec![VerifiedUpdate {
+                    campaign_id: "c1".into(),
+                    version: "2.0.0".into(),
+                    file: file.clone(),
+                }]
+            );
+            assert_eq!(
+                crate::update::read_marker(&h.config.update_marker_path()),
+                Ok(Some(InstallMarker {
+                    campaign_id: "c1".into(),
+                    version: "2.0.0".into()
+                }))
+            );
+            assert_eq!(
+                update_events(&drain(&mut h.events)),
+                vec![
+                    UpdateStep::Downloading,
+                    UpdateStep::Verified,
+                    UpdateStep::Installing
+                ]
+            );
+            h.shutdown.cancel();
+            assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+
+            // The next start reports it; this build is still the old version, so: failed.
+            let (mut events, _commands, shutdown, agent) =
+                start_agent(h.config.clone(), Duration::from_millis(50)).await;
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            let still = format!("install: still running {}", crate::AGENT_VERSION);
+            assert_eq!(
+                step(&mut ws).await,
+                ("c1".into(), UpdateStep::Failed, Some(still))
+            );
+            sync(&mut ws, 2).await;
+            assert_eq!(update_events(&drain(&mut events)), vec![UpdateStep::Failed]);
+            assert_eq!(
+                crate::update::read_marker(&h.config.update_marker_path()),
+                Ok(None),
+                "reported once"
+            );
+            shutdown.cancel();
+            assert_eq!(agent.await.expect("join").expect("run"), Exit::Shutdown);
+        }
+
+        #[tokio::test]
+        async fn the_installation_is_reported_once_after_the_restart() {
+            let marker = |version: &str| {
+                serde_json::to_vec(&InstallMarker {
+                    campaign_id: "c7".into(),
+                    version: version.into(),
+                })
+                .expect("json")
+            };
+            let (_, trusted) = release_key();
+            let h = updating(trusted, Installer::Refuse, Duration::from_millis(50), |c| {
+                // As the version being replaced left it before executing this one.
+                std::fs::write(c.update_marker_path(), marker(crate::AGENT_VERSION))
+                    .expect("marker");
+            })
+            .await;
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            assert_eq!(
+                step(&mut ws).await,
+                ("c7".into(), UpdateStep::Installed, None)
+            );
+            sync(&mut ws, 1).await;
+            assert!(!h.config.update_marker_path().exists());
+            // Reconnected: nothing more to say.
+            drop(ws);
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            assert_eq!(
+                steps(&frames_until_pong(&mut ws, 2).await),
+                Vec::<UpdateStep>::new()
+            );
+            h.shutdown.cancel();
+            assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+
+            // A corrupt marker costs the report, never the start.
+            std::fs::write(h.config.update_marker_path(), b"{").expect("marker");
+            let (_events, _commands, shutdown, agent) =
+                start_agent(h.config.clone(), Duration::from_millis(50)).await;
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            assert_eq!(
+                steps(&frames_until_pong(&mut ws, 3).await),
+                Vec::<UpdateStep>::new()
+            );
+            assert!(!h.config.update_marker_path().exists());
+            shutdown.cancel();
+            assert_eq!(agent.await.expect("join").expect("run"), Exit::Shutdown);
+        }
+
+        #[tokio::test]
+        async fn a_bad_checksum_size_or_signature_is_refused_and_nothing_installed() {
+            let (key, trusted) = release_key();
+            let recorder = Arc::new(Recorder::default());
+            let h = updating(
+                trusted,
+                Installer::Custom(recorder.clone()),
+                Duration::from_millis(50),
+                |_| {},
+            )
+            .await;
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            // Files on another server: fetched without the device's credentials.
+            let files = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let url = format!("http://{}/agent-2.0.0", files.local_addr().expect("addr"));
+            let file = b"agent 2.0.0".to_vec();
+
+            // Another file of the same size under the artifact: the checksum.
+            let a = artifact(&key, "2.0.0", &file, &url);
+            send(&mut ws, &update("c1", a.clone(), in_secs(3600))).await;
+            assert_eq!(step(&mut ws).await.1, UpdateStep::Downloading);
+            let head = serve_one(&files, b"agent 6.6.6").await;
+            assert!(
+                !head.to_ascii_lowercase().contains("authorization"),
+                "{head}"
+            );
+            let (campaign, s, reason) = step(&mut ws).await;
+            assert_eq!((campaign.as_str(), s), ("c1", UpdateStep::Failed));
+            let reason = reason.unwrap_or_default();
+            assert!(reason.starts_with("checksum: "), "{reason}");
+
+            // More bytes than the artifact says: refused as soon as it shows.
+            send(&mut ws, &update("c2", a.clone(), in_secs(3600))).await;
+            assert_eq!(step(&mut ws).await.1, UpdateStep::Downloading);
+            serve_one(&files, b"agent 2.0.0 and then some").await;
+            let (_, s, reason) = step(&mut ws).await;
+            assert_eq!(s, UpdateStep::Failed);
+            let reason = reason.unwrap_or_default();
+            assert!(reason.starts_with("download: "), "{reason}");
+
+            // Signed by a key this device does not trust, or relabelled as another version:
+            // the signature, before anything is downloaded.
+            let (stranger, _) = release_key();
+            let untrusted = artifact(&stranger, "2.0.0", &file, &url);
+            let relabelled = Artifact {
+                version: "9.9.9".into(),
+                ..a.clone()
+            };
+            for (campaign, bad) in [("c3", untrusted), ("c4", relabelled)] {
+                send(&mut ws, &update(campaign, bad, in_secs(3600))).await;
+                let (c, s, reason) = step(&mut ws).await;
+                assert_eq!((c.as_str(), s), (campaign, UpdateStep::Failed));
+                let reason = reason.unwrap_or_default();
+                assert!(reason.starts_with("signature: "), "{reason}");
+            }
+            // Garbage where a time should be: refused, never a panic.
+            send(&mut ws, &update("c5", a, "tomorrow".into())).await;
+            let (_, s, reason) = step(&mut ws).await;
+            assert_eq!(s, UpdateStep::Failed);
+            assert!(reason.unwrap_or_default().starts_with("offer: "));
+
+            sync(&mut ws, 1).await;
+            assert_eq!(recorder.calls(), Vec::new());
+            assert!(!h.config.update_marker_path().exists());
+            h.shutdown.cancel();
+            assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        }
+
+        #[tokio::test]
+        async fn an_in_process_agent_refuses_to_replace_itself() {
+            let (key, trusted) = release_key();
+            // The library's default installer.
+            let h = updating(
+                trusted,
+                Installer::default(),
+                Duration::from_millis(50),
+                |_| {},
+            )
+            .await;
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            let file = b"agent 2.0.0".to_vec();
+            let a = artifact(&key, "2.0.0", &file, "/device/v1/artifacts/a1");
+            send(&mut ws, &update("c1", a, in_secs(3600))).await;
+            assert_eq!(step(&mut ws).await.1, UpdateStep::Downloading);
+            serve_one(&h.listener, &file).await;
+            assert_eq!(step(&mut ws).await.1, UpdateStep::Verified);
+            assert_eq!(
+                step(&mut ws).await,
+                (
+                    "c1".into(),
+                    UpdateStep::Failed,
+                    Some("install: this agent cannot replace itself (running in-process)".into())
+                )
+            );
+            sync(&mut ws, 1).await;
+            assert!(!h.config.update_marker_path().exists());
+            h.shutdown.cancel();
+            assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        }
+
+        #[tokio::test]
+        async fn an_update_waits_for_the_transaction_in_progress() {
+            let (key, trusted) = release_key();
+            let recorder = Arc::new(Recorder::default());
+            // Slower than the test could wait: only the cancel ends the payment.
+            let h = updating(
+                trusted,
+                Installer::Custom(recorder.clone()),
+                Duration::from_secs(600),
+                |_| {},
+            )
+            .await;
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            let o = offer(1053);
+            let id = o.transaction_id;
+            send(&mut ws, &CloudMessage::Transaction(o)).await;
+            assert_eq!(
+                recv(&mut ws).await,
+                DeviceMessage::Accept { transaction_id: id }
+            );
+            send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+
+            // Downloaded and verified during the payment, not installed.
+            let file = b"agent 2.0.0".to_vec();
+            let a = artifact(&key, "2.0.0", &file, "/device/v1/artifacts/a1");
+            let offered = update("c1", a, in_secs(3600));
+            send(&mut ws, &offered).await;
+            let (_, first) = recv_after_progress(&mut ws).await;
+            assert!(
+                matches!(
+                    first,
+                    DeviceMessage::UpdateStatus {
+                        step: UpdateStep::Downloading,
+                        ..
+                    }
+                ),
+                "{first:?}"
+            );
+            serve_one(&h.listener, &file).await;
+            let (_, verified) = recv_after_progress(&mut ws).await;
+            assert!(
+                matches!(
+                    verified,
+                    DeviceMessage::UpdateStatus {
+                        step: UpdateStep::Verified,
+                        ..
+                    }
+                ),
+                "{verified:?}"
+            );
+            // A repeated offer gets the step it has reached.
+            send(&mut ws, &offered).await;
+            assert_eq!(
+                steps(&frames_until_pong(&mut ws, 1).await),
+                vec![UpdateStep::Verified]
+            );
+            assert_eq!(recorder.calls(), Vec::new());
+
+            // The result first, then the installation.
+            send(&mut ws, &CloudMessage::Cancel { transaction_id: id }).await;
+            let (_, last) = recv_after_progress(&mut ws).await;
+            assert!(matches!(last, DeviceMessage::Result(_)), "{last:?}");
+            assert_eq!(step(&mut ws).await.1, UpdateStep::Installing);
+            sync(&mut ws, 2).await;
+            assert_eq!(recorder.calls().len(), 1);
+            h.shutdown.cancel();
+            assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        }
+
+        #[tokio::test]
+        async fn an_update_is_postponed_when_its_window_ends_first() {
+            let (key, trusted) = release_key();
+            let recorder = Arc::new(Recorder::default());
+            let h = updating(
+                trusted,
+                Installer::Custom(recorder.clone()),
+                Duration::from_secs(600),
+                |_| {},
+            )
+            .await;
+            let mut ws = accept(&h.listener).await;
+            hello(&mut ws).await;
+            send(&mut ws, &welcome(vec![register()], 10_000)).await;
+            let file = b"agent 2.0.0".to_vec();
+            let a = artifact(&key, "2.0.0", &file, "/device/v1/artifacts/a1");
+
+            // A window already over: postponed without a download.
+            send(&mut ws, &update("c0", a.clone(), in_secs(-1))).await;
+            let (c, s, reason) = step(&mut ws).await;
+            assert_eq!((c.as_str(), s), ("c0", UpdateStep::Postponed));
+            assert!(reason.is_some());
+
+            // A window that ends while a payment runs.
+            let o = offer(1053);
+            let id = o.transaction_id;
+            send(&mut ws, &CloudMessage::Transaction(o)).await;
+            assert_eq!(
+                recv(&mut ws).await,
+                DeviceMessage::Accept { transaction_id: id }
+            );
+            send(&mut ws, &CloudMessage::Start { transaction_id: id }).await;
+            send(&mut ws, &update("c1", a, in_secs(2))).await;
+            let mut seen = Vec::new();
+            while seen.last() != Some(&UpdateStep::Postponed) {
+                let (_, m) = recv_after_progress(&mut ws).await;
+                match m {
+                    DeviceMessage::UpdateStatus { step, .. } => {
+                        if step == UpdateStep::Downloading {
+                            serve_one(&h.listener, &file).await;
+                        }
+                        seen.push(step);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(
+                seen,
+                vec![
+                    UpdateStep::Downloading,
+                    UpdateStep::Verified,
+                    UpdateStep::Postponed
+                ]
+            );
+            // The payment ends: nothing is installed.
+            send(&mut ws, &CloudMessage::Cancel { transaction_id: id }).await;
+            let frames = frames_until_pong(&mut ws, 1).await;
+            assert!(
+                frames.iter().any(|m| matches!(m, DeviceMessage::Result(_))),
+                "{frames:?}"
+            );
+            assert_eq!(steps(&frames), Vec::<UpdateStep>::new());
+            assert_eq!(recorder.calls(), Vec::new());
+            assert!(!h.config.update_marker_path().exists());
+            h.shutdown.cancel();
+            assert_eq!(h.agent.await.expect("join").expect("run"), Exit::Shutdown);
+        }
     }
 }

@@ -16,6 +16,8 @@ use crate::console::Operator;
 use crate::display::{render_cart, CONSOLE_WIDTH};
 use crate::error::TerminalError;
 use crate::simulator::{Simulator, SimulatorConfig};
+use crate::update::Installer;
+use protocol::update::ReleaseKey;
 use protocol::{Currency, DeviceId};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -91,6 +93,17 @@ pub struct TerminalArgs {
     /// cloud that accepts it; also once on each connection.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub health_interval_secs: u64,
+    /// An operator's release key (64 hex digits, `eftcloud release-key public`) whose signed
+    /// updates this terminal installs (repeatable). Without one the terminal does not declare
+    /// `update`, and the cloud offers it none. With one, a verified update replaces this
+    /// executable and restarts it with the same flags.
+    #[arg(long = "release-key", env = "EFTCLOUD_RELEASE_KEYS", value_delimiter = ',',
+          value_parser = parse_release_key)]
+    pub release_keys: Vec<ReleaseKey>,
+}
+
+fn parse_release_key(s: &str) -> Result<ReleaseKey, String> {
+    ReleaseKey::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId, String> {
@@ -117,6 +130,9 @@ impl TerminalArgs {
         config.ca_cert = self.ca_cert.clone();
         config.printer_columns = (!self.no_printer).then_some(self.printer_columns);
         config.health_interval = std::time::Duration::from_secs(self.health_interval_secs);
+        config.release_keys = self.release_keys.clone();
+        // This process is the agent: it can replace its own executable.
+        config.installer = Installer::SelfReplace;
         config
     }
 
@@ -391,6 +407,21 @@ async fn print_events(mut events: mpsc::Receiver<TerminalEvent>) {
             TerminalEvent::Acknowledged { transaction_id } => {
                 println!("result {transaction_id}: stored by the cloud")
             }
+            TerminalEvent::Update {
+                campaign_id,
+                version,
+                step,
+                reason,
+            } => match reason {
+                Some(reason) => println!(
+                    "update {version} (campaign {campaign_id}): {}: {reason}",
+                    step.as_str()
+                ),
+                None => println!(
+                    "update {version} (campaign {campaign_id}): {}",
+                    step.as_str()
+                ),
+            },
         }
     }
 }
@@ -446,6 +477,53 @@ mod tests {
         assert_eq!(args.simulator().slow, Duration::from_secs(30));
         assert!(!config.keep_pairing);
         assert_eq!(config.printer_columns, Some(32));
+        assert!(config.release_keys.is_empty());
+        assert!(matches!(config.installer, Installer::SelfReplace));
+    }
+
+    #[test]
+    fn release_keys_are_repeatable_and_checked() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let cmd = Cmd::try_parse_from([
+            "t",
+            "--device-id",
+            "d",
+            "--secret",
+            "s",
+            "--release-key",
+            &a,
+            "--release-key",
+            &b,
+        ]);
+        let Ok(Cmd { args }) = cmd else {
+            panic!("{cmd:?}")
+        };
+        let keys: Vec<String> = args
+            .config()
+            .release_keys
+            .iter()
+            .map(|k| k.to_hex())
+            .collect();
+        assert_eq!(keys, vec![a.clone(), b]);
+        assert!(args
+            .config()
+            .capabilities()
+            .contains(&protocol::device::capability::UPDATE.to_string()));
+        for bad in ["00", "not hex", &"A".repeat(64)] {
+            assert!(
+                Cmd::try_parse_from([
+                    "t",
+                    "--device-id",
+                    "d",
+                    "--secret",
+                    "s",
+                    "--release-key",
+                    bad
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

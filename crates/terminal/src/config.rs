@@ -1,7 +1,9 @@
 //! How a terminal agent is configured: where the cloud is, who the device is, where it journals.
 
 use crate::error::TerminalError;
+use crate::update::Installer;
 use protocol::device::{capability, Hardware, Screen};
+use protocol::update::ReleaseKey;
 use protocol::DeviceId;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +54,13 @@ pub struct TerminalConfig {
     /// How often the agent reports its health, to a cloud that accepts it (also once on
     /// every connection).
     pub health_interval: Duration,
+    /// The operator's release keys this device trusts: an update is installed only when one
+    /// of them signed it. None (the default): the agent does not declare `update`, so the
+    /// cloud never offers it one.
+    pub release_keys: Vec<ReleaseKey>,
+    /// How a verified update is installed: refused by default, because an agent embedded in
+    /// another program cannot replace itself; `eftcloud terminal` replaces its executable.
+    pub installer: Installer,
 }
 
 /// The simulated screen: a common countertop terminal's.
@@ -89,6 +98,8 @@ impl TerminalConfig {
             screen: DEFAULT_SCREEN,
             printer_columns: Some(DEFAULT_PRINTER_COLUMNS),
             health_interval: Duration::from_secs(5 * 60),
+            release_keys: Vec::new(),
+            installer: Installer::default(),
         }
     }
 
@@ -101,11 +112,12 @@ impl TerminalConfig {
     }
 
     /// The capabilities declared in `hello`: every one this agent knows, but `printer` only
-    /// with a printer.
+    /// with a printer, and `update` only with a release key to verify updates with.
     pub fn capabilities(&self) -> Vec<String> {
         capability::ALL
             .iter()
             .filter(|c| **c != capability::PRINTER || self.printer_columns.is_some())
+            .filter(|c| **c != capability::UPDATE || !self.release_keys.is_empty())
             .map(|c| c.to_string())
             .collect()
     }
@@ -114,12 +126,23 @@ impl TerminalConfig {
     /// (`dev-1.journal` keeps `dev-1.config.json`; a journal without that extension gets
     /// `.config.json` appended, so two journals never share a settings file).
     pub fn settings_path(&self) -> PathBuf {
+        self.beside_journal("config.json")
+    }
+
+    /// Where an installation in progress is recorded until the next start reports it, named
+    /// after the journal like the settings (`dev-1.journal` keeps `dev-1.update.json`).
+    pub fn update_marker_path(&self) -> PathBuf {
+        self.beside_journal("update.json")
+    }
+
+    fn beside_journal(&self, extension: &str) -> PathBuf {
         let journal = &self.journal_path;
         if journal.extension().is_some_and(|e| e == "journal") {
-            journal.with_extension("config.json")
+            journal.with_extension(extension)
         } else {
             let mut name = journal.as_os_str().to_os_string();
-            name.push(".config.json");
+            name.push(".");
+            name.push(extension);
             PathBuf::from(name)
         }
     }
@@ -208,6 +231,7 @@ mod tests {
             panic!("id")
         };
         let mut c = TerminalConfig::new(url, id, "s", "j");
+        c.release_keys = vec![ReleaseKey::parse(&"0".repeat(64)).unwrap_or_else(|_| panic!())];
         assert_eq!(c.capabilities().len(), capability::ALL.len());
         assert_eq!(c.hardware().printer_columns, Some(DEFAULT_PRINTER_COLUMNS));
         assert_eq!(c.hardware().screen, Some(DEFAULT_SCREEN));
@@ -215,6 +239,21 @@ mod tests {
         assert!(!c.capabilities().iter().any(|x| x == capability::PRINTER));
         assert_eq!(c.capabilities().len(), capability::ALL.len() - 1);
         assert_eq!(c.hardware().printer_columns, None);
+    }
+
+    #[test]
+    fn declares_updates_only_with_a_release_key() {
+        let Ok(url) = Url::parse("http://h") else {
+            panic!("url")
+        };
+        let Ok(id) = DeviceId::parse("d") else {
+            panic!("id")
+        };
+        let mut c = TerminalConfig::new(url, id, "s", "j");
+        assert!(!c.capabilities().iter().any(|x| x == capability::UPDATE));
+        assert_eq!(c.capabilities().len(), capability::ALL.len() - 1);
+        c.release_keys = vec![ReleaseKey::parse(&"1".repeat(64)).unwrap_or_else(|_| panic!())];
+        assert!(c.capabilities().iter().any(|x| x == capability::UPDATE));
     }
 
     #[test]
@@ -237,5 +276,16 @@ mod tests {
         );
         assert_eq!(at("/var/lib/t/dev.1"), "/var/lib/t/dev.1.config.json");
         assert_eq!(at("j"), "j.config.json");
+        let marker = |journal: &str| {
+            TerminalConfig::new(url.clone(), id.clone(), "s", journal)
+                .update_marker_path()
+                .display()
+                .to_string()
+        };
+        assert_eq!(
+            marker("/var/lib/t/dev-1.journal"),
+            "/var/lib/t/dev-1.update.json"
+        );
+        assert_eq!(marker("j"), "j.update.json");
     }
 }

@@ -11,8 +11,8 @@ use std::time::Instant;
 /// not say its own.
 pub fn measure(config: &TerminalConfig, started: Instant) -> Health {
     Health {
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        software_version: Some(format!("eftcloud-terminal {}", env!("CARGO_PKG_VERSION"))),
+        agent_version: crate::AGENT_VERSION.to_string(),
+        software_version: Some(format!("eftcloud-terminal {}", crate::AGENT_VERSION)),
         firmware_version: None,
         // Simulated: no battery the OS would tell us about on a development machine.
         battery: Some(Battery {

@@ -4,7 +4,8 @@
 //! WebSocket, authenticates with `hello`, shows pairing codes, runs each transaction through a
 //! pluggable [`CardBackend`] (the [`Simulator`] ships with it), and keeps a durable
 //! [`Journal`] so that a power cut never loses or repeats a payment. It applies the settings the
-//! cloud pushes between transactions and keeps them ([`AppliedSettings`]). [`cli`] wraps it all
+//! cloud pushes between transactions and keeps them ([`AppliedSettings`]), and installs the
+//! software updates the operator signed ([`update`]). [`cli`] wraps it all
 //! as the `eftcloud terminal` command.
 
 pub mod agent;
@@ -21,6 +22,15 @@ pub mod settings;
 pub mod simulator;
 pub mod slip;
 pub mod tls;
+pub mod update;
+
+/// The version this agent reports (`hello.agent_version`, health): the crate's, unless the
+/// build sets `EFTCLOUD_AGENT_VERSION` (a second build for the self-update tests, or a
+/// packager's own version string).
+pub const AGENT_VERSION: &str = match option_env!("EFTCLOUD_AGENT_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 pub use agent::{run, Exit, TerminalCommand, TerminalEvent};
 pub use backend::{BackendOutcome, BackendTransaction, CardBackend, Note, Progress, ProgressSink};
@@ -30,3 +40,4 @@ pub use error::TerminalError;
 pub use journal::{Journal, JournalHistory};
 pub use settings::AppliedSettings;
 pub use simulator::{Simulator, SimulatorConfig};
+pub use update::{Install, Installer, VerifiedUpdate};
