@@ -409,6 +409,11 @@ impl Application {
         tasks.spawn(callbacks.run(shutdown.clone()));
         tasks.spawn(receipts.run(shutdown.clone()));
         tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));
+        tasks.spawn(engine.clone().run_campaigns(
+            connections.clone(),
+            engine.settings().update_tick,
+            shutdown.clone(),
+        ));
         tasks.spawn(engine.run_retention(shutdown.clone()));
         let servers = listeners.into_iter().map(|(listener, router)| {
             // Paths are matched case-insensitively (`/POS/Transaction` and `/pos/transaction`),
@@ -602,6 +607,10 @@ fn routes(
         .with_state(api);
     let devices = Router::new()
         .route(protocol::device::PATH, get(device_gateway::upgrade))
+        .route(
+            "/device/v1/artifacts/{id}",
+            get(device_gateway::artifacts::download),
+        )
         .with_state(gateway);
     let mut router = Router::new();
     if serves.pos {

@@ -242,6 +242,24 @@ async fn serve<S: FrameSocket>(
             tracing::warn!(device = %device, error = %e, "could not compute the device's configuration")
         }
     }
+    // Update offers it was made and has not finished (lost with a connection, or made on
+    // another node).
+    let updates = hello
+        .capabilities
+        .iter()
+        .any(|c| c == protocol::device::capability::UPDATE);
+    if updates {
+        match Box::pin(engine.update_offers_on_connect(&device)).await {
+            Ok(frames) => {
+                for frame in frames {
+                    if send_held(socket, &mut hold, frame).await.is_err() {
+                        return Closing::new(close::GOING_AWAY, "send failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(device = %device, error = %e, "could not read the device's update offers"),
+        }
+    }
 
     let mut last_heard = Instant::now();
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -490,8 +508,15 @@ async fn handle(gw: &Gateway, device: &DeviceId, conn_id: u64, msg: DeviceMessag
             Ok(Vec::new())
         }
         DeviceMessage::Pong { .. } => Ok(Vec::new()),
-        // Recorded by the update campaigns (being built).
-        DeviceMessage::UpdateStatus { .. } => Ok(Vec::new()),
+        DeviceMessage::UpdateStatus {
+            campaign_id,
+            version,
+            step,
+            reason,
+        } => engine
+            .on_update_status(device, &campaign_id, &version, step, reason)
+            .await
+            .map(|()| Vec::new()),
         DeviceMessage::ConfigAck { version } => engine
             .on_config_ack(device, version)
             .await

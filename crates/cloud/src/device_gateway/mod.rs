@@ -1,5 +1,6 @@
 //! The device gateway: the WebSocket endpoint `/device/v1`, one task per connected device.
 
+pub mod artifacts;
 pub mod config_hold;
 pub mod connection;
 pub mod retries;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod campaigns;
 mod active;
 pub mod completions;
 pub mod config;
@@ -56,6 +57,9 @@ pub struct EngineSettings {
     pub session_idle: Duration,
     /// A dashboard session ends this long after sign-in, however busy.
     pub session_ttl: Duration,
+    /// How often the update campaign loop looks again besides its wake-ups (for windows that
+    /// open with the clock).
+    pub update_tick: Duration,
 }
 
 impl Default for EngineSettings {
@@ -70,6 +74,7 @@ impl Default for EngineSettings {
             virtual_terminal_ttl: Duration::from_secs(24 * 3600),
             session_idle: Duration::from_secs(8 * 3600),
             session_ttl: Duration::from_secs(7 * 24 * 3600),
+            update_tick: Duration::from_secs(30),
         }
     }
 }
@@ -88,6 +93,8 @@ struct Inner {
     completions: Arc<Completions>,
     /// Pokes the callback dispatcher when a completion queued a callback.
     callbacks_queued: Notify,
+    /// Pokes the update campaign loop when a campaign or a device's progress moved.
+    updates_due: Notify,
     /// The receipt outbox's channels and the delivery worker's wake-up.
     receipts: receipts::ReceiptOutbox,
     /// Pokes the deadline loop when a deadline earlier than its next wake-up was written.
@@ -147,6 +154,7 @@ impl Engine {
                 settings,
                 completions: Arc::default(),
                 callbacks_queued: Notify::new(),
+                updates_due: Notify::new(),
                 receipts: Default::default(),
                 deadline_changed: Notify::new(),
                 deadline_wake_ms: std::sync::atomic::AtomicI64::new(i64::MAX),

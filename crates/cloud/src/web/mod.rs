@@ -4,6 +4,7 @@
 
 pub mod accounts_api;
 pub mod config_api;
+pub mod updates_api;
 pub mod dashboard;
 pub mod sign_in;
 pub mod virtual_terminal;
@@ -14,7 +15,7 @@ use crate::pos_api::pairing_guard::{ForwardedFor, PairingGuard};
 use crate::pos_api::ApiLimits;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::Router;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -220,6 +221,44 @@ pub fn routes(state: WebState) -> Router {
             get(accounts_api::sites)
                 .post(accounts_api::create_site)
                 .fallback(not_found),
+        )
+        .route(
+            "/admin/release-keys",
+            get(updates_api::release_keys)
+                .post(updates_api::add_release_key)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/artifacts",
+            get(updates_api::artifacts)
+                .post(updates_api::add_artifact)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/artifacts/{id}/file",
+            put(updates_api::upload_artifact)
+                .fallback(not_found)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::engine::campaigns::MAX_ARTIFACT_BYTES,
+                )),
+        )
+        .route(
+            "/admin/campaigns",
+            get(updates_api::campaigns)
+                .post(updates_api::create_campaign)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/campaigns/{id}",
+            get(updates_api::campaign).fallback(not_found),
+        )
+        .route(
+            "/admin/campaigns/{id}/rollback",
+            post(updates_api::rollback).fallback(not_found),
+        )
+        .route(
+            "/admin/campaigns/{id}/{action}",
+            post(updates_api::act).fallback(not_found),
         )
         .route(
             "/admin/sites/{id}",

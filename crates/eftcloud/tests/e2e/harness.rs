@@ -249,6 +249,7 @@ pub async fn spawn_app_on(
             clock: opts.clock.clone(),
             session_idle: opts.session_idle,
             session_ttl: opts.session_ttl,
+            update_tick: Duration::from_millis(200),
         },
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,
