@@ -31,3 +31,4 @@ mod security_access;
 mod storage;
 mod tls;
 mod transactions;
+mod updates;
