@@ -1825,9 +1825,13 @@ async fn virtual_terminal_shows_the_cart_beside_a_payment() {
             .await
             .unwrap()
             .unwrap();
+        // Every capability but `update`: a page does not install software.
         for cap in protocol::device::capability::ALL {
-            assert!(record.can(cap), "{cap} not declared: {record:?}");
+            if cap != protocol::device::capability::UPDATE {
+                assert!(record.can(cap), "{cap} not declared: {record:?}");
+            }
         }
+        assert!(!record.can(protocol::device::capability::UPDATE));
         let hardware = record.hardware.expect("hardware declared");
         assert_eq!(hardware.printer_columns, Some(32));
         let screen = hardware.screen.expect("a screen");
