@@ -7,6 +7,7 @@ mod config_file;
 mod database;
 mod device_admin;
 mod profiles_admin;
+mod release_key;
 mod serve;
 
 /// mimalloc rather than glibc's malloc: the server allocates per request and per frame on
@@ -76,6 +77,10 @@ enum Command {
         #[command(flatten)]
         database: database::DatabaseArgs,
     },
+    /// Create an operator's release key and sign software for terminals with it (offline:
+    /// key files only, no cloud).
+    #[command(subcommand, name = "release-key")]
+    ReleaseKey(release_key::ReleaseKeyCommand),
     /// Run the device-side client (a terminal with a card simulator).
     Terminal(terminal::cli::TerminalArgs),
     /// A POS client: pair a register, run transactions.
@@ -222,6 +227,7 @@ async fn main() -> ExitCode {
         Command::CallbackSecret { database } => callback_secret(database).await,
         Command::Migrate { database } => migrate(database).await,
         Command::Backup { file, database } => backup(file, database).await,
+        Command::ReleaseKey(cmd) => release_key::run(cmd),
         Command::Terminal(args) => terminal::cli::run(args)
             .await
             .map(|()| ExitCode::SUCCESS)

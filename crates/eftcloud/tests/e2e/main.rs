@@ -25,6 +25,7 @@ mod polling;
 mod postgres;
 mod profiles;
 mod receipts;
+mod release_key;
 mod restart;
 mod security;
 mod security_access;
