@@ -52,7 +52,7 @@ impl LevelArgs {
 
 /// An id as one path segment (ids are UUIDs or device ids, but a typo must not reach another
 /// route).
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -125,7 +125,7 @@ pub async fn run(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
             };
             let body: Value = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("the profile is not JSON: {e}"))?;
-            let v = call(&cloud, Method::PUT, &level.path(), Some(body)).await?;
+            let v = call(&cloud, Method::PUT, &level.path(), Some(Body::Json(body))).await?;
             println!(
                 "{} profile version {}: {} device(s) changed, {} sent now",
                 v["level"].as_str().unwrap_or("?"),
@@ -170,7 +170,7 @@ pub async fn run(cmd: ProfileCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
@@ -205,11 +205,11 @@ fn print_effective(v: &Value) {
     }
 }
 
-async fn call(
+pub(crate) async fn call(
     cloud: &CloudArgs,
     method: Method,
     path: &str,
-    body: Option<Value>,
+    body: Option<Body>,
 ) -> anyhow::Result<Value> {
     let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
     if let Some(ca) = &cloud.ca_cert {
@@ -223,8 +223,10 @@ async fn call(
     let client = client.build().context("cannot build the HTTP client")?;
     let url = format!("{}{path}", cloud.cloud.trim_end_matches('/'));
     let mut request = client.request(method, &url).bearer_auth(&cloud.token);
-    if let Some(b) = body {
-        request = request.json(&b);
+    match body {
+        Some(Body::Json(b)) => request = request.json(&b),
+        Some(Body::Bytes(b)) => request = request.body(b),
+        None => {}
     }
     let response = request
         .send()
@@ -239,6 +241,12 @@ async fn call(
         anyhow::bail!("{status}: {why}");
     }
     Ok(v)
+}
+
+/// A request's body.
+pub(crate) enum Body {
+    Json(Value),
+    Bytes(Vec<u8>),
 }
 
 #[cfg(test)]

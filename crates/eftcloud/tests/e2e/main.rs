@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod admin_cli;
 mod actions;
 mod bench;
 mod browser;
