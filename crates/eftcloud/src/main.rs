@@ -7,6 +7,7 @@ mod config_file;
 mod database;
 mod device_admin;
 mod profiles_admin;
+mod release_key;
 mod serve;
 mod update_admin;
 
@@ -77,6 +78,10 @@ enum Command {
         #[command(flatten)]
         database: database::DatabaseArgs,
     },
+    /// Create an operator's release key and sign software for terminals with it (offline:
+    /// key files only, no cloud).
+    #[command(subcommand, name = "release-key")]
+    ReleaseKey(release_key::ReleaseKeyCommand),
     /// Software updates of the terminals: release keys, signed artifacts, campaigns (through
     /// the admin API of a running cloud).
     #[command(subcommand)]
@@ -230,6 +235,7 @@ async fn main() -> ExitCode {
         Command::CallbackSecret { database } => callback_secret(database).await,
         Command::Migrate { database } => migrate(database).await,
         Command::Backup { file, database } => backup(file, database).await,
+        Command::ReleaseKey(cmd) => release_key::run(cmd),
         Command::Update(cmd) => update_admin::run(cmd).await,
         Command::Terminal(args) => terminal::cli::run(args)
             .await
