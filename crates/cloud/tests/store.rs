@@ -298,12 +298,23 @@ async fn accounts(s: Arc<dyn Store>) {
     assert_eq!(s.sites(None).await.unwrap().len(), 1);
     // A site's time zone changes with its audit entry.
     assert!(s
-        .set_site_time_zone(&site.id, "Australia/Perth", &audit("site.time_zone_set", site.id.as_str(), Some(&shop.id)))
+        .set_site_time_zone(
+            &site.id,
+            "Australia/Perth",
+            &audit("site.time_zone_set", site.id.as_str(), Some(&shop.id))
+        )
         .await
         .unwrap());
-    assert_eq!(s.site(&site.id).await.unwrap().unwrap().time_zone, "Australia/Perth");
+    assert_eq!(
+        s.site(&site.id).await.unwrap().unwrap().time_zone,
+        "Australia/Perth"
+    );
     assert!(!s
-        .set_site_time_zone(&SiteId::new(), "UTC", &audit("site.time_zone_set", "x", None))
+        .set_site_time_zone(
+            &SiteId::new(),
+            "UTC",
+            &audit("site.time_zone_set", "x", None)
+        )
         .await
         .unwrap());
 

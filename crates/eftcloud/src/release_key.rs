@@ -194,7 +194,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// else.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let chars: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if chars.len() % 4 != 0 {
+    if !chars.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| ALPHABET.iter().position(|&a| a == c).map(|v| v as u32);

@@ -154,13 +154,24 @@ pub async fn run(cmd: UpdateCommand) -> anyhow::Result<ExitCode> {
             cloud,
         }) => {
             let body = json!({"name": name, "publicKey": public_key});
-            let v = call(&cloud, Method::POST, "/admin/release-keys", Some(Body::Json(body))).await?;
+            let v = call(
+                &cloud,
+                Method::POST,
+                "/admin/release-keys",
+                Some(Body::Json(body)),
+            )
+            .await?;
             println!("release key {} registered", text(&v["keyId"]));
         }
         UpdateCommand::Key(KeyCommand::List { cloud }) => {
             let v = call(&cloud, Method::GET, "/admin/release-keys", None).await?;
             for k in v.as_array().into_iter().flatten() {
-                println!("{}  {}  {}", text(&k["keyId"]), text(&k["publicKey"]), text(&k["name"]));
+                println!(
+                    "{}  {}  {}",
+                    text(&k["keyId"]),
+                    text(&k["publicKey"]),
+                    text(&k["name"])
+                );
             }
         }
         UpdateCommand::Artifact(ArtifactCommand::Add {
@@ -172,18 +183,27 @@ pub async fn run(cmd: UpdateCommand) -> anyhow::Result<ExitCode> {
             let text_of = std::fs::read_to_string(&signed)
                 .with_context(|| format!("cannot read {}", signed.display()))?;
             let mut body: Value = serde_json::from_str(&text_of).map_err(|e| {
-                anyhow::anyhow!("{} is not what `release-key sign` prints: {e}", signed.display())
+                anyhow::anyhow!(
+                    "{} is not what `release-key sign` prints: {e}",
+                    signed.display()
+                )
             })?;
             if let Some(url) = url {
                 body["url"] = Value::String(url);
             }
             let bytes = match &file {
-                Some(f) => Some(
-                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
-                ),
+                Some(f) => {
+                    Some(std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)
+                }
                 None => None,
             };
-            let v = call(&cloud, Method::POST, "/admin/artifacts", Some(Body::Json(body))).await?;
+            let v = call(
+                &cloud,
+                Method::POST,
+                "/admin/artifacts",
+                Some(Body::Json(body)),
+            )
+            .await?;
             let id = text(&v["artifactId"]).to_string();
             if let Some(bytes) = bytes {
                 call(
@@ -204,7 +224,11 @@ pub async fn run(cmd: UpdateCommand) -> anyhow::Result<ExitCode> {
                     text(&a["artifactId"]),
                     text(&a["version"]),
                     text(&a["url"]),
-                    if a["ready"] == false { "  (file not uploaded)" } else { "" }
+                    if a["ready"] == false {
+                        "  (file not uploaded)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -247,7 +271,13 @@ async fn campaign(cmd: CampaignCommand) -> anyhow::Result<()> {
             if !window.is_null() {
                 body["window"] = window;
             }
-            let v = call(&cloud, Method::POST, "/admin/campaigns", Some(Body::Json(body))).await?;
+            let v = call(
+                &cloud,
+                Method::POST,
+                "/admin/campaigns",
+                Some(Body::Json(body)),
+            )
+            .await?;
             println!(
                 "campaign {} running over {} device(s)",
                 text(&v["campaignId"]),
@@ -268,8 +298,13 @@ async fn campaign(cmd: CampaignCommand) -> anyhow::Result<()> {
             }
         }
         CampaignCommand::Show { id, cloud } => {
-            let v = call(&cloud, Method::GET, &format!("/admin/campaigns/{}", segment(&id)), None)
-                .await?;
+            let v = call(
+                &cloud,
+                Method::GET,
+                &format!("/admin/campaigns/{}", segment(&id)),
+                None,
+            )
+            .await?;
             print_json(&v);
         }
         CampaignCommand::Pause { id, cloud } => act(&cloud, &id, "pause").await?,

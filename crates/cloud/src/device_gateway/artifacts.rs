@@ -77,7 +77,10 @@ pub async fn download(
     match gw.engine.authenticate(&device, &secret).await {
         Ok(_) => {}
         Err(AuthError::Store(_)) => {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry")
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry",
+            )
         }
         Err(_) => return refuse(StatusCode::UNAUTHORIZED, "unknown device or wrong secret"),
     }
@@ -91,7 +94,10 @@ pub async fn download(
             r
         }
         Ok(None) => refuse(StatusCode::NOT_FOUND, "no stored artifact with this id"),
-        Err(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry"),
+        Err(_) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable, retry",
+        ),
     }
 }
 

@@ -257,7 +257,9 @@ async fn serve<S: FrameSocket>(
                     }
                 }
             }
-            Err(e) => tracing::warn!(device = %device, error = %e, "could not read the device's update offers"),
+            Err(e) => {
+                tracing::warn!(device = %device, error = %e, "could not read the device's update offers")
+            }
         }
     }
 

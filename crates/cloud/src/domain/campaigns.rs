@@ -397,27 +397,43 @@ mod tests {
         assert_eq!(waves(7, 1, 3), vec![0, 1, 1, 1, 2, 2, 2]);
         assert_eq!(waves(3, 0, 2), vec![1, 1, 2]);
         assert_eq!(waves(2, 5, 2), vec![0, 0]);
-        assert_eq!(waves(3, 1, 0), vec![0, 1, 2], "a wave holds one device at least");
+        assert_eq!(
+            waves(3, 1, 0),
+            vec![0, 1, 2],
+            "a wave holds one device at least"
+        );
     }
 
     #[test]
     fn a_wave_waits_for_the_one_before_and_failures_pause() {
         use DeviceUpdate::*;
         let r = rows(&[(0, Pending), (1, Pending), (1, Pending)]);
-        assert_eq!(decide(CampaignState::Running, 2, &r), Decision::Offer(vec![0]));
+        assert_eq!(
+            decide(CampaignState::Running, 2, &r),
+            Decision::Offer(vec![0])
+        );
         let r = rows(&[(0, Offered), (1, Pending), (1, Pending)]);
         assert_eq!(decide(CampaignState::Running, 2, &r), Decision::Wait);
         let r = rows(&[(0, Installed), (1, Pending), (1, Offered)]);
-        assert_eq!(decide(CampaignState::Running, 2, &r), Decision::Offer(vec![1]));
+        assert_eq!(
+            decide(CampaignState::Running, 2, &r),
+            Decision::Offer(vec![1])
+        );
         let r = rows(&[(0, Installed), (1, Failed), (1, Pending)]);
-        assert_eq!(decide(CampaignState::Running, 2, &r), Decision::Offer(vec![2]));
+        assert_eq!(
+            decide(CampaignState::Running, 2, &r),
+            Decision::Offer(vec![2])
+        );
         let r = rows(&[(0, Installed), (1, Failed), (1, Failed), (2, Pending)]);
         assert_eq!(
             decide(CampaignState::Running, 2, &r),
             Decision::Pause { failed: 2 }
         );
         // Threshold 0: never pauses.
-        assert_eq!(decide(CampaignState::Running, 0, &r), Decision::Offer(vec![3]));
+        assert_eq!(
+            decide(CampaignState::Running, 0, &r),
+            Decision::Offer(vec![3])
+        );
         let r = rows(&[(0, Installed), (1, Failed)]);
         assert_eq!(decide(CampaignState::Running, 2, &r), Decision::Complete);
         assert_eq!(decide(CampaignState::Running, 2, &[]), Decision::Complete);
@@ -434,7 +450,12 @@ mod tests {
     #[test]
     fn a_rollback_reaches_every_device_that_took_the_update() {
         use DeviceUpdate::*;
-        let r = rows(&[(0, RollbackPending), (1, Failed), (1, RollbackPending), (2, Pending)]);
+        let r = rows(&[
+            (0, RollbackPending),
+            (1, Failed),
+            (1, RollbackPending),
+            (2, Pending),
+        ]);
         assert_eq!(
             decide(CampaignState::RollingBack, 1, &r),
             Decision::Offer(vec![0, 2])
@@ -442,7 +463,10 @@ mod tests {
         let r = rows(&[(0, RollbackOffered), (1, RolledBack)]);
         assert_eq!(decide(CampaignState::RollingBack, 1, &r), Decision::Wait);
         let r = rows(&[(0, RollbackFailed), (1, RolledBack), (2, Pending)]);
-        assert_eq!(decide(CampaignState::RollingBack, 1, &r), Decision::Complete);
+        assert_eq!(
+            decide(CampaignState::RollingBack, 1, &r),
+            Decision::Complete
+        );
     }
 
     #[test]
@@ -472,7 +496,11 @@ mod tests {
             (Pending, UpdateStep::Installing, None),
             (RollbackOffered, UpdateStep::Installed, Some(RolledBack)),
             (RollbackOffered, UpdateStep::Failed, Some(RollbackFailed)),
-            (RollbackOffered, UpdateStep::Postponed, Some(RollbackPending)),
+            (
+                RollbackOffered,
+                UpdateStep::Postponed,
+                Some(RollbackPending),
+            ),
             (RollbackPending, UpdateStep::Installed, Some(RolledBack)),
         ] {
             assert_eq!(from.after(step), to, "{from:?} {step:?}");
@@ -518,7 +546,10 @@ mod tests {
         let closes = w.open_until(at("2026-06-01T16:30:00Z"), sydney);
         assert_eq!(closes, Some(at("2026-06-01T19:00:00Z")));
         assert_eq!(w.open_until(at("2026-06-01T20:00:00Z"), sydney), None);
-        assert_eq!(w.open_until(at("2026-06-01T16:30:00Z"), chrono_tz::UTC), None);
+        assert_eq!(
+            w.open_until(at("2026-06-01T16:30:00Z"), chrono_tz::UTC),
+            None
+        );
         let night = Window::new(22 * 60, 4 * 60).unwrap_or(w);
         assert_eq!(
             night.open_until(at("2026-06-01T23:15:00Z"), chrono_tz::UTC),
@@ -528,7 +559,9 @@ mod tests {
             night.open_until(at("2026-06-01T03:00:00Z"), chrono_tz::UTC),
             Some(at("2026-06-01T04:00:00Z"))
         );
-        assert!(night.open_until(at("2026-06-01T12:00:00Z"), chrono_tz::UTC).is_none());
+        assert!(night
+            .open_until(at("2026-06-01T12:00:00Z"), chrono_tz::UTC)
+            .is_none());
         assert!(Window::new(60, 60).is_err());
         assert!(Window::minutes("25:00").is_err());
         assert_eq!(w.describe(), "02:00-05:00");

@@ -355,7 +355,8 @@ impl Engine {
                 .map(|(id, h)| (id, h.health.agent_version))
                 .collect()
         };
-        let listed = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
+        let listed =
+            |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
         let mut devices: Vec<DeviceRecord> = self
             .store()
             .devices()
@@ -565,14 +566,27 @@ impl Engine {
             Some(to) => {
                 let moved = self
                     .store()
-                    .move_campaign_device(campaign_id, device, row.state, to, Some(&record), record.at)
+                    .move_campaign_device(
+                        campaign_id,
+                        device,
+                        row.state,
+                        to,
+                        Some(&record),
+                        record.at,
+                    )
                     .await?;
                 if !moved {
-                    self.store().record_update_step(campaign_id, &record).await?;
+                    self.store()
+                        .record_update_step(campaign_id, &record)
+                        .await?;
                 }
                 self.updates_due();
             }
-            None => self.store().record_update_step(campaign_id, &record).await?,
+            None => {
+                self.store()
+                    .record_update_step(campaign_id, &record)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -601,7 +615,10 @@ impl Engine {
             let Some(record) = self.store().device(device).await? else {
                 continue;
             };
-            if let Some(frame) = self.offer_frame(&c, row.state, &record, &mut HashMap::new()).await? {
+            if let Some(frame) = self
+                .offer_frame(&c, row.state, &record, &mut HashMap::new())
+                .await?
+            {
                 out.push(frame);
             }
         }
@@ -656,13 +673,20 @@ impl Engine {
             match decide(c.state, c.failure_threshold, &compact) {
                 Decision::Pause { failed } => {
                     let audit = AuditEntry {
-                        detail: serde_json::json!({"failed": failed, "threshold": c.failure_threshold})
-                            .to_string(),
+                        detail:
+                            serde_json::json!({"failed": failed, "threshold": c.failure_threshold})
+                                .to_string(),
                         ..entry(&system, self.now(), "campaign.paused", &c.id)
                     };
                     if self
                         .store()
-                        .set_campaign_state(&c.id, c.state, CampaignState::Paused, None, Some(&audit))
+                        .set_campaign_state(
+                            &c.id,
+                            c.state,
+                            CampaignState::Paused,
+                            None,
+                            Some(&audit),
+                        )
                         .await?
                     {
                         tracing::warn!(campaign = %c.id, failed, "update campaign paused: failures reached its threshold");

@@ -4,8 +4,8 @@
 
 pub mod accounts;
 pub mod actions;
-pub mod campaigns;
 mod active;
+pub mod campaigns;
 pub mod completions;
 pub mod config;
 pub mod deadlines;

@@ -4,9 +4,9 @@
 
 pub mod accounts_api;
 pub mod config_api;
-pub mod updates_api;
 pub mod dashboard;
 pub mod sign_in;
+pub mod updates_api;
 pub mod virtual_terminal;
 
 use crate::config::EnrollmentOff;
@@ -236,11 +236,9 @@ pub fn routes(state: WebState) -> Router {
         )
         .route(
             "/admin/artifacts/{id}/file",
-            put(updates_api::upload_artifact)
-                .fallback(not_found)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    crate::engine::campaigns::MAX_ARTIFACT_BYTES,
-                )),
+            put(updates_api::upload_artifact).fallback(not_found).layer(
+                axum::extract::DefaultBodyLimit::max(crate::engine::campaigns::MAX_ARTIFACT_BYTES),
+            ),
         )
         .route(
             "/admin/campaigns",

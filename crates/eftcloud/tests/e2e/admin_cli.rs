@@ -59,8 +59,12 @@ async fn profiles_and_campaigns_from_the_command_line() {
     let (code, out, err) = eftcloud(
         &app,
         &[
-            "config", "set", "--merchant", merchant.as_str(),
-            "--json", r#"{"tipping": true, "idleText": "Hello from the CLI"}"#,
+            "config",
+            "set",
+            "--merchant",
+            merchant.as_str(),
+            "--json",
+            r#"{"tipping": true, "idleText": "Hello from the CLI"}"#,
         ],
     )
     .await;
@@ -68,15 +72,31 @@ async fn profiles_and_campaigns_from_the_command_line() {
     assert!(out.contains("merchant profile version 1"), "{out}");
     let (code, out, _) = eftcloud(&app, &["config", "device", "cli-upd"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("idleText") && out.contains("Hello from the CLI") && out.contains("(merchant)"), "{out}");
+    assert!(
+        out.contains("idleText")
+            && out.contains("Hello from the CLI")
+            && out.contains("(merchant)"),
+        "{out}"
+    );
     assert!(out.contains("does not declare `config`"), "{out}");
-    let (code, out, _) = eftcloud(&app, &["config", "history", "--merchant", merchant.as_str()]).await;
+    let (code, out, _) = eftcloud(
+        &app,
+        &["config", "history", "--merchant", merchant.as_str()],
+    )
+    .await;
     assert_eq!(code, 0);
     assert!(out.starts_with("v1  "), "{out}");
     // Refusals say what is wrong.
     let (code, _, err) = eftcloud(
         &app,
-        &["config", "set", "--merchant", merchant.as_str(), "--json", r#"{"tipPresets": [0]}"#],
+        &[
+            "config",
+            "set",
+            "--merchant",
+            merchant.as_str(),
+            "--json",
+            r#"{"tipPresets": [0]}"#,
+        ],
     )
     .await;
     assert_ne!(code, 0);
@@ -101,14 +121,31 @@ async fn profiles_and_campaigns_from_the_command_line() {
     let artifact_file = dir.path().join("agent-5.0.0");
     std::fs::write(&artifact_file, &file).unwrap();
     let public = key.public().to_hex();
-    let (code, out, err) = eftcloud(&app, &["update", "key", "add", "--name", "ops", "--public-key", &public]).await;
+    let (code, out, err) = eftcloud(
+        &app,
+        &[
+            "update",
+            "key",
+            "add",
+            "--name",
+            "ops",
+            "--public-key",
+            &public,
+        ],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&key.public().id()), "{out}");
     let (code, out, err) = eftcloud(
         &app,
         &[
-            "update", "artifact", "add", "--signed", signed.to_str().unwrap(),
-            "--file", artifact_file.to_str().unwrap(),
+            "update",
+            "artifact",
+            "add",
+            "--signed",
+            signed.to_str().unwrap(),
+            "--file",
+            artifact_file.to_str().unwrap(),
         ],
     )
     .await;
@@ -116,12 +153,24 @@ async fn profiles_and_campaigns_from_the_command_line() {
     let artifact = out.split_whitespace().nth(1).unwrap().to_string();
     let (code, out, _) = eftcloud(&app, &["update", "artifact", "list"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains(&artifact) && !out.contains("not uploaded"), "{out}");
+    assert!(
+        out.contains(&artifact) && !out.contains("not uploaded"),
+        "{out}"
+    );
     let (code, out, err) = eftcloud(
         &app,
         &[
-            "update", "campaign", "create", "--name", "five", "--artifact", &artifact,
-            "--device", "cli-upd", "--window", "00:00-23:59",
+            "update",
+            "campaign",
+            "create",
+            "--name",
+            "five",
+            "--artifact",
+            &artifact,
+            "--device",
+            "cli-upd",
+            "--window",
+            "00:00-23:59",
         ],
     )
     .await;
@@ -146,7 +195,21 @@ async fn profiles_and_campaigns_from_the_command_line() {
     let (code, _, err) = eftcloud(&app, &["update", "campaign", "pause", &campaign]).await;
     assert_ne!(code, 0);
     assert!(err.contains("409") && err.contains("paused"), "{err}");
-    let (code, _, err) = eftcloud(&app, &["update", "campaign", "create", "--name", "x", "--artifact", &artifact, "--window", "soon"]).await;
+    let (code, _, err) = eftcloud(
+        &app,
+        &[
+            "update",
+            "campaign",
+            "create",
+            "--name",
+            "x",
+            "--artifact",
+            &artifact,
+            "--window",
+            "soon",
+        ],
+    )
+    .await;
     assert_ne!(code, 0);
     assert!(err.contains("HH:MM-HH:MM"), "{err}");
     let (code, out, _) = eftcloud(&app, &["update", "campaign", "list"]).await;

@@ -85,13 +85,20 @@ async fn offered(d: &mut RawDevice) -> UpdateOffer {
     }
 }
 
-async fn report(d: &mut RawDevice, offer: &UpdateOffer, steps: &[UpdateStep], reason: Option<&str>) {
+async fn report(
+    d: &mut RawDevice,
+    offer: &UpdateOffer,
+    steps: &[UpdateStep],
+    reason: Option<&str>,
+) {
     for step in steps {
         d.send(&DeviceMessage::UpdateStatus {
             campaign_id: offer.campaign_id.clone(),
             version: offer.artifact.version.clone(),
             step: *step,
-            reason: reason.filter(|_| *step == UpdateStep::Failed).map(str::to_string),
+            reason: reason
+                .filter(|_| *step == UpdateStep::Failed)
+                .map(str::to_string),
         })
         .await;
     }
@@ -158,7 +165,10 @@ async fn a_canary_then_waves_a_pause_on_failures_and_a_rollback() {
         .iter()
         .map(|d| (d["deviceId"].as_str().unwrap(), d["wave"].as_u64().unwrap()))
         .collect();
-    assert_eq!(waves, [("upd-1", 0), ("upd-2", 1), ("upd-3", 1), ("upd-4", 2)]);
+    assert_eq!(
+        waves,
+        [("upd-1", 0), ("upd-2", 1), ("upd-3", 1), ("upd-4", 2)]
+    );
 
     // The canary alone first.
     let o1 = offered(&mut d1).await;
@@ -184,8 +194,16 @@ async fn a_canary_then_waves_a_pause_on_failures_and_a_rollback() {
     assert_eq!(device_state(&paused, "upd-3"), "failed");
     assert_eq!(device_state(&paused, "upd-4"), "pending");
     assert_eq!(paused["counts"]["installed"], 2, "{paused}");
-    let failed = paused["devices"].as_array().unwrap().iter().find(|d| d["deviceId"] == "upd-3").unwrap();
-    assert!(failed["reason"].as_str().unwrap().starts_with("signature"), "{failed}");
+    let failed = paused["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deviceId"] == "upd-3")
+        .unwrap();
+    assert!(
+        failed["reason"].as_str().unwrap().starts_with("signature"),
+        "{failed}"
+    );
     d4.expect_silence(Duration::from_millis(500)).await;
     // Every step is on record, in order.
     let steps: Vec<(&str, &str)> = paused["steps"]
@@ -197,10 +215,21 @@ async fn a_canary_then_waves_a_pause_on_failures_and_a_rollback() {
         .collect();
     assert_eq!(
         steps,
-        [("2.0.0", "downloading"), ("2.0.0", "verified"), ("2.0.0", "installing"), ("2.0.0", "installed")]
+        [
+            ("2.0.0", "downloading"),
+            ("2.0.0", "verified"),
+            ("2.0.0", "installing"),
+            ("2.0.0", "installed")
+        ]
     );
     // Resuming a paused campaign is possible; pausing it again refused as it is.
-    let (status, v) = call(&app, Method::POST, &format!("/admin/campaigns/{id}/pause"), None).await;
+    let (status, v) = call(
+        &app,
+        Method::POST,
+        &format!("/admin/campaigns/{id}/pause"),
+        None,
+    )
+    .await;
     assert_eq!(status, 409, "{v}");
 
     // Rolled back: the two that installed get 1.0.0; the failed one and the untouched one not.
@@ -214,7 +243,10 @@ async fn a_canary_then_waves_a_pause_on_failures_and_a_rollback() {
     assert_eq!(rolling["state"], "rolling_back");
     let r1 = offered(&mut d1).await;
     let r2 = offered(&mut d2).await;
-    assert_eq!((r1.artifact.version.as_str(), r2.artifact.version.as_str()), ("1.0.0", "1.0.0"));
+    assert_eq!(
+        (r1.artifact.version.as_str(), r2.artifact.version.as_str()),
+        ("1.0.0", "1.0.0")
+    );
     d3.expect_silence(Duration::from_millis(300)).await;
     d4.expect_silence(Duration::from_millis(100)).await;
     // A late report of the old version moves nothing.
@@ -263,7 +295,10 @@ async fn signatures_are_checked_and_stored_files_served_only_to_devices() {
     let mut tampered = s.signature.clone();
     tampered.replace_range(0..2, if &tampered[0..2] == "00" { "11" } else { "00" });
     for (b, says) in [
-        (body("3.0.0", &by_stranger.signature, &by_stranger.key_id), "not one this device trusts"),
+        (
+            body("3.0.0", &by_stranger.signature, &by_stranger.key_id),
+            "not one this device trusts",
+        ),
         (body("3.0.1", &s.signature, &s.key_id), "does not verify"),
         (body("3.0.0", &tampered, &s.key_id), "does not verify"),
         (body("3 0", &s.signature, &s.key_id), "version"),
@@ -273,12 +308,25 @@ async fn signatures_are_checked_and_stored_files_served_only_to_devices() {
         assert!(v["error"].as_str().unwrap().contains(says), "{says}: {v}");
     }
     let (status, v) = call(&app, Method::GET, "/admin/artifacts", None).await;
-    assert_eq!((status, v.as_array().map(Vec::len)), (200, Some(0)), "nothing stored");
+    assert_eq!(
+        (status, v.as_array().map(Vec::len)),
+        (200, Some(0)),
+        "nothing stored"
+    );
 
     // A stored artifact: not offered before its file is uploaded, and only the signed file.
-    let a = ok(&app, Method::POST, "/admin/artifacts", body("3.0.0", &s.signature, &s.key_id)).await;
+    let a = ok(
+        &app,
+        Method::POST,
+        "/admin/artifacts",
+        body("3.0.0", &s.signature, &s.key_id),
+    )
+    .await;
     let id = a["artifactId"].as_str().unwrap().to_string();
-    assert_eq!((a["stored"].as_bool(), a["ready"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (a["stored"].as_bool(), a["ready"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert_eq!(a["url"], format!("/device/v1/artifacts/{id}"));
     let _d = updatable(&app, "upd-files").await;
     let (status, v) = call(
@@ -309,11 +357,23 @@ async fn signatures_are_checked_and_stored_files_served_only_to_devices() {
     // Devices download it with their credentials; nobody else.
     let secret = app.enroll("upd-reader").await;
     let url = app.url(&format!("/device/v1/artifacts/{id}"));
-    let r = app.http.get(&url).basic_auth("upd-reader", Some(&secret)).send().await.unwrap();
+    let r = app
+        .http
+        .get(&url)
+        .basic_auth("upd-reader", Some(&secret))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().to_vec(), file);
     for (user, pass) in [("upd-reader", "wrong"), ("nobody", "x")] {
-        let r = app.http.get(&url).basic_auth(user, Some(pass)).send().await.unwrap();
+        let r = app
+            .http
+            .get(&url)
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{user}");
     }
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
@@ -327,9 +387,21 @@ async fn signatures_are_checked_and_stored_files_served_only_to_devices() {
     assert_eq!(r.status(), 404);
 
     // Refusals of the rest of the API.
-    let (status, _) = call(&app, Method::POST, "/admin/release-keys", Some(json!({"name": "k", "publicKey": "abc"}))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/admin/release-keys",
+        Some(json!({"name": "k", "publicKey": "abc"})),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _) = call(&app, Method::POST, "/admin/release-keys", Some(json!({"name": "again", "publicKey": key.public().to_hex()}))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/admin/release-keys",
+        Some(json!({"name": "again", "publicKey": key.public().to_hex()})),
+    )
+    .await;
     assert_eq!(status, 409);
     let (status, _) = call(&app, Method::GET, "/admin/campaigns/nope", None).await;
     assert_eq!(status, 404);
@@ -350,7 +422,12 @@ async fn signatures_are_checked_and_stored_files_served_only_to_devices() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(
-        app.http.get(app.url("/admin/campaigns")).send().await.unwrap().status(),
+        app.http
+            .get(app.url("/admin/campaigns"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         401
     );
 }
@@ -393,8 +470,18 @@ async fn offers_wait_for_the_sites_window_and_a_postponed_update_comes_back() {
         Some(json!({"timeZone": "Asia/Kathmandu"})),
     )
     .await;
-    assert_eq!((status, v["timeZone"].as_str()), (200, Some("Asia/Kathmandu")), "{v}");
-    let (status, _) = call(&app, Method::PATCH, &format!("/admin/sites/{}", site.id), Some(json!({"timeZone": "Mars/Olympus"}))).await;
+    assert_eq!(
+        (status, v["timeZone"].as_str()),
+        (200, Some("Asia/Kathmandu")),
+        "{v}"
+    );
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/admin/sites/{}", site.id),
+        Some(json!({"timeZone": "Mars/Olympus"})),
+    )
+    .await;
     assert_eq!(status, 400);
     let tz: chrono_tz::Tz = "Asia/Kathmandu".parse().unwrap();
     let local = chrono::Utc::now().with_timezone(&tz);
@@ -410,8 +497,23 @@ async fn offers_wait_for_the_sites_window_and_a_postponed_update_comes_back() {
     )
     .await;
     d.expect_silence(Duration::from_millis(600)).await;
-    assert_eq!(device_state(&campaign(&app, later["campaignId"].as_str().unwrap()).await, "upd-window"), "pending");
-    ok(&app, Method::POST, &format!("/admin/campaigns/{}/cancel", later["campaignId"].as_str().unwrap()), json!({})).await;
+    assert_eq!(
+        device_state(
+            &campaign(&app, later["campaignId"].as_str().unwrap()).await,
+            "upd-window"
+        ),
+        "pending"
+    );
+    ok(
+        &app,
+        Method::POST,
+        &format!(
+            "/admin/campaigns/{}/cancel",
+            later["campaignId"].as_str().unwrap()
+        ),
+        json!({}),
+    )
+    .await;
 
     // Open now, in the site's time: offered, to be installed before the window closes.
     let now_campaign = ok(
@@ -432,10 +534,26 @@ async fn offers_wait_for_the_sites_window_and_a_postponed_update_comes_back() {
         "the window closes in 90 minutes: {left}"
     );
     // Postponed (the device was busy until the window closed): offered again.
-    report(&mut d, &o, &[UpdateStep::Downloading, UpdateStep::Verified, UpdateStep::Postponed], None).await;
+    report(
+        &mut d,
+        &o,
+        &[
+            UpdateStep::Downloading,
+            UpdateStep::Verified,
+            UpdateStep::Postponed,
+        ],
+        None,
+    )
+    .await;
     let again = offered(&mut d).await;
     assert_eq!(again.campaign_id, o.campaign_id);
-    report(&mut d, &again, &[UpdateStep::Installing, UpdateStep::Installed], None).await;
+    report(
+        &mut d,
+        &again,
+        &[UpdateStep::Installing, UpdateStep::Installed],
+        None,
+    )
+    .await;
     campaign_in(&app, o.campaign_id.as_str(), "completed").await;
 }
 
@@ -457,7 +575,9 @@ async fn an_offer_survives_a_restart_of_the_cloud() {
     let o = offered(&mut d).await;
     report(&mut d, &o, &[UpdateStep::Downloading], None).await;
     eventually("the step stored", || async {
-        (campaign(&app, c["campaignId"].as_str().unwrap()).await["devices"][0]["step"] == "downloading").then_some(())
+        (campaign(&app, c["campaignId"].as_str().unwrap()).await["devices"][0]["step"]
+            == "downloading")
+            .then_some(())
     })
     .await;
     drop(d);

@@ -8,10 +8,10 @@
 
 mod accounts;
 mod config;
-mod updates;
 mod orders;
 mod people;
 mod receipts;
+mod updates;
 
 use super::columns::{
     self, callback_status, from_ms, ms, parse_device_id, parse_transaction_id, phase_columns,

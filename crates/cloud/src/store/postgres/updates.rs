@@ -112,12 +112,14 @@ impl UpdateStore for PostgresStore {
     }
 
     async fn artifact(&self, id: &str) -> Result<Option<ArtifactRecord>, StoreError> {
-        sqlx::query(&format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| columns::artifact(&r))
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| columns::artifact(&r))
+        .transpose()
     }
 
     async fn artifacts(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
@@ -331,7 +333,11 @@ impl UpdateStore for PostgresStore {
         Ok(())
     }
 
-    async fn update_steps(&self, campaign: &str, limit: u32) -> Result<Vec<StepRecord>, StoreError> {
+    async fn update_steps(
+        &self,
+        campaign: &str,
+        limit: u32,
+    ) -> Result<Vec<StepRecord>, StoreError> {
         sqlx::query(
             "SELECT * FROM (SELECT * FROM update_steps WHERE campaign_id = $1
                             ORDER BY seq DESC LIMIT $2) newest ORDER BY seq",

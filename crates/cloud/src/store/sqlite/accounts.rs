@@ -68,7 +68,11 @@ impl AccountStore for SqliteStore {
         time_zone: &str,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
-        let (id, tz, audit) = (id.as_str().to_string(), time_zone.to_string(), audit.clone());
+        let (id, tz, audit) = (
+            id.as_str().to_string(),
+            time_zone.to_string(),
+            audit.clone(),
+        );
         self.writer
             .write(move |conn| {
                 let n = conn

@@ -14,10 +14,10 @@
 
 mod accounts;
 mod config;
-mod updates;
 mod orders;
 mod people;
 mod receipts;
+mod updates;
 mod writer;
 
 use super::columns::{

@@ -221,9 +221,12 @@ impl UpdateStore for SqliteStore {
 
     async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError> {
         self.read(|conn| {
-            one(conn, "SELECT * FROM campaigns WHERE id = ?1", params![id], |r| {
-                columns::campaign(r)
-            })
+            one(
+                conn,
+                "SELECT * FROM campaigns WHERE id = ?1",
+                params![id],
+                |r| columns::campaign(r),
+            )
         })
     }
 
@@ -326,7 +329,11 @@ impl UpdateStore for SqliteStore {
             .await
     }
 
-    async fn record_update_step(&self, campaign: &str, step: &StepRecord) -> Result<(), StoreError> {
+    async fn record_update_step(
+        &self,
+        campaign: &str,
+        step: &StepRecord,
+    ) -> Result<(), StoreError> {
         let (campaign, s) = (campaign.to_string(), step.clone());
         self.writer
             .write(move |conn| {
@@ -346,7 +353,11 @@ impl UpdateStore for SqliteStore {
             .await
     }
 
-    async fn update_steps(&self, campaign: &str, limit: u32) -> Result<Vec<StepRecord>, StoreError> {
+    async fn update_steps(
+        &self,
+        campaign: &str,
+        limit: u32,
+    ) -> Result<Vec<StepRecord>, StoreError> {
         self.read(|conn| {
             all(
                 conn,
