@@ -399,6 +399,7 @@ async fn accounts(s: Arc<dyn Store>) {
             "api_key.created",
             "api_key.created",
             "api_key.created",
+            "site.time_zone_set",
             "site.created",
             "merchant.created"
         ]
@@ -414,7 +415,7 @@ async fn accounts(s: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(shops.len(), 4, "{shops:?}");
+    assert_eq!(shops.len(), 5, "{shops:?}");
     let keys = s
         .audit(&AuditQuery {
             action: Some("api_key.".into()),
