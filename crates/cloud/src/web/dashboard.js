@@ -1,6 +1,7 @@
 // eftcloud operator dashboard: devices, registers and transactions, live over server-sent
-// events (read with fetch, so a token travels in a header, not in the URL); API keys, the
-// audit log and the people of the installation. Signed in with an email and password (a
+// events (read with fetch, so a token travels in a header, not in the URL); a device's health
+// history and effective configuration; configuration profiles at each level; software update
+// campaigns (the operator's); API keys, the audit log and the people of the installation. Signed in with an email and password (a
 // session cookie the page cannot read, plus a CSRF token it sends with every change), or with
 // an admin token or API key. Plain JavaScript, no build step, no external resources.
 'use strict';
@@ -42,7 +43,7 @@
   // Who is signed in: null, { kind: 'session', email, role, merchantId, csrf } or
   // { kind: 'token', token }. `can` is what the page offers them (the server decides anyway).
   let auth = null;
-  let can = { manage: false, admin: false, allMerchants: false };
+  let can = { manage: false, admin: false, allMerchants: false, operator: false };
   let merchants = []; // [{ merchantId, name }] when the credential may list them
   let merchantFilter = '';
   let data = { devices: [], transactions: [] };
@@ -52,6 +53,14 @@
   let armed = null; // { key, until }: a button waiting for its confirming click
   let apiKeys = [];
   let auditBefore = null; // the page of entries older than this sequence number; null: the newest
+  let deviceShown = null; // the device whose detail is open
+  let deviceLoads = 0; // each read of a detail counts, so an older answer arriving late is dropped
+  let configTarget = null; // { level, id, label }: the profile the configuration view shows
+  let configProfile = {}; // that profile as stored (Undo returns to it)
+  let configLoads = 0;
+  let campaign = null; // the campaign whose detail is open
+  let campaignLoads = 0;
+  let artifactList = [];
 
   // ---- helpers -----------------------------------------------------------------------------------
   function category(t) {
@@ -209,6 +218,19 @@
         merchants = [];
       }
     }
+    // The operator's credentials (no merchant's) see software updates; a key says by being
+    // let in.
+    if (a.kind === 'session') {
+      can.operator = !a.merchantId;
+    } else {
+      try {
+        await api('/admin/release-keys');
+        can.operator = true;
+      } catch (e) {
+        if (!auth) return;
+        can.operator = false;
+      }
+    }
     if (auth !== a) return;
     if (a.kind === 'token') sessionStorage.setItem(TOKEN_KEY, a.token);
     resetBoard();
@@ -248,10 +270,26 @@
     $('new-key').hidden = true;
     $('new-key-value').textContent = '';
     $('device-secret-value').textContent = '';
-    for (const id of ['device-error', 'api-keys-error', 'api-key-form-error', 'audit-error', 'users-error']) $(id).textContent = '';
-    for (const id of ['api-keys', 'audit', 'users']) $(id).tBodies[0].replaceChildren();
+    deviceShown = null;
+    configTarget = null;
+    configProfile = {};
+    campaign = null;
+    artifactList = [];
+    deviceLoads += 1;
+    configLoads += 1;
+    campaignLoads += 1;
+    for (const id of ['device-panel', 'campaign-panel', 'config-profile-panel', 'config-effective-panel', 'config-history-panel']) $(id).hidden = true;
+    for (const id of ['device-error', 'api-keys-error', 'api-key-form-error', 'audit-error', 'users-error', 'device-detail-error',
+      'config-pick-error', 'config-error', 'config-result', 'config-effective-error', 'config-history-error', 'updates-error',
+      'campaign-error', 'campaign-result', 'campaign-form-error']) $(id).textContent = '';
+    for (const id of ['api-keys', 'audit', 'users', 'device-health', 'device-config', 'config-effective', 'config-history', 'cfg-surcharges',
+      'campaigns', 'campaign-devices', 'campaign-steps', 'artifacts', 'release-keys']) $(id).tBodies[0].replaceChildren();
+    $('config-level').value = can.operator ? 'operator' : 'merchants';
+    $('campaign-form').reset();
+    $('campaign-create-panel').hidden = !can.admin;
 
-    const tabs = [{ id: 'overview', label: 'Overview' }];
+    const tabs = [{ id: 'overview', label: 'Overview' }, { id: 'config', label: 'Configuration' }];
+    if (can.operator) tabs.push({ id: 'updates', label: 'Updates' });
     if (can.admin) {
       tabs.push({ id: 'api-keys', label: 'API keys' }, { id: 'audit', label: 'Audit log' }, { id: 'users', label: 'People' });
     }
@@ -293,6 +331,7 @@
     fill($('merchant-filter'), 'All merchants');
     fill($('audit-merchant'), 'Any');
     fill($('key-merchant'), null);
+    buildCampaignMerchants();
   }
 
   // Merchants come and go while someone is signed in: the lists follow.
@@ -312,6 +351,8 @@
     if (id === 'api-keys') refreshMerchants().then(loadApiKeys);
     if (id === 'audit') refreshMerchants().then(loadAudit);
     if (id === 'users') loadUsers();
+    if (id === 'config') prepareConfig();
+    if (id === 'updates') refreshMerchants().then(loadUpdates);
   }
 
   async function signInWithPassword(email, password) {
@@ -448,6 +489,7 @@
     renderDevices();
     renderTransactions();
     if (selected) refreshTimeline(false);
+    if (deviceShown) refreshDevice(false);
   }
 
   // A time with its date, in the browser's zone: 2026-12-03 10:56:21.
@@ -574,6 +616,7 @@
   function rerenderArmed() {
     if (!$('view-overview').hidden) renderDevices();
     if (!$('view-api-keys').hidden) renderApiKeys();
+    if (!$('view-updates').hidden && campaign) renderCampaignActions();
   }
 
   // The latest health report in a few words; a battery about to die or a printer without paper
@@ -604,8 +647,8 @@
         ? d.registers.map((r) => el('span', { class: 'reg' }, r.registerName || r.registerId,
           el('span', { class: 'reg-meta' }, ` ${r.businessName} · ${r.vendorName}${Object.keys(r.contact || {}).length ? ` · ${Object.values(r.contact).join(', ')}` : ''}`)))
         : ['none'];
-      const row = el('tr', { 'data-device': d.deviceId, 'data-merchant': d.merchantId },
-        el('td', {}, el('span', { class: 'mono' }, d.deviceId), el('span', { class: 'reg-meta' }, ` ${d.vendor} ${d.model}`)),
+      const row = el('tr', { 'data-device': d.deviceId, 'data-merchant': d.merchantId, class: deviceShown === d.deviceId ? 'selected' : '' },
+        el('td', {}, deviceLink(d.deviceId), el('span', { class: 'reg-meta' }, ` ${d.vendor} ${d.model}`)),
         el('td', {}, el('span', { class: `state ${d.online ? 'online' : ''} ${d.busy ? 'busy' : ''}`, 'data-state': state }, stateText)),
         el('td', { title: d.lastSeen || '' }, ago(d.lastSeen)),
         healthCell(d.health),
@@ -992,6 +1035,820 @@
     }
   }
 
+  // ---- a device's detail: its health history and its effective configuration -------------------
+  // The device id in the devices table: a link (not a button, which the table keeps for actions)
+  // that opens the device's detail below the table.
+  function deviceLink(id) {
+    const a = el('a', { href: `#device-${encodeURIComponent(id)}`, class: 'device-link mono', 'data-device': id, title: `${id}: show its health and configuration` }, id);
+    a.addEventListener('click', (ev) => {
+      ev.preventDefault();
+      showDevice(id);
+    });
+    return a;
+  }
+
+  async function showDevice(id) {
+    deviceShown = id;
+    $('device-panel').hidden = false;
+    renderDevices();
+    await refreshDevice(true);
+  }
+
+  function closeDevice() {
+    deviceShown = null;
+    deviceLoads += 1;
+    $('device-panel').hidden = true;
+    renderDevices();
+  }
+
+  async function refreshDevice(focus) {
+    const id = deviceShown;
+    const mine = ++deviceLoads;
+    const path = `/admin/devices/${encodeURIComponent(id)}`;
+    try {
+      const [d, config] = await Promise.all([api(path), api(`${path}/config`).catch((e) => e)]);
+      if (mine !== deviceLoads) return;
+      $('device-detail-error').textContent = '';
+      renderDeviceDetail(d);
+      if (config instanceof Error) {
+        $('device-config-status').textContent = `Its configuration could not be read: ${config.message}`;
+        $('device-config-status').dataset.state = 'error';
+        $('device-config').tBodies[0].replaceChildren();
+      } else {
+        renderEffective('device-config', 'device-config-status', config);
+      }
+      if (focus) $('device-panel').scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      if (mine !== deviceLoads) return;
+      $('device-title').textContent = `Device ${id}`;
+      $('device-detail-error').textContent = e.message;
+      $('device-summary').replaceChildren();
+      $('device-health').tBodies[0].replaceChildren();
+      $('device-config').tBodies[0].replaceChildren();
+      $('device-config-status').textContent = '';
+    }
+  }
+
+  // Definition-list rows `[key, label, value]` as the payment panel shows them.
+  function facts(rows) {
+    return rows.map(([key, label, value]) => el('div', { 'data-field': key }, el('dt', {}, label), el('dd', {}, value)));
+  }
+
+  function renderDeviceDetail(d) {
+    $('device-panel').dataset.device = d.deviceId;
+    $('device-title').textContent = `Device ${d.deviceId}`;
+    const state = d.busy ? (d.online ? 'Online, busy' : 'Offline, busy') : d.online ? 'Online' : 'Offline';
+    const rows = [
+      ['model', 'Vendor and model', `${d.vendor} ${d.model}`],
+      ['merchant', 'Merchant', d.merchant],
+      ['state', 'State', state],
+      ['last-seen', 'Last seen', d.lastSeen ? when(d.lastSeen) : 'never'],
+      ['enrolled', 'Enrolled', when(d.enrolledAt)],
+      ['capabilities', 'Capabilities', d.capabilities.length ? d.capabilities.join(', ') : 'none declared'],
+      ['registers', 'Registers', d.registers.length ? d.registers.map((r) => r.registerName || r.registerId).join(', ') : 'none'],
+    ];
+    if (d.siteId) rows.splice(2, 0, ['site', 'Site', d.siteId]);
+    $('device-summary').replaceChildren(...facts(rows));
+    const history = d.healthHistory || [];
+    $('device-health-count').textContent = history.length ? `(latest ${history.length})` : '';
+    $('device-health-none').hidden = history.length > 0;
+    $('device-health').hidden = !history.length;
+    $('device-health').tBodies[0].replaceChildren(...history.map(healthRow));
+  }
+
+  const NETWORKS = { ethernet: 'Ethernet', wifi: 'Wi-Fi', cellular: 'Cellular', other: 'Other' };
+  const PAPER = { ok: 'ok', low: 'low', out: 'out', no_printer: 'no printer' };
+
+  function bytes(n) {
+    if (n === undefined || n === null) return '';
+    const units = [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]];
+    for (const [unit, size] of units) if (n >= size) return `${(n / size).toFixed(1)} ${unit}`;
+    return `${n} B`;
+  }
+
+  function uptime(s) {
+    if (s === undefined || s === null) return '';
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+    return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+  }
+
+  // One health report as a row; a low battery or a printer out of paper stands out.
+  function healthRow(h) {
+    const battery = h.battery ? `${h.battery.level_percent}%${h.battery.charging ? ', charging' : ''}` : '';
+    const network = h.network
+      ? (NETWORKS[h.network.kind] || h.network.kind) + (h.network.signal_percent != null ? `, signal ${h.network.signal_percent}%` : '')
+      : '';
+    const paper = h.printer_paper ? PAPER[h.printer_paper] || h.printer_paper : '';
+    const warn = h.lowBattery || h.outOfPaper;
+    return el('tr', { 'data-reported': h.reportedAt, 'data-health': warn ? 'warn' : 'ok', class: warn ? 'warn' : '' },
+      el('td', { title: h.reportedAt }, dateTime(h.reportedAt)),
+      el('td', { 'data-field': 'agent' }, h.agent_version || ''),
+      el('td', { 'data-field': 'software' }, h.software_version || ''),
+      el('td', { 'data-field': 'firmware' }, h.firmware_version || ''),
+      el('td', { 'data-field': 'battery', class: h.lowBattery ? 'warn' : '' }, battery),
+      el('td', { 'data-field': 'network' }, network),
+      el('td', { 'data-field': 'paper', class: h.outOfPaper ? 'warn' : '' }, paper),
+      el('td', { 'data-field': 'storage', class: 'num', title: h.storage_free_bytes != null ? `${h.storage_free_bytes} bytes` : '' }, bytes(h.storage_free_bytes)),
+      el('td', { 'data-field': 'uptime', class: 'num' }, uptime(h.uptime_secs)));
+  }
+
+  // ---- configuration profiles ------------------------------------------------------------------
+  // The fields of a profile, in the order the form shows them, with the input an error points to.
+  const PROFILE_FIELDS = [
+    { key: 'tipping', label: 'Tipping', input: 'cfg-tipping-inherit' },
+    { key: 'tipPresets', label: 'Tip presets', input: 'cfg-tip-presets' },
+    { key: 'surcharges', label: 'Surcharges', input: 'cfg-surcharges-inherit' },
+    { key: 'receiptHeader', label: 'Receipt header', input: 'cfg-receipt-header' },
+    { key: 'receiptFooter', label: 'Receipt footer', input: 'cfg-receipt-footer' },
+    { key: 'currency', label: 'Currency', input: 'cfg-currency' },
+    { key: 'language', label: 'Language', input: 'cfg-language' },
+    { key: 'cardTimeoutSecs', label: 'Card timeout', input: 'cfg-card-timeout' },
+    { key: 'inputTimeoutSecs', label: 'Input timeout', input: 'cfg-input-timeout' },
+    { key: 'idleText', label: 'Idle screen text', input: 'cfg-idle-text' },
+  ];
+  const LEVEL_NAMES = { operator: 'the operator', merchants: 'merchant', sites: 'site', devices: 'device' };
+
+  function configPath(t) {
+    return t.level === 'operator' ? '/admin/config/operator' : `/admin/config/${t.level}/${encodeURIComponent(t.id)}`;
+  }
+
+  function percentOfBps(bps) {
+    return (bps / 100).toFixed(2).replace(/\.?0+$/, '');
+  }
+
+  function settingText(key, v) {
+    if (v === undefined || v === null) return '—';
+    switch (key) {
+      case 'tipping': return v ? 'on' : 'off';
+      case 'tipPresets': return v.map((p) => `${p}%`).join(', ');
+      case 'surcharges': return v.length
+        ? v.map((r) => `${r.card === '*' ? 'any other card' : r.card} ${percentOfBps(r.bps)}%${r.cap != null ? ` (at most ${r.cap})` : ''}`).join('; ')
+        : 'none';
+      case 'cardTimeoutSecs': case 'inputTimeoutSecs': return `${v} s`;
+      default: return typeof v === 'string' ? (v === '' ? '(empty)' : v) : JSON.stringify(v);
+    }
+  }
+
+  // A device's effective settings into a table (`tableId`) and whether it applied them into
+  // `statusId`: each field's value and the level it comes from.
+  function renderEffective(tableId, statusId, v) {
+    let state;
+    let text;
+    if (!v.supported) {
+      state = 'unsupported';
+      text = 'This device does not support configuration from the cloud: it keeps its own settings (shown here as it would get them).';
+    } else if (v.pending) {
+      state = 'pending';
+      text = `Version ${v.version} pending: the device ${v.acknowledgedVersion ? `still runs version ${v.acknowledgedVersion}` : 'has applied none yet'}; it applies settings while connected, between transactions.`;
+    } else if (v.acknowledgedVersion) {
+      state = 'applied';
+      text = `Version ${v.acknowledgedVersion} applied ${when(v.acknowledgedAt)}.`;
+    } else {
+      state = 'none';
+      text = 'Nothing sent yet: the device gets its settings when it connects.';
+    }
+    const status = $(statusId);
+    status.dataset.state = state;
+    status.dataset.version = String(v.version);
+    status.textContent = text;
+    const known = PROFILE_FIELDS.map((f) => f.key);
+    const keys = [...known.filter((k) => k in v.settings), ...Object.keys(v.settings).filter((k) => !known.includes(k))];
+    const versionAt = Object.fromEntries((v.profiles || []).map((p) => [p.level, p.version]));
+    $(tableId).tBodies[0].replaceChildren(...keys.map((k) => {
+      const source = (v.sources || {})[k] || 'default';
+      const f = PROFILE_FIELDS.find((x) => x.key === k);
+      return el('tr', { 'data-field': k, 'data-source': source },
+        el('th', { scope: 'row' }, f ? f.label : k, el('span', { class: 'reg-meta' }, ` ${k}`)),
+        el('td', { class: 'setting' }, settingText(k, v.settings[k])),
+        el('td', {}, el('span', { class: `source source-${source}` }, source),
+          versionAt[source] ? el('span', { class: 'reg-meta' }, ` version ${versionAt[source]}`) : null));
+    }));
+  }
+
+  function fillSelect(select, options, empty) {
+    const was = select.value;
+    const list = options.map((o) => el('option', { value: o.value }, o.label));
+    if (!options.length && empty) list.push(el('option', { value: '' }, empty));
+    select.replaceChildren(...list);
+    if (options.some((o) => o.value === was)) select.value = was;
+  }
+
+  // The merchants this person may see: listed when the credential may list them, else those of
+  // the devices it sees.
+  function knownMerchants() {
+    if (merchants.length) return merchants.map((m) => ({ value: m.merchantId, label: m.name }));
+    const seen = new Map();
+    for (const d of data.devices) if (!seen.has(d.merchantId)) seen.set(d.merchantId, d.merchant || d.merchantId);
+    return Array.from(seen, ([value, label]) => ({ value, label }));
+  }
+
+  function mayEditLevel(level) {
+    return can.manage && (level !== 'operator' || can.operator);
+  }
+
+  // Opening the view: the lists follow the merchants and devices, then the chosen level loads.
+  function prepareConfig() {
+    fillSelect($('config-merchant'), knownMerchants(), 'No merchants');
+    fillSelect($('config-device'), data.devices.map((d) => ({ value: d.deviceId, label: `${d.deviceId} · ${d.merchant}` })), 'No devices');
+    levelChanged();
+  }
+
+  async function levelChanged() {
+    const level = $('config-level').value;
+    $('config-merchant-wrap').hidden = level !== 'merchants' && level !== 'sites';
+    $('config-site-wrap').hidden = level !== 'sites';
+    $('config-device-wrap').hidden = level !== 'devices';
+    if (level === 'sites') await loadSiteChoices();
+    await loadConfig(false);
+  }
+
+  async function loadSiteChoices() {
+    const merchant = $('config-merchant').value;
+    let sites = [];
+    $('config-pick-error').textContent = '';
+    if (merchant && can.admin) {
+      try {
+        sites = (await api(`/admin/merchants/${encodeURIComponent(merchant)}/sites`)).map((s) => ({ value: s.siteId, label: s.name }));
+      } catch (e) {
+        $('config-pick-error').textContent = `Sites: ${e.message}`;
+      }
+    } else if (merchant) {
+      const ids = new Set(data.devices.filter((d) => d.merchantId === merchant && d.siteId).map((d) => d.siteId));
+      sites = Array.from(ids, (id) => ({ value: id, label: id }));
+    }
+    fillSelect($('config-site'), sites, 'No sites');
+  }
+
+  // The level and target chosen, or null when the list chosen from is empty.
+  function chosenTarget() {
+    const level = $('config-level').value;
+    if (level === 'operator') return { level, id: '', label: 'the operator (every device)' };
+    const select = $(level === 'merchants' ? 'config-merchant' : level === 'sites' ? 'config-site' : 'config-device');
+    if (!select.value) return null;
+    return { level, id: select.value, label: `${LEVEL_NAMES[level]} ${select.options[select.selectedIndex].textContent}` };
+  }
+
+  function hideConfigPanels() {
+    for (const id of ['config-profile-panel', 'config-effective-panel', 'config-history-panel']) $(id).hidden = true;
+  }
+
+  async function loadConfig(keepResult) {
+    const t = chosenTarget();
+    configTarget = t;
+    const mine = ++configLoads;
+    clearConfigError();
+    if (!keepResult) {
+      $('config-result').textContent = '';
+      $('config-result').dataset.version = '';
+    }
+    $('config-pick-note').hidden = !!t;
+    if (!t) {
+      const level = $('config-level').value;
+      $('config-pick-note').textContent = level === 'sites' ? 'This merchant has no sites.' : `There is no ${LEVEL_NAMES[level]} to choose.`;
+      hideConfigPanels();
+      return;
+    }
+    const base = configPath(t);
+    try {
+      const [profile, history, effective] = await Promise.all([
+        api(base),
+        api(`${base}/history`).catch((e) => e),
+        t.level === 'devices' ? api(`/admin/devices/${encodeURIComponent(t.id)}/config`).catch((e) => e) : null,
+      ]);
+      if (mine !== configLoads) return;
+      $('config-pick-error').textContent = '';
+      renderProfile(t, profile);
+      renderProfileHistory(history);
+      $('config-effective-panel').hidden = t.level !== 'devices';
+      if (t.level === 'devices') {
+        $('config-effective-error').textContent = effective instanceof Error ? effective.message : '';
+        if (effective instanceof Error) {
+          $('config-effective').tBodies[0].replaceChildren();
+          $('config-effective-status').textContent = '';
+        } else {
+          renderEffective('config-effective', 'config-effective-status', effective);
+        }
+      }
+    } catch (e) {
+      if (mine !== configLoads) return;
+      $('config-pick-error').textContent = `The profile of ${t.label}: ${e.message}`;
+      hideConfigPanels();
+    }
+  }
+
+  function renderProfile(t, view) {
+    $('config-profile-panel').hidden = false;
+    $('config-profile-panel').dataset.level = t.level;
+    $('config-profile-panel').dataset.target = t.id;
+    $('config-profile-title').textContent = `Profile of ${t.label}`;
+    const current = $('config-current');
+    current.dataset.version = String(view.version);
+    current.textContent = view.version
+      ? `Version ${view.version}, set ${when(view.setAt)} by ${view.setBy}.`
+      : 'Never set: every field is inherited from the level above.';
+    configProfile = view.profile || {};
+    fillProfileForm(configProfile);
+    const editable = mayEditLevel(t.level);
+    for (const f of document.querySelectorAll('#config-form fieldset')) f.disabled = !editable;
+    $('config-save').hidden = !editable;
+    $('config-revert').hidden = !editable;
+    $('config-readonly').hidden = editable;
+    $('config-readonly').textContent = !can.manage
+      ? 'You may read this profile, not change it.'
+      : "Only the operator's credentials change the operator's profile; it applies to your devices unless a lower level sets a field.";
+  }
+
+  function renderProfileHistory(history) {
+    $('config-history-panel').hidden = false;
+    if (history instanceof Error) {
+      $('config-history-error').textContent = history.message;
+      $('config-history').tBodies[0].replaceChildren();
+      $('config-history-count').textContent = '';
+      return;
+    }
+    $('config-history-error').textContent = '';
+    const rows = history.slice().sort((a, b) => b.version - a.version);
+    $('config-history-count').textContent = `(${rows.length})`;
+    $('config-history').tBodies[0].replaceChildren(...rows.map((p) => el('tr', { 'data-version': String(p.version) },
+      el('td', { class: 'num' }, String(p.version)),
+      el('td', { title: p.setAt || '' }, when(p.setAt)),
+      el('td', {}, p.setBy || ''),
+      el('td', {}, el('code', { class: 'detail' }, JSON.stringify(p.profile))))));
+  }
+
+  // ---- the profile form ------------------------------------------------------------------------
+  function surchargeRow(rule) {
+    const card = el('input', { type: 'text', class: 'sc-card', autocomplete: 'off', value: rule.card || '' });
+    const bps = el('input', { type: 'text', class: 'sc-bps', inputMode: 'numeric', autocomplete: 'off', value: rule.bps != null ? String(rule.bps) : '' });
+    const cap = el('input', { type: 'text', class: 'sc-cap', inputMode: 'numeric', autocomplete: 'off', placeholder: 'no cap', value: rule.cap != null ? String(rule.cap) : '' });
+    const remove = el('button', { type: 'button', class: 'sc-remove' }, 'Remove');
+    const row = el('tr', { class: 'sc-row' }, el('td', {}, card), el('td', {}, bps), el('td', {}, cap), el('td', { class: 'actions' }, remove));
+    remove.addEventListener('click', () => {
+      row.remove();
+      labelSurcharges();
+    });
+    return row;
+  }
+
+  // Each rule's inputs named by its number, for a screen reader.
+  function labelSurcharges() {
+    Array.from($('cfg-surcharges').tBodies[0].rows).forEach((row, i) => {
+      row.querySelector('.sc-card').setAttribute('aria-label', `Card type of rule ${i + 1}`);
+      row.querySelector('.sc-bps').setAttribute('aria-label', `Rate in basis points of rule ${i + 1}`);
+      row.querySelector('.sc-cap').setAttribute('aria-label', `Cap of rule ${i + 1}`);
+      row.querySelector('.sc-remove').setAttribute('aria-label', `Remove rule ${i + 1}`);
+    });
+  }
+
+  function addSurcharge(rule) {
+    $('cfg-surcharges').tBodies[0].append(surchargeRow(rule));
+    labelSurcharges();
+  }
+
+  function fillProfileForm(p) {
+    const has = (k) => p[k] !== undefined && p[k] !== null;
+    $('cfg-tipping-inherit').checked = !has('tipping');
+    $('cfg-tipping').checked = p.tipping === true;
+    $('cfg-tip-presets').value = has('tipPresets') ? p.tipPresets.join(', ') : '';
+    $('cfg-surcharges-inherit').checked = !has('surcharges');
+    $('cfg-surcharges').tBodies[0].replaceChildren(...(p.surcharges || []).map(surchargeRow));
+    labelSurcharges();
+    $('cfg-receipt-header').value = p.receiptHeader || '';
+    $('cfg-receipt-footer').value = p.receiptFooter || '';
+    $('cfg-currency').value = p.currency || '';
+    $('cfg-language').value = p.language || '';
+    $('cfg-card-timeout').value = has('cardTimeoutSecs') ? String(p.cardTimeoutSecs) : '';
+    $('cfg-input-timeout').value = has('inputTimeoutSecs') ? String(p.inputTimeoutSecs) : '';
+    $('cfg-idle-text').value = p.idleText || '';
+    syncProfileForm();
+  }
+
+  // What the inherit boxes switch off.
+  function syncProfileForm() {
+    $('cfg-tipping').disabled = $('cfg-tipping-inherit').checked;
+    $('cfg-surcharge-rules').hidden = $('cfg-surcharges-inherit').checked;
+  }
+
+  function fieldError(field, message) {
+    const e = new Error(message);
+    e.field = field;
+    return e;
+  }
+
+  function wholeNumber(field, text) {
+    const s = text.trim();
+    if (!/^\d+$/.test(s)) throw fieldError(field, `${field}: '${s}' is not a whole number`);
+    return Number(s);
+  }
+
+  // The form as a whole profile: a field left empty (or inheriting) is left out.
+  function readProfileForm() {
+    const p = {};
+    if (!$('cfg-tipping-inherit').checked) p.tipping = $('cfg-tipping').checked;
+    const presets = $('cfg-tip-presets').value.trim();
+    if (presets) p.tipPresets = presets.split(',').map((s) => s.trim()).filter(Boolean).map((s) => wholeNumber('tipPresets', s.replace(/%$/, '')));
+    if (!$('cfg-surcharges-inherit').checked) {
+      p.surcharges = [];
+      for (const row of $('cfg-surcharges').tBodies[0].rows) {
+        const card = row.querySelector('.sc-card').value.trim().toUpperCase();
+        const bps = row.querySelector('.sc-bps').value.trim();
+        const cap = row.querySelector('.sc-cap').value.trim();
+        if (!card && !bps && !cap) continue; // an empty row
+        const rule = { card, bps: wholeNumber('surcharges', bps) };
+        if (cap) rule.cap = wholeNumber('surcharges', cap);
+        p.surcharges.push(rule);
+      }
+    }
+    for (const [key, id] of [['receiptHeader', 'cfg-receipt-header'], ['receiptFooter', 'cfg-receipt-footer'], ['idleText', 'cfg-idle-text']]) {
+      const v = $(id).value;
+      if (v.trim()) p[key] = v;
+    }
+    const currency = $('cfg-currency').value.trim().toUpperCase();
+    if (currency) p.currency = currency;
+    const language = $('cfg-language').value.trim();
+    if (language) p.language = language;
+    for (const [key, id] of [['cardTimeoutSecs', 'cfg-card-timeout'], ['inputTimeoutSecs', 'cfg-input-timeout']]) {
+      if ($(id).value.trim()) p[key] = wholeNumber(key, $(id).value);
+    }
+    return p;
+  }
+
+  function clearConfigError() {
+    $('config-error').textContent = '';
+    delete $('config-error').dataset.field;
+    for (const f of PROFILE_FIELDS) {
+      $(f.input).removeAttribute('aria-invalid');
+      $(f.input).removeAttribute('aria-describedby');
+    }
+  }
+
+  // The field an error names (the cloud's messages name fields by their API names).
+  function fieldNamed(message) {
+    const f = PROFILE_FIELDS.find((x) => message.includes(x.key));
+    return f ? f.key : null;
+  }
+
+  function showConfigError(message, field) {
+    clearConfigError();
+    $('config-error').textContent = message;
+    const f = PROFILE_FIELDS.find((x) => x.key === field);
+    if (!f) return;
+    $('config-error').dataset.field = f.key;
+    $(f.input).setAttribute('aria-invalid', 'true');
+    $(f.input).setAttribute('aria-describedby', 'config-error');
+    $(f.input).focus();
+  }
+
+  async function saveProfile() {
+    const t = configTarget;
+    if (!t) return;
+    clearConfigError();
+    $('config-result').textContent = '';
+    let profile;
+    try {
+      profile = readProfileForm();
+    } catch (e) {
+      showConfigError(e.message, e.field);
+      return;
+    }
+    $('config-save').disabled = true;
+    try {
+      const r = await api(configPath(t), { method: 'PUT', body: profile });
+      const result = $('config-result');
+      result.dataset.version = String(r.version);
+      result.dataset.devicesChanged = String(r.devicesChanged);
+      result.dataset.devicesSent = String(r.devicesSent);
+      const later = r.devicesChanged - r.devicesSent;
+      result.textContent = `Saved as version ${r.version}. Devices whose settings changed: ${r.devicesChanged}; sent them now: ${r.devicesSent}` +
+        (later > 0 ? ` (the rest get them when they connect, or after the transaction they are running).` : '.');
+      if (configTarget === t) await loadConfig(true);
+    } catch (e) {
+      showConfigError(e.message, fieldNamed(e.message));
+    } finally {
+      $('config-save').disabled = false;
+    }
+  }
+
+  // From a device's detail to its own profile.
+  function openDeviceProfile(id) {
+    $('config-level').value = 'devices';
+    fillSelect($('config-device'), data.devices.map((d) => ({ value: d.deviceId, label: `${d.deviceId} · ${d.merchant}` })), 'No devices');
+    $('config-device').value = id;
+    showView('config');
+  }
+
+  // ---- software updates ------------------------------------------------------------------------
+  const DEVICE_UPDATE_STATES = ['pending', 'offered', 'installed', 'failed', 'rollback_pending', 'rollback_offered', 'rolled_back', 'rollback_failed'];
+  const CAMPAIGN_DONE = {
+    pause: 'Paused: no device is offered the update until the campaign is resumed.',
+    resume: 'Resumed: the next devices are offered the update.',
+    cancel: 'Cancelled: nothing more is offered; devices keep what they installed.',
+    rollback: 'Rolling back: every device that installed the update is offered the version chosen.',
+  };
+
+  function words(s) {
+    return String(s).replace(/_/g, ' ');
+  }
+
+  function countsText(counts) {
+    const known = DEVICE_UPDATE_STATES.filter((s) => counts[s]);
+    const other = Object.keys(counts).filter((s) => !DEVICE_UPDATE_STATES.includes(s) && counts[s]);
+    const parts = [...known, ...other].map((s) => `${words(s)} ${counts[s]}`);
+    return parts.length ? parts.join(' · ') : 'no devices';
+  }
+
+  function stateBadge(state, kind) {
+    return el('span', { class: `ustate ${kind}-${String(state).replace(/_/g, '-')}`, 'data-state': state }, words(state));
+  }
+
+  async function loadUpdates() {
+    $('updates-error').textContent = '';
+    try {
+      const [list, arts, keys] = await Promise.all([api('/admin/campaigns'), api('/admin/artifacts'), api('/admin/release-keys')]);
+      renderCampaigns(list);
+      artifactList = arts;
+      renderArtifacts(arts);
+      renderReleaseKeys(keys);
+      fillArtifactChoices();
+    } catch (e) {
+      updatesError(e);
+      return;
+    }
+    if (campaign) await refreshCampaign();
+  }
+
+  function updatesError(e) {
+    $('updates-error').textContent = e.status === 403 ? `Software updates are the operator's: ${e.message}` : e.message;
+  }
+
+  async function loadCampaignList() {
+    try {
+      renderCampaigns(await api('/admin/campaigns'));
+    } catch (e) {
+      updatesError(e);
+    }
+  }
+
+  function renderCampaigns(list) {
+    $('campaigns-count').textContent = `(${list.length})`;
+    $('campaigns-none').hidden = list.length > 0;
+    $('campaigns').tBodies[0].replaceChildren(...list.map((c) => {
+      const open = el('button', { type: 'button', class: 'link name-link campaign-open', id: `campaign-open-${c.campaignId}`, title: `${c.campaignId}: show its devices and steps` }, c.name);
+      open.addEventListener('click', () => showCampaign(c.campaignId));
+      return el('tr', { 'data-campaign': c.campaignId, 'data-state': c.state, class: campaign && campaign.campaignId === c.campaignId ? 'selected' : '' },
+        el('td', {}, open),
+        el('td', {}, c.version || el('span', { class: 'reg-meta' }, c.artifactId)),
+        el('td', {}, stateBadge(c.state, 'campaign')),
+        el('td', { class: 'counts' }, countsText(c.counts || {})),
+        el('td', {}, `${c.canary} · ${c.waveSize} · ${c.failureThreshold}`),
+        el('td', {}, c.window || 'any time'),
+        el('td', { title: c.createdAt }, when(c.createdAt), el('span', { class: 'reg-meta' }, ` by ${c.createdBy}`)));
+    }));
+  }
+
+  async function showCampaign(id) {
+    campaign = { campaignId: id };
+    $('campaign-result').textContent = '';
+    $('campaign-error').textContent = '';
+    await refreshCampaign(true);
+  }
+
+  async function refreshCampaign(focus) {
+    const id = campaign.campaignId;
+    const mine = ++campaignLoads;
+    try {
+      const c = await api(`/admin/campaigns/${encodeURIComponent(id)}`);
+      if (mine !== campaignLoads || !campaign || campaign.campaignId !== id) return;
+      campaign = c;
+      renderCampaign();
+      if (focus) $('campaign-panel').scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      if (mine !== campaignLoads) return;
+      $('campaign-panel').hidden = false;
+      $('campaign-error').textContent = e.message;
+    }
+  }
+
+  function closeCampaign() {
+    campaign = null;
+    campaignLoads += 1;
+    $('campaign-panel').hidden = true;
+    loadCampaignList();
+  }
+
+  function renderCampaign() {
+    const c = campaign;
+    const panel = $('campaign-panel');
+    panel.hidden = false;
+    panel.dataset.campaign = c.campaignId;
+    panel.dataset.state = c.state;
+    $('campaign-title').textContent = `Campaign ${c.name}`;
+    $('campaign-title').title = c.campaignId;
+    const rows = [
+      ['state', 'State', stateBadge(c.state, 'campaign')],
+      ['version', 'Version', c.version || ''],
+      ['artifact', 'Artifact', el('span', { class: 'mono' }, c.artifactId)],
+    ];
+    if (c.rollbackArtifactId) rows.push(['rollback', 'Rolling back to', el('span', { class: 'mono' }, c.rollbackArtifactId)]);
+    rows.push(
+      ['canary', 'Canary devices', String(c.canary)],
+      ['wave', 'Wave size', String(c.waveSize)],
+      ['threshold', 'Pauses after failures', String(c.failureThreshold)],
+      ['window', 'Window', c.window || 'any time'],
+      ['devices', 'Devices', countsText(c.counts || {})],
+      ['created', 'Created', `${when(c.createdAt)} by ${c.createdBy}`],
+    );
+    $('campaign-summary').replaceChildren(...facts(rows));
+    renderCampaignActions();
+    const devices = c.devices || [];
+    $('campaign-devices-count').textContent = `(${devices.length})`;
+    $('campaign-devices').tBodies[0].replaceChildren(...devices.map((d) => el('tr', { 'data-device': d.deviceId, 'data-state': d.state },
+      el('td', { class: 'mono' }, d.deviceId),
+      el('td', { class: 'num' }, String(d.wave)),
+      el('td', {}, stateBadge(d.state, 'device')),
+      el('td', {}, d.step ? words(d.step) : ''),
+      el('td', {}, d.reason || ''),
+      el('td', { title: d.updatedAt }, when(d.updatedAt)))));
+    const steps = c.steps || [];
+    $('campaign-steps-count').textContent = `(${steps.length})`;
+    $('campaign-steps').tBodies[0].replaceChildren(...steps.map((s) => el('tr', { 'data-device': s.deviceId, 'data-step': s.step },
+      el('td', { title: s.at }, dateTime(s.at)),
+      el('td', { class: 'mono' }, s.deviceId),
+      el('td', {}, s.version),
+      el('td', {}, words(s.step)),
+      el('td', {}, s.reason || ''))));
+    for (const tr of $('campaigns').tBodies[0].rows) tr.classList.toggle('selected', tr.dataset.campaign === c.campaignId);
+  }
+
+  // The buttons a campaign's state allows; none for someone who may only read.
+  function renderCampaignActions() {
+    const c = campaign;
+    if (!c || !c.state) return;
+    if (!can.admin) {
+      $('campaign-buttons').replaceChildren();
+      $('campaign-rollback-form').hidden = true;
+      return;
+    }
+    const button = (action, label) => {
+      const b = el('button', { type: 'button', id: `campaign-${action}` }, label);
+      b.addEventListener('click', () => campaignAction(action));
+      return b;
+    };
+    const buttons = [];
+    if (c.state === 'running') buttons.push(button('pause', 'Pause'));
+    if (c.state === 'paused') buttons.push(button('resume', 'Resume'));
+    if (['running', 'paused', 'rolling_back'].includes(c.state)) {
+      buttons.push(confirmButton(`campaign-cancel:${c.campaignId}`, { id: 'campaign-cancel', class: 'danger' },
+        'Cancel', 'Confirm cancel', () => campaignAction('cancel')));
+    }
+    $('campaign-buttons').replaceChildren(...buttons);
+    const rollback = ['running', 'paused', 'completed'].includes(c.state);
+    $('campaign-rollback-form').hidden = !rollback;
+    fillRollbackChoices();
+    $('campaign-rollback-slot').replaceChildren(...(rollback ? [confirmButton(`campaign-rollback:${c.campaignId}`, { id: 'campaign-rollback', class: 'danger' },
+      'Roll back', 'Confirm roll back', rollBack)] : []));
+  }
+
+  async function campaignAction(action, body) {
+    const id = campaign.campaignId;
+    $('campaign-error').textContent = '';
+    $('campaign-result').textContent = '';
+    try {
+      const c = await api(`/admin/campaigns/${encodeURIComponent(id)}/${action}`, { method: 'POST', body });
+      if (campaign && campaign.campaignId === id) {
+        campaignLoads += 1; // an older read in flight must not undo this answer
+        campaign = c;
+        renderCampaign();
+        $('campaign-result').textContent = CAMPAIGN_DONE[action];
+      }
+    } catch (e) {
+      $('campaign-error').textContent = e.message;
+      renderCampaignActions();
+    }
+    await loadCampaignList();
+  }
+
+  function rollBack() {
+    const artifactId = $('campaign-rollback-artifact').value;
+    if (!artifactId) {
+      $('campaign-error').textContent = 'Choose the version to return to.';
+      renderCampaignActions();
+      return;
+    }
+    campaignAction('rollback', { artifactId });
+  }
+
+  function artifactLabel(a) {
+    return `${a.version} (…${a.artifactId.slice(-8)})`;
+  }
+
+  function fillArtifactChoices() {
+    const ready = artifactList.filter((a) => a.ready);
+    fillSelect($('cn-artifact'), ready.map((a) => ({ value: a.artifactId, label: artifactLabel(a) })), 'No artifact ready');
+    fillRollbackChoices();
+  }
+
+  function fillRollbackChoices() {
+    const own = campaign ? campaign.artifactId : null;
+    const choices = artifactList.filter((a) => a.ready && a.artifactId !== own);
+    fillSelect($('campaign-rollback-artifact'), choices.map((a) => ({ value: a.artifactId, label: artifactLabel(a) })), 'No other artifact');
+  }
+
+  function renderArtifacts(list) {
+    $('artifacts-count').textContent = `(${list.length})`;
+    $('artifacts').tBodies[0].replaceChildren(...list.map((a) => el('tr', { 'data-artifact': a.artifactId },
+      el('td', {}, a.version),
+      el('td', { class: 'mono', title: a.artifactId }, shortId(a.artifactId)),
+      el('td', { class: 'mono url' }, a.stored ? `stored: ${a.url}` : a.url),
+      el('td', {}, a.ready ? 'yes' : 'no: upload its file'),
+      el('td', { class: 'num', title: `${a.size} bytes` }, bytes(a.size)),
+      el('td', { class: 'mono', title: a.sha256 }, `${a.sha256.slice(0, 12)}…`),
+      el('td', { class: 'mono' }, a.keyId),
+      el('td', { title: a.createdAt }, when(a.createdAt)))));
+  }
+
+  function renderReleaseKeys(list) {
+    $('release-keys-count').textContent = `(${list.length})`;
+    $('release-keys').tBodies[0].replaceChildren(...list.map((k) => el('tr', { 'data-key': k.keyId },
+      el('td', {}, k.name),
+      el('td', { class: 'mono' }, k.keyId),
+      el('td', { class: 'mono', title: k.publicKey }, `${k.publicKey.slice(0, 16)}…`),
+      el('td', { title: k.createdAt }, when(k.createdAt)))));
+  }
+
+  // The merchants a new campaign may target, as boxes (those ticked stay ticked).
+  function buildCampaignMerchants() {
+    const box = $('cn-merchants');
+    const ticked = new Set(Array.from(box.querySelectorAll('input:checked'), (b) => b.value));
+    box.replaceChildren(...merchants.map((m) => {
+      const id = `cn-merchant-${m.merchantId}`;
+      return el('div', { class: 'choice' },
+        el('input', { type: 'checkbox', id, value: m.merchantId, checked: ticked.has(m.merchantId) }),
+        ' ', el('label', { htmlFor: id }, `Merchant ${m.name}`));
+    }));
+  }
+
+  function commaList(id) {
+    return $(id).value.split(',').map((s) => s.trim()).filter(Boolean);
+  }
+
+  async function createCampaign() {
+    const error = $('campaign-form-error');
+    error.textContent = '';
+    const body = { name: $('cn-name').value.trim(), artifactId: $('cn-artifact').value, target: {} };
+    if (!body.name) {
+      error.textContent = 'Name the campaign.';
+      $('cn-name').focus();
+      return;
+    }
+    if (!body.artifactId) {
+      error.textContent = 'Choose the artifact to roll out.';
+      return;
+    }
+    const target = {
+      deviceIds: commaList('cn-devices'),
+      merchantIds: Array.from($('cn-merchants').querySelectorAll('input:checked'), (b) => b.value),
+      siteIds: commaList('cn-sites'),
+      models: commaList('cn-models'),
+      versions: commaList('cn-versions'),
+    };
+    for (const [k, v] of Object.entries(target)) if (v.length) body.target[k] = v;
+    const start = $('cn-window-start').value;
+    const end = $('cn-window-end').value;
+    if (start || end) {
+      if (!start || !end) {
+        error.textContent = 'Give the window both its start and its end, or neither (any time).';
+        return;
+      }
+      body.window = { start, end };
+    }
+    try {
+      body.canary = wholeNumber('canary', $('cn-canary').value);
+      body.waveSize = wholeNumber('waveSize', $('cn-wave').value);
+      body.failureThreshold = wholeNumber('failureThreshold', $('cn-threshold').value);
+    } catch (e) {
+      error.textContent = e.message;
+      return;
+    }
+    $('cn-create').disabled = true;
+    try {
+      const c = await api('/admin/campaigns', { method: 'POST', body });
+      campaignLoads += 1;
+      campaign = c;
+      renderCampaign();
+      $('campaign-result').textContent = `Started: ${(c.devices || []).length} devices, the canary first.`;
+      $('cn-name').value = '';
+      await loadCampaignList();
+      $('campaign-panel').scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      error.textContent = e.message;
+    } finally {
+      $('cn-create').disabled = false;
+    }
+  }
+
   // ---- events ----------------------------------------------------------------------------------
   $('password-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -1046,7 +1903,41 @@
     auditBefore = null;
     loadAudit();
   });
+  $('device-close').addEventListener('click', closeDevice);
+  $('device-edit-config').addEventListener('click', () => { if (deviceShown) openDeviceProfile(deviceShown); });
+  $('config-pick').addEventListener('submit', (ev) => ev.preventDefault());
+  $('config-level').addEventListener('change', levelChanged);
+  $('config-merchant').addEventListener('change', () => ($('config-level').value === 'sites' ? loadSiteChoices().then(() => loadConfig(false)) : loadConfig(false)));
+  $('config-site').addEventListener('change', () => loadConfig(false));
+  $('config-device').addEventListener('change', () => loadConfig(false));
+  $('cfg-tipping-inherit').addEventListener('change', syncProfileForm);
+  $('cfg-surcharges-inherit').addEventListener('change', () => {
+    // Overriding with no rule yet: one empty row to fill in (left empty: no surcharge here).
+    if (!$('cfg-surcharges-inherit').checked && !$('cfg-surcharges').tBodies[0].rows.length) addSurcharge({});
+    syncProfileForm();
+  });
+  $('cfg-surcharge-add').addEventListener('click', () => addSurcharge({}));
+  $('config-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    saveProfile();
+  });
+  $('config-revert').addEventListener('click', () => {
+    clearConfigError();
+    fillProfileForm(configProfile);
+  });
+  $('campaign-close').addEventListener('click', closeCampaign);
+  $('campaign-rollback-form').addEventListener('submit', (ev) => ev.preventDefault());
+  $('campaign-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    createCampaign();
+  });
   setInterval(() => { if (!$('board').hidden && !$('view-overview').hidden) renderDevices(); }, 5000);
+  // Campaigns move on their own (devices report steps): their view follows while open.
+  setInterval(() => {
+    if ($('board').hidden || $('view-updates').hidden) return;
+    loadCampaignList();
+    if (campaign) refreshCampaign(false);
+  }, 5000);
 
   resume();
 })();

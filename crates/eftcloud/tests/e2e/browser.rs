@@ -3057,3 +3057,784 @@ async fn a_configuration_that_reaches_the_page_during_a_payment_waits_for_its_re
     })
     .await;
 }
+
+// ---- the dashboard's configuration, device detail and update campaigns ------------------------
+
+/// Waits until `expr` (evaluated in the page) equals `expected`.
+async fn wait_eq(c: &Client, what: &str, expr: &str, expected: Value) -> Value {
+    wait_js(c, what, expr, |v| v == &expected).await
+}
+
+/// `[data-…, text of each cell]` of every row of a table's body, as JSON.
+fn rows_js(table: &str, attr: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll('#{table} tbody tr'), r => \
+         [r.dataset.{attr}].concat(Array.from(r.cells, td => td.textContent.trim())))"
+    )
+}
+
+/// Selects `value` in the `<select>` `id` (a change event follows, as a person's choice).
+async fn choose(c: &Client, id: &str, value: &str) {
+    let select = format!("#{id} option[value=\"{value}\"]");
+    wait_js(
+        c,
+        &format!("{value} offered in #{id}"),
+        &format!("document.querySelector({}) !== null", json!(select)),
+        |v| v == &json!(true),
+    )
+    .await;
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("#{id} = {value}: {e}"));
+}
+
+/// A device of `merchant` enrolled with the engine; its secret.
+async fn enroll_for(
+    app: &crate::harness::TestApp,
+    id: &str,
+    merchant: &cloud::domain::accounts::MerchantRecord,
+) -> String {
+    app.engine
+        .enroll_device(
+            &protocol::DeviceId::parse(id).unwrap(),
+            &cloud::engine::devices::NewDevice {
+                vendor: "Acme".into(),
+                model: "T1".into(),
+                merchant: merchant.id.to_string(),
+                site: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// The next `config` frame a raw device gets: its version.
+async fn next_config_version(d: &mut crate::harness::RawDevice) -> u64 {
+    match d.recv().await {
+        protocol::device::CloudMessage::Config(c) => c.version,
+        other => panic!("expected config, got {other:?}"),
+    }
+}
+
+/// An owner sets a merchant's profile in the Configuration view: a bad value is refused with
+/// the cloud's words (the field marked), a good one saved as version 1 and pushed to the
+/// merchant's configurable device, whose effective settings then show each field's source and
+/// that it applied them; a second save makes version 2, newest first in the history.
+#[tokio::test]
+async fn the_dashboard_sets_a_merchants_profile_and_shows_a_devices_effective_settings() {
+    use protocol::device::{capability, DeviceMessage};
+    let app = spawn_app_with(Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    let (alpha, _) = two_merchants(&app).await;
+    add_person(
+        &app,
+        "olivia@example.com",
+        cloud::domain::people::Role::Owner,
+        None,
+    )
+    .await;
+    let secret = enroll_for(&app, "cfg-web-1", &alpha).await;
+    let mut h = crate::harness::hello("cfg-web-1", &secret);
+    if let DeviceMessage::Hello(h) = &mut h {
+        h.capabilities = vec![capability::CONFIG.into()];
+    }
+    let mut d = crate::harness::RawDevice::connect_with(&app, h).await;
+    // The defaults first, acknowledged.
+    let v = next_config_version(&mut d).await;
+    d.send(&DeviceMessage::ConfigAck { version: v }).await;
+    acknowledged(&app, "cfg-web-1").await;
+
+    let dashboard = app.url("/dashboard");
+    let alpha_id = alpha.id.to_string();
+    let app = &app;
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_password(&c, "olivia@example.com", PASSWORD).await;
+        signed_in_as(&c, "owner").await;
+        click(&c, "tab-config").await;
+        // The operator's profile first: never set.
+        wait_eq(
+            &c,
+            "the operator's profile",
+            "document.getElementById('config-profile-panel').hidden ? '' \
+             : document.getElementById('config-profile-panel').dataset.level + ' ' \
+             + document.getElementById('config-current').dataset.version",
+            json!("operator 0"),
+        )
+        .await;
+
+        choose(&c, "config-level", "merchants").await;
+        choose(&c, "config-merchant", &alpha_id).await;
+        wait_eq(
+            &c,
+            "Alpha Foods' profile",
+            "document.getElementById('config-profile-panel').dataset.target",
+            json!(alpha_id),
+        )
+        .await;
+        assert_eq!(
+            text_of(&c, "config-profile-title").await,
+            "Profile of merchant Alpha Foods"
+        );
+        assert!(text_of(&c, "config-current").await.starts_with("Never set"));
+
+        // Tipping on, two presets, a header, and a card timeout too short.
+        click(&c, "cfg-tipping-inherit").await;
+        click(&c, "cfg-tipping").await;
+        type_into(&c, "cfg-tip-presets", "5, 10").await;
+        type_into(&c, "cfg-receipt-header", "Alpha Foods").await;
+        type_into(&c, "cfg-card-timeout", "2").await;
+        click(&c, "config-save").await;
+        wait_text(
+            &c,
+            "config-error",
+            "cardTimeoutSecs must be 5 to 600 seconds, got 2",
+        )
+        .await;
+        assert_eq!(
+            c.execute(
+                "return [document.getElementById('config-error').dataset.field, \
+                 document.getElementById('cfg-card-timeout').getAttribute('aria-invalid')]",
+                vec![]
+            )
+            .await
+            .unwrap(),
+            json!(["cardTimeoutSecs", "true"])
+        );
+        let (_, stored) = admin_call(
+            app,
+            reqwest::Method::GET,
+            &format!("/admin/config/merchants/{alpha_id}"),
+            None,
+        )
+        .await;
+        assert_eq!(stored["version"], 0, "nothing saved: {stored}");
+
+        type_into(&c, "cfg-card-timeout", "30").await;
+        click(&c, "config-save").await;
+        wait_eq(
+            &c,
+            "version 1 saved",
+            "document.getElementById('config-result').dataset.version",
+            json!("1"),
+        )
+        .await;
+        let result = text_of(&c, "config-result").await;
+        assert!(result.starts_with("Saved as version 1."), "{result}");
+        assert_eq!(
+            c.execute(
+                "return document.getElementById('config-result').dataset.devicesSent",
+                vec![]
+            )
+            .await
+            .unwrap(),
+            json!("1"),
+            "the one connected configurable device: {result}"
+        );
+        assert_eq!(text_of(&c, "config-error").await, "");
+        wait_eq(
+            &c,
+            "the stored version shown",
+            "document.getElementById('config-current').dataset.version",
+            json!("1"),
+        )
+        .await;
+        // What the page saved is the whole profile, camelCase.
+        let (_, stored) = admin_call(
+            app,
+            reqwest::Method::GET,
+            &format!("/admin/config/merchants/{alpha_id}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            stored["profile"],
+            json!({"tipping": true, "tipPresets": [5, 10], "receiptHeader": "Alpha Foods",
+                   "cardTimeoutSecs": 30})
+        );
+        // The device gets its new settings and applies them.
+        let v = next_config_version(&mut d).await;
+        d.send(&DeviceMessage::ConfigAck { version: v }).await;
+        assert_eq!(acknowledged(app, "cfg-web-1").await, v);
+
+        choose(&c, "config-level", "devices").await;
+        choose(&c, "config-device", "cfg-web-1").await;
+        let sources = wait_js(
+            &c,
+            "the device's effective settings",
+            "document.getElementById('config-effective-panel').hidden ? {} : Object.fromEntries(\
+             Array.from(document.querySelectorAll('#config-effective tbody tr'), \
+             r => [r.dataset.field, r.dataset.source + ' ' + r.cells[1].textContent]))",
+            |v| v.get("idleText").is_some(),
+        )
+        .await;
+        assert_eq!(sources["tipping"], "merchant on", "{sources}");
+        assert_eq!(sources["tipPresets"], "merchant 5%, 10%", "{sources}");
+        assert_eq!(
+            sources["receiptHeader"], "merchant Alpha Foods",
+            "{sources}"
+        );
+        assert_eq!(sources["cardTimeoutSecs"], "merchant 30 s", "{sources}");
+        assert!(
+            sources["idleText"]
+                .as_str()
+                .unwrap()
+                .starts_with("default "),
+            "{sources}"
+        );
+        let status = wait_js(
+            &c,
+            "the device applied them",
+            "document.getElementById('config-effective-status').dataset.state",
+            |v| v == &json!("applied"),
+        )
+        .await;
+        assert_eq!(status, "applied");
+        assert!(text_of(&c, "config-effective-status")
+            .await
+            .starts_with(&format!("Version {v} applied")));
+        // The device's own profile: never set.
+        assert_eq!(
+            text_of(&c, "config-profile-title").await,
+            "Profile of device cfg-web-1 · Alpha Foods"
+        );
+
+        // Back to the merchant: a second version, the history newest first.
+        choose(&c, "config-level", "merchants").await;
+        wait_eq(
+            &c,
+            "the merchant's version 1 again",
+            "document.getElementById('config-profile-panel').dataset.level + ' ' \
+             + document.getElementById('config-current').dataset.version + ' ' \
+             + document.getElementById('cfg-tip-presets').value",
+            json!("merchants 1 5, 10"),
+        )
+        .await;
+        type_into(&c, "cfg-idle-text", "Welcome to Alpha").await;
+        click(&c, "config-save").await;
+        wait_eq(
+            &c,
+            "version 2 saved",
+            "document.getElementById('config-result').dataset.version",
+            json!("2"),
+        )
+        .await;
+        let history = wait_js(
+            &c,
+            "two versions in the history",
+            &rows_js("config-history", "version"),
+            |v| v.as_array().is_some_and(|a| a.len() == 2),
+        )
+        .await;
+        assert_eq!(history[0][0], "2");
+        assert_eq!(history[1][0], "1");
+        assert!(
+            history[0][4]
+                .as_str()
+                .unwrap()
+                .contains("\"idleText\":\"Welcome to Alpha\""),
+            "{history}"
+        );
+        assert!(
+            !history[1][4].as_str().unwrap().contains("idleText"),
+            "{history}"
+        );
+        assert!(
+            history[0][3]
+                .as_str()
+                .unwrap()
+                .contains("olivia@example.com"),
+            "{history}"
+        );
+        screenshot(&c, "dashboard-configuration").await;
+    })
+    .await;
+}
+
+/// A release key, two signed artifacts and a campaign over two devices that declare `update`,
+/// the first of which installed it: the dashboard's campaign detail shows each device and
+/// every step reported, and its Pause button pauses the campaign. A merchant's person does not
+/// get the tab, and the cloud refuses them the routes.
+#[tokio::test]
+async fn the_dashboard_shows_a_campaigns_devices_and_steps_and_pauses_it() {
+    use protocol::device::{capability, CloudMessage, DeviceMessage};
+    use protocol::update::{SigningKey, UpdateStep};
+    let app = spawn_app_with(Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    let (alpha, _) = two_merchants(&app).await;
+    add_person(
+        &app,
+        "mia@example.com",
+        cloud::domain::people::Role::MerchantAdmin,
+        Some(&alpha),
+    )
+    .await;
+    let (_, key) = SigningKey::generate().unwrap();
+    let (status, v) = admin_call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/release-keys",
+        Some(json!({"name": "release 2026", "publicKey": key.public().to_hex()})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let mut artifacts = Vec::new();
+    for version in ["2.0.0", "1.0.0"] {
+        let file = format!("agent {version}").into_bytes();
+        let s = key.sign(version, &file).unwrap();
+        let (status, v) = admin_call(
+            &app,
+            reqwest::Method::POST,
+            "/admin/artifacts",
+            Some(
+                json!({"version": version, "url": "https://x.example/a", "size": file.len(),
+                        "sha256": s.sha256, "signature": s.signature, "keyId": s.key_id}),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        artifacts.push(v["artifactId"].as_str().unwrap().to_string());
+    }
+    let mut devices = Vec::new();
+    for id in ["upd-web-1", "upd-web-2", "upd-web-3"] {
+        let secret = app.enroll(id).await;
+        let mut h = crate::harness::hello(id, &secret);
+        if let DeviceMessage::Hello(h) = &mut h {
+            h.capabilities = vec![capability::UPDATE.into()];
+        }
+        devices.push(crate::harness::RawDevice::connect_with(&app, h).await);
+    }
+    let (status, created) = admin_call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/campaigns",
+        Some(
+            json!({"name": "2.0.0 for the web", "artifactId": artifacts[0],
+                    "target": {"deviceIds": ["upd-web-1", "upd-web-2"]},
+                    "canary": 1, "waveSize": 1, "failureThreshold": 1}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["campaignId"].as_str().unwrap().to_string();
+    // The canary installs it; then the next wave is offered it and starts downloading.
+    let offer = |m: CloudMessage| match m {
+        CloudMessage::Update(u) => u,
+        other => panic!("expected an update, got {other:?}"),
+    };
+    let o1 = offer(devices[0].recv().await);
+    for step in [
+        UpdateStep::Downloading,
+        UpdateStep::Verified,
+        UpdateStep::Installing,
+        UpdateStep::Installed,
+    ] {
+        devices[0]
+            .send(&DeviceMessage::UpdateStatus {
+                campaign_id: o1.campaign_id.clone(),
+                version: o1.artifact.version.clone(),
+                step,
+                reason: None,
+            })
+            .await;
+    }
+    let o2 = offer(devices[1].recv().await);
+    devices[1]
+        .send(&DeviceMessage::UpdateStatus {
+            campaign_id: o2.campaign_id.clone(),
+            version: o2.artifact.version.clone(),
+            step: UpdateStep::Downloading,
+            reason: None,
+        })
+        .await;
+    let path = format!("/admin/campaigns/{id}");
+    eventually("five steps on record", || async {
+        let (_, v) = admin_call(&app, reqwest::Method::GET, &path, None).await;
+        (v["steps"].as_array().map(Vec::len) == Some(5)).then_some(())
+    })
+    .await;
+
+    let dashboard = app.url("/dashboard");
+    let app = &app;
+    let campaign = id.clone();
+    let alpha_id = alpha.id.to_string();
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_token(&c, ADMIN_TOKEN).await;
+        signed_in_as(&c, "owner").await;
+        click(&c, "tab-updates").await;
+        let list = wait_js(
+            &c,
+            "the campaign listed",
+            &rows_js("campaigns", "campaign"),
+            |v| v.as_array().is_some_and(|a| a.len() == 1),
+        )
+        .await;
+        assert_eq!(list[0][0], json!(campaign));
+        assert_eq!(list[0][1], "2.0.0 for the web");
+        assert_eq!(list[0][2], "2.0.0");
+        assert_eq!(list[0][3], "running");
+        assert_eq!(list[0][4], "offered 1 · installed 1", "{list}");
+        // The artifacts and the release key, read only.
+        let arts = wait_js(&c, "two artifacts", &rows_js("artifacts", "artifact"), |v| {
+            v.as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+        let versions: Vec<&str> = arts.as_array().unwrap().iter().map(|r| r[1].as_str().unwrap()).collect();
+        assert!(versions.contains(&"2.0.0") && versions.contains(&"1.0.0"), "{arts}");
+        assert_eq!(texts(&c, "#release-keys tbody tr td:first-child").await, ["release 2026"]);
+
+        click_css(&c, &format!("#campaign-open-{campaign}")).await;
+        let shown = wait_js(
+            &c,
+            "the campaign's devices",
+            &rows_js("campaign-devices", "device"),
+            |v| v.as_array().is_some_and(|a| a.len() == 2),
+        )
+        .await;
+        assert_eq!(shown[0][0], "upd-web-1");
+        assert_eq!(shown[0][2], "0", "the canary's wave");
+        assert_eq!(shown[0][3], "installed");
+        assert_eq!(shown[0][4], "installed");
+        assert_eq!(shown[1][0], "upd-web-2");
+        assert_eq!(shown[1][3], "offered");
+        assert_eq!(shown[1][4], "downloading");
+        let steps: Vec<String> = texts(&c, "#campaign-steps tbody tr")
+            .await
+            .into_iter()
+            .collect();
+        assert_eq!(steps.len(), 5, "{steps:?}");
+        let steps = c
+            .execute(
+                "return Array.from(document.querySelectorAll('#campaign-steps tbody tr'), \
+                 r => r.dataset.device + ' ' + r.dataset.step)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        for s in [
+            "upd-web-1 downloading",
+            "upd-web-1 verified",
+            "upd-web-1 installing",
+            "upd-web-1 installed",
+            "upd-web-2 downloading",
+        ] {
+            assert!(steps.as_array().unwrap().contains(&json!(s)), "{s}: {steps}");
+        }
+        assert_eq!(text_of(&c, "campaign-title").await, "Campaign 2.0.0 for the web");
+        // Running: Pause and Cancel, no Resume; and a version to roll back to.
+        assert!(present(&c, "campaign-pause").await && present(&c, "campaign-cancel").await);
+        assert!(!present(&c, "campaign-resume").await);
+        let back = c
+            .execute(
+                "return Array.from(document.querySelectorAll('#campaign-rollback-artifact option'), o => o.value)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(back, json!([artifacts[1]]), "the other version only");
+
+        click(&c, "campaign-pause").await;
+        wait_eq(
+            &c,
+            "the campaign paused",
+            "document.getElementById('campaign-panel').dataset.state",
+            json!("paused"),
+        )
+        .await;
+        assert!(text_of(&c, "campaign-result").await.starts_with("Paused"));
+        assert_eq!(text_of(&c, "campaign-error").await, "");
+        let (_, v) = admin_call(app, reqwest::Method::GET, &format!("/admin/campaigns/{campaign}"), None).await;
+        assert_eq!(v["state"], "paused", "{v}");
+        assert!(present(&c, "campaign-resume").await && !present(&c, "campaign-pause").await);
+        wait_eq(
+            &c,
+            "the list follows",
+            &format!("document.querySelector('#campaigns tr[data-campaign=\"{campaign}\"]').dataset.state"),
+            json!("paused"),
+        )
+        .await;
+        // Pausing again is refused by the cloud: its words are shown.
+        let status = c
+            .execute(
+                "return fetch(arguments[0], { method: 'POST', headers: { Authorization: 'Bearer ' + arguments[1] } }).then(r => r.status)",
+                vec![json!(format!("/admin/campaigns/{campaign}/pause")), json!(ADMIN_TOKEN)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 409);
+        screenshot(&c, "dashboard-campaign").await;
+
+        // A new campaign from the form: half a window is the page's refusal, a target without
+        // an updatable device the cloud's; then one device, in a window.
+        type_into(&c, "cn-name", "1.0.0 for the third").await;
+        choose(&c, "cn-artifact", &artifacts[1]).await;
+        type_into(&c, "cn-devices", "alpha-1").await;
+        type_into(&c, "cn-wave", "5").await;
+        c.execute(
+            "document.getElementById('cn-window-start').value = '01:00'",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "cn-create").await;
+        wait_text(
+            &c,
+            "campaign-form-error",
+            "Give the window both its start and its end, or neither (any time).",
+        )
+        .await;
+        c.execute(
+            "document.getElementById('cn-window-end').value = '02:30'",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(&c, "cn-create").await;
+        wait_text(
+            &c,
+            "campaign-form-error",
+            "the target reaches no device that declares the capability 'update'",
+        )
+        .await;
+        type_into(&c, "cn-devices", "upd-web-3").await;
+        click(&c, "cn-create").await;
+        let fresh = wait_js(
+            &c,
+            "the new campaign's detail",
+            "document.getElementById('campaign-title').textContent + ' | ' \
+             + document.getElementById('campaign-panel').dataset.state",
+            |v| v == &json!("Campaign 1.0.0 for the third | running"),
+        )
+        .await;
+        assert!(fresh.is_string());
+        assert_eq!(text_of(&c, "campaign-form-error").await, "");
+        let devices_shown = wait_js(
+            &c,
+            "its one device",
+            &rows_js("campaign-devices", "device"),
+            |v| v.as_array().is_some_and(|a| a.len() == 1),
+        )
+        .await;
+        assert_eq!(devices_shown[0][0], "upd-web-3");
+        let facts = texts(&c, "#campaign-summary dd").await;
+        assert!(facts.contains(&"01:00-02:30".to_string()), "{facts:?}");
+        assert!(facts.contains(&"5".to_string()), "the wave size: {facts:?}");
+        let (_, all) = admin_call(app, reqwest::Method::GET, "/admin/campaigns", None).await;
+        let made = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "1.0.0 for the third")
+            .expect("created");
+        assert_eq!(made["artifactId"], json!(artifacts[1]));
+        assert_eq!(made["window"], "01:00-02:30");
+        assert_eq!(made["waveSize"], 5);
+        // Cancel asks for a second click.
+        click(&c, "campaign-cancel").await;
+        wait_text(&c, "campaign-cancel", "Confirm cancel").await;
+        click(&c, "campaign-cancel").await;
+        wait_eq(
+            &c,
+            "the new campaign cancelled",
+            "document.getElementById('campaign-panel').dataset.state",
+            json!("cancelled"),
+        )
+        .await;
+        wait_js(&c, "two campaigns listed", &rows_js("campaigns", "campaign"), |v| {
+            v.as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+
+        // A merchant's person: no Updates tab, and the routes are the operator's.
+        click(&c, "sign-out").await;
+        sign_in_with_password(&c, "mia@example.com", PASSWORD).await;
+        signed_in_as(&c, "merchant-admin").await;
+        assert!(present(&c, "tab-config").await);
+        assert!(!present(&c, "tab-updates").await);
+        assert_eq!(page_fetch(&c, "GET", "/admin/campaigns", false).await, 403);
+        // Her Configuration opens on her merchant, which she may change; the operator's
+        // profile she may only read.
+        click(&c, "tab-config").await;
+        wait_eq(
+            &c,
+            "her merchant's profile",
+            "document.getElementById('config-profile-panel').hidden ? '' \
+             : document.getElementById('config-profile-panel').dataset.target + ' ' \
+             + document.getElementById('config-save').hidden",
+            json!(format!("{} false", alpha_id)),
+        )
+        .await;
+        choose(&c, "config-level", "operator").await;
+        wait_eq(
+            &c,
+            "the operator's profile, read only",
+            "document.getElementById('config-profile-panel').dataset.level + ' ' \
+             + document.getElementById('config-save').hidden + ' ' \
+             + document.getElementById('config-readonly').hidden",
+            json!("operator true false"),
+        )
+        .await;
+    })
+    .await;
+    drop(devices);
+}
+
+/// A device's detail, opened from the device list, shows its health history newest first (a
+/// low battery and a printer out of paper standing out), follows a new report while open, and
+/// shows its effective configuration: a device that does not declare `config` is said to keep
+/// its own settings; its own profile's field comes from `device`.
+#[tokio::test]
+async fn the_device_detail_shows_its_health_history_and_configuration() {
+    use protocol::device::DeviceMessage;
+    use protocol::health::{Battery, Health, Network, NetworkKind, PaperState};
+    let report = |battery: u8, paper: PaperState| Health {
+        agent_version: "1.4.0".into(),
+        software_version: Some("pay-app 4.2".into()),
+        firmware_version: Some("fw 1.0.7".into()),
+        battery: Some(Battery {
+            level_percent: battery,
+            charging: false,
+        }),
+        network: Some(Network {
+            kind: NetworkKind::Cellular,
+            signal_percent: Some(61),
+        }),
+        printer_paper: Some(paper),
+        storage_free_bytes: Some(1 << 30),
+        uptime_secs: Some(3600),
+    };
+    let app = spawn_app_with(Opts {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    let secret = app.enroll("dash-detail").await;
+    let mut d = crate::harness::RawDevice::connect(&app, "dash-detail", &secret).await;
+    d.send(&DeviceMessage::Health(report(80, PaperState::Ok)))
+        .await;
+    d.send(&DeviceMessage::Health(report(12, PaperState::Out)))
+        .await;
+    eventually("two reports stored", || async {
+        let (_, v) = admin_call(
+            &app,
+            reqwest::Method::GET,
+            "/admin/devices/dash-detail",
+            None,
+        )
+        .await;
+        (v["healthHistory"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    let (status, v) = admin_call(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/config/devices/dash-detail",
+        Some(json!({"idleText": "Detail desk"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+
+    let dashboard = app.url("/dashboard");
+    let app = &app;
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_token(&c, ADMIN_TOKEN).await;
+        device_rows(&c, 1).await;
+        click_css(&c, "#devices a.device-link[data-device=\"dash-detail\"]").await;
+        let rows = wait_js(
+            &c,
+            "two health reports",
+            &rows_js("device-health", "health"),
+            |v| v.as_array().is_some_and(|a| a.len() == 2),
+        )
+        .await;
+        assert_eq!(text_of(&c, "device-title").await, "Device dash-detail");
+        // Newest first: the low battery, out of paper.
+        assert_eq!(rows[0][0], "warn", "{rows}");
+        assert_eq!(rows[0][2], "1.4.0");
+        assert_eq!(rows[0][3], "pay-app 4.2");
+        assert_eq!(rows[0][4], "fw 1.0.7");
+        assert_eq!(rows[0][5], "12%");
+        assert_eq!(rows[0][6], "Cellular, signal 61%");
+        assert_eq!(rows[0][7], "out");
+        assert_eq!(rows[0][8], "1.0 GiB");
+        assert_eq!(rows[0][9], "1 h 0 min");
+        assert_eq!(rows[1][0], "ok");
+        assert_eq!(rows[1][5], "80%");
+        assert_eq!(rows[1][7], "ok");
+        let selected = c
+            .execute(
+                "return document.querySelector('#devices tr[data-device=\"dash-detail\"]').className",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(selected, "selected");
+
+        // Its effective configuration: its own idle text; it cannot be sent settings.
+        let config = wait_js(
+            &c,
+            "the device's configuration",
+            "Object.fromEntries(Array.from(document.querySelectorAll('#device-config tbody tr'), \
+             r => [r.dataset.field, r.dataset.source + ' ' + r.cells[1].textContent]))",
+            |v| v.get("idleText").is_some(),
+        )
+        .await;
+        assert_eq!(config["idleText"], "device Detail desk", "{config}");
+        assert!(config["tipping"].as_str().unwrap().starts_with("default "), "{config}");
+        assert_eq!(
+            c.execute(
+                "return document.getElementById('device-config-status').dataset.state",
+                vec![]
+            )
+            .await
+            .unwrap(),
+            json!("unsupported")
+        );
+
+        // A new report while the detail is open: it follows.
+        let mut charged = report(95, PaperState::Low);
+        charged.battery = Some(Battery {
+            level_percent: 95,
+            charging: true,
+        });
+        d.send(&DeviceMessage::Health(charged)).await;
+        let rows = wait_js(
+            &c,
+            "the third report",
+            &rows_js("device-health", "health"),
+            |v| v.as_array().is_some_and(|a| a.len() == 3),
+        )
+        .await;
+        assert_eq!(rows[0][5], "95%, charging");
+        assert_eq!(rows[0][7], "low");
+        assert_eq!(rows[0][0], "ok");
+        screenshot(&c, "dashboard-device-detail").await;
+
+        // From the detail to the device's own profile.
+        click(&c, "device-edit-config").await;
+        wait_eq(
+            &c,
+            "the device's profile",
+            "document.getElementById('config-profile-panel').hidden ? '' \
+             : document.getElementById('config-profile-panel').dataset.target + ' ' \
+             + document.getElementById('config-current').dataset.version + ' ' \
+             + document.getElementById('cfg-idle-text').value",
+            json!("dash-detail 1 Detail desk"),
+        )
+        .await;
+        let (_, v) = admin_call(app, reqwest::Method::GET, "/admin/devices/dash-detail", None).await;
+        assert_eq!(v["healthHistory"].as_array().map(Vec::len), Some(3));
+    })
+    .await;
+}
