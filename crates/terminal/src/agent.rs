@@ -1317,6 +1317,11 @@ impl Agent {
         }
         self.update = None;
         self.downloads.abort_all();
+        if offer.artifact.version == crate::AGENT_VERSION {
+            // Already running it: typically the cloud's offer made again on reconnecting,
+            // which crossed this start's report of the installation.
+            return vec![self.update_status(&offer, UpdateStep::Installed, None)];
+        }
         let install_before = match DateTime::parse_from_rfc3339(&offer.install_before) {
             Ok(t) => t.with_timezone(&Utc),
             Err(e) => {
@@ -3039,6 +3044,14 @@ mod tests {
             );
             sync(&mut ws, 1).await;
             assert!(!h.config.update_marker_path().exists());
+            // The offer made again on reconnecting, crossing that report: what runs already.
+            let (key, _) = release_key();
+            let same = artifact(&key, crate::AGENT_VERSION, b"x", "/device/v1/artifacts/a1");
+            send(&mut ws, &update("c7", same, in_secs(3600))).await;
+            assert_eq!(
+                step(&mut ws).await,
+                ("c7".into(), UpdateStep::Installed, None)
+            );
             // Reconnected: nothing more to say.
             drop(ws);
             let mut ws = accept(&h.listener).await;

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
-mod admin_cli;
 mod actions;
+mod admin_cli;
 mod bench;
 mod browser;
 mod callbacks;
@@ -30,6 +30,7 @@ mod release_key;
 mod restart;
 mod security;
 mod security_access;
+mod self_update;
 mod storage;
 mod tls;
 mod transactions;
