@@ -567,6 +567,56 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive_and_one_past_them_is_refused() {
+        let ok = |p: Profile| p.check().is_ok();
+        let presets = |n: u8| Profile {
+            tip_presets: Some((1..=n).collect()),
+            ..Profile::default()
+        };
+        assert!(ok(presets(6)) && !ok(presets(7)));
+        let rules = |n: usize| Profile {
+            surcharges: Some((0..n).map(|i| rule(&format!("C_{i}"), 1, None)).collect()),
+            ..Profile::default()
+        };
+        assert!(ok(rules(MAX_SURCHARGE_RULES)) && !ok(rules(MAX_SURCHARGE_RULES + 1)));
+        let rate = |bps| Profile {
+            surcharges: Some(vec![rule("VISA", bps, None)]),
+            ..Profile::default()
+        };
+        assert!(ok(rate(MAX_SURCHARGE_BPS)) && ok(rate(1)) && !ok(rate(MAX_SURCHARGE_BPS + 1)));
+        let card = |c: &str| Profile {
+            surcharges: Some(vec![rule(c, 10, None)]),
+            ..Profile::default()
+        };
+        assert!(ok(card("AMEX_2")) && ok(card("*")) && ok(card(&"A".repeat(20))));
+        for bad in ["", "A-B", "Visa", &"A".repeat(21), "**"] {
+            assert!(!ok(card(bad)), "{bad:?}");
+        }
+        let header = |n: usize| Profile {
+            receipt_header: Some("x".repeat(n)),
+            ..Profile::default()
+        };
+        assert!(ok(header(MAX_RECEIPT_TEXT)) && !ok(header(MAX_RECEIPT_TEXT + 1)));
+        let language = |l: &str| Profile {
+            language: Some(l.into()),
+            ..Profile::default()
+        };
+        for good in ["en", "deu", "en-AU", "es-419"] {
+            assert!(ok(language(good)), "{good}");
+        }
+        for bad in [
+            "e", "engl", "EN", "en-A", "en-AUS", "es-41", "es-4190", "en-AU-x", "en-a1",
+        ] {
+            assert!(!ok(language(bad)), "{bad}");
+        }
+        assert!(!Profile {
+            idle_text: Some("Welcome".into()),
+            ..Profile::default()
+        }
+        .is_empty());
+    }
+
+    #[test]
     fn profiles_read_camel_case_and_refuse_unknown_fields() {
         let p: Result<Profile, _> = serde_json::from_str(
             r#"{"tipPresets":[10],"surcharges":[{"card":"VISA","bps":150,"cap":200}],"currency":"NZD"}"#,

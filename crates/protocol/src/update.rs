@@ -335,6 +335,7 @@ mod tests {
             Some(16)
         );
         assert_eq!(check_version("1.2.3-rc.1"), Ok(()));
+        assert_eq!(check_version(&"9".repeat(MAX_VERSION_LEN)), Ok(()));
         for bad in ["", "1 2", &"9".repeat(65), "1.0\n"] {
             assert_eq!(check_version(bad), Err(BadArtifact::Version), "{bad:?}");
         }
@@ -347,8 +348,18 @@ mod tests {
 
     #[test]
     fn frames_are_snake_case() {
-        let v = serde_json::to_value(UpdateStep::Postponed).unwrap_or_default();
-        assert_eq!(v, "postponed");
+        for step in [
+            UpdateStep::Downloading,
+            UpdateStep::Verified,
+            UpdateStep::Installing,
+            UpdateStep::Installed,
+            UpdateStep::Failed,
+            UpdateStep::Postponed,
+        ] {
+            let v = serde_json::to_value(step).unwrap_or_default();
+            assert_eq!(v, step.as_str());
+        }
+        assert_eq!(UpdateStep::Postponed.as_str(), "postponed");
         assert!(UpdateStep::Installed.is_final() && !UpdateStep::Verified.is_final());
     }
 }
