@@ -249,7 +249,7 @@ async fn serve<S: FrameSocket>(
         .iter()
         .any(|c| c == protocol::device::capability::UPDATE);
     if updates {
-        match Box::pin(engine.update_offers_on_connect(&device)).await {
+        match Box::pin(engine.update_offers_on_connect(&device, &hello.agent_version)).await {
             Ok(frames) => {
                 for frame in frames {
                     if send_held(socket, &mut hold, frame).await.is_err() {

@@ -549,6 +549,12 @@ impl Engine {
             step,
             reason: reason.map(|r| r.chars().take(500).collect()),
         };
+        // A device repeating the step that ended its part (an ack lost with a connection) adds
+        // nothing to the record.
+        if row.state.is_final() && row.step == Some(step) && step.is_final() {
+            tracing::debug!(device = %device, campaign = campaign_id, step = step.as_str(), "repeated update step");
+            return Ok(());
+        }
         tracing::info!(device = %device, campaign = campaign_id, version, step = step.as_str(), reason = ?record.reason, "update step");
         let moves = (expected.as_deref() == Some(version))
             .then(|| row.state.after(step))
@@ -592,10 +598,13 @@ impl Engine {
     }
 
     /// The `update` frames a device that just connected should be sent again: the offers it
-    /// was made that it has not finished (lost with a connection, or made by another node).
+    /// was made that it has not finished (lost with a connection, or made by another node),
+    /// but for the version it says it runs (`agent_version`): that one it has just installed,
+    /// and reports so itself.
     pub async fn update_offers_on_connect(
         &self,
         device: &DeviceId,
+        agent_version: &str,
     ) -> Result<Vec<CloudMessage>, EngineError> {
         let mut out = Vec::new();
         for c in self.store().campaigns().await? {
@@ -619,6 +628,10 @@ impl Engine {
                 .offer_frame(&c, row.state, &record, &mut HashMap::new())
                 .await?
             {
+                if matches!(&frame, CloudMessage::Update(u) if u.artifact.version == agent_version)
+                {
+                    continue;
+                }
                 out.push(frame);
             }
         }

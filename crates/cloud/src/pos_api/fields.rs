@@ -70,6 +70,20 @@ impl HttpError for FieldError {
 /// Answers 413 at once when the declared `Content-Length` is over the body limit, before any
 /// of the body is read: the request would be refused anyway, and waiting for a body the client
 /// may never send would hold the connection until the body read timeout.
+/// The body limit of a request: the API's, but for the one upload the cloud takes, an update
+/// artifact's file (whose route sets the same larger limit on the body it reads).
+fn limit_for(req: &Request, limit: usize) -> usize {
+    let path = req.uri().path();
+    if req.method() == axum::http::Method::PUT
+        && path.starts_with("/admin/artifacts/")
+        && path.ends_with("/file")
+    {
+        limit.max(crate::engine::campaigns::MAX_ARTIFACT_BYTES)
+    } else {
+        limit
+    }
+}
+
 pub async fn refuse_declared_oversize(
     State(limit): State<BodyLimit>,
     req: Request,
@@ -80,9 +94,10 @@ pub async fn refuse_declared_oversize(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = limit_for(&req, limit.0);
     match declared {
-        Some(n) if n > limit.0 as u64 => {
-            ApiError::from(FieldError::TooLarge(Some(limit.0))).into_response()
+        Some(n) if n > limit as u64 => {
+            ApiError::from(FieldError::TooLarge(Some(limit))).into_response()
         }
         // No length (chunked), or one within the limit: the body limit counts what arrives.
         _ => next.run(req).await,
