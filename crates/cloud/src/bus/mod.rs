@@ -26,6 +26,8 @@ pub struct Undeliverable(pub DeviceId);
 pub trait Announcements: Send + Sync + 'static {
     /// Another node completed `id`: wake the waiters for it on this node.
     fn completed_elsewhere(&self, id: TransactionId);
+    /// A campaign or a device's update moved on another node: look at the campaigns again.
+    fn updates_elsewhere(&self) {}
 }
 
 /// Routes frames to devices.
@@ -45,6 +47,9 @@ pub trait Bus: Send + Sync + 'static {
     async fn device_detached(&self, _device: &DeviceId) {}
     /// A transaction completed here: wake waiters on other nodes.
     async fn announce_completed(&self, _id: TransactionId) {}
+    /// A campaign or a device's update moved here: wake the campaign loops of other nodes (the
+    /// next wave's devices may be connected there).
+    async fn announce_updates(&self) {}
     /// Whether this node is the only one: every device frame arrives here, so what the engine
     /// keeps in memory about a device is complete (true for the single-node bus).
     fn single_node(&self) -> bool {

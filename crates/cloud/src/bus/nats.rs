@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Subject of completion announcements.
 const COMPLETED_SUBJECT: &str = "eftcloud.completed";
+/// Where nodes announce that update campaigns moved.
+const UPDATES_SUBJECT: &str = "eftcloud.updates";
 /// How long a request to another node may take before the device counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -143,9 +145,23 @@ impl NatsBus {
                 return;
             }
         };
+        // Without it, campaign loops still look again on their tick.
+        let mut updates = match self.client.subscribe(UPDATES_SUBJECT).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to update announcements; campaigns move on their tick");
+                None
+            }
+        };
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(_) = async {
+                    match updates.as_mut() {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => to.updates_elsewhere(),
                 msg = sub.next() => match msg {
                     Some(msg) => {
                         if let Ok(id) = std::str::from_utf8(&msg.payload).unwrap_or_default().parse::<TransactionId>() {
@@ -295,6 +311,12 @@ impl Bus for NatsBus {
                 .client
                 .publish(device_subject(device), Bytes::from(payload))
                 .await;
+        }
+    }
+
+    async fn announce_updates(&self) {
+        if let Err(e) = self.client.publish(UPDATES_SUBJECT, Bytes::new()).await {
+            tracing::debug!(error = %e, "could not announce an update campaign's move");
         }
     }
 

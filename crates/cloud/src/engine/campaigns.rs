@@ -336,7 +336,7 @@ impl Engine {
             Err(e) => return Err(UpdateError::Conflict(e.to_string())),
         }
         tracing::info!(campaign = %campaign.id, version = %artifact.version, devices = rows.len(), "update campaign created");
-        self.updates_due();
+        self.updates_due().await;
         Ok(CampaignDetail {
             campaign,
             artifact: Some(artifact),
@@ -452,7 +452,7 @@ impl Engine {
                 "the campaign changed meanwhile; look again".into(),
             ));
         }
-        self.updates_due();
+        self.updates_due().await;
         self.campaign_detail(id).await
     }
 
@@ -503,7 +503,7 @@ impl Engine {
                 "the campaign changed meanwhile; look again".into(),
             ));
         }
-        self.updates_due();
+        self.updates_due().await;
         self.campaign_detail(id).await
     }
 
@@ -586,7 +586,7 @@ impl Engine {
                         .record_update_step(campaign_id, &record)
                         .await?;
                 }
-                self.updates_due();
+                self.updates_due().await;
             }
             None => {
                 self.store()
@@ -635,12 +635,18 @@ impl Engine {
                 out.push(frame);
             }
         }
-        self.updates_due();
+        self.updates_due_here();
         Ok(out)
     }
 
-    /// Wakes the campaign loop (a campaign or a device moved).
-    pub(crate) fn updates_due(&self) {
+    /// Wakes the campaign loops of this node and the others (a campaign or a device moved).
+    pub(crate) async fn updates_due(&self) {
+        self.updates_due_here();
+        self.bus().announce_updates().await;
+    }
+
+    /// Wakes this node's campaign loop only (a device connected here).
+    fn updates_due_here(&self) {
         self.inner.updates_due.notify_one();
     }
 

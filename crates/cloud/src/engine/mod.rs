@@ -112,6 +112,10 @@ impl crate::bus::Announcements for Engine {
     fn completed_elsewhere(&self, id: TransactionId) {
         self.wake_completed(id);
     }
+
+    fn updates_elsewhere(&self) {
+        self.inner.updates_due.notify_one();
+    }
 }
 
 /// A failure inside the engine that is not the caller's fault.

@@ -105,6 +105,8 @@ pub struct Opts {
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body (the server's default unless set).
     pub body_read_timeout: Duration,
+    /// How often update campaign loops look again besides their wake-ups.
+    pub update_tick: Duration,
 }
 
 /// The callback signing secret of test apps.
@@ -133,6 +135,7 @@ impl Default for Opts {
             first_run_setup: false,
             session_idle: Duration::from_secs(8 * 3600),
             session_ttl: Duration::from_secs(7 * 24 * 3600),
+            update_tick: Duration::from_millis(200),
             admin_token: None,
             max_connections_per_source: 0,
             api_limits: Default::default(),
@@ -249,7 +252,7 @@ pub async fn spawn_app_on(
             clock: opts.clock.clone(),
             session_idle: opts.session_idle,
             session_ttl: opts.session_ttl,
-            update_tick: Duration::from_millis(200),
+            update_tick: opts.update_tick,
         },
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,
