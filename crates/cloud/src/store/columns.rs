@@ -334,6 +334,11 @@ pub(super) fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 /// A stored time; one out of range is corrupt.
+/// A count or version as a signed 64-bit column (saturating: no real value comes near).
+pub(super) fn signed(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 pub(super) fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::<Utc>::from_timestamp_millis(v)
         .ok_or_else(|| StoreError::Corrupt(format!("time {v} ms out of range")))

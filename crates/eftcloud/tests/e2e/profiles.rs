@@ -91,6 +91,18 @@ async fn next_config(d: &mut RawDevice) -> (u64, Value) {
     }
 }
 
+/// An approved result of transaction `id`, as a device reports it.
+fn approved(id: protocol::TransactionId) -> DeviceMessage {
+    DeviceMessage::Result(DeviceResult {
+        transaction_id: id,
+        transaction_result: Some(TransactionResult::Accepted),
+        result: ResultCode::Ok,
+        result_text: "APPROVED".into(),
+        fields: Default::default(),
+        receipts: None,
+    })
+}
+
 async fn effective(app: &TestApp, device: &str) -> Value {
     let (status, v) = call(
         app,
@@ -500,15 +512,7 @@ async fn settings_are_never_sent_in_the_middle_of_a_transaction() {
     assert_eq!(e["pending"], true);
 
     // The result ends it: its ack first, then only the newest settings.
-    d.send(&DeviceMessage::Result(DeviceResult {
-        transaction_id: id,
-        transaction_result: Some(TransactionResult::Accepted),
-        result: ResultCode::Ok,
-        result_text: "APPROVED".into(),
-        fields: Default::default(),
-        receipts: None,
-    }))
-    .await;
+    d.send(&approved(id)).await;
     assert_eq!(
         d.recv().await,
         CloudMessage::ResultAck { transaction_id: id }
@@ -748,15 +752,7 @@ async fn a_change_on_one_node_reaches_a_device_on_another() {
     )
     .await;
     d.expect_silence(Duration::from_millis(300)).await;
-    d.send(&DeviceMessage::Result(DeviceResult {
-        transaction_id: id,
-        transaction_result: Some(TransactionResult::Accepted),
-        result: ResultCode::Ok,
-        result_text: "APPROVED".into(),
-        fields: Default::default(),
-        receipts: None,
-    }))
-    .await;
+    d.send(&approved(id)).await;
     assert_eq!(
         d.recv().await,
         CloudMessage::ResultAck { transaction_id: id }

@@ -182,6 +182,11 @@ async fn a_canary_then_waves_a_pause_on_failures_and_a_rollback() {
     let o2 = offered(&mut d2).await;
     let o3 = offered(&mut d3).await;
     report(&mut d2, &o2, &INSTALL, None).await;
+    // Its report lands first (frames of two devices race otherwise), then the failure.
+    eventually("upd-2 installed", || async {
+        (device_state(&campaign(&app, &id).await, "upd-2") == "installed").then_some(())
+    })
+    .await;
     report(
         &mut d3,
         &o3,

@@ -32,7 +32,7 @@ pub(super) async fn insert_audit(
 }
 
 /// The result of an insert that may clash with a unique key.
-fn inserted(r: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> Result<(), InsertError> {
+pub(super) fn inserted<T>(r: Result<T, sqlx::Error>) -> Result<(), InsertError> {
     match r {
         Ok(_) => Ok(()),
         Err(e) if unique_violation(&e).is_some() => Err(InsertError::AlreadyExists),

@@ -1,10 +1,10 @@
 //! Configuration profiles and devices' effective settings on PostgreSQL.
 
-use super::accounts::insert_audit;
+use super::accounts::{insert_audit, inserted};
 use super::PostgresStore;
 use crate::domain::accounts::AuditEntry;
 use crate::domain::config::{DeviceConfigState, ProfileRecord, ProfileScope};
-use crate::store::columns::{self, ms};
+use crate::store::columns::{self, ms, signed};
 use crate::store::{ConfigStore, InsertError, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,10 +12,6 @@ use protocol::DeviceId;
 
 const DEVICE_CONFIG: &str =
     "SELECT config, config_version, config_acked, config_acked_at FROM devices WHERE id = $1";
-
-fn stored_version(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl ConfigStore for PostgresStore {
@@ -27,25 +23,19 @@ impl ConfigStore for PostgresStore {
         // A profile is a handful of typed fields: serialising it cannot fail.
         let profile = serde_json::to_string(&r.profile).unwrap_or_default();
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let inserted = sqlx::query(
+        let inserted_row = sqlx::query(
             "INSERT INTO config_profiles (level, target, version, profile, set_at, actor)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(r.scope.level().as_str())
         .bind(r.scope.target())
-        .bind(stored_version(r.version))
+        .bind(signed(r.version))
         .bind(profile)
         .bind(ms(r.set_at))
         .bind(&r.actor)
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(InsertError::AlreadyExists)
-            }
-            Err(e) => return Err(StoreError::from(e).into()),
-        }
+        inserted(inserted_row)?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
@@ -129,7 +119,7 @@ impl ConfigStore for PostgresStore {
              WHERE id = $1 AND config_acked < $2 AND config_version >= $2",
         )
         .bind(id.as_str())
-        .bind(stored_version(version))
+        .bind(signed(version))
         .bind(ms(at))
         .execute(&self.pool)
         .await?

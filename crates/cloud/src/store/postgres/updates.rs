@@ -2,14 +2,14 @@
 //! each device's progress and the steps devices report; a change and its audit entry (or step)
 //! in one transaction.
 
-use super::accounts::insert_audit;
+use super::accounts::{insert_audit, inserted};
 use super::PostgresStore;
 use crate::domain::accounts::AuditEntry;
 use crate::domain::campaigns::{
     ArtifactRecord, CampaignDevice, CampaignRecord, CampaignState, DeviceUpdate, ReleaseKeyRecord,
     StepRecord,
 };
-use crate::store::columns::{self, ms};
+use crate::store::columns::{self, ms, signed};
 use crate::store::{InsertError, StoreError, UpdateStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,18 +18,6 @@ use sqlx::{Postgres, Row};
 
 const ARTIFACT_COLUMNS: &str = "id, version, url, size, sha256, signature, key_id, \
      (file IS NOT NULL) AS has_file, created_at";
-
-fn big(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn inserted<T>(r: Result<T, sqlx::Error>) -> Result<(), InsertError> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(InsertError::AlreadyExists),
-        Err(e) => Err(StoreError::from(e).into()),
-    }
-}
 
 async fn insert_step(
     tx: &mut sqlx::Transaction<'_, Postgres>,
@@ -98,7 +86,7 @@ impl UpdateStore for PostgresStore {
             .bind(&a.id)
             .bind(&a.version)
             .bind(&a.url)
-            .bind(big(a.size))
+            .bind(signed(a.size))
             .bind(&a.sha256)
             .bind(&a.signature)
             .bind(&a.key_id)

@@ -29,7 +29,7 @@ pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), Stor
 }
 
 /// The result of an insert that may clash with a unique key.
-fn inserted(r: rusqlite::Result<usize>) -> Result<(), InsertError> {
+pub(super) fn inserted(r: rusqlite::Result<usize>) -> Result<(), InsertError> {
     match r {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(InsertError::AlreadyExists),

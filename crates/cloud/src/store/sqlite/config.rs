@@ -1,10 +1,10 @@
 //! Configuration profiles and devices' effective settings on SQLite.
 
-use super::accounts::insert_audit;
-use super::{all, is_unique_violation, one, SqliteStore};
+use super::accounts::{insert_audit, inserted};
+use super::{all, one, SqliteStore};
 use crate::domain::accounts::AuditEntry;
 use crate::domain::config::{DeviceConfigState, ProfileRecord, ProfileScope};
-use crate::store::columns::{self, ms};
+use crate::store::columns::{self, ms, signed};
 use crate::store::{ConfigStore, InsertError, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,10 +19,6 @@ fn json(record: &ProfileRecord) -> String {
     serde_json::to_string(&record.profile).unwrap_or_default()
 }
 
-fn stored_version(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 #[async_trait]
 impl ConfigStore for SqliteStore {
     async fn insert_profile(
@@ -33,7 +29,7 @@ impl ConfigStore for SqliteStore {
         let (r, audit, profile) = (record.clone(), audit.clone(), json(record));
         self.writer
             .write(move |conn| {
-                let inserted = conn
+                let inserted_row = conn
                     .prepare_cached(
                         "INSERT INTO config_profiles (level, target, version, profile, set_at, actor)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -42,16 +38,12 @@ impl ConfigStore for SqliteStore {
                     .execute(params![
                         r.scope.level().as_str(),
                         r.scope.target(),
-                        stored_version(r.version),
+                        signed(r.version),
                         profile,
                         ms(r.set_at),
                         r.actor
                     ]);
-                match inserted {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => return Err(InsertError::AlreadyExists),
-                    Err(e) => return Err(StoreError::from(e).into()),
-                }
+                inserted(inserted_row)?;
                 insert_audit(conn, &audit)?;
                 Ok(())
             })
@@ -130,7 +122,7 @@ impl ConfigStore for SqliteStore {
                         "UPDATE devices SET config_acked = ?2, config_acked_at = ?3
                          WHERE id = ?1 AND config_acked < ?2 AND config_version >= ?2",
                     )?
-                    .execute(params![id, stored_version(version), ms(at)])?;
+                    .execute(params![id, signed(version), ms(at)])?;
                 Ok(n == 1)
             })
             .await

@@ -2,14 +2,14 @@
 //! device's progress and the steps devices report. A change and its audit entry (or step) are
 //! written by one closure of the writer, so they commit together.
 
-use super::accounts::insert_audit;
-use super::{all, is_unique_violation, one, SqliteStore};
+use super::accounts::{insert_audit, inserted};
+use super::{all, one, SqliteStore};
 use crate::domain::accounts::AuditEntry;
 use crate::domain::campaigns::{
     ArtifactRecord, CampaignDevice, CampaignRecord, CampaignState, DeviceUpdate, ReleaseKeyRecord,
     StepRecord,
 };
-use crate::store::columns::{self, ms};
+use crate::store::columns::{self, ms, signed};
 use crate::store::{InsertError, StoreError, UpdateStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,18 +18,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 const ARTIFACT_COLUMNS: &str = "id, version, url, size, sha256, signature, key_id, \
      (file IS NOT NULL) AS has_file, created_at";
-
-fn big(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn inserted(r: rusqlite::Result<usize>) -> Result<(), InsertError> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(InsertError::AlreadyExists),
-        Err(e) => Err(StoreError::from(e).into()),
-    }
-}
 
 fn insert_step(conn: &Connection, campaign: &str, s: &StepRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
@@ -99,7 +87,7 @@ impl UpdateStore for SqliteStore {
                         a.id,
                         a.version,
                         a.url,
-                        big(a.size),
+                        signed(a.size),
                         a.sha256,
                         a.signature,
                         a.key_id,
