@@ -15,6 +15,7 @@ use crate::store::{self, StoreError};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
 use axum::routing::{get, post, put};
+
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,8 @@ pub enum BuildError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Callbacks(#[from] crate::pos_api::callbacks::DispatcherError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::pos_api::webhook_delivery::DispatcherError),
     #[error(transparent)]
     Receipts(#[from] crate::receipts::ReceiptConfigError),
 }
@@ -103,6 +106,8 @@ pub struct Application {
     engine: Engine,
     connections: Arc<Connections>,
     callbacks: Dispatcher,
+    /// Delivers the event log to webhook endpoints.
+    webhooks: crate::pos_api::webhook_delivery::Dispatcher,
     /// Sends receipts by email and SMS from their outbox.
     receipts: crate::receipts::ReceiptWorker,
     nats: Option<Arc<NatsBus>>,
@@ -276,8 +281,14 @@ impl Application {
         };
         let callbacks =
             Dispatcher::new(engine.clone(), config.callbacks.clone(), public_url.clone()).await?;
+        let webhooks = crate::pos_api::webhook_delivery::Dispatcher::new(
+            engine.clone(),
+            config.webhooks.clone(),
+            &config.gateway.node,
+        )?;
         let receipts = crate::receipts::ReceiptWorker::new(engine.clone(), &config.receipts)?;
         Ok(Self {
+            webhooks,
             listeners,
             local_addr,
             device_addr,
@@ -383,6 +394,7 @@ impl Application {
             tasks,
             connections,
             callbacks,
+            webhooks,
             receipts,
             nats,
             metrics_listener,
@@ -407,6 +419,7 @@ impl Application {
             tasks.spawn(nats.run_completions(Arc::new(engine.clone()), shutdown.clone()));
         }
         tasks.spawn(callbacks.run(shutdown.clone()));
+        tasks.spawn(webhooks.run(shutdown.clone()));
         tasks.spawn(receipts.run(shutdown.clone()));
         tasks.spawn(engine.clone().run_deadlines(shutdown.clone()));
         tasks.spawn(engine.clone().run_campaigns(
@@ -599,6 +612,42 @@ fn routes(
         .route(
             "/pos/register/qr",
             guarded(post(pos_api::actions::qr), Scope::PosTransact),
+        )
+        .route(
+            "/v1/events",
+            guarded(get(pos_api::events::list), Scope::PosRead),
+        )
+        .route(
+            "/v1/events/{id}",
+            guarded(get(pos_api::events::one), Scope::PosRead),
+        )
+        .route(
+            "/v1/webhook-endpoints",
+            guarded(
+                post(pos_api::webhooks::create).get(pos_api::webhooks::list),
+                Scope::WebhooksManage,
+            ),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            guarded(
+                get(pos_api::webhooks::get_one)
+                    .patch(pos_api::webhooks::change)
+                    .delete(pos_api::webhooks::delete),
+                Scope::WebhooksManage,
+            ),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            guarded(post(pos_api::webhooks::rotate), Scope::WebhooksManage),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/deliveries",
+            guarded(get(pos_api::webhooks::deliveries), Scope::WebhooksManage),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/redeliver",
+            guarded(post(pos_api::webhooks::redeliver), Scope::WebhooksManage),
         )
         .route(
             "/openapi.json",

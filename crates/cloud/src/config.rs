@@ -23,6 +23,8 @@ pub struct Config {
     pub poll_interval_min: Duration,
     pub sync_timeout: Duration,
     pub callbacks: crate::pos_api::callbacks::CallbackSettings,
+    /// Webhook deliveries: backoff, disabling, timeouts.
+    pub webhooks: crate::pos_api::webhook_delivery::WebhookSettings,
     /// Receipts by email and SMS: the SMTP server, the SMS webhook, retries.
     pub receipts: crate::receipts::ReceiptSettings,
     /// Whether `/virtual-terminal` may enroll its own devices (see [`VirtualTerminals`]).
@@ -60,6 +62,7 @@ impl Default for Config {
             poll_interval_min: Duration::from_secs(2),
             sync_timeout: Duration::from_secs(110),
             callbacks: Default::default(),
+            webhooks: Default::default(),
             receipts: Default::default(),
             // The default configuration is a developer's local cloud, where it is on.
             virtual_terminals: VirtualTerminals::Auto,

@@ -654,13 +654,23 @@ async fn device_changes_carry_their_audit_entry(s: Arc<dyn Store>) {
         .await
         .unwrap());
     let none = s
-        .unpair(&d1, None, Some(&audit("device.unpaired", "empty", None)))
+        .unpair(
+            &d1,
+            None,
+            Some(&audit("device.unpaired", "empty", None)),
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     assert!(none.is_empty());
     s.pair_register(&register("r1", "d1")).await.unwrap();
     let gone = s
-        .unpair(&d1, None, Some(&audit("device.unpaired", "d1", None)))
+        .unpair(
+            &d1,
+            None,
+            Some(&audit("device.unpaired", "d1", None)),
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     assert_eq!(gone, vec![key("r1")]);
@@ -706,16 +716,26 @@ async fn registers(s: Arc<dyn Store>) {
     let d2 = DeviceId::parse("d2").unwrap();
     assert_eq!(s.registers_of(&d2).await.unwrap().len(), 2);
     assert_eq!(
-        s.unpair(&d2, Some(&key("r1")), None).await.unwrap(),
+        s.unpair(&d2, Some(&key("r1")), None, chrono::Utc::now())
+            .await
+            .unwrap(),
         vec![key("r1")]
     );
     assert_eq!(
-        s.unpair(&DeviceId::parse("d1").unwrap(), None, None)
-            .await
-            .unwrap(),
+        s.unpair(
+            &DeviceId::parse("d1").unwrap(),
+            None,
+            None,
+            chrono::Utc::now()
+        )
+        .await
+        .unwrap(),
         vec![]
     );
-    assert_eq!(s.unpair(&d2, None, None).await.unwrap(), vec![key("r2")]);
+    assert_eq!(
+        s.unpair(&d2, None, None, chrono::Utc::now()).await.unwrap(),
+        vec![key("r2")]
+    );
     assert!(s.register(&key("r2")).await.unwrap().is_none());
 }
 
@@ -739,10 +759,10 @@ async fn routes(s: Arc<dyn Store>) {
             started_at: ms_now(),
         },
     );
-    s.insert_transaction(&t, &[]).await.unwrap();
+    s.insert_transaction(&t, &[], &[]).await.unwrap();
     assert!(s.route(&key("r1")).await.unwrap().unwrap().busy);
     assert!(s
-        .transition(&t.id, &t.phase, &completed_at(ms_now()), &[])
+        .transition(&t.id, &t.phase, &completed_at(ms_now()), &[], &[])
         .await
         .unwrap());
     assert!(!s.route(&key("r1")).await.unwrap().unwrap().busy);
@@ -773,12 +793,12 @@ async fn transactions(s: Arc<dyn Store>) {
         accept_deadline: deadline,
     };
     let t = transaction("d1", offered.clone());
-    s.insert_transaction(&t, &[]).await.unwrap();
+    s.insert_transaction(&t, &[], &[]).await.unwrap();
     assert_eq!(s.transaction(&t.id).await.unwrap().unwrap(), t);
     // One active transaction per device.
     let second = transaction("d1", offered.clone());
     assert!(matches!(
-        s.insert_transaction(&second, &[]).await,
+        s.insert_transaction(&second, &[], &[]).await,
         Err(InsertError::DeviceBusy)
     ));
     // A completed one may be stored alongside (a cloud-answered status).
@@ -790,7 +810,7 @@ async fn transactions(s: Arc<dyn Store>) {
             Utc::now(),
         )),
     );
-    s.insert_transaction(&done, &[]).await.unwrap();
+    s.insert_transaction(&done, &[], &[]).await.unwrap();
     assert_eq!(s.active_transaction(&d1).await.unwrap().unwrap().id, t.id);
 
     // Deadlines.
@@ -834,9 +854,14 @@ async fn transactions(s: Arc<dyn Store>) {
     let started = Phase::Started {
         started_at: Utc::now(),
     };
-    assert!(s.transition(&t.id, &offered, &started, &[]).await.unwrap());
+    assert!(s
+        .transition(&t.id, &offered, &started, &[], &[])
+        .await
+        .unwrap());
     assert!(
-        !s.transition(&t.id, &offered, &started, &[]).await.unwrap(),
+        !s.transition(&t.id, &offered, &started, &[], &[])
+            .await
+            .unwrap(),
         "lost the race"
     );
     assert!(s.next_offer_deadline().await.unwrap().is_none());
@@ -847,7 +872,7 @@ async fn transactions(s: Arc<dyn Store>) {
     );
     let completed = Phase::Completed(completion.clone());
     assert!(s
-        .transition(&t.id, &started, &completed, &[])
+        .transition(&t.id, &started, &completed, &[], &[])
         .await
         .unwrap());
     let stored = s.transaction(&t.id).await.unwrap().unwrap();
@@ -862,7 +887,7 @@ async fn transactions(s: Arc<dyn Store>) {
     );
     // The device is free again.
     assert!(s.active_transaction(&d1).await.unwrap().is_none());
-    s.insert_transaction(&second, &[]).await.unwrap();
+    s.insert_transaction(&second, &[], &[]).await.unwrap();
 }
 
 async fn references(s: Arc<dyn Store>) {
@@ -871,7 +896,7 @@ async fn references(s: Arc<dyn Store>) {
     let d2 = DeviceId::parse("d2").unwrap();
     let mut a = transaction("d1", completed_at(ms_now()));
     a.pos_reference = Some("ref-1".into());
-    s.insert_transaction(&a, &[]).await.unwrap();
+    s.insert_transaction(&a, &[], &[]).await.unwrap();
     assert_eq!(
         s.transaction_by_reference(&key("r1"), "ref-1")
             .await
@@ -899,26 +924,26 @@ async fn references(s: Arc<dyn Store>) {
     let mut b = transaction("d2", offered.clone());
     b.pos_reference = Some("ref-1".into());
     assert!(matches!(
-        s.insert_transaction(&b, &[]).await,
+        s.insert_transaction(&b, &[], &[]).await,
         Err(InsertError::DuplicateReference)
     ));
     assert!(s.transaction(&b.id).await.unwrap().is_none());
     assert!(s.active_transaction(&d2).await.unwrap().is_none());
     // Another register may use the same reference.
     b.register = register("r2", "d2").info;
-    s.insert_transaction(&b, &[]).await.unwrap();
+    s.insert_transaction(&b, &[], &[]).await.unwrap();
     // A busy device is told apart from a reused reference.
     let mut c = transaction("d2", offered);
     c.pos_reference = Some("ref-3".into());
     assert!(matches!(
-        s.insert_transaction(&c, &[]).await,
+        s.insert_transaction(&c, &[], &[]).await,
         Err(InsertError::DeviceBusy)
     ));
     // Without a reference, any number of transactions per register.
-    s.insert_transaction(&transaction("d1", completed_at(ms_now())), &[])
+    s.insert_transaction(&transaction("d1", completed_at(ms_now())), &[], &[])
         .await
         .unwrap();
-    s.insert_transaction(&transaction("d1", completed_at(ms_now())), &[])
+    s.insert_transaction(&transaction("d1", completed_at(ms_now())), &[], &[])
         .await
         .unwrap();
 }
@@ -938,6 +963,7 @@ async fn events_in_order(s: Arc<dyn Store>) {
             TimelineEvent::new(at, EventKind::Received, "Card.Purchase $5.00"),
             TimelineEvent::new(at, EventKind::Offered, ""),
         ],
+        &[],
     )
     .await
     .unwrap();
@@ -951,7 +977,8 @@ async fn events_in_order(s: Arc<dyn Store>) {
             &t.id,
             &offered,
             &started,
-            &[TimelineEvent::new(at, EventKind::Started, "")]
+            &[TimelineEvent::new(at, EventKind::Started, "")],
+            &[]
         )
         .await
         .unwrap());
@@ -964,7 +991,8 @@ async fn events_in_order(s: Arc<dyn Store>) {
             &t.id,
             &offered,
             &started,
-            &[TimelineEvent::new(at, EventKind::Aborted, "")]
+            &[TimelineEvent::new(at, EventKind::Aborted, "")],
+            &[]
         )
         .await
         .unwrap());
@@ -976,7 +1004,8 @@ async fn events_in_order(s: Arc<dyn Store>) {
             &[
                 TimelineEvent::new(at, EventKind::Result, "APPROVED"),
                 TimelineEvent::new(at, EventKind::Completed, ""),
-            ]
+            ],
+            &[]
         )
         .await
         .unwrap());
@@ -1014,8 +1043,8 @@ async fn transactions_are_searchable(s: Arc<dyn Store>) {
             started_at: ms_now(),
         },
     );
-    s.insert_transaction(&a, &[]).await.unwrap();
-    s.insert_transaction(&b, &[]).await.unwrap();
+    s.insert_transaction(&a, &[], &[]).await.unwrap();
+    s.insert_transaction(&b, &[], &[]).await.unwrap();
     let q = |f: &dyn Fn(&mut cloud::store::TransactionQuery)| {
         let mut q = cloud::store::TransactionQuery {
             limit: 10,
@@ -1095,10 +1124,10 @@ async fn callbacks_are_claimed_by_one_node(s: Arc<dyn Store>) {
     };
     let mut t = transaction("d1", started.clone());
     t.callback_url = Some("http://pos.example/cb".into());
-    s.insert_transaction(&t, &[]).await.unwrap();
+    s.insert_transaction(&t, &[], &[]).await.unwrap();
     let done = ms_now();
     assert!(s
-        .transition(&t.id, &started, &completed_at(done), &[])
+        .transition(&t.id, &started, &completed_at(done), &[], &[])
         .await
         .unwrap());
     let lease = done + Duration::seconds(30);
@@ -1134,7 +1163,7 @@ async fn callbacks_outbox(s: Arc<dyn Store>) {
     };
     let mut t = transaction("d1", started.clone());
     t.callback_url = Some(url.clone());
-    s.insert_transaction(&t, &[]).await.unwrap();
+    s.insert_transaction(&t, &[], &[]).await.unwrap();
     assert!(
         s.due_callbacks(far, 10).await.unwrap().is_empty(),
         "not yet"
@@ -1144,7 +1173,7 @@ async fn callbacks_outbox(s: Arc<dyn Store>) {
     // Completion queues the callback in the same commit, due at once.
     let done = ms_now();
     assert!(s
-        .transition(&t.id, &started, &completed_at(done), &[])
+        .transition(&t.id, &started, &completed_at(done), &[], &[])
         .await
         .unwrap());
     let job = |id: TransactionId, attempts| CallbackJob {
@@ -1163,8 +1192,8 @@ async fn callbacks_outbox(s: Arc<dyn Store>) {
     // A transaction stored already completed is queued too; one without a URL is not.
     let mut direct = transaction("d2", completed_at(done + Duration::milliseconds(1)));
     direct.callback_url = Some(url.clone());
-    s.insert_transaction(&direct, &[]).await.unwrap();
-    s.insert_transaction(&transaction("d2", completed_at(done)), &[])
+    s.insert_transaction(&direct, &[], &[]).await.unwrap();
+    s.insert_transaction(&transaction("d2", completed_at(done)), &[], &[])
         .await
         .unwrap();
     assert_eq!(
@@ -1243,6 +1272,7 @@ async fn purge(s: Arc<dyn Store>) {
     s.insert_transaction(
         &old_done,
         &[TimelineEvent::new(long_ago, EventKind::Received, "")],
+        &[],
     )
     .await
     .unwrap();
@@ -1253,9 +1283,9 @@ async fn purge(s: Arc<dyn Store>) {
         },
     );
     old_running.created_at = long_ago;
-    s.insert_transaction(&old_running, &[]).await.unwrap();
+    s.insert_transaction(&old_running, &[], &[]).await.unwrap();
     let new_done = transaction("d2", completed_at(ms_now()));
-    s.insert_transaction(&new_done, &[]).await.unwrap();
+    s.insert_transaction(&new_done, &[], &[]).await.unwrap();
 
     let cutoff = ms_now() - Duration::days(1);
     assert_eq!(s.purge_completed_before(cutoff).await.unwrap(), 1);
@@ -1343,6 +1373,7 @@ async fn unused_self_enrolled_devices_are_purged(s: Arc<dyn Store>) {
             },
         ),
         &[],
+        &[],
     )
     .await
     .unwrap();
@@ -1403,7 +1434,7 @@ async fn races(s: Arc<dyn Store>) {
     let results = join_all((0..N).map(|_| {
         let s = s.clone();
         let t = transaction("d0", offered.clone());
-        async move { s.insert_transaction(&t, &[]).await }
+        async move { s.insert_transaction(&t, &[], &[]).await }
     }))
     .await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
@@ -1416,7 +1447,7 @@ async fn races(s: Arc<dyn Store>) {
         let s = s.clone();
         let mut t = transaction(&format!("d{i}"), offered.clone());
         t.pos_reference = Some("same".into());
-        async move { s.insert_transaction(&t, &[]).await }
+        async move { s.insert_transaction(&t, &[], &[]).await }
     }))
     .await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
@@ -1435,6 +1466,7 @@ async fn races(s: Arc<dyn Store>) {
                 &offered,
                 &completed_at(ms_now()),
                 &[TimelineEvent::new(ms_now(), EventKind::Completed, "")],
+                &[],
             )
             .await
             .unwrap()
@@ -1517,13 +1549,13 @@ async fn follow_ups_fit_their_payment(s: Arc<dyn Store>) {
             .unwrap();
     }
     let sale = approved_sale("f0", 1000);
-    s.insert_transaction(&sale, &[]).await.unwrap();
+    s.insert_transaction(&sale, &[], &[]).await.unwrap();
 
     // Ten refunds of 3.00 race on ten devices: exactly the three that fit are stored.
     let results = join_all((1..=N).map(|i| {
         let s = s.clone();
         let t = follow_up(&sale, &format!("f{i}"), Function::CardRefund, Some(300));
-        async move { s.insert_transaction(&t, &[]).await }
+        async move { s.insert_transaction(&t, &[], &[]).await }
     }))
     .await;
     assert_eq!(
@@ -1546,14 +1578,14 @@ async fn follow_ups_fit_their_payment(s: Arc<dyn Store>) {
     s.insert_device(&device("f-idle"), None).await.unwrap();
     let void = follow_up(&sale, "f-idle", Function::CardVoid, None);
     assert!(matches!(
-        s.insert_transaction(&void, &[]).await,
+        s.insert_transaction(&void, &[], &[]).await,
         Err(InsertError::Refused(
             cloud::domain::payments::Refusal::HasRefunds(_)
         ))
     ));
     let ghost = follow_up(&approved_sale("f0", 5), "f0", Function::CardRefund, Some(1));
     assert!(matches!(
-        s.insert_transaction(&ghost, &[]).await,
+        s.insert_transaction(&ghost, &[], &[]).await,
         Err(InsertError::UnknownOriginal)
     ));
     // A settlement of the sale's device after it: settled.
@@ -1563,12 +1595,12 @@ async fn follow_ups_fit_their_payment(s: Arc<dyn Store>) {
         c.transaction_result = None;
         c.completed_at += Duration::seconds(1);
     }
-    s.insert_transaction(&cutover, &[]).await.unwrap();
+    s.insert_transaction(&cutover, &[], &[]).await.unwrap();
     assert!(s.payment(&sale.id).await.unwrap().unwrap().settled);
     // The merchant-wide reference lookup finds at most two.
     let mut referenced = approved_sale("f0", 700);
     referenced.pos_reference = Some("sale-9".into());
-    s.insert_transaction(&referenced, &[]).await.unwrap();
+    s.insert_transaction(&referenced, &[], &[]).await.unwrap();
     let found = s
         .transactions_by_merchant_reference(&referenced.merchant_id, "sale-9")
         .await
@@ -1626,7 +1658,7 @@ async fn tenders_fit_their_order(s: Arc<dyn Store>) {
     let results = join_all((0..N).map(|i| {
         let s = s.clone();
         let t = tender(&format!("o{i}"), 400);
-        async move { s.insert_transaction(&t, &[]).await }
+        async move { s.insert_transaction(&t, &[], &[]).await }
     }))
     .await;
     assert_eq!(
@@ -1649,7 +1681,7 @@ async fn tenders_fit_their_order(s: Arc<dyn Store>) {
     let mut foreign = tender("o-idle", 100);
     foreign.merchant_id = MerchantId::from_stored("other".into());
     assert!(matches!(
-        s.insert_transaction(&foreign, &[]).await,
+        s.insert_transaction(&foreign, &[], &[]).await,
         Err(InsertError::UnknownOrder)
     ));
     // Cancelled once; then it takes nothing.
@@ -1657,7 +1689,7 @@ async fn tenders_fit_their_order(s: Arc<dyn Store>) {
     assert!(!s.cancel_order(&order.id, ms_now()).await.unwrap());
     let late = tender("o-idle", 100);
     assert!(matches!(
-        s.insert_transaction(&late, &[]).await,
+        s.insert_transaction(&late, &[], &[]).await,
         Err(InsertError::OrderRefused(OrderRefusal::Cancelled(_)))
     ));
     assert!(s.order(&order.id).await.unwrap().unwrap().order.cancelled);
@@ -1921,7 +1953,7 @@ async fn receipt_deliveries_are_queued_once_retried_and_recorded(s: Arc<dyn Stor
     s.insert_device(&device("d1"), None).await.unwrap();
     let now = ms_now();
     let t = transaction("d1", completed_at(now));
-    s.insert_transaction(&t, &[]).await.unwrap();
+    s.insert_transaction(&t, &[], &[]).await.unwrap();
     assert!(s.receipt_deliveries(&t.id).await.unwrap().is_empty());
     assert_eq!(s.next_receipt_at(BOTH).await.unwrap(), None);
 
@@ -2125,7 +2157,7 @@ async fn receipts_race_to_one_delivery_and_one_claim(s: Arc<dyn Store>) {
     s.insert_device(&device("d1"), None).await.unwrap();
     let now = ms_now();
     let t = transaction("d1", completed_at(now));
-    s.insert_transaction(&t, &[]).await.unwrap();
+    s.insert_transaction(&t, &[], &[]).await.unwrap();
     // Two nodes queue the same receipt at once: one delivery, one event.
     let asks: Vec<_> = (0..6)
         .map(|_| {
@@ -2269,6 +2301,7 @@ async fn sqlite_data_survives_reopening() {
                 },
             ),
             &[],
+            &[],
         )
         .await
         .unwrap();
@@ -2321,7 +2354,7 @@ async fn sqlite_rows_that_cannot_be_records_are_corrupt() {
             accept_deadline: Utc::now(),
         },
     );
-    s.insert_transaction(&offered, &[]).await.unwrap();
+    s.insert_transaction(&offered, &[], &[]).await.unwrap();
     let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
     let corrupt = |sql: &'static str| {
         let raw = raw.clone();

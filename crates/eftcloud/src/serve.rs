@@ -89,6 +89,17 @@ pub struct ServeArgs {
     /// Attempts before a callback is given up.
     #[arg(long, env = "EFTCLOUD_CALLBACK_MAX_ATTEMPTS", default_value_t = 15)]
     callback_max_attempts: u32,
+    /// First delay before retrying a failed webhook delivery; doubles each attempt (up to 1h).
+    #[arg(long, env = "EFTCLOUD_WEBHOOK_RETRY_MIN", default_value = "5s", value_parser = duration)]
+    webhook_retry_min: Duration,
+    /// A webhook endpoint failing this long without one success is disabled (with a notice).
+    #[arg(long, env = "EFTCLOUD_WEBHOOK_DISABLE_AFTER", default_value = "3d", value_parser = duration)]
+    webhook_disable_after: Duration,
+    /// Lets webhook endpoints target loopback, private and link-local addresses under
+    /// --production (refused there otherwise, so customers cannot make the cloud call into
+    /// its own network).
+    #[arg(long, env = "EFTCLOUD_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
     /// SMTP server for receipts by email: smtp://[user:password@]host[:port] (add
     /// ?tls=required for STARTTLS, ?tls=opportunistic to use it when offered), or smtps://...
     /// for implicit TLS. Unset: email receipts are refused.
@@ -317,6 +328,7 @@ impl ServeArgs {
                 delayed_after: self.delayed_after,
                 retention: positive("retention", self.retention)?,
                 virtual_terminal_ttl: positive("virtual-terminal-ttl", self.virtual_terminal_ttl)?,
+                refuse_private_webhooks: self.production && !self.webhook_allow_private,
                 ..EngineSettings::default()
             },
             gateway: GatewaySettings {
@@ -335,6 +347,14 @@ impl ServeArgs {
                 retry_min: positive("callback-retry-min", self.callback_retry_min)?,
                 max_attempts: self.callback_max_attempts.max(1),
                 ..CallbackSettings::default()
+            },
+            webhooks: cloud::pos_api::webhook_delivery::WebhookSettings {
+                policy: cloud::domain::webhooks::DeliveryPolicy {
+                    retry_min: positive("webhook-retry-min", self.webhook_retry_min)?,
+                    disable_after: positive("webhook-disable-after", self.webhook_disable_after)?,
+                    ..Default::default()
+                },
+                ..Default::default()
             },
             receipts: self.receipts()?,
             virtual_terminals: if self.virtual_terminals {

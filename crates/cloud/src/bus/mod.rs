@@ -28,6 +28,8 @@ pub trait Announcements: Send + Sync + 'static {
     fn completed_elsewhere(&self, id: TransactionId);
     /// A campaign or a device's update moved on another node: look at the campaigns again.
     fn updates_elsewhere(&self) {}
+    /// Another node logged events: wake this node's event readers and webhook dispatcher.
+    fn events_elsewhere(&self) {}
 }
 
 /// Routes frames to devices.
@@ -50,6 +52,9 @@ pub trait Bus: Send + Sync + 'static {
     /// A campaign or a device's update moved here: wake the campaign loops of other nodes (the
     /// next wave's devices may be connected there).
     async fn announce_updates(&self) {}
+    /// Events were logged here (besides a completion, which `announce_completed` stands for):
+    /// wake event readers and webhook dispatchers on other nodes.
+    async fn announce_events(&self) {}
     /// Whether this node is the only one: every device frame arrives here, so what the engine
     /// keeps in memory about a device is complete (true for the single-node bus).
     fn single_node(&self) -> bool {

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 const COMPLETED_SUBJECT: &str = "eftcloud.completed";
 /// Where nodes announce that update campaigns moved.
 const UPDATES_SUBJECT: &str = "eftcloud.updates";
+/// Events were logged on a node (other than by a completion): its payload is empty.
+const EVENTS_SUBJECT: &str = "eftcloud.events";
 /// How long a request to another node may take before the device counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -153,6 +155,14 @@ impl NatsBus {
                 None
             }
         };
+        // Without it, event readers and webhook dispatchers look again every second.
+        let mut events = match self.client.subscribe(EVENTS_SUBJECT).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to event announcements; readers look again every second");
+                None
+            }
+        };
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -162,6 +172,12 @@ impl NatsBus {
                         None => std::future::pending().await,
                     }
                 } => to.updates_elsewhere(),
+                Some(_) = async {
+                    match events.as_mut() {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => to.events_elsewhere(),
                 msg = sub.next() => match msg {
                     Some(msg) => {
                         if let Ok(id) = std::str::from_utf8(&msg.payload).unwrap_or_default().parse::<TransactionId>() {
@@ -317,6 +333,12 @@ impl Bus for NatsBus {
     async fn announce_updates(&self) {
         if let Err(e) = self.client.publish(UPDATES_SUBJECT, Bytes::new()).await {
             tracing::debug!(error = %e, "could not announce an update campaign's move");
+        }
+    }
+
+    async fn announce_events(&self) {
+        if let Err(e) = self.client.publish(EVENTS_SUBJECT, Bytes::new()).await {
+            tracing::debug!(error = %e, "could not announce logged events");
         }
     }
 

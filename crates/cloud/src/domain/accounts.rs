@@ -165,24 +165,27 @@ pub enum Scope {
     DevicesManage,
     /// Read transactions and reports.
     ReportsRead,
+    /// Create, change, rotate and delete webhook endpoints (a vendor's key may hold it).
+    WebhooksManage,
     /// Everything on the admin API: merchants, sites, keys, audit, and the two above.
     Admin,
 }
 
 impl Scope {
     /// Every scope, in the order shown to people.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::PosTransact,
         Scope::PosRead,
         Scope::PosRefund,
         Scope::DevicesManage,
         Scope::ReportsRead,
+        Scope::WebhooksManage,
         Scope::Admin,
     ];
 
     /// Every scope's name, for error messages.
     pub const ALL_NAMES: &'static str =
-        "pos:transact, pos:read, pos:refund, devices:manage, reports:read, admin";
+        "pos:transact, pos:read, pos:refund, devices:manage, reports:read, webhooks:manage, admin";
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -191,13 +194,23 @@ impl Scope {
             Scope::PosRefund => "pos:refund",
             Scope::DevicesManage => "devices:manage",
             Scope::ReportsRead => "reports:read",
+            Scope::WebhooksManage => "webhooks:manage",
             Scope::Admin => "admin",
         }
     }
 
     /// Whether this is a POS API scope (what a vendor key may hold).
     pub fn is_pos(self) -> bool {
-        matches!(self, Scope::PosTransact | Scope::PosRead | Scope::PosRefund)
+        matches!(
+            self,
+            Scope::PosTransact | Scope::PosRead | Scope::PosRefund | Scope::WebhooksManage
+        )
+    }
+
+    /// Whether `admin` grants it: every scope but those of the POS's own requests (managing
+    /// webhooks is both: a vendor may, and so may an admin).
+    pub fn granted_by_admin(self) -> bool {
+        !self.is_pos() || self == Scope::WebhooksManage
     }
 }
 
@@ -241,9 +254,9 @@ impl Scopes {
         Self(scopes.into_iter().collect())
     }
 
-    /// Whether these scopes grant `wanted`: held, or `admin` for any non-POS scope.
+    /// Whether these scopes grant `wanted`: held, or `admin` for any scope it grants.
     pub fn grants(&self, wanted: Scope) -> bool {
-        self.0.contains(&wanted) || (!wanted.is_pos() && self.0.contains(&Scope::Admin))
+        self.0.contains(&wanted) || (wanted.granted_by_admin() && self.0.contains(&Scope::Admin))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod campaigns;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod lifecycle;
 pub mod orders;
 pub mod payments;
@@ -16,6 +17,7 @@ pub mod people;
 pub mod receipts;
 pub mod records;
 pub mod timeline;
+pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use records::{DeviceRecord, RegisterRecord, TransactionRecord};

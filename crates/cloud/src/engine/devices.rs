@@ -260,6 +260,7 @@ impl Engine {
         {
             tracing::warn!(device = %device, error = %e, "could not record connect");
         }
+        self.events_logged().await;
     }
 
     /// This node no longer holds the device's connection (and no newer one replaced it here):
@@ -274,6 +275,7 @@ impl Engine {
         {
             tracing::warn!(device = %device, error = %e, "could not record disconnect");
         }
+        self.events_logged().await;
         if let Err(e) = Box::pin(self.on_device_gone(device)).await {
             tracing::error!(device = %device, error = %e, "could not end offers of a gone device");
         }

@@ -10,6 +10,7 @@ pub mod completions;
 pub mod config;
 pub mod deadlines;
 pub mod devices;
+pub mod events;
 pub mod health;
 pub mod orders;
 pub mod outbox;
@@ -20,6 +21,7 @@ pub mod queries;
 pub mod receipts;
 pub mod retention;
 pub mod transactions;
+pub mod webhooks;
 
 use crate::bus::Bus;
 use crate::domain::timeline::EventKind;
@@ -60,6 +62,9 @@ pub struct EngineSettings {
     /// How often the update campaign loop looks again besides its wake-ups (for windows that
     /// open with the clock).
     pub update_tick: Duration,
+    /// Refuse webhook targets on loopback, private or link-local addresses (`--production`,
+    /// unless `--webhook-allow-private`).
+    pub refuse_private_webhooks: bool,
 }
 
 impl Default for EngineSettings {
@@ -75,6 +80,7 @@ impl Default for EngineSettings {
             session_idle: Duration::from_secs(8 * 3600),
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             update_tick: Duration::from_secs(30),
+            refuse_private_webhooks: false,
         }
     }
 }
@@ -95,6 +101,9 @@ struct Inner {
     callbacks_queued: Notify,
     /// Pokes the update campaign loop when a campaign or a device's progress moved.
     updates_due: Notify,
+    /// Moves when events were logged (here, or elsewhere as the bus said): wakes event
+    /// readers and the webhook dispatcher.
+    events_logged: tokio::sync::watch::Sender<u64>,
     /// The receipt outbox's channels and the delivery worker's wake-up.
     receipts: receipts::ReceiptOutbox,
     /// Pokes the deadline loop when a deadline earlier than its next wake-up was written.
@@ -111,10 +120,16 @@ struct Inner {
 impl crate::bus::Announcements for Engine {
     fn completed_elsewhere(&self, id: TransactionId) {
         self.wake_completed(id);
+        // A completion logs its events; the announcement stands for them too.
+        self.events_logged_here();
     }
 
     fn updates_elsewhere(&self) {
         self.inner.updates_due.notify_one();
+    }
+
+    fn events_elsewhere(&self) {
+        self.events_logged_here();
     }
 }
 
@@ -159,6 +174,7 @@ impl Engine {
                 completions: Arc::default(),
                 callbacks_queued: Notify::new(),
                 updates_due: Notify::new(),
+                events_logged: tokio::sync::watch::Sender::new(0),
                 receipts: Default::default(),
                 deadline_changed: Notify::new(),
                 deadline_wake_ms: std::sync::atomic::AtomicI64::new(i64::MAX),

@@ -67,6 +67,7 @@ impl Engine {
             paired_at: now,
         };
         let previous = self.store().pair_register(&record).await?;
+        self.events_logged().await;
         if let Some(previous) = previous {
             let _ = self
                 .bus()
@@ -100,7 +101,13 @@ impl Engine {
             "register": register.map(|k| k.to_string()).unwrap_or_else(|| "all".into()),
         })
         .to_string();
-        let removed = self.store().unpair(device, register, Some(&audit)).await?;
+        let removed = self
+            .store()
+            .unpair(device, register, Some(&audit), self.now())
+            .await?;
+        if !removed.is_empty() {
+            self.events_logged().await;
+        }
         Ok(removed)
     }
 }

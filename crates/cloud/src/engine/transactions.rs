@@ -295,7 +295,8 @@ impl Engine {
                     .is_ok(),
             );
         }
-        if let Err(e) = store.insert_transaction(&record, &events).await {
+        let logged = crate::domain::events::for_transaction(None, &record, &record.phase);
+        if let Err(e) = store.insert_transaction(&record, &events, &logged).await {
             if offered == Some(true) {
                 let abort = CloudMessage::Abort {
                     transaction_id: record.id,
@@ -314,6 +315,7 @@ impl Engine {
                 InsertError::Store(e) => e.into(),
             });
         }
+        self.events_logged().await;
         self.metrics().transaction_started(function);
         if let Some(original) = &record.request.original {
             let amount = crate::domain::payments::asked_amount(&record.request);
@@ -395,12 +397,17 @@ impl Engine {
             }
             let events = &step.timeline;
             if let Some(next) = step.next {
+                let logged = crate::domain::events::for_transaction(Some(&tx.phase), &tx, &next);
                 if !self
                     .store()
-                    .transition(id, &tx.phase, &next, events)
+                    .transition(id, &tx.phase, &next, events, &logged)
                     .await?
                 {
                     continue;
+                }
+                if !logged.is_empty() {
+                    // A completion's announcement (below) tells the other nodes.
+                    self.events_logged_here();
                 }
                 tx.phase = next;
                 // As the store has it: a completed transaction shows no prompt.

@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod credentials;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod fields;
 pub mod follow_ups;
 pub mod lookup;
@@ -21,6 +22,8 @@ pub mod register_status;
 pub mod sale_data;
 pub mod timeline;
 pub mod transaction;
+pub mod webhook_delivery;
+pub mod webhooks;
 
 use crate::engine::Engine;
 use pairing_guard::{PairingGuard, PairingGuardSettings};

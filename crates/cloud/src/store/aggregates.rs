@@ -13,6 +13,7 @@ use crate::domain::campaigns::{
     StepRecord,
 };
 use crate::domain::config::{DeviceConfigState, ProfileRecord, ProfileScope};
+use crate::domain::events::{Audience, Cursor, Event, EventId, EventType, NewEvent};
 use crate::domain::lifecycle::Phase;
 use crate::domain::orders::{OrderId, OrderRecord, OrderSheet};
 use crate::domain::payments::PaymentRecord;
@@ -20,6 +21,7 @@ use crate::domain::people::{Email, SessionRecord, UserRecord};
 use crate::domain::receipts::{AttemptOutcome, Channels, DeliveryId, Queued, ReceiptDelivery};
 use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 use crate::domain::timeline::TimelineEvent;
+use crate::domain::webhooks::{Attempt, Endpoint, EndpointId, Progress};
 use chrono::{DateTime, Utc};
 use protocol::{DeviceId, PairingCode, RegisterKey, TransactionId};
 
@@ -88,7 +90,8 @@ store_aggregates! {
         /// Every device, by id.
         read fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
         /// Records that `node` now holds the device's connection (or, with `connected` false,
-        /// that the connection `node` held closed; a newer holder is left alone).
+        /// that the connection `node` held closed; a newer holder is left alone), with its
+        /// `device.connected` / `device.disconnected` event when it changed anything.
         write fn set_device_connection(
             &self,
             id: &DeviceId,
@@ -141,8 +144,9 @@ store_aggregates! {
             now: DateTime<Utc>,
             merchant: Option<&MerchantId>,
         ) -> Result<Option<DeviceId>, StoreError>;
-        /// Pairs (or re-pairs) a register; returns the device it was paired to before, if
-        /// another.
+        /// Pairs (or re-pairs) a register, with its `pairing.paired` event (and
+        /// `pairing.unpaired` for the device it leaves); returns the device it was paired to
+        /// before, if another.
         write fn pair_register(&self, register: &RegisterRecord) -> Result<Option<DeviceId>, StoreError>;
         /// The register with this identity, if paired.
         read fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError>;
@@ -151,26 +155,29 @@ store_aggregates! {
         read fn route(&self, key: &RegisterKey) -> Result<Option<Route>, StoreError>;
         /// The registers paired to a device.
         read fn registers_of(&self, device: &DeviceId) -> Result<Vec<RegisterRecord>, StoreError>;
-        /// Unpairs one register of the device, or all of them; returns those removed. The audit
-        /// entry (if given) is written in the same commit when any register went.
+        /// Unpairs one register of the device, or all of them, at `at`; returns those
+        /// removed. The audit entry (if given) and a `pairing.unpaired` event per register are
+        /// written in the same commit when any register went.
         write fn unpair(
             &self,
             device: &DeviceId,
             register: Option<&RegisterKey>,
             audit: Option<&AuditEntry>,
+            at: DateTime<Utc>,
         ) -> Result<Vec<RegisterKey>, StoreError>;
     }
 
     /// Transactions and their phases.
     trait TransactionStore {
-        /// Stores a new transaction with its first timeline events; `DeviceBusy` if the device
-        /// already has one in progress, `DuplicateReference` if the register used the
-        /// reference. A completed transaction with a callback URL gets its outbox entry in the
-        /// same commit.
+        /// Stores a new transaction with its first timeline events and its catalogue events
+        /// (`logged`); `DeviceBusy` if the device already has one in progress,
+        /// `DuplicateReference` if the register used the reference. A completed transaction
+        /// with a callback URL gets its outbox entry in the same commit.
         write fn insert_transaction(
             &self,
             tx: &TransactionRecord,
             events: &[TimelineEvent],
+            logged: &[NewEvent],
         ) -> Result<(), InsertError>;
         /// The register's transaction with this POS reference.
         read fn transaction_by_reference(
@@ -197,15 +204,16 @@ store_aggregates! {
         /// One transaction.
         read fn transaction(&self, id: &TransactionId) -> Result<Option<TransactionRecord>, StoreError>;
         /// Moves a transaction from the phase `from` (compared by kind) to `to`, appending
-        /// `events` in the same commit (and, to a completed phase, its outbox entry). False if
-        /// it was no longer in phase `from`: someone else moved it first and the caller must
-        /// re-read (nothing is written then).
+        /// `events` to its timeline and `logged` to the event log in the same commit (and, to
+        /// a completed phase, its outbox entry). False if it was no longer in phase `from`:
+        /// someone else moved it first and the caller must re-read (nothing is written then).
         write fn transition(
             &self,
             id: &TransactionId,
             from: &Phase,
             to: &Phase,
             events: &[TimelineEvent],
+            logged: &[NewEvent],
         ) -> Result<bool, StoreError>;
         /// Records the prompt the device shows (and a `prompt` event), while the transaction
         /// is the device's and not completed.
@@ -452,6 +460,75 @@ store_aggregates! {
     }
 
     /// The store as a whole: probes and the installation's secrets.
+    /// The event catalogue's log. Changes log their events in their own commits (a
+    /// transaction's through its insert and transitions; a device's connection, a pairing, an
+    /// unpairing, a configuration acknowledgement and an update step through theirs, built by
+    /// `domain::events`): nothing here writes an event on its own.
+    trait EventStore {
+        /// Events after `after` that `audience` sees, of `types` (empty: every type), oldest
+        /// first, at most `limit`; only events no commit still in flight can come before.
+        read fn log_after(
+            &self,
+            after: &Cursor,
+            audience: &Audience,
+            types: &[EventType],
+            limit: u32,
+        ) -> Result<Vec<Event>, StoreError>;
+        /// One event by id.
+        read fn logged_event(&self, id: &EventId) -> Result<Option<Event>, StoreError>;
+        /// The cursor of the newest event readers may see (`Cursor::START` for an empty log):
+        /// where a new webhook endpoint starts.
+        read fn log_head(&self) -> Result<Cursor, StoreError>;
+        /// Deletes events created before `before` (retention, as transactions); how many.
+        write fn purge_events_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    }
+
+    /// Webhook endpoints, their delivery leases, the redeliveries asked for, and the delivery
+    /// log.
+    trait WebhookStore {
+        /// Stores a new endpoint with its audit entry.
+        write fn insert_webhook(&self, endpoint: &Endpoint, audit: &AuditEntry) -> Result<(), InsertError>;
+        /// One endpoint.
+        read fn webhook(&self, id: &EndpointId) -> Result<Option<Endpoint>, StoreError>;
+        /// Every endpoint, oldest first.
+        read fn webhooks(&self) -> Result<Vec<Endpoint>, StoreError>;
+        /// Saves what its owner may change (URL, types, description, enabled, secrets,
+        /// disabled reason) with the audit entry; re-enabling clears the failure state. False
+        /// if it is gone.
+        write fn update_webhook(&self, endpoint: &Endpoint, audit: &AuditEntry) -> Result<bool, StoreError>;
+        /// Deletes an endpoint (its log and redeliveries with it); false if it was not there.
+        write fn delete_webhook(&self, id: &EndpointId, audit: &AuditEntry) -> Result<bool, StoreError>;
+        /// Leases an enabled endpoint due at `now` to `owner` until `until`, unless another
+        /// holder's lease runs; the endpoint as leased, or none.
+        write fn lease_webhook(
+            &self,
+            id: &EndpointId,
+            owner: &str,
+            now: DateTime<Utc>,
+            until: DateTime<Utc>,
+        ) -> Result<Option<Endpoint>, StoreError>;
+        /// Logs an attempt and applies its progress, extending the lease to `until`, if
+        /// `owner` still holds the lease (false, nothing written, if not). A failure that
+        /// disables the endpoint writes `audit` (the notice) too.
+        write fn record_webhook_attempt(
+            &self,
+            id: &EndpointId,
+            owner: &str,
+            attempt: &Attempt,
+            progress: &Progress,
+            until: DateTime<Utc>,
+            audit: Option<&AuditEntry>,
+        ) -> Result<bool, StoreError>;
+        /// Gives up `owner`'s lease.
+        write fn release_webhook(&self, id: &EndpointId, owner: &str) -> Result<(), StoreError>;
+        /// The endpoint's newest `limit` attempts, newest first.
+        read fn webhook_deliveries(&self, id: &EndpointId, limit: u32) -> Result<Vec<Attempt>, StoreError>;
+        /// Asks for `event` to be delivered again (due at once); false if the endpoint is gone.
+        write fn queue_redelivery(&self, id: &EndpointId, event: &EventId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+        /// The redeliveries asked for, oldest first.
+        read fn redeliveries(&self, id: &EndpointId) -> Result<Vec<EventId>, StoreError>;
+    }
+
     trait Housekeeping {
         /// Checks that the store answers (readiness probe).
         read fn ping(&self) -> Result<(), StoreError>;
@@ -481,6 +558,8 @@ pub trait Store:
     + ReceiptStore
     + ConfigStore
     + UpdateStore
+    + EventStore
+    + WebhookStore
     + Housekeeping
 {
 }
@@ -497,6 +576,8 @@ impl<T> Store for T where
         + ReceiptStore
         + ConfigStore
         + UpdateStore
+        + EventStore
+        + WebhookStore
         + Housekeeping
 {
 }

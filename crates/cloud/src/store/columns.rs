@@ -551,3 +551,153 @@ pub(super) fn update_step(
         reason: row.opt_text("reason")?,
     })
 }
+
+/// A stored count kept as a 64-bit column in both backends.
+fn wide_count(row: &impl Columns, name: &'static str) -> Result<u32, StoreError> {
+    count_of(row.int(name)?, name)
+}
+
+/// A cursor column pair; negative values are corrupt.
+fn cursor(
+    row: &impl Columns,
+    epoch: &'static str,
+    seq: &'static str,
+) -> Result<crate::domain::events::Cursor, StoreError> {
+    let unsigned = |name: &'static str| {
+        let v = row.int(name)?;
+        u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{name} {v} is negative")))
+    };
+    Ok(crate::domain::events::Cursor {
+        epoch: unsigned(epoch)?,
+        seq: unsigned(seq)?,
+    })
+}
+
+/// An `events` row (with its `epoch`: 0 on SQLite).
+pub(super) fn logged_event(row: &impl Columns) -> Result<crate::domain::events::Event, StoreError> {
+    use crate::domain::events::{Event, EventId, EventType, NewEvent};
+    let kind = row.text("type")?;
+    let data = row.text("data")?;
+    Ok(Event {
+        cursor: cursor(row, "epoch", "seq")?,
+        schema_version: wide_count(row, "schema_version")?,
+        event: NewEvent {
+            id: EventId::from_stored(row.text("id")?),
+            kind: EventType::from_str(&kind)
+                .map_err(|_| StoreError::Corrupt(format!("event type {kind}")))?,
+            at: time(row, "created_at")?,
+            merchant_id: row.opt_text("merchant_id")?.map(MerchantId::from_stored),
+            vendor: row.opt_text("vendor")?,
+            device_id: row
+                .opt_text("device_id")?
+                .map(parse_device_id)
+                .transpose()?,
+            data: serde_json::from_str(&data)
+                .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+        },
+    })
+}
+
+/// A `webhook_endpoints` row.
+pub(super) fn webhook_endpoint(
+    row: &impl Columns,
+) -> Result<crate::domain::webhooks::Endpoint, StoreError> {
+    use crate::domain::events::TypeFilter;
+    use crate::domain::webhooks::{Endpoint, EndpointId, Owner};
+    let id = row.text("id")?;
+    let owner = match (row.opt_text("merchant_id")?, row.opt_text("vendor")?) {
+        (Some(m), _) => Owner::Merchant(MerchantId::from_stored(m)),
+        (None, Some(v)) => Owner::Vendor(v),
+        (None, None) => Owner::Installation,
+    };
+    let url = row.text("url")?;
+    let types = row.text("event_types")?;
+    let previous = match (
+        row.opt_text("previous_secret")?,
+        opt_time(row, "previous_secret_until")?,
+    ) {
+        (Some(s), Some(until)) => Some((s, until)),
+        _ => None,
+    };
+    Ok(Endpoint {
+        owner,
+        url: url::Url::parse(&url)
+            .map_err(|e| StoreError::Corrupt(format!("webhook {id} url: {e}")))?,
+        types: TypeFilter::parse_list(&types)
+            .map_err(|e| StoreError::Corrupt(format!("webhook {id} types: {e}")))?,
+        description: row.text("description")?,
+        secret: row.text("secret")?,
+        previous_secret: previous,
+        enabled: row.flag("enabled")?,
+        disabled_reason: row.opt_text("disabled_reason")?,
+        created_at: time(row, "created_at")?,
+        cursor: cursor(row, "cursor_epoch", "cursor_seq")?,
+        attempts: wide_count(row, "attempts")?,
+        failing_since: opt_time(row, "failing_since")?,
+        next_attempt_at: time(row, "next_attempt_at")?,
+        id: EndpointId::from_stored(id),
+    })
+}
+
+/// The stored form of an endpoint's type filter: names, comma-separated (empty: every type).
+pub(super) fn event_types_column(types: &crate::domain::events::TypeFilter) -> String {
+    if types.is_all() {
+        String::new()
+    } else {
+        types.names().join(",")
+    }
+}
+
+/// The owner columns of an endpoint: (merchant_id, vendor).
+pub(super) fn webhook_owner_columns(
+    owner: &crate::domain::webhooks::Owner,
+) -> (Option<&str>, Option<&str>) {
+    use crate::domain::webhooks::Owner;
+    match owner {
+        Owner::Installation => (None, None),
+        Owner::Merchant(m) => (Some(m.as_str()), None),
+        Owner::Vendor(v) => (None, Some(v.as_str())),
+    }
+}
+
+/// A `webhook_deliveries` row.
+pub(super) fn webhook_attempt(
+    row: &impl Columns,
+) -> Result<crate::domain::webhooks::Attempt, StoreError> {
+    let code = row.opt_int("response_code")?;
+    Ok(crate::domain::webhooks::Attempt {
+        event_id: crate::domain::events::EventId::from_stored(row.text("event_id")?),
+        event_type: row.text("event_type")?,
+        attempt: wide_count(row, "attempt")?,
+        delivered: row.flag("delivered")?,
+        response_code: code.and_then(|c| u16::try_from(c).ok()),
+        error: row.opt_text("error")?,
+        at: time(row, "at")?,
+    })
+}
+
+/// The types column of a log query: `,a,b,` (empty: every type), matched with
+/// `instr`/`position` of `,<type>,` so one statement serves any filter.
+pub(super) fn types_param(types: &[crate::domain::events::EventType]) -> String {
+    if types.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(",");
+    for t in types {
+        s.push_str(t.as_str());
+        s.push(',');
+    }
+    s
+}
+
+/// The audience columns of a log query: (merchant, vendor); both none for everything.
+pub(super) fn audience_params(
+    audience: &crate::domain::events::Audience,
+) -> (Option<String>, Option<String>) {
+    use crate::domain::events::Audience;
+    match audience {
+        Audience::Everything => (None, None),
+        Audience::Merchant(m) => (Some(m.as_str().to_string()), None),
+        Audience::Vendor(v) => (None, Some(v.clone())),
+    }
+}

@@ -15,7 +15,7 @@ pub use aggregates::{
     AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore,
     Store, TimelineStore, TransactionStore, OPERATIONS,
 };
-pub use aggregates::{ConfigStore, ReceiptStore, UpdateStore};
+pub use aggregates::{ConfigStore, EventStore, ReceiptStore, UpdateStore, WebhookStore};
 
 pub use crate::domain::records::{DeviceRecord, RegisterRecord, TransactionRecord};
 pub use columns::capabilities_column;

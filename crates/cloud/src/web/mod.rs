@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod sign_in;
 pub mod updates_api;
 pub mod virtual_terminal;
+pub mod webhooks_api;
 
 use crate::config::EnrollmentOff;
 use crate::engine::Engine;
@@ -206,6 +207,35 @@ pub fn routes(state: WebState) -> Router {
             get(dashboard::transaction).fallback(not_found),
         )
         .route("/admin/events", get(dashboard::live).fallback(not_found))
+        .route(
+            "/admin/event-log",
+            get(webhooks_api::event_log).fallback(not_found),
+        )
+        .route(
+            "/admin/webhooks",
+            get(webhooks_api::list)
+                .post(webhooks_api::create)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/webhooks/{id}",
+            get(webhooks_api::get_one)
+                .patch(webhooks_api::change)
+                .delete(webhooks_api::delete)
+                .fallback(not_found),
+        )
+        .route(
+            "/admin/webhooks/{id}/rotate-secret",
+            post(webhooks_api::rotate).fallback(not_found),
+        )
+        .route(
+            "/admin/webhooks/{id}/deliveries",
+            get(webhooks_api::deliveries).fallback(not_found),
+        )
+        .route(
+            "/admin/webhooks/{id}/redeliver",
+            post(webhooks_api::redeliver).fallback(not_found),
+        )
         .route(
             "/admin/merchants",
             get(accounts_api::merchants)

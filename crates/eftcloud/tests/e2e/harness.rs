@@ -107,6 +107,10 @@ pub struct Opts {
     pub body_read_timeout: Duration,
     /// How often update campaign loops look again besides their wake-ups.
     pub update_tick: Duration,
+    /// Webhook deliveries (short retries; disabling after a day unless a test says).
+    pub webhooks: cloud::pos_api::webhook_delivery::WebhookSettings,
+    /// Refuse webhook targets on private addresses (production's rule).
+    pub refuse_private_webhooks: bool,
 }
 
 /// The callback signing secret of test apps.
@@ -136,6 +140,16 @@ impl Default for Opts {
             session_idle: Duration::from_secs(8 * 3600),
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             update_tick: Duration::from_millis(200),
+            webhooks: cloud::pos_api::webhook_delivery::WebhookSettings {
+                policy: cloud::domain::webhooks::DeliveryPolicy {
+                    retry_min: Duration::from_millis(50),
+                    retry_max: Duration::from_millis(400),
+                    disable_after: Duration::from_secs(24 * 3600),
+                },
+                timeout: Duration::from_secs(2),
+                recheck: Duration::from_millis(500),
+            },
+            refuse_private_webhooks: false,
             admin_token: None,
             max_connections_per_source: 0,
             api_limits: Default::default(),
@@ -253,6 +267,7 @@ pub async fn spawn_app_on(
             session_idle: opts.session_idle,
             session_ttl: opts.session_ttl,
             update_tick: opts.update_tick,
+            refuse_private_webhooks: opts.refuse_private_webhooks,
         },
         gateway: GatewaySettings {
             heartbeat_interval: opts.heartbeat,
@@ -271,6 +286,7 @@ pub async fn spawn_app_on(
             timeout: Duration::from_secs(2),
         },
         receipts: opts.receipts.clone(),
+        webhooks: opts.webhooks.clone(),
         virtual_terminals: opts.virtual_terminals,
         admin_token: opts.admin_token.clone(),
         api_limits: opts.api_limits.clone(),

@@ -114,16 +114,24 @@ impl ConfigStore for PostgresStore {
         version: u64,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE devices SET config_acked = $2, config_acked_at = $3
-             WHERE id = $1 AND config_acked < $2 AND config_version >= $2",
+        // The acknowledgement and its event in one statement: logged only when it moved.
+        let event = crate::domain::events::config_applied(id, version, at);
+        let moved: Option<i64> = sqlx::query_scalar(
+            "WITH moved AS (
+               UPDATE devices SET config_acked = $2, config_acked_at = $3
+               WHERE id = $1 AND config_acked < $2 AND config_version >= $2 RETURNING merchant_id)
+             INSERT INTO events (id, type, merchant_id, vendor, device_id, created_at, schema_version, data)
+             SELECT $4, $5, merchant_id, NULL, $1, $3, $6, $7 FROM moved RETURNING seq",
         )
         .bind(id.as_str())
         .bind(signed(version))
         .bind(ms(at))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .bind(event.id.as_str())
+        .bind(event.kind.as_str())
+        .bind(i64::from(crate::domain::events::SCHEMA_VERSION))
+        .bind(event.data.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(moved.is_some())
     }
 }

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod config;
+mod events;
 mod orders;
 mod people;
 mod receipts;
@@ -287,29 +288,32 @@ impl DeviceStore for PostgresStore {
         connected: bool,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if connected {
-            sqlx::query(
-                "UPDATE devices SET connected_at = $1, connected_node = $2, last_seen_at = $1
-                 WHERE id = $3",
-            )
-            .bind(ms(now))
-            .bind(node)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
+        // The change and its event in one statement: the event is logged only when a row
+        // moved, with the device's merchant.
+        let event = crate::domain::events::device_connection(id, node, connected, now);
+        let moved = if connected {
+            "UPDATE devices SET connected_at = $1, connected_node = $2, last_seen_at = $1
+             WHERE id = $3 RETURNING merchant_id"
         } else {
             // Only the node that holds the connection may clear it: the device may already be
             // connected to another node.
-            sqlx::query(
-                "UPDATE devices SET connected_at = NULL, connected_node = NULL, last_seen_at = $1
-                 WHERE id = $2 AND connected_node = $3",
-            )
-            .bind(ms(now))
-            .bind(id.as_str())
-            .bind(node)
-            .execute(&self.pool)
-            .await?;
-        }
+            "UPDATE devices SET connected_at = NULL, connected_node = NULL, last_seen_at = $1
+             WHERE id = $3 AND connected_node = $2 RETURNING merchant_id"
+        };
+        sqlx::query(&format!(
+            "WITH moved AS ({moved})
+             INSERT INTO events (id, type, merchant_id, vendor, device_id, created_at, schema_version, data)
+             SELECT $4, $5, merchant_id, NULL, $3, $1, $6, $7 FROM moved"
+        ))
+        .bind(ms(now))
+        .bind(node)
+        .bind(id.as_str())
+        .bind(event.id.as_str())
+        .bind(event.kind.as_str())
+        .bind(i64::from(crate::domain::events::SCHEMA_VERSION))
+        .bind(event.data.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -589,11 +593,23 @@ impl PairingStore for PostgresStore {
         .bind(ms(r.paired_at))
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        previous
+        let previous = previous
             .filter(|p| p != r.device_id.as_str())
             .map(parse_device_id)
-            .transpose()
+            .transpose()?;
+        let mut logged = Vec::new();
+        if let Some(p) = &previous {
+            logged.push(crate::domain::events::unpaired(p, key, r.paired_at));
+        }
+        logged.push(crate::domain::events::paired(
+            &r.device_id,
+            key,
+            &r.info.register_name,
+            r.paired_at,
+        ));
+        events::log_events(&mut tx, &logged).await?;
+        tx.commit().await?;
+        Ok(previous)
     }
 
     async fn register(&self, key: &RegisterKey) -> Result<Option<RegisterRecord>, StoreError> {
@@ -626,6 +642,7 @@ impl PairingStore for PostgresStore {
         device: &DeviceId,
         register: Option<&RegisterKey>,
         audit: Option<&AuditEntry>,
+        at: DateTime<Utc>,
     ) -> Result<Vec<RegisterKey>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = match register {
@@ -659,6 +676,11 @@ impl PairingStore for PostgresStore {
         if let (false, Some(a)) = (removed.is_empty(), audit) {
             accounts::insert_audit(&mut tx, a).await?;
         }
+        let logged: Vec<_> = removed
+            .iter()
+            .map(|k| crate::domain::events::unpaired(device, k, at))
+            .collect();
+        events::log_events(&mut tx, &logged).await?;
         tx.commit().await?;
         Ok(removed)
     }
@@ -669,7 +691,8 @@ impl TransactionStore for PostgresStore {
     async fn insert_transaction(
         &self,
         t: &TransactionRecord,
-        events: &[TimelineEvent],
+        timeline: &[TimelineEvent],
+        logged: &[crate::domain::events::NewEvent],
     ) -> Result<(), InsertError> {
         let (state, deadline, started, completed, completion) = phase_columns(&t.phase)?;
         let request =
@@ -736,7 +759,8 @@ impl TransactionStore for PostgresStore {
                 })
             }
         }
-        insert_events(&mut tx, &t.id, events).await?;
+        insert_events(&mut tx, &t.id, timeline).await?;
+        events::log_events(&mut tx, logged).await?;
         if state == "completed" {
             enqueue_callback(&mut tx, &t.id).await?;
         }
@@ -824,7 +848,8 @@ impl TransactionStore for PostgresStore {
         id: &TransactionId,
         from: &Phase,
         to: &Phase,
-        events: &[TimelineEvent],
+        timeline: &[TimelineEvent],
+        logged: &[crate::domain::events::NewEvent],
     ) -> Result<bool, StoreError> {
         let (state, deadline, started, completed, completion) = phase_columns(to)?;
         let mut tx = self.pool.begin().await?;
@@ -848,7 +873,8 @@ impl TransactionStore for PostgresStore {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        insert_events(&mut tx, id, events).await?;
+        insert_events(&mut tx, id, timeline).await?;
+        events::log_events(&mut tx, logged).await?;
         if state == "completed" {
             enqueue_callback(&mut tx, id).await?;
         }

@@ -36,7 +36,7 @@ async fn insert_step(
     .bind(&s.reason)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    super::events::log_events(tx, &[crate::domain::events::update_step(campaign, s)]).await
 }
 
 #[async_trait]

@@ -114,7 +114,7 @@ impl ConfigStore for SqliteStore {
         version: u64,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let id = id.as_str().to_string();
+        let id = id.clone();
         self.writer
             .write(move |conn| {
                 let n = conn
@@ -122,7 +122,11 @@ impl ConfigStore for SqliteStore {
                         "UPDATE devices SET config_acked = ?2, config_acked_at = ?3
                          WHERE id = ?1 AND config_acked < ?2 AND config_version >= ?2",
                     )?
-                    .execute(params![id, signed(version), ms(at)])?;
+                    .execute(params![id.as_str(), signed(version), ms(at)])?;
+                if n == 1 {
+                    let event = crate::domain::events::config_applied(&id, version, at);
+                    super::events::log_events(conn, &[event])?;
+                }
                 Ok(n == 1)
             })
             .await

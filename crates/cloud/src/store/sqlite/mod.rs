@@ -14,6 +14,7 @@
 
 mod accounts;
 mod config;
+mod events;
 mod orders;
 mod people;
 mod receipts;
@@ -449,17 +450,21 @@ impl DeviceStore for SqliteStore {
         let (id, node) = (id.clone(), node.to_string());
         self.writer
             .write(move |conn| {
-                if connected {
+                let n = if connected {
                     conn.prepare_cached(
                         "UPDATE devices SET connected_at = ?1, connected_node = ?2, last_seen_at = ?1 WHERE id = ?3",
                     )?
-                    .execute(params![ms(now), node, id.as_str()])?;
+                    .execute(params![ms(now), node, id.as_str()])?
                 } else {
                     conn.prepare_cached(
                         "UPDATE devices SET connected_at = NULL, connected_node = NULL, last_seen_at = ?1
                          WHERE id = ?2 AND connected_node = ?3",
                     )?
-                    .execute(params![ms(now), id.as_str(), node])?;
+                    .execute(params![ms(now), id.as_str(), node])?
+                };
+                if n == 1 {
+                    let event = crate::domain::events::device_connection(&id, &node, connected, now);
+                    events::log_events(conn, &[event])?;
                 }
                 Ok(())
             })
@@ -718,7 +723,19 @@ impl PairingStore for SqliteStore {
                     contact,
                     ms(r.paired_at)
                 ])?;
-                Ok::<_, StoreError>(previous.filter(|p| p != r.device_id.as_str()))
+                let mut logged = Vec::new();
+                let previous = previous.filter(|p| p != r.device_id.as_str());
+                if let Some(p) = previous.as_ref().and_then(|p| DeviceId::parse(p).ok()) {
+                    logged.push(crate::domain::events::unpaired(&p, key, r.paired_at));
+                }
+                logged.push(crate::domain::events::paired(
+                    &r.device_id,
+                    key,
+                    &r.info.register_name,
+                    r.paired_at,
+                ));
+                events::log_events(conn, &logged)?;
+                Ok::<_, StoreError>(previous)
             })
             .await?;
         previous.map(parse_device_id).transpose()
@@ -775,6 +792,7 @@ impl PairingStore for SqliteStore {
         device: &DeviceId,
         register: Option<&RegisterKey>,
         audit: Option<&AuditEntry>,
+        at: DateTime<Utc>,
     ) -> Result<Vec<RegisterKey>, StoreError> {
         let (device, register, audit) = (device.clone(), register.cloned(), audit.cloned());
         self.writer
@@ -804,6 +822,11 @@ impl PairingStore for SqliteStore {
                 if let (false, Some(a)) = (removed.is_empty(), &audit) {
                     accounts::insert_audit(conn, a)?;
                 }
+                let logged: Vec<_> = removed
+                    .iter()
+                    .map(|k| crate::domain::events::unpaired(&device, k, at))
+                    .collect();
+                events::log_events(conn, &logged)?;
                 Ok(removed)
             })
             .await
@@ -816,12 +839,13 @@ impl TransactionStore for SqliteStore {
         &self,
         t: &TransactionRecord,
         events: &[TimelineEvent],
+        logged: &[crate::domain::events::NewEvent],
     ) -> Result<(), InsertError> {
         let (state, deadline, started, completed, completion) = phase_columns(&t.phase)?;
         let request =
             serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = t.clone();
-        let events = events.to_vec();
+        let (events, logged) = (events.to_vec(), logged.to_vec());
         self.writer
             .write(move |conn| {
                 let id = t.id.to_string();
@@ -904,6 +928,7 @@ impl TransactionStore for SqliteStore {
                     Err(e) => return Err(StoreError::from(e).into()),
                 }
                 insert_events(conn, &id, &events)?;
+                events::log_events(conn, &logged)?;
                 if state == "completed" {
                     enqueue_callback(conn, &id)?;
                 }
@@ -1014,10 +1039,11 @@ impl TransactionStore for SqliteStore {
         from: &Phase,
         to: &Phase,
         events: &[TimelineEvent],
+        logged: &[crate::domain::events::NewEvent],
     ) -> Result<bool, StoreError> {
         let (state, deadline, started, completed, completion) = phase_columns(to)?;
         let from = phase_kind(from);
-        let (id, events) = (id.to_string(), events.to_vec());
+        let (id, events, logged) = (id.to_string(), events.to_vec(), logged.to_vec());
         self.writer
             .write(move |conn| {
                 let n = conn
@@ -1032,6 +1058,7 @@ impl TransactionStore for SqliteStore {
                     return Ok(false);
                 }
                 insert_events(conn, &id, &events)?;
+                events::log_events(conn, &logged)?;
                 if state == "completed" {
                     enqueue_callback(conn, &id)?;
                 }
