@@ -250,6 +250,10 @@ pub async fn authenticate(
         None => Principal::Keyless,
     };
     if !principal.allows(scope) {
+        // A route no register may use without a key (events, webhooks) asks for one.
+        if principal == Principal::Keyless {
+            return CredentialError::KeyRequired.into_response();
+        }
         return CredentialError::MissingScope(scope).into_response();
     }
     req.extensions_mut().insert(Credential {

@@ -144,22 +144,6 @@ fn purchase_ref(r: &RegisterKey) -> Vec<(&'static str, &str)> {
     f
 }
 
-async fn key(app: &TestApp, owner: KeyOwner, scopes: &[Scope]) -> String {
-    app.engine
-        .create_api_key(
-            NewApiKey {
-                owner,
-                scopes: Scopes::of(scopes.iter().copied()),
-                label: String::new(),
-                expires_at: None,
-            },
-            &Actor::cli(),
-        )
-        .await
-        .unwrap()
-        .key
-}
-
 /// One request of the table.
 struct Call {
     what: String,

@@ -404,6 +404,27 @@ impl Drop for TestApp {
     }
 }
 
+/// Creates an API key of `owner` with `scopes`; the key as presented.
+pub async fn key(
+    app: &TestApp,
+    owner: cloud::domain::accounts::KeyOwner,
+    scopes: &[cloud::domain::accounts::Scope],
+) -> String {
+    app.engine
+        .create_api_key(
+            cloud::engine::accounts::NewApiKey {
+                owner,
+                scopes: cloud::domain::accounts::Scopes::of(scopes.iter().copied()),
+                label: String::new(),
+                expires_at: None,
+            },
+            &cloud::engine::accounts::Actor::cli(),
+        )
+        .await
+        .unwrap()
+        .key
+}
+
 pub fn register(name: &str) -> RegisterKey {
     RegisterKey {
         register_id: format!("{name}-{}", uuid::Uuid::new_v4()),

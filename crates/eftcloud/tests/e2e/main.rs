@@ -14,6 +14,7 @@ mod config;
 mod connections;
 mod device_protocol;
 mod durability;
+mod events;
 mod extensions;
 mod faults;
 mod harness;
