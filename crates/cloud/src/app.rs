@@ -653,6 +653,12 @@ fn routes(
             "/openapi.json",
             get(pos_api::openapi::serve).fallback(not_found),
         )
+        .route(
+            "/openapi/{file}",
+            get(pos_api::openapi::serve_version).fallback(not_found),
+        )
+        // Every API answer names its version; an unknown one asked for is refused.
+        .route_layer(axum::middleware::from_fn(pos_api::versioning::negotiate))
         .with_state(api);
     let devices = Router::new()
         .route(protocol::device::PATH, get(device_gateway::upgrade))

@@ -2195,6 +2195,309 @@ async fn receipts_race_to_one_delivery_and_one_claim(s: Arc<dyn Store>) {
     );
 }
 
+/// The log after `after` once it holds at least `n` events. On PostgreSQL an event is shown
+/// once every transaction older than its own has ended, in any database of the server (other
+/// tests write meanwhile), so a read just after a commit may come a moment early.
+async fn settled_log(
+    s: &Arc<dyn Store>,
+    after: &cloud::domain::events::Cursor,
+    n: usize,
+) -> Vec<cloud::domain::events::Event> {
+    let everything = cloud::domain::events::Audience::Everything;
+    for _ in 0..500 {
+        let events = s.log_after(after, &everything, &[], 100).await.unwrap();
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the log never held {n} events after {after}");
+}
+
+async fn the_event_log_is_ordered_scoped_and_written_with_its_change(s: Arc<dyn Store>) {
+    use cloud::domain::events::{self as catalogue, Audience, Cursor, EventType};
+    s.insert_device(&device("d1"), None).await.unwrap();
+    let d1 = DeviceId::parse("d1").unwrap();
+    let mid = MerchantId::from_stored("mid".into());
+    // A pairing, a connection, a transaction's creation and completion: each logs in its commit.
+    s.pair_register(&register("r1", "d1")).await.unwrap();
+    s.set_device_connection(&d1, "n1", true, ms_now())
+        .await
+        .unwrap();
+    // Closing a connection another node holds changes nothing, and logs nothing.
+    s.set_device_connection(&d1, "n2", false, ms_now())
+        .await
+        .unwrap();
+    let t = transaction(
+        "d1",
+        Phase::Started {
+            started_at: ms_now(),
+        },
+    );
+    let created = catalogue::for_transaction(None, &t, &t.phase);
+    s.insert_transaction(&t, &[], &created).await.unwrap();
+    let done = completed_at(ms_now());
+    let completed = catalogue::for_transaction(Some(&t.phase), &t, &done);
+    assert!(s
+        .transition(&t.id, &t.phase, &done, &[], &completed)
+        .await
+        .unwrap());
+    // A transition that loses its compare-and-set logs nothing.
+    assert!(!s
+        .transition(&t.id, &t.phase, &done, &[], &completed)
+        .await
+        .unwrap());
+    let all = settled_log(&s, &Cursor::START, 4).await;
+    let kinds: Vec<EventType> = all.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventType::PairingPaired,
+            EventType::DeviceConnected,
+            EventType::TransactionCreated,
+            EventType::TransactionCompleted
+        ]
+    );
+    for w in all.windows(2) {
+        assert!(w[0].cursor < w[1].cursor);
+    }
+    // An event that names only its device takes the device's merchant.
+    assert!(all
+        .iter()
+        .all(|e| e.event.merchant_id.as_ref() == Some(&mid)));
+    assert_eq!(all[3].event, completed[0]);
+    assert_eq!(s.log_head().await.unwrap(), all[3].cursor);
+    // Pages, filters and audiences.
+    let page = s
+        .log_after(&all[1].cursor, &Audience::Everything, &[], 1)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].cursor, all[2].cursor);
+    let only = s
+        .log_after(
+            &Cursor::START,
+            &Audience::Everything,
+            &[EventType::TransactionCompleted, EventType::PairingPaired],
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 2);
+    let vendor = Audience::Vendor("Vendor".into());
+    assert_eq!(
+        s.log_after(&Cursor::START, &vendor, &[], 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let elsewhere = Audience::Merchant(MerchantId::new());
+    assert!(s
+        .log_after(&Cursor::START, &elsewhere, &[], 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.logged_event(&all[0].event.id).await.unwrap().unwrap(),
+        all[0]
+    );
+    assert!(s
+        .logged_event(&catalogue::EventId::new())
+        .await
+        .unwrap()
+        .is_none());
+    // Unpairing logs one event per register removed.
+    s.unpair(&d1, None, None, ms_now()).await.unwrap();
+    let last = settled_log(&s, &all[3].cursor, 1).await;
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].event.kind, EventType::PairingUnpaired);
+    // Retention: everything created before the cut goes.
+    assert_eq!(
+        s.purge_events_before(ms_now() + Duration::seconds(1))
+            .await
+            .unwrap(),
+        5
+    );
+    assert!(s
+        .log_after(&Cursor::START, &Audience::Everything, &[], 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn webhook_endpoints_are_leased_to_one_holder_and_move_with_each_attempt(s: Arc<dyn Store>) {
+    use cloud::domain::events::{Cursor, EventId, TypeFilter};
+    use cloud::domain::webhooks::{Attempt, DeliveryPolicy, Endpoint, EndpointId, Owner, Progress};
+    let now = ms_now();
+    let e = Endpoint {
+        id: EndpointId::new(),
+        owner: Owner::Merchant(MerchantId::from_stored("mid".into())),
+        url: "https://hooks.example.com/x".parse().unwrap(),
+        types: TypeFilter::parse_list("transaction.*,device.connected").unwrap(),
+        description: "till".into(),
+        secret: "whsec_1".into(),
+        previous_secret: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: now,
+        cursor: Cursor { epoch: 0, seq: 7 },
+        attempts: 0,
+        failing_since: None,
+        next_attempt_at: now,
+    };
+    let mid = MerchantId::from_stored("mid".into());
+    let audit_of = |action: &str| audit(action, e.id.as_str(), Some(&mid));
+    s.insert_webhook(&e, &audit_of("webhook.created"))
+        .await
+        .unwrap();
+    assert_eq!(s.webhook(&e.id).await.unwrap().unwrap(), e);
+    assert_eq!(s.webhooks().await.unwrap(), vec![e.clone()]);
+    // One holder at a time, until its lease runs out.
+    let until = now + Duration::seconds(30);
+    assert!(s
+        .lease_webhook(&e.id, "a", now, until)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .lease_webhook(&e.id, "b", now, until)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .lease_webhook(&e.id, "b", until, until + Duration::seconds(30))
+        .await
+        .unwrap()
+        .is_some());
+    let attempt = |delivered: bool, code: u16| Attempt {
+        event_id: EventId::new(),
+        event_type: "transaction.created".into(),
+        attempt: 1,
+        delivered,
+        response_code: Some(code),
+        error: (!delivered).then(|| format!("HTTP {code}")),
+        at: now,
+    };
+    // "a" lost its lease: its attempt records nothing.
+    let advance = Progress::Advance(Cursor { epoch: 0, seq: 9 });
+    assert!(!s
+        .record_webhook_attempt(&e.id, "a", &attempt(true, 200), &advance, until, None)
+        .await
+        .unwrap());
+    assert!(s.webhook_deliveries(&e.id, 10).await.unwrap().is_empty());
+    // "b" fails once (backing off), then delivers: the cursor moves, the failure clears.
+    let failure = DeliveryPolicy::default().after_failure(1, None, now);
+    let failed = Progress::Failed(failure.clone());
+    assert!(s
+        .record_webhook_attempt(&e.id, "b", &attempt(false, 500), &failed, until, None)
+        .await
+        .unwrap());
+    let stored = s.webhook(&e.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.attempts,
+            stored.failing_since,
+            stored.next_attempt_at
+        ),
+        (1, Some(now), failure.next_attempt_at)
+    );
+    // Not due while it backs off.
+    s.release_webhook(&e.id, "b").await.unwrap();
+    assert!(s
+        .lease_webhook(&e.id, "c", now, until)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .lease_webhook(&e.id, "c", failure.next_attempt_at, until)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .record_webhook_attempt(&e.id, "c", &attempt(true, 204), &advance, until, None)
+        .await
+        .unwrap());
+    let stored = s.webhook(&e.id).await.unwrap().unwrap();
+    assert_eq!(stored.cursor, Cursor { epoch: 0, seq: 9 });
+    assert_eq!((stored.attempts, stored.failing_since), (0, None));
+    let log = s.webhook_deliveries(&e.id, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log[0].delivered && !log[1].delivered);
+    assert_eq!(log[1].response_code, Some(500));
+    // Redeliveries queue once, make it due at once, and leave when delivered.
+    let again = EventId::new();
+    assert!(s.queue_redelivery(&e.id, &again, now).await.unwrap());
+    assert!(s.queue_redelivery(&e.id, &again, now).await.unwrap());
+    assert!(!s
+        .queue_redelivery(&EndpointId::new(), &again, now)
+        .await
+        .unwrap());
+    assert_eq!(s.redeliveries(&e.id).await.unwrap(), vec![again.clone()]);
+    let redelivered = Progress::Redelivered(again);
+    assert!(s
+        .record_webhook_attempt(&e.id, "c", &attempt(true, 200), &redelivered, until, None)
+        .await
+        .unwrap());
+    assert!(s.redeliveries(&e.id).await.unwrap().is_empty());
+    // Disabling with its notice; re-enabling clears the failures.
+    let mut failure = DeliveryPolicy::default().after_failure(9, Some(now), now);
+    failure.disable = Some("gone".into());
+    let notice = audit_of("webhook.disabled");
+    assert!(s
+        .record_webhook_attempt(
+            &e.id,
+            "c",
+            &attempt(false, 503),
+            &Progress::Failed(failure),
+            until,
+            Some(&notice)
+        )
+        .await
+        .unwrap());
+    let mut stored = s.webhook(&e.id).await.unwrap().unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(stored.disabled_reason.as_deref(), Some("gone"));
+    assert!(s
+        .lease_webhook(&e.id, "c", now + Duration::days(1), until)
+        .await
+        .unwrap()
+        .is_none());
+    let audited = s
+        .audit(&AuditQuery {
+            action: Some("webhook.disabled".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    stored.enabled = true;
+    stored.disabled_reason = None;
+    stored.previous_secret = Some(("whsec_0".into(), now + Duration::hours(1)));
+    stored.secret = "whsec_2".into();
+    assert!(s
+        .update_webhook(&stored, &audit_of("webhook.changed"))
+        .await
+        .unwrap());
+    let back = s.webhook(&e.id).await.unwrap().unwrap();
+    assert!(back.enabled && back.attempts == 0 && back.failing_since.is_none());
+    assert_eq!(back.secret, "whsec_2");
+    assert_eq!(back.previous_secret, stored.previous_secret);
+    assert_eq!(back.types, e.types);
+    // Deleting takes its log with it.
+    assert!(s
+        .delete_webhook(&e.id, &audit_of("webhook.deleted"))
+        .await
+        .unwrap());
+    assert!(!s
+        .delete_webhook(&e.id, &audit_of("webhook.deleted"))
+        .await
+        .unwrap());
+    assert!(s.webhook(&e.id).await.unwrap().is_none());
+    assert!(s.webhook_deliveries(&e.id, 10).await.unwrap().is_empty());
+}
+
 macro_rules! contract {
     ($($name:ident),*) => {
         mod on_sqlite {
@@ -2252,7 +2555,9 @@ contract!(
     capabilities_and_merchant_terms,
     displays_change_version_only_when_they_change,
     health_history_is_bounded_newest_first,
-    profiles_keep_every_version_and_device_configs_move_only_on_change
+    profiles_keep_every_version_and_device_configs_move_only_on_change,
+    the_event_log_is_ordered_scoped_and_written_with_its_change,
+    webhook_endpoints_are_leased_to_one_holder_and_move_with_each_attempt
 );
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod profiles_admin;
 mod release_key;
 mod serve;
 mod update_admin;
+mod webhooks_admin;
 
 /// mimalloc rather than glibc's malloc: the server allocates per request and per frame on
 /// several threads, where glibc's arenas cost 13% of its CPU under load (perf, `bench load`).
@@ -86,6 +87,12 @@ enum Command {
     /// the admin API of a running cloud).
     #[command(subcommand)]
     Update(update_admin::UpdateCommand),
+    /// Webhook endpoints: create, list, change, rotate their secret, read their delivery log,
+    /// redeliver (through the admin API of a running cloud).
+    #[command(subcommand)]
+    Webhook(webhooks_admin::WebhookCommand),
+    /// A page of the event log (through the admin API of a running cloud).
+    Events(webhooks_admin::EventsArgs),
     /// Run the device-side client (a terminal with a card simulator).
     Terminal(terminal::cli::TerminalArgs),
     /// A POS client: pair a register, run transactions.
@@ -237,6 +244,8 @@ async fn main() -> ExitCode {
         Command::Backup { file, database } => backup(file, database).await,
         Command::ReleaseKey(cmd) => release_key::run(cmd),
         Command::Update(cmd) => update_admin::run(cmd).await,
+        Command::Webhook(cmd) => webhooks_admin::run(cmd).await,
+        Command::Events(args) => webhooks_admin::events(args).await,
         Command::Terminal(args) => terminal::cli::run(args)
             .await
             .map(|()| ExitCode::SUCCESS)

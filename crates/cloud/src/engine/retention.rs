@@ -2,7 +2,8 @@
 //! all that time), then deleted with their timelines by a background sweep. The same sweep
 //! removes devices the virtual terminal page enrolled once they are unused for
 //! `virtual_terminal_ttl`, so that enrollments anyone may ask for cannot fill the store, and
-//! dashboard sessions that ended (idle or too old) without a sign-out.
+//! dashboard sessions that ended (idle or too old) without a sign-out. Catalogue events are kept
+//! as long as transactions, by the same period.
 
 use super::Engine;
 use std::time::Duration;
@@ -31,6 +32,11 @@ impl Engine {
             return 0;
         };
         let before = self.now() - retention;
+        match self.store().purge_events_before(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "retention sweep of the event log"),
+            Err(e) => tracing::error!(error = %e, "retention sweep of the event log failed"),
+        }
         match self.store().purge_completed_before(before).await {
             Ok(0) => 0,
             Ok(n) => {

@@ -102,7 +102,6 @@ fn whole(s: Option<&str>, default: u64, max: u64) -> Option<u64> {
         (status = 401, description = "No key, or an invalid one", body = ErrorBody),
         (status = 403, description = "The key lacks `pos:read`", body = ErrorBody),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn list(
     State(state): State<ApiState>,
@@ -147,13 +146,12 @@ pub async fn list(
     get,
     path = "/v1/events/{id}",
     tag = "eftcloud extensions",
-    params(("id" = String, Path, description = "The event's id, `evt_…`")),
+    params(("id" = String, Path, min_length = 1, description = "The event's id, `evt_…`")),
     responses(
         (status = 200, description = "The event", body = Object),
         (status = 401, description = "No key, or an invalid one", body = ErrorBody),
         (status = 404, description = "No such event for this key", body = ErrorBody),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn one(
     State(state): State<ApiState>,

@@ -22,6 +22,7 @@ pub mod register_status;
 pub mod sale_data;
 pub mod timeline;
 pub mod transaction;
+pub mod versioning;
 pub mod webhook_delivery;
 pub mod webhooks;
 

@@ -61,6 +61,16 @@ decimal strings. See docs/pos-api.md in the repository for examples.",
         super::actions::input,
         super::actions::print,
         super::actions::qr,
+        super::events::list,
+        super::events::one,
+        super::webhooks::create,
+        super::webhooks::list,
+        super::webhooks::get_one,
+        super::webhooks::change,
+        super::webhooks::delete,
+        super::webhooks::rotate,
+        super::webhooks::deliveries,
+        super::webhooks::redeliver,
     ),
     components(schemas(
         TransactionEnvelope,
@@ -92,6 +102,13 @@ decimal strings. See docs/pos-api.md in the repository for examples.",
         protocol::action::Receipts,
         protocol::action::Receipt,
         protocol::action::ReceiptField,
+        super::events::EventsPage,
+        super::webhooks::EndpointView,
+        super::webhooks::AttemptView,
+        super::webhooks::CreateBody,
+        super::webhooks::ChangeBody,
+        super::webhooks::RotateBody,
+        super::webhooks::RedeliverBody,
     )),
     tags(
         (name = "SmartConnect", description = "The routes of the SmartConnect POS API, wire-compatible."),
@@ -100,14 +117,18 @@ decimal strings. See docs/pos-api.md in the repository for examples.",
 )]
 pub struct ApiDoc;
 
-/// The document with this server's public URL as its server.
+/// The document with this server's public URL as its server, for the newest API version.
 pub fn document(public_url: &str) -> Document {
     let mut doc = ApiDoc::openapi();
+    doc.info.version = super::versioning::newest().name.to_string();
     doc.servers = Some(vec![Server::new(public_url.trim_end_matches('/'))]);
     // Every field may come in the query string instead (some clients send an empty body), so
     // no request body is required, whatever the derive concluded from the field types.
     for item in doc.paths.paths.values_mut() {
-        for op in [&mut item.put, &mut item.post].into_iter().flatten() {
+        for op in [&mut item.put, &mut item.post, &mut item.patch]
+            .into_iter()
+            .flatten()
+        {
             if let Some(body) = op.request_body.as_mut() {
                 body.required = Some(Required::False);
             }
@@ -134,15 +155,28 @@ pub fn document(public_url: &str) -> Document {
                 .build(),
         )
     };
-    for item in doc.paths.paths.values_mut() {
-        for op in [&mut item.get, &mut item.put, &mut item.post]
-            .into_iter()
-            .flatten()
+    for (path, item) in doc.paths.paths.iter_mut() {
+        // The `/v1` routes (events, webhooks) take keys only: no register triple names a
+        // merchant's log.
+        let key_only = path.starts_with("/v1/");
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
         {
-            op.security = Some(vec![
-                SecurityRequirement::default(),
-                SecurityRequirement::new("apiKey", Vec::<String>::new()),
-            ]);
+            op.security = Some(if key_only {
+                vec![SecurityRequirement::new("apiKey", Vec::<String>::new())]
+            } else {
+                vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new("apiKey", Vec::<String>::new()),
+                ]
+            });
             let responses = &mut op.responses.responses;
             responses.entry("401".into()).or_insert_with(|| {
                 error()
@@ -166,7 +200,23 @@ pub fn document(public_url: &str) -> Document {
     doc
 }
 
-/// Serves the document.
+/// Serves the document of the newest version (`/openapi.json`).
 pub async fn serve(State(state): State<ApiState>) -> Json<Document> {
     Json(document(state.settings.public_url.as_str()))
+}
+
+/// Serves one version's document (`/openapi/<version>.json`); 404 for a version not served.
+/// Every served version is the newest so far, so each is the same document under its name;
+/// when a version changes the extensions, its own document is kept here.
+pub async fn serve_version(
+    State(state): State<ApiState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Result<Json<Document>, super::error::ApiError> {
+    let version = file
+        .strip_suffix(".json")
+        .and_then(|name| super::versioning::VERSIONS.iter().find(|v| v.name == name))
+        .ok_or(super::error::RouteNotFound)?;
+    let mut doc = document(state.settings.public_url.as_str());
+    doc.info.version = version.name.to_string();
+    Ok(Json(doc))
 }

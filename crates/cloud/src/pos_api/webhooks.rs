@@ -16,6 +16,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use protocol::pos_api::ErrorBody;
 use serde::{Deserialize, Serialize};
 
 /// Why a request is refused, beyond the engine's reasons.
@@ -58,7 +59,7 @@ impl From<WebhookAdminError> for ApiError {
 }
 
 /// An endpoint as the API shows it (its secret only on creation and rotation).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     pub id: String,
@@ -109,7 +110,7 @@ impl EndpointView {
 }
 
 /// One attempt of the delivery log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     pub event_id: String,
@@ -135,7 +136,7 @@ impl From<&Attempt> for AttemptView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateBody {
     pub url: String,
@@ -151,7 +152,7 @@ pub struct CreateBody {
     pub vendor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeBody {
     pub url: Option<String>,
@@ -160,13 +161,13 @@ pub struct ChangeBody {
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateBody {
     pub grace_seconds: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedeliverBody {
     pub event_id: String,
@@ -366,6 +367,23 @@ fn manager(c: &Credential) -> Result<(KeyOwner, Actor), ApiError> {
     }
 }
 
+/// Create a webhook endpoint
+///
+/// eftcloud extension. An endpoint for the key's merchant or vendor (an installation key may
+/// name `merchantId` or `vendor`; without either, the endpoint receives every event). It gets
+/// events logged from now on, in order, signed with its own `secret` (shown here only). Needs
+/// `webhooks:manage`. See docs/events.md.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints",
+    tag = "eftcloud extensions",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The endpoint, with its secret", body = EndpointView),
+        (status = 400, description = "Invalid URL (or, under production, a private target), unknown event type, a body that is not the JSON described (an unknown field, a field given more than once: `duplicate field`)", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit, refused before it is read", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,
@@ -375,6 +393,15 @@ pub async fn create(
     create_as(&state.engine, &owner, &actor, &body).await
 }
 
+/// List webhook endpoints
+///
+/// eftcloud extension. The key's endpoints (an installation key: all), without secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints",
+    tag = "eftcloud extensions",
+    responses((status = 200, description = "`{\"endpoints\": [...]}`", body = Object)),
+)]
 pub async fn list(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,
@@ -382,6 +409,19 @@ pub async fn list(
     list_as(&state.engine, &manager(&c)?.0).await
 }
 
+/// One webhook endpoint
+///
+/// eftcloud extension.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints/{id}",
+    tag = "eftcloud extensions",
+    params(("id" = String, Path, min_length = 1, description = "`we_…`")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint for this key", body = ErrorBody),
+    ),
+)]
 pub async fn get_one(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,
@@ -390,6 +430,23 @@ pub async fn get_one(
     get_as(&state.engine, &manager(&c)?.0, &id).await
 }
 
+/// Change a webhook endpoint
+///
+/// eftcloud extension. Any of `url`, `eventTypes`, `description`, `enabled`; enabling an
+/// endpoint the cloud disabled resumes it from where it stopped.
+#[utoipa::path(
+    patch,
+    path = "/v1/webhook-endpoints/{id}",
+    tag = "eftcloud extensions",
+    params(("id" = String, Path, min_length = 1, description = "`we_…`")),
+    request_body = ChangeBody,
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 400, description = "A body that is not the JSON described (an unknown field, a field given more than once: `duplicate field`), or a bad value", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit, refused before it is read", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this key", body = ErrorBody),
+    ),
+)]
 pub async fn change(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,
@@ -400,6 +457,19 @@ pub async fn change(
     change_as(&state.engine, &owner, &actor, &id, &body).await
 }
 
+/// Delete a webhook endpoint
+///
+/// eftcloud extension. Its delivery log goes with it.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook-endpoints/{id}",
+    tag = "eftcloud extensions",
+    params(("id" = String, Path, min_length = 1, description = "`we_…`")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such endpoint for this key", body = ErrorBody),
+    ),
+)]
 pub async fn delete(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,
@@ -409,6 +479,23 @@ pub async fn delete(
     delete_as(&state.engine, &owner, &actor, &id).await
 }
 
+/// Rotate a webhook endpoint's secret
+///
+/// eftcloud extension. A new secret; the old one still signs beside it for `graceSeconds`
+/// (default 86400, at most a week; 0 drops it at once).
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints/{id}/rotate-secret",
+    tag = "eftcloud extensions",
+    params(("id" = String, Path, min_length = 1, description = "`we_…`")),
+    request_body = RotateBody,
+    responses(
+        (status = 200, description = "`{\"secret\", \"previousSecretExpiresAt\"}`", body = Object),
+        (status = 400, description = "A body that is not the JSON described (an unknown field, a field given more than once: `duplicate field`), or a bad value", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit, refused before it is read", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this key", body = ErrorBody),
+    ),
+)]
 pub async fn rotate(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,
@@ -419,6 +506,24 @@ pub async fn rotate(
     rotate_as(&state.engine, &owner, &actor, &id, &body).await
 }
 
+/// A webhook endpoint's delivery log
+///
+/// eftcloud extension. Its newest attempts, newest first, with response codes.
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-endpoints/{id}/deliveries",
+    tag = "eftcloud extensions",
+    params(
+        ("id" = String, Path, min_length = 1, description = "`we_…`"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+    ),
+    responses(
+        (status = 200, description = "`{\"deliveries\": [...]}`", body = Object),
+        (status = 400, description = "A body that is not the JSON described (an unknown field, a field given more than once: `duplicate field`), or a bad value", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit, refused before it is read", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this key", body = ErrorBody),
+    ),
+)]
 pub async fn deliveries(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,
@@ -429,6 +534,22 @@ pub async fn deliveries(
     deliveries_as(&state.engine, &manager(&c)?.0, &id, limit).await
 }
 
+/// Redeliver an event
+///
+/// eftcloud extension. Delivers an event the endpoint receives again, ahead of its queue.
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-endpoints/{id}/redeliver",
+    tag = "eftcloud extensions",
+    params(("id" = String, Path, min_length = 1, description = "`we_…`")),
+    request_body = RedeliverBody,
+    responses(
+        (status = 202, description = "`{\"queued\": 1}`", body = Object),
+        (status = 400, description = "A body that is not the JSON described (an unknown field, a field given more than once: `duplicate field`), or a bad value", body = ErrorBody),
+        (status = 413, description = "Request body over the server's limit, refused before it is read", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this key", body = ErrorBody),
+    ),
+)]
 pub async fn redeliver(
     State(state): State<super::ApiState>,
     Extension(c): Extension<Credential>,

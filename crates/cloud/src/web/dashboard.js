@@ -1,7 +1,7 @@
 // eftcloud operator dashboard: devices, registers and transactions, live over server-sent
 // events (read with fetch, so a token travels in a header, not in the URL); a device's health
 // history and effective configuration; configuration profiles at each level; software update
-// campaigns (the operator's); API keys, the audit log and the people of the installation. Signed in with an email and password (a
+// campaigns (the operator's); webhook endpoints and their deliveries; API keys, the audit log and the people of the installation. Signed in with an email and password (a
 // session cookie the page cannot read, plus a CSRF token it sends with every change), or with
 // an admin token or API key. Plain JavaScript, no build step, no external resources.
 'use strict';
@@ -30,6 +30,7 @@
     { scope: 'pos:refund', label: 'pos:refund: refunds', pos: true },
     { scope: 'devices:manage', label: 'devices:manage: see, rotate, revoke devices', pos: false },
     { scope: 'reports:read', label: 'reports:read: the dashboard, read only', pos: false },
+    { scope: 'webhooks:manage', label: 'webhooks:manage: webhook endpoints', pos: true },
     { scope: 'admin', label: 'admin: everything, keys and audit included', pos: false },
   ];
   const FOLLOW_UP_STATES = { in_flight: 'in flight', approved: 'approved', not_approved: 'not approved' };
@@ -58,6 +59,7 @@
   let configTarget = null; // { level, id, label }: the profile the configuration view shows
   let configProfile = {}; // that profile as stored (Undo returns to it)
   let configLoads = 0;
+  let webhookShown = null; // the endpoint whose deliveries are open
   let campaign = null; // the campaign whose detail is open
   let campaignLoads = 0;
   let artifactList = [];
@@ -278,12 +280,15 @@
     deviceLoads += 1;
     configLoads += 1;
     campaignLoads += 1;
-    for (const id of ['device-panel', 'campaign-panel', 'config-profile-panel', 'config-effective-panel', 'config-history-panel']) $(id).hidden = true;
+    webhookShown = null;
+    for (const id of ['device-panel', 'campaign-panel', 'config-profile-panel', 'config-effective-panel', 'config-history-panel',
+      'webhook-deliveries-panel', 'webhook-secret']) $(id).hidden = true;
     for (const id of ['device-error', 'api-keys-error', 'api-key-form-error', 'audit-error', 'users-error', 'device-detail-error',
       'config-pick-error', 'config-error', 'config-result', 'config-effective-error', 'config-history-error', 'updates-error',
-      'campaign-error', 'campaign-result', 'campaign-form-error']) $(id).textContent = '';
+      'campaign-error', 'campaign-result', 'campaign-form-error', 'webhooks-error', 'webhook-form-error', 'webhook-deliveries-error',
+      'webhook-secret-value']) $(id).textContent = '';
     for (const id of ['api-keys', 'audit', 'users', 'device-health', 'device-config', 'config-effective', 'config-history', 'cfg-surcharges',
-      'campaigns', 'campaign-devices', 'campaign-steps', 'artifacts', 'release-keys']) $(id).tBodies[0].replaceChildren();
+      'campaigns', 'campaign-devices', 'campaign-steps', 'artifacts', 'release-keys', 'webhooks', 'webhook-deliveries']) $(id).tBodies[0].replaceChildren();
     $('config-level').value = can.operator ? 'operator' : 'merchants';
     $('campaign-form').reset();
     $('campaign-create-panel').hidden = !can.admin;
@@ -291,7 +296,8 @@
     const tabs = [{ id: 'overview', label: 'Overview' }, { id: 'config', label: 'Configuration' }];
     if (can.operator) tabs.push({ id: 'updates', label: 'Updates' });
     if (can.admin) {
-      tabs.push({ id: 'api-keys', label: 'API keys' }, { id: 'audit', label: 'Audit log' }, { id: 'users', label: 'People' });
+      tabs.push({ id: 'webhooks', label: 'Webhooks' }, { id: 'api-keys', label: 'API keys' }, { id: 'audit', label: 'Audit log' },
+        { id: 'users', label: 'People' });
     }
     $('tabs').replaceChildren(...tabs.map((t) => {
       const b = el('button', { type: 'button', id: `tab-${t.id}`, class: 'tab', 'data-view': t.id }, t.label);
@@ -331,6 +337,7 @@
     fill($('merchant-filter'), 'All merchants');
     fill($('audit-merchant'), 'Any');
     fill($('key-merchant'), null);
+    fill($('webhook-merchant'), 'The whole installation');
     buildCampaignMerchants();
   }
 
@@ -353,6 +360,7 @@
     if (id === 'users') loadUsers();
     if (id === 'config') prepareConfig();
     if (id === 'updates') refreshMerchants().then(loadUpdates);
+    if (id === 'webhooks') refreshMerchants().then(loadWebhooks);
   }
 
   async function signInWithPassword(email, password) {
@@ -617,6 +625,7 @@
     if (!$('view-overview').hidden) renderDevices();
     if (!$('view-api-keys').hidden) renderApiKeys();
     if (!$('view-updates').hidden && campaign) renderCampaignActions();
+    if (!$('view-webhooks').hidden) renderWebhooks();
   }
 
   // The latest health report in a few words; a battery about to die or a printer without paper
@@ -1539,6 +1548,146 @@
     showView('config');
   }
 
+  // ---- webhook endpoints -----------------------------------------------------------------------
+  let webhooks = [];
+
+  async function loadWebhooks() {
+    $('webhooks-error').textContent = '';
+    $('webhook-merchant-wrap').hidden = !can.allMerchants;
+    try {
+      webhooks = (await api('/admin/webhooks')).endpoints;
+    } catch (e) {
+      $('webhooks-error').textContent = e.message;
+      webhooks = [];
+    }
+    renderWebhooks();
+  }
+
+  function webhookState(w) {
+    if (!w.enabled) return w.disabledReason ? `Disabled: ${w.disabledReason}` : 'Disabled';
+    if (w.failingSince) return `Failing since ${when(w.failingSince)} (${w.attempts} attempts)`;
+    return 'Enabled';
+  }
+
+  function renderWebhooks() {
+    $('webhooks-count').textContent = `(${webhooks.length})`;
+    $('webhooks-none').hidden = webhooks.length > 0;
+    $('webhooks').tBodies[0].replaceChildren(...webhooks.map((w) => {
+      const owner = w.merchantId ? merchantName(w.merchantId) : w.vendor ? `Vendor ${w.vendor}` : 'Installation';
+      const state = !w.enabled ? 'disabled' : w.failingSince ? 'failing' : 'enabled';
+      const toggle = el('button', { type: 'button', class: 'webhook-toggle', 'data-endpoint': w.id }, w.enabled ? 'Disable' : 'Enable');
+      toggle.addEventListener('click', () => changeWebhook(w.id, { enabled: !w.enabled }));
+      const log = el('button', { type: 'button', class: 'webhook-log', 'data-endpoint': w.id }, 'Deliveries');
+      log.addEventListener('click', () => showDeliveries(w.id));
+      return el('tr', { 'data-endpoint': w.id, 'data-state': state },
+        el('td', { class: 'mono', title: w.id }, shortId(w.id)),
+        el('td', { class: 'mono' }, w.url),
+        el('td', {}, w.eventTypes.join(', ')),
+        el('td', {}, owner),
+        el('td', {}, el('span', { class: `key-status ${state === 'enabled' ? 'active' : 'revoked'}` }, webhookState(w))),
+        el('td', { class: 'actions' }, log, toggle,
+          confirmButton(`rotate:${w.id}`, { class: 'webhook-rotate', 'data-endpoint': w.id }, 'Rotate secret', 'Confirm rotate', () => rotateWebhook(w.id)),
+          confirmButton(`delete:${w.id}`, { class: 'webhook-delete danger', 'data-endpoint': w.id }, 'Delete', 'Confirm delete', () => deleteWebhook(w.id))));
+    }));
+  }
+
+  function showWebhookSecret(id, secret) {
+    $('webhook-secret-id').textContent = id;
+    $('webhook-secret-value').textContent = secret;
+    $('webhook-secret-copy').textContent = 'Copy';
+    $('webhook-secret').hidden = false;
+  }
+
+  async function createWebhook() {
+    $('webhook-form-error').textContent = '';
+    const body = { url: $('webhook-url').value.trim(), description: $('webhook-description').value.trim() };
+    const types = $('webhook-types').value.split(',').map((t) => t.trim()).filter(Boolean);
+    if (types.length) body.eventTypes = types;
+    if (can.allMerchants && $('webhook-merchant').value) body.merchantId = $('webhook-merchant').value;
+    $('webhook-create').disabled = true;
+    try {
+      const created = await api('/admin/webhooks', { method: 'POST', body });
+      showWebhookSecret(created.id, created.secret);
+      $('webhook-form').reset();
+      await loadWebhooks();
+    } catch (e) {
+      $('webhook-form-error').textContent = e.message;
+    } finally {
+      $('webhook-create').disabled = false;
+    }
+  }
+
+  async function changeWebhook(id, body) {
+    $('webhooks-error').textContent = '';
+    try {
+      await api(`/admin/webhooks/${encodeURIComponent(id)}`, { method: 'PATCH', body });
+    } catch (e) {
+      $('webhooks-error').textContent = `${id}: ${e.message}`;
+    }
+    await loadWebhooks();
+  }
+
+  async function rotateWebhook(id) {
+    $('webhooks-error').textContent = '';
+    try {
+      const r = await api(`/admin/webhooks/${encodeURIComponent(id)}/rotate-secret`, { method: 'POST', body: {} });
+      showWebhookSecret(id, r.secret);
+    } catch (e) {
+      $('webhooks-error').textContent = `${id}: ${e.message}`;
+    }
+    await loadWebhooks();
+  }
+
+  async function deleteWebhook(id) {
+    $('webhooks-error').textContent = '';
+    try {
+      await api(`/admin/webhooks/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      if (webhookShown === id) closeDeliveries();
+    } catch (e) {
+      $('webhooks-error').textContent = `${id}: ${e.message}`;
+    }
+    await loadWebhooks();
+  }
+
+  function closeDeliveries() {
+    webhookShown = null;
+    $('webhook-deliveries-panel').hidden = true;
+  }
+
+  async function showDeliveries(id) {
+    webhookShown = id;
+    $('webhook-deliveries-title').textContent = `Deliveries of ${shortId(id)}`;
+    $('webhook-deliveries-panel').hidden = false;
+    $('webhook-deliveries-error').textContent = '';
+    let log = [];
+    try {
+      log = (await api(`/admin/webhooks/${encodeURIComponent(id)}/deliveries?limit=100`)).deliveries;
+    } catch (e) {
+      $('webhook-deliveries-error').textContent = e.message;
+    }
+    if (webhookShown !== id) return;
+    $('webhook-deliveries').tBodies[0].replaceChildren(...log.map((d) => {
+      const again = el('button', { type: 'button', class: 'webhook-redeliver', 'data-event': d.eventId }, 'Redeliver');
+      again.addEventListener('click', async () => {
+        try {
+          await api(`/admin/webhooks/${encodeURIComponent(id)}/redeliver`, { method: 'POST', body: { eventId: d.eventId } });
+          again.textContent = 'Queued';
+          again.disabled = true;
+        } catch (e) {
+          $('webhook-deliveries-error').textContent = e.message;
+        }
+      });
+      const outcome = d.delivered ? `Delivered (HTTP ${d.responseCode})` : `Failed: ${d.error || `HTTP ${d.responseCode}`}`;
+      return el('tr', { 'data-delivered': String(d.delivered) },
+        el('td', { title: d.at }, when(d.at)),
+        el('td', { class: 'mono', title: d.eventId }, shortId(d.eventId)),
+        el('td', {}, d.eventType),
+        el('td', { class: 'num' }, String(d.attempt)),
+        el('td', {}, outcome),
+        el('td', { class: 'actions' }, again));
+    }));
+  }
+
   // ---- software updates ------------------------------------------------------------------------
   const DEVICE_UPDATE_STATES = ['pending', 'offered', 'installed', 'failed', 'rollback_pending', 'rollback_offered', 'rolled_back', 'rollback_failed'];
   const CAMPAIGN_DONE = {
@@ -1926,6 +2075,16 @@
     fillProfileForm(configProfile);
   });
   $('campaign-close').addEventListener('click', closeCampaign);
+  $('webhook-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    createWebhook();
+  });
+  $('webhook-deliveries-close').addEventListener('click', closeDeliveries);
+  $('webhook-secret-copy').addEventListener('click', () => copy('webhook-secret-value', 'webhook-secret-copy'));
+  $('webhook-secret-dismiss').addEventListener('click', () => {
+    $('webhook-secret').hidden = true;
+    $('webhook-secret-value').textContent = '';
+  });
   $('campaign-rollback-form').addEventListener('submit', (ev) => ev.preventDefault());
   $('campaign-form').addEventListener('submit', (ev) => {
     ev.preventDefault();

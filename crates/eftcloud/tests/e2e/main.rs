@@ -29,6 +29,7 @@ mod profiles;
 mod receipts;
 mod release_key;
 mod restart;
+mod sdk;
 mod security;
 mod security_access;
 mod self_update;

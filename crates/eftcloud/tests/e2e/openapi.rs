@@ -31,6 +31,16 @@ const POS_ROUTES: &[(&str, &str)] = &[
     ("post", "/pos/register/input"),
     ("post", "/pos/register/print"),
     ("post", "/pos/register/qr"),
+    ("get", "/v1/events"),
+    ("get", "/v1/events/{id}"),
+    ("post", "/v1/webhook-endpoints"),
+    ("get", "/v1/webhook-endpoints"),
+    ("get", "/v1/webhook-endpoints/{id}"),
+    ("patch", "/v1/webhook-endpoints/{id}"),
+    ("delete", "/v1/webhook-endpoints/{id}"),
+    ("post", "/v1/webhook-endpoints/{id}/rotate-secret"),
+    ("get", "/v1/webhook-endpoints/{id}/deliveries"),
+    ("post", "/v1/webhook-endpoints/{id}/redeliver"),
 ];
 
 /// Lower case, with every `{param}` name erased: `/POS/Pairing/{pairingCode}` and
@@ -100,8 +110,12 @@ async fn openapi_document_covers_every_pos_route() {
         let r = app.http.request(m, &url).send().await.unwrap();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         assert_ne!(body["error"], "Not found", "{method} {path} is not routed");
-        let wrong = if *method == "get" { "DELETE" } else { "GET" };
-        let wrong = reqwest::Method::from_bytes(wrong.as_bytes()).unwrap();
+        // A method the path does not serve at all.
+        let wrong = ["get", "put", "post", "delete"]
+            .into_iter()
+            .find(|m| !POS_ROUTES.iter().any(|(rm, rp)| rp == path && rm == m))
+            .unwrap();
+        let wrong = reqwest::Method::from_bytes(wrong.to_uppercase().as_bytes()).unwrap();
         let r = app.http.request(wrong, &url).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "{path} with the wrong method");
     }
@@ -236,4 +250,69 @@ async fn openapi_document_covers_every_pos_route() {
             p["description"]
         );
     }
+}
+
+#[tokio::test]
+async fn api_versions_are_chosen_by_header_echoed_and_documented_per_version() {
+    let app = spawn_app().await;
+    let (_, reg) = paired_terminal(&app, "dev-versions").await;
+    let status_of = |version: Option<&'static str>, path: &str| {
+        let mut r = app.http.get(app.url(path));
+        if let Some(v) = version {
+            r = r.header("Eftcloud-Version", v);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    let q = format!(
+        "/pos/register?POSRegisterID={}&POSBusinessName={}&POSVendorName={}",
+        reg.register_id, reg.business_name, reg.vendor_name
+    );
+    // No header: the newest version, named on the answer; the SmartConnect surface too.
+    for path in [q.as_str(), "/openapi.json"] {
+        let r = status_of(None, path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["eftcloud-version"], "2026-12-01", "{path}");
+        assert!(r.headers().get("deprecation").is_none());
+        assert!(r.headers().get("sunset").is_none());
+    }
+    let r = status_of(Some("2026-12-01"), &q).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["eftcloud-version"], "2026-12-01");
+    // An unknown version is refused before anything runs, saying which exist.
+    let r = status_of(Some("2019-01-01"), &q).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "Unknown API version '2019-01-01': supported: 2026-12-01"
+    );
+    // A transaction under an unknown version is not started.
+    let r = app
+        .http
+        .post(app.url("/POS/Transaction"))
+        .header("Eftcloud-Version", "nope")
+        .form(&purchase(&reg, "1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (_, status) = app.get_json(&app.url(&q)).await;
+    assert_eq!(status["busy"], false, "{status}");
+    // Each version's document, by name; an unknown one is 404.
+    let (s, doc) = app.get_json(&app.url("/openapi/2026-12-01.json")).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["info"]["version"], "2026-12-01");
+    assert!(doc["paths"].get("/v1/events").is_some());
+    let (_, newest) = app.get_json(&app.url("/openapi.json")).await;
+    assert_eq!(newest["info"]["version"], "2026-12-01");
+    assert_eq!(
+        app.get_json(&app.url("/openapi/2019-01-01.json")).await.0,
+        404
+    );
+    assert_eq!(app.get_json(&app.url("/openapi/2026-12-01")).await.0, 404);
+    // The key-only routes say so in the document.
+    assert_eq!(
+        doc["paths"]["/v1/events"]["get"]["security"],
+        serde_json::json!([{"apiKey": []}])
+    );
 }
