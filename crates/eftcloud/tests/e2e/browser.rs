@@ -3838,3 +3838,89 @@ async fn the_device_detail_shows_its_health_history_and_configuration() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_dashboard_manages_webhook_endpoints_and_shows_their_deliveries() {
+    let app = spawn_app_with(Opts::default()).await;
+    add_person(
+        &app,
+        "wendy@example.com",
+        cloud::domain::people::Role::Owner,
+        None,
+    )
+    .await;
+    let (terminal, reg) = crate::harness::paired_terminal(&app, "dev-hooks-ui").await;
+    let (url, receiver) = crate::events::start_receiver(0).await;
+    let dashboard = app.url("/dashboard");
+    let app = std::sync::Arc::new(app);
+    let a = app.clone();
+    with_browser(|c| async move {
+        c.goto(&dashboard).await.unwrap();
+        sign_in_with_password(&c, "wendy@example.com", PASSWORD).await;
+        signed_in_as(&c, "owner").await;
+        click(&c, "tab-webhooks").await;
+        wait_js(&c, "the empty list", "document.getElementById('webhooks-count').textContent", |v| {
+            v == &json!("(0)")
+        })
+        .await;
+        type_into(&c, "webhook-url", &url).await;
+        type_into(&c, "webhook-types", "transaction.completed").await;
+        click(&c, "webhook-create").await;
+        let secret = wait_js(
+            &c,
+            "the secret, shown once",
+            "document.getElementById('webhook-secret').hidden ? '' \
+             : document.getElementById('webhook-secret-value').textContent",
+            |v| v.as_str().is_some_and(|s| s.starts_with("whsec_")),
+        )
+        .await;
+        let rows = "Array.from(document.querySelectorAll('#webhooks tbody tr'))\
+                    .map(r => [r.dataset.endpoint, r.dataset.state, r.textContent])";
+        let row = wait_js(&c, "the endpoint listed", rows, |v| {
+            v.as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+        let id = row[0][0].as_str().unwrap().to_string();
+        assert_eq!(row[0][1], "enabled");
+        let text = row[0][2].as_str().unwrap();
+        assert!(text.contains(&url) && text.contains("transaction.completed"), "{text}");
+        assert!(!text.contains(secret.as_str().unwrap()), "the list never shows the secret");
+        click(&c, "webhook-secret-dismiss").await;
+        assert_eq!(text_of(&c, "webhook-secret-value").await, "");
+
+        // A payment completes: the endpoint gets it, and the delivery log shows it.
+        let tx = crate::events::purchase_done(&a, &reg, "1000").await;
+        let got = receiver.wait_for(1).await;
+        assert!(got[0].1.contains(&tx));
+        click_css(&c, &format!("button.webhook-log[data-endpoint='{id}']")).await;
+        let deliveries = "Array.from(document.querySelectorAll('#webhook-deliveries tbody tr'))\
+                          .map(r => [r.dataset.delivered, r.textContent])";
+        let log = wait_js(&c, "the delivery", deliveries, |v| {
+            v.as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+        assert_eq!(log[0][0], "true");
+        assert!(log[0][1].as_str().unwrap().contains("Delivered (HTTP 204)"), "{log}");
+        screenshot(&c, "dashboard-webhooks").await;
+        // Redelivered on a click.
+        click_css(&c, "button.webhook-redeliver").await;
+        receiver.wait_for(2).await;
+        // Disabled, then deleted (a second click confirms).
+        click_css(&c, &format!("button.webhook-toggle[data-endpoint='{id}']")).await;
+        wait_js(&c, "the endpoint disabled", rows, |v| v[0][1] == json!("disabled")).await;
+        for _ in 0..2 {
+            c.execute(
+                &format!("document.querySelector(\"button.webhook-delete[data-endpoint='{id}']\").click()"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        }
+        wait_js(&c, "the endpoint gone", "document.getElementById('webhooks-count').textContent", |v| {
+            v == &json!("(0)")
+        })
+        .await;
+    })
+    .await;
+    terminal.stop().await;
+}

@@ -109,7 +109,7 @@ fn assert_ordered_once(events: &[serde_json::Value]) {
 }
 
 /// Runs a purchase through `pos` to its completion; its transaction id.
-async fn purchase_done(pos: &TestApp, reg: &RegisterKey, amount: &str) -> String {
+pub(crate) async fn purchase_done(pos: &TestApp, reg: &RegisterKey, amount: &str) -> String {
     let (s, env) = pos
         .post_form("/POS/Transaction", &purchase(reg, amount))
         .await;
@@ -482,8 +482,8 @@ async fn events_replay_without_gaps_or_repeats_across_two_nodes_writing_at_once(
 
 /// A webhook receiver: records every request; answers 500 while `failing` says so.
 #[derive(Clone, Default)]
-struct Receiver {
-    seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+pub(crate) struct Receiver {
+    pub seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     /// Requests still to fail (`usize::MAX`: all of them).
     failing: Arc<Mutex<usize>>,
 }
@@ -499,7 +499,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
     }
 }
 
-async fn start_receiver(failing: usize) -> (String, Receiver) {
+pub(crate) async fn start_receiver(failing: usize) -> (String, Receiver) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let r = Receiver::default();
@@ -512,7 +512,7 @@ async fn start_receiver(failing: usize) -> (String, Receiver) {
 }
 
 impl Receiver {
-    async fn wait_for(&self, n: usize) -> Vec<(HeaderMap, String)> {
+    pub async fn wait_for(&self, n: usize) -> Vec<(HeaderMap, String)> {
         eventually(&format!("{n} webhook requests"), || async {
             let seen = self.seen.lock().unwrap();
             (seen.len() >= n).then(|| seen.clone())
