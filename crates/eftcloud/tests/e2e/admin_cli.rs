@@ -216,3 +216,113 @@ async fn profiles_and_campaigns_from_the_command_line() {
     assert_eq!(code, 0);
     assert!(out.contains(&campaign) && out.contains("paused"), "{out}");
 }
+
+#[tokio::test]
+async fn webhooks_and_the_event_log_from_the_command_line() {
+    let app = spawn_app_with(Opts {
+        admin_token: Some(TOKEN.into()),
+        ..Opts::default()
+    })
+    .await;
+    let (terminal, reg) = paired_terminal(&app, "cli-hooks").await;
+    let (url, receiver) = crate::events::start_receiver(0).await;
+    let (code, out, err) = eftcloud(
+        &app,
+        &[
+            "webhook",
+            "create",
+            &url,
+            "--types",
+            "transaction.*",
+            "--description",
+            "tills",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.split_whitespace().next().unwrap().to_string();
+    assert!(id.starts_with("we_"), "{out}");
+    assert!(
+        out.contains("[transaction.*]") && out.contains("installation") && out.contains("enabled"),
+        "{out}"
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("signing secret (shown once): "))
+        .unwrap()
+        .to_string();
+    assert!(secret.starts_with("whsec_"));
+    let (code, out, _) = eftcloud(&app, &["webhook", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&id) && !out.contains(&secret), "{out}");
+
+    let tx = crate::events::purchase_done(&app, &reg, "1000").await;
+    let got = receiver.wait_for(2).await;
+    assert!(got.iter().all(|(_, body)| body.contains(&tx)));
+    let (code, out, _) = eftcloud(&app, &["webhook", "deliveries", &id]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("delivered 204")).count(),
+        2,
+        "{out}"
+    );
+    let event = out
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (code, out, err) = eftcloud(&app, &["webhook", "redeliver", &id, &event]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    receiver.wait_for(3).await;
+    let (code, out, _) = eftcloud(
+        &app,
+        &["webhook", "rotate-secret", &id, "--grace-seconds", "60"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("new signing secret") && out.contains("previous secret signs too until"),
+        "{out}"
+    );
+    let (code, out, _) = eftcloud(&app, &["webhook", "update", &id, "--disable"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("disabled"), "{out}");
+
+    // The event log, a page at a time, from where the last page ended.
+    let (code, out, _) = eftcloud(&app, &["events", "--limit", "2"]).await;
+    assert_eq!(code, 0);
+    let next = out
+        .lines()
+        .find_map(|l| l.strip_prefix("next cursor: "))
+        .unwrap()
+        .to_string();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (code, out, _) = eftcloud(
+        &app,
+        &["events", "--after", &next, "--types", "transaction.*"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("transaction.created")
+            && out.contains("transaction.completed")
+            && out.contains(&tx),
+        "{out}"
+    );
+    // Bad input: a clear message and a non-zero exit.
+    let (code, _, err) = eftcloud(&app, &["events", "--after", "nope"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Malformed cursor"), "{err}");
+    let (code, _, err) = eftcloud(&app, &["webhook", "create", "ftp://x/y"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Invalid webhook URL"), "{err}");
+    let (code, out, err) = eftcloud(&app, &["webhook", "delete", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = eftcloud(&app, &["webhook", "delete", &id]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+    terminal.stop().await;
+}
