@@ -190,6 +190,12 @@ class LiveCloud(unittest.TestCase):
         self.assertEqual(unauthenticated.exception.status, 401)
         with self.assertRaises(NotFoundError):
             self.client.lookup(pos_reference=f"never-used-{uuid.uuid4()}")
+        # The version header is sent: one the cloud does not serve is refused.
+        unversioned = Client(
+            str(BASE_URL), api_key=API_KEY, register=self.register, api_version="1999-01-01"
+        )
+        with self.assertRaisesRegex(InvalidRequestError, "Unknown API version '1999-01-01'"):
+            unversioned.register_status()
         with self.assertRaisesRegex(InvalidRequestError, "AmountTotal"):
             self.client.purchase(0)
         unpaired = Client(

@@ -110,6 +110,12 @@ describe('live: the SDK against a running cloud', { skip, timeout: 90_000 }, () 
       return true;
     });
     await assert.rejects(client.lookup({ posReference: `never-used-${randomUUID()}` }), NotFoundError);
+    // The version header is sent: one the cloud does not serve is refused.
+    const unversioned = new EftcloudClient({ baseUrl, apiKey, register, apiVersion: '1999-01-01' });
+    await assert.rejects(unversioned.registerStatus(), {
+      name: 'InvalidRequestError',
+      message: /Unknown API version '1999-01-01'/,
+    });
     await assert.rejects(client.purchase(0), (error) => {
       assert.ok(error instanceof InvalidRequestError, `${error}`);
       assert.match(error.message, /AmountTotal/);
