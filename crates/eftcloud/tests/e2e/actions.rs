@@ -791,20 +791,11 @@ on_both_stores!(
 )]
 #[tokio::test]
 async fn actions_asked_on_one_node_reach_a_device_on_another() {
-    let Some(nats) = nats_url_or_skip("actions across nodes") else {
+    let Some(env) = ClusterEnv::new("actions across nodes").await else {
         return;
     };
-    let Some(db) = FreshDatabase::create("actions across nodes").await else {
-        return;
-    };
-    let opts = |node: &str| Opts {
-        database_url: Some(db.url.clone()),
-        nats_url: Some(nats.clone()),
-        node: node.into(),
-        ..Opts::default()
-    };
-    let a = spawn_app_with(opts("node-a")).await;
-    let b = spawn_app_with(opts("node-b")).await;
+    let a = spawn_app_with(env.node("node-a")).await;
+    let b = spawn_app_with(env.node("node-b")).await;
     let (mut d, reg) = counter(&a, "far-1").await;
     // The cart, through B.
     let (status, shown) = b

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use cloud::domain::accounts::{KeyOwner, MerchantId, Scope};
-use eftcloud_testing::FreshDatabase;
 use protocol::RegisterKey;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -72,6 +71,23 @@ async fn replay(
             return (all, cursor);
         }
     }
+}
+
+/// Starts a held `GET /v1/events?<query>`; resolves to how long it was held and its page.
+fn long_poll(
+    app: &TestApp,
+    key: &str,
+    query: &str,
+) -> tokio::task::JoinHandle<(Duration, serde_json::Value)> {
+    let request = app
+        .http
+        .get(app.url(&format!("/v1/events?{query}")))
+        .bearer_auth(key);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let page = request.send().await.unwrap().json().await.unwrap();
+        (started.elapsed(), page)
+    })
 }
 
 /// A cursor as its (epoch, seq) pair, to check the order.
@@ -296,26 +312,7 @@ async fn events_replay_from_a_cursor_without_gaps_or_repeats_across_a_crash() {
     assert_eq!(&whole[..before.len()], &before[..]);
 
     // Long-poll: held until the next event, then answered at once.
-    let waiting = {
-        let (http, url, all) = (
-            cloud.http.clone(),
-            cloud.url(&format!("/v1/events?after={last}&wait=20")),
-            all.clone(),
-        );
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let page: serde_json::Value = http
-                .get(url)
-                .bearer_auth(all)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (started.elapsed(), page)
-        })
-    };
+    let waiting = long_poll(&cloud, &all, &format!("after={last}&wait=20"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "held while nothing happens");
     let id = purchase_done(&cloud, &reg, "1500").await;
@@ -348,20 +345,11 @@ async fn events_replay_from_a_cursor_without_gaps_or_repeats_across_a_crash() {
 )]
 #[tokio::test]
 async fn events_replay_without_gaps_or_repeats_across_two_nodes_writing_at_once() {
-    let Some(nats) = nats_url_or_skip("events across nodes") else {
+    let Some(env) = ClusterEnv::new("events across nodes").await else {
         return;
     };
-    let Some(db) = FreshDatabase::create("events across nodes").await else {
-        return;
-    };
-    let opts = |node: &str| Opts {
-        database_url: Some(db.url.clone()),
-        nats_url: Some(nats.clone()),
-        node: node.into(),
-        ..Opts::default()
-    };
-    let a = spawn_app_with(opts("node-a")).await;
-    let b = spawn_app_with(opts("node-b")).await;
+    let a = spawn_app_with(env.node("node-a")).await;
+    let b = spawn_app_with(env.node("node-b")).await;
     let all = key(&a, KeyOwner::Installation, &[Scope::PosRead]).await;
     // Two devices on A, their registers paired and driven through B: every request crosses
     // NATS, and both nodes write events at once (B the creations, A the completions).
@@ -448,28 +436,11 @@ async fn events_replay_without_gaps_or_repeats_across_two_nodes_writing_at_once(
 
     // Long-poll on A, woken by a creation on B (announced over NATS).
     let (_, tail) = replay(&a, &all, "0-0", 500).await;
-    let waiting = {
-        let (http, url, all) = (
-            a.http.clone(),
-            a.url(&format!(
-                "/v1/events?after={tail}&wait=20&types=transaction.created"
-            )),
-            all.clone(),
-        );
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let page: serde_json::Value = http
-                .get(url)
-                .bearer_auth(all)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (started.elapsed(), page)
-        })
-    };
+    let waiting = long_poll(
+        &a,
+        &all,
+        &format!("after={tail}&wait=20&types=transaction.created"),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     purchase_done(&b, &registers[0], "2400").await;
     let (took, page) = waiting.await.unwrap();

@@ -202,6 +202,31 @@ pub fn nats_url_or_skip(what: &str) -> Option<String> {
 }
 
 /// A clock stopped at the current time, for [`Opts::clock`]: the test moves it.
+/// A fresh PostgreSQL database and the NATS server of a cluster test; none (the test says it
+/// was skipped) without `EFTCLOUD_TEST_DATABASE_URL` and `EFTCLOUD_TEST_NATS_URL`.
+pub struct ClusterEnv {
+    pub db: eftcloud_testing::FreshDatabase,
+    pub nats: String,
+}
+
+impl ClusterEnv {
+    pub async fn new(what: &str) -> Option<Self> {
+        let nats = nats_url_or_skip(what)?;
+        let db = eftcloud_testing::FreshDatabase::create(what).await?;
+        Some(Self { db, nats })
+    }
+
+    /// The options of a node called `name` on this database and NATS.
+    pub fn node(&self, name: &str) -> Opts {
+        Opts {
+            database_url: Some(self.db.url.clone()),
+            nats_url: Some(self.nats.clone()),
+            node: name.into(),
+            ..Opts::default()
+        }
+    }
+}
+
 pub fn manual_clock() -> Arc<cloud::domain::ManualClock> {
     // Whole milliseconds, as the store keeps times.
     let now = chrono::Utc::now();

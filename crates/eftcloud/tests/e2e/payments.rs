@@ -6,7 +6,6 @@
 use crate::harness::*;
 use cloud::domain::accounts::{KeyOwner, Scope, Scopes};
 use cloud::engine::accounts::{Actor, NewApiKey};
-use eftcloud_testing::FreshDatabase;
 use pos::PairingDetails;
 use protocol::device::CloudMessage;
 use protocol::RegisterKey;
@@ -697,20 +696,11 @@ async fn twenty_racing_refunds_on_one_node_approve_exactly_those_that_fit() {
 )]
 #[tokio::test]
 async fn twenty_racing_refunds_through_two_nodes_approve_exactly_those_that_fit() {
-    let Some(nats) = nats_url_or_skip("racing refunds") else {
+    let Some(env) = ClusterEnv::new("racing refunds").await else {
         return;
     };
-    let Some(db) = FreshDatabase::create("racing refunds").await else {
-        return;
-    };
-    let opts = |node: &str| Opts {
-        database_url: Some(db.url.clone()),
-        nats_url: Some(nats.clone()),
-        node: node.into(),
-        ..Opts::default()
-    };
-    let a = spawn_app_with(opts("node-a")).await;
-    let b = spawn_app_with(opts("node-b")).await;
+    let a = spawn_app_with(env.node("node-a")).await;
+    let b = spawn_app_with(env.node("node-b")).await;
     // The devices on A; the POS requests alternate between A and B.
     twenty_concurrent_refunds([&a, &b], &a).await;
 }
