@@ -364,6 +364,13 @@ impl Engine {
         Ok(out)
     }
 
+    /// Whether the endpoint has something to deliver: a redelivery asked for, or an event
+    /// after its cursor.
+    pub async fn webhook_has_work(&self, e: &Endpoint) -> Result<bool, EngineError> {
+        Ok(!self.webhook_queue(e, 1).await?.is_empty()
+            || !self.store().redeliveries(&e.id).await?.is_empty())
+    }
+
     /// The next events of the endpoint's queue, after its cursor.
     pub async fn webhook_queue(&self, e: &Endpoint, limit: u32) -> Result<Vec<Event>, EngineError> {
         let types = if e.types.is_all() {

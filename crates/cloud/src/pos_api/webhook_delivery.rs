@@ -42,6 +42,9 @@ impl Default for WebhookSettings {
 
 /// Events fetched from an endpoint's queue at a time.
 const PAGE: u32 = 50;
+/// Least time between two passes: under load every commit logs events, and one pass per
+/// batch of them delivers as much as one per event would.
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(50);
 /// Endpoints delivered to at once by one node.
 const PARALLEL: usize = 16;
 
@@ -137,7 +140,13 @@ impl Dispatcher {
                         busy.clear();
                     }
                 }
-                _ = watch.changed() => {}
+                _ = watch.changed() => {
+                    // Let a burst of events gather (cancelled with the rest on shutdown).
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(MIN_PASS_INTERVAL) => {}
+                    }
+                }
                 () = this.engine.sleep(sleep) => {}
             }
         }
@@ -154,6 +163,10 @@ impl Dispatcher {
         for e in self.engine.due_webhooks(now).await? {
             if busy.len() >= PARALLEL {
                 break;
+            }
+            // Nothing for it: no lease to take (a read, not two writes, per idle endpoint).
+            if busy.contains(&e.id) || !self.engine.webhook_has_work(&e).await? {
+                continue;
             }
             if busy.insert(e.id.clone()) {
                 let this = self.clone();
