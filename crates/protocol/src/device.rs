@@ -258,6 +258,10 @@ pub struct DeviceResult {
     /// `Receipt` field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipts: Option<Receipts>,
+    /// A settlement's batch (`Acquirer.Settlement.Cutover`, `.Inquiry`) in structured form,
+    /// for the cloud's reconciliation; absent for everything else and from older devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<crate::settlement::SettlementBatch>,
 }
 
 /// A frame sent by the cloud to the device.

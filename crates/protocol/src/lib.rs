@@ -16,6 +16,7 @@ pub mod pairing;
 pub mod pos_api;
 pub mod register;
 pub mod request;
+pub mod settlement;
 pub mod timestamp;
 pub mod update;
 

@@ -1124,6 +1124,7 @@ impl Agent {
                     result_text: "Not accepted by the device; nothing was charged".into(),
                     fields: Default::default(),
                     receipts: None,
+                    settlement: None,
                 })];
             }
         };
@@ -1140,6 +1141,7 @@ impl Agent {
                 result_text: "Device journal unavailable; nothing was charged".into(),
                 fields: Default::default(),
                 receipts: None,
+                settlement: None,
             };
             self.emit(TerminalEvent::Completed {
                 result: result.clone(),
@@ -1580,6 +1582,7 @@ fn reversal(offer: &TransactionOffer, text: &str) -> DeviceResult {
         ]
         .into(),
         receipts: None,
+        settlement: None,
     }
 }
 

@@ -354,6 +354,7 @@ mod tests {
             result_text: "APPROVED".into(),
             fields: [("AuthId".to_string(), "123456".to_string())].into(),
             receipts: None,
+            settlement: None,
         }
     }
 

@@ -52,6 +52,9 @@ use crate::console::Operator;
 use crate::journal::{HistoryEntry, JournalHistory};
 use protocol::config::Settings;
 use protocol::device::{prompt, DeviceResult};
+use protocol::settlement::{
+    settles, totals_of, BatchTransaction, CardTotals, SettlementBatch, UNKNOWN_CARD_TYPE,
+};
 use protocol::timestamp::device_local_now;
 use protocol::{Cents, Currency, Function, ResultCode, TransactionId, TransactionResult};
 use std::collections::BTreeMap;
@@ -412,102 +415,137 @@ fn device_result(
         result_text: text.to_string(),
         fields,
         receipts: None,
+        settlement: None,
     }
 }
 
-/// Settlement totals over a period of the journal.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Totals {
-    purchase_count: u64,
-    purchase_cents: u64,
-    refund_count: u64,
-    refund_cents: u64,
+/// A settlement period's batch, from the journal: each approved transaction that settles,
+/// with what it settled for (its tip adjustments applied, its void taking it out).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Batch {
+    /// When the period began: the previous cutover's `Timestamp`, else the oldest journaled
+    /// entry's; with a date, that day's midnight.
+    period_start: Option<String>,
+    /// In journal order.
+    items: Vec<BatchTransaction>,
 }
 
-impl Totals {
+/// A minor-units amount field of a journaled result (0 when absent).
+fn amount_field(e: &HistoryEntry, key: &str) -> u64 {
+    e.result
+        .fields
+        .get(key)
+        .and_then(|a| a.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+impl Batch {
     /// Approved money movements since the last cutover, or on `date` (`yyyyMMdd`) if given.
     fn of(history: &JournalHistory, date: Option<&str>) -> Self {
         let entries = history.entries();
-        let period: Vec<&HistoryEntry> = match date {
-            Some(d) => entries
-                .iter()
-                .filter(|e| {
-                    e.result
-                        .fields
-                        .get("Timestamp")
-                        .is_some_and(|t| t.starts_with(d))
-                })
-                .collect(),
-            None => {
-                let start = entries
+        let timestamp = |e: &HistoryEntry| e.result.fields.get("Timestamp").cloned();
+        let (period, period_start): (Vec<&HistoryEntry>, Option<String>) = match date {
+            Some(d) => (
+                entries
                     .iter()
-                    .rposition(|e| {
-                        e.offer.function() == Function::AcquirerSettlementCutover
-                            && e.result.result == ResultCode::Ok
+                    .filter(|e| {
+                        e.result
+                            .fields
+                            .get("Timestamp")
+                            .is_some_and(|t| t.starts_with(d))
                     })
-                    .map_or(0, |i| i + 1);
-                entries[start..].iter().collect()
+                    .collect(),
+                Some(format!("{d}000000")),
+            ),
+            None => {
+                let last_cutover = entries.iter().rposition(|e| {
+                    e.offer.function() == Function::AcquirerSettlementCutover
+                        && e.result.result == ResultCode::Ok
+                });
+                let start = last_cutover.map_or(0, |i| i + 1);
+                let period_start = match last_cutover {
+                    Some(i) => timestamp(&entries[i]),
+                    None => entries.first().and_then(timestamp),
+                };
+                (entries[start..].iter().collect(), period_start)
             }
         };
-        let mut t = Totals::default();
-        // The tip counted so far for each payment of the period: a tip adjustment replaces it
-        // (a purchase may carry a tip of its own, chosen on the terminal).
+        let mut items: Vec<BatchTransaction> = Vec::new();
+        // The tip in each item's amount: a tip adjustment replaces it (a purchase may carry a
+        // tip of its own, chosen on the terminal).
         let mut tips: BTreeMap<TransactionId, u64> = BTreeMap::new();
         for e in period {
             let f = e.offer.function();
-            let approved = e.result.transaction_result == Some(TransactionResult::Accepted);
-            // A pre-authorisation only holds funds (and its top-ups and release with it); its
-            // completion is what settles.
-            if !approved
-                || !f.is_financial()
-                || matches!(
-                    f,
-                    Function::CardAuthorise | Function::CardTopUp | Function::CardRelease
-                )
-            {
+            if e.result.transaction_result != Some(TransactionResult::Accepted) {
                 continue;
             }
-            // A void takes its original out of the batch; a tip adjustment replaces the tip.
-            if f == Function::CardVoid {
-                let original = e.offer.request.original.as_ref().map_or(0, |o| o.amount);
-                t.purchase_count = t.purchase_count.saturating_sub(1);
-                t.purchase_cents = t.purchase_cents.saturating_sub(original);
-                continue;
+            let original = e.offer.request.original.as_ref().map(|o| o.transaction_id);
+            match f {
+                // A void takes its original out of the batch; a tip adjustment replaces its
+                // tip. One whose original is not in this batch (before the period, or run on
+                // another terminal) changes nothing here.
+                Function::CardVoid => items.retain(|i| Some(i.transaction_id) != original),
+                Function::CardTipAdjust => {
+                    let tip = e.offer.request.amount_tip.unwrap_or(0);
+                    if let Some(item) = items
+                        .iter_mut()
+                        .find(|i| Some(i.transaction_id) == original)
+                    {
+                        let counted = tips.insert(item.transaction_id, tip).unwrap_or(0);
+                        item.amount = item.amount.saturating_sub(counted).saturating_add(tip);
+                    }
+                }
+                _ if settles(f).is_some() => {
+                    tips.insert(e.offer.transaction_id, amount_field(e, "AmountTip"));
+                    items.push(BatchTransaction {
+                        transaction_id: e.offer.transaction_id,
+                        function: f,
+                        card_type: e
+                            .result
+                            .fields
+                            .get("CardType")
+                            .cloned()
+                            .unwrap_or_else(|| UNKNOWN_CARD_TYPE.to_string()),
+                        amount: amount_field(e, "AmountTotal"),
+                    });
+                }
+                // A pre-authorisation only holds funds (and its top-ups and release with it);
+                // its completion is what settles.
+                _ => {}
             }
-            if f == Function::CardTipAdjust {
-                let tip = e.offer.request.amount_tip.unwrap_or(0);
-                // An original before the period: its tip is not in these totals.
-                let counted = match &e.offer.request.original {
-                    Some(o) => tips.insert(o.transaction_id, tip).unwrap_or(0),
-                    None => 0,
-                };
-                t.purchase_cents = (t.purchase_cents + tip).saturating_sub(counted);
-                continue;
-            }
-            let minor = |k: &str| {
-                e.result
-                    .fields
-                    .get(k)
-                    .and_then(|a| a.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let cents = minor("AmountTotal");
-            if is_refund(f) {
-                t.refund_count += 1;
-                t.refund_cents += cents;
-            } else {
-                t.purchase_count += 1;
-                t.purchase_cents += cents;
-                tips.insert(e.offer.transaction_id, minor("AmountTip"));
-            }
+        }
+        Batch {
+            period_start,
+            items,
+        }
+    }
+
+    /// Totals by card type.
+    fn by_card_type(&self) -> Vec<CardTotals> {
+        totals_of(
+            self.items
+                .iter()
+                .map(|i| (i.card_type.as_str(), i.kind(), i.amount)),
+        )
+    }
+
+    /// Totals over every card type.
+    fn overall(&self) -> CardTotals {
+        let mut t = CardTotals::default();
+        for i in &self.items {
+            t.add(i.kind(), i.amount);
         }
         t
     }
 
-    fn net(&self) -> i64 {
-        let p = i64::try_from(self.purchase_cents).unwrap_or(i64::MAX);
-        let r = i64::try_from(self.refund_cents).unwrap_or(i64::MAX);
-        p.saturating_sub(r)
+    /// The batch as the result reports it, closed at `period_end`.
+    fn report(self, period_end: &str) -> SettlementBatch {
+        SettlementBatch {
+            totals: self.by_card_type(),
+            period_start: self.period_start,
+            period_end: period_end.to_string(),
+            transactions: Some(self.items),
+        }
     }
 }
 
@@ -970,34 +1008,38 @@ impl Simulator {
             return cancelled(id, f, fields);
         }
         let date = tx.offer.request.date.as_deref();
-        let totals = Totals::of(&tx.history, date);
+        let batch = Batch::of(&tx.history, date);
+        let totals = batch.overall();
+        let net = i64::try_from(totals.net()).unwrap_or(i64::MAX);
         let settlement_date = date
             .map(str::to_string)
             .unwrap_or_else(|| timestamp.chars().take(8).collect());
         receipt.pair("SETTLEMENT DATE", &settlement_date);
         receipt.pair("PURCHASES", &totals.purchase_count.to_string());
-        receipt.amount("  TOTAL", totals.purchase_cents);
+        receipt.amount("  TOTAL", totals.purchase_amount);
         receipt.pair("REFUNDS", &totals.refund_count.to_string());
-        receipt.amount("  TOTAL", totals.refund_cents);
+        receipt.amount("  TOTAL", totals.refund_amount);
         // The batch is in the terminal's configured currency (AUD by default).
         let c = receipt.currency;
         receipt.pair(
             "NET",
-            &format!("{} {:>9}", c.code(), signed_money(c, totals.net())),
+            &format!("{} {:>9}", c.code(), signed_money(c, net)),
         );
         fields.insert("SettlementDate".into(), settlement_date);
         fields.insert("PurchaseCount".into(), totals.purchase_count.to_string());
-        fields.insert("PurchaseTotal".into(), totals.purchase_cents.to_string());
+        fields.insert("PurchaseTotal".into(), totals.purchase_amount.to_string());
         fields.insert("RefundCount".into(), totals.refund_count.to_string());
-        fields.insert("RefundTotal".into(), totals.refund_cents.to_string());
-        fields.insert("NetTotal".into(), totals.net().to_string());
+        fields.insert("RefundTotal".into(), totals.refund_amount.to_string());
+        fields.insert("NetTotal".into(), net.to_string());
         let text = if f == Function::AcquirerSettlementCutover {
             "CUTOVER COMPLETE"
         } else {
             "SETTLEMENT TOTALS"
         };
         fields.insert("Receipt".into(), receipt.finish(text));
-        ok(id, f, text, fields)
+        let mut result = ok(id, f, text, fields);
+        result.settlement = Some(batch.report(&timestamp));
+        result
     }
 
     fn reprint(&self, tx: &BackendTransaction) -> DeviceResult {
@@ -1658,6 +1700,62 @@ mod tests {
         // 20.00 and the last tip, 3.00: neither the first tip nor the one before counted.
         assert_eq!(field(&inq, "PurchaseTotal"), "2300");
         assert_eq!(field(&inq, "PurchaseCount"), "1");
+        // The batch lists the sale once, at what it settles for.
+        let items = inq.settlement.and_then(|b| b.transactions).unwrap_or_default();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].transaction_id, sale.transaction_id);
+        assert_eq!(items[0].amount, 2300);
+    }
+
+    #[tokio::test]
+    async fn a_void_takes_its_original_out_of_the_batch_and_one_from_elsewhere_changes_nothing() {
+        let kept_offer = offer(request_for(Function::CardPurchase, 1000));
+        let (kept, _) = run(kept_offer.clone(), &Default::default()).await;
+        let voided_offer = offer(request_for(Function::CardPurchase, 2000));
+        let (voided, _) = run(voided_offer.clone(), &Default::default()).await;
+        let void_of = |id: TransactionId, fields: BTreeMap<String, String>| {
+            let mut v = request(Function::CardVoid);
+            v.original = Some(protocol::OriginalPayment {
+                transaction_id: id,
+                function: Function::CardPurchase,
+                amount: 2000,
+                fields,
+            });
+            offer(v)
+        };
+        let mut entries = vec![
+            entry(kept_offer, kept.clone()),
+            entry(voided_offer, voided.clone()),
+        ];
+        for v in [
+            void_of(voided.transaction_id, voided.fields.clone()),
+            // A payment of another terminal's batch.
+            void_of(TransactionId::new(), voided.fields.clone()),
+        ] {
+            let (r, _) = run(v.clone(), &Default::default()).await;
+            assert_eq!(r.transaction_result, Some(TransactionResult::Accepted));
+            entries.push(entry(v, r));
+        }
+        let history = JournalHistory::from_entries(entries);
+        let (cut, _) = run(
+            offer(request(Function::AcquirerSettlementCutover)),
+            &history,
+        )
+        .await;
+        assert_eq!(field(&cut, "PurchaseCount"), "1");
+        assert_eq!(field(&cut, "PurchaseTotal"), "1000");
+        let Some(batch) = cut.settlement else {
+            panic!("a cutover reports its batch")
+        };
+        let items = batch.transactions.unwrap_or_default();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].transaction_id, kept.transaction_id);
+        assert_eq!(items[0].card_type, field(&kept, "CardType"));
+        assert_eq!(batch.totals.len(), 1);
+        assert_eq!(batch.totals[0].card_type, field(&kept, "CardType"));
+        assert_eq!(batch.totals[0].purchase_amount, 1000);
+        assert_eq!(batch.period_end, field(&cut, "Timestamp"));
+        assert_eq!(batch.period_start.as_deref(), Some(field(&kept, "Timestamp")));
     }
 
     #[tokio::test]
@@ -2001,6 +2099,21 @@ mod tests {
         assert_eq!(field(&inq, "RefundTotal"), "300");
         assert_eq!(field(&inq, "NetTotal"), "2700");
         assert!(field(&inq, "Receipt").contains("27.00"));
+        // The same in structured form: each settled transaction and the totals by card type.
+        let Some(batch) = inq.settlement.clone() else {
+            panic!("an inquiry reports its batch")
+        };
+        let items = batch.transactions.clone().unwrap_or_default();
+        let ids: Vec<TransactionId> = items.iter().map(|i| i.transaction_id).collect();
+        let settled: Vec<TransactionId> = [0, 2, 3]
+            .iter()
+            .map(|i: &usize| entries[*i].offer.transaction_id)
+            .collect();
+        assert_eq!(ids, settled);
+        assert_eq!(items.iter().map(|i| i.amount).sum::<u64>(), 3300);
+        let purchases: u64 = batch.totals.iter().map(|t| t.purchase_amount).sum();
+        let refunds: u64 = batch.totals.iter().map(|t| t.refund_amount).sum();
+        assert_eq!((purchases, refunds), (3000, 300));
 
         // A cutover closes the period: the next inquiry starts from zero.
         let cut_offer = offer(request(Function::AcquirerSettlementCutover));

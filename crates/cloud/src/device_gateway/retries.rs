@@ -136,6 +136,7 @@ mod tests {
             result_text: "ok".into(),
             fields: Default::default(),
             receipts: None,
+            settlement: None,
         })
     }
 

@@ -108,6 +108,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             receipts: None,
+            settlement: None,
         }
     }
 

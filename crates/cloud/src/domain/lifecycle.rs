@@ -51,6 +51,9 @@ pub struct Completion {
     /// The receipts as structured data, when the device reported them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipts: Option<protocol::action::Receipts>,
+    /// A settlement's batch as the device reported it, kept for reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<protocol::settlement::SettlementBatch>,
     pub completed_at: DateTime<Utc>,
 }
 
@@ -103,6 +106,7 @@ impl Completion {
             result_text: reason.text().to_string(),
             fields,
             receipts: None,
+            settlement: None,
             completed_at: now,
         }
     }
@@ -116,6 +120,7 @@ impl Completion {
             result_text: r.result_text.clone(),
             fields: r.fields.clone(),
             receipts: r.receipts.clone(),
+            settlement: r.settlement.clone(),
             completed_at: now,
         }
     }
@@ -142,6 +147,7 @@ impl Completion {
             result_text: text.to_string(),
             fields,
             receipts: None,
+            settlement: None,
             completed_at: now,
         }
     }
@@ -523,6 +529,7 @@ mod tests {
             result_text: "APPROVED".into(),
             fields: BTreeMap::new(),
             receipts: None,
+            settlement: None,
         }
     }
 

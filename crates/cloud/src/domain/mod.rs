@@ -15,6 +15,7 @@ pub mod orders;
 pub mod payments;
 pub mod people;
 pub mod receipts;
+pub mod reconciliation;
 pub mod records;
 pub mod timeline;
 pub mod webhooks;

@@ -283,6 +283,7 @@ mod tests {
                     fields: Default::default(),
                     completed_at: at,
                     receipts: None,
+                    settlement: None,
                 }),
             },
             display_text: None,

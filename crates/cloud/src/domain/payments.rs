@@ -930,6 +930,7 @@ mod tests {
                         .collect(),
                     completed_at: at,
                     receipts: None,
+                    settlement: None,
                 }),
             },
             display_text: None,
@@ -1028,6 +1029,7 @@ mod tests {
                 completed_at: sale.completed_at().unwrap_or_default()
                     + chrono::Duration::seconds(later),
                 receipts: None,
+                settlement: None,
             });
             c
         };

@@ -790,6 +790,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect::<BTreeMap<_, _>>(),
                 receipts,
+                settlement: None,
                 completed_at: now,
             }),
             display_text: None,

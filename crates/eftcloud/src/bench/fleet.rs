@@ -451,6 +451,7 @@ fn approved(
         result_text: "APPROVED".into(),
         fields,
         receipts: None,
+        settlement: None,
     }
 }
 

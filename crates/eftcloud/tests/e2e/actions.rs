@@ -75,6 +75,7 @@ fn result(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         receipts: None,
+        settlement: None,
     })
 }
 

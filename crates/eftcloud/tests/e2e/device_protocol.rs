@@ -16,6 +16,7 @@ fn result(id: protocol::TransactionId, r: TransactionResult) -> DeviceResult {
         result_text: "DONE".into(),
         fields: BTreeMap::new(),
         receipts: None,
+        settlement: None,
     }
 }
 

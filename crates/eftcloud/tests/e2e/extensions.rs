@@ -38,6 +38,7 @@ fn result(id: protocol::TransactionId, r: TransactionResult) -> DeviceMessage {
         result_text: "DONE".into(),
         fields: BTreeMap::new(),
         receipts: None,
+        settlement: None,
     })
 }
 

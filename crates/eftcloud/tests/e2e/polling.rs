@@ -30,6 +30,7 @@ fn approved(id: protocol::TransactionId) -> DeviceMessage {
         result_text: "APPROVED".into(),
         fields,
         receipts: None,
+        settlement: None,
     })
 }
 

@@ -100,6 +100,7 @@ fn approved(id: protocol::TransactionId) -> DeviceMessage {
         result_text: "APPROVED".into(),
         fields: Default::default(),
         receipts: None,
+        settlement: None,
     })
 }
 
@@ -603,6 +604,7 @@ async fn an_input_without_a_timeout_takes_the_devices_configured_one() {
             result_text: "CANCELLED".into(),
             fields,
             receipts: None,
+            settlement: None,
         }))
         .await;
         assert!(matches!(d.recv().await, CloudMessage::ResultAck { .. }));

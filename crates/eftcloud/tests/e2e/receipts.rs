@@ -230,6 +230,7 @@ async fn completed_purchase(
         result_text: "APPROVED".into(),
         fields,
         receipts,
+        settlement: None,
     }))
     .await;
     assert_eq!(

@@ -155,6 +155,7 @@ async fn accept_result_and_pairing_frames_wait_for_the_store_and_are_answered_af
         result_text: "Approved".into(),
         fields: [("AuthId".to_string(), "A1".to_string())].into(),
         receipts: None,
+        settlement: None,
     };
     d.send(&DeviceMessage::Result(result)).await;
     assert!(matches!(d.recv().await, CloudMessage::Error { .. }));
