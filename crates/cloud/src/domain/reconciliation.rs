@@ -413,3 +413,378 @@ fn normalised(totals: &[CardTotals]) -> Vec<CardTotals> {
         .filter(|t| *t != CardTotals { card_type: t.card_type.clone(), ..CardTotals::default() })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::accounts::MerchantId;
+    use crate::domain::lifecycle::{CompletedBy, Completion};
+    use chrono::Duration;
+    use proptest::prelude::*;
+    use protocol::{Cents, DeviceId, Function, ResultCode, TransactionRequest};
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    fn device() -> DeviceId {
+        DeviceId::parse("d1").unwrap_or_else(|_| unreachable!())
+    }
+
+    /// A transaction of `function` on d1 completed at `secs` with `outcome` and `fields`.
+    fn tx(
+        function: Function,
+        amount: u64,
+        outcome: TransactionResult,
+        fields: &[(&str, &str)],
+        secs: i64,
+    ) -> TransactionRecord {
+        let mut request = TransactionRequest::of(function);
+        match function {
+            Function::CardTipAdjust => request.amount_tip = Some(amount),
+            Function::CardFinalise => request.amount_final = Cents::new(amount).ok(),
+            _ => request.amount_total = Cents::new(amount).ok(),
+        }
+        TransactionRecord {
+            id: TransactionId::new(),
+            device_id: device(),
+            register: protocol::RegisterInfo {
+                key: protocol::RegisterKey {
+                    register_id: "r".into(),
+                    business_name: "b".into(),
+                    vendor_name: "v".into(),
+                },
+                register_name: "R".into(),
+            },
+            merchant_id: MerchantId::default(),
+            merchant: String::new(),
+            request,
+            sale_data: None,
+            callback_url: None,
+            pos_reference: None,
+            fingerprint: String::new(),
+            token: String::new(),
+            token_expires_at: at(secs),
+            created_at: at(secs),
+            phase: Phase::Completed(Completion {
+                by: CompletedBy::Device,
+                transaction_result: Some(outcome),
+                result: ResultCode::Ok,
+                result_text: String::new(),
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                receipts: None,
+                settlement: None,
+                completed_at: at(secs),
+            }),
+            display_text: None,
+        }
+    }
+
+    fn follow_up_of(
+        original: &TransactionRecord,
+        function: Function,
+        amount: u64,
+        outcome: TransactionResult,
+        secs: i64,
+    ) -> TransactionRecord {
+        let mut f = tx(function, amount, outcome, &[], secs);
+        f.request.original = Some(protocol::OriginalPayment {
+            transaction_id: original.id,
+            function: original.request.function,
+            amount: 0,
+            fields: BTreeMap::new(),
+        });
+        f
+    }
+
+    use TransactionResult::{Accepted, Cancelled, Declined};
+
+    #[test]
+    fn the_cloud_batch_counts_approved_settling_transactions_with_their_follow_ups() {
+        let visa = [("CardType", "visa "), ("AmountTotal", "1100"), ("AmountTip", "100")];
+        let sale = tx(Function::CardPurchase, 1000, Accepted, &visa, 1);
+        let voided = tx(Function::CardPurchase, 2000, Accepted, &[("CardType", "AMEX")], 2);
+        let declined = tx(Function::CardPurchase, 3000, Declined, &[], 3);
+        let hold = tx(Function::CardAuthorise, 9000, Accepted, &[], 4);
+        let refund = tx(Function::CardRefund, 300, Accepted, &[], 5);
+        let qr = tx(Function::QrMerchantPurchase, 700, Accepted, &[("CardType", "ALIPAY")], 6);
+        let follow_ups = vec![
+            // The last approved tip stands; a declined one and one after the cutover do not.
+            follow_up_of(&sale, Function::CardTipAdjust, 250, Accepted, 7),
+            follow_up_of(&sale, Function::CardTipAdjust, 400, Declined, 8),
+            follow_up_of(&sale, Function::CardTipAdjust, 999, Accepted, 100),
+            follow_up_of(&voided, Function::CardVoid, 0, Accepted, 9),
+            // A cancelled void voids nothing.
+            follow_up_of(&qr, Function::CardVoid, 0, Cancelled, 9),
+        ];
+        let all = [sale.clone(), voided.clone(), declined.clone(), hold.clone(), refund.clone(), qr.clone()];
+        let b = cloud_batch(&all, &follow_ups, at(50));
+        let got: Vec<(TransactionId, &str, u64)> = b
+            .entries
+            .iter()
+            .map(|e| (e.transaction_id, e.card_type.as_str(), e.amount))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (sale.id, "VISA", 1250),
+                (refund.id, UNKNOWN_CARD_TYPE, 300),
+                (qr.id, "ALIPAY", 700),
+            ]
+        );
+        assert_eq!(b.entries[1].kind(), protocol::settlement::BatchKind::Refund);
+        assert_eq!(b.excluded.len(), 3);
+        assert_eq!(b.excluded.get(&voided.id).map(String::as_str), Some("voided in the cloud"));
+        assert!(b.excluded.get(&declined.id).is_some_and(|w| w.contains("OK-DECLINED")), "{b:?}");
+        assert!(b.excluded.get(&hold.id).is_some_and(|w| w.contains("does not settle")));
+        // At a cutover before the tip, the sale counts as approved.
+        let early = cloud_batch(&all[..1], &follow_ups, at(6));
+        assert_eq!(early.entries[0].amount, 1100);
+    }
+
+    #[test]
+    fn outside_the_period_says_where_the_cloud_has_it() {
+        let d = device();
+        assert!(outside_period(None, &d, None, at(10)).contains("no transaction"));
+        let mut other = tx(Function::CardPurchase, 100, Accepted, &[], 5);
+        other.device_id = DeviceId::parse("d2").unwrap_or_else(|_| unreachable!());
+        assert_eq!(outside_period(Some(&other), &d, None, at(10)), "the cloud has it on device d2");
+        let later = tx(Function::CardPurchase, 100, Accepted, &[], 20);
+        assert!(outside_period(Some(&later), &d, None, at(10)).contains("another settlement period"));
+        let earlier = tx(Function::CardPurchase, 100, Accepted, &[], 1);
+        assert!(outside_period(Some(&earlier), &d, Some(at(1)), at(10)).contains("another"));
+        assert_eq!(outside_period(Some(&earlier), &d, Some(at(0)), at(10)), "not in the cloud's batch");
+        let mut running = earlier.clone();
+        running.phase = Phase::Started { started_at: at(1) };
+        assert_eq!(outside_period(Some(&running), &d, None, at(10)), "not completed in the cloud");
+    }
+
+    fn entry(card: &str, kind_refund: bool, amount: u64) -> BatchTransaction {
+        BatchTransaction {
+            transaction_id: TransactionId::new(),
+            function: if kind_refund { Function::CardRefund } else { Function::CardPurchase },
+            card_type: card.into(),
+            amount,
+        }
+    }
+
+    fn batch_of(items: Vec<BatchTransaction>, listed: bool) -> SettlementBatch {
+        SettlementBatch {
+            period_start: None,
+            period_end: "20261204120000".into(),
+            totals: totals(&items),
+            transactions: listed.then_some(items),
+        }
+    }
+
+    #[test]
+    fn one_missing_and_one_mismatching_are_listed_and_nothing_else() {
+        let cloud = vec![entry("VISA", false, 1000), entry("VISA", false, 2000), entry("AMEX", true, 500)];
+        let mut terminal = cloud.clone();
+        terminal.remove(0);
+        terminal[0].amount = 2100;
+        let r = reconcile(Some(&batch_of(terminal, true)), &cloud, &BTreeMap::new());
+        assert_eq!(r.status, Status::Unbalanced);
+        assert!(r.itemised);
+        assert_eq!(r.terminal_consistent, Some(true));
+        let got: Vec<(TransactionId, Vec<Reason>)> =
+            r.mismatches.iter().map(|m| (m.transaction_id, m.reasons.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (cloud[1].transaction_id, vec![Reason::AmountDiffers]),
+                (cloud[0].transaction_id, vec![Reason::MissingOnTerminal]),
+            ]
+        );
+        assert_eq!(
+            r.differences,
+            vec![CardDifference {
+                card_type: "VISA".into(),
+                purchase_count: -1,
+                purchase_amount: -900,
+                refund_count: 0,
+                refund_amount: 0,
+                net: -900,
+            }]
+        );
+    }
+
+    #[test]
+    fn each_reason_is_named() {
+        let cloud = vec![entry("VISA", false, 1000), entry("VISA", false, 2000)];
+        let unknown = entry("MASTERCARD", false, 300);
+        let mut changed = cloud[0].clone();
+        changed.card_type = "mastercard".into();
+        changed.function = Function::CardRefund;
+        let same_type_lower = BatchTransaction { card_type: " visa".into(), ..cloud[1].clone() };
+        let terminal = vec![changed.clone(), same_type_lower.clone(), unknown.clone(), same_type_lower];
+        let notes = BTreeMap::from([(unknown.transaction_id, "the cloud has no transaction with this id".to_string())]);
+        let r = reconcile(Some(&batch_of(terminal, true)), &cloud, &notes);
+        assert_eq!(r.mismatches.len(), 3, "{r:#?}");
+        assert_eq!(r.mismatches[0].reasons, vec![Reason::CardTypeDiffers, Reason::KindDiffers]);
+        assert_eq!(r.mismatches[1].transaction_id, cloud[1].transaction_id);
+        assert_eq!(r.mismatches[1].reasons, vec![Reason::DuplicateOnTerminal]);
+        assert_eq!(r.mismatches[2].reasons, vec![Reason::MissingInCloud]);
+        assert_eq!(r.mismatches[2].note.as_deref(), notes.get(&unknown.transaction_id).map(String::as_str));
+        assert_eq!(r.mismatches[2].cloud, None);
+        for (reason, name) in [
+            (Reason::MissingInCloud, "missing_in_cloud"),
+            (Reason::MissingOnTerminal, "missing_on_terminal"),
+            (Reason::AmountDiffers, "amount_differs"),
+            (Reason::CardTypeDiffers, "card_type_differs"),
+            (Reason::KindDiffers, "kind_differs"),
+            (Reason::DuplicateOnTerminal, "duplicate_on_terminal"),
+        ] {
+            assert_eq!(reason.as_str(), name);
+            assert_eq!(serde_json::to_value(reason).ok(), Some(serde_json::json!(name)));
+        }
+    }
+
+    #[test]
+    fn without_a_batch_it_is_unreported_and_without_a_list_only_totals_compare() {
+        let cloud = vec![entry("VISA", false, 1000)];
+        let r = reconcile(None, &cloud, &BTreeMap::new());
+        assert_eq!(r.status, Status::Unreported);
+        assert_eq!(r.cloud_totals, totals(&cloud));
+        assert!(r.mismatches.is_empty() && r.differences.is_empty());
+        let r = reconcile(Some(&batch_of(cloud.clone(), false)), &cloud, &BTreeMap::new());
+        assert_eq!((r.status, r.itemised, r.terminal_consistent), (Status::Balanced, false, None));
+        let r = reconcile(Some(&batch_of(vec![entry("VISA", false, 999)], false)), &cloud, &BTreeMap::new());
+        assert_eq!(r.status, Status::Unbalanced);
+        assert!(r.mismatches.is_empty());
+        assert_eq!(r.differences[0].purchase_amount, -1);
+        assert_eq!(Status::Unreported.as_str(), "unreported");
+    }
+
+    #[test]
+    fn a_terminal_whose_list_and_totals_disagree_is_caught() {
+        let cloud = vec![entry("VISA", false, 1000)];
+        let mut b = batch_of(cloud.clone(), true);
+        b.totals[0].purchase_amount = 1500;
+        // Repeated lines of one card type merge; an all-zero line is no line.
+        b.totals.push(CardTotals { card_type: "EFTPOS".into(), ..CardTotals::default() });
+        let r = reconcile(Some(&b), &cloud, &BTreeMap::new());
+        assert_eq!(r.terminal_consistent, Some(false));
+        assert!(r.mismatches.is_empty());
+        assert_eq!(r.terminal_totals.len(), 1);
+        assert_eq!(r.status, Status::Unbalanced);
+        assert_eq!(r.differences[0].net, 500);
+    }
+
+    /// What a test does to one cloud entry on its way to the terminal's batch.
+    #[derive(Debug, Clone, Copy)]
+    enum Change {
+        Keep,
+        Drop,
+        Amount(u64),
+        Card,
+        Duplicate,
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            4 => Just(Change::Keep),
+            1 => Just(Change::Drop),
+            1 => (1u64..5000).prop_map(Change::Amount),
+            1 => Just(Change::Card),
+            1 => Just(Change::Duplicate),
+        ]
+    }
+
+    fn cards() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just("VISA"), Just("MASTERCARD"), Just("EFTPOS")]
+    }
+
+    proptest! {
+        /// Exactly the entries changed on the way are listed, each for its change; the total
+        /// differences are the terminal's totals less the cloud's; an unchanged batch balances.
+        #[test]
+        fn exactly_the_changed_transactions_are_listed(
+            cloud_spec in proptest::collection::vec((cards(), any::<bool>(), 1u64..100_000, change()), 0..30),
+            extra in proptest::collection::vec((cards(), 1u64..100_000), 0..3),
+        ) {
+            let cloud: Vec<BatchTransaction> =
+                cloud_spec.iter().map(|(c, r, a, _)| entry(c, *r, *a)).collect();
+            let mut terminal = Vec::new();
+            let mut expected: BTreeMap<TransactionId, Vec<Reason>> = BTreeMap::new();
+            for (e, (_, _, _, ch)) in cloud.iter().zip(&cloud_spec) {
+                match ch {
+                    Change::Keep => terminal.push(e.clone()),
+                    Change::Drop => { expected.insert(e.transaction_id, vec![Reason::MissingOnTerminal]); }
+                    Change::Amount(a) => {
+                        let amount = e.amount + a;
+                        terminal.push(BatchTransaction { amount, ..e.clone() });
+                        expected.insert(e.transaction_id, vec![Reason::AmountDiffers]);
+                    }
+                    Change::Card => {
+                        terminal.push(BatchTransaction { card_type: "AMEX".into(), ..e.clone() });
+                        expected.insert(e.transaction_id, vec![Reason::CardTypeDiffers]);
+                    }
+                    Change::Duplicate => {
+                        terminal.push(e.clone());
+                        terminal.push(e.clone());
+                        expected.insert(e.transaction_id, vec![Reason::DuplicateOnTerminal]);
+                    }
+                }
+            }
+            for (c, a) in &extra {
+                let e = entry(c, false, *a);
+                expected.insert(e.transaction_id, vec![Reason::MissingInCloud]);
+                terminal.push(e);
+            }
+            let b = batch_of(terminal.clone(), true);
+            let r = reconcile(Some(&b), &cloud, &BTreeMap::new());
+            let got: BTreeMap<TransactionId, Vec<Reason>> =
+                r.mismatches.iter().map(|m| (m.transaction_id, m.reasons.clone())).collect();
+            prop_assert_eq!(got.len(), r.mismatches.len(), "each transaction listed once");
+            prop_assert_eq!(&got, &expected);
+            prop_assert_eq!(r.status == Status::Balanced, expected.is_empty());
+            prop_assert_eq!(r.terminal_consistent, Some(true));
+            // The differences add up to the totals' difference.
+            let sum = |t: &[CardTotals]| t.iter().map(|t| t.net()).sum::<i128>();
+            let diff: i128 = r.differences.iter().map(|d| i128::from(d.net)).sum();
+            prop_assert_eq!(diff, sum(&r.terminal_totals) - sum(&r.cloud_totals));
+            // Compared the other way round (the cloud never lists one twice), the same
+            // transactions are listed.
+            let mut once = std::collections::BTreeSet::new();
+            terminal.retain(|t| once.insert(t.transaction_id));
+            let back = batch_of(cloud.clone(), true);
+            let r2 = reconcile(Some(&back), &terminal, &BTreeMap::new());
+            let ids2: std::collections::BTreeSet<TransactionId> =
+                r2.mismatches.iter().map(|m| m.transaction_id).collect();
+            let ids: std::collections::BTreeSet<TransactionId> = expected
+                .iter()
+                .filter(|(_, r)| **r != [Reason::DuplicateOnTerminal])
+                .map(|(id, _)| *id)
+                .collect();
+            prop_assert_eq!(ids2, ids);
+        }
+
+        /// A cloud batch reconciled against itself balances, itemised or not.
+        #[test]
+        fn a_batch_balances_against_itself(
+            spec in proptest::collection::vec((cards(), any::<bool>(), 1u64..100_000), 0..30),
+            listed in any::<bool>(),
+        ) {
+            let cloud: Vec<BatchTransaction> = spec.iter().map(|(c, r, a)| entry(c, *r, *a)).collect();
+            let r = reconcile(Some(&batch_of(cloud.clone(), listed)), &cloud, &BTreeMap::new());
+            prop_assert_eq!(r.status, Status::Balanced);
+            prop_assert!(r.differences.is_empty());
+            prop_assert_eq!(r.terminal_totals, r.cloud_totals);
+        }
+    }
+
+    #[test]
+    fn a_follow_up_of_another_payment_is_not_applied() {
+        let a = tx(Function::CardPurchase, 1000, Accepted, &[], 1);
+        let b = tx(Function::CardPurchase, 1000, Accepted, &[], 1);
+        let void_b = follow_up_of(&b, Function::CardVoid, 0, Accepted, 2);
+        assert_eq!(settled_amount(&a, std::slice::from_ref(&void_b), at(10)), Some(1000));
+        assert_eq!(settled_amount(&b, std::slice::from_ref(&void_b), at(10)), None);
+        // A void after the cutover is the next period's business.
+        assert_eq!(settled_amount(&b, &[void_b], at(1) + Duration::milliseconds(500)), Some(1000));
+    }
+}
