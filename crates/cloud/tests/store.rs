@@ -2793,3 +2793,6 @@ async fn sqlite_devices_before_accounts_become_merchants() {
     assert_eq!(tx_merchant, toys.id.as_str());
     raw.close().await;
 }
+
+#[path = "store/reports.rs"]
+mod reports;

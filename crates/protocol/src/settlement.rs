@@ -109,7 +109,9 @@ impl BatchTransaction {
 }
 
 /// Totals by card type of `transactions`, sorted by card type.
-pub fn totals_of<'a>(transactions: impl IntoIterator<Item = (&'a str, BatchKind, u64)>) -> Vec<CardTotals> {
+pub fn totals_of<'a>(
+    transactions: impl IntoIterator<Item = (&'a str, BatchKind, u64)>,
+) -> Vec<CardTotals> {
     let mut by_type: std::collections::BTreeMap<&str, CardTotals> = Default::default();
     for (card_type, kind, amount) in transactions {
         by_type
@@ -162,9 +164,17 @@ mod tests {
         ]);
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].card_type, "AMEX");
-        assert_eq!((t[0].refund_count, t[0].refund_amount, t[0].net()), (1, 300, -300));
         assert_eq!(
-            (t[1].purchase_count, t[1].purchase_amount, t[1].refund_count, t[1].net()),
+            (t[0].refund_count, t[0].refund_amount, t[0].net()),
+            (1, 300, -300)
+        );
+        assert_eq!(
+            (
+                t[1].purchase_count,
+                t[1].purchase_amount,
+                t[1].refund_count,
+                t[1].net()
+            ),
             (2, 1500, 1, 1300)
         );
     }
@@ -185,6 +195,9 @@ mod tests {
             "totals":[{"card_type":"VISA","purchase_count":1,"purchase_amount":1000,"refund_count":0,"refund_amount":0}],
             "transactions":[{"transaction_id":"3f6c2a1e-8b4d-4c1f-9a57-2d0e6b9c1a44","function":"Card.Purchase","card_type":"VISA","amount":1000}]}"#;
         let b: SettlementBatch = serde_json::from_str(full).unwrap_or_else(|_| unreachable!());
-        assert_eq!(b.transactions.map(|t| t[0].kind()), Some(BatchKind::Purchase));
+        assert_eq!(
+            b.transactions.map(|t| t[0].kind()),
+            Some(BatchKind::Purchase)
+        );
     }
 }

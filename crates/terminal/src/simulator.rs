@@ -1021,10 +1021,7 @@ impl Simulator {
         receipt.amount("  TOTAL", totals.refund_amount);
         // The batch is in the terminal's configured currency (AUD by default).
         let c = receipt.currency;
-        receipt.pair(
-            "NET",
-            &format!("{} {:>9}", c.code(), signed_money(c, net)),
-        );
+        receipt.pair("NET", &format!("{} {:>9}", c.code(), signed_money(c, net)));
         fields.insert("SettlementDate".into(), settlement_date);
         fields.insert("PurchaseCount".into(), totals.purchase_count.to_string());
         fields.insert("PurchaseTotal".into(), totals.purchase_amount.to_string());
@@ -1701,7 +1698,10 @@ mod tests {
         assert_eq!(field(&inq, "PurchaseTotal"), "2300");
         assert_eq!(field(&inq, "PurchaseCount"), "1");
         // The batch lists the sale once, at what it settles for.
-        let items = inq.settlement.and_then(|b| b.transactions).unwrap_or_default();
+        let items = inq
+            .settlement
+            .and_then(|b| b.transactions)
+            .unwrap_or_default();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].transaction_id, sale.transaction_id);
         assert_eq!(items[0].amount, 2300);
@@ -1755,7 +1755,10 @@ mod tests {
         assert_eq!(batch.totals[0].card_type, field(&kept, "CardType"));
         assert_eq!(batch.totals[0].purchase_amount, 1000);
         assert_eq!(batch.period_end, field(&cut, "Timestamp"));
-        assert_eq!(batch.period_start.as_deref(), Some(field(&kept, "Timestamp")));
+        assert_eq!(
+            batch.period_start.as_deref(),
+            Some(field(&kept, "Timestamp"))
+        );
     }
 
     #[tokio::test]

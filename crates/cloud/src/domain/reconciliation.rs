@@ -410,7 +410,12 @@ fn normalised(totals: &[CardTotals]) -> Vec<CardTotals> {
     }
     by_type
         .into_values()
-        .filter(|t| *t != CardTotals { card_type: t.card_type.clone(), ..CardTotals::default() })
+        .filter(|t| {
+            *t != CardTotals {
+                card_type: t.card_type.clone(),
+                ..CardTotals::default()
+            }
+        })
         .collect()
 }
 
@@ -504,13 +509,29 @@ mod tests {
 
     #[test]
     fn the_cloud_batch_counts_approved_settling_transactions_with_their_follow_ups() {
-        let visa = [("CardType", "visa "), ("AmountTotal", "1100"), ("AmountTip", "100")];
+        let visa = [
+            ("CardType", "visa "),
+            ("AmountTotal", "1100"),
+            ("AmountTip", "100"),
+        ];
         let sale = tx(Function::CardPurchase, 1000, Accepted, &visa, 1);
-        let voided = tx(Function::CardPurchase, 2000, Accepted, &[("CardType", "AMEX")], 2);
+        let voided = tx(
+            Function::CardPurchase,
+            2000,
+            Accepted,
+            &[("CardType", "AMEX")],
+            2,
+        );
         let declined = tx(Function::CardPurchase, 3000, Declined, &[], 3);
         let hold = tx(Function::CardAuthorise, 9000, Accepted, &[], 4);
         let refund = tx(Function::CardRefund, 300, Accepted, &[], 5);
-        let qr = tx(Function::QrMerchantPurchase, 700, Accepted, &[("CardType", "ALIPAY")], 6);
+        let qr = tx(
+            Function::QrMerchantPurchase,
+            700,
+            Accepted,
+            &[("CardType", "ALIPAY")],
+            6,
+        );
         let follow_ups = vec![
             // The last approved tip stands; a declined one and one after the cutover do not.
             follow_up_of(&sale, Function::CardTipAdjust, 250, Accepted, 7),
@@ -520,7 +541,14 @@ mod tests {
             // A cancelled void voids nothing.
             follow_up_of(&qr, Function::CardVoid, 0, Cancelled, 9),
         ];
-        let all = [sale.clone(), voided.clone(), declined.clone(), hold.clone(), refund.clone(), qr.clone()];
+        let all = [
+            sale.clone(),
+            voided.clone(),
+            declined.clone(),
+            hold.clone(),
+            refund.clone(),
+            qr.clone(),
+        ];
         let b = cloud_batch(&all, &follow_ups, at(50));
         let got: Vec<(TransactionId, &str, u64)> = b
             .entries
@@ -537,9 +565,20 @@ mod tests {
         );
         assert_eq!(b.entries[1].kind(), protocol::settlement::BatchKind::Refund);
         assert_eq!(b.excluded.len(), 3);
-        assert_eq!(b.excluded.get(&voided.id).map(String::as_str), Some("voided in the cloud"));
-        assert!(b.excluded.get(&declined.id).is_some_and(|w| w.contains("OK-DECLINED")), "{b:?}");
-        assert!(b.excluded.get(&hold.id).is_some_and(|w| w.contains("does not settle")));
+        assert_eq!(
+            b.excluded.get(&voided.id).map(String::as_str),
+            Some("voided in the cloud")
+        );
+        assert!(
+            b.excluded
+                .get(&declined.id)
+                .is_some_and(|w| w.contains("OK-DECLINED")),
+            "{b:?}"
+        );
+        assert!(b
+            .excluded
+            .get(&hold.id)
+            .is_some_and(|w| w.contains("does not settle")));
         // At a cutover before the tip, the sale counts as approved.
         let early = cloud_batch(&all[..1], &follow_ups, at(6));
         assert_eq!(early.entries[0].amount, 1100);
@@ -551,21 +590,36 @@ mod tests {
         assert!(outside_period(None, &d, None, at(10)).contains("no transaction"));
         let mut other = tx(Function::CardPurchase, 100, Accepted, &[], 5);
         other.device_id = DeviceId::parse("d2").unwrap_or_else(|_| unreachable!());
-        assert_eq!(outside_period(Some(&other), &d, None, at(10)), "the cloud has it on device d2");
+        assert_eq!(
+            outside_period(Some(&other), &d, None, at(10)),
+            "the cloud has it on device d2"
+        );
         let later = tx(Function::CardPurchase, 100, Accepted, &[], 20);
-        assert!(outside_period(Some(&later), &d, None, at(10)).contains("another settlement period"));
+        assert!(
+            outside_period(Some(&later), &d, None, at(10)).contains("another settlement period")
+        );
         let earlier = tx(Function::CardPurchase, 100, Accepted, &[], 1);
         assert!(outside_period(Some(&earlier), &d, Some(at(1)), at(10)).contains("another"));
-        assert_eq!(outside_period(Some(&earlier), &d, Some(at(0)), at(10)), "not in the cloud's batch");
+        assert_eq!(
+            outside_period(Some(&earlier), &d, Some(at(0)), at(10)),
+            "not in the cloud's batch"
+        );
         let mut running = earlier.clone();
         running.phase = Phase::Started { started_at: at(1) };
-        assert_eq!(outside_period(Some(&running), &d, None, at(10)), "not completed in the cloud");
+        assert_eq!(
+            outside_period(Some(&running), &d, None, at(10)),
+            "not completed in the cloud"
+        );
     }
 
     fn entry(card: &str, kind_refund: bool, amount: u64) -> BatchTransaction {
         BatchTransaction {
             transaction_id: TransactionId::new(),
-            function: if kind_refund { Function::CardRefund } else { Function::CardPurchase },
+            function: if kind_refund {
+                Function::CardRefund
+            } else {
+                Function::CardPurchase
+            },
             card_type: card.into(),
             amount,
         }
@@ -582,7 +636,11 @@ mod tests {
 
     #[test]
     fn one_missing_and_one_mismatching_are_listed_and_nothing_else() {
-        let cloud = vec![entry("VISA", false, 1000), entry("VISA", false, 2000), entry("AMEX", true, 500)];
+        let cloud = vec![
+            entry("VISA", false, 1000),
+            entry("VISA", false, 2000),
+            entry("AMEX", true, 500),
+        ];
         let mut terminal = cloud.clone();
         terminal.remove(0);
         terminal[0].amount = 2100;
@@ -590,8 +648,11 @@ mod tests {
         assert_eq!(r.status, Status::Unbalanced);
         assert!(r.itemised);
         assert_eq!(r.terminal_consistent, Some(true));
-        let got: Vec<(TransactionId, Vec<Reason>)> =
-            r.mismatches.iter().map(|m| (m.transaction_id, m.reasons.clone())).collect();
+        let got: Vec<(TransactionId, Vec<Reason>)> = r
+            .mismatches
+            .iter()
+            .map(|m| (m.transaction_id, m.reasons.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -619,16 +680,33 @@ mod tests {
         let mut changed = cloud[0].clone();
         changed.card_type = "mastercard".into();
         changed.function = Function::CardRefund;
-        let same_type_lower = BatchTransaction { card_type: " visa".into(), ..cloud[1].clone() };
-        let terminal = vec![changed.clone(), same_type_lower.clone(), unknown.clone(), same_type_lower];
-        let notes = BTreeMap::from([(unknown.transaction_id, "the cloud has no transaction with this id".to_string())]);
+        let same_type_lower = BatchTransaction {
+            card_type: " visa".into(),
+            ..cloud[1].clone()
+        };
+        let terminal = vec![
+            changed.clone(),
+            same_type_lower.clone(),
+            unknown.clone(),
+            same_type_lower,
+        ];
+        let notes = BTreeMap::from([(
+            unknown.transaction_id,
+            "the cloud has no transaction with this id".to_string(),
+        )]);
         let r = reconcile(Some(&batch_of(terminal, true)), &cloud, &notes);
         assert_eq!(r.mismatches.len(), 3, "{r:#?}");
-        assert_eq!(r.mismatches[0].reasons, vec![Reason::CardTypeDiffers, Reason::KindDiffers]);
+        assert_eq!(
+            r.mismatches[0].reasons,
+            vec![Reason::CardTypeDiffers, Reason::KindDiffers]
+        );
         assert_eq!(r.mismatches[1].transaction_id, cloud[1].transaction_id);
         assert_eq!(r.mismatches[1].reasons, vec![Reason::DuplicateOnTerminal]);
         assert_eq!(r.mismatches[2].reasons, vec![Reason::MissingInCloud]);
-        assert_eq!(r.mismatches[2].note.as_deref(), notes.get(&unknown.transaction_id).map(String::as_str));
+        assert_eq!(
+            r.mismatches[2].note.as_deref(),
+            notes.get(&unknown.transaction_id).map(String::as_str)
+        );
         assert_eq!(r.mismatches[2].cloud, None);
         for (reason, name) in [
             (Reason::MissingInCloud, "missing_in_cloud"),
@@ -639,7 +717,10 @@ mod tests {
             (Reason::DuplicateOnTerminal, "duplicate_on_terminal"),
         ] {
             assert_eq!(reason.as_str(), name);
-            assert_eq!(serde_json::to_value(reason).ok(), Some(serde_json::json!(name)));
+            assert_eq!(
+                serde_json::to_value(reason).ok(),
+                Some(serde_json::json!(name))
+            );
         }
     }
 
@@ -650,9 +731,20 @@ mod tests {
         assert_eq!(r.status, Status::Unreported);
         assert_eq!(r.cloud_totals, totals(&cloud));
         assert!(r.mismatches.is_empty() && r.differences.is_empty());
-        let r = reconcile(Some(&batch_of(cloud.clone(), false)), &cloud, &BTreeMap::new());
-        assert_eq!((r.status, r.itemised, r.terminal_consistent), (Status::Balanced, false, None));
-        let r = reconcile(Some(&batch_of(vec![entry("VISA", false, 999)], false)), &cloud, &BTreeMap::new());
+        let r = reconcile(
+            Some(&batch_of(cloud.clone(), false)),
+            &cloud,
+            &BTreeMap::new(),
+        );
+        assert_eq!(
+            (r.status, r.itemised, r.terminal_consistent),
+            (Status::Balanced, false, None)
+        );
+        let r = reconcile(
+            Some(&batch_of(vec![entry("VISA", false, 999)], false)),
+            &cloud,
+            &BTreeMap::new(),
+        );
         assert_eq!(r.status, Status::Unbalanced);
         assert!(r.mismatches.is_empty());
         assert_eq!(r.differences[0].purchase_amount, -1);
@@ -665,7 +757,10 @@ mod tests {
         let mut b = batch_of(cloud.clone(), true);
         b.totals[0].purchase_amount = 1500;
         // Repeated lines of one card type merge; an all-zero line is no line.
-        b.totals.push(CardTotals { card_type: "EFTPOS".into(), ..CardTotals::default() });
+        b.totals.push(CardTotals {
+            card_type: "EFTPOS".into(),
+            ..CardTotals::default()
+        });
         let r = reconcile(Some(&b), &cloud, &BTreeMap::new());
         assert_eq!(r.terminal_consistent, Some(false));
         assert!(r.mismatches.is_empty());
@@ -782,9 +877,18 @@ mod tests {
         let a = tx(Function::CardPurchase, 1000, Accepted, &[], 1);
         let b = tx(Function::CardPurchase, 1000, Accepted, &[], 1);
         let void_b = follow_up_of(&b, Function::CardVoid, 0, Accepted, 2);
-        assert_eq!(settled_amount(&a, std::slice::from_ref(&void_b), at(10)), Some(1000));
-        assert_eq!(settled_amount(&b, std::slice::from_ref(&void_b), at(10)), None);
+        assert_eq!(
+            settled_amount(&a, std::slice::from_ref(&void_b), at(10)),
+            Some(1000)
+        );
+        assert_eq!(
+            settled_amount(&b, std::slice::from_ref(&void_b), at(10)),
+            None
+        );
         // A void after the cutover is the next period's business.
-        assert_eq!(settled_amount(&b, &[void_b], at(1) + Duration::milliseconds(500)), Some(1000));
+        assert_eq!(
+            settled_amount(&b, &[void_b], at(1) + Duration::milliseconds(500)),
+            Some(1000)
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! the metrics or the health tracking, and whether it writes is said where it is declared.
 
 use super::observed::{Observed, Operation, StoreObserver};
-use super::{CallbackJob, InsertError, Route, StoreError, TransactionQuery};
+use super::{CallbackJob, InsertError, PeriodQuery, Route, StoreError, TransactionQuery};
 use crate::domain::accounts::{
     ApiKeyRecord, AuditEntry, AuditQuery, MerchantId, MerchantRecord, SiteId, SiteRecord,
 };
@@ -459,6 +459,19 @@ store_aggregates! {
         write fn purge_sessions(&self, idle_before: DateTime<Utc>, created_before: DateTime<Utc>) -> Result<u64, StoreError>;
     }
 
+    /// What reports read: settlements and the transactions of a period. Read only: every
+    /// report (a reconciliation, a day's totals, an export) is computed from the records when
+    /// it is asked for, so none is ever stored to go stale or be lost.
+    trait ReportStore {
+        /// Completed `Acquirer.Settlement.Cutover` transactions matching `q`, newest first.
+        read fn settlements(&self, q: &PeriodQuery) -> Result<Vec<TransactionRecord>, StoreError>;
+        /// Completed transactions matching `q`, oldest first (by completion, then id).
+        read fn completed_transactions(&self, q: &PeriodQuery) -> Result<Vec<TransactionRecord>, StoreError>;
+        /// The follow-ups, on any device and in any state, of the transactions
+        /// `completed_transactions(q)` reads, oldest first.
+        read fn follow_ups_of_completed(&self, q: &PeriodQuery) -> Result<Vec<TransactionRecord>, StoreError>;
+    }
+
     /// The store as a whole: probes and the installation's secrets.
     /// The event catalogue's log. Changes log their events in their own commits (a
     /// transaction's through its insert and transitions; a device's connection, a pairing, an
@@ -560,6 +573,7 @@ pub trait Store:
     + UpdateStore
     + EventStore
     + WebhookStore
+    + ReportStore
     + Housekeeping
 {
 }
@@ -578,6 +592,7 @@ impl<T> Store for T where
         + UpdateStore
         + EventStore
         + WebhookStore
+        + ReportStore
         + Housekeeping
 {
 }

@@ -11,6 +11,7 @@ mod postgres;
 mod receipt_columns;
 mod sqlite;
 
+pub use aggregates::ReportStore;
 pub use aggregates::{
     AccountStore, DeviceStore, Housekeeping, OrderStore, OutboxStore, PairingStore, PeopleStore,
     Store, TimelineStore, TransactionStore, OPERATIONS,
@@ -27,7 +28,7 @@ pub use sqlite::SqliteStore;
 const PROBE_NAME: &str = "store-probe";
 
 use chrono::{DateTime, Utc};
-use protocol::TransactionId;
+use protocol::{DeviceId, TransactionId};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -189,6 +190,22 @@ impl TransactionQuery {
             .replace('_', "\\_");
         format!("%{escaped}%")
     }
+}
+
+/// Completed transactions of a period, for settlements, reconciliation and exports: by the
+/// time they completed, each bound inclusive (the store keeps milliseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeriodQuery {
+    /// Only this merchant's.
+    pub merchant: Option<crate::domain::accounts::MerchantId>,
+    /// Only this device's (exactly).
+    pub device: Option<DeviceId>,
+    /// Completed at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Completed at or before.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: u32,
 }
 
 /// A callback to deliver.

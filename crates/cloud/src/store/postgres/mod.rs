@@ -12,6 +12,7 @@ mod events;
 mod orders;
 mod people;
 mod receipts;
+mod reports;
 mod updates;
 
 use super::columns::{

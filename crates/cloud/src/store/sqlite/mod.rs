@@ -18,6 +18,7 @@ mod events;
 mod orders;
 mod people;
 mod receipts;
+mod reports;
 mod updates;
 mod writer;
 
