@@ -29,7 +29,7 @@ pub struct CloudBatch {
 }
 
 /// Whether a transaction completed approved.
-fn approved(tx: &TransactionRecord) -> bool {
+pub fn approved(tx: &TransactionRecord) -> bool {
     matches!(&tx.phase, Phase::Completed(c) if c.transaction_result == Some(TransactionResult::Accepted))
 }
 
@@ -68,6 +68,19 @@ pub fn settled_amount(
     (!summary.voided).then_some(summary.amount)
 }
 
+/// Follow-ups grouped by the payment they follow, oldest first within each.
+pub fn by_original(
+    follow_ups: Vec<TransactionRecord>,
+) -> BTreeMap<TransactionId, Vec<TransactionRecord>> {
+    let mut by: BTreeMap<TransactionId, Vec<TransactionRecord>> = BTreeMap::new();
+    for f in follow_ups {
+        if let Some(o) = &f.request.original {
+            by.entry(o.transaction_id).or_default().push(f);
+        }
+    }
+    by
+}
+
 /// The batch the cloud expects from `transactions` (a device's, completed in the period),
 /// with `follow_ups` (their voids and tip adjustments, from any device) applied as they stood
 /// at `until` (the cutover).
@@ -77,6 +90,7 @@ pub fn cloud_batch(
     until: DateTime<Utc>,
 ) -> CloudBatch {
     let mut batch = CloudBatch::default();
+    let follow_ups = by_original(follow_ups.to_vec());
     for tx in transactions {
         let f = tx.request.function;
         let excluded = |why: String| (tx.id, why);
@@ -92,7 +106,8 @@ pub fn cloud_batch(
         } else if settles(f).is_none() {
             Some(excluded(format!("a {f} does not settle")))
         } else {
-            match settled_amount(tx, follow_ups, until) {
+            let of = follow_ups.get(&tx.id).map_or(&[][..], Vec::as_slice);
+            match settled_amount(tx, of, until) {
                 Some(amount) => {
                     batch.entries.push(BatchTransaction {
                         transaction_id: tx.id,

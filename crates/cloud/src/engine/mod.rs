@@ -19,6 +19,7 @@ pub mod payments;
 pub mod people;
 pub mod queries;
 pub mod receipts;
+pub mod reconciliation;
 pub mod retention;
 pub mod transactions;
 pub mod webhooks;

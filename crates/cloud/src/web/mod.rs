@@ -5,6 +5,7 @@
 pub mod accounts_api;
 pub mod config_api;
 pub mod dashboard;
+pub mod reports_api;
 pub mod sign_in;
 pub mod updates_api;
 pub mod virtual_terminal;
@@ -301,6 +302,26 @@ pub fn routes(state: WebState) -> Router {
         .route(
             "/admin/api-keys/{id}/revoke",
             post(accounts_api::revoke_api_key).fallback(not_found),
+        )
+        .route(
+            "/admin/settlements",
+            get(reports_api::settlements).fallback(not_found),
+        )
+        .route(
+            "/admin/settlements/{id}/reconciliation",
+            get(reports_api::reconciliation).fallback(not_found),
+        )
+        .route(
+            "/admin/reports/daily",
+            get(reports_api::daily).fallback(not_found),
+        )
+        .route(
+            "/admin/exports/transactions",
+            get(reports_api::export_transactions).fallback(not_found),
+        )
+        .route(
+            "/admin/exports/settlements",
+            get(reports_api::export_settlements).fallback(not_found),
         )
         .route("/admin/audit", get(accounts_api::audit).fallback(not_found))
         .route("/admin/users", get(accounts_api::users).fallback(not_found))
