@@ -7,6 +7,7 @@ mod config_file;
 mod database;
 mod device_admin;
 mod profiles_admin;
+mod reports_admin;
 mod release_key;
 mod serve;
 mod update_admin;
@@ -93,6 +94,14 @@ enum Command {
     Webhook(webhooks_admin::WebhookCommand),
     /// A page of the event log (through the admin API of a running cloud).
     Events(webhooks_admin::EventsArgs),
+    /// Settlements and their reconciliation (through the admin API of a running cloud).
+    #[command(subcommand)]
+    Settlement(reports_admin::SettlementCommand),
+    /// A merchant's daily report: its settlements and the day's totals by card type.
+    #[command(subcommand)]
+    Report(reports_admin::ReportCommand),
+    /// Export transactions or settlements as CSV or JSON.
+    Export(reports_admin::ExportArgs),
     /// Run the device-side client (a terminal with a card simulator).
     Terminal(terminal::cli::TerminalArgs),
     /// A POS client: pair a register, run transactions.
@@ -246,6 +255,9 @@ async fn main() -> ExitCode {
         Command::Update(cmd) => update_admin::run(cmd).await,
         Command::Webhook(cmd) => webhooks_admin::run(cmd).await,
         Command::Events(args) => webhooks_admin::events(args).await,
+        Command::Settlement(cmd) => reports_admin::settlement(cmd).await,
+        Command::Report(cmd) => reports_admin::report(cmd).await,
+        Command::Export(args) => reports_admin::export(args).await,
         Command::Terminal(args) => terminal::cli::run(args)
             .await
             .map(|()| ExitCode::SUCCESS)

@@ -211,6 +211,27 @@ pub(crate) async fn call(
     path: &str,
     body: Option<Body>,
 ) -> anyhow::Result<Value> {
+    let response = send(cloud, method, path, body).await?;
+    Ok(response.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs `path` and returns the body as it came (a CSV file), refused as [`call`] refuses.
+pub(crate) async fn download(cloud: &CloudArgs, path: &str) -> anyhow::Result<Vec<u8>> {
+    let response = send(cloud, Method::GET, path, None).await?;
+    Ok(response
+        .bytes()
+        .await
+        .with_context(|| format!("cannot read the answer of {}", cloud.cloud))?
+        .to_vec())
+}
+
+/// Sends a request; a refusal becomes an error with its status and the API's reason.
+async fn send(
+    cloud: &CloudArgs,
+    method: Method,
+    path: &str,
+    body: Option<Body>,
+) -> anyhow::Result<reqwest::Response> {
     let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
     if let Some(ca) = &cloud.ca_cert {
         let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
@@ -233,14 +254,14 @@ pub(crate) async fn call(
         .await
         .with_context(|| format!("cannot reach the cloud at {}", cloud.cloud))?;
     let status = response.status();
-    let v: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
+        let v: Value = response.json().await.unwrap_or(Value::Null);
         let why = v["error"]
             .as_str()
             .map_or_else(|| v.to_string(), str::to_string);
         anyhow::bail!("{status}: {why}");
     }
-    Ok(v)
+    Ok(response)
 }
 
 /// A request's body.
