@@ -204,7 +204,9 @@ fn print_reconciliation(v: &Value) {
         v["transactionId"].as_str().unwrap_or(""),
         v["deviceId"].as_str().unwrap_or(""),
         v["status"].as_str().unwrap_or(""),
-        v["periodStart"].as_str().unwrap_or("the device's first transaction"),
+        v["periodStart"]
+            .as_str()
+            .unwrap_or("the device's first transaction"),
         v["periodEnd"].as_str().unwrap_or(""),
     );
     print_totals("terminal:", &v["terminalByCardType"]);
@@ -328,7 +330,10 @@ mod tests {
         assert_eq!(
             with_query(
                 "/a",
-                &[("since", "2026-12-04T09:00:00+11:00".into()), ("m", "a b&c".into())]
+                &[
+                    ("since", "2026-12-04T09:00:00+11:00".into()),
+                    ("m", "a b&c".into())
+                ]
             ),
             "/a?since=2026-12-04T09%3A00%3A00%2B11%3A00&m=a+b%26c"
         );

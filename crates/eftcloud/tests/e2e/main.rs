@@ -27,6 +27,7 @@ mod polling;
 mod postgres;
 mod profiles;
 mod receipts;
+mod reconciliation;
 mod release_key;
 mod restart;
 mod sdk;
