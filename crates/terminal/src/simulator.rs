@@ -1744,7 +1744,7 @@ mod tests {
         .await;
         assert_eq!(field(&cut, "PurchaseCount"), "1");
         assert_eq!(field(&cut, "PurchaseTotal"), "1000");
-        let Some(batch) = cut.settlement else {
+        let Some(batch) = cut.settlement.clone() else {
             panic!("a cutover reports its batch")
         };
         let items = batch.transactions.unwrap_or_default();
