@@ -73,6 +73,13 @@
   ]);
   // Follow-ups that exist only by reference: their amount is the original's, or their own field.
   const FOLLOW_UPS = new Set(['Card.Void', 'Card.TipAdjust', 'Card.TopUp', 'Card.Release']);
+  // What an approved transaction counts as in a settlement batch (protocol::settlement::settles):
+  // a pre-authorisation only holds funds; a void and a tip adjustment change their original.
+  const SETTLES = {
+    'Card.Purchase': 'purchase', 'Card.PurchasePlusCash': 'purchase', 'Card.CashAdvance': 'purchase',
+    'Card.Finalise': 'purchase', 'QR.Merchant.Purchase': 'purchase', 'QR.Consumer.Purchase': 'purchase',
+    'Card.Refund': 'refund', 'QR.Refund': 'refund',
+  };
   const LABELS = {
     'Card.Purchase': 'PURCHASE',
     'Card.Refund': 'REFUND',
@@ -1570,6 +1577,71 @@
     return rule ? surchargeOn(rule, purchase) : 0;
   }
 
+  // The batch of a settlement (device protocol §4.9): the approved transactions since the last
+  // approved cutover (or on `date`, yyyyMMdd), their tip adjustments applied, their voids taking
+  // them out, with totals by card type. The journal keeps the last 50 finished entries, so a
+  // longer period is reported short (the cloud's reconciliation then lists what is missing).
+  function settlementBatch(date, periodEnd) {
+    const entries = loadJournal().filter((e) => e.offer && e.result);
+    const stamp = (e) => (e.result.fields && e.result.fields.Timestamp) || null;
+    let period;
+    let periodStart = null;
+    if (date) {
+      period = entries.filter((e) => (stamp(e) || '').startsWith(date));
+      periodStart = `${date}000000`;
+    } else {
+      let last = -1;
+      entries.forEach((e, i) => {
+        if (e.offer.function === 'Acquirer.Settlement.Cutover' && e.result.result === 'OK') last = i;
+      });
+      period = entries.slice(last + 1);
+      periodStart = last >= 0 ? stamp(entries[last]) : (entries.length ? stamp(entries[0]) : null);
+    }
+    const items = [];
+    const tips = {};
+    for (const e of period) {
+      if (e.result.transaction_result !== 'OK-ACCEPTED') continue;
+      const f = e.offer.function;
+      const original = e.offer.original && e.offer.original.transaction_id;
+      const fields = e.result.fields || {};
+      if (f === 'Card.Void') {
+        const i = items.findIndex((x) => x.transaction_id === original);
+        if (i >= 0) items.splice(i, 1);
+      } else if (f === 'Card.TipAdjust') {
+        const item = items.find((x) => x.transaction_id === original);
+        if (item) {
+          const tip = e.offer.amount_tip || 0;
+          item.amount = Math.max(0, item.amount - (tips[original] || 0)) + tip;
+          tips[original] = tip;
+        }
+      } else if (SETTLES[f]) {
+        tips[e.id] = parseInt(fields.AmountTip || '0', 10) || 0;
+        items.push({
+          transaction_id: e.id,
+          function: f,
+          card_type: fields.CardType || 'UNKNOWN',
+          amount: parseInt(fields.AmountTotal || '0', 10) || 0,
+        });
+      }
+    }
+    const byType = {};
+    for (const i of items) {
+      const t = byType[i.card_type] || (byType[i.card_type] = {
+        card_type: i.card_type, purchase_count: 0, purchase_amount: 0, refund_count: 0, refund_amount: 0,
+      });
+      const kind = SETTLES[i.function] || 'purchase';
+      t[`${kind}_count`] += 1;
+      t[`${kind}_amount`] += i.amount;
+    }
+    const batch = {
+      period_end: periodEnd,
+      totals: Object.keys(byType).sort().map((k) => byType[k]),
+      transactions: items,
+    };
+    if (periodStart) batch.period_start = periodStart;
+    return batch;
+  }
+
   function lastFinancial() {
     const done = loadJournal().filter((e) => e.offer && e.result && FINANCIAL.has(e.offer.function));
     return done.length ? done[done.length - 1] : null;
@@ -1739,9 +1811,25 @@
       }
       default: {
         const text = offer.function === 'Acquirer.Settlement.Cutover' ? 'CUTOVER COMPLETE' : 'SETTLEMENT TOTALS';
-        if (offer.date) fields.SettlementDate = offer.date;
+        const batch = settlementBatch(offer.date, fields.Timestamp);
+        const sum = (k) => batch.totals.reduce((n, t) => n + t[k], 0);
+        const purchases = sum('purchase_amount');
+        const refunds = sum('refund_amount');
+        fields.SettlementDate = offer.date || fields.Timestamp.slice(0, 8);
+        fields.PurchaseCount = String(sum('purchase_count'));
+        fields.PurchaseTotal = String(purchases);
+        fields.RefundCount = String(sum('refund_count'));
+        fields.RefundTotal = String(refunds);
+        fields.NetTotal = String(purchases - refunds);
+        receipt.pair('SETTLEMENT DATE', fields.SettlementDate);
+        receipt.pair('PURCHASES', fields.PurchaseCount);
+        receipt.amount('  TOTAL', purchases);
+        receipt.pair('REFUNDS', fields.RefundCount);
+        receipt.amount('  TOTAL', refunds);
         fields.Receipt = receipt.finish(text);
-        return outcome(offer, null, 'OK', text, fields);
+        const r = outcome(offer, null, 'OK', text, fields);
+        r.settlement = batch;
+        return r;
       }
     }
   }

@@ -604,6 +604,43 @@ async fn virtual_terminal_runs_follow_ups_on_the_original_card_and_shows_each_cu
         assert_eq!(data["AmountTotal"], "1234");
         assert_eq!(data["CardPan"], paid["data"]["CardPan"]);
         assert_eq!(data["OriginalTransactionId"], paid_id);
+        screen_is(&c, "result").await;
+        click(&c, "done").await;
+
+        // The page's cutover reports its batch: the sale less its refund (the yen sale was
+        // voided), and the cloud reconciles it clean.
+        let mut cutover = register_form(&reg);
+        cutover.extend([
+            ("TransactionMode", "ASYNC"),
+            ("TransactionType", "Acquirer.Settlement.Cutover"),
+        ]);
+        let (status, env) = app.post_form("/POS/Transaction", &cutover).await;
+        assert_eq!(status, 200, "{env}");
+        started(&c).await;
+        click(&c, "btn-approve").await;
+        let done = poll_until_completed(&app, env["data"]["PollingUrl"].as_str().unwrap()).await;
+        assert_eq!(done["data"]["Result"], "OK", "{done}");
+        assert_eq!(done["data"]["PurchaseTotal"], "1000", "{done}");
+        assert_eq!(done["data"]["RefundTotal"], "600", "{done}");
+        let id: protocol::TransactionId = done["transactionId"].as_str().unwrap().parse().unwrap();
+        let settlement = app
+            .engine
+            .settlement(&cloud::domain::accounts::Principal::owner_token(), &id)
+            .await
+            .unwrap()
+            .expect("an approved cutover is a settlement");
+        let items = settlement
+            .batch
+            .as_ref()
+            .and_then(|b| b.transactions.clone())
+            .unwrap_or_default();
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(
+            settlement.reconciliation.status,
+            cloud::domain::reconciliation::Status::Balanced,
+            "{:#?}",
+            settlement.reconciliation
+        );
     })
     .await;
 }
