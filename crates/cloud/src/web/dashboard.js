@@ -281,19 +281,21 @@
     configLoads += 1;
     campaignLoads += 1;
     webhookShown = null;
-    for (const id of ['device-panel', 'campaign-panel', 'config-profile-panel', 'config-effective-panel', 'config-history-panel',
+    for (const id of ['settlement-panel', 'device-panel', 'campaign-panel', 'config-profile-panel', 'config-effective-panel', 'config-history-panel',
       'webhook-deliveries-panel', 'webhook-secret']) $(id).hidden = true;
     for (const id of ['device-error', 'api-keys-error', 'api-key-form-error', 'audit-error', 'users-error', 'device-detail-error',
       'config-pick-error', 'config-error', 'config-result', 'config-effective-error', 'config-history-error', 'updates-error',
       'campaign-error', 'campaign-result', 'campaign-form-error', 'webhooks-error', 'webhook-form-error', 'webhook-deliveries-error',
       'webhook-secret-value']) $(id).textContent = '';
     for (const id of ['api-keys', 'audit', 'users', 'device-health', 'device-config', 'config-effective', 'config-history', 'cfg-surcharges',
-      'campaigns', 'campaign-devices', 'campaign-steps', 'artifacts', 'release-keys', 'webhooks', 'webhook-deliveries']) $(id).tBodies[0].replaceChildren();
+      'campaigns', 'campaign-devices', 'campaign-steps', 'artifacts', 'release-keys', 'webhooks', 'webhook-deliveries',
+      'settlements', 'settlement-totals', 'settlement-mismatches']) $(id).tBodies[0].replaceChildren();
+    $('settlements-error').textContent = '';
     $('config-level').value = can.operator ? 'operator' : 'merchants';
     $('campaign-form').reset();
     $('campaign-create-panel').hidden = !can.admin;
 
-    const tabs = [{ id: 'overview', label: 'Overview' }, { id: 'config', label: 'Configuration' }];
+    const tabs = [{ id: 'overview', label: 'Overview' }, { id: 'settlements', label: 'Settlements' }, { id: 'config', label: 'Configuration' }];
     if (can.operator) tabs.push({ id: 'updates', label: 'Updates' });
     if (can.admin) {
       tabs.push({ id: 'webhooks', label: 'Webhooks' }, { id: 'api-keys', label: 'API keys' }, { id: 'audit', label: 'Audit log' },
@@ -361,6 +363,7 @@
     if (id === 'config') prepareConfig();
     if (id === 'updates') refreshMerchants().then(loadUpdates);
     if (id === 'webhooks') refreshMerchants().then(loadWebhooks);
+    if (id === 'settlements') loadSettlements();
   }
 
   async function signInWithPassword(email, password) {
@@ -1712,6 +1715,104 @@
     return el('span', { class: `ustate ${kind}-${String(state).replace(/_/g, '-')}`, 'data-state': state }, words(state));
   }
 
+  // ---- settlements: each cutover's reconciliation, and the exports ---------------------------
+  function settlementQuery(extra) {
+    const q = new URLSearchParams(extra || {});
+    if (merchantFilter) q.set('merchant', merchantFilter);
+    const text = q.toString();
+    return text ? `?${text}` : '';
+  }
+
+  // Amounts of a batch are minor units; shown with two decimals (the terminals' usual).
+  function minor(n) {
+    if (n === undefined || n === null) return '';
+    const v = Number(n);
+    const sign = v < 0 ? '-' : '';
+    const a = Math.abs(v);
+    return `${sign}${Math.floor(a / 100)}.${String(a % 100).padStart(2, '0')}`;
+  }
+
+  async function loadSettlements() {
+    $('settlements-error').textContent = '';
+    let list;
+    try {
+      list = await api(`/admin/settlements${settlementQuery()}`);
+    } catch (e) {
+      $('settlements-error').textContent = e.message;
+      return;
+    }
+    $('settlements-count').textContent = `(${list.length})`;
+    $('settlements-none').hidden = list.length > 0;
+    $('settlements').tBodies[0].replaceChildren(...list.map((s) => {
+      const open = el('button', { type: 'button', class: 'link settlement-open', id: `settlement-open-${s.transactionId}`, title: s.transactionId }, shortId(s.transactionId));
+      open.addEventListener('click', () => showSettlement(s.transactionId));
+      return el('tr', { 'data-settlement': s.transactionId, 'data-status': s.status },
+        el('td', {}, when(s.periodEnd)),
+        el('td', {}, s.deviceId),
+        el('td', {}, el('span', { class: `recon recon-${s.status}`, 'data-state': s.status }, words(s.status))),
+        el('td', { class: 'num' }, String(s.mismatchCount)),
+        el('td', { class: 'num' }, s.terminalTotals ? minor(s.terminalTotals.net) : '—'),
+        el('td', { class: 'num' }, minor(s.cloudTotals.net)),
+        el('td', {}, open));
+    }));
+  }
+
+  async function showSettlement(id) {
+    let r;
+    try {
+      r = await api(`/admin/settlements/${encodeURIComponent(id)}/reconciliation`);
+    } catch (e) {
+      $('settlements-error').textContent = e.message;
+      return;
+    }
+    const from = r.periodStart ? when(r.periodStart) : 'the device\'s first transaction';
+    $('settlement-summary').textContent = `Device ${r.deviceId}, ${from} to ${when(r.periodEnd)}: ${words(r.status)}`
+      + (r.itemised ? '' : ' (the terminal listed no transactions: totals only)')
+      + (r.terminalConsistent === false ? '; the terminal\'s list does not add up to its own totals' : '') + '.';
+    const types = new Set([...r.terminalByCardType, ...r.cloudByCardType].map((t) => t.cardType));
+    const side = (list, type) => list.find((t) => t.cardType === type) || { purchaseCount: 0, purchaseAmount: 0, refundCount: 0, refundAmount: 0 };
+    const differs = new Set(r.differences.map((d) => d.cardType));
+    $('settlement-totals').tBodies[0].replaceChildren(...[...types].sort().map((type) => {
+      const t = side(r.terminalByCardType, type);
+      const c = side(r.cloudByCardType, type);
+      return el('tr', { class: differs.has(type) ? 'differs' : '' },
+        el('td', {}, type),
+        el('td', { class: 'num' }, `${t.purchaseCount} · ${minor(t.purchaseAmount)}`),
+        el('td', { class: 'num' }, `${c.purchaseCount} · ${minor(c.purchaseAmount)}`),
+        el('td', { class: 'num' }, `${t.refundCount} · ${minor(t.refundAmount)}`),
+        el('td', { class: 'num' }, `${c.refundCount} · ${minor(c.refundAmount)}`));
+    }));
+    const entry = (e) => (e ? `${e.function} ${e.cardType} ${minor(e.amount)}` : '—');
+    $('settlement-mismatches').tBodies[0].replaceChildren(...r.mismatches.map((m) => el('tr', { 'data-transaction': m.transactionId },
+      el('td', { title: m.transactionId }, shortId(m.transactionId)),
+      el('td', {}, m.reasons.map(words).join(', ') + (m.note ? ` (${m.note})` : '')),
+      el('td', {}, entry(m.terminal)),
+      el('td', {}, entry(m.cloud)))));
+    $('settlement-balanced').hidden = r.mismatches.length > 0 || r.differences.length > 0;
+    $('settlement-panel').hidden = false;
+  }
+
+  // An export as a file: fetched with this board's credential (a token cannot ride on a link),
+  // then handed to the browser as a download.
+  async function download(kind, format) {
+    $('settlements-error').textContent = '';
+    try {
+      const response = await fetch(`/admin/exports/${kind}${settlementQuery({ format })}`, { headers: headers('GET'), credentials: 'same-origin' });
+      if (!response.ok) {
+        const body = await response.json().catch(() => ({}));
+        throw new Error(body.error || `HTTP ${response.status}`);
+      }
+      const url = URL.createObjectURL(await response.blob());
+      const a = el('a', { href: url, download: `${kind}.${format}` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch (e) {
+      $('settlements-error').textContent = `Download failed: ${e.message}`;
+    }
+  }
+
   async function loadUpdates() {
     $('updates-error').textContent = '';
     try {
@@ -2085,6 +2186,12 @@
     $('webhook-secret').hidden = true;
     $('webhook-secret-value').textContent = '';
   });
+  $('settlement-close').addEventListener('click', () => { $('settlement-panel').hidden = true; });
+  for (const kind of ['transactions', 'settlements']) {
+    for (const format of ['csv', 'json']) {
+      $(`export-${kind}-${format}`).addEventListener('click', () => download(kind, format));
+    }
+  }
   $('campaign-rollback-form').addEventListener('submit', (ev) => ev.preventDefault());
   $('campaign-form').addEventListener('submit', (ev) => {
     ev.preventDefault();

@@ -1167,6 +1167,40 @@ async fn dashboard_follows_a_virtual_terminal_live() {
         )
         .await;
 
+        // A cutover on the terminal: the Settlements view lists it reconciled, opens its
+        // reconciliation, and downloads the exports with the board's own credential.
+        c.switch_to_window(terminal.clone()).await.unwrap();
+        screen_is(&c, "result").await;
+        click(&c, "done").await;
+        let mut cutover = register_form(&reg);
+        cutover.extend([("TransactionMode", "ASYNC"), ("TransactionType", "Acquirer.Settlement.Cutover")]);
+        let r = http.post(format!("{base}/POS/Transaction")).form(&cutover).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let env: Value = r.json().await.unwrap();
+        let cut = env["transactionId"].as_str().unwrap().to_string();
+        started(&c).await;
+        click(&c, "btn-approve").await;
+        click(&c, "done").await;
+        c.switch_to_window(tab.handle.clone()).await.unwrap();
+        click(&c, "tab-settlements").await;
+        let status = format!(
+            "(document.querySelector('#settlements tr[data-settlement=\"{cut}\"]') || {{dataset: {{}}}}).dataset.status || ''"
+        );
+        wait_js(&c, "the cutover listed, balanced", &status, |v| v == &json!("balanced")).await;
+        click(&c, &format!("settlement-open-{cut}")).await;
+        wait_js(
+            &c,
+            "its reconciliation",
+            "[document.getElementById('settlement-panel').hidden, document.getElementById('settlement-balanced').hidden, document.querySelectorAll('#settlement-totals tbody tr').length > 0]",
+            |v| v == &json!([false, false, true]),
+        )
+        .await;
+        click(&c, "export-transactions-csv").await;
+        click(&c, "export-settlements-json").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(text_of(&c, "settlements-error").await, "");
+        click(&c, "tab-overview").await;
+
         // The terminal unplugged: the dashboard shows it offline.
         c.switch_to_window(terminal).await.unwrap();
         click(&c, "plugged").await;
