@@ -260,8 +260,9 @@ pub struct DeviceResult {
     pub receipts: Option<Receipts>,
     /// A settlement's batch (`Acquirer.Settlement.Cutover`, `.Inquiry`) in structured form,
     /// for the cloud's reconciliation; absent for everything else and from older devices.
+    /// Boxed: every other result carries none, and a result is moved whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settlement: Option<crate::settlement::SettlementBatch>,
+    pub settlement: Option<Box<crate::settlement::SettlementBatch>>,
 }
 
 /// A frame sent by the cloud to the device.

@@ -1035,7 +1035,7 @@ impl Simulator {
         };
         fields.insert("Receipt".into(), receipt.finish(text));
         let mut result = ok(id, f, text, fields);
-        result.settlement = Some(batch.report(&timestamp));
+        result.settlement = Some(Box::new(batch.report(&timestamp)));
         result
     }
 

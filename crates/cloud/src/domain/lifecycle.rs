@@ -17,6 +17,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Where a transaction stands.
+// Most transactions a node holds are completed (records read for polls, searches, reports):
+// boxing the completion would cost an allocation per record read to save the few bytes of the
+// other two phases.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
     /// Sent to the device, waiting for `accept` until the deadline.
@@ -53,7 +57,7 @@ pub struct Completion {
     pub receipts: Option<protocol::action::Receipts>,
     /// A settlement's batch as the device reported it, kept for reconciliation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settlement: Option<protocol::settlement::SettlementBatch>,
+    pub settlement: Option<Box<protocol::settlement::SettlementBatch>>,
     pub completed_at: DateTime<Utc>,
 }
 

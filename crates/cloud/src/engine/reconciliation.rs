@@ -152,7 +152,7 @@ impl Engine {
     async fn settle(&self, cutover: TransactionRecord) -> Result<Settlement, EngineError> {
         let store = self.store();
         let (batch, period_end) = match &cutover.phase {
-            Phase::Completed(c) => (c.settlement.clone(), c.completed_at),
+            Phase::Completed(c) => (c.settlement.as_deref().cloned(), c.completed_at),
             // An approved cutover is completed (checked by the callers).
             Phase::Offered { .. } | Phase::Started { .. } => (None, cutover.created_at),
         };

@@ -138,7 +138,7 @@ async fn reports_read_settlements_and_periods(s: Arc<dyn Store>) {
     // The stored batch comes back with its cutover.
     let mut reported = on("rp1", Function::AcquirerSettlementCutover, 6);
     if let Phase::Completed(c) = &mut reported.phase {
-        c.settlement = Some(protocol::settlement::SettlementBatch {
+        c.settlement = Some(Box::new(protocol::settlement::SettlementBatch {
             period_start: Some("20261204090000".into()),
             period_end: "20261204120000".into(),
             totals: vec![],
@@ -148,7 +148,7 @@ async fn reports_read_settlements_and_periods(s: Arc<dyn Store>) {
                 card_type: "VISA".into(),
                 amount: 500,
             }]),
-        });
+        }));
     }
     s.insert_transaction(&reported, &[]).await.unwrap();
     let back = s.settlements(&q(Some("rp1"), Some(6), None)).await.unwrap();

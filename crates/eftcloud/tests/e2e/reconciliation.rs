@@ -124,7 +124,7 @@ fn cutover_result(id: TransactionId, batch: SettlementBatch) -> DeviceResult {
         result_text: "CUTOVER COMPLETE".into(),
         fields: BTreeMap::new(),
         receipts: None,
-        settlement: Some(batch),
+        settlement: Some(Box::new(batch)),
     }
 }
 
