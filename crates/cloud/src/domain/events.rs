@@ -662,6 +662,7 @@ mod tests {
                 .collect(),
             completed_at: DateTime::<Utc>::from_timestamp(1_700_000_009, 0).unwrap_or_default(),
             receipts: None,
+            settlement: None,
         })
     }
 

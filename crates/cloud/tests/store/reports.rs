@@ -47,16 +47,16 @@ async fn reports_read_settlements_and_periods(s: Arc<dyn Store>) {
     let mut elsewhere = on("rp2", Function::CardPurchase, 2);
     elsewhere.merchant_id = MerchantId::from_stored("other".into());
     for t in [&s1, &s2, &elsewhere] {
-        s.insert_transaction(t, &[]).await.unwrap();
+        s.insert_transaction(t, &[], &[]).await.unwrap();
     }
     // A void of s2, run on the other device (the merchant's follow-ups may run anywhere).
     let mut void = follow_up(&s2, "rp2", Function::CardVoid, None);
     void = approved_at(void, at(3));
-    s.insert_transaction(&void, &[]).await.unwrap();
+    s.insert_transaction(&void, &[], &[]).await.unwrap();
     let cut = on("rp1", Function::AcquirerSettlementCutover, 4);
-    s.insert_transaction(&cut, &[]).await.unwrap();
+    s.insert_transaction(&cut, &[], &[]).await.unwrap();
     let s3 = on("rp1", Function::CardPurchase, 5);
-    s.insert_transaction(&s3, &[]).await.unwrap();
+    s.insert_transaction(&s3, &[], &[]).await.unwrap();
     // Still running: in no period.
     let running = transaction(
         "rp1",
@@ -64,7 +64,7 @@ async fn reports_read_settlements_and_periods(s: Arc<dyn Store>) {
             accept_deadline: at(600),
         },
     );
-    s.insert_transaction(&running, &[]).await.unwrap();
+    s.insert_transaction(&running, &[], &[]).await.unwrap();
 
     let q = |device: Option<&str>, since: Option<i64>, until: Option<i64>| PeriodQuery {
         merchant: None,
@@ -150,7 +150,7 @@ async fn reports_read_settlements_and_periods(s: Arc<dyn Store>) {
             }]),
         }));
     }
-    s.insert_transaction(&reported, &[]).await.unwrap();
+    s.insert_transaction(&reported, &[], &[]).await.unwrap();
     let back = s.settlements(&q(Some("rp1"), Some(6), None)).await.unwrap();
     assert_eq!(back, vec![reported]);
 }
