@@ -16,6 +16,9 @@ use crate::store::InsertError;
 use chrono::{DateTime, Utc};
 use url::Url;
 
+/// Longest wait for the resolution of a target's name when it is saved.
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Why a management request is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookAdminError {
@@ -91,8 +94,10 @@ impl Engine {
             Some(url::Host::Ipv4(ip)) if webhooks::is_private(ip.into()) => return Err(refused()),
             Some(url::Host::Ipv6(ip)) if webhooks::is_private(ip.into()) => return Err(refused()),
             Some(url::Host::Domain(name)) => {
+                // A name that does not resolve (yet) is taken: each delivery checks again.
                 let port = url.port_or_known_default().unwrap_or(443);
-                if let Ok(addrs) = tokio::net::lookup_host((name, port)).await {
+                let lookup = tokio::net::lookup_host((name, port));
+                if let Ok(Ok(addrs)) = tokio::time::timeout(DNS_TIMEOUT, lookup).await {
                     if addrs.into_iter().any(|a| webhooks::is_private(a.ip())) {
                         return Err(refused());
                     }
