@@ -448,6 +448,27 @@ pub fn for_transaction(
                     .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                     .collect();
                 e.data["terminalTotals"] = Value::Object(totals);
+                // The batch by card type, when the terminal reported one, and where its
+                // reconciliation against the cloud's records is read.
+                if let Some(batch) = &c.settlement {
+                    e.data["periodStart"] = batch.period_start.clone().into();
+                    e.data["periodEnd"] = batch.period_end.clone().into();
+                    e.data["totalsByCardType"] = batch
+                        .totals
+                        .iter()
+                        .map(|t| {
+                            json!({
+                                "cardType": t.card_type,
+                                "purchaseCount": t.purchase_count,
+                                "purchaseAmount": t.purchase_amount.to_string(),
+                                "refundCount": t.refund_count,
+                                "refundAmount": t.refund_amount.to_string(),
+                            })
+                        })
+                        .collect();
+                }
+                e.data["reconciliation"] =
+                    format!("/admin/settlements/{}/reconciliation", tx.id).into();
             }
             events.push(e);
         }

@@ -506,6 +506,21 @@ async fn the_simulators_cutover_reconciles_clean_and_the_exports_and_the_day_agr
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["status"], "balanced", "{r:#}");
     assert_eq!(r["itemised"], true);
+    // The event log has the settlement, with the terminal's batch and where its report is.
+    let (status, log) = get(&app, "/admin/event-log?types=settlement.completed").await;
+    assert_eq!(status, 200, "{log}");
+    let settled = &log["events"][0]["data"];
+    assert_eq!(settled["transactionId"], cut_id.as_str(), "{log:#}");
+    assert_eq!(
+        settled["reconciliation"],
+        format!("/admin/settlements/{cut_id}/reconciliation")
+    );
+    let by_card = settled["totalsByCardType"].as_array().unwrap();
+    let purchases: u64 = by_card
+        .iter()
+        .map(|t| t["purchaseCount"].as_u64().unwrap())
+        .sum();
+    assert_eq!(purchases, 3, "{settled:#}");
     assert_eq!(r["terminalConsistent"], true);
     assert_eq!(r["mismatches"], json!([]));
     assert_eq!(r["differences"], json!([]));
