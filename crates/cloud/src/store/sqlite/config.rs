@@ -125,7 +125,7 @@ impl ConfigStore for SqliteStore {
                     .execute(params![id.as_str(), signed(version), ms(at)])?;
                 if n == 1 {
                     let event = crate::domain::events::config_applied(&id, version, at);
-                    super::events::log_events(conn, &[event])?;
+                    super::events::log_event(conn, &event)?;
                 }
                 Ok(n == 1)
             })

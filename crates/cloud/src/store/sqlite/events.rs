@@ -17,9 +17,37 @@ use rusqlite::{params, Connection};
 /// Delivery log rows kept per endpoint.
 const DELIVERIES_KEPT: i64 = 500;
 
+/// An event as its row is written: serialised before it reaches the writer thread, which
+/// every commit shares.
+pub(super) struct EventRow {
+    id: String,
+    kind: &'static str,
+    merchant: Option<String>,
+    vendor: Option<String>,
+    device: Option<String>,
+    at: i64,
+    data: String,
+}
+
+/// The rows of `events`, made on the calling task.
+pub(super) fn rows(events: &[NewEvent]) -> Vec<EventRow> {
+    events
+        .iter()
+        .map(|e| EventRow {
+            id: e.id.as_str().to_string(),
+            kind: e.kind.as_str(),
+            merchant: e.merchant_id.as_ref().map(|m| m.as_str().to_string()),
+            vendor: e.vendor.clone(),
+            device: e.device_id.as_ref().map(|d| d.as_str().to_string()),
+            at: ms(e.at),
+            data: e.data.to_string(),
+        })
+        .collect()
+}
+
 /// Appends events to the log, in the caller's commit. An event that names only its device
 /// takes the device's merchant.
-pub(super) fn log_events(conn: &Connection, events: &[NewEvent]) -> Result<(), StoreError> {
+pub(super) fn log_events(conn: &Connection, events: &[EventRow]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -29,17 +57,22 @@ pub(super) fn log_events(conn: &Connection, events: &[NewEvent]) -> Result<(), S
     )?;
     for e in events {
         stmt.execute(params![
-            e.id.as_str(),
-            e.kind.as_str(),
-            e.merchant_id.as_ref().map(|m| m.as_str()),
+            e.id,
+            e.kind,
+            e.merchant,
             e.vendor,
-            e.device_id.as_ref().map(|d| d.as_str()),
-            ms(e.at),
+            e.device,
+            e.at,
             i64::from(SCHEMA_VERSION),
-            e.data.to_string(),
+            e.data,
         ])?;
     }
     Ok(())
+}
+
+/// Logs one event built on the writer thread (rare changes: a connection, an acknowledgement).
+pub(super) fn log_event(conn: &Connection, event: &NewEvent) -> Result<(), StoreError> {
+    log_events(conn, &rows(std::slice::from_ref(event)))
 }
 
 const EVENT_COLUMNS: &str =
@@ -97,11 +130,29 @@ impl EventStore for SqliteStore {
     }
 
     async fn purge_events_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.delete_in_batches(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE created_at < ?1 LIMIT 1000)",
-            before,
-        )
-        .await
+        // No index on the time (each would cost every commit): the log is in time order but
+        // for commits racing by milliseconds, so the oldest events are the first by `seq`.
+        // Batches of the first thousand go while the first is older than the cut.
+        let cut = ms(before);
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer
+                .write(move |conn| {
+                    Ok::<_, StoreError>(
+                        conn.prepare_cached(
+                            "DELETE FROM events WHERE seq IN (
+                               SELECT seq FROM events ORDER BY seq LIMIT 1000) AND created_at < ?1",
+                        )?
+                        .execute([cut])?,
+                    )
+                })
+                .await?;
+            total += n as u64;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
     }
 }
 

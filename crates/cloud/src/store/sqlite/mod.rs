@@ -465,7 +465,7 @@ impl DeviceStore for SqliteStore {
                 };
                 if n == 1 {
                     let event = crate::domain::events::device_connection(&id, &node, connected, now);
-                    events::log_events(conn, &[event])?;
+                    events::log_event(conn, &event)?;
                 }
                 Ok(())
             })
@@ -735,7 +735,7 @@ impl PairingStore for SqliteStore {
                     &r.info.register_name,
                     r.paired_at,
                 ));
-                events::log_events(conn, &logged)?;
+                events::log_events(conn, &events::rows(&logged))?;
                 Ok::<_, StoreError>(previous)
             })
             .await?;
@@ -827,7 +827,7 @@ impl PairingStore for SqliteStore {
                     .iter()
                     .map(|k| crate::domain::events::unpaired(&device, k, at))
                     .collect();
-                events::log_events(conn, &logged)?;
+                events::log_events(conn, &events::rows(&logged))?;
                 Ok(removed)
             })
             .await
@@ -846,7 +846,7 @@ impl TransactionStore for SqliteStore {
         let request =
             serde_json::to_string(&t.request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = t.clone();
-        let (events, logged) = (events.to_vec(), logged.to_vec());
+        let (events, logged) = (events.to_vec(), events::rows(logged));
         self.writer
             .write(move |conn| {
                 let id = t.id.to_string();
@@ -1044,7 +1044,7 @@ impl TransactionStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (state, deadline, started, completed, completion) = phase_columns(to)?;
         let from = phase_kind(from);
-        let (id, events, logged) = (id.to_string(), events.to_vec(), logged.to_vec());
+        let (id, events, logged) = (id.to_string(), events.to_vec(), events::rows(logged));
         self.writer
             .write(move |conn| {
                 let n = conn

@@ -32,7 +32,7 @@ fn insert_step(conn: &Connection, campaign: &str, s: &StepRecord) -> Result<(), 
         s.step.as_str(),
         s.reason
     ])?;
-    super::events::log_events(conn, &[crate::domain::events::update_step(campaign, s)])
+    super::events::log_event(conn, &crate::domain::events::update_step(campaign, s))
 }
 
 #[async_trait]
