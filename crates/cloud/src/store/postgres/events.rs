@@ -23,28 +23,65 @@ const DELIVERIES_KEPT: i64 = 500;
 /// Rows deleted per purge statement.
 const PURGE_BATCH: i64 = 1000;
 
-/// Appends events to the log, in the caller's transaction. An event that names only its device
-/// takes the device's merchant.
+/// Events' columns as arrays, for one `unnest` insert however many there are.
+pub(super) struct Rows {
+    pub id: Vec<String>,
+    pub kind: Vec<&'static str>,
+    pub merchant: Vec<Option<String>>,
+    pub vendor: Vec<Option<String>>,
+    pub device: Vec<Option<String>>,
+    pub at: Vec<i64>,
+    pub data: Vec<String>,
+}
+
+impl Rows {
+    pub fn of(events: &[NewEvent]) -> Self {
+        Self {
+            id: events.iter().map(|e| e.id.as_str().to_string()).collect(),
+            kind: events.iter().map(|e| e.kind.as_str()).collect(),
+            merchant: events
+                .iter()
+                .map(|e| e.merchant_id.as_ref().map(|m| m.as_str().to_string()))
+                .collect(),
+            vendor: events.iter().map(|e| e.vendor.clone()).collect(),
+            device: events
+                .iter()
+                .map(|e| e.device_id.as_ref().map(|d| d.as_str().to_string()))
+                .collect(),
+            at: events.iter().map(|e| ms(e.at)).collect(),
+            data: events.iter().map(|e| e.data.to_string()).collect(),
+        }
+    }
+}
+
+/// Appends events to the log in one statement, in the caller's transaction and in their
+/// order. An event that names only its device takes the device's merchant.
 pub(super) async fn log_events(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
-    for e in events {
-        sqlx::query(
-            "INSERT INTO events (id, type, merchant_id, vendor, device_id, created_at, schema_version, data)
-             VALUES ($1, $2, COALESCE($3, (SELECT merchant_id FROM devices WHERE id = $5)), $4, $5, $6, $7, $8)",
-        )
-        .bind(e.id.as_str())
-        .bind(e.kind.as_str())
-        .bind(e.merchant_id.as_ref().map(|m| m.as_str()))
-        .bind(&e.vendor)
-        .bind(e.device_id.as_ref().map(|d| d.as_str()))
-        .bind(ms(e.at))
-        .bind(i64::from(SCHEMA_VERSION))
-        .bind(e.data.to_string())
-        .execute(&mut **tx)
-        .await?;
+    if events.is_empty() {
+        return Ok(());
     }
+    let rows = Rows::of(events);
+    sqlx::query(
+        "INSERT INTO events (id, type, merchant_id, vendor, device_id, created_at, schema_version, data)
+         SELECT e.id, e.type, COALESCE(e.merchant, (SELECT merchant_id FROM devices WHERE id = e.device)),
+           e.vendor, e.device, e.at, $8, e.data
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+           WITH ORDINALITY AS e(id, type, merchant, vendor, device, at, data, n)
+         ORDER BY e.n",
+    )
+    .bind(rows.id)
+    .bind(rows.kind)
+    .bind(rows.merchant)
+    .bind(rows.vendor)
+    .bind(rows.device)
+    .bind(rows.at)
+    .bind(rows.data)
+    .bind(i64::from(SCHEMA_VERSION))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -189,22 +189,37 @@ async fn enqueue_callback(
     Ok(())
 }
 
+/// A timeline's columns as arrays, for one `unnest` insert however many events there are.
+fn timeline_arrays(events: &[TimelineEvent]) -> (Vec<i64>, Vec<&'static str>, Vec<String>) {
+    (
+        events.iter().map(|e| ms(e.at)).collect(),
+        events.iter().map(|e| e.kind.as_str()).collect(),
+        events.iter().map(|e| e.detail.clone()).collect(),
+    )
+}
+
+/// Appends timeline events in one statement (one round trip), in their order.
 async fn insert_events(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     id: &TransactionId,
     events: &[TimelineEvent],
 ) -> Result<(), StoreError> {
-    for e in events {
-        sqlx::query(
-            "INSERT INTO transaction_events (transaction_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.to_string())
-        .bind(ms(e.at))
-        .bind(e.kind.as_str())
-        .bind(&e.detail)
-        .execute(&mut **tx)
-        .await?;
+    if events.is_empty() {
+        return Ok(());
     }
+    let (at, kind, detail) = timeline_arrays(events);
+    sqlx::query(
+        "INSERT INTO transaction_events (transaction_id, at, kind, detail)
+         SELECT $1, t.at, t.kind, t.detail
+         FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS t(at, kind, detail, n)
+         ORDER BY t.n",
+    )
+    .bind(id.to_string())
+    .bind(at)
+    .bind(kind)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -853,14 +868,39 @@ impl TransactionStore for PostgresStore {
         logged: &[crate::domain::events::NewEvent],
     ) -> Result<bool, StoreError> {
         let (state, deadline, started, completed, completion) = phase_columns(to)?;
-        let mut tx = self.pool.begin().await?;
-        // Compare-and-set: a concurrent update of the row (from any node) makes this one wait,
-        // then re-check `state` against the committed row, so exactly one mover wins.
-        let r = sqlx::query(
-            "UPDATE transactions SET state = $1, accept_deadline = $2,
-               started_at = COALESCE($3, started_at), completed_at = $4, completion = $5,
-               display_text = CASE WHEN $1 = 'completed' THEN NULL ELSE display_text END
-             WHERE id = $6 AND state = $7",
+        // One statement, so one round trip and its own commit: the compare-and-set, the
+        // timeline, the event log and (to a completed phase) the callback outbox. A concurrent
+        // update of the row (from any node) makes the UPDATE wait, then re-check `state`
+        // against the committed row, so exactly one mover wins; a loser's `moved` is empty and
+        // so is everything it would have written.
+        let (at, kind, detail) = timeline_arrays(timeline);
+        let rows = events::Rows::of(logged);
+        let moved: i64 = sqlx::query_scalar(
+            "WITH moved AS (
+               UPDATE transactions SET state = $1, accept_deadline = $2,
+                 started_at = COALESCE($3, started_at), completed_at = $4, completion = $5,
+                 display_text = CASE WHEN $1 = 'completed' THEN NULL ELSE display_text END
+               WHERE id = $6 AND state = $7
+               RETURNING id, merchant_id, callback_url, completed_at),
+             timeline AS (
+               INSERT INTO transaction_events (transaction_id, at, kind, detail)
+               SELECT moved.id, t.at, t.kind, t.detail
+               FROM moved, unnest($8::bigint[], $9::text[], $10::text[])
+                 WITH ORDINALITY AS t(at, kind, detail, n)
+               ORDER BY t.n),
+             logged AS (
+               INSERT INTO events (id, type, merchant_id, vendor, device_id, created_at, schema_version, data)
+               SELECT e.id, e.type, COALESCE(e.merchant, moved.merchant_id), e.vendor, e.device, e.at, $18, e.data
+               FROM moved, unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                   $16::bigint[], $17::text[])
+                 WITH ORDINALITY AS e(id, type, merchant, vendor, device, at, data, n)
+               ORDER BY e.n),
+             outbox AS (
+               INSERT INTO callback_outbox (transaction_id, url, next_attempt_at)
+               SELECT id, callback_url, completed_at FROM moved
+               WHERE $1 = 'completed' AND callback_url IS NOT NULL
+               ON CONFLICT (transaction_id) DO NOTHING)
+             SELECT count(*) FROM moved",
         )
         .bind(state)
         .bind(deadline)
@@ -869,18 +909,20 @@ impl TransactionStore for PostgresStore {
         .bind(completion)
         .bind(id.to_string())
         .bind(phase_kind(from))
-        .execute(&mut *tx)
+        .bind(at)
+        .bind(kind)
+        .bind(detail)
+        .bind(rows.id)
+        .bind(rows.kind)
+        .bind(rows.merchant)
+        .bind(rows.vendor)
+        .bind(rows.device)
+        .bind(rows.at)
+        .bind(rows.data)
+        .bind(i64::from(crate::domain::events::SCHEMA_VERSION))
+        .fetch_one(&self.pool)
         .await?;
-        if r.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_events(&mut tx, id, timeline).await?;
-        events::log_events(&mut tx, logged).await?;
-        if state == "completed" {
-            enqueue_callback(&mut tx, id).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(moved == 1)
     }
 
     async fn set_display_text(
