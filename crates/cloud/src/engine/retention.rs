@@ -26,18 +26,14 @@ impl Engine {
         }
     }
 
-    /// Deletes completed transactions older than the retention period; returns how many.
+    /// Deletes completed transactions older than the retention period, then the event log's
+    /// events as old; returns how many transactions.
     pub async fn sweep_once(&self) -> u64 {
         let Ok(retention) = chrono::Duration::from_std(self.settings().retention) else {
             return 0;
         };
         let before = self.now() - retention;
-        match self.store().purge_events_before(before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "retention sweep of the event log"),
-            Err(e) => tracing::error!(error = %e, "retention sweep of the event log failed"),
-        }
-        match self.store().purge_completed_before(before).await {
+        let deleted = match self.store().purge_completed_before(before).await {
             Ok(0) => 0,
             Ok(n) => {
                 tracing::info!(deleted = n, "retention sweep");
@@ -47,7 +43,13 @@ impl Engine {
                 tracing::error!(error = %e, "retention sweep failed");
                 0
             }
+        };
+        match self.store().purge_events_before(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "retention sweep of the event log"),
+            Err(e) => tracing::error!(error = %e, "retention sweep of the event log failed"),
         }
+        deleted
     }
 
     /// Deletes self-enrolled (virtual terminal) devices that are not connected and were not

@@ -184,7 +184,8 @@ async fn lookup_outlives_the_polling_token() {
     let (s, _) = app.get_json(&app.url(&q("&PosReference=ORDER-77"))).await;
     assert_eq!(s, 200);
     clock.advance(Duration::from_secs(2));
-    assert!(app.engine.sweep_once().await >= 1);
+    // The hourly sweep, woken by the clock's jump, may take it first: gone either way.
+    app.engine.sweep_once().await;
     let (s, _) = app.get_json(&app.url(&q("&PosReference=ORDER-77"))).await;
     assert_eq!(s, 404);
 }
