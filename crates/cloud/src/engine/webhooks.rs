@@ -320,28 +320,15 @@ impl Engine {
 
     // The dispatcher's side.
 
-    /// Every enabled endpoint due at `now`.
-    pub async fn due_webhooks(&self, now: DateTime<Utc>) -> Result<Vec<Endpoint>, EngineError> {
+    /// Every enabled endpoint (the dispatcher picks those due, and when the next is).
+    pub async fn enabled_webhooks(&self) -> Result<Vec<Endpoint>, EngineError> {
         Ok(self
             .store()
             .webhooks()
             .await?
             .into_iter()
-            .filter(|e| e.enabled && e.next_attempt_at <= now)
+            .filter(|e| e.enabled)
             .collect())
-    }
-
-    /// When the earliest endpoint waiting out a backoff is due again.
-    pub async fn next_webhook_retry(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
-        let now = self.now();
-        Ok(self
-            .store()
-            .webhooks()
-            .await?
-            .into_iter()
-            .filter(|e| e.enabled && e.next_attempt_at > now)
-            .map(|e| e.next_attempt_at)
-            .min())
     }
 
     /// Leases the endpoint to `holder` until `until`, if it is due and nobody else holds it.

@@ -160,7 +160,14 @@ impl Dispatcher {
         busy: &mut HashSet<crate::domain::webhooks::EndpointId>,
     ) -> Result<Duration, EngineError> {
         let now = self.engine.now();
-        for e in self.engine.due_webhooks(now).await? {
+        let endpoints = self.engine.enabled_webhooks().await?;
+        // When the earliest endpoint waiting out a backoff is due again.
+        let next = endpoints
+            .iter()
+            .map(|e| e.next_attempt_at)
+            .filter(|at| *at > now)
+            .min();
+        for e in endpoints.into_iter().filter(|e| e.next_attempt_at <= now) {
             if busy.len() >= PARALLEL {
                 break;
             }
@@ -181,7 +188,6 @@ impl Dispatcher {
                 });
             }
         }
-        let next = self.engine.next_webhook_retry().await?;
         Ok(next
             .and_then(|at| (at - self.engine.now()).to_std().ok())
             .unwrap_or(self.settings.recheck)

@@ -429,6 +429,30 @@ impl Drop for TestApp {
     }
 }
 
+/// Runs the real binary's admin command `args` against `app` with the admin token `token`:
+/// its exit code, stdout and stderr.
+pub async fn admin_command(app: &TestApp, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_eftcloud"))
+            .args(args)
+            .args(["--cloud", &app.base, "--token", token])
+            .env_remove("EFTCLOUD_ADMIN_TOKEN")
+            .env_remove("EFTCLOUD_CLOUD")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("command finished in time")
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Creates an API key of `owner` with `scopes`; the key as presented.
 pub async fn key(
     app: &TestApp,

@@ -12,12 +12,8 @@ use protocol::{Function, ResultCode, TransactionId, TransactionResult};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::process::Command;
 
 const TOKEN: &str = "admin-token-for-reconciliation";
-const BIN: &str = env!("CARGO_BIN_EXE_eftcloud");
 
 async fn app() -> TestApp {
     spawn_app_with(Opts {
@@ -442,25 +438,7 @@ async fn paid(app: &TestApp, reg: &protocol::RegisterKey, amount: &str) -> (Stri
 }
 
 async fn eftcloud(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        Command::new(BIN)
-            .args(args)
-            .args(["--cloud", &app.base, "--token", TOKEN])
-            .env_remove("EFTCLOUD_ADMIN_TOKEN")
-            .env_remove("EFTCLOUD_CLOUD")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("command finished in time")
-    .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    admin_command(app, TOKEN, args).await
 }
 
 #[tokio::test]

@@ -429,23 +429,19 @@ impl WebhookStore for SqliteStore {
         let (id, event) = (id.clone(), event.clone());
         self.writer
             .write(move |conn| {
-                let n = conn
+                // Due now, whatever the backoff said: someone asked.
+                let exists = conn
                     .prepare_cached(
-                        "INSERT INTO webhook_redeliveries (endpoint_id, event_id, requested_at)
-                         SELECT id, ?2, ?3 FROM webhook_endpoints WHERE id = ?1
-                         ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-                    )?
-                    .execute(params![id.as_str(), event.as_str(), ms(at)])?;
-                let exists = n == 1
-                    || conn
-                        .prepare_cached("SELECT 1 FROM webhook_endpoints WHERE id = ?1")?
-                        .exists([id.as_str()])?;
-                if exists {
-                    // Due now, whatever the backoff said: someone asked.
-                    conn.prepare_cached(
                         "UPDATE webhook_endpoints SET next_attempt_at = 0 WHERE id = ?1",
                     )?
-                    .execute([id.as_str()])?;
+                    .execute([id.as_str()])?
+                    == 1;
+                if exists {
+                    conn.prepare_cached(
+                        "INSERT INTO webhook_redeliveries (endpoint_id, event_id, requested_at)
+                         VALUES (?1, ?2, ?3) ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+                    )?
+                    .execute(params![id.as_str(), event.as_str(), ms(at)])?;
                 }
                 Ok(exists)
             })

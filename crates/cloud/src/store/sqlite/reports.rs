@@ -36,24 +36,39 @@ macro_rules! in_period {
     };
 }
 
-#[async_trait]
-impl ReportStore for SqliteStore {
-    async fn settlements(&self, q: &PeriodQuery) -> Result<Vec<TransactionRecord>, StoreError> {
+impl SqliteStore {
+    /// Runs one of the period statements below (`?1`–`?5` bound from `q`).
+    async fn period(
+        &self,
+        q: &PeriodQuery,
+        sql: &'static str,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
         let (merchant, device, since, until, limit) = bound(q);
         self.scan(move |conn| {
             all(
                 conn,
-                concat!(
-                    "SELECT ",
-                    tx_columns!(),
-                    " FROM transactions t WHERE t.function = 'Acquirer.Settlement.Cutover' AND ",
-                    in_period!(),
-                    " ORDER BY t.completed_at DESC, t.id DESC LIMIT ?5"
-                ),
+                sql,
                 params![merchant, device, since, until, limit],
                 transaction_from_row,
             )
         })
+        .await
+    }
+}
+
+#[async_trait]
+impl ReportStore for SqliteStore {
+    async fn settlements(&self, q: &PeriodQuery) -> Result<Vec<TransactionRecord>, StoreError> {
+        self.period(
+            q,
+            concat!(
+                "SELECT ",
+                tx_columns!(),
+                " FROM transactions t WHERE t.function = 'Acquirer.Settlement.Cutover' AND ",
+                in_period!(),
+                " ORDER BY t.completed_at DESC, t.id DESC LIMIT ?5"
+            ),
+        )
         .await
     }
 
@@ -61,21 +76,16 @@ impl ReportStore for SqliteStore {
         &self,
         q: &PeriodQuery,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let (merchant, device, since, until, limit) = bound(q);
-        self.scan(move |conn| {
-            all(
-                conn,
-                concat!(
-                    "SELECT ",
-                    tx_columns!(),
-                    " FROM transactions t WHERE ",
-                    in_period!(),
-                    " ORDER BY t.completed_at, t.id LIMIT ?5"
-                ),
-                params![merchant, device, since, until, limit],
-                transaction_from_row,
-            )
-        })
+        self.period(
+            q,
+            concat!(
+                "SELECT ",
+                tx_columns!(),
+                " FROM transactions t WHERE ",
+                in_period!(),
+                " ORDER BY t.completed_at, t.id LIMIT ?5"
+            ),
+        )
         .await
     }
 
@@ -83,21 +93,16 @@ impl ReportStore for SqliteStore {
         &self,
         q: &PeriodQuery,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let (merchant, device, since, until, limit) = bound(q);
-        self.scan(move |conn| {
-            all(
-                conn,
-                concat!(
-                    "SELECT ",
-                    tx_columns!(),
-                    " FROM transactions WHERE original_id IN (SELECT t.id FROM transactions t WHERE ",
-                    in_period!(),
-                    " ORDER BY t.completed_at, t.id LIMIT ?5) ORDER BY created_at, rowid"
-                ),
-                params![merchant, device, since, until, limit],
-                transaction_from_row,
-            )
-        })
+        self.period(
+            q,
+            concat!(
+                "SELECT ",
+                tx_columns!(),
+                " FROM transactions WHERE original_id IN (SELECT t.id FROM transactions t WHERE ",
+                in_period!(),
+                " ORDER BY t.completed_at, t.id LIMIT ?5) ORDER BY created_at, rowid"
+            ),
+        )
         .await
     }
 }
